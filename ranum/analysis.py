@@ -1,0 +1,82 @@
+"""The analysis entry point: load a model, set initial intervals, run the abstract interpreter.
+
+:func:`analyze` returns an :class:`Analysis` that answers ``bounds(tensor)`` for every tensor of
+the graph (subgraph tensors included, joined over all their evaluations).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ranum.config import AnalysisConfig
+from ranum.domain.ranges import Assumption, RangeSpec, initial_intervals, parse_spec
+from ranum.errors import RangeSpecError
+from ranum.graph.loader import ModelSource, load_model
+from ranum.graph.model import Graph
+from ranum.interpret import AbstractRun, run_abstract
+
+__all__ = ["Analysis", "analyze", "SpecSource"]
+
+SpecSource = RangeSpec | Mapping[str, Any] | str | Path | None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Result of one abstract interpretation of a model."""
+
+    graph: Graph
+    run: AbstractRun
+    spec: RangeSpec
+    assumptions: tuple[Assumption, ...]
+    dims: Mapping[str, int]
+    seconds: float
+
+    def bounds(self, tensor: str) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of a tensor, as arrays of the tensor's shape.
+
+        Raises:
+            RangeSpecError: if the graph has no tensor of that name.
+        """
+        iv = self.run.env.get(tensor)
+        if iv is None:
+            raise RangeSpecError(f"the graph has no tensor named '{tensor}'")
+        if iv.shape is None:
+            return iv.lower.detach().numpy(), iv.upper.detach().numpy()
+        lo, hi = iv.full()
+        return lo.detach().numpy(), hi.detach().numpy()
+
+    @property
+    def unsupported(self) -> Mapping[str, str]:
+        """Node name -> why it had no usable rule."""
+        return self.run.unsupported
+
+
+def as_spec(spec: SpecSource) -> RangeSpec:
+    """Accept a RangeSpec, a spec dict, a path to a JSON spec, or None."""
+    return spec if isinstance(spec, RangeSpec) else parse_spec(spec)
+
+
+def analyze(model: ModelSource, spec: SpecSource = None, config: AnalysisConfig | None = None) -> Analysis:
+    """Run the interval analysis of ``model`` under the range assumptions ``spec``.
+
+    Args:
+        model: path to an ONNX file or an ``onnx.ModelProto``.
+        spec: range spec (dict, JSON path or RangeSpec); None uses every default.
+        config: analysis knobs.
+
+    Returns:
+        The :class:`Analysis`, with bounds for every tensor.
+    """
+    spec = as_spec(spec)
+    start = time.perf_counter()
+    graph, dims = load_model(model, spec.dims)
+    initial, notes = initial_intervals(graph, spec)
+    run = run_abstract(graph, initial, config)
+    seconds = time.perf_counter() - start
+    return Analysis(graph, run, spec, tuple(notes), dims, seconds)

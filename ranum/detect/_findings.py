@@ -1,0 +1,82 @@
+"""Turn an abstract run into findings, one per (node, hazard) whose invalid region is reachable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ranum.interpret import AbstractRun
+
+__all__ = ["Finding", "find_hazards"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A potential numerical defect at one node.
+
+    Attributes:
+        node: ONNX node name (stable generated name for unnamed nodes).
+        op_type: the operator.
+        hazard: what can go wrong, in words.
+        hazard_id: short identifier of the hazard kind (e.g. ``log-nonpositive``).
+        operand: the tensor whose values can be invalid.
+        interval: min lower and max upper bound of that tensor.
+        invalid: the invalid region.
+        certain: every value the operand can take is invalid.
+        kind: ``forward`` (NaN/Inf at inference) or ``gradient`` (only training breaks).
+    """
+
+    node: str
+    op_type: str
+    hazard: str
+    hazard_id: str
+    operand: str
+    interval: tuple[float, float]
+    invalid: str
+    certain: bool
+    kind: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["interval"] = [_json_number(v) for v in self.interval]
+        return data
+
+
+def _json_number(value: float) -> float | str:
+    """JSON has no infinity: write it as the strings "inf" / "-inf"."""
+    if value == float("inf"):
+        return "inf"
+    if value == float("-inf"):
+        return "-inf"
+    return value
+
+
+def find_hazards(run: AbstractRun) -> list[Finding]:
+    """Check every declared hazard of every evaluated node (graph order, subgraphs included)."""
+    findings: list[Finding] = []
+    for node in run.nodes:
+        rule = run.rules.get(node.name)
+        if rule is None or node.name in run.unsupported:
+            continue
+        inputs = [run.env.get(name) if name else None for name in node.inputs]
+        outputs = [run.env.get(name) if name else None for name in node.outputs]
+        for hazard in rule.hazards:
+            hit = hazard.check(inputs, outputs)
+            if hit is None:
+                continue
+            operand = hazard.operand_name(node.inputs, node.outputs)
+            operand_iv = run.env.get(operand)
+            elem_type = operand_iv.elem_type if operand_iv is not None else 1
+            findings.append(
+                Finding(
+                    node=node.name,
+                    op_type=node.op_type,
+                    hazard=hazard.description,
+                    hazard_id=hazard.name,
+                    operand=operand,
+                    interval=(hit.low, hit.high),
+                    invalid=hazard.invalid_text(elem_type),
+                    certain=hit.certain,
+                    kind=hazard.kind,
+                )
+            )
+    return findings

@@ -1,0 +1,118 @@
+"""Split-point algebra for block-wise bounds.
+
+A tensor of shape ``(n_0, ..., n_k)`` is cut along each axis at split points: ``splits[a]`` is the
+strictly increasing tuple of block start offsets along axis ``a``, starting at 0 (empty when
+``n_a == 0``). Bounds are stored per block, in a tensor of shape ``(len(splits[0]), ...)``.
+Every function here is exact or sound: merging takes the minimum of lower bounds and the maximum
+of upper bounds, so it can only widen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Splits",
+    "block_sizes",
+    "coarsen",
+    "compress",
+    "expand",
+    "regrid",
+    "single_splits",
+    "union",
+]
+
+Splits = tuple[tuple[int, ...], ...]
+
+
+def single_splits(shape: Sequence[int]) -> Splits:
+    """One block per axis (an empty tuple on axes of length 0)."""
+    return tuple((0,) if n > 0 else () for n in shape)
+
+
+def block_sizes(starts: Sequence[int], length: int) -> list[int]:
+    """Sizes of the blocks that start at ``starts`` on an axis of ``length`` elements."""
+    ends = list(starts[1:]) + [length]
+    return [e - s for s, e in zip(starts, ends)]
+
+
+def expand(blocks: Tensor, splits: Splits, shape: Sequence[int]) -> Tensor:
+    """Materialise block values into a full tensor of ``shape``."""
+    out = blocks
+    for axis, (starts, length) in enumerate(zip(splits, shape)):
+        if len(starts) == length:
+            continue
+        sizes = torch.tensor(block_sizes(starts, length), dtype=torch.long)
+        out = out.repeat_interleave(sizes, dim=axis)
+    return out
+
+
+def union(first: tuple[int, ...], second: tuple[int, ...]) -> tuple[int, ...]:
+    """The common refinement of two split tuples on the same axis."""
+    if first == second:
+        return first
+    return tuple(sorted(set(first) | set(second)))
+
+
+def regrid(blocks: Tensor, axis: int, source: tuple[int, ...], target: tuple[int, ...]) -> Tensor:
+    """Re-index blocks along ``axis`` from ``source`` splits to a refinement ``target``."""
+    if source == target:
+        return blocks
+    src = torch.tensor(source, dtype=torch.long)
+    dst = torch.tensor(target, dtype=torch.long)
+    index = torch.searchsorted(src, dst, right=True) - 1
+    return blocks.index_select(axis, index)
+
+
+def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tensor, Splits]:
+    """Merge adjacent blocks whose lower and upper bounds coincide (lossless)."""
+    new_splits = list(splits)
+    for axis in range(lower.dim()):
+        count = lower.shape[axis]
+        if count <= 1:
+            continue
+        differs = (lower.narrow(axis, 1, count - 1) != lower.narrow(axis, 0, count - 1)) | (
+            upper.narrow(axis, 1, count - 1) != upper.narrow(axis, 0, count - 1)
+        )
+        other = [d for d in range(lower.dim()) if d != axis]
+        keep = differs.any(dim=other) if other else differs
+        if bool(keep.all()):
+            continue
+        index = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(keep).flatten() + 1])
+        lower = lower.index_select(axis, index)
+        upper = upper.index_select(axis, index)
+        starts = splits[axis]
+        new_splits[axis] = tuple(starts[i] for i in index.tolist())
+    return lower, upper, tuple(new_splits)
+
+
+def coarsen(lower: Tensor, upper: Tensor, splits: Splits, budget: int) -> tuple[Tensor, Tensor, Splits]:
+    """Merge pairs of adjacent blocks on the busiest axis until at most ``budget`` blocks remain.
+
+    Sound: each merged block takes the min of the lower and the max of the upper bounds.
+    """
+    new_splits = list(splits)
+    while lower.numel() > budget and lower.dim() > 0:
+        axis = max(range(lower.dim()), key=lambda a: lower.shape[a])
+        count = lower.shape[axis]
+        if count <= 1:
+            break
+        pairs = torch.arange(count) // 2
+        groups = (count + 1) // 2
+        lower = _segment_reduce(lower, axis, pairs, groups, torch.amin)
+        upper = _segment_reduce(upper, axis, pairs, groups, torch.amax)
+        new_splits[axis] = tuple(new_splits[axis][::2])
+    return lower, upper, tuple(new_splits)
+
+
+def _segment_reduce(values: Tensor, axis: int, group: Tensor, groups: int, reduce) -> Tensor:
+    """Reduce consecutive pairs along ``axis`` (groups of two, the last possibly of one)."""
+    count = values.shape[axis]
+    if count % 2:
+        values = torch.cat([values, values.narrow(axis, count - 1, 1)], dim=axis)
+    shape = list(values.shape)
+    shape[axis : axis + 1] = [groups, 2]
+    return reduce(values.reshape(shape), dim=axis + 1)

@@ -1,0 +1,131 @@
+"""ONNX element types, their torch counterparts, and the float facts the analysis relies on.
+
+Bounds are stored as float64 for floating tensors and int64 for integer and boolean tensors
+(booleans as 0/1), so that integer shape arithmetic stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from onnx import TensorProto
+
+__all__ = [
+    "FloatFacts",
+    "bound_dtype",
+    "elem_type_of",
+    "float_facts",
+    "is_bool",
+    "is_float",
+    "torch_dtype",
+    "type_name",
+]
+
+_TORCH_OF = {
+    TensorProto.FLOAT: torch.float32,
+    TensorProto.DOUBLE: torch.float64,
+    TensorProto.FLOAT16: torch.float16,
+    TensorProto.BFLOAT16: torch.bfloat16,
+    TensorProto.INT8: torch.int8,
+    TensorProto.INT16: torch.int16,
+    TensorProto.INT32: torch.int32,
+    TensorProto.INT64: torch.int64,
+    TensorProto.UINT8: torch.uint8,
+    TensorProto.UINT16: torch.int32,
+    TensorProto.UINT32: torch.int64,
+    TensorProto.UINT64: torch.int64,
+    TensorProto.BOOL: torch.bool,
+}
+_ONNX_OF = {
+    torch.float32: TensorProto.FLOAT,
+    torch.float64: TensorProto.DOUBLE,
+    torch.float16: TensorProto.FLOAT16,
+    torch.bfloat16: TensorProto.BFLOAT16,
+    torch.int8: TensorProto.INT8,
+    torch.int16: TensorProto.INT16,
+    torch.int32: TensorProto.INT32,
+    torch.int64: TensorProto.INT64,
+    torch.uint8: TensorProto.UINT8,
+    torch.bool: TensorProto.BOOL,
+}
+_SUBNORMAL = {
+    torch.float32: 2.0**-149,
+    torch.float64: 2.0**-1074,
+    torch.float16: 2.0**-24,
+    torch.bfloat16: 2.0**-133,
+}
+_FLOATS = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+
+def is_float(elem_type: int) -> bool:
+    """Whether an ONNX element type is a floating type the analysis supports."""
+    return elem_type in _FLOATS
+
+
+def is_bool(elem_type: int) -> bool:
+    """Whether an ONNX element type is BOOL."""
+    return elem_type == TensorProto.BOOL
+
+
+def torch_dtype(elem_type: int) -> torch.dtype:
+    """The torch dtype that holds concrete values of an ONNX element type."""
+    try:
+        return _TORCH_OF[elem_type]
+    except KeyError:
+        raise ValueError(f"unsupported tensor element type {type_name(elem_type)}") from None
+
+
+def elem_type_of(dtype: torch.dtype) -> int:
+    """The ONNX element type of a torch dtype."""
+    return _ONNX_OF[dtype]
+
+
+def bound_dtype(elem_type: int) -> torch.dtype:
+    """The dtype in which bounds of a tensor of this element type are stored."""
+    return torch.float64 if is_float(elem_type) else torch.int64
+
+
+def type_name(elem_type: int) -> str:
+    """A readable name such as 'float32' for an ONNX element type."""
+    if elem_type == TensorProto.FLOAT:
+        return "float32"
+    if elem_type == TensorProto.DOUBLE:
+        return "float64"
+    try:
+        return TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:
+        return f"type{elem_type}"
+
+
+@dataclass(frozen=True)
+class FloatFacts:
+    """Limits of a floating type, as float64 numbers.
+
+    Attributes:
+        max: largest finite value.
+        eps: machine epsilon (distance from 1 to the next value).
+        tiny: smallest positive normal number.
+        subnormal: smallest positive subnormal number.
+        log_max: natural log of ``max``; exp of anything larger overflows.
+    """
+
+    max: float
+    eps: float
+    tiny: float
+    subnormal: float
+    log_max: float
+
+
+def float_facts(elem_type: int) -> FloatFacts:
+    """Limits of a floating ONNX element type (integers get float32's, never used for rounding)."""
+    dtype = _TORCH_OF[elem_type] if is_float(elem_type) else torch.float32
+    info = torch.finfo(dtype)
+    sub = _SUBNORMAL[dtype]
+    return FloatFacts(
+        max=float(info.max),
+        eps=float(info.eps),
+        tiny=float(info.tiny),
+        subnormal=sub,
+        log_max=float(torch.log(torch.tensor(float(info.max), dtype=torch.float64))),
+    )

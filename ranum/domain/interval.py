@@ -1,0 +1,289 @@
+"""Block-wise interval abstraction of one tensor.
+
+An :class:`Interval` over-approximates every non-NaN value a tensor can take: element ``i`` lies in
+``[lower[b], upper[b]]`` where ``b`` is the block holding ``i`` (see :mod:`ranum.domain.blocks`).
+Invariants: ``lower <= upper`` element-wise, bounds are never NaN (``-inf``/``+inf`` stand for
+"unbounded"), bounds are float64 for floating tensors and int64 for integer/boolean tensors, and the
+block grid has ``len(splits[a])`` entries on axis ``a``. A shape of ``None`` means the shape is not
+known (only produced downstream of an unsupported operator); such an interval has 0-d bounds.
+Bounds are plain torch tensors, so gradients flow through every operation defined here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ranum.domain import blocks
+from ranum.domain.blocks import Splits
+from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, torch_dtype
+
+__all__ = ["Interval", "align", "elementwise", "DEFAULT_BLOCK_BUDGET"]
+
+DEFAULT_BLOCK_BUDGET = 1 << 16
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True, eq=False)
+class Interval:
+    """Lower and upper bounds per block of a tensor of a known (or unknown) shape."""
+
+    lower: Tensor
+    upper: Tensor
+    splits: Splits
+    shape: tuple[int, ...] | None
+    elem_type: int
+
+    # ----------------------------------------------------------------- construction
+    @staticmethod
+    def create(
+        lower: Tensor,
+        upper: Tensor,
+        splits: Splits,
+        shape: Sequence[int] | None,
+        elem_type: int,
+        budget: int | None = None,
+    ) -> Interval:
+        """Build an interval from block bounds: sanitise, cast, merge equal blocks, respect budget."""
+        lower, upper = _sanitise(lower, upper, elem_type)
+        if shape is None:
+            return Interval(lower.amin() if lower.dim() else lower, upper.amax() if upper.dim() else upper,
+                            (), None, elem_type)
+        lower, upper, splits = blocks.compress(lower, upper, splits)
+        if budget is not None and lower.numel() > budget and not torch.equal(lower, upper):
+            lower, upper, splits = blocks.coarsen(lower, upper, splits, budget)
+        return Interval(lower, upper, splits, tuple(int(n) for n in shape), elem_type)
+
+    @staticmethod
+    def from_full(lower: Tensor, upper: Tensor, elem_type: int, budget: int | None = None) -> Interval:
+        """Build an interval from full-shape bounds (one block per element before merging)."""
+        shape = tuple(lower.shape)
+        splits = tuple(tuple(range(n)) for n in shape)
+        return Interval.create(lower, upper, splits, shape, elem_type, budget)
+
+    @staticmethod
+    def point(value: Tensor, elem_type: int) -> Interval:
+        """The exact abstraction of one concrete tensor."""
+        bounds = value.to(bound_dtype(elem_type))
+        return Interval.from_full(bounds, bounds, elem_type)
+
+    @staticmethod
+    def uniform(low: float | Tensor, high: float | Tensor, shape: Sequence[int] | None, elem_type: int) -> Interval:
+        """One block holding ``[low, high]`` for every element."""
+        dtype = bound_dtype(elem_type)
+        lo = torch.as_tensor(low, dtype=torch.float64)
+        hi = torch.as_tensor(high, dtype=torch.float64)
+        if shape is None:
+            return Interval.create(lo, hi, (), None, elem_type)
+        grid = tuple(1 if n > 0 else 0 for n in shape)
+        lo = lo.to(dtype) if not is_float(elem_type) else lo
+        return Interval.create(lo.expand(grid).clone(), hi.expand(grid).clone(),
+                               blocks.single_splits(shape), shape, elem_type)
+
+    @staticmethod
+    def top(shape: Sequence[int] | None, elem_type: int) -> Interval:
+        """The widest sound interval for a tensor of this element type."""
+        if is_float(elem_type):
+            return Interval.uniform(-torch.inf, torch.inf, shape, elem_type)
+        if is_bool(elem_type):
+            return Interval.uniform(0, 1, shape, elem_type)
+        info = torch.iinfo(torch_dtype(elem_type))
+        return Interval.uniform(float(info.min), float(info.max), shape, elem_type)
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def rank(self) -> int | None:
+        """Number of axes, or None when the shape is unknown."""
+        return None if self.shape is None else len(self.shape)
+
+    @property
+    def numblocks(self) -> int:
+        """Number of blocks (1 for an unknown shape)."""
+        return int(self.lower.numel())
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether every element has one known value (lower == upper everywhere)."""
+        return self.shape is not None and bool(torch.equal(self.lower, self.upper))
+
+    def full(self) -> tuple[Tensor, Tensor]:
+        """Full-shape lower and upper bound tensors."""
+        if self.shape is None:
+            raise ValueError("cannot materialise an interval of unknown shape")
+        return (blocks.expand(self.lower, self.splits, self.shape),
+                blocks.expand(self.upper, self.splits, self.shape))
+
+    def exact_value(self) -> Tensor:
+        """The concrete tensor (in the ONNX element type's torch dtype) of an exact interval."""
+        if not self.is_exact:
+            raise ValueError("interval is not exact")
+        return blocks.expand(self.lower, self.splits, self.shape).to(torch_dtype(self.elem_type))
+
+    def min(self) -> float:
+        """Smallest lower bound over all blocks (for reports, not for propagation)."""
+        return float(self.lower.min()) if self.lower.numel() else float("nan")
+
+    def max(self) -> float:
+        """Largest upper bound over all blocks (for reports, not for propagation)."""
+        return float(self.upper.max()) if self.upper.numel() else float("nan")
+
+    def contains(self, values: Tensor) -> Tensor:
+        """Element-wise membership of a concrete tensor (NaN is never contained)."""
+        lo, hi = self.full() if self.shape is not None else (self.lower, self.upper)
+        v = values.to(torch.float64)
+        return (v >= lo) & (v <= hi)
+
+    # ----------------------------------------------------------------- transformations
+    def with_bounds(self, lower: Tensor, upper: Tensor, elem_type: int | None = None) -> Interval:
+        """Same block grid and shape, new bounds."""
+        return Interval.create(lower, upper, self.splits, self.shape,
+                               self.elem_type if elem_type is None else elem_type)
+
+    def map_increasing(self, fn: Callable[[Tensor], Tensor], elem_type: int | None = None) -> Interval:
+        """Apply a non-decreasing function to both bounds."""
+        return self.with_bounds(fn(self.lower), fn(self.upper), elem_type)
+
+    def map_decreasing(self, fn: Callable[[Tensor], Tensor], elem_type: int | None = None) -> Interval:
+        """Apply a non-increasing function, swapping the bounds."""
+        return self.with_bounds(fn(self.upper), fn(self.lower), elem_type)
+
+    def broadcast_to(self, shape: Sequence[int]) -> Interval:
+        """Numpy-style broadcast to ``shape`` (cheap: broadcast axes hold one block)."""
+        shape = tuple(int(n) for n in shape)
+        if self.shape is None or self.shape == shape:
+            return self
+        lead = len(shape) - len(self.shape)
+        lower = self.lower.reshape((1,) * lead + tuple(self.lower.shape))
+        upper = self.upper.reshape(lower.shape)
+        splits = list(blocks.single_splits(shape[:lead])) + list(self.splits)
+        for axis, (old, new) in enumerate(zip((1,) * lead + self.shape, shape)):
+            if old == new:
+                continue
+            if old != 1:
+                raise ValueError(f"cannot broadcast shape {self.shape} to {shape}")
+            splits[axis] = (0,) if new > 0 else ()
+            if new == 0:
+                lower = lower.narrow(axis, 0, 0)
+                upper = upper.narrow(axis, 0, 0)
+        return Interval(lower, upper, tuple(splits), shape, self.elem_type)
+
+    def join(self, other: Interval) -> Interval:
+        """Least upper bound in the block domain (unknown shape when shapes differ)."""
+        if self.shape != other.shape or self.shape is None:
+            lo = torch.minimum(self.lower.min(), other.lower.min().to(self.lower.dtype))
+            hi = torch.maximum(self.upper.max(), other.upper.max().to(self.upper.dtype))
+            return Interval.create(lo, hi, (), None, self.elem_type)
+        splits, ((l1, u1), (l2, u2)) = align([self, other], self.shape)
+        return Interval.create(torch.minimum(l1, l2), torch.maximum(u1, u2), splits, self.shape, self.elem_type)
+
+    def widened(self, ulps: float) -> Interval:
+        """Round outward by ``ulps`` units in the last place of the element type.
+
+        Sign-preserving (rounding to nearest never flips a sign) and saturating: a bound past the
+        largest finite value becomes infinite, since the execution would overflow there.
+        """
+        if not is_float(self.elem_type):
+            return self
+        facts = float_facts(self.elem_type)
+        lo, hi = self.lower, self.upper
+        new_lo = lo - lo.abs() * (ulps * facts.eps) - ulps * facts.subnormal
+        new_hi = hi + hi.abs() * (ulps * facts.eps) + ulps * facts.subnormal
+        new_lo = torch.where(lo >= 0, new_lo.clamp(min=0.0), new_lo)
+        new_hi = torch.where(hi <= 0, new_hi.clamp(max=0.0), new_hi)
+        new_lo = torch.where(torch.isfinite(lo), new_lo, lo)
+        new_hi = torch.where(torch.isfinite(hi), new_hi, hi)
+        return self.with_bounds(saturate_lower(new_lo, facts.max), saturate_upper(new_hi, facts.max))
+
+    def __repr__(self) -> str:
+        return f"Interval(shape={self.shape}, blocks={self.numblocks}, [{self.min():.6g}, {self.max():.6g}])"
+
+
+def saturate_lower(lower: Tensor, max_finite: float) -> Tensor:
+    """A lower bound below -max_finite may round to -inf."""
+    return torch.where(lower < -max_finite, torch.full_like(lower, -torch.inf), lower)
+
+
+def saturate_upper(upper: Tensor, max_finite: float) -> Tensor:
+    """An upper bound above max_finite may round to +inf."""
+    return torch.where(upper > max_finite, torch.full_like(upper, torch.inf), upper)
+
+
+def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """Cast bounds to the storage dtype; NaN bounds become infinite (sound), ints round outward."""
+    if is_float(elem_type):
+        lower = lower.to(torch.float64)
+        upper = upper.to(torch.float64)
+        lower = torch.where(torch.isnan(lower), torch.full_like(lower, -torch.inf), lower)
+        upper = torch.where(torch.isnan(upper), torch.full_like(upper, torch.inf), upper)
+        return lower, upper
+    if lower.is_floating_point():
+        lower = torch.nan_to_num(lower.floor(), nan=_INT_MIN, neginf=_INT_MIN, posinf=_INT_MAX)
+        lower = lower.clamp(_INT_MIN, 9.2e18).to(torch.int64)
+    if upper.is_floating_point():
+        upper = torch.nan_to_num(upper.ceil(), nan=_INT_MAX, neginf=_INT_MIN, posinf=_INT_MAX)
+        upper = upper.clamp(-9.2e18, 9.2e18).to(torch.int64)
+    lower, upper = lower.to(torch.int64), upper.to(torch.int64)
+    if is_bool(elem_type):
+        lower, upper = lower.clamp(0, 1), upper.clamp(0, 1)
+    return lower, upper
+
+
+def align(intervals: Sequence[Interval], shape: Sequence[int]) -> tuple[Splits, list[tuple[Tensor, Tensor]]]:
+    """Broadcast intervals to ``shape`` and bring them onto one common block grid.
+
+    Returns:
+        The common splits and, per interval, its (lower, upper) block tensors on that grid.
+    """
+    shape = tuple(shape)
+    cast = [iv.broadcast_to(shape) for iv in intervals]
+    splits: list[tuple[int, ...]] = []
+    for axis in range(len(shape)):
+        common = cast[0].splits[axis]
+        for iv in cast[1:]:
+            common = blocks.union(common, iv.splits[axis])
+        splits.append(common)
+    out = []
+    for iv in cast:
+        lo, hi = iv.lower, iv.upper
+        for axis, common in enumerate(splits):
+            lo = blocks.regrid(lo, axis, iv.splits[axis], common)
+            hi = blocks.regrid(hi, axis, iv.splits[axis], common)
+        out.append((lo, hi))
+    return tuple(splits), out
+
+
+def broadcast_shape(*shapes: Sequence[int] | None) -> tuple[int, ...] | None:
+    """Numpy broadcast of shapes; None if any is unknown."""
+    if any(s is None for s in shapes):
+        return None
+    return tuple(torch.broadcast_shapes(*[tuple(s) for s in shapes]))
+
+
+def elementwise(
+    fn: Callable[..., tuple[Tensor, Tensor]],
+    intervals: Sequence[Interval],
+    elem_type: int,
+) -> Interval:
+    """Apply a block-wise bound function to broadcast, aligned operands.
+
+    Args:
+        fn: receives ``(lo_1, hi_1, lo_2, hi_2, ...)`` block tensors on a common grid and returns
+            the output's ``(lower, upper)`` on that grid.
+        intervals: the operands.
+        elem_type: the output's ONNX element type.
+    """
+    shape = broadcast_shape(*[iv.shape for iv in intervals])
+    if shape is None:
+        args = []
+        for iv in intervals:
+            args += [iv.lower.min() if iv.lower.dim() else iv.lower, iv.upper.max() if iv.upper.dim() else iv.upper]
+        lo, hi = fn(*[a.to(torch.float64) if is_float(elem_type) else a for a in args])
+        return Interval.create(lo, hi, (), None, elem_type)
+    splits, bounds = align(intervals, shape)
+    args = [t for pair in bounds for t in pair]
+    lo, hi = fn(*args)
+    return Interval.create(lo, hi, splits, shape, elem_type)

@@ -1,0 +1,245 @@
+"""Range specifications: the user's assumptions about inputs and weights, and the initial intervals.
+
+Spec shape (file or dict): ``{"inputs": {"x": [0, 1]}, "weights": {"default": [-1, 1] | "exact" |
+"derived", "W1": [-2, 2] | "exact"}, "dims": {"batch": 1}}``.
+
+Tensors are classified without looking at names: graph inputs that are not initializers are
+*inputs*; floating initializers with more than one element are *weights*; every other initializer
+is a *constant* and is taken exactly unless a range names it.
+
+Defaults (documented in README): a float input without a range gets [-1, 1], an integer or boolean
+input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
+with ``lo, hi`` their min and max and ``r = max(hi - lo, max|w|)``, the range is
+``[lo - r, hi + r]``, kept non-negative (non-positive) when every initial value is; an all-zero
+weight gets [-1, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ranum.domain.dtypes import is_float
+from ranum.domain.interval import Interval
+from ranum.errors import RangeSpecError
+from ranum.graph.loader import tensor_value
+from ranum.graph.model import Graph
+
+__all__ = [
+    "Assumption",
+    "RangeSpec",
+    "DEFAULT_FLOAT_INPUT",
+    "DEFAULT_INDEX_INPUT",
+    "ZERO_WEIGHT_BOX",
+    "initial_intervals",
+    "parse_range_text",
+    "parse_spec",
+]
+
+DEFAULT_FLOAT_INPUT = (-1.0, 1.0)
+DEFAULT_INDEX_INPUT = (0.0, 1.0)
+ZERO_WEIGHT_BOX = (-1.0, 1.0)
+WEIGHT_MODES = ("derived", "exact")
+
+Bounds = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    """Validated range assumptions.
+
+    Attributes:
+        inputs: ranges of graph inputs (or any tensor named by ``--range``).
+        weights: per-weight ranges or ``"exact"``.
+        weights_default: ``"derived"``, ``"exact"`` or one box for every weight.
+        dims: values of symbolic dimensions.
+    """
+
+    inputs: Mapping[str, Bounds] = field(default_factory=dict)
+    weights: Mapping[str, Bounds | str] = field(default_factory=dict)
+    weights_default: Bounds | str = "derived"
+    dims: Mapping[str, int] = field(default_factory=dict)
+
+    def with_ranges(self, ranges: Mapping[str, Bounds]) -> RangeSpec:
+        """Add ``--range`` style overrides (they apply to inputs and initializers alike)."""
+        return replace(self, inputs={**self.inputs, **ranges})
+
+    def with_weights_default(self, mode: Bounds | str) -> RangeSpec:
+        """Replace the global weight mode (``--weights``)."""
+        return replace(self, weights_default=mode)
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """What the analysis assumed for one input, weight or constant (printed in the report)."""
+
+    tensor: str
+    role: str  # "input" | "weight" | "constant"
+    low: float | None
+    high: float | None
+    source: str  # "spec" | "default" | "derived" | "exact"
+
+
+def parse_spec(spec: Mapping[str, Any] | str | Path | None) -> RangeSpec:
+    """Validate a spec dict or read and validate a JSON spec file."""
+    if spec is None:
+        return RangeSpec()
+    if isinstance(spec, (str, Path)):
+        spec = _read_json(Path(spec))
+    if not isinstance(spec, Mapping):
+        raise RangeSpecError("range spec must be a JSON object with 'inputs', 'weights' and 'dims'")
+    unknown = set(spec) - {"inputs", "weights", "dims"}
+    if unknown:
+        raise RangeSpecError(f"range spec has unknown keys: {', '.join(sorted(unknown))}")
+    inputs = {str(k): _bounds(v, f"inputs.{k}") for k, v in _section(spec, "inputs").items()}
+    weights: dict[str, Bounds | str] = {}
+    default: Bounds | str = "derived"
+    for key, value in _section(spec, "weights").items():
+        parsed = _weight_entry(value, f"weights.{key}")
+        if key == "default":
+            default = parsed
+        else:
+            weights[str(key)] = parsed
+    dims = {}
+    for key, value in _section(spec, "dims").items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise RangeSpecError(f"dims.{key} must be a non-negative integer, got {value!r}")
+        dims[str(key)] = value
+    return RangeSpec(inputs, weights, default, dims)
+
+
+def parse_range_text(text: str) -> tuple[str, Bounds]:
+    """Parse ``NAME=LO,HI`` (as given to ``--range``)."""
+    name, sep, rest = text.rpartition("=")
+    if not sep or not name:
+        raise RangeSpecError(f"range '{text}' is not of the form NAME=LO,HI")
+    parts = rest.split(",")
+    if len(parts) != 2:
+        raise RangeSpecError(f"range '{text}' is not of the form NAME=LO,HI")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise RangeSpecError(f"range '{text}': LO and HI must be numbers") from None
+    return name, _bounds(values, name)
+
+
+def parse_weights_mode(text: str) -> Bounds | str:
+    """Parse ``--weights``: ``derived``, ``exact`` or ``LO,HI``."""
+    if text in WEIGHT_MODES:
+        return text
+    parts = text.split(",")
+    try:
+        return _bounds([float(p) for p in parts], "--weights")
+    except ValueError:
+        raise RangeSpecError(f"--weights must be 'derived', 'exact' or LO,HI, got '{text}'") from None
+
+
+def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval], list[Assumption]]:
+    """Intervals of every graph input and initializer under ``spec``, and the assumptions made."""
+    names = {info.name for info in graph.inputs} | set(graph.initializers)
+    for name in list(spec.inputs) + list(spec.weights):
+        if name not in names:
+            raise RangeSpecError(f"range given for '{name}', which is neither a graph input nor an initializer")
+    env: dict[str, Interval] = {}
+    notes: list[Assumption] = []
+    for info in graph.inputs:
+        if info.shape is None:
+            raise RangeSpecError(f"graph input '{info.name}' has no known shape")
+        if info.name in spec.inputs:
+            low, high = spec.inputs[info.name]
+            source = "spec"
+        else:
+            low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
+            source = "default"
+        env[info.name] = Interval.uniform(low, high, info.shape, info.elem_type).widened(1)
+        notes.append(Assumption(info.name, "input", low, high, source))
+    for name, proto in graph.initializers.items():
+        value = torch.from_numpy(tensor_value(proto).copy())
+        iv, note = _initializer(name, value, proto.data_type, spec)
+        env[name] = iv
+        notes.append(note)
+    return env, notes
+
+
+def _initializer(name: str, value: torch.Tensor, elem_type: int, spec: RangeSpec) -> tuple[Interval, Assumption]:
+    shape = tuple(value.shape)
+    if name in spec.inputs:
+        low, high = spec.inputs[name]
+        role = "weight" if _is_weight(value, elem_type) else "constant"
+        return Interval.uniform(low, high, shape, elem_type).widened(1), Assumption(name, role, low, high, "spec")
+    if not _is_weight(value, elem_type):
+        return Interval.point(value, elem_type), Assumption(name, "constant", None, None, "exact")
+    mode = spec.weights.get(name, spec.weights_default)
+    if mode == "exact":
+        return Interval.point(value, elem_type), Assumption(name, "weight", None, None, "exact")
+    if mode == "derived":
+        low, high = derived_range(value)
+        return Interval.uniform(low, high, shape, elem_type).widened(1), Assumption(name, "weight", low, high, "derived")
+    low, high = mode
+    return Interval.uniform(low, high, shape, elem_type).widened(1), Assumption(name, "weight", low, high, "spec")
+
+
+def _is_weight(value: torch.Tensor, elem_type: int) -> bool:
+    return is_float(elem_type) and value.numel() > 1
+
+
+def derived_range(value: torch.Tensor) -> Bounds:
+    """Default range of a weight from its initial values (see module docstring)."""
+    v = value.to(torch.float64)
+    finite = v[torch.isfinite(v)]
+    if finite.numel() == 0:
+        return ZERO_WEIGHT_BOX
+    lo, hi = float(finite.min()), float(finite.max())
+    spread = max(hi - lo, max(abs(lo), abs(hi)))
+    if spread == 0.0:
+        return ZERO_WEIGHT_BOX
+    low, high = lo - spread, hi + spread
+    if lo >= 0:
+        low = max(low, 0.0)
+    if hi <= 0:
+        high = min(high, 0.0)
+    return low, high
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise RangeSpecError(f"range spec file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RangeSpecError(f"range spec {path} is not valid JSON: {exc}") from None
+
+
+def _section(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = spec.get(key, {})
+    if not isinstance(value, Mapping):
+        raise RangeSpecError(f"'{key}' in the range spec must be an object")
+    return value
+
+
+def _weight_entry(value: Any, where: str) -> Bounds | str:
+    if isinstance(value, str):
+        if value not in WEIGHT_MODES:
+            raise RangeSpecError(f"{where} must be [LO, HI], 'exact' or 'derived', got '{value}'")
+        return value
+    return _bounds(value, where)
+
+
+def _bounds(value: Any, where: str) -> Bounds:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise RangeSpecError(f"{where}: a range must be [LO, HI], got {value!r}")
+    try:
+        low, high = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        raise RangeSpecError(f"{where}: LO and HI must be numbers, got {value!r}") from None
+    if math.isnan(low) or math.isnan(high):
+        raise RangeSpecError(f"{where}: a range bound is NaN")
+    if low > high:
+        raise RangeSpecError(f"{where}: LO ({low:g}) is greater than HI ({high:g})")
+    return low, high

@@ -1,0 +1,227 @@
+"""Load an ONNX model into a :class:`~ranum.graph.model.Graph`.
+
+Steps: read (path, bytes or ModelProto), read external data only from inside the model's folder,
+run the ONNX checker, substitute symbolic dimensions, run shape inference, sort nodes
+topologically and give unnamed nodes stable names. Every failure raises :class:`ModelError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper, helper, shape_inference
+
+from ranum.errors import ModelError
+from ranum.graph.model import Graph, Node, TensorInfo
+
+__all__ = ["load_model", "ModelSource", "tensor_value"]
+
+log = logging.getLogger(__name__)
+
+ModelSource = str | os.PathLike | onnx.ModelProto
+
+
+def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tuple[Graph, dict[str, int]]:
+    """Read, check and prepare a model.
+
+    Args:
+        source: path to an ``.onnx`` file or an in-memory ``ModelProto``.
+        dims: values for symbolic dimensions (unnamed or unlisted ones take 1).
+
+    Returns:
+        The prepared graph and the symbolic dimensions that were substituted, with their values.
+    """
+    model, origin = _read(source)
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, Exception) as exc:  # checker raises several types
+        raise ModelError(f"model fails the ONNX checker: {_first_line(exc)}") from None
+    used = _fix_symbolic_dims(model, dict(dims or {}))
+    try:
+        model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - inference errors are many; a model we cannot type is bad input
+        raise ModelError(f"shape inference failed: {_first_line(exc)}") from None
+    opsets = {imp.domain: imp.version for imp in model.opset_import}
+    graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
+    return graph, used
+
+
+def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
+    """Numpy value of an initializer or constant tensor."""
+    return onnx.numpy_helper.to_array(proto)
+
+
+def _read(source: ModelSource) -> tuple[onnx.ModelProto, str | None]:
+    if isinstance(source, onnx.ModelProto):
+        return source, None
+    path = Path(source)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(f"not a readable ONNX model: {path} ({_first_line(exc)})") from None
+    if not model.graph.node and not model.graph.input and not model.graph.output:
+        raise ModelError(f"not an ONNX model (empty graph): {path}")
+    _load_external_data(model, path.parent)
+    return model, str(path)
+
+
+def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
+    """Read external tensor data, refusing locations that leave the model's folder."""
+    base = folder.resolve()
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        target = (base / info.location).resolve()
+        if os.path.commonpath([str(base), str(target)]) != str(base):
+            raise ModelError(
+                f"external data of tensor '{tensor.name}' points outside the model folder: {info.location}"
+            )
+        if not target.is_file():
+            raise ModelError(f"external data file of tensor '{tensor.name}' not found: {info.location}")
+        try:
+            external_data_helper.load_external_data_for_tensor(tensor, str(base))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"cannot read external data of tensor '{tensor.name}': {_first_line(exc)}") from None
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str, int]:
+    """Replace symbolic dimensions of graph inputs by their values; returns what was used."""
+    used: dict[str, int] = {}
+    for value in list(model.graph.input) + list(model.graph.output):
+        if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
+            continue
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value"):
+                continue
+            key = dim.dim_param or "?"
+            size = int(dims.get(key, 1))
+            used[key] = size
+            dim.Clear()
+            dim.dim_value = size
+    del model.graph.value_info[:]
+    return used
+
+
+def _convert_graph(
+    graph: onnx.GraphProto,
+    opsets: Mapping[str, int],
+    proto: onnx.ModelProto | None = None,
+    source: str | None = None,
+    outer: Mapping[str, TensorInfo] | None = None,
+) -> Graph:
+    tensors: dict[str, TensorInfo] = dict(outer or {})
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        info = _tensor_info(value)
+        if info is not None:
+            tensors[info.name] = info
+    for init in graph.initializer:
+        tensors[init.name] = TensorInfo(init.name, init.data_type, tuple(init.dims))
+    initializers = {init.name: init for init in graph.initializer}
+    nodes = _topological(graph, set(tensors) | set(initializers), outer)
+    named = _stable_nodes(nodes, opsets, tensors)
+    inputs = tuple(tensors[v.name] for v in graph.input if v.name not in initializers and v.name in tensors)
+    outputs = tuple(tensors.get(v.name, TensorInfo(v.name, 0, None)) for v in graph.output)
+    return Graph(
+        name=graph.name,
+        nodes=tuple(named),
+        inputs=inputs,
+        outputs=outputs,
+        initializers=initializers,
+        tensors=tensors,
+        opsets=dict(opsets),
+        proto=proto,
+        source=source,
+    )
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
+    if not value.type.HasField("tensor_type"):
+        return None
+    ttype = value.type.tensor_type
+    shape = None
+    if ttype.HasField("shape"):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        shape = None if any(d is None for d in dims) else tuple(int(d) for d in dims)
+    return TensorInfo(value.name, ttype.elem_type, shape)
+
+
+def _topological(graph: onnx.GraphProto, available: set[str], outer: Mapping[str, TensorInfo] | None) -> list:
+    """Kahn's algorithm over node inputs; a cycle or a dangling input is a ModelError."""
+    producers = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    known = set(available) | set(outer or {})
+    deps: list[set[int]] = []
+    for node in graph.node:
+        needed = set(node.input) | _captured(node)
+        deps.append({producers[name] for name in needed if name and name in producers and name not in known})
+    order: list[int] = []
+    done: set[int] = set()
+    pending = list(range(len(graph.node)))
+    while pending:
+        ready = [i for i in pending if deps[i] <= done]
+        if not ready:
+            stuck = graph.node[pending[0]]
+            raise ModelError(f"graph has a cycle through node '{stuck.name or stuck.op_type}' ({stuck.op_type})")
+        order.extend(ready)
+        done.update(ready)
+        pending = [i for i in pending if i not in done]
+    return [graph.node[i] for i in order]
+
+
+def _captured(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs read from the enclosing scope."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            defined = {i.name for i in sub.input} | {i.name for i in sub.initializer}
+            for inner in sub.node:
+                names |= {n for n in inner.input if n and n not in defined}
+                names |= _captured(inner)
+                defined |= set(inner.output)
+    return names
+
+
+def _stable_nodes(nodes: list, opsets: Mapping[str, int], tensors: dict[str, TensorInfo]) -> list[Node]:
+    taken = {n.name for n in nodes if n.name}
+    out = []
+    for position, proto in enumerate(nodes):
+        name = proto.name
+        if not name:
+            name = f"{proto.op_type}_{position}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+        attrs = {a.name: _attribute(a, opsets, tensors) for a in proto.attribute}
+        out.append(Node(name, proto.op_type, proto.domain, tuple(proto.input), tuple(proto.output), attrs,
+                        named_in_model=bool(proto.name)))
+    return out
+
+
+def _attribute(attr: onnx.AttributeProto, opsets: Mapping[str, int], tensors: dict[str, TensorInfo]):
+    if attr.type == onnx.AttributeProto.GRAPH:
+        return _convert_graph(attr.g, opsets, outer=tensors)
+    if attr.type == onnx.AttributeProto.GRAPHS:
+        return [_convert_graph(g, opsets, outer=tensors) for g in attr.graphs]
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8", errors="replace") for v in value]
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

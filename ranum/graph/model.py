@@ -1,0 +1,77 @@
+"""Frozen view of an ONNX graph: nodes in topological order, tensor facts, initializers.
+
+Invariants: ``Graph.nodes`` is topologically sorted; every node has a unique, stable name (unnamed
+ONNX nodes are named ``<OpType>_<position>``, see :func:`stable_node_names`); shapes in
+``TensorInfo`` are concrete (symbolic dimensions were substituted at load time) or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+__all__ = ["Graph", "Node", "TensorInfo"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Element type and shape of one tensor (shape None when unknown)."""
+
+    name: str
+    elem_type: int
+    shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ONNX node. ``attributes`` hold Python values; graph attributes hold :class:`Graph`."""
+
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: Mapping[str, Any]
+    named_in_model: bool = True
+
+    def describe(self) -> str:
+        """``'name' (OpType)`` for messages."""
+        return f"'{self.name}' ({self.op_type})"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A graph (the main one or a subgraph) ready for interpretation."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    initializers: Mapping[str, onnx.TensorProto]
+    tensors: Mapping[str, TensorInfo]
+    opsets: Mapping[str, int]
+    proto: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
+    source: str | None = None
+
+    @property
+    def opset(self) -> int:
+        """Opset version of the default ONNX domain."""
+        return self.opsets.get("", self.opsets.get("ai.onnx", 0))
+
+    def info(self, name: str) -> TensorInfo | None:
+        """Facts about a tensor, if shape inference or the model declared them."""
+        return self.tensors.get(name)
+
+    def all_nodes(self) -> list[Node]:
+        """Nodes of this graph and, recursively, of its subgraphs (If/Loop/Scan bodies)."""
+        out: list[Node] = []
+        for node in self.nodes:
+            out.append(node)
+            for value in node.attributes.values():
+                for sub in value if isinstance(value, list) else [value]:
+                    if isinstance(sub, Graph):
+                        out.extend(sub.all_nodes())
+        return out

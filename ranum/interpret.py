@@ -1,0 +1,287 @@
+"""One graph walk, in abstract (intervals) or concrete (torch tensors) mode.
+
+The environment of values is local to one run. Abstract mode records, for every tensor of the
+graph and of its subgraphs, the join of all intervals it took (a Loop body runs many times), plus
+the rule used at each node and the nodes that had no usable rule. Exact inputs take a fast path:
+the concrete rule runs on the values and the result stays exact (rounded outward for float ops).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ranum.config import AnalysisConfig
+from ranum.domain.dtypes import elem_type_of, is_float
+from ranum.domain.interval import Interval
+from ranum.errors import AnalysisError, UnsupportedOperator
+from ranum.graph.model import Graph, Node
+from ranum.ops import REGISTRY
+from ranum.ops._base import NodeContext, OpRule
+from ranum.ops.registry import Registry
+
+__all__ = ["AbstractRun", "ConcreteRun", "run_abstract", "run_concrete"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AbstractRun:
+    """Everything one abstract run computed."""
+
+    graph: Graph
+    env: dict[str, Interval] = field(default_factory=dict)
+    rules: dict[str, OpRule] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+
+    def record(self, name: str, value: Interval) -> None:
+        """Remember a tensor's interval, joined with what it took before (subgraph re-runs)."""
+        old = self.env.get(name)
+        self.env[name] = value if old is None else old.join(value)
+
+
+def run_abstract(
+    graph: Graph,
+    initial: Mapping[str, Interval],
+    config: AnalysisConfig | None = None,
+    registry: Registry = REGISTRY,
+) -> AbstractRun:
+    """Propagate intervals through ``graph`` from the intervals of its inputs and initializers."""
+    walker = _AbstractWalker(graph, config or AnalysisConfig(), registry)
+    return walker.run(initial)
+
+
+class _AbstractWalker:
+    def __init__(self, graph: Graph, config: AnalysisConfig, registry: Registry) -> None:
+        self.graph = graph
+        self.config = config
+        self.registry = registry
+        self.result = AbstractRun(graph)
+        self._rule_cache: dict[int, OpRule | None] = {}
+
+    def run(self, initial: Mapping[str, Interval]) -> AbstractRun:
+        env: dict[str, Interval] = dict(initial)
+        for name, value in initial.items():
+            self.result.record(name, value)
+        self._walk(self.graph, env)
+        seen: set[int] = set()
+        for node in self.graph.all_nodes():
+            if id(node) not in seen:
+                seen.add(id(node))
+                self.result.nodes.append(node)
+        return self.result
+
+    # SubgraphRunner protocol --------------------------------------------------------------
+    def abstract(self, graph: Graph, inputs: Sequence[Interval | None]) -> list[Interval]:
+        local: MutableMapping[str, Interval] = ChainMap({}, self._scope[-1])
+        for info, value in zip(graph.inputs, inputs):
+            if value is not None:
+                local[info.name] = value
+                self.result.record(info.name, value)
+        for name, proto in graph.initializers.items():
+            from ranum.graph.loader import tensor_value
+
+            value = Interval.point(torch.from_numpy(tensor_value(proto).copy()), proto.data_type)
+            local[name] = value
+        self._walk(graph, local)
+        return [local[o.name] for o in graph.outputs]
+
+    def concrete(self, graph: Graph, inputs: Sequence[Tensor | None]) -> list[Tensor]:
+        raise AnalysisError("concrete subgraph evaluation requested during an abstract run")
+
+    # ---------------------------------------------------------------------------------------
+    _scope: list[MutableMapping[str, Interval]]
+
+    def _walk(self, graph: Graph, env: MutableMapping[str, Interval]) -> None:
+        if not hasattr(self, "_scope"):
+            self._scope = []
+        self._scope.append(env)
+        try:
+            for node in graph.nodes:
+                outputs = self._evaluate(graph, node, env)
+                for name, value in zip(node.outputs, outputs):
+                    if name:
+                        env[name] = value
+                        self.result.record(name, value)
+        finally:
+            self._scope.pop()
+
+    def _rule(self, node: Node) -> OpRule | None:
+        key = id(node)
+        if key not in self._rule_cache:
+            try:
+                rule = self.registry.instantiate(node, self.graph.opsets.get(node.domain or "", self.graph.opset))
+            except UnsupportedOperator as exc:
+                self._unsupported(node, str(exc))
+                rule = None
+            self._rule_cache[key] = rule
+            if rule is not None:
+                self.result.rules[node.name] = rule
+        return self._rule_cache[key]
+
+    def _unsupported(self, node: Node, reason: str) -> None:
+        if node.name not in self.result.unsupported:
+            log.warning("node %s: %s; its outputs get the widest interval", node.describe(), reason)
+        self.result.unsupported[node.name] = reason
+
+    def _evaluate(self, graph: Graph, node: Node, env: Mapping[str, Interval]) -> list[Interval]:
+        inputs: list[Interval | None] = []
+        for name in node.inputs:
+            if not name:
+                inputs.append(None)
+            elif name in env:
+                inputs.append(env[name])
+            else:
+                raise AnalysisError(f"node {node.describe()} reads '{name}', which nothing defines")
+        ctx = self._context(graph, node, inputs)
+        rule = self._rule(node)
+        if rule is None:
+            return self._top(ctx)
+        if any(iv is not None and iv.shape is None for iv in inputs):
+            return self._top(ctx)
+        try:
+            outputs = self._apply(rule, ctx, inputs)
+        except UnsupportedOperator as exc:
+            self._unsupported(node, str(exc))
+            return self._top(ctx)
+        except (AnalysisError, NotImplementedError) as exc:
+            self._unsupported(node, f"{node.op_type}: {exc}")
+            return self._top(ctx)
+        except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the analysis; stay sound
+            log.exception("rule %s failed at node %s", node.op_type, node.name)
+            self._unsupported(node, f"internal error in rule {node.op_type}: {exc}")
+            return self._top(ctx)
+        return outputs
+
+    def _apply(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval]:
+        present = [iv for iv in inputs if iv is not None]
+        if rule.deterministic and not rule.accumulates and all(iv.is_exact for iv in present) \
+                and not _has_subgraph(ctx.node):
+            values = [None if iv is None else iv.exact_value() for iv in inputs]
+            raw = rule.concrete(ctx, *values)
+            outs = [Interval.point(v, elem_type_of(v.dtype)) for v in _as_tuple(raw)]
+        else:
+            outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
+        return [_finish(rule, out) for out in outs]
+
+    def _context(self, graph: Graph, node: Node, inputs: list[Interval | None]) -> NodeContext:
+        infos = [graph.info(o) if o else None for o in node.outputs]
+        return NodeContext(
+            node=node,
+            opset=self.graph.opsets.get(node.domain or "", self.graph.opset),
+            input_types=tuple(0 if iv is None else iv.elem_type for iv in inputs),
+            output_types=tuple(info.elem_type if info else 0 for info in infos),
+            output_shapes=tuple(info.shape if info else None for info in infos),
+            budget=self.config.block_budget,
+            subgraphs=self,
+        )
+
+    def _top(self, ctx: NodeContext) -> list[Interval]:
+        return [Interval.top(shape, etype or 1) for shape, etype in zip(ctx.output_shapes, ctx.output_types)]
+
+
+def _finish(rule: OpRule, out: Interval) -> Interval:
+    """Outward rounding for float results, then the operator's mathematical range."""
+    if not is_float(out.elem_type):
+        return out
+    if rule.rounds:
+        out = out.widened(rule.ulps)
+    if rule.output_range is not None:
+        low, high = rule.output_range
+        out = out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
+    return out
+
+
+def _as_tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _has_subgraph(node: Node) -> bool:
+    return any(isinstance(v, Graph) or isinstance(v, list) and v and isinstance(v[0], Graph)
+               for v in node.attributes.values())
+
+
+# ------------------------------------------------------------------------------- concrete mode
+@dataclass
+class ConcreteRun:
+    """Values of every tensor in one concrete execution (main graph and last subgraph runs)."""
+
+    values: dict[str, Tensor] = field(default_factory=dict)
+
+
+def run_concrete(
+    graph: Graph,
+    feeds: Mapping[str, Tensor],
+    registry: Registry = REGISTRY,
+) -> ConcreteRun:
+    """Execute ``graph`` on concrete tensors with the rules' concrete semantics.
+
+    Args:
+        graph: the model.
+        feeds: values of graph inputs and, optionally, replacements of initializers.
+    """
+    walker = _ConcreteWalker(graph, registry)
+    return walker.run(feeds)
+
+
+class _ConcreteWalker:
+    def __init__(self, graph: Graph, registry: Registry) -> None:
+        self.graph = graph
+        self.registry = registry
+        self.result = ConcreteRun()
+        self._scope: list[MutableMapping[str, Tensor]] = []
+
+    def run(self, feeds: Mapping[str, Tensor]) -> ConcreteRun:
+        from ranum.graph.loader import tensor_value
+
+        env: dict[str, Tensor] = {}
+        for name, proto in self.graph.initializers.items():
+            env[name] = torch.from_numpy(tensor_value(proto).copy())
+        env.update(feeds)
+        self.result.values.update(env)
+        self._walk(self.graph, env)
+        return self.result
+
+    def abstract(self, graph: Graph, inputs):
+        raise AnalysisError("abstract subgraph evaluation requested during a concrete run")
+
+    def concrete(self, graph: Graph, inputs: Sequence[Tensor | None]) -> list[Tensor]:
+        from ranum.graph.loader import tensor_value
+
+        local: MutableMapping[str, Tensor] = ChainMap({}, self._scope[-1])
+        for info, value in zip(graph.inputs, inputs):
+            if value is not None:
+                local[info.name] = value
+        for name, proto in graph.initializers.items():
+            local[name] = torch.from_numpy(tensor_value(proto).copy())
+        self._walk(graph, local)
+        return [local[o.name] for o in graph.outputs]
+
+    def _walk(self, graph: Graph, env: MutableMapping[str, Tensor]) -> None:
+        self._scope.append(env)
+        try:
+            for node in graph.nodes:
+                rule = self.registry.instantiate(node, self.graph.opsets.get(node.domain or "", self.graph.opset))
+                args = [env[n] if n else None for n in node.inputs]
+                infos = [graph.info(o) if o else None for o in node.outputs]
+                ctx = NodeContext(
+                    node=node,
+                    opset=self.graph.opset,
+                    input_types=tuple(0 if a is None else elem_type_of(a.dtype) for a in args),
+                    output_types=tuple(i.elem_type if i else 0 for i in infos),
+                    output_shapes=tuple(i.shape if i else None for i in infos),
+                    budget=0,
+                    subgraphs=self,
+                )
+                for name, value in zip(node.outputs, _as_tuple(rule.concrete(ctx, *args))):
+                    if name:
+                        env[name] = value
+                        self.result.values[name] = value
+        finally:
+            self._scope.pop()

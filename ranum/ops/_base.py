@@ -1,0 +1,111 @@
+"""Base classes shared by operator rules: the rule protocol, the node context, unary helpers.
+
+A rule is a frozen dataclass whose fields are the operator's ONNX attributes (with the spec's
+defaults). ``concrete`` implements exact ONNX semantics on torch tensors; ``abstract`` maps input
+intervals to output intervals soundly, for real-number results: the interpreter then rounds float
+results outward by ``ulps`` units (when ``rounds``) and clamps them into ``output_range``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import torch
+from torch import Tensor
+
+from ranum.domain.interval import Interval
+
+if TYPE_CHECKING:
+    from ranum.graph.model import Graph, Node
+    from ranum.ops.hazards import Hazard
+
+__all__ = ["NodeContext", "OpRule", "SubgraphRunner", "UnaryRule", "Outputs", "structural"]
+
+Outputs = Interval | tuple[Interval, ...]
+
+
+class SubgraphRunner(Protocol):
+    """Evaluates a subgraph (If branch, Loop body) in the current run's environment."""
+
+    def abstract(self, graph: Graph, inputs: Sequence[Interval | None]) -> list[Interval]: ...
+
+    def concrete(self, graph: Graph, inputs: Sequence[Tensor | None]) -> list[Tensor]: ...
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What a rule may know about the node it evaluates, besides its input values."""
+
+    node: Node
+    opset: int
+    input_types: tuple[int, ...]
+    output_types: tuple[int, ...]
+    output_shapes: tuple[tuple[int, ...] | None, ...]
+    budget: int
+    subgraphs: SubgraphRunner | None = None
+
+    def same_input(self, first: int, second: int) -> bool:
+        """Whether two operands are the very same tensor (enables x - x = 0, x * x >= 0)."""
+        names = self.node.inputs
+        return first < len(names) and second < len(names) and bool(names[first]) and names[first] == names[second]
+
+    def output_type(self, index: int = 0, default: int = 0) -> int:
+        """Declared element type of an output (``default`` when shape inference did not say)."""
+        if index < len(self.output_types) and self.output_types[index]:
+            return self.output_types[index]
+        return default
+
+
+class OpRule:
+    """One ONNX operator: concrete and abstract semantics plus declared hazards."""
+
+    op_type: ClassVar[str] = ""
+    hazards: ClassVar[tuple[Hazard, ...]] = ()
+    rounds: ClassVar[bool] = True
+    ulps: ClassVar[float] = 1.0
+    output_range: ClassVar[tuple[float, float] | None] = None
+    deterministic: ClassVar[bool] = True
+    accumulates: ClassVar[bool] = False  # sums many terms: float error grows with their count
+
+    def concrete(self, ctx: NodeContext, *inputs: Tensor | None) -> Tensor | tuple[Tensor, ...]:
+        """Exact ONNX semantics on concrete tensors."""
+        raise NotImplementedError(f"{self.op_type}: concrete semantics not implemented")
+
+    def abstract(self, ctx: NodeContext, *inputs: Interval | None) -> Outputs:
+        """Sound interval semantics."""
+        raise NotImplementedError(f"{self.op_type}: abstract semantics not implemented")
+
+
+class UnaryRule(OpRule):
+    """Element-wise operator ``y = fn(x)``; monotone ones get their abstract rule for free."""
+
+    monotone: ClassVar[str | None] = "increasing"
+
+    def fn(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        if self.monotone == "increasing":
+            return x.map_increasing(self.fn)
+        if self.monotone == "decreasing":
+            return x.map_decreasing(self.fn)
+        raise NotImplementedError(f"{self.op_type}: non-monotone unary rule needs its own abstract()")
+
+
+def structural(fn: Callable[[Tensor], Tensor], data: Interval, budget: int | None = None) -> Interval:
+    """Abstract rule of an operator that only moves or copies values (Transpose, Gather, Slice...).
+
+    Applying the same movement to the full lower and upper bound tensors is exact.
+    """
+    lo, hi = data.full()
+    return Interval.from_full(fn(lo), fn(hi), data.elem_type, budget)
+
+
+def as_float64(x: Tensor) -> Tensor:
+    """Promote bounds to float64 for computation (ints stay exact below 2**53)."""
+    return x.to(torch.float64)

@@ -1,0 +1,70 @@
+"""Exponentials, logarithms, roots and reciprocals: the classic sources of NaN and Inf."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.interval import Interval
+from ranum.ops._base import NodeContext, UnaryRule
+from ranum.ops.hazards import GRADIENT, Overflow, above, at_most, below, between, equal_to
+from ranum.ops.registry import register
+
+__all__ = ["Exp", "Log", "Reciprocal", "Sqrt"]
+
+TRANSCENDENTAL_ULPS = 4.0
+
+
+@register("Exp")
+class Exp(UnaryRule):
+    """y = e^x; overflows to +inf above log(max finite) of the dtype."""
+
+    hazards = (above(lambda f: f.log_max, "exp overflows to infinity", name="exp-overflow"),)
+    ulps = TRANSCENDENTAL_ULPS
+    output_range = (0.0, torch.inf)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.exp(x)
+
+
+@register("Log")
+class Log(UnaryRule):
+    """y = ln(x); -inf at 0, NaN below."""
+
+    hazards = (at_most(0.0, "log of a non-positive value", name="log-nonpositive"),)
+    ulps = TRANSCENDENTAL_ULPS
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.log(x)
+
+
+@register("Sqrt")
+class Sqrt(UnaryRule):
+    """y = sqrt(x); NaN below 0, infinite derivative at 0 (and below the smallest normal)."""
+
+    hazards = (
+        below(0.0, "square root of a negative value", name="sqrt-negative"),
+        between(0.0, lambda f: f.tiny, "gradient of sqrt is infinite at 0", name="sqrt-zero-gradient",
+                high_closed=False, kind=GRADIENT),
+    )
+    output_range = (0.0, torch.inf)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.sqrt(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return x.with_bounds(torch.sqrt(x.lower.clamp(min=0.0)), torch.sqrt(x.upper.clamp(min=0.0)))
+
+
+@register("Reciprocal")
+class Reciprocal(UnaryRule):
+    """y = 1 / x; infinite at 0 (overflow for subnormal x as well)."""
+
+    hazards = (equal_to(0.0, "reciprocal of zero", name="division-by-zero"), Overflow())
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.reciprocal(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return x.with_bounds(*arith.reciprocal(x.lower, x.upper))

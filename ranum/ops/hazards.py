@@ -1,0 +1,312 @@
+"""Hazards: the invalid inputs of an operator, declared once and read by detect, confirm and fix.
+
+A hazard knows its invalid region, how to check an abstract operand against it (possible / certain),
+which concrete elements trigger it, and a differentiable distance to the region (<= 0 inside), so
+that test generation and fixing can descend toward or away from it. Thresholds come from the
+operand's dtype (``torch.finfo``), never from literals.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ranum.domain.dtypes import FloatFacts, float_facts, is_float
+from ranum.domain.interval import Interval
+
+__all__ = [
+    "Hazard",
+    "HazardHit",
+    "InfiniteOperand",
+    "Overflow",
+    "Region",
+    "RegionHazard",
+    "above",
+    "at_most",
+    "below",
+    "between",
+    "equal_to",
+    "outside",
+]
+
+FORWARD = "forward"
+GRADIENT = "gradient"
+
+
+@dataclass(frozen=True)
+class HazardHit:
+    """Result of an abstract check: the operand may (or must) take an invalid value."""
+
+    certain: bool
+    low: float
+    high: float
+
+
+class Hazard(ABC):
+    """One way an operator can produce NaN or Inf (forward) or an infinite/NaN gradient."""
+
+    name: str
+    description: str
+    kind: str = FORWARD
+    operand: int = 0
+
+    def operand_name(self, inputs: Sequence[str], outputs: Sequence[str]) -> str:
+        """The tensor this hazard inspects."""
+        return inputs[self.operand] if self.operand < len(inputs) else ""
+
+    @abstractmethod
+    def check(self, inputs: Sequence[Interval | None], outputs: Sequence[Interval | None]) -> HazardHit | None:
+        """Abstract check; None when no invalid value is reachable."""
+
+    @abstractmethod
+    def triggered(self, inputs: Sequence[Tensor | None], outputs: Sequence[Tensor | None]) -> Tensor:
+        """Concrete check: a boolean tensor, True where the hazard fires."""
+
+    @abstractmethod
+    def distance(self, inputs: Sequence[Tensor | None], outputs: Sequence[Tensor | None]) -> Tensor:
+        """Differentiable distance to the invalid region, element-wise; <= 0 where it fires."""
+
+    @abstractmethod
+    def invalid_text(self, elem_type: int) -> str:
+        """The invalid region in words or interval notation."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A real interval, each end open or closed."""
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = True
+
+    def text(self) -> str:
+        left = "[" if self.low_closed and math.isfinite(self.low) else "("
+        right = "]" if self.high_closed and math.isfinite(self.high) else ")"
+        return f"{left}{_num(self.low)}, {_num(self.high)}{right}"
+
+    def meets(self, lo: Tensor, hi: Tensor) -> Tensor:
+        """Per block: does [lo, hi] intersect the region?"""
+        below_high = lo <= self.high if self.high_closed else lo < self.high
+        above_low = hi >= self.low if self.low_closed else hi > self.low
+        return below_high & above_low
+
+    def holds(self, lo: Tensor, hi: Tensor) -> Tensor:
+        """Per block: is [lo, hi] inside the region?"""
+        low_ok = lo >= self.low if self.low_closed else lo > self.low
+        high_ok = hi <= self.high if self.high_closed else hi < self.high
+        return low_ok & high_ok
+
+    def distance(self, x: Tensor) -> Tensor:
+        """Signed distance, <= 0 inside (closed ends) and > 0 outside."""
+        if math.isinf(self.low):
+            return x - self.high
+        if math.isinf(self.high):
+            return self.low - x
+        middle = (self.low + self.high) / 2
+        return (x - middle).abs() - (self.high - self.low) / 2
+
+
+def _num(value: float) -> str:
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return f"{value:.6g}"
+
+
+Threshold = float | Callable[[FloatFacts], float]
+
+
+def _resolve(value: Threshold, elem_type: int) -> float:
+    return value(float_facts(elem_type)) if callable(value) else float(value)
+
+
+@dataclass(frozen=True)
+class RegionHazard(Hazard):
+    """The operand must stay out of one real interval whose ends may depend on the dtype."""
+
+    name: str
+    description: str
+    low: Threshold
+    high: Threshold
+    low_closed: bool = True
+    high_closed: bool = True
+    kind: str = FORWARD
+    operand: int = 0
+
+    def region(self, elem_type: int) -> Region:
+        return Region(_resolve(self.low, elem_type), _resolve(self.high, elem_type), self.low_closed, self.high_closed)
+
+    def check(self, inputs, outputs):
+        iv = inputs[self.operand] if self.operand < len(inputs) else None
+        if iv is None:
+            return None
+        region = self.region(iv.elem_type)
+        lo, hi = iv.lower.to(torch.float64), iv.upper.to(torch.float64)
+        if lo.numel() == 0:
+            return None
+        if not bool(region.meets(lo, hi).any()):
+            return None
+        return HazardHit(bool(region.holds(lo, hi).all()), float(lo.min()), float(hi.max()))
+
+    def triggered(self, inputs, outputs):
+        x = inputs[self.operand]
+        region = self.region(_elem_type_of(x))
+        xd = x.to(torch.float64)
+        return region.meets(xd, xd)
+
+    def distance(self, inputs, outputs):
+        x = inputs[self.operand]
+        return self.region(_elem_type_of(x)).distance(x)
+
+    def invalid_text(self, elem_type):
+        return self.region(elem_type).text()
+
+
+def _elem_type_of(x: Tensor) -> int:
+    from ranum.domain.dtypes import elem_type_of
+
+    return elem_type_of(x.dtype) if x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) \
+        else elem_type_of(torch.float32)
+
+
+def at_most(limit: Threshold, description: str, *, name: str, operand: int = 0, kind: str = FORWARD) -> RegionHazard:
+    """Invalid when operand <= limit."""
+    return RegionHazard(name, description, -math.inf, limit, False, True, kind, operand)
+
+
+def below(limit: Threshold, description: str, *, name: str, operand: int = 0, kind: str = FORWARD) -> RegionHazard:
+    """Invalid when operand < limit."""
+    return RegionHazard(name, description, -math.inf, limit, False, False, kind, operand)
+
+
+def above(limit: Threshold, description: str, *, name: str, operand: int = 0, kind: str = FORWARD) -> RegionHazard:
+    """Invalid when operand > limit."""
+    return RegionHazard(name, description, limit, math.inf, False, False, kind, operand)
+
+
+def equal_to(value: Threshold, description: str, *, name: str, operand: int = 0, kind: str = FORWARD) -> RegionHazard:
+    """Invalid when operand == value."""
+    return RegionHazard(name, description, value, value, True, True, kind, operand)
+
+
+def between(low: Threshold, high: Threshold, description: str, *, name: str, low_closed: bool = True,
+            high_closed: bool = True, operand: int = 0, kind: str = FORWARD) -> RegionHazard:
+    """Invalid when operand lies in the given interval."""
+    return RegionHazard(name, description, low, high, low_closed, high_closed, kind, operand)
+
+
+@dataclass(frozen=True)
+class OutsideHazard(Hazard):
+    """Invalid when the operand leaves [low, high] (e.g. Asin outside [-1, 1])."""
+
+    name: str
+    description: str
+    low: float
+    high: float
+    kind: str = FORWARD
+    operand: int = 0
+
+    def check(self, inputs, outputs):
+        iv = inputs[self.operand]
+        if iv is None or iv.lower.numel() == 0:
+            return None
+        lo, hi = iv.lower.to(torch.float64), iv.upper.to(torch.float64)
+        bad = (lo < self.low) | (hi > self.high)
+        if not bool(bad.any()):
+            return None
+        certain = bool(((hi < self.low) | (lo > self.high)).all())
+        return HazardHit(certain, float(lo.min()), float(hi.max()))
+
+    def triggered(self, inputs, outputs):
+        x = inputs[self.operand]
+        return (x < self.low) | (x > self.high)
+
+    def distance(self, inputs, outputs):
+        x = inputs[self.operand]
+        middle = (self.low + self.high) / 2
+        return (self.high - self.low) / 2 - (x - middle).abs()
+
+    def invalid_text(self, elem_type):
+        return f"outside [{_num(self.low)}, {_num(self.high)}]"
+
+
+def outside(low: float, high: float, description: str, *, name: str, operand: int = 0,
+            kind: str = FORWARD) -> OutsideHazard:
+    """Invalid when operand < low or operand > high."""
+    return OutsideHazard(name, description, low, high, kind, operand)
+
+
+@dataclass(frozen=True)
+class InfiniteOperand(Hazard):
+    """Invalid when the operand is +inf or -inf (e.g. LogSoftmax turns it into NaN)."""
+
+    name: str = "infinite-input"
+    description: str = "an infinite input turns into NaN"
+    kind: str = FORWARD
+    operand: int = 0
+
+    def check(self, inputs, outputs):
+        iv = inputs[self.operand]
+        if iv is None or iv.lower.numel() == 0 or not is_float(iv.elem_type):
+            return None
+        lo, hi = iv.lower, iv.upper
+        if not bool((torch.isinf(lo) | torch.isinf(hi)).any()):
+            return None
+        certain = bool((torch.isinf(lo) & (lo == hi)).all())
+        return HazardHit(certain, float(lo.min()), float(hi.max()))
+
+    def triggered(self, inputs, outputs):
+        return torch.isinf(inputs[self.operand])
+
+    def distance(self, inputs, outputs):
+        x = inputs[self.operand]
+        return float_facts(_elem_type_of(x)).max - x.abs()
+
+    def invalid_text(self, elem_type):
+        return "{-inf, +inf}"
+
+
+@dataclass(frozen=True)
+class Overflow(Hazard):
+    """The result leaves the finite range of its dtype although every operand is finite."""
+
+    name: str = "overflow"
+    description: str = "result can overflow to infinity"
+    kind: str = FORWARD
+    operand: int = -1
+
+    def operand_name(self, inputs, outputs):
+        return outputs[0] if outputs else ""
+
+    def check(self, inputs, outputs):
+        out = outputs[0] if outputs else None
+        if out is None or not is_float(out.elem_type) or out.lower.numel() == 0:
+            return None
+        for iv in inputs:
+            if iv is not None and is_float(iv.elem_type) and iv.lower.numel() and not _finite(iv):
+                return None
+        lo, hi = out.lower, out.upper
+        if not bool((torch.isinf(lo) | torch.isinf(hi)).any()):
+            return None
+        certain = bool((torch.isinf(lo) & (lo == hi)).all())
+        return HazardHit(certain, float(lo.min()), float(hi.max()))
+
+    def triggered(self, inputs, outputs):
+        finite_inputs = all(bool(torch.isfinite(x).all()) for x in inputs if x is not None and x.is_floating_point())
+        return torch.isinf(outputs[0]) & finite_inputs
+
+    def distance(self, inputs, outputs):
+        y = outputs[0]
+        return float_facts(_elem_type_of(y)).max - y.abs()
+
+    def invalid_text(self, elem_type):
+        return f"|result| > {_num(float_facts(elem_type).max)}"
+
+
+def _finite(iv: Interval) -> bool:
+    return bool(torch.isfinite(iv.lower).all() and torch.isfinite(iv.upper).all())

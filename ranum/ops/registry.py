@@ -1,0 +1,100 @@
+"""Explicit registry of operator rules.
+
+Each rule is a frozen dataclass named as its ONNX op_type, registered with ``@register("Op", since=N)``.
+Lookup picks, for a model's opset, the registration with the highest ``since`` not above it.
+Attribute fields are filled from the node's attributes; missing ones keep the spec's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import onnx
+import torch
+
+from ranum.errors import UnsupportedOperator
+
+if TYPE_CHECKING:
+    from ranum.graph.model import Node
+    from ranum.ops._base import OpRule
+
+__all__ = ["Registry", "REGISTRY", "register"]
+
+R = TypeVar("R", bound=type)
+_ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def _domain_key(domain: str) -> str:
+    return "" if domain in _ONNX_DOMAINS else domain
+
+
+class Registry:
+    """Maps (domain, op_type) to rule classes by opset version."""
+
+    def __init__(self) -> None:
+        self._rules: dict[tuple[str, str], list[tuple[int, type]]] = {}
+
+    def register(self, op_type: str, since: int = 1, domain: str = "") -> Callable[[R], R]:
+        """Class decorator: make the class a frozen dataclass and register it for ``op_type``."""
+
+        def wrap(cls: R) -> R:
+            if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
+                cls = dataclasses.dataclass(frozen=True)(cls)
+            cls.op_type = op_type
+            entries = self._rules.setdefault((_domain_key(domain), op_type), [])
+            entries.append((since, cls))
+            entries.sort(key=lambda item: item[0])
+            return cls
+
+        return wrap
+
+    def lookup(self, op_type: str, domain: str = "", opset: int = 10**6) -> type | None:
+        """The rule class for ``op_type`` at ``opset``, or None if there is none."""
+        entries = self._rules.get((_domain_key(domain), op_type), [])
+        chosen = None
+        for since, cls in entries:
+            if since <= opset:
+                chosen = cls
+        return chosen
+
+    def op_types(self, domain: str = "") -> list[str]:
+        """Sorted op_types registered in a domain."""
+        key = _domain_key(domain)
+        return sorted(op for dom, op in self._rules if dom == key)
+
+    def all_rules(self) -> list[type]:
+        """Every registered rule class (each version once)."""
+        return [cls for entries in self._rules.values() for _, cls in entries]
+
+    def instantiate(self, node: Node, opset: int) -> OpRule:
+        """Build the rule for ``node``; raises UnsupportedOperator if none applies."""
+        cls = self.lookup(node.op_type, node.domain, opset)
+        if cls is None:
+            domain = f"{node.domain}." if node.domain not in _ONNX_DOMAINS else ""
+            raise UnsupportedOperator(f"no rule for operator {domain}{node.op_type} (opset {opset})")
+        return build_rule(cls, node.attributes, node)
+
+
+def build_rule(cls: type, attributes: dict[str, Any], node: Node | None = None) -> OpRule:
+    """Instantiate a rule class from ONNX attribute values (tensors become torch tensors)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in attributes.items():
+        if key not in names:
+            continue
+        if isinstance(value, onnx.TensorProto):
+            value = torch.from_numpy(onnx.numpy_helper.to_array(value).copy())
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        where = f" at node {node.describe()}" if node is not None else ""
+        raise UnsupportedOperator(f"{cls.op_type}{where}: {exc}") from None
+
+
+REGISTRY = Registry()
+register = REGISTRY.register

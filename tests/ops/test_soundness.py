@@ -1,0 +1,42 @@
+"""Generic property tests over every registered rule (cases come from tests/ops/cases_*.py)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tests.ops as ops_tests
+from ranum.ops import REGISTRY
+from tests.ops.harness import OpCase, check_case
+
+# Operators exercised by dedicated tests instead of the one-node harness (subgraphs, randomness).
+COVERED_ELSEWHERE = {"If", "Loop", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"}
+
+
+def _all_cases() -> list[OpCase]:
+    cases: list[OpCase] = []
+    for info in pkgutil.iter_modules(ops_tests.__path__):
+        if info.name.startswith("cases_"):
+            module = importlib.import_module(f"tests.ops.{info.name}")
+            cases.extend(module.CASES)
+    return cases
+
+
+CASES = _all_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_rule_is_sound_and_agrees_with_onnxruntime(case: OpCase, seed: int) -> None:
+    check_case(case, seed)
+
+
+def test_every_registered_operator_has_a_case() -> None:
+    covered = {c.op_type for c in CASES} | COVERED_ELSEWHERE
+    missing = sorted(set(REGISTRY.op_types()) - covered)
+    assert not missing, f"operators without a soundness case: {missing}"
