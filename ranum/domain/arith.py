@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["add", "mul", "reciprocal", "square", "sub"]
+__all__ = ["accumulation_gamma", "add", "mul", "reciprocal", "square", "sub", "with_accumulation_error"]
 
 
 def add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
@@ -54,3 +54,46 @@ def _times(a: Tensor, b: Tensor) -> Tensor:
 
 def _nan_to(x: Tensor, value: float) -> Tensor:
     return torch.where(torch.isnan(x), torch.full_like(x, value), x)
+
+
+def accumulation_gamma(count: int, elem_type: int) -> float:
+    """Relative error factor of a float sum of ``count`` terms (twice Higham's gamma_n).
+
+    16-bit float tensors are assumed to accumulate in float32 (as onnxruntime's CPU kernels do);
+    the final rounding to the 16-bit type is added by the interpreter's outward rounding.
+    """
+    from onnx import TensorProto
+
+    from ranum.domain.dtypes import float_facts
+
+    accumulate_in = TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
+    unit = float_facts(accumulate_in).eps
+    n_u = max(count, 1) * unit
+    if n_u >= 0.5:
+        return float("inf")
+    return 2.0 * n_u / (1.0 - n_u)
+
+
+def with_accumulation_error(
+    lower: Tensor, upper: Tensor, abs_sum: Tensor, count: int, elem_type: int, nonneg_terms: Tensor | bool = False
+) -> tuple[Tensor, Tensor]:
+    """Widen exact-arithmetic bounds of a sum by the rounding error of a float accumulation.
+
+    Args:
+        lower, upper: bounds of the exact (real-number) sum.
+        abs_sum: an upper bound of the sum of absolute values of the terms.
+        count: number of terms.
+        elem_type: ONNX element type of the result.
+        nonneg_terms: where every term is >= 0; there the float sum is >= 0 too and the lower bound
+            only shrinks relatively (it never crosses 0).
+    """
+    gamma = accumulation_gamma(count, elem_type)
+    slack = abs_sum * gamma if gamma != float("inf") else torch.full_like(abs_sum, torch.inf)
+    slack = torch.where(torch.isnan(slack), torch.full_like(slack, torch.inf), slack)
+    new_lo = lower - slack
+    new_hi = upper + slack
+    if gamma != float("inf"):
+        new_lo = torch.where(torch.as_tensor(nonneg_terms), (lower * (1.0 - gamma)).clamp(min=0.0), new_lo)
+    else:
+        new_lo = torch.where(torch.as_tensor(nonneg_terms), torch.zeros_like(new_lo), new_lo)
+    return _nan_to(new_lo, -torch.inf), _nan_to(new_hi, torch.inf)

@@ -6,7 +6,23 @@ scanning).
 
 from __future__ import annotations
 
-from ranum.ops import arithmetic, exp_log  # noqa: F401  (registration)
+from ranum.ops import (  # noqa: F401  (imported to register their rules)
+    activations,
+    arithmetic,
+    control,
+    conv_pool,
+    exp_log,
+    indexing,
+    linear,
+    logic,
+    loss,
+    normalization,
+    random,
+    reduce,
+    shape,
+    softmax,
+    trig,
+)
 from ranum.ops.registry import REGISTRY, Registry, register
 
 __all__ = ["REGISTRY", "Registry", "register"]

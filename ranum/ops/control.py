@@ -1,0 +1,3 @@
+"""Operator family: control (rules being written)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Operator family: conv_pool (rules being written)."""
+
+from __future__ import annotations

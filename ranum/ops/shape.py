@@ -1,0 +1,3 @@
+"""Operator family: shape (rules being written)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Operator family: softmax (rules being written)."""
+
+from __future__ import annotations
