@@ -70,6 +70,10 @@ class RangeSpec:
         """Add ``--range`` style overrides (they apply to inputs and initializers alike)."""
         return replace(self, inputs={**self.inputs, **ranges})
 
+    def with_dims(self, dims: Mapping[str, int]) -> RangeSpec:
+        """Add values for symbolic dimensions (``--dim``)."""
+        return replace(self, dims={**self.dims, **dims})
+
     def with_weights_default(self, mode: Bounds | str) -> RangeSpec:
         """Replace the global weight mode (``--weights``)."""
         return replace(self, weights_default=mode)

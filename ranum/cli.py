@@ -1,0 +1,136 @@
+"""Command-line interface: the only place that prints and chooses exit codes.
+
+Exit codes: 0 no finding, 1 findings, 2 bad input or usage (one-line message on stderr).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ranum import __version__
+from ranum.analysis import analyze
+from ranum.config import AnalysisConfig
+from ranum.detect._check import report_from
+from ranum.domain.ranges import RangeSpec, parse_range_text, parse_spec, parse_weights_mode
+from ranum.errors import RanumError
+from ranum.report import render_check
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ranum: find, confirm and fix numerical defects (NaN/Inf) in neural network architectures.",
+)
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ranum {__version__}")
+        raise typer.Exit(EXIT_CLEAN)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Assure ONNX models against numerical defects."""
+
+
+@app.command()
+def check(
+    model: Path = typer.Argument(..., help="ONNX model file."),
+    ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
+    spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="Weight ranges: 'derived' (default), 'exact' (trained model) or LO,HI for all."
+    ),
+    dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Report format."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
+    block_budget: int = typer.Option(1 << 16, "--block-budget", min=1, help="Most blocks per tensor."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every assumption."),
+) -> None:
+    """Find every operator that can receive an invalid input and produce NaN or Inf."""
+    err = Console(stderr=True)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    try:
+        range_spec = _range_spec(spec, ranges, weights, dims)
+        analysis = analyze(model, range_spec, AnalysisConfig(block_budget=block_budget))
+        report = report_from(analysis, str(model))
+    except RanumError as exc:
+        _fail(err, str(exc))
+    except OSError as exc:
+        _fail(err, f"{exc.strerror or exc}: {exc.filename or model}")
+    if output_format is OutputFormat.json:
+        text = report.to_json() + "\n"
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            _write_atomically(err, output, text)
+    else:
+        console = Console(record=output is not None, width=None if output is None else 160)
+        render_check(report, console, verbose)
+        if output is not None:
+            _write_atomically(err, output, console.export_text())
+    raise typer.Exit(EXIT_FINDINGS if report.findings else EXIT_CLEAN)
+
+
+def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str]) -> RangeSpec:
+    result = parse_spec(spec) if spec is not None else RangeSpec()
+    result = result.with_ranges(dict(parse_range_text(text) for text in ranges))
+    if weights is not None:
+        result = result.with_weights_default(parse_weights_mode(weights))
+    if dims:
+        result = result.with_dims(dict(_parse_dim(text) for text in dims))
+    return result
+
+
+def _parse_dim(text: str) -> tuple[str, int]:
+    from ranum.errors import RangeSpecError
+
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value.strip().isdigit():
+        raise RangeSpecError(f"--dim '{text}' is not of the form NAME=VALUE with a non-negative integer")
+    return name, int(value)
+
+
+def _write_atomically(err: Console, path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder, so a failure leaves nothing half-written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        _fail(err, f"output folder does not exist: {folder}")
+    try:
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except OSError as exc:
+        _fail(err, f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _fail(err: Console, message: str) -> None:
+    err.print(f"error: {message}", highlight=False, markup=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def main() -> None:
+    """Console entry point; usage errors from typer/click also exit with 2."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

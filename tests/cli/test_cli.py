@@ -1,0 +1,173 @@
+"""The command line: reports, formats, exit codes and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from typer.testing import CliRunner
+
+from ranum.cli import app
+from tests.models import LOG_OF_DIFFERENCE, SAFE_DIVISION, UNKNOWN_OP, parse
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture()
+def log_model(tmp_path: Path) -> Path:
+    path = tmp_path / "log.onnx"
+    onnx.save(parse(LOG_OF_DIFFERENCE), str(path))
+    return path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version_and_help() -> None:
+    assert invoke("--version").exit_code == 0
+    assert "ranum" in invoke("--version").stdout
+    result = invoke("--help")
+    assert result.exit_code == 0 and "check" in result.stdout
+
+
+def test_findings_exit_1_with_table(log_model: Path) -> None:
+    result = invoke("check", log_model, "--range", "x=0,1", "--range", "y=0,1")
+    assert result.exit_code == 1, result.output
+    assert "Log" in result.stdout and "log of a non-positive value" in result.stdout
+    assert "1 findings" in result.stdout
+
+
+def test_clean_model_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "div.onnx"
+    onnx.save(parse(SAFE_DIVISION), str(path))
+    result = invoke("check", path, "--range", "x=-1,1", "--range", "keep_prob=0.5,1")
+    assert result.exit_code == 0, result.output
+    assert "0 findings" in result.stdout
+
+
+def test_json_report_shape(log_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    spec = tmp_path / "ranges.json"
+    spec.write_text(json.dumps({"inputs": {"x": [2, 3], "y": [0, 2]}}))
+    result = invoke("check", log_model, "--spec", spec, "--format", "json", "--output", out)
+    assert result.exit_code == 1, result.output
+    data = json.loads(out.read_text())
+    assert set(data) >= {"model", "findings", "unsupported_ops", "stats"}
+    assert set(data["stats"]) >= {"nodes", "seconds"}
+    (finding,) = data["findings"]
+    assert set(finding) >= {"node", "op_type", "hazard", "operand", "interval", "invalid", "certain", "kind"}
+    assert finding["op_type"] == "Log" and finding["kind"] == "forward" and finding["certain"] is False
+    lo, hi = finding["interval"]
+    assert lo <= 0 < hi and lo >= -0.0001 - 0 - 1e-3 and hi <= 3 + 1e-5
+
+
+def test_json_to_stdout(log_model: Path) -> None:
+    result = invoke("check", log_model, "-r", "x=2,3", "-r", "y=0,1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["findings"] == []
+
+
+def test_unknown_operator_is_a_warning_and_sound(tmp_path: Path) -> None:
+    path = tmp_path / "unknown.onnx"
+    onnx.save(parse(UNKNOWN_OP), str(path))
+    result = invoke("check", path, "-r", "x=1,2", "--format", "json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["unsupported_ops"] == ["Mystery"]
+    assert [f["op_type"] for f in data["findings"]] == ["Log"]
+
+
+def _assert_bad_input(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    _assert_bad_input(invoke("check", tmp_path / "nope.onnx"), "not found")
+
+
+def test_not_onnx(tmp_path: Path) -> None:
+    path = tmp_path / "text.onnx"
+    path.write_text("this is not a model\n" * 10)
+    _assert_bad_input(invoke("check", path), "ONNX")
+
+
+def test_truncated_file(log_model: Path, tmp_path: Path) -> None:
+    data = log_model.read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    _assert_bad_input(invoke("check", cut), "ONNX")
+
+
+def test_checker_failure(tmp_path: Path) -> None:
+    node = helper.make_node("Log", ["undefined_tensor"], ["z"])
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("z", 1, [2])])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    _assert_bad_input(invoke("check", path), "checker")
+
+
+def test_cyclic_graph(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Log", ["a"], ["b"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [2])],
+                              [helper.make_tensor_value_info("b", 1, [2])])
+    path = tmp_path / "cycle.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = invoke("check", path)
+    assert result.exit_code == 2 and ("cycle" in result.stderr or "checker" in result.stderr), result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-r", "nosuch=0,1"], "nosuch"),
+        (["-r", "x=1,0"], "greater than"),
+        (["-r", "x=nan,1"], "NaN"),
+        (["-r", "x=0"], "NAME=LO,HI"),
+        (["--weights", "sometimes"], "--weights"),
+        (["--dim", "batch=-3"], "--dim"),
+    ],
+)
+def test_bad_ranges(log_model: Path, args: list[str], fragment: str) -> None:
+    _assert_bad_input(invoke("check", log_model, *args), fragment)
+
+
+def test_bad_spec_file(log_model: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text("{not json")
+    _assert_bad_input(invoke("check", log_model, "--spec", spec), "JSON")
+    spec.write_text(json.dumps({"inputs": {"x": [0]}}))
+    _assert_bad_input(invoke("check", log_model, "--spec", spec), "[LO, HI]")
+
+
+def test_output_folder_missing_writes_nothing(log_model: Path, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "r.json"
+    _assert_bad_input(invoke("check", log_model, "-f", "json", "-o", target), "does not exist")
+    assert not target.parent.exists()
+
+
+def test_external_data_escaping_folder(tmp_path: Path) -> None:
+    inner = tmp_path / "model"
+    inner.mkdir()
+    weights = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(np.ones((4, 4), np.float32).tobytes())
+    weights.ClearField("raw_data")
+    weights.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "64")):
+        entry = weights.external_data.add()
+        entry.key, entry.value = key, value
+    node = helper.make_node("MatMul", ["x", "W"], ["z"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, 4])],
+                              [helper.make_tensor_value_info("z", 1, [1, 4])], initializer=[weights])
+    path = inner / "m.onnx"
+    with open(path, "wb") as stream:
+        stream.write(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    _assert_bad_input(invoke("check", path), "outside the model folder")
