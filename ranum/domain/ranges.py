@@ -11,7 +11,7 @@ Defaults (documented in README): a float input without a range gets [-1, 1], an 
 input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
 with ``lo, hi`` their min and max and ``r = max(hi - lo, max|w|)``, the range is
 ``[lo - r, hi + r]``, kept non-negative (non-positive) when every initial value is; an all-zero
-weight gets [-1, 1].
+weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval
         else:
             low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
             source = "default"
-        env[info.name] = Interval.uniform(low, high, info.shape, info.elem_type).widened(1)
+        env[info.name] = _box(low, high, info.shape, info.elem_type)
         notes.append(Assumption(info.name, "input", low, high, source))
     for name, proto in graph.initializers.items():
         value = torch.from_numpy(tensor_value(proto).copy())
@@ -176,7 +176,7 @@ def _initializer(name: str, value: torch.Tensor, elem_type: int, spec: RangeSpec
     if name in spec.inputs:
         low, high = spec.inputs[name]
         role = "weight" if _is_weight(value, elem_type) else "constant"
-        return Interval.uniform(low, high, shape, elem_type).widened(1), Assumption(name, role, low, high, "spec")
+        return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec")
     if not _is_weight(value, elem_type):
         return Interval.point(value, elem_type), Assumption(name, "constant", None, None, "exact")
     mode = spec.weights.get(name, spec.weights_default)
@@ -184,9 +184,15 @@ def _initializer(name: str, value: torch.Tensor, elem_type: int, spec: RangeSpec
         return Interval.point(value, elem_type), Assumption(name, "weight", None, None, "exact")
     if mode == "derived":
         low, high = derived_range(value)
-        return Interval.uniform(low, high, shape, elem_type).widened(1), Assumption(name, "weight", low, high, "derived")
+        return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "derived")
     low, high = mode
-    return Interval.uniform(low, high, shape, elem_type).widened(1), Assumption(name, "weight", low, high, "spec")
+    return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "spec")
+
+
+def _box(low: float, high: float, shape, elem_type: int) -> Interval:
+    """One block [low, high], rounded outward to the tensor's dtype grid (a value written as 0.1 is
+    stored as the nearest float32, which may lie just outside [0.1, ...])."""
+    return Interval.uniform(low, high, shape, elem_type).widened(1)
 
 
 def _is_weight(value: torch.Tensor, elem_type: int) -> bool:
