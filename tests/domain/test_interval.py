@@ -1,0 +1,116 @@
+"""The block interval domain: construction, merging, alignment, rounding, infinities."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto
+
+from ranum.domain import blocks
+from ranum.domain.arith import add, mul, reciprocal, square, sub, with_accumulation_error
+from ranum.domain.interval import Interval, elementwise
+
+F32 = TensorProto.FLOAT
+
+
+def test_equal_neighbours_merge_into_blocks() -> None:
+    lo = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    iv = Interval.from_full(lo, lo + 1, F32)
+    assert iv.numblocks == 2
+    assert iv.splits == ((0,), (0, 2))
+    full_lo, full_hi = iv.full()
+    assert torch.equal(full_lo, lo) and torch.equal(full_hi, lo + 1)
+
+
+def test_uniform_interval_is_one_block_whatever_its_size() -> None:
+    iv = Interval.uniform(-1.0, 1.0, (512, 768), F32)
+    assert iv.numblocks == 1 and iv.shape == (512, 768)
+
+
+def test_broadcast_keeps_one_block_and_aligns() -> None:
+    row = Interval.from_full(torch.tensor([1.0, 2.0, 3.0]).double(), torch.tensor([1.0, 2.0, 3.0]).double(), F32)
+    big = Interval.uniform(0.0, 1.0, (4, 3), F32)
+    out = elementwise(add, [big, row], F32)
+    lo, hi = out.full()
+    assert out.shape == (4, 3) and out.numblocks == 3
+    assert torch.equal(lo[2], torch.tensor([1.0, 2.0, 3.0]).double())
+    assert torch.equal(hi[0], torch.tensor([2.0, 3.0, 4.0]).double())
+
+
+def test_infinite_bounds_never_become_nan() -> None:
+    inf = math.inf
+    a = Interval.uniform(-inf, inf, (2,), F32)
+    b = Interval.uniform(inf, inf, (2,), F32)
+    for fn in (add, sub, mul):
+        out = elementwise(fn, [a, b], F32)
+        assert not torch.isnan(out.lower).any() and not torch.isnan(out.upper).any()
+    zero = Interval.uniform(0.0, 0.0, (2,), F32)
+    out = elementwise(mul, [zero, b], F32)
+    assert not torch.isnan(out.lower).any()
+
+
+def test_reciprocal_of_interval_with_zero_is_unbounded() -> None:
+    lo, hi = reciprocal(torch.tensor([-1.0, 0.5]).double(), torch.tensor([1.0, 2.0]).double())
+    assert lo[0] == -math.inf and hi[0] == math.inf
+    assert lo[1] == 0.5 and hi[1] == 2.0
+
+
+def test_square_is_non_negative() -> None:
+    lo, hi = square(torch.tensor([-3.0]).double(), torch.tensor([2.0]).double())
+    assert lo.item() == 0.0 and hi.item() == 9.0
+
+
+def test_widening_preserves_sign_and_saturates() -> None:
+    iv = Interval.uniform(0.0, 1.0, (3,), F32).widened(4)
+    assert iv.min() == 0.0 and iv.max() > 1.0
+    big = Interval.uniform(1.0, 3.5e38, (3,), F32).widened(1)
+    assert big.max() == math.inf
+    fp16 = Interval.uniform(1.0, 70000.0, (3,), TensorProto.FLOAT16).widened(1)
+    assert fp16.max() == math.inf
+
+
+def test_accumulation_error_keeps_sums_of_non_negative_terms_non_negative() -> None:
+    lo, hi = with_accumulation_error(torch.tensor([0.0, -1.0]).double(), torch.tensor([4.0, 1.0]).double(),
+                                     torch.tensor([4.0, 5.0]).double(), 768, F32,
+                                     nonneg_terms=torch.tensor([True, False]))
+    assert lo[0] == 0.0 and hi[0] > 4.0
+    assert lo[1] < -1.0 and hi[1] > 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 12))
+def test_coarsening_is_sound_and_respects_budget(seed: int, budget: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 7)), int(rng.integers(1, 9)))
+    lo = torch.from_numpy(rng.uniform(-5, 5, size=shape))
+    hi = lo + torch.from_numpy(rng.uniform(0, 3, size=shape))
+    iv = Interval.from_full(lo, hi, F32, budget=budget)
+    assert iv.numblocks <= max(budget, 1) or iv.numblocks == 1
+    full_lo, full_hi = iv.full()
+    assert bool((full_lo <= lo).all()) and bool((full_hi >= hi).all())
+
+
+def test_exact_values_survive_round_trip() -> None:
+    value = torch.arange(12, dtype=torch.int64).reshape(3, 4)
+    iv = Interval.point(value, TensorProto.INT64)
+    assert iv.is_exact and torch.equal(iv.exact_value(), value)
+
+
+def test_join_covers_both() -> None:
+    a = Interval.uniform(0.0, 1.0, (2, 2), F32)
+    b = Interval.from_full(torch.tensor([[5.0, -1.0], [0.5, 0.5]]).double(),
+                           torch.tensor([[6.0, 0.0], [0.5, 0.5]]).double(), F32)
+    joined = a.join(b)
+    lo, hi = joined.full()
+    assert lo[0, 0] == 0.0 and hi[0, 0] == 6.0 and lo[0, 1] == -1.0
+
+
+def test_blocks_regrid_and_expand_agree() -> None:
+    values = torch.tensor([1.0, 2.0]).double()
+    refined = blocks.regrid(values, 0, (0, 3), (0, 1, 3, 4))
+    assert refined.tolist() == [1.0, 1.0, 2.0, 2.0]
+    assert blocks.expand(values, ((0, 3),), (5,)).tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]

@@ -1,0 +1,76 @@
+"""Loading: classification of tensors, symbolic dims, stable node names, default ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+import ranum
+from ranum.domain.ranges import derived_range
+from tests.models import LOG_OF_DIFFERENCE, parse
+
+
+def _mlp() -> onnx.ModelProto:
+    inits = [
+        numpy_helper.from_array(np.full((3, 2), 0.5, np.float32), "W"),
+        numpy_helper.from_array(np.array([2.0], np.float32), "scale"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "shape"),
+    ]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Mul", ["h", "scale"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", 1, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", 1, ["batch", 2])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_inputs_weights_constants_are_told_apart_without_names() -> None:
+    analysis = ranum.analyze(_mlp(), {"inputs": {"x": [0, 1]}, "dims": {"batch": 4}})
+    roles = {a.tensor: (a.role, a.source) for a in analysis.assumptions}
+    assert roles == {
+        "x": ("input", "spec"),
+        "W": ("weight", "derived"),
+        "scale": ("constant", "exact"),
+        "shape": ("constant", "exact"),
+    }
+    assert analysis.dims == {"batch": 4}
+    lo, hi = analysis.bounds("x")
+    assert lo.shape == (4, 3)
+
+
+def test_symbolic_dims_default_to_one_and_are_reported() -> None:
+    report = ranum.check(_mlp(), {"inputs": {"x": [0, 1]}})
+    assert report.analysis.dims == {"batch": 1}
+    assert any("batch" in w for w in report.warnings)
+
+
+def test_missing_input_range_uses_documented_default_with_warning() -> None:
+    report = ranum.check(parse(LOG_OF_DIFFERENCE))
+    assert any("no range" in w and "[-1, 1]" in w for w in report.warnings)
+
+
+def test_unnamed_nodes_get_stable_names() -> None:
+    first = ranum.check(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
+    second = ranum.check(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
+    assert [f.node for f in first.findings] == [f.node for f in second.findings] == ["Log_1"]
+    assert any("unnamed" in w for w in first.warnings)
+
+
+def test_weights_exact_mode_uses_values() -> None:
+    analysis = ranum.analyze(_mlp(), {"inputs": {"x": [1, 1]}, "weights": {"default": "exact"}})
+    lo, hi = analysis.bounds("y")
+    assert np.allclose(lo, 3.0, rtol=1e-5) and np.allclose(hi, 3.0, rtol=1e-5)
+
+
+def test_per_weight_override_wins() -> None:
+    analysis = ranum.analyze(_mlp(), {"inputs": {"x": [0, 1]}, "weights": {"W": [-2, 2]}})
+    lo, hi = analysis.bounds("W")
+    assert lo.min() <= -2 and hi.max() >= 2 and lo.min() > -2.001
+
+
+def test_derived_weight_ranges() -> None:
+    assert derived_range(torch.zeros(4)) == (-1.0, 1.0)
+    assert derived_range(torch.ones(4)) == (0.0, 2.0)
+    low, high = derived_range(torch.tensor([-0.1, 0.1]))
+    assert np.isclose(low, -0.3) and np.isclose(high, 0.3)
+    assert derived_range(torch.tensor([0.5, 3.0]))[0] == 0.0
