@@ -168,7 +168,7 @@ class _AbstractWalker:
             outs = [Interval.point(v, elem_type_of(v.dtype)) for v in _as_tuple(raw)]
         else:
             outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
-        return [_finish(rule, out) for out in outs]
+        return [_finish(rule, out, ctx.budget) for out in outs]
 
     def _context(self, graph: Graph, node: Node, inputs: list[Interval | None]) -> NodeContext:
         infos = [graph.info(o) if o else None for o in node.outputs]
@@ -186,8 +186,10 @@ class _AbstractWalker:
         return [Interval.top(shape, etype or 1) for shape, etype in zip(ctx.output_shapes, ctx.output_types)]
 
 
-def _finish(rule: OpRule, out: Interval) -> Interval:
-    """Outward rounding for float results, then the operator's mathematical range."""
+def _finish(rule: OpRule, out: Interval, budget: int) -> Interval:
+    """Block budget, outward rounding for float results, then the operator's mathematical range."""
+    if out.shape is not None and out.numblocks > budget and not out.is_exact:
+        out = Interval.create(out.lower, out.upper, out.splits, out.shape, out.elem_type, budget)
     if not is_float(out.elem_type):
         return out
     if rule.rounds:

@@ -114,3 +114,28 @@ def test_blocks_regrid_and_expand_agree() -> None:
     refined = blocks.regrid(values, 0, (0, 3), (0, 1, 3, 4))
     assert refined.tolist() == [1.0, 1.0, 2.0, 2.0]
     assert blocks.expand(values, ((0, 3),), (5,)).tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_interpreter_respects_block_budget() -> None:
+    import onnx
+
+    import ranum
+    from ranum.config import AnalysisConfig
+
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[64,64] x, float[64,64] y) => (float[64,64] z) { z = Add(x, y) }
+    """)
+    rng = np.random.default_rng(0)
+    lo = torch.from_numpy(rng.uniform(-1, 0, (64, 64)))
+    from ranum.graph.loader import load_model
+    from ranum.interpret import run_abstract
+
+    graph, _ = load_model(model)
+    start = {"x": Interval.from_full(lo, lo + 1, F32), "y": Interval.uniform(0.0, 1.0, (64, 64), F32)}
+    run = run_abstract(graph, start, AnalysisConfig(block_budget=16))
+    out = run.env["z"]
+    assert out.numblocks <= 16
+    full_lo, full_hi = out.full()
+    assert bool((full_lo <= lo).all()) and bool((full_hi >= lo + 2).all())
+    assert ranum.AnalysisConfig().block_budget >= 1024
