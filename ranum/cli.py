@@ -89,6 +89,36 @@ def check(
     raise typer.Exit(EXIT_FINDINGS if report.findings else EXIT_CLEAN)
 
 
+@app.command()
+def ops(
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text, json or markdown."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the Markdown table used in README."),
+) -> None:
+    """List the supported operators and the hazards each one declares."""
+    import json
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from ranum.ops import REGISTRY
+    from ranum.ops.catalog import catalog, markdown_table
+
+    entries = catalog(REGISTRY)
+    if markdown:
+        sys.stdout.write(markdown_table(entries))
+    elif output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps([asdict(e) for e in entries], indent=2) + "\n")
+    else:
+        table = Table(title=f"{len(entries)} supported operators")
+        for column in ("operator", "since", "hazards"):
+            table.add_column(column, overflow="fold")
+        for e in entries:
+            name = f"{e.domain}.{e.op_type}" if e.domain else e.op_type
+            hazards = "\n".join(f"{h[2]} ({h[1]})" for h in e.hazards) or "-"
+            table.add_row(name, ", ".join(str(v) for v in e.since), hazards)
+        Console().print(table)
+
+
 def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str]) -> RangeSpec:
     result = parse_spec(spec) if spec is not None else RangeSpec()
     result = result.with_ranges(dict(parse_range_text(text) for text in ranges))

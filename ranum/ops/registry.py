@@ -64,6 +64,10 @@ class Registry:
         key = _domain_key(domain)
         return sorted(op for dom, op in self._rules if dom == key)
 
+    def versions(self) -> dict[tuple[str, str], list[tuple[int, type]]]:
+        """(domain, op_type) -> [(since, rule class), ...] sorted by ``since`` (a copy)."""
+        return {key: list(entries) for key, entries in self._rules.items()}
+
     def all_rules(self) -> list[type]:
         """Every registered rule class (each version once)."""
         return [cls for entries in self._rules.values() for _, cls in entries]
