@@ -5,6 +5,7 @@ Exit codes: 0 no finding, 1 findings, 2 bad input or usage (one-line message on 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -90,12 +91,62 @@ def check(
 
 
 @app.command()
+def confirm(
+    model: Path = typer.Argument(..., help="ONNX model file."),
+    ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
+    spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
+    weights: str | None = typer.Option(None, "--weights", help="'derived' (default), 'exact' or LO,HI."),
+    dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
+    nodes: list[str] = typer.Option([], "--node", help="Only confirm the findings at this node (repeatable)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the generated tests."),
+    force: bool = typer.Option(False, "--force", help="Replace the content of a non-empty output folder."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (results are reproducible)."),
+    seconds: float = typer.Option(20.0, "--seconds", min=0.1, help="Search budget per finding."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Report format."),
+) -> None:
+    """Generate failure-exhibiting unit tests for the findings, verified in onnxruntime."""
+    from ranum.confirm import SearchConfig
+    from ranum.confirm import confirm as run_confirm
+
+    err = Console(stderr=True)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    show = err.print if output_format is OutputFormat.text and sys.stderr.isatty() else None
+    try:
+        range_spec = _range_spec(spec, ranges, weights, dims)
+        report = run_confirm(model, range_spec, output, nodes or None, SearchConfig(seed=seed, seconds=seconds),
+                             force=force, progress=(lambda m: show(f"[dim]confirming {m}[/dim]")) if show else None)
+    except RanumError as exc:
+        _fail(err, str(exc))
+    if output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps({"results": [
+            {"node": r.node, "op_type": r.op_type, "status": r.status, "seconds": round(r.seconds, 4),
+             "dir": r.dir, "hazard": r.hazard, "kind": r.kind, "strategy": r.strategy, "note": r.note}
+            for r in report.results]}, indent=2) + "\n")
+    else:
+        _render_confirm(report, Console())
+    raise typer.Exit(EXIT_CLEAN if report.all_confirmed else EXIT_FINDINGS)
+
+
+def _render_confirm(report, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ranum confirm {report.model}", title_justify="left")
+    for column in ("node", "op", "hazard", "status", "seconds", "test"):
+        table.add_column(column, overflow="fold")
+    for r in report.results:
+        status = "[green]confirmed[/green]" if r.status == "confirmed" else "[yellow]not confirmed[/yellow]"
+        table.add_row(r.node, r.op_type, r.hazard, status, f"{r.seconds:.2f}", r.dir or r.note)
+    console.print(table)
+    done = sum(1 for r in report.results if r.status == "confirmed")
+    console.print(f"{done} of {len(report.results)} findings confirmed", highlight=False)
+
+
+@app.command()
 def ops(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text, json or markdown."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the Markdown table used in README."),
 ) -> None:
     """List the supported operators and the hazards each one declares."""
-    import json
     from dataclasses import asdict
 
     from rich.table import Table
@@ -153,7 +204,7 @@ def _write_atomically(err: Console, path: Path, text: str) -> None:
 
 
 def _fail(err: Console, message: str) -> None:
-    err.print(f"error: {message}", highlight=False, markup=False)
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 

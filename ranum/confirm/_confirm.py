@@ -1,0 +1,252 @@
+"""Drive the search for every finding, replay in onnxruntime, and write the unit tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ranum.analysis import Analysis, SpecSource, analyze
+from ranum.config import AnalysisConfig
+from ranum.confirm._problem import Problem, make_problem
+from ranum.confirm._replay import run_onnxruntime
+from ranum.confirm._search import Candidate, SearchConfig, search
+from ranum.confirm._write import slug, write_unit_test
+from ranum.detect import Finding, find_hazards
+from ranum.domain.dtypes import torch_dtype
+from ranum.errors import RanumError
+from ranum.graph.loader import ModelSource
+from ranum.ops.hazards import FORWARD, Hazard, RegionHazard
+
+__all__ = ["ConfirmReport", "ConfirmResult", "confirm"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """Outcome for one finding."""
+
+    node: str
+    op_type: str
+    hazard: str
+    kind: str
+    status: str  # "confirmed" | "not_confirmed"
+    seconds: float
+    dir: str | None
+    strategy: str | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ConfirmReport:
+    """All outcomes of one ``confirm`` run."""
+
+    model: str
+    results: tuple[ConfirmResult, ...]
+
+    @property
+    def all_confirmed(self) -> bool:
+        return all(r.status == "confirmed" for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "results": [asdict(r) for r in self.results]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def confirm(
+    model: ModelSource,
+    spec: SpecSource = None,
+    output: Path | None = None,
+    nodes: Sequence[str] | None = None,
+    search_config: SearchConfig | None = None,
+    analysis_config: AnalysisConfig | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ConfirmReport:
+    """Generate and verify a failure-exhibiting unit test for each finding.
+
+    Args:
+        model: ONNX file path (or ModelProto: it is then saved next to the tests).
+        spec: range spec.
+        output: folder for the tests; it must not exist or be empty unless ``force``. None writes nothing.
+        nodes: restrict to findings at these nodes (each must name a finding).
+        search_config: seed and budget.
+        analysis_config: analysis knobs.
+        force: allow a non-empty output folder (its content is replaced).
+        progress: called with a short message before each finding.
+
+    Raises:
+        RanumError: bad model, spec, node name or output folder.
+    """
+    config = search_config or SearchConfig()
+    if output is not None:
+        _check_output(Path(output), force)
+    analysis = analyze(model, spec, analysis_config)
+    findings = _select(find_hazards(analysis.run), nodes, analysis)
+    staging = Path(tempfile.mkdtemp(prefix=".ranum-confirm-", dir=_parent(output))) if output else None
+    try:
+        model_path = _model_path(model, analysis, staging)
+        counts = Counter(f.node for f in findings)
+        results = []
+        for finding in findings:
+            if progress is not None:
+                progress(f"{finding.node} ({finding.op_type}): {finding.hazard}")
+            name = slug(finding.node) if counts[finding.node] == 1 else f"{slug(finding.node)}-{finding.hazard_id}"
+            final = Path(output).resolve() / name if output is not None else None
+            results.append(_confirm_one(analysis, finding, config, staging, name, model_path, final))
+        if output is not None and staging is not None:
+            _publish(staging, Path(output), results)
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return ConfirmReport(str(model) if not isinstance(model, onnx.ModelProto) else analysis.graph.name,
+                         tuple(results))
+
+
+def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, staging: Path | None,
+                 name: str, model_path: Path | None, final: Path | None) -> ConfirmResult:
+    start = time.perf_counter()
+    rule = analysis.run.rules[finding.node]
+    hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
+    problem = make_problem(analysis, finding.node)
+    note = ""
+    for candidate in search(problem, hazard, config):
+        verdict = _replay(problem, hazard, candidate)
+        if verdict is True:
+            written = None
+            if staging is not None and model_path is not None and final is not None:
+                _write(staging / name, problem, hazard, finding, candidate, model_path)
+                written = str(final)
+            return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
+                                 time.perf_counter() - start, written, candidate.strategy)
+        note = "fires in ranum's concrete semantics but not in onnxruntime (report this as a ranum bug)"
+        log.warning("node %s: %s", finding.node, note)
+    return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed",
+                         time.perf_counter() - start, None, None, note or "no failing input found within budget")
+
+
+def _replay(problem: Problem, hazard: Hazard, candidate: Candidate) -> bool:
+    """Does the hazard fire in onnxruntime (and, for forward hazards, does NaN/Inf appear)?"""
+    graph = problem.full_graph
+    node = problem.node
+    feeds, weights = _split(problem, candidate)
+    try:
+        values = run_onnxruntime(graph, feeds, weights, [*node.inputs, *node.outputs])
+    except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
+        log.info("onnxruntime rejected a candidate for %s: %s", node.name, exc)
+        return False
+    constants = {**{n: _tensor(v) for n, v in weights.items()}}
+    for name, proto in graph.initializers.items():
+        if name not in constants:
+            constants[name] = torch.from_numpy(onnx.numpy_helper.to_array(proto).copy())
+    node_in = [_tensor(values[n]) if n in values else constants.get(n) for n in node.inputs]
+    node_out = [_tensor(values[n]) if n in values else None for n in node.outputs]
+    if not bool(hazard.triggered(node_in, node_out).any()):
+        return False
+    if hazard.kind == FORWARD:
+        return any(o is not None and o.is_floating_point() and not bool(torch.isfinite(o).all()) for o in node_out)
+    return True
+
+
+def _split(problem: Problem, candidate: Candidate) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    feeds, weights = {}, {}
+    for box in problem.boxes:
+        value = np.asarray(candidate.values[box.name])
+        dtype = torch.empty((), dtype=torch_dtype(box.elem_type)).numpy().dtype
+        value = value.astype(dtype).reshape(box.shape)
+        (weights if box.initial is not None else feeds)[box.name] = value
+    return feeds, weights
+
+
+def _tensor(value: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(value))
+
+
+def _write(folder: Path, problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate,
+           model_path: Path) -> Path:
+    feeds, weights = _split(problem, candidate)
+    node = problem.node
+    types = {}
+    for name in [*node.inputs, *node.outputs]:
+        info = problem.full_graph.info(name) if name else None
+        if info is not None:
+            types[name] = info.elem_type
+    region = None
+    if isinstance(hazard, RegionHazard):
+        iv_type = types.get(finding.operand, onnx.TensorProto.FLOAT)
+        r = hazard.region(iv_type)
+        region = (r.low, r.high, r.low_closed, r.high_closed)
+    write_unit_test(
+        folder, model_path=model_path, node=finding.node, op_type=finding.op_type, hazard=finding.hazard,
+        kind=finding.kind, operand=finding.operand, invalid=finding.invalid, strategy=candidate.strategy,
+        outputs=[o for o in node.outputs if o], types=types, region=region, inputs=feeds, weights=weights,
+    )
+    return folder
+
+
+def _select(findings: list[Finding], nodes: Sequence[str] | None, analysis: Analysis) -> list[Finding]:
+    if not nodes:
+        return findings
+    known = {n.name for n in analysis.run.nodes}
+    for name in nodes:
+        if name not in known:
+            raise RanumError(f"--node '{name}': the model has no node of that name")
+        if not any(f.node == name for f in findings):
+            raise RanumError(f"--node '{name}': the node has no finding to confirm")
+    return [f for f in findings if f.node in set(nodes)]
+
+
+def _check_output(output: Path, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise RanumError(f"output {output} exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()) and not force:
+        raise RanumError(f"output folder {output} is not empty (use --force to replace its content)")
+    parent = _parent(output)
+    if not parent.is_dir():
+        raise RanumError(f"output folder's parent does not exist: {parent}")
+    try:
+        probe = tempfile.mkdtemp(prefix=".ranum-probe-", dir=parent)
+        Path(probe).rmdir()
+    except OSError as exc:
+        raise RanumError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+
+
+def _parent(output: Path | None) -> Path:
+    if output is None:
+        return Path(tempfile.gettempdir())
+    return Path(output).resolve().parent
+
+
+def _model_path(model: ModelSource, analysis: Analysis, staging: Path | None) -> Path | None:
+    if isinstance(model, onnx.ModelProto):
+        if staging is None:
+            return None
+        onnx.save(model, str(staging / "model.onnx"))
+        return staging / "model.onnx"
+    return Path(model).resolve()
+
+
+def _publish(staging: Path, output: Path, results: list[ConfirmResult]) -> None:
+    """Move the finished tests into place in one step (a failure leaves the old folder intact)."""
+    (staging / "summary.json").write_text(json.dumps({"results": [asdict(r) for r in results]}, indent=2))
+    output = output.resolve()
+    model_copy = staging / "model.onnx"
+    if model_copy.exists():
+        for path in staging.rglob("test_*.py"):
+            path.write_text(path.read_text().replace(str(model_copy), str(output / "model.onnx")))
+    if output.exists():
+        shutil.rmtree(output)
+    staging.rename(output)

@@ -1,0 +1,92 @@
+"""The search space of a confirmation: which tensors may change, inside which boxes.
+
+Free tensors are the graph inputs (inside their ranges) and the weights (inside their weight
+ranges; fixed when analysed exactly). Constants keep their values, except initializers a range
+named. The concrete model is pruned to the ancestors of the target node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ranum.analysis import Analysis
+from ranum.domain.dtypes import is_float, torch_dtype
+from ranum.graph.loader import tensor_value
+from ranum.graph.model import Graph, Node
+
+__all__ = ["Box", "Problem", "make_problem"]
+
+SEARCH_LIMIT = 1e30  # infinite range ends are searched up to this magnitude
+
+
+@dataclass(frozen=True)
+class Box:
+    """One free tensor: its shape, dtype, range and starting value."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    elem_type: int
+    low: float
+    high: float
+    initial: np.ndarray | None  # initializer value, None for graph inputs
+
+    @property
+    def differentiable(self) -> bool:
+        return is_float(self.elem_type) and self.high > self.low
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the search needs for one target node."""
+
+    graph: Graph  # pruned to the target's ancestors
+    full_graph: Graph
+    node: Node
+    boxes: tuple[Box, ...]
+
+
+def make_problem(analysis: Analysis, node_name: str) -> Problem:
+    """Collect the free tensors of ``analysis`` and prune its graph to ``node_name``'s ancestors."""
+    graph = analysis.graph
+    node = next(n for n in graph.nodes if n.name == node_name)
+    boxes = []
+    for a in analysis.assumptions:
+        if a.low is None:
+            continue
+        info = graph.info(a.tensor)
+        initial = tensor_value(graph.initializers[a.tensor]) if a.tensor in graph.initializers else None
+        shape = tuple(info.shape) if info is not None and info.shape is not None else tuple(np.shape(initial))
+        elem_type = info.elem_type if info is not None else graph.initializers[a.tensor].data_type
+        low = max(a.low, -SEARCH_LIMIT)
+        high = min(a.high, SEARCH_LIMIT)
+        boxes.append(Box(a.tensor, a.role, shape, elem_type, low, high, initial))
+    return Problem(prune(graph, node), graph, node, tuple(boxes))
+
+
+def prune(graph: Graph, target: Node) -> Graph:
+    """The graph restricted to the nodes that ``target`` depends on (target included)."""
+    producers = {out: n for n in graph.nodes for out in n.outputs if out}
+    needed: set[str] = set()
+    stack = [target]
+    keep: set[str] = set()
+    while stack:
+        node = stack.pop()
+        if node.name in keep:
+            continue
+        keep.add(node.name)
+        for name in node.inputs:
+            if name and name not in needed:
+                needed.add(name)
+                if name in producers:
+                    stack.append(producers[name])
+    nodes = tuple(n for n in graph.nodes if n.name in keep)
+    return replace(graph, nodes=nodes)
+
+
+def to_tensor(value: np.ndarray, elem_type: int) -> torch.Tensor:
+    """A numpy value as a torch tensor of the element type's dtype."""
+    return torch.from_numpy(np.ascontiguousarray(value)).to(torch_dtype(elem_type))

@@ -1,0 +1,63 @@
+"""Run a model in onnxruntime with substituted weights and chosen intermediate tensors exposed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from ranum.graph.model import Graph
+
+__all__ = ["expose", "run_onnxruntime"]
+
+
+def expose(model: onnx.ModelProto, graph: Graph, names: Iterable[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph outputs also include ``names`` (main-graph tensors)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    present = {o.name for o in out.graph.output}
+    initializers = {i.name for i in out.graph.initializer}
+    for name in names:
+        if name in present or name in initializers or not name:
+            continue
+        info = graph.info(name)
+        elem_type = info.elem_type if info is not None else onnx.TensorProto.FLOAT
+        out.graph.output.append(helper.make_tensor_value_info(name, elem_type, None))
+        present.add(name)
+    return out
+
+
+def substitute(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` with some initializers replaced (same names, dtypes and shapes)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for init in out.graph.initializer:
+        if init.name in weights:
+            value = np.asarray(weights[init.name]).astype(helper.tensor_dtype_to_np_dtype(init.data_type))
+            init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
+    return out
+
+
+def run_onnxruntime(
+    graph: Graph,
+    feeds: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None = None,
+    names: Iterable[str] = (),
+    threads: int = 1,
+) -> dict[str, np.ndarray]:
+    """Execute the prepared model of ``graph`` and return the requested tensors (and the outputs)."""
+    if graph.proto is None:
+        raise ValueError("graph has no model proto to execute")
+    model = expose(substitute(graph.proto, weights or {}), graph, names)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = [o.name for o in session.get_outputs()]
+    values = session.run(wanted, dict(feeds))
+    return dict(zip(wanted, values))

@@ -1,0 +1,168 @@
+"""Search for concrete inputs and weights that make a hazard fire at one node.
+
+Strategies, cheapest first: (1) the weights as they are with inputs at range corners, the middle
+and random points, then weights at their range corners; (2) gradient descent (Adam) over the
+free tensors, parametrised into their boxes by a sigmoid, on the hazard's differentiable distance,
+run with ranum's concrete semantics in the model's own dtypes (so float32 underflow and overflow
+happen as they will in the runtime); restarts from random points. A candidate counts only when
+the hazard fires on it; the caller replays it in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ranum.confirm._problem import Box, Problem, to_tensor
+from ranum.domain.dtypes import is_float
+from ranum.interpret import run_concrete
+from ranum.ops.hazards import Hazard
+
+__all__ = ["Candidate", "SearchConfig", "search"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budget and randomness of the search.
+
+    Attributes:
+        seed: makes every run reproducible.
+        steps: gradient steps per restart.
+        restarts: gradient restarts.
+        learning_rate: Adam step size in the sigmoid parametrisation.
+        seconds: wall-clock budget per finding.
+    """
+
+    seed: int = 0
+    steps: int = 150
+    restarts: int = 4
+    learning_rate: float = 0.5
+    seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Values of every free tensor (inputs and changed weights) and how they were found."""
+
+    values: dict[str, np.ndarray]
+    strategy: str
+
+
+def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[Candidate]:
+    """Yield candidates on which ``hazard`` fires in ranum's concrete semantics (best first)."""
+    rng = np.random.default_rng(config.seed)
+    deadline = time.monotonic() + config.seconds
+    for values, strategy in _cheap_points(problem, rng):
+        if _fires(problem, hazard, values):
+            yield Candidate(values, strategy)
+        if time.monotonic() > deadline:
+            return
+    torch.manual_seed(config.seed)
+    for restart in range(config.restarts):
+        found = _descend(problem, hazard, config, rng, restart, deadline)
+        if found is not None:
+            yield Candidate(found, f"gradient (restart {restart})")
+        if time.monotonic() > deadline:
+            return
+
+
+def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[dict[str, np.ndarray], str]]:
+    """Initial weights with input corners, middles and random points; then weight corners."""
+    inputs = [b for b in problem.boxes if b.initial is None]
+    weights = [b for b in problem.boxes if b.initial is not None]
+
+    def fill(boxes: list[Box], how: str) -> dict[str, np.ndarray]:
+        return {b.name: _point(b, how, rng) for b in boxes}
+
+    initial = {b.name: b.initial for b in weights}
+    for how in ("low", "high", "middle", "random", "random", "mixed", "mixed"):
+        yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}"
+    for how in ("low", "high", "mixed", "random"):
+        for input_how in ("low", "high", "random"):
+            yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}"
+
+
+def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
+    low, high = box.low, box.high
+    if how == "low":
+        value = np.full(box.shape, low)
+    elif how == "high":
+        value = np.full(box.shape, high)
+    elif how == "middle":
+        value = np.full(box.shape, (low + high) / 2)
+    elif how == "mixed":
+        value = np.where(rng.random(box.shape) < 0.5, low, high)
+    else:
+        value = rng.uniform(low, high, size=box.shape) if np.isfinite(high - low) else np.zeros(box.shape)
+    if not is_float(box.elem_type):
+        value = np.clip(np.round(value), np.ceil(low), np.floor(high))
+    return value
+
+
+def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray]) -> bool:
+    boxes = {b.name: b for b in problem.boxes}
+    feeds = {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
+    try:
+        with torch.no_grad():
+            node_in, node_out = _node_values(problem, feeds)
+            return bool(hazard.triggered(node_in, node_out).any())
+    except (RuntimeError, ValueError, IndexError):
+        return False
+
+
+def _node_values(problem: Problem, feeds: dict[str, torch.Tensor]):
+    run = run_concrete(problem.graph, feeds)
+    node = problem.node
+    node_in = [run.values.get(n) if n else None for n in node.inputs]
+    node_out = [run.values.get(n) if n else None for n in node.outputs]
+    return node_in, node_out
+
+
+def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
+             restart: int, deadline: float) -> dict[str, np.ndarray] | None:
+    """Adam on sigmoid-parametrised free tensors toward the hazard's invalid region."""
+    params: dict[str, torch.Tensor] = {}
+    fixed: dict[str, np.ndarray] = {}
+    for box in problem.boxes:
+        start = box.initial if box.initial is not None and restart == 0 else _point(box, "random", rng)
+        if box.differentiable:
+            frac = np.clip((np.asarray(start, dtype=np.float64) - box.low) / (box.high - box.low), 1e-4, 1 - 1e-4)
+            params[box.name] = torch.tensor(np.log(frac / (1 - frac)), requires_grad=True)
+        else:
+            fixed[box.name] = np.asarray(start)
+    if not params:
+        return None
+    optimiser = torch.optim.Adam(list(params.values()), lr=config.learning_rate)
+    boxes = {b.name: b for b in problem.boxes}
+    for _ in range(config.steps):
+        if time.monotonic() > deadline:
+            return None
+        values = {n: boxes[n].low + (boxes[n].high - boxes[n].low) * torch.sigmoid(p) for n, p in params.items()}
+        feeds = {n: v.to(to_tensor(np.zeros(()), boxes[n].elem_type).dtype) for n, v in values.items()}
+        feeds.update({n: to_tensor(v, boxes[n].elem_type) for n, v in fixed.items()})
+        try:
+            node_in, node_out = _node_values(problem, feeds)
+            if bool(hazard.triggered(node_in, node_out).any()):
+                return {**{n: v.detach().numpy() for n, v in feeds.items() if n in params}, **fixed}
+            distance = hazard.distance(node_in, node_out)
+        except (RuntimeError, ValueError, IndexError):
+            return None
+        loss = _soft_minimum(distance.to(torch.float64))
+        if not loss.requires_grad or not torch.isfinite(loss):
+            return None
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return None
+
+
+def _soft_minimum(distance: torch.Tensor) -> torch.Tensor:
+    """A smooth stand-in for min(distance), scaled so large magnitudes do not dominate."""
+    flat = distance.reshape(-1)
+    flat = torch.where(torch.isnan(flat), torch.zeros_like(flat), flat)
+    scaled = torch.sign(flat) * torch.log1p(flat.abs())
+    return -torch.logsumexp(-scaled * 4.0, dim=0) / 4.0
