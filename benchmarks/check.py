@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import ranum  # noqa: E402
 from _timing import median_seconds, ort_inference_seconds, random_feeds, write_json  # noqa: E402
+
+import ranum  # noqa: E402
 from examples.make_examples import softmax_regression  # noqa: E402
 from tests.zoo.models import MODELS  # noqa: E402
 
