@@ -20,6 +20,7 @@ from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval
 
 __all__ = [
+    "Clamp",
     "Hazard",
     "HazardHit",
     "InfiniteOperand",
@@ -74,6 +75,31 @@ class Hazard(ABC):
     @abstractmethod
     def invalid_text(self, elem_type: int) -> str:
         """The invalid region in words or interval notation."""
+
+    def violation(self, inputs: Sequence[Interval | None], outputs: Sequence[Interval | None]) -> Tensor | None:
+        """Differentiable measure of how far the abstract operand reaches into the invalid region.
+
+        0 when the hazard is excluded; None when this hazard offers no such measure.
+        """
+        return None
+
+    def repair(self, operand: Interval) -> Clamp | None:
+        """The tightest clip of the operand that excludes the invalid region (None if no clip can)."""
+        return None
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """Clip bounds for a tensor; None leaves that side open."""
+
+    min: float | None
+    max: float | None
+
+    def meet(self, other: Clamp) -> Clamp:
+        """Both clips at once (the tighter bound on each side)."""
+        low = [v for v in (self.min, other.min) if v is not None]
+        high = [v for v in (self.max, other.max) if v is not None]
+        return Clamp(max(low) if low else None, min(high) if high else None)
 
 
 @dataclass(frozen=True)
@@ -166,6 +192,40 @@ class RegionHazard(Hazard):
     def invalid_text(self, elem_type):
         return self.region(elem_type).text()
 
+    def violation(self, inputs, outputs):
+        iv = inputs[self.operand] if self.operand < len(inputs) else None
+        if iv is None or not is_float(iv.elem_type):
+            return None
+        region = self.region(iv.elem_type)
+        margin = _margin(region, iv.elem_type)
+        lo, hi = iv.lower, iv.upper
+        if math.isinf(region.low):
+            return torch.relu(region.high + margin - lo).sum()
+        if math.isinf(region.high):
+            return torch.relu(hi - region.low + margin).sum()
+        escape_up = torch.relu(region.high + margin - lo)
+        escape_down = torch.relu(hi - region.low + margin)
+        return torch.minimum(escape_up, escape_down).sum()
+
+    def repair(self, operand):
+        region = self.region(operand.elem_type)
+        margin = _margin(region, operand.elem_type)
+        if math.isinf(region.low):
+            return Clamp(region.high + (margin if region.high_closed else 0.0), None)
+        if math.isinf(region.high):
+            return Clamp(None, region.low - margin)
+        above, below = Clamp(region.high + margin, None), Clamp(None, region.low - margin)
+        kept_above = operand.max() - above.min
+        kept_below = below.max - operand.min()
+        return above if kept_above >= kept_below else below
+
+
+def _margin(region: Region, elem_type: int) -> float:
+    """Distance kept from a region's end: a few ulps, and at least the smallest normal number."""
+    facts = float_facts(elem_type)
+    ends = [abs(v) for v in (region.low, region.high) if math.isfinite(v)]
+    return max(max(ends, default=0.0) * 8 * facts.eps, facts.tiny)
+
 
 def _elem_type_of(x: Tensor) -> int:
     from ranum.domain.dtypes import elem_type_of
@@ -234,6 +294,15 @@ class OutsideHazard(Hazard):
     def invalid_text(self, elem_type):
         return f"outside [{_num(self.low)}, {_num(self.high)}]"
 
+    def violation(self, inputs, outputs):
+        iv = inputs[self.operand]
+        if iv is None:
+            return None
+        return (torch.relu(self.low - iv.lower) + torch.relu(iv.upper - self.high)).sum()
+
+    def repair(self, operand):
+        return Clamp(self.low, self.high)
+
 
 def outside(low: float, high: float, description: str, *, name: str, operand: int = 0,
             kind: str = FORWARD) -> OutsideHazard:
@@ -269,6 +338,10 @@ class InfiniteOperand(Hazard):
 
     def invalid_text(self, elem_type):
         return "{-inf, +inf}"
+
+    def repair(self, operand):
+        limit = float_facts(operand.elem_type).max
+        return Clamp(-limit, limit)
 
 
 @dataclass(frozen=True)
