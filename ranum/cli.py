@@ -142,6 +142,58 @@ def _render_confirm(report, console: Console) -> None:
 
 
 @app.command()
+def fix(
+    model: Path = typer.Argument(..., help="ONNX model file."),
+    ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
+    spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
+    weights: str | None = typer.Option(None, "--weights", help="'derived' (default), 'exact' or LO,HI."),
+    dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
+    on: str = typer.Option("all", "--on", help="What to clip: inputs, weights, all, or operator."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the patched model."),
+    seconds: float = typer.Option(60.0, "--seconds", min=0.1, help="Search budget."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Report format."),
+) -> None:
+    """Suggest clipping preconditions, write the patched model, and certify it by re-running detection."""
+    from ranum.fix import FixConfig
+    from ranum.fix import fix as run_fix
+
+    err = Console(stderr=True)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    if output.resolve() == model.resolve():
+        _fail(err, "--output would overwrite the input model; choose another path")
+    if not output.resolve().parent.is_dir():
+        _fail(err, f"output folder does not exist: {output.parent}")
+    try:
+        range_spec = _range_spec(spec, ranges, weights, dims)
+        report = run_fix(model, range_spec, on, FixConfig(seconds=seconds))
+    except RanumError as exc:
+        _fail(err, str(exc))
+    _write_atomically(err, output, None, report.patched.SerializeToString())
+    if output_format is OutputFormat.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        _render_fix(report, output, Console())
+    raise typer.Exit(EXIT_CLEAN if report.certified else EXIT_FINDINGS)
+
+
+def _render_fix(report, output: Path, console: Console) -> None:
+    console.print(f"[bold]ranum fix[/bold] {report.model} (--on {report.mode}): "
+                  f"{report.original_findings} finding(s) before", highlight=False)
+    for p in report.preconditions:
+        kept = "" if p.kept_fraction is None else f" (keeps {100 * p.kept_fraction:.1f}% of its range)"
+        console.print(f"  - {p.describe()}{kept}", highlight=False, markup=False)
+    if not report.preconditions:
+        console.print("  no precondition found")
+    console.print(f"patched model written to {output}", highlight=False)
+    if report.certified:
+        console.print("[green]certified: no finding[/green]")
+    else:
+        console.print(f"[red]not certified: {len(report.remaining)} finding(s) remain[/red]")
+        for f in report.remaining:
+            console.print(f"  - {f.node} ({f.op_type}): {f.hazard}", highlight=False, markup=False)
+
+
+@app.command()
 def ops(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text, json or markdown."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the Markdown table used in README."),
@@ -189,15 +241,15 @@ def _parse_dim(text: str) -> tuple[str, int]:
     return name, int(value)
 
 
-def _write_atomically(err: Console, path: Path, text: str) -> None:
+def _write_atomically(err: Console, path: Path, text: str | None, data: bytes | None = None) -> None:
     """Write through a temporary file in the same folder, so a failure leaves nothing half-written."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         _fail(err, f"output folder does not exist: {folder}")
     try:
         handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data if data is not None else text.encode())
         os.replace(temp, path)
     except OSError as exc:
         _fail(err, f"cannot write {path}: {exc.strerror or exc}")

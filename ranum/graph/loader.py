@@ -20,7 +20,7 @@ from onnx import external_data_helper, helper, shape_inference
 from ranum.errors import ModelError
 from ranum.graph.model import Graph, Node, TensorInfo
 
-__all__ = ["load_model", "ModelSource", "tensor_value"]
+__all__ = ["load_model", "ModelSource", "read_model", "stable_node_names", "tensor_value"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,33 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
 def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
     """Numpy value of an initializer or constant tensor."""
     return onnx.numpy_helper.to_array(proto)
+
+
+def read_model(source: ModelSource) -> onnx.ModelProto:
+    """The model as the user gave it (external data read), without checks or rewriting."""
+    model, _ = _read(source)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def stable_node_names(graph: onnx.GraphProto) -> list[tuple[str, onnx.NodeProto]]:
+    """(name, node) in the order and with the names the analysis uses for this graph's nodes."""
+    tensors = {v.name for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
+    nodes = _topological(graph, tensors | {i.name for i in graph.initializer}, None)
+    taken = {n.name for n in nodes if n.name}
+    out = []
+    for position, proto in enumerate(nodes):
+        out.append((proto.name or _fresh_name(proto.op_type, position, taken), proto))
+    return out
+
+
+def _fresh_name(op_type: str, position: int, taken: set[str]) -> str:
+    name = f"{op_type}_{position}"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
 
 
 def _read(source: ModelSource) -> tuple[onnx.ModelProto, str | None]:
@@ -197,12 +224,7 @@ def _stable_nodes(nodes: list, opsets: Mapping[str, int], tensors: dict[str, Ten
     taken = {n.name for n in nodes if n.name}
     out = []
     for position, proto in enumerate(nodes):
-        name = proto.name
-        if not name:
-            name = f"{proto.op_type}_{position}"
-            while name in taken:
-                name += "_"
-            taken.add(name)
+        name = proto.name or _fresh_name(proto.op_type, position, taken)
         attrs = {a.name: _attribute(a, opsets, tensors) for a in proto.attribute}
         out.append(Node(name, proto.op_type, proto.domain, tuple(proto.input), tuple(proto.output), attrs,
                         named_in_model=bool(proto.name)))

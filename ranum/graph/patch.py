@@ -1,0 +1,75 @@
+"""Insert Clip nodes into a model and write it.
+
+Clips are inserted in front of chosen consumers (or all of them) of a tensor. Every node of the
+patched model keeps the name the analysis gave it (unnamed nodes receive their stable names), so
+findings on the original and on the patched model name the same nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ranum.graph.loader import stable_node_names
+
+__all__ = ["ClipSpec", "insert_clips"]
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Clip ``tensor`` to [min, max] for the consumers named (all consumers when None)."""
+
+    tensor: str
+    min: float | None
+    max: float | None
+    consumers: frozenset[str] | None = None
+
+
+def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapping[str, int]) -> onnx.ModelProto:
+    """A copy of ``model`` with one Clip node per ClipSpec, wired into the chosen consumers."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    named = stable_node_names(graph)
+    for name, proto in named:
+        proto.name = name
+    ordered = [proto for _, proto in named]
+    for index, clip in enumerate(clips):
+        clipped = f"{clip.tensor}__ranum_clip{index}"
+        node_inputs = [clip.tensor]
+        np_type = helper.tensor_dtype_to_np_dtype(elem_types.get(clip.tensor, onnx.TensorProto.FLOAT))
+        for side, value in (("min", clip.min), ("max", clip.max)):
+            if value is None:
+                node_inputs.append("")
+                continue
+            const = f"{clip.tensor}__ranum_clip{index}_{side}"
+            graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np_type), const))
+            node_inputs.append(const)
+        while node_inputs and node_inputs[-1] == "":
+            node_inputs.pop()
+        clip_node = helper.make_node("Clip", node_inputs, [clipped], name=f"ranum/clip/{clip.tensor}/{index}")
+        first_use = _rewire(ordered, clip, clipped)
+        ordered.insert(first_use, clip_node)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return out
+
+
+def _rewire(nodes: list[onnx.NodeProto], clip: ClipSpec, clipped: str) -> int:
+    """Point the chosen consumers at the clipped tensor; returns where the Clip node must go."""
+    first = len(nodes)
+    for position, node in enumerate(nodes):
+        if clip.consumers is not None and node.name not in clip.consumers:
+            continue
+        hit = False
+        for i, name in enumerate(node.input):
+            if name == clip.tensor:
+                node.input[i] = clipped
+                hit = True
+        if hit:
+            first = min(first, position)
+    return first if first < len(nodes) else len(nodes)
