@@ -221,15 +221,21 @@ def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Ten
         upper = torch.where(torch.isnan(upper), torch.full_like(upper, torch.inf), upper)
         return lower, upper
     if lower.is_floating_point():
-        lower = torch.nan_to_num(lower.floor(), nan=_INT_MIN, neginf=_INT_MIN, posinf=_INT_MAX)
-        lower = lower.clamp(_INT_MIN, 9.2e18).to(torch.int64)
+        lower = _to_int64(torch.nan_to_num(lower.to(torch.float64).floor(), nan=-torch.inf))
     if upper.is_floating_point():
-        upper = torch.nan_to_num(upper.ceil(), nan=_INT_MAX, neginf=_INT_MIN, posinf=_INT_MAX)
-        upper = upper.clamp(-9.2e18, 9.2e18).to(torch.int64)
+        upper = _to_int64(torch.nan_to_num(upper.to(torch.float64).ceil(), nan=torch.inf))
     lower, upper = lower.to(torch.int64), upper.to(torch.int64)
     if is_bool(elem_type):
         lower, upper = lower.clamp(0, 1), upper.clamp(0, 1)
     return lower, upper
+
+
+def _to_int64(values: Tensor) -> Tensor:
+    """Integral float64 values to int64, saturating at the int64 range (2**63 is not an int64)."""
+    limit = 2.0**63
+    inside = values.clamp(-limit, limit - 1024).to(torch.int64)
+    inside = torch.where(values >= limit, torch.full_like(inside, _INT_MAX), inside)
+    return torch.where(values < -limit, torch.full_like(inside, _INT_MIN), inside)
 
 
 def align(intervals: Sequence[Interval], shape: Sequence[int]) -> tuple[Splits, list[tuple[Tensor, Tensor]]]:
@@ -260,7 +266,15 @@ def broadcast_shape(*shapes: Sequence[int] | None) -> tuple[int, ...] | None:
     """Numpy broadcast of shapes; None if any is unknown."""
     if any(s is None for s in shapes):
         return None
-    return tuple(torch.broadcast_shapes(*[tuple(s) for s in shapes]))
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 def elementwise(

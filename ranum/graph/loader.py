@@ -38,6 +38,8 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
         The prepared graph and the symbolic dimensions that were substituted, with their values.
     """
     model, origin = _read(source)
+    if isinstance(source, onnx.ModelProto):
+        model = _copy(model)
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, Exception) as exc:  # checker raises several types
@@ -60,6 +62,10 @@ def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
 def read_model(source: ModelSource) -> onnx.ModelProto:
     """The model as the user gave it (external data read), without checks or rewriting."""
     model, _ = _read(source)
+    return _copy(model)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     return out
@@ -125,10 +131,15 @@ def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
 
 
 def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str, int]:
-    """Replace symbolic dimensions of graph inputs by their values; returns what was used."""
+    """Give symbolic dimensions of graph inputs their values (in place, on the loader's own copy).
+
+    Output shapes with symbolic or unknown dimensions are dropped, so that shape inference derives
+    them from the fixed inputs instead of trusting a stale declaration.
+    """
     used: dict[str, int] = {}
-    for value in list(model.graph.input) + list(model.graph.output):
-        if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
+    initializers = {i.name for i in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers or not _has_shape(value):
             continue
         for dim in value.type.tensor_type.shape.dim:
             if dim.HasField("dim_value"):
@@ -138,8 +149,15 @@ def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str
             used[key] = size
             dim.Clear()
             dim.dim_value = size
+    for value in model.graph.output:
+        if _has_shape(value) and any(not d.HasField("dim_value") for d in value.type.tensor_type.shape.dim):
+            value.type.tensor_type.ClearField("shape")
     del model.graph.value_info[:]
     return used
+
+
+def _has_shape(value: onnx.ValueInfoProto) -> bool:
+    return value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")
 
 
 def _convert_graph(

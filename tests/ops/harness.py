@@ -135,7 +135,7 @@ def draw_points(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, elem_t
         arr = p.astype(_np_dtype(elem_type))
         if is_float(elem_type):  # rounding to the dtype may step outside: pull back inside
             arr = np.clip(arr.astype(np.float64), lo, hi).astype(_np_dtype(elem_type))
-        out.append(arr)
+        out.append(np.asarray(arr))
     return out
 
 
