@@ -1,0 +1,103 @@
+"""Soundness cases: shape manipulation, constants, ranges, casts, dropout."""
+
+from onnx import TensorProto, helper
+
+from tests.ops.harness import OpCase, Operand
+
+F16, INT64, INT32, BOOL, DOUBLE = (TensorProto.FLOAT16, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL,
+                                   TensorProto.DOUBLE)
+INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
+
+
+def ints(*values: int) -> Operand:
+    """A fixed int64 vector operand (shapes, axes, indices)."""
+    return Operand((len(values),), INT64, value=list(values))
+
+
+def scalar(value, elem_type=TensorProto.FLOAT) -> Operand:
+    return Operand((), elem_type, value=value)
+
+
+X234 = Operand((2, 3, 4))
+# Free (drawn) operands of Range have shape (1,), not (): the harness feeds 0-d draws to onnxruntime as
+# numpy scalars, which it rejects; onnxruntime accepts one-element vectors there. Dropout's shape
+# inference rejects a (1,) ratio, so its interval ratio is tested in test_shape.py.
+
+CASES = [
+    # Shape, Size
+    OpCase("Shape", (X234,)),
+    OpCase("Shape", (X234,), attrs={"start": 1, "end": -1}, name="Shape-start-end"),
+    OpCase("Size", (X234,)),
+    # Reshape, Flatten
+    OpCase("Reshape", (X234, ints(6, 4))),
+    OpCase("Reshape", (X234, ints(0, -1)), name="Reshape-zero-infer"),
+    OpCase("Reshape", (X234, ints(4, -1, 3)), name="Reshape-scramble"),
+    OpCase("Reshape", (X234, ints(1, 2, 1, 12)), name="Reshape-unit-axes"),
+    OpCase("Reshape", (Operand((2, 6), F16), ints(3, 4)), name="Reshape-f16"),
+    OpCase("Reshape", (X234, ints(3, 8)), attrs={"allowzero": 1}, opset=14, name="Reshape-allowzero"),
+    OpCase("Flatten", (X234,)),
+    OpCase("Flatten", (X234,), attrs={"axis": -1}, name="Flatten-neg"),
+    OpCase("Flatten", (Operand((2, 3), INT64, 0, 7),), attrs={"axis": 2}, name="Flatten-int-last"),
+    # Squeeze, Unsqueeze
+    OpCase("Squeeze", (Operand((3, 1, 4)),), attrs={"axes": [1]}, opset=11, name="Squeeze-attr"),
+    OpCase("Squeeze", (Operand((3, 1, 4)), ints(-2)), opset=13, name="Squeeze-input"),
+    OpCase("Squeeze", (Operand((1, 3, 1), F16),), opset=13, name="Squeeze-all"),
+    OpCase("Unsqueeze", (Operand((3, 4)),), attrs={"axes": [0, 3]}, opset=11, name="Unsqueeze-attr"),
+    OpCase("Unsqueeze", (Operand((3, 4), INT64, -9, 9), ints(-1, 1)), opset=13, name="Unsqueeze-input"),
+    # Transpose, Identity
+    OpCase("Transpose", (X234,)),
+    OpCase("Transpose", (Operand((2, 3, 4), F16),), attrs={"perm": [2, 0, 1]}, name="Transpose-f16"),
+    OpCase("Identity", (X234,)),
+    # Concat, Split
+    OpCase("Concat", (Operand((2, 3)), Operand((4, 3))), attrs={"axis": 0}),
+    OpCase("Concat", (Operand((2, 1)), Operand((2, 3)), Operand((2, 2))), attrs={"axis": -1}, name="Concat-3"),
+    OpCase("Concat", (Operand((3,), INT64, 0, 5), Operand((0,), INT64)), attrs={"axis": 0}, name="Concat-int"),
+    OpCase("Split", (Operand((3, 3)),), attrs={"axis": 1, "split": [1, 2]}, outputs=2, opset=11,
+           name="Split-attr"),
+    OpCase("Split", (Operand((5, 2)), ints(2, 2, 1)), outputs=3, opset=13, name="Split-input"),
+    OpCase("Split", (Operand((4, 6), F16),), attrs={"axis": -1}, outputs=2, opset=13, name="Split-equal"),
+    OpCase("Split", (Operand((7,), INT64, -4, 4),), attrs={"num_outputs": 3}, outputs=3, name="Split-num"),
+    # Slice
+    OpCase("Slice", (X234, ints(1), ints(3), ints(2))),
+    OpCase("Slice", (X234, ints(0, 1), ints(2, INT64_MAX), ints(0, 1), ints(1, 2)), name="Slice-step-max"),
+    OpCase("Slice", (X234, ints(-1, 2), ints(INT64_MIN, 0), ints(-1, 1), ints(-1, -2)), name="Slice-reverse"),
+    OpCase("Slice", (Operand((6,), INT64, -9, 9), ints(-4), ints(100)), name="Slice-int-default-axes"),
+    # Expand, Tile
+    OpCase("Expand", (Operand((3, 1)), ints(2, 3, 4))),
+    OpCase("Expand", (Operand((2, 3), INT64, 0, 5), ints(1, 1)), name="Expand-smaller"),
+    OpCase("Tile", (Operand((2, 3), F16), ints(2, 3))),
+    OpCase("Tile", (Operand((3,), INT64, 0, 5), ints(1)), name="Tile-int"),
+    # Constant, ConstantOfShape, Range
+    OpCase("Constant", (), attrs={"value": helper.make_tensor("v", TensorProto.FLOAT, [2], [1.5, -2.0])}),
+    OpCase("Constant", (), attrs={"value_floats": [0.1, 0.2]}, name="Constant-floats"),
+    OpCase("Constant", (), attrs={"value_int": 7}, name="Constant-int"),
+    OpCase("ConstantOfShape", (ints(2, 3),)),
+    OpCase("ConstantOfShape", (ints(4),), attrs={"value": helper.make_tensor("v", INT64, [1], [7])},
+           name="ConstantOfShape-int"),
+    OpCase("Range", (scalar(2, INT64), scalar(17, INT64), scalar(3, INT64))),
+    # onnxruntime accumulates delta (start + delta + delta ...), the spec (and the concrete rule) computes
+    # start + i * delta: they differ by ~1e-4 relative here, which the abstract bounds cover.
+    OpCase("Range", (scalar(0.1), scalar(3000.0), scalar(0.3)), check_agreement=False, name="Range-float-long"),
+    OpCase("Range", (Operand((1,), low=0.1, high=0.4), scalar(10.0), scalar(1.0)), name="Range-float-start"),
+    OpCase("Range", (Operand((1,), INT64, 0, 2), scalar(20, INT64), scalar(5, INT64)), name="Range-int-start"),
+    # Cast, CastLike
+    OpCase("Cast", (Operand((3, 4), low=-120, high=120),), attrs={"to": TensorProto.INT8}, name="Cast-float-int8"),
+    OpCase("Cast", (Operand((3, 4), low=-1e10, high=1e10),), attrs={"to": INT32}, check_agreement=False,
+           name="Cast-float-int32-out-of-range"),
+    OpCase("Cast", (Operand((3, 4), low=-7e4, high=7e4),), attrs={"to": F16}, name="Cast-float-f16-overflow"),
+    OpCase("Cast", (Operand((3, 4), low=-1, high=1),), attrs={"to": BOOL}, name="Cast-float-bool"),
+    OpCase("Cast", (Operand((3, 4), INT64, -10**6, 10**6),), attrs={"to": F16}, name="Cast-int64-f16"),
+    OpCase("Cast", (Operand((3, 4), INT64, -300, 300),), attrs={"to": TensorProto.UINT8},
+           name="Cast-int64-uint8-wrap"),
+    OpCase("Cast", (Operand((4,), BOOL, 0, 1),), attrs={"to": TensorProto.FLOAT}, name="Cast-bool-float"),
+    OpCase("CastLike", (Operand((3, 4), low=-50, high=50), Operand((1,), INT64, value=[0])),
+           name="CastLike-int"),
+    OpCase("CastLike", (Operand((3, 4), low=-9e4, high=9e4), Operand((1,), F16, value=[0.0])),
+           name="CastLike-f16"),
+    # Dropout
+    OpCase("Dropout", (X234,), outputs=2),
+    OpCase("Dropout", (X234, scalar(0.3), scalar(False, BOOL)), outputs=2, name="Dropout-inference"),
+    OpCase("Dropout", (X234, scalar(0.3), scalar(True, BOOL)), outputs=2,
+           check_agreement=False, name="Dropout-training"),
+    OpCase("Dropout", (X234,), attrs={"ratio": 0.2}, opset=11, name="Dropout-opset11"),
+]
