@@ -75,25 +75,42 @@ def accumulation_gamma(count: int, elem_type: int) -> float:
 
 
 def with_accumulation_error(
-    lower: Tensor, upper: Tensor, abs_sum: Tensor, count: int, elem_type: int, nonneg_terms: Tensor | bool = False
+    lower: Tensor,
+    upper: Tensor,
+    abs_sum: Tensor,
+    count: int,
+    elem_type: int,
+    nonneg_terms: Tensor | bool = False,
+    abs_sum_upper: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Widen exact-arithmetic bounds of a sum by the rounding error of a float accumulation.
 
+    A float sum in any fixed order is monotone in each term, so the computed sum is at most the
+    float sum of the terms' upper bounds, itself within ``gamma * sum |upper_i|`` of ``upper``
+    (likewise below). Pass those two absolute sums separately when known (an infinite lower bound
+    of one term then leaves the upper bound finite); otherwise one bound of ``sum |t_i|`` for both.
+
     Args:
         lower, upper: bounds of the exact (real-number) sum.
-        abs_sum: an upper bound of the sum of absolute values of the terms.
+        abs_sum: bound of the sum of |terms| (of |lower bounds of terms| when abs_sum_upper is given).
         count: number of terms.
         elem_type: ONNX element type of the result.
         nonneg_terms: where every term is >= 0; there the float sum is >= 0 too and the lower bound
             only shrinks relatively (it never crosses 0).
+        abs_sum_upper: bound of the sum of |upper bounds of terms|, for the upper side.
     """
     gamma = accumulation_gamma(count, elem_type)
-    slack = abs_sum * gamma if gamma != float("inf") else torch.full_like(abs_sum, torch.inf)
-    slack = torch.where(torch.isnan(slack), torch.full_like(slack, torch.inf), slack)
-    new_lo = lower - slack
-    new_hi = upper + slack
+    slack_lo = _slack(abs_sum, gamma)
+    slack_hi = slack_lo if abs_sum_upper is None else _slack(abs_sum_upper, gamma)
+    new_lo = lower - slack_lo
+    new_hi = upper + slack_hi
     if gamma != float("inf"):
         new_lo = torch.where(torch.as_tensor(nonneg_terms), (lower * (1.0 - gamma)).clamp(min=0.0), new_lo)
     else:
         new_lo = torch.where(torch.as_tensor(nonneg_terms), torch.zeros_like(new_lo), new_lo)
     return _nan_to(new_lo, -torch.inf), _nan_to(new_hi, torch.inf)
+
+
+def _slack(abs_sum: Tensor, gamma: float) -> Tensor:
+    slack = abs_sum * gamma if gamma != float("inf") else torch.full_like(abs_sum, torch.inf)
+    return torch.where(torch.isnan(slack), torch.full_like(slack, torch.inf), slack)
