@@ -164,8 +164,13 @@ class _AbstractWalker:
         if rule.deterministic and not rule.accumulates and all(iv.is_exact for iv in present) \
                 and not _has_subgraph(ctx.node):
             values = [None if iv is None else iv.exact_value() for iv in inputs]
-            raw = rule.concrete(ctx, *values)
-            outs = [Interval.point(v, elem_type_of(v.dtype)) for v in _as_tuple(raw)]
+            float_type = next((iv.elem_type for iv in present if is_float(iv.elem_type)), 0)
+            if rule.rounds:
+                # evaluate rounding ops in float64: the result then has the real result's sign and
+                # lies within a float64 ulp of it, which the outward rounding below covers
+                values = [v.to(torch.float64) if v is not None and v.is_floating_point() else v for v in values]
+            raw = _as_tuple(rule.concrete(ctx, *values))
+            outs = [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
         else:
             outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
         return [_finish(rule, out, ctx.budget) for out in outs]
@@ -198,6 +203,12 @@ def _finish(rule: OpRule, out: Interval, budget: int) -> Interval:
         low, high = rule.output_range
         out = out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
     return out
+
+
+def _result_type(ctx: NodeContext, index: int, value: Tensor, float_type: int, promoted: bool) -> int:
+    """Element type of a fast-path result (undoing the float64 promotion of rounding ops)."""
+    default = float_type if promoted and value.dtype == torch.float64 and float_type else elem_type_of(value.dtype)
+    return ctx.output_type(index, default)
 
 
 def _as_tuple(value) -> tuple:

@@ -198,6 +198,20 @@ class Interval:
         new_hi = torch.where(torch.isfinite(hi), new_hi, hi)
         return self.with_bounds(saturate_lower(new_lo, facts.max), saturate_upper(new_hi, facts.max))
 
+    def to_grid(self) -> Interval:
+        """Round the bounds outward onto the values representable in the element type.
+
+        A range written as [0.1, 0.3] must hold the float32 numbers nearest to 0.1 and 0.3, which
+        may lie just outside it; representable bounds stay as they are.
+        """
+        if not is_float(self.elem_type):
+            return self
+        dtype = torch_dtype(self.elem_type)
+        lo, hi = self.lower.to(dtype), self.upper.to(dtype)
+        lo = torch.where(lo.to(torch.float64) > self.lower, torch.nextafter(lo, torch.full_like(lo, -torch.inf)), lo)
+        hi = torch.where(hi.to(torch.float64) < self.upper, torch.nextafter(hi, torch.full_like(hi, torch.inf)), hi)
+        return self.with_bounds(lo.to(torch.float64), hi.to(torch.float64))
+
     def __repr__(self) -> str:
         return f"Interval(shape={self.shape}, blocks={self.numblocks}, [{self.min():.6g}, {self.max():.6g}])"
 

@@ -192,7 +192,7 @@ def _initializer(name: str, value: torch.Tensor, elem_type: int, spec: RangeSpec
 def _box(low: float, high: float, shape, elem_type: int) -> Interval:
     """One block [low, high], rounded outward to the tensor's dtype grid (a value written as 0.1 is
     stored as the nearest float32, which may lie just outside [0.1, ...])."""
-    return Interval.uniform(low, high, shape, elem_type).widened(1)
+    return Interval.uniform(low, high, shape, elem_type).to_grid()
 
 
 def _is_weight(value: torch.Tensor, elem_type: int) -> bool:
