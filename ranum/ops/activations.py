@@ -1,3 +1,392 @@
-"""Operator family: activations (rules being written)."""
+"""Activation functions: ReLU family, sigmoid-like squashings, GELU, Mish and friends.
+
+Real-number bounds are computed in float64 on the input blocks. Monotone activations map the
+bounds; piecewise-monotone ones (LeakyRelu with a negative slope, PRelu, Elu, Selu, Celu,
+ThresholdedRelu, HardSwish, Gelu, Mish) take the minimum and maximum of the function at the block
+ends and at its kinks / interior critical point clamped into the block, which is exact for a
+function that is monotone between those points.
+
+Invariants and float rounding (soundness is for onnxruntime's CPU kernels, see
+tests/ops/cases_activations.py):
+
+* 16-bit tensors are evaluated in float32 and rounded once (the interpreter's ``ulps`` covers the
+  final rounding); ``_compute_facts`` gives the precision of the evaluation.
+* Forms with cancellation (``exp(x) - 1`` in Elu/Selu/Celu, ``1 + erf`` / ``1 + tanh`` in Gelu,
+  ``alpha * x + beta`` in HardSigmoid/HardSwish) and onnxruntime's vectorised sigmoid get an
+  absolute slack scaled by the computation's operands, on top of the relative rounding.
+* Rules with such absolute error set ``accumulates`` so that exact inputs also take the abstract
+  rule (the concrete fast path only rounds outward relatively, and keeps an underflowed 0 at 0).
+* Float16 Mish is expanded by onnxruntime into float16 Softplus/Tanh/Mul: softplus(x) is rounded
+  to a float16 subnormal before the product, an absolute error of |x| subnormals.
+* onnxruntime's float32 Sigmoid and Tanh can return values up to 2 ulps beyond +-1 (observed
+  ``1.0000001`` and ``-1.0000002``), so their output ranges exceed [0, 1] / [-1, 1] by 2**-21.
+* Softplus is evaluated stably for float32 by onnxruntime but as ``log(exp(x) + 1)`` for float16
+  (in float32) and float64, which overflows to +inf above the log of float32's / float64's
+  largest finite value: the bound says so and ``Overflow`` reports it.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from onnx import TensorProto
+from torch import Tensor
+
+from ranum.domain.dtypes import FloatFacts, float_facts, is_float
+from ranum.domain.interval import Interval, elementwise
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule, UnaryRule
+from ranum.ops.hazards import Overflow
+from ranum.ops.registry import register
+
+__all__ = [
+    "Celu", "Elu", "Gelu", "HardSigmoid", "HardSwish", "LeakyRelu", "Mish", "PRelu", "Relu", "Selu",
+    "Sigmoid", "Softplus", "Softsign", "Tanh", "ThresholdedRelu",
+]
+
+# Overshoot of onnxruntime's float32 Sigmoid/Tanh beyond their mathematical range (4 ulps of 1).
+UNIT_OVERSHOOT = 2.0**-21
+TRANSCENDENTAL_ULPS = 4.0
+# Interior minima (argmin) of the non-monotone activations, to 25 digits (mpmath root of f').
+GELU_ARGMIN = -0.7517915246935644574579049
+GELU_TANH_ARGMIN = -0.7524614220710162584879544
+MISH_ARGMIN = -1.192431214515495212137588
+# Below -MISH_UNDERFLOW, softplus(x) < 2**-25 rounds to 0 even in float16, and so does Mish.
+MISH_UNDERFLOW = 20.0
+HARDSWISH_ARGMIN = -1.5
+# Below this input, float32 erf(x / sqrt 2) and the tanh of GELU's approximation are exactly -1.
+GELU_SATURATION = 16.0
+# Rules whose runtime error is absolute (cancellation, flushed underflow) rather than a few ulps set
+# ``accumulates``: the interpreter then runs their abstract rule (with its absolute slack) on exact
+# inputs too, instead of the concrete fast path that only rounds outward by ``ulps``.
+ABSOLUTE_ERROR = True
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _compute_facts(elem_type: int) -> FloatFacts:
+    """Precision in which onnxruntime evaluates an activation (float32 for 16-bit types)."""
+    return float_facts(TensorProto.DOUBLE if elem_type == TensorProto.DOUBLE else TensorProto.FLOAT)
+
+
+def _mul0(a: Tensor | float, b: Tensor) -> Tensor:
+    """``a * b`` with ``0 * inf = 0`` (the limit of the activations below at an infinite end)."""
+    product = a * b
+    return torch.where(torch.isnan(product), torch.zeros_like(product), product)
+
+
+def _extremes(fn: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor,
+              points: Sequence[float] = ()) -> tuple[Tensor, Tensor]:
+    """Min and max of ``fn`` over ``[lo, hi]`` for ``fn`` monotone between consecutive ``points``."""
+    values = [fn(lo), fn(hi)] + [fn(torch.minimum(torch.maximum(torch.full_like(lo, p), lo), hi)) for p in points]
+    stacked = torch.stack(values)
+    return stacked.amin(dim=0), stacked.amax(dim=0)
+
+
+def _slack(x: Interval, lower: Tensor, upper: Tensor, absolute: Tensor | float) -> Interval:
+    """Widen block bounds by an absolute error (not sign-preserving: cancellation may flip signs)."""
+    return x.with_bounds(lower - absolute, upper + absolute)
+
+
+def _negative_part(x: Interval) -> Tensor:
+    """Per block, 1 where the block reaches below 0 (where an ``exp(x) - 1`` branch runs), else 0."""
+    return (x.lower < 0).to(torch.float64)
+
+
+# ----------------------------------------------------------------------------- exact selections
+@register("Relu")
+class Relu(UnaryRule):
+    """y = max(x, 0) (exact; integer types too)."""
+
+    rounds = False
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+
+@register("ThresholdedRelu")
+class ThresholdedRelu(OpRule):
+    """y = x if x > alpha else 0 (exact selection)."""
+
+    alpha: float = 1.0
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return torch.where(x > self.alpha, x, torch.zeros_like(x))
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        # the threshold may be compared in the tensor's precision: allow it one ulp either way
+        margin = abs(self.alpha) * float_facts(x.elem_type).eps + float_facts(x.elem_type).subnormal
+        lo, hi = x.lower, x.upper
+        can_zero = lo <= self.alpha + margin
+        can_pass = hi > self.alpha - margin
+        inf = torch.full_like(lo, torch.inf)
+        pass_lo = torch.clamp(lo, min=self.alpha - margin)
+        lower = torch.minimum(torch.where(can_zero, torch.zeros_like(lo), inf), torch.where(can_pass, pass_lo, inf))
+        upper = torch.maximum(torch.where(can_zero, torch.zeros_like(hi), -inf), torch.where(can_pass, hi, -inf))
+        return x.with_bounds(lower, upper)
+
+
+# ----------------------------------------------------------------------------- piecewise linear
+@register("LeakyRelu")
+class LeakyRelu(UnaryRule):
+    """y = x if x >= 0 else alpha * x (any sign of alpha)."""
+
+    alpha: float = 0.01
+    ulps = 2.0  # a 16-bit kernel may round alpha to the tensor's type
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.where(x >= 0, x, _mul0(self.alpha, x))
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return x.with_bounds(*_extremes(self.fn, x.lower, x.upper, (0.0,)))
+
+
+@register("PRelu")
+class PRelu(OpRule):
+    """y = x if x >= 0 else slope * x; slope broadcasts to x and may have either sign."""
+
+    def concrete(self, ctx: NodeContext, x: Tensor, slope: Tensor) -> Tensor:
+        return torch.where(x >= 0, x, x * slope)
+
+    def abstract(self, ctx: NodeContext, x: Interval, slope: Interval) -> Interval:
+        return elementwise(_prelu_bounds, [x, slope], x.elem_type)
+
+
+def _prelu_bounds(lx: Tensor, ux: Tensor, ls: Tensor, us: Tensor) -> tuple[Tensor, Tensor]:
+    """Join of the positive branch on [max(lx,0), ux] and slope * [lx, min(ux,0)] (both hold 0)."""
+    lx, ux, ls, us = (t.to(torch.float64) for t in (lx, ux, ls, us))
+    zero = torch.zeros_like(lx)
+    neg_l, neg_u = torch.minimum(lx, zero), torch.minimum(ux, zero)
+    corners = torch.stack([_mul0(neg_l, ls), _mul0(neg_l, us), _mul0(neg_u, ls), _mul0(neg_u, us)])
+    n_lo, n_hi = corners.amin(dim=0), corners.amax(dim=0)
+    p_lo, p_hi = torch.clamp(lx, min=0.0), torch.clamp(ux, min=0.0)
+    lower = torch.where(lx >= 0, p_lo, torch.where(ux <= 0, n_lo, torch.minimum(n_lo, zero)))
+    upper = torch.where(lx >= 0, p_hi, torch.where(ux <= 0, n_hi, torch.maximum(n_hi, p_hi)))
+    return lower, upper
+
+
+@register("HardSigmoid")
+class HardSigmoid(OpRule):
+    """y = max(0, min(1, alpha * x + beta))."""
+
+    alpha: float = 0.2
+    beta: float = 0.5
+    output_range = (0.0, 1.0)
+    accumulates = ABSOLUTE_ERROR
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return torch.clamp(self.alpha * x + self.beta, 0.0, 1.0)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        eps = _compute_facts(x.elem_type).eps
+        ends = torch.stack([_mul0(self.alpha, x.lower), _mul0(self.alpha, x.upper)])
+        a_lo, a_hi = ends.amin(dim=0), ends.amax(dim=0)
+        # rounding of alpha * x + beta at the end that gives each bound
+        lin_lo = a_lo + self.beta - 2 * eps * (a_lo.abs() + abs(self.beta))
+        lin_hi = a_hi + self.beta + 2 * eps * (a_hi.abs() + abs(self.beta))
+        return x.with_bounds(lin_lo.clamp(0.0, 1.0), lin_hi.clamp(0.0, 1.0))
+
+
+@register("HardSwish", since=14)
+class HardSwish(UnaryRule):
+    """y = x * max(0, min(1, x / 6 + 1/2)); minimum -0.375 at x = -1.5."""
+
+    ulps = 2.0
+    accumulates = ABSOLUTE_ERROR
+
+    def fn(self, x: Tensor) -> Tensor:
+        return x * torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        def real(v: Tensor) -> Tensor:
+            return _mul0(v, torch.clamp(v / 6.0 + 0.5, 0.0, 1.0))
+
+        lower, upper = _extremes(real, x.lower, x.upper, (HARDSWISH_ARGMIN,))
+        # |x| * (error of x/6 + 1/2), which only matters where the clamp is inactive (|x| <= 3)
+        m = torch.maximum(x.lower.abs(), x.upper.abs()).clamp(max=3.0)
+        return _slack(x, lower, upper, 2 * _compute_facts(x.elem_type).eps * m * (m / 6.0 + 0.5))
+
+
+# ----------------------------------------------------------------------------- exponential linear units
+class _ExpLinear(UnaryRule):
+    """Shared abstract rule: piecewise monotone around 0, cancellation in ``exp(x) - 1`` for x < 0."""
+
+    ulps = 2.0
+    accumulates = ABSOLUTE_ERROR
+
+    def _scale(self) -> float:
+        raise NotImplementedError
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        lower, upper = _extremes(self.fn, x.lower, x.upper, (0.0,))
+        err = 4 * _compute_facts(x.elem_type).eps * abs(self._scale()) * _negative_part(x)
+        if self._scale() > 0:  # the exp branch stays below err: an upper bound from x >= 0 needs no slack
+            return x.with_bounds(lower - err, torch.where(x.upper >= 0, torch.maximum(upper, err), upper + err))
+        return _slack(x, lower, upper, err)
+
+
+@register("Elu")
+class Elu(_ExpLinear):
+    """y = x if x >= 0 else alpha * (exp(x) - 1)."""
+
+    alpha: float = 1.0
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.where(x >= 0, x, self.alpha * torch.expm1(x))
+
+    def _scale(self) -> float:
+        return self.alpha
+
+
+@register("Selu")
+class Selu(_ExpLinear):
+    """y = gamma * x if x > 0 else gamma * alpha * (exp(x) - 1)."""
+
+    alpha: float = 1.67326319217681884765625
+    gamma: float = 1.05070102214813232421875
+    ulps = 3.0
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.where(x > 0, self.gamma * x, self.gamma * (self.alpha * torch.expm1(x)))
+
+    def _scale(self) -> float:
+        return self.alpha * self.gamma
+
+
+@register("Celu", since=12)
+class Celu(_ExpLinear):
+    """y = max(0, x) + min(0, alpha * (exp(x / alpha) - 1)); alpha must not be 0."""
+
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.alpha == 0:
+            raise UnsupportedOperator("Celu: alpha must be non-zero (x / alpha is undefined)")
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, min=0) + torch.clamp(self.alpha * torch.expm1(x / self.alpha), max=0)
+
+    def _scale(self) -> float:
+        return self.alpha
+
+
+# ----------------------------------------------------------------------------- squashing functions
+@register("Sigmoid")
+class Sigmoid(UnaryRule):
+    """y = 1 / (1 + exp(-x)); onnxruntime's float32 kernel is accurate to ~2 eps absolute."""
+
+    ulps = 2.0
+    output_range = (0.0, 1.0 + UNIT_OVERSHOOT)
+    accumulates = ABSOLUTE_ERROR
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        y = x.map_increasing(torch.sigmoid)
+        return _slack(y, y.lower, y.upper, 4 * _compute_facts(x.elem_type).eps)
+
+
+@register("Tanh")
+class Tanh(UnaryRule):
+    """y = tanh(x)."""
+
+    ulps = TRANSCENDENTAL_ULPS
+    output_range = (-1.0 - UNIT_OVERSHOOT, 1.0 + UNIT_OVERSHOOT)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.tanh(x)
+
+
+@register("Softsign")
+class Softsign(UnaryRule):
+    """y = x / (1 + |x|)."""
+
+    ulps = 2.0
+    output_range = (-1.0, 1.0)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return x / (1 + x.abs())
+
+
+@register("Softplus")
+class Softplus(UnaryRule):
+    """y = log(exp(x) + 1); overflows to +inf for float16 and float64 in onnxruntime (see module doc)."""
+
+    hazards = (Overflow(description="softplus evaluated as log(exp(x) + 1) overflows to infinity"),)
+    ulps = TRANSCENDENTAL_ULPS
+    output_range = (0.0, torch.inf)
+    accumulates = ABSOLUTE_ERROR  # exp underflow: a concrete 0 may be a subnormal in onnxruntime
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.logaddexp(x, torch.zeros_like(x))
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32:
+            return self.fn(x)
+        wide = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+        return torch.log(torch.exp(wide) + 1).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        lower, upper = self.fn(x.lower), self.fn(x.upper)
+        if x.elem_type != TensorProto.FLOAT and is_float(x.elem_type):
+            overflow_at = _compute_facts(x.elem_type).log_max
+            upper = torch.where(x.upper > overflow_at, torch.full_like(upper, torch.inf), upper)
+        return _slack(x, lower, upper, 2 * _compute_facts(x.elem_type).tiny)
+
+
+# ----------------------------------------------------------------------------- smooth non-monotone units
+@register("Mish", since=18)
+class Mish(UnaryRule):
+    """y = x * tanh(softplus(x)); minimum ~ -0.30884 at x ~ -1.19243."""
+
+    ulps = 8.0
+    accumulates = ABSOLUTE_ERROR
+
+    def fn(self, x: Tensor) -> Tensor:
+        return x * torch.tanh(torch.logaddexp(x, torch.zeros_like(x)))
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        def real(v: Tensor) -> Tensor:
+            return _mul0(v, torch.tanh(torch.logaddexp(v, torch.zeros_like(v))))
+
+        lower, upper = _extremes(real, x.lower, x.upper, (MISH_ARGMIN,))
+        # 16-bit kernels round softplus(x) (tiny for x << 0) to a subnormal before the product with x
+        reach = torch.maximum(x.lower.abs(), x.upper.abs()).clamp(max=MISH_UNDERFLOW)
+        err = 2 * _compute_facts(x.elem_type).tiny + 2 * reach * float_facts(x.elem_type).subnormal
+        return _slack(x, lower, upper, err)
+
+
+@register("Gelu", since=20)
+class Gelu(UnaryRule):
+    """y = x * Phi(x) (approximate="none") or its tanh approximation; minimum ~ -0.17 at x ~ -0.752."""
+
+    approximate: str = "none"
+    ulps = TRANSCENDENTAL_ULPS
+    accumulates = ABSOLUTE_ERROR
+
+    def __post_init__(self) -> None:
+        if self.approximate not in ("none", "tanh"):
+            raise UnsupportedOperator(f"Gelu: approximate={self.approximate!r} is not 'none' or 'tanh'")
+
+    def _cdf_times_two(self, x: Tensor) -> Tensor:
+        if self.approximate == "tanh":
+            return 1 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+        return 1 + torch.erf(x * _SQRT_HALF)
+
+    def fn(self, x: Tensor) -> Tensor:
+        return 0.5 * x * self._cdf_times_two(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        argmin = GELU_TANH_ARGMIN if self.approximate == "tanh" else GELU_ARGMIN
+        lower, upper = _extremes(lambda v: _mul0(0.5 * v, self._cdf_times_two(v)), x.lower, x.upper, (argmin,))
+        facts = _compute_facts(x.elem_type)
+        # 1 + erf (or 1 + tanh) cancels for x < 0: its absolute error is a few eps, times |x| / 2;
+        # below -GELU_SATURATION erf and tanh round to exactly -1 and the product is -0
+        scale = torch.clamp(-x.lower, min=0.0, max=GELU_SATURATION)
+        err = 4 * facts.eps * 0.5 * scale + 2 * facts.tiny
+        return _slack(x, lower, upper, err)

@@ -1,0 +1,72 @@
+"""Soundness cases: activation functions (ReLU family, squashings, GELU, Mish)."""
+
+from onnx import TensorProto
+
+from tests.ops.harness import OpCase, Operand
+
+F16 = TensorProto.FLOAT16
+F64 = TensorProto.DOUBLE
+I64 = TensorProto.INT64
+I32 = TensorProto.INT32
+
+CASES = [
+    OpCase("Relu", (Operand((3, 4), low=-5, high=5),)),
+    OpCase("Relu", (Operand((2, 5), F16, low=-5, high=5),), name="Relu-f16"),
+    OpCase("Relu", (Operand((2, 5), I64, low=-50, high=50),), name="Relu-int64"),
+    OpCase("Relu", (Operand((6,), I32, low=-50, high=50),), name="Relu-int32"),
+    OpCase("LeakyRelu", (Operand((3, 4), low=-5, high=5),)),
+    OpCase("LeakyRelu", (Operand((3, 4), low=-5, high=5),), attrs={"alpha": -0.7}, name="LeakyRelu-negative-alpha"),
+    OpCase("LeakyRelu", (Operand((4, 3), F16, low=-300, high=300),), attrs={"alpha": 0.3}, name="LeakyRelu-f16"),
+    OpCase("PRelu", (Operand((2, 3, 4), low=-5, high=5), Operand((3, 1), low=-1, high=1)), name="PRelu-mixed-slope"),
+    OpCase("PRelu", (Operand((2, 3, 4), low=-5, high=5), Operand((4,), low=0.1, high=0.3)), name="PRelu-positive"),
+    OpCase("PRelu", (Operand((2, 3), low=-5, high=5), Operand((1,), value=[0.25])), name="PRelu-constant"),
+    OpCase("PRelu", (Operand((3, 4), F16, low=-5, high=5), Operand((3, 4), F16, low=-2, high=2)), name="PRelu-f16"),
+    OpCase("ThresholdedRelu", (Operand((3, 4), low=-3, high=3),)),
+    OpCase("ThresholdedRelu", (Operand((3, 4), low=-3, high=3),), attrs={"alpha": -0.5}, name="ThresholdedRelu-neg"),
+    OpCase("ThresholdedRelu", (Operand((3, 4), F16, low=-3, high=3),), attrs={"alpha": 0.1},
+           name="ThresholdedRelu-f16"),
+    OpCase("Elu", (Operand((3, 4), low=-8, high=3),)),
+    OpCase("Elu", (Operand((3, 4), low=-0.01, high=0.01),), attrs={"alpha": 2.5}, name="Elu-small"),
+    OpCase("Elu", (Operand((3, 4), low=-8, high=3),), attrs={"alpha": -0.5}, name="Elu-negative-alpha"),
+    OpCase("Elu", (Operand((3, 4), F16, low=-8, high=3),), name="Elu-f16"),
+    OpCase("Elu", (Operand((3, 4), F64, low=-8, high=3),), name="Elu-f64"),
+    OpCase("Selu", (Operand((3, 4), low=-8, high=3),)),
+    OpCase("Selu", (Operand((3, 4), low=-0.01, high=1e3),), attrs={"alpha": 1.5, "gamma": 2.0}, name="Selu-attrs"),
+    OpCase("Selu", (Operand((3, 4), F16, low=-8, high=100),), name="Selu-f16"),
+    OpCase("Celu", (Operand((3, 4), low=-8, high=3),), opset=12),
+    OpCase("Celu", (Operand((3, 4), low=-0.02, high=3),), attrs={"alpha": 0.3}, name="Celu-alpha"),
+    OpCase("Sigmoid", (Operand((3, 4), low=-30, high=30),)),
+    OpCase("Sigmoid", (Operand((3, 4), low=-0.5, high=0.5),), name="Sigmoid-narrow"),
+    OpCase("Sigmoid", (Operand((3, 4), F16, low=-20, high=20),), name="Sigmoid-f16"),
+    OpCase("Sigmoid", (Operand((3, 4), F64, low=-40, high=40),), name="Sigmoid-f64"),
+    OpCase("HardSigmoid", (Operand((3, 4), low=-5, high=5),)),
+    OpCase("HardSigmoid", (Operand((3, 4), low=-5, high=5),), attrs={"alpha": -0.3, "beta": 0.6},
+           name="HardSigmoid-neg"),
+    OpCase("HardSigmoid", (Operand((3, 4), F16, low=-5, high=5),), name="HardSigmoid-f16"),
+    OpCase("HardSwish", (Operand((3, 4), low=-5, high=5),), opset=14),
+    OpCase("HardSwish", (Operand((3, 4), low=-3.2, high=0),), name="HardSwish-negative"),
+    OpCase("HardSwish", (Operand((3, 4), F16, low=-5, high=5),), name="HardSwish-f16"),
+    OpCase("Tanh", (Operand((3, 4), low=-12, high=12),)),
+    OpCase("Tanh", (Operand((3, 4), F16, low=-6, high=6),), name="Tanh-f16"),
+    OpCase("Tanh", (Operand((3, 4), F64, low=-6, high=6),), name="Tanh-f64"),
+    OpCase("Softplus", (Operand((3, 4), low=-110, high=30),)),
+    OpCase("Softplus", (Operand((3, 4), low=-3e38, high=3e38),), name="Softplus-huge"),
+    OpCase("Softplus", (Operand((3, 4), F16, low=-20, high=100),), name="Softplus-f16-overflow"),
+    OpCase("Softplus", (Operand((3, 4), F64, low=650, high=760),), name="Softplus-f64-overflow"),
+    OpCase("Softsign", (Operand((3, 4), low=-1e8, high=1e8),)),
+    OpCase("Softsign", (Operand((3, 4), F16, low=-100, high=100),), name="Softsign-f16"),
+    OpCase("Mish", (Operand((3, 4), low=-10, high=10),)),
+    OpCase("Mish", (Operand((3, 4), low=-1.5, high=-0.9),), name="Mish-around-minimum"),
+    OpCase("Mish", (Operand((3, 4), low=-120, high=0),), name="Mish-negative"),
+    OpCase("Mish", (Operand((3, 4), F16, low=-10, high=10),), name="Mish-f16"),
+    OpCase("Mish", (Operand((3, 4), F16, low=-18, high=-8),), name="Mish-f16-subnormal"),
+    OpCase("Softplus", (Operand((3, 4), low=-104, high=-102),), name="Softplus-subnormal"),
+    OpCase("Gelu", (Operand((3, 4), low=-12, high=6),), opset=20),
+    OpCase("Gelu", (Operand((3, 4), low=-1, high=-0.5),), opset=20, name="Gelu-around-minimum"),
+    OpCase("Gelu", (Operand((3, 4), low=-12, high=6),), attrs={"approximate": "tanh"}, opset=20, name="Gelu-tanh"),
+    OpCase("Gelu", (Operand((3, 4), low=-6, high=-4),), attrs={"approximate": "tanh"}, opset=20,
+           name="Gelu-tanh-cancellation"),
+    OpCase("Gelu", (Operand((3, 4), F16, low=-8, high=6),), attrs={"approximate": "tanh"}, opset=20,
+           name="Gelu-tanh-f16"),
+    OpCase("Gelu", (Operand((3, 4), F16, low=-8, high=6),), opset=20, name="Gelu-f16"),
+]

@@ -1,0 +1,145 @@
+"""Precision tests for the activation rules (soundness is in test_soundness.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ranum.analysis import analyze
+from ranum.detect import check
+from ranum.ops import activations
+
+EXACT = {"weights": {"default": "exact"}}
+EPS32 = float(torch.finfo(torch.float32).eps)
+
+
+def _unary(op: str, attrs: str = "", opset: int = 20, dtype: str = "float") -> onnx.ModelProto:
+    attr_text = f" <{attrs}>" if attrs else ""
+    return onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : {opset}]>
+    g ({dtype}[3] x) => ({dtype}[3] y) {{
+        y = {op}{attr_text} (x)
+    }}
+    """)
+
+
+def _range(model: onnx.ModelProto, low: float, high: float, tensor: str = "y") -> tuple[float, float]:
+    analysis = analyze(model, {"inputs": {"x": [low, high]}, **EXACT})
+    assert not analysis.unsupported
+    lo, hi = analysis.bounds(tensor)
+    return float(lo.min()), float(hi.max())
+
+
+def test_relu_is_exact() -> None:
+    # input ranges are rounded outward by one float32 ulp; Relu adds nothing to that
+    assert _range(_unary("Relu"), -2.0, 3.0) == (0.0, _range(_unary("Relu"), -2.0, 3.0, "x")[1])
+    assert _range(_unary("Relu", dtype="int64"), -7, 5) == (0, 5)
+
+
+def test_leaky_relu_with_negative_slope_peaks_at_the_left_end() -> None:
+    lo, hi = _range(_unary("LeakyRelu", "alpha: float = -0.5"), -4.0, 1.0)
+    assert lo == pytest.approx(0.0, abs=1e-30) and hi == pytest.approx(2.0, rel=4 * EPS32)
+    assert hi >= 2.0
+
+
+def test_prelu_mixed_sign_slopes_take_the_corner_products() -> None:
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[3] x, float[3] s) => (float[3] y) {
+        y = PRelu(x, s)
+    }
+    """)
+    analysis = analyze(model, {"inputs": {"x": [-2, 1], "s": [-1, 0.5]}, **EXACT})
+    lo, hi = analysis.bounds("y")
+    assert float(lo.min()) == pytest.approx(-1.0, rel=4 * EPS32) and float(lo.min()) <= -1.0
+    assert float(hi.max()) == pytest.approx(2.0, rel=4 * EPS32) and float(hi.max()) >= 2.0
+
+
+@pytest.mark.parametrize(("approximate", "minimum"), [("none", -0.1699712074799036), ("tanh", -0.1700407505712540)])
+def test_gelu_minimum_is_the_interior_critical_value(approximate: str, minimum: float) -> None:
+    lo, hi = _range(_unary("Gelu", f'approximate: string = "{approximate}"'), -3.0, 3.0)
+    assert minimum - 1e-5 < lo <= minimum
+    assert hi == pytest.approx(3.0 * 0.5 * (1 + math.erf(3 / math.sqrt(2))), rel=1e-3)
+
+
+def test_gelu_without_interior_minimum_uses_the_end() -> None:
+    lo, _ = _range(_unary("Gelu"), -0.5, 1.0)
+    exact = -0.5 * 0.5 * (1 + math.erf(-0.5 / math.sqrt(2)))
+    assert exact - 1e-6 < lo <= exact
+
+
+def test_mish_minimum() -> None:
+    lo, hi = _range(_unary("Mish"), -5.0, 5.0)
+    assert -0.3088434130172504 - 1e-5 < lo <= -0.3088434130172504
+    assert hi == pytest.approx(5 * math.tanh(math.log1p(math.exp(5))), rel=1e-5)
+
+
+def test_hardswish_minimum() -> None:
+    lo, hi = _range(_unary("HardSwish"), -4.0, 4.0)
+    assert -0.375 - 1e-5 < lo <= -0.375
+    assert hi == pytest.approx(4.0, rel=1e-5)
+
+
+@pytest.mark.parametrize(("fn", "argmin"), [
+    (lambda x: x * 0.5 * (1 + torch.erf(x / math.sqrt(2))), activations.GELU_ARGMIN),
+    (lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+     activations.GELU_TANH_ARGMIN),
+    (lambda x: x * torch.tanh(torch.nn.functional.softplus(x)), activations.MISH_ARGMIN),
+])
+def test_argmin_constants_are_the_only_negative_critical_point(fn, argmin: float) -> None:
+    x = torch.tensor(argmin, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(fn(x), x)
+    assert abs(float(grad)) < 1e-12
+    grid = torch.linspace(-30, 30, 60001, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(fn(grid).sum(), grid)
+    assert bool((slope[grid.detach() < argmin - 1e-3] <= 1e-12).all())
+    assert bool((slope[grid.detach() > argmin + 1e-3] >= -1e-12).all())
+
+
+def test_squashing_ranges_on_unbounded_inputs() -> None:
+    for op, low in (("Sigmoid", 0.0), ("Tanh", -1.0 - activations.UNIT_OVERSHOOT), ("Softsign", -1.0)):
+        lo, hi = _range(_unary(op), -math.inf, math.inf)
+        assert lo == low and hi <= 1.0 + activations.UNIT_OVERSHOOT, op
+    assert _range(_unary("HardSigmoid"), -math.inf, math.inf) == (0.0, 1.0)
+
+
+def test_sigmoid_is_tight_on_a_narrow_range() -> None:
+    lo, hi = _range(_unary("Sigmoid"), 0.0, 1.0)
+    assert 0.5 - 1e-6 < lo <= 0.5
+    assert 1 / (1 + math.exp(-1)) <= hi < 1 / (1 + math.exp(-1)) + 1e-6
+
+
+def test_softplus_overflow_depends_on_the_dtype() -> None:
+    assert not check(_unary("Softplus"), {"inputs": {"x": [-1e30, 1e30]}, **EXACT}).findings
+    lo, hi = _range(_unary("Softplus"), -1e30, 1e30)
+    assert lo == 0.0 and hi == pytest.approx(1e30, rel=1e-6)
+    half = check(_unary("Softplus", dtype="float16"), {"inputs": {"x": [0, 100]}, **EXACT})
+    assert [f.hazard_id for f in half.findings] == ["overflow"]
+    assert not check(_unary("Softplus", dtype="float16"), {"inputs": {"x": [0, 80]}, **EXACT}).findings
+
+
+def test_elu_family_is_monotone_and_close() -> None:
+    lo, hi = _range(_unary("Elu", "alpha: float = 2.0"), -1.0, 2.0)
+    assert 2 * math.expm1(-1) - 2e-6 < lo <= 2 * math.expm1(-1)
+    assert 2.0 <= hi < 2.0 + 1e-6
+    lo, _ = _range(_unary("Selu"), -math.inf, 0.0)
+    alpha, gamma = activations.Selu.alpha, activations.Selu.gamma
+    assert -alpha * gamma - 4e-6 < lo <= -alpha * gamma
+
+
+def test_thresholded_relu_negative_threshold() -> None:
+    lo, hi = _range(_unary("ThresholdedRelu", "alpha: float = -0.5"), -2.0, 3.0)
+    assert lo == pytest.approx(-0.5, rel=1e-6) and lo <= -0.5
+    assert hi == _range(_unary("ThresholdedRelu"), -2.0, 3.0, "x")[1]
+    assert _range(_unary("ThresholdedRelu"), -2.0, 0.5) == (0.0, 0.0)
+
+
+def test_unsupported_attribute_values_fall_back() -> None:
+    analysis = analyze(_unary("Gelu", 'approximate: string = "erf"'), {"inputs": {"x": [-1, 1]}, **EXACT})
+    assert analysis.unsupported
+    lo, hi = analysis.bounds("y")
+    assert np.isneginf(lo).all() and np.isposinf(hi).all()

@@ -1,0 +1,130 @@
+"""Precision tests for Softmax, LogSoftmax and Hardmax (soundness is in test_soundness.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ranum.analysis import analyze
+from ranum.detect import check
+
+EXACT = {"weights": {"default": "exact"}}
+
+
+def _model(body: str, inputs: str, outputs: str, opset: int = 17) -> onnx.ModelProto:
+    text = f"""
+    <ir_version: 8, opset_import: ["" : {opset}]>
+    g ({inputs}) => ({outputs}) {{
+        {body}
+    }}
+    """
+    return onnx.parser.parse_model(text)
+
+
+def _bounds(model: onnx.ModelProto, ranges: dict, tensor: str) -> tuple[np.ndarray, np.ndarray]:
+    analysis = analyze(model, {"inputs": ranges, **EXACT})
+    assert not analysis.unsupported
+    return analysis.bounds(tensor)
+
+
+def test_softmax_bounds_are_the_closed_form_and_inside_unit_interval() -> None:
+    model = _model("y = Softmax(x)", "float[2, 4] x", "float[2, 4] y")
+    lo, hi = _bounds(model, {"x": [-1, 1]}, "y")
+    assert (lo >= 0).all() and (hi <= 1).all()
+    expected_lo, expected_hi = 1 / (1 + 3 * math.exp(2)), 1 / (1 + 3 * math.exp(-2))
+    np.testing.assert_allclose(lo, expected_lo, rtol=1e-5)
+    np.testing.assert_allclose(hi, expected_hi, rtol=1e-5)
+    assert (lo <= expected_lo).all() and (hi >= expected_hi).all()
+
+
+def test_softmax_of_a_point_row_is_the_point_softmax() -> None:
+    body = """
+        c = Constant <value = float[5] {0.5, -1.0, 2.0, 0.0, 3.0}> ()
+        s = Add(c, x)
+        y = Softmax(s)
+    """
+    model = _model(body, "float[1] x", "float[5] y")
+    lo, hi = _bounds(model, {"x": [0, 0]}, "y")
+    exact = torch.softmax(torch.tensor([0.5, -1.0, 2.0, 0.0, 3.0], dtype=torch.float64), 0).numpy()
+    assert (lo <= exact).all() and (exact <= hi).all()
+    np.testing.assert_allclose(lo, exact, rtol=1e-5)
+    np.testing.assert_allclose(hi, exact, rtol=1e-5)
+
+
+def test_log_of_softmax_plus_epsilon_has_a_positive_operand() -> None:
+    body = """
+        eps = Constant <value = float {1e-8}> ()
+        p = Softmax(x)
+        q = Add(p, eps)
+        y = Log(q)
+    """
+    model = _model(body, "float[3, 10] x", "float[3, 10] y")
+    lo, _ = _bounds(model, {"x": [-20, 20]}, "q")
+    assert (lo > 0).all()
+    report = check(model, {"inputs": {"x": [-20, 20]}, **EXACT})
+    assert not [f for f in report.findings if f.op_type == "Log"]
+
+
+def test_masked_positions_keep_a_positive_lower_bound_elsewhere() -> None:
+    body = """
+        mask = Constant <value = float[1, 6] {0, 0, 0, -3.4e38, -3.4e38, -3.4e38}> ()
+        s = Add(x, mask)
+        y = Softmax(s)
+        z = LogSoftmax(s)
+    """
+    model = _model(body, "float[2, 6] x", "float[2, 6] y, float[2, 6] z")
+    analysis = analyze(model, {"inputs": {"x": [-5, 5]}, **EXACT})
+    lo, hi = analysis.bounds("y")
+    assert (lo[:, :3] > 1e-6).all()
+    np.testing.assert_allclose(lo[:, :3], 1 / (1 + 2 * math.exp(10)), rtol=1e-4)
+    assert (hi[:, 3:] < 1e-30).all()
+    zlo, zhi = analysis.bounds("z")
+    assert (zhi <= 0).all() and (zlo[:, :3] > -11).all()
+    np.testing.assert_allclose(zlo[:, :3], -math.log1p(2 * math.exp(10)), rtol=1e-5)
+
+
+def test_log_softmax_upper_bound_is_never_positive() -> None:
+    model = _model("y = LogSoftmax(x)", "float[4, 3] x", "float[4, 3] y")
+    lo, hi = _bounds(model, {"x": [-1e3, 1e3]}, "y")
+    assert (hi <= 0).all() and (lo >= -2001).all()
+
+
+def test_opset11_rows_are_coerced_to_two_dimensions() -> None:
+    model = _model("y = Softmax <axis = 1> (x)", "float[2, 3, 4] x", "float[2, 3, 4] y", opset=11)
+    lo, hi = _bounds(model, {"x": [-1, 1]}, "y")
+    # each row holds 12 elements: 1 / (1 + 11 e^2) <= y <= 1 / (1 + 11 e^-2)
+    np.testing.assert_allclose(lo, 1 / (1 + 11 * math.exp(2)), rtol=1e-5)
+    np.testing.assert_allclose(hi, 1 / (1 + 11 * math.exp(-2)), rtol=1e-5)
+
+
+def test_infinite_input_is_reported_and_finite_input_is_not() -> None:
+    model = _model("y = Softmax(x)", "float[2, 3] x", "float[2, 3] y")
+    finite = check(model, {"inputs": {"x": [-1e30, 1e30]}, **EXACT})
+    assert not finite.findings
+    unbounded = check(model, {"inputs": {"x": ["-inf", "inf"]}, **EXACT})
+    assert [f.hazard_id for f in unbounded.findings] == ["softmax-infinite-input"]
+
+
+def test_log_softmax_far_below_the_maximum_is_reported_as_underflow() -> None:
+    model = _model("y = LogSoftmax(x)", "float[2, 3] x", "float[2, 3] y")
+    report = check(model, {"inputs": {"x": [-3.4e38, 3.4e38]}, **EXACT})
+    assert "log-softmax-underflow" in {f.hazard_id for f in report.findings}
+    quiet = check(model, {"inputs": {"x": [-1e30, 1e30]}, **EXACT})
+    assert not quiet.findings
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_hardmax_is_certain_when_one_element_dominates(opset: int) -> None:
+    body = """
+        big = Constant <value = float[1, 3] {10, 0, 0}> ()
+        s = Add(x, big)
+        y = Hardmax <axis = 1> (s)
+    """
+    model = _model(body, "float[2, 3] x", "float[2, 3] y", opset=opset)
+    lo, hi = _bounds(model, {"x": [-1, 1]}, "y")
+    np.testing.assert_array_equal(lo, [[1, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(hi, [[1, 0, 0], [1, 0, 0]])
