@@ -1,3 +1,698 @@
-"""Operator family: indexing (rules being written)."""
+"""Indexing, gathering, scattering, padding and resizing: operators that move values around.
+
+Invariants: exact index operands gather exactly (each output block takes the bounds of the one
+block it reads); an index *interval* gives, per output element, the hull of the data over every
+position the interval allows along that axis (negative indices wrap; out-of-range ones are a
+runtime error, so only valid positions count). Range hulls are taken with a sparse table (log-many
+shifted minima/maxima) on the data's block grid, so a one-block tensor (an embedding matrix with
+one range) is never materialised. Data-moving rules do not round; Scatter add/mul and Resize
+linear/cubic do, and Resize bounds cubic overshoot by the kernel's negative weight mass.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from onnx import TensorProto
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule, structural
+from ranum.ops.hazards import Overflow
+from ranum.ops.registry import register
+
+__all__ = ["Compress", "Gather", "GatherElements", "GatherND", "NonZero", "OneHot", "Pad", "Resize",
+           "ScatterElements", "ScatterND", "Trilu"]
+
+Reduce = Callable[[Tensor, Tensor], Tensor]
+Pick = Callable[[Tensor, Tensor], Tensor]
+_F32_EPS = float(torch.finfo(torch.float32).eps)
+
+
+# ------------------------------------------------------------------------------ shared helpers
+def _exact(iv: Interval | None, what: str) -> Tensor | None:
+    """The concrete value of an operand that must be exact (None when absent or empty)."""
+    if iv is None or (iv.shape is not None and math.prod(iv.shape) == 0):
+        return None
+    if not iv.is_exact:
+        raise UnsupportedOperator(f"{what} must be a constant (exact) tensor")
+    return iv.exact_value()
+
+
+def _wrap(index: Tensor, n: int) -> Tensor:
+    return torch.where(index < 0, index + n, index)
+
+
+def _index_ranges(lo: Tensor, hi: Tensor, n: int) -> list[tuple[Tensor, Tensor]]:
+    """Positions on an axis of ``n`` reachable by an index in [lo, hi]: a negative and a positive range.
+
+    A range that is empty is replaced by the other one; when both are (a runtime error), the whole
+    axis is used, which keeps the bounds ordered.
+    """
+    neg = (lo <= -1) & (hi >= -n)
+    pos = (hi >= 0) & (lo <= n - 1)
+    a1, b1 = lo.clamp(min=-n) + n, hi.clamp(max=-1) + n
+    a2, b2 = lo.clamp(min=0), hi.clamp(max=n - 1)
+    a1 = torch.where(neg, a1, torch.where(pos, a2, torch.zeros_like(a2)))
+    b1 = torch.where(neg, b1, torch.where(pos, b2, torch.full_like(b2, n - 1)))
+    return [(a1, b1), (torch.where(pos, a2, a1), torch.where(pos, b2, b1))]
+
+
+def _range_reduce(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, Tensor]], reduce: Reduce,
+                  pick: Pick) -> Tensor:
+    """``reduce`` of ``values`` over positions first..last along ``axis``, for every range.
+
+    A sparse table: level p holds the reduction over windows of 2**p positions; a range is the
+    reduction of two overlapping windows. ``pick(table, flat_index)`` reads the table along ``axis``.
+    """
+    n = values.shape[axis]
+    levels, width = [values], 1
+    while 2 * width <= n:
+        shifted = levels[-1].index_select(axis, (torch.arange(n) + width).clamp(max=n - 1))
+        levels.append(reduce(levels[-1], shifted))
+        width *= 2
+    table = torch.cat(levels, axis) if len(levels) > 1 else values
+    powers = 2 ** torch.arange(len(levels))
+    out = None
+    for first, last in ranges:
+        level = torch.searchsorted(powers, (last - first + 1).clamp(min=1), right=True) - 1
+        part = reduce(pick(table, level * n + first), pick(table, level * n + last + 1 - powers[level]))
+        out = part if out is None else reduce(out, part)
+    return out
+
+
+def _block_of(splits: tuple[int, ...], position: Tensor) -> Tensor:
+    """Block id of element positions on an axis cut at ``splits``."""
+    return torch.searchsorted(torch.tensor(splits, dtype=torch.long), position.contiguous(), right=True) - 1
+
+
+def _select_pick(axis: int) -> Pick:
+    """Reads a table along ``axis`` at an index tensor of any shape (its axes replace ``axis``)."""
+    def pick(table: Tensor, index: Tensor) -> Tensor:
+        out = table.index_select(axis, index.reshape(-1))
+        return out.reshape(table.shape[:axis] + index.shape + table.shape[axis + 1:])
+    return pick
+
+
+def _hull_blocks(lower: Tensor, upper: Tensor, splits: tuple[int, ...], axis: int,
+                 ranges: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Block bounds of the hull over element-position ranges along ``axis`` (cut at ``splits``)."""
+    blocks = [(_block_of(splits, a), _block_of(splits, b)) for a, b in ranges]
+    pick = _select_pick(axis)
+    return (_range_reduce(lower, axis, blocks, torch.minimum, pick),
+            _range_reduce(upper, axis, blocks, torch.maximum, pick))
+
+
+def _round_out(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """One rounding of a float result, outward, saturating past the largest finite value."""
+    if not is_float(elem_type):
+        return lo, hi
+    facts = float_facts(elem_type)
+    lo = lo - lo.abs() * facts.eps - facts.subnormal
+    hi = hi + hi.abs() * facts.eps + facts.subnormal
+    lo = torch.where(lo < -facts.max, torch.full_like(lo, -torch.inf), lo)
+    return lo, torch.where(hi > facts.max, torch.full_like(hi, torch.inf), hi)
+
+
+# ------------------------------------------------------------------------------ gathering
+@register("Gather")
+class Gather(OpRule):
+    """out = data[..., indices, ...] along ``axis``; block-wise, exact for exact indices."""
+
+    axis: int = 0
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor) -> Tensor:
+        axis = self.axis % data.dim()
+        index = _wrap(indices.long(), data.shape[axis])
+        return _select_pick(axis)(data, index)
+
+    def abstract(self, ctx: NodeContext, data: Interval, indices: Interval) -> Interval:
+        axis = self.axis % data.rank
+        ranges = _index_ranges(indices.lower, indices.upper, data.shape[axis])
+        lo, hi = _hull_blocks(data.lower, data.upper, data.splits[axis], axis, ranges)
+        splits = data.splits[:axis] + indices.splits + data.splits[axis + 1:]
+        shape = data.shape[:axis] + indices.shape + data.shape[axis + 1:]
+        return Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)
+
+
+@register("GatherElements")
+class GatherElements(OpRule):
+    """out[i][j] = data[indices[i][j]][j] (axis 0); hull over the index range when inexact."""
+
+    axis: int = 0
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor) -> Tensor:
+        axis = self.axis % data.dim()
+        return torch.gather(data, axis, _wrap(indices.long(), data.shape[axis]))
+
+    def abstract(self, ctx: NodeContext, data: Interval, indices: Interval) -> Interval:
+        axis = self.axis % data.rank
+        lo, hi = data.full()
+        index_lo, index_hi = indices.full()
+        ranges = _index_ranges(index_lo, index_hi, data.shape[axis])
+
+        def pick(table: Tensor, index: Tensor) -> Tensor:
+            return torch.gather(table, axis, index)
+
+        return Interval.from_full(_range_reduce(lo, axis, ranges, torch.minimum, pick),
+                                  _range_reduce(hi, axis, ranges, torch.maximum, pick), data.elem_type, ctx.budget)
+
+
+def _nd_rows(shape: Sequence[int], indices: Tensor, batch_dims: int) -> tuple[Tensor, int]:
+    """Linear row ids (batch-major) that index tuples address in a data tensor of ``shape``."""
+    k = indices.shape[-1]
+    dims = torch.tensor(list(shape[batch_dims:batch_dims + k]), dtype=torch.long)
+    index = torch.where(indices < 0, indices + dims, indices.long())
+    strides = torch.ones(k, dtype=torch.long)
+    for d in range(k - 2, -1, -1):
+        strides[d] = strides[d + 1] * dims[d + 1]
+    rows_per_batch = int(math.prod(shape[batch_dims:batch_dims + k]))
+    batches = int(math.prod(shape[:batch_dims]))
+    local = (index * strides).sum(-1).reshape(batches, -1)
+    rows = local + torch.arange(batches).unsqueeze(1) * rows_per_batch
+    return rows.reshape(-1), rows_per_batch * batches
+
+
+@register("GatherND")
+class GatherND(OpRule):
+    """Gathers slices addressed by index tuples (last axis of ``indices``) after ``batch_dims``."""
+
+    batch_dims: int = 0
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor) -> Tensor:
+        rows, count = _nd_rows(data.shape, indices.long(), self.batch_dims)
+        k = indices.shape[-1]
+        flat = data.reshape((count,) + tuple(data.shape[self.batch_dims + k:]))
+        return flat.index_select(0, rows).reshape(tuple(indices.shape[:-1]) + tuple(flat.shape[1:]))
+
+    def abstract(self, ctx: NodeContext, data: Interval, indices: Interval) -> Interval:
+        if indices.is_exact:
+            index = indices.exact_value()
+            return structural(lambda t: self.concrete(ctx, t, index), data, ctx.budget)
+        k = indices.shape[-1]
+        shape = tuple(indices.shape[:-1]) + tuple(data.shape[self.batch_dims + k:])
+        if data.lower.numel() == 0:
+            return Interval.top(shape, data.elem_type)
+        return Interval.uniform(data.lower.amin(), data.upper.amax(), shape, data.elem_type)
+
+
+# ------------------------------------------------------------------------------ scattering
+def _scatter_concrete(data: Tensor, rows: Tensor, updates: Tensor, reduction: str) -> Tensor:
+    """Scatter rows of ``updates`` (M, R) into rows ``rows`` of ``data`` (N, R)."""
+    if reduction == "none":
+        out = data.clone()
+        out[rows] = updates
+        return out
+    if reduction == "add":
+        return data.index_add(0, rows, updates)
+    mode = {"mul": "prod", "max": "amax", "min": "amin"}[reduction]
+    return data.scatter_reduce(0, rows.unsqueeze(1).expand_as(updates), updates, mode, include_self=True)
+
+
+def _occurrence_rounds(rows: Tensor) -> list[Tensor]:
+    """Partition update positions into rounds in which every target row occurs at most once."""
+    order = torch.argsort(rows, stable=True)
+    ordered = rows[order]
+    rank = torch.arange(rows.numel()) - torch.searchsorted(ordered, ordered)
+    count = int(rank.max()) + 1 if rank.numel() else 0
+    return [order[rank == r] for r in range(count)]
+
+
+def _combine(reduction: str, first: bool, cur: tuple[Tensor, Tensor], upd: tuple[Tensor, Tensor],
+             elem_type: int) -> tuple[Tensor, Tensor]:
+    (cl, ch), (ul, uh) = cur, upd
+    if reduction == "none":  # duplicates: onnxruntime keeps one of them; take their hull
+        return (ul, uh) if first else (torch.minimum(cl, ul), torch.maximum(ch, uh))
+    if reduction == "max":
+        return torch.maximum(cl, ul), torch.maximum(ch, uh)
+    if reduction == "min":
+        return torch.minimum(cl, ul), torch.minimum(ch, uh)
+    as64 = [t.to(torch.float64) for t in (cl, ch, ul, uh)]
+    bounds = arith.add(*as64) if reduction == "add" else arith.mul(*as64)
+    return _round_out(*bounds, elem_type)
+
+
+def _scatter_abstract(data: Interval, rows: Tensor, updates: Interval, width: int, reduction: str,
+                      budget: int) -> Interval:
+    """Scatter with exact target rows; data and updates flattened to rows of ``width`` elements."""
+    lo, hi = (t.reshape(-1, width) for t in data.full())
+    ulo, uhi = (t.reshape(-1, width).to(lo.dtype) for t in updates.full())
+    for number, chosen in enumerate(_occurrence_rounds(rows)):
+        target = rows[chosen]
+        cur = (lo.index_select(0, target), hi.index_select(0, target))
+        new_lo, new_hi = _combine(reduction, number == 0, cur, (ulo[chosen], uhi[chosen]), data.elem_type)
+        lo = lo.index_copy(0, target, new_lo.to(lo.dtype))
+        hi = hi.index_copy(0, target, new_hi.to(hi.dtype))
+    return Interval.from_full(lo.reshape(data.shape), hi.reshape(data.shape), data.elem_type, budget)
+
+
+def _scatter_inexact(data: Interval, updates: Interval, reduction: str) -> Interval:
+    """Index intervals: every element keeps its value or takes one of the updates (none/max/min)."""
+    if reduction not in ("none", "max", "min") or updates.lower.numel() == 0:
+        raise UnsupportedOperator(f"scatter with reduction '{reduction}' needs exact indices")
+    lo = torch.minimum(data.lower, updates.lower.amin().to(data.lower.dtype))
+    hi = torch.maximum(data.upper, updates.upper.amax().to(data.upper.dtype))
+    return data.with_bounds(lo, hi)
+
+
+class _Scatter(OpRule):
+    """Shared parts of ScatterElements and ScatterND (reduction as a dataclass field)."""
+
+    hazards = (Overflow(),)
+    reduction: str = "none"
+
+    rounds = False  # abstract() rounds the updated elements only, once per update
+
+    @property
+    def accumulates(self) -> bool:  # type: ignore[override]
+        # exact operands too go through abstract(), which rounds every duplicate's update
+        return self.reduction in ("add", "mul")
+
+    def __post_init__(self) -> None:
+        if self.reduction not in ("none", "add", "mul", "max", "min"):
+            raise UnsupportedOperator(f"{self.op_type}: unknown reduction '{self.reduction}'")
+
+
+@register("ScatterElements")
+class ScatterElements(_Scatter):
+    """data[indices[i][j]][j] (op)= updates[i][j] along ``axis`` (axis 0 shown)."""
+
+    axis: int = 0
+    reduction: str = "none"
+
+    def _rows(self, shape: Sequence[int], indices: Tensor) -> Tensor:
+        axis = self.axis % len(shape)
+        coords = list(torch.meshgrid(*[torch.arange(n) for n in indices.shape], indexing="ij"))
+        coords[axis] = _wrap(indices.long(), shape[axis])
+        rows = torch.zeros(indices.shape, dtype=torch.long)
+        for coord, n in zip(coords, shape):
+            rows = rows * n + coord
+        return rows.reshape(-1)
+
+    def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
+        rows = self._rows(data.shape, indices)
+        out = _scatter_concrete(data.reshape(-1, 1), rows, updates.reshape(-1, 1), self.reduction)
+        return out.reshape(data.shape)
+
+    def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:
+        if not indices.is_exact:
+            return _scatter_inexact(data, updates, self.reduction)
+        rows = self._rows(data.shape, indices.exact_value())
+        return _scatter_abstract(data, rows, updates, 1, self.reduction, ctx.budget)
+
+
+@register("ScatterND")
+class ScatterND(_Scatter):
+    """data[indices[..., :]] (op)= updates[...]: index tuples address slices of ``data``."""
+
+    reduction: str = "none"
+
+    def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
+        rows, count = _nd_rows(data.shape, indices.long(), 0)
+        width = data.numel() // max(count, 1)
+        out = _scatter_concrete(data.reshape(count, width), rows, updates.reshape(-1, width), self.reduction)
+        return out.reshape(data.shape)
+
+    def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:
+        if not indices.is_exact:
+            return _scatter_inexact(data, updates, self.reduction)
+        rows, count = _nd_rows(data.shape, indices.exact_value().long(), 0)
+        width = math.prod(data.shape) // max(count, 1)
+        return _scatter_abstract(data, rows, updates, width, self.reduction, ctx.budget)
+
+
+# ------------------------------------------------------------------------------ one-hot, triangles
+@register("OneHot")
+class OneHot(OpRule):
+    """out[..., j, ...] = values[1] where the (wrapped) index equals j, else values[0]."""
+
+    axis: int = -1
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, indices: Tensor, depth: Tensor, values: Tensor) -> Tensor:
+        d = int(depth.reshape(-1)[0])
+        axis = self.axis % (indices.dim() + 1)
+        index = _wrap(indices.to(torch.float64).trunc().long(), d).unsqueeze(axis)
+        position = torch.arange(d).reshape((d,) + (1,) * (indices.dim() - axis))
+        return torch.where(index == position, values[1], values[0])
+
+    def abstract(self, ctx: NodeContext, indices: Interval, depth: Interval, values: Interval) -> Interval:
+        d = int(_exact(depth, "OneHot depth").reshape(-1)[0])
+        axis = self.axis % (indices.rank + 1)
+        lo, hi = (t.to(torch.float64).trunc().clamp(-2.0**62, 2.0**62).long().unsqueeze(axis)
+                  for t in (indices.lower, indices.upper))
+        j = torch.arange(d).reshape((d,) + (1,) * (indices.rank - axis))
+        maybe = ((lo <= j - d) & (hi >= j - d)) | ((lo <= j) & (hi >= j))
+        certain = (lo == hi) & ((lo == j) | (lo == j - d))
+        (off_lo, on_lo), (off_hi, on_hi) = values.full()
+        out_lo = torch.where(certain, on_lo, torch.where(maybe, torch.minimum(on_lo, off_lo), off_lo))
+        out_hi = torch.where(certain, on_hi, torch.where(maybe, torch.maximum(on_hi, off_hi), off_hi))
+        splits = indices.splits[:axis] + (tuple(range(d)),) + indices.splits[axis:]
+        shape = indices.shape[:axis] + (d,) + indices.shape[axis:]
+        return Interval.create(out_lo, out_hi, splits, shape, values.elem_type, ctx.budget)
+
+
+@register("Trilu")
+class Trilu(OpRule):
+    """Keeps the upper (j - i >= k) or lower (j - i <= k) triangle of the last two axes, zeros elsewhere."""
+
+    upper: int = 1
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor, k: Tensor | None = None) -> Tensor:
+        diagonal = 0 if k is None else int(k.reshape(-1)[0])
+        return torch.triu(x, diagonal) if self.upper else torch.tril(x, diagonal)
+
+    def abstract(self, ctx: NodeContext, x: Interval, k: Interval | None = None) -> Interval:
+        diagonal = _exact(k, "Trilu k")
+        return structural(lambda t: self.concrete(ctx, t, diagonal), x, ctx.budget)
+
+
+# ------------------------------------------------------------------------------ padding, selection
+def _pad_sources(n: int, before: int, after: int, mode: str) -> Tensor:
+    """Source position of each output position on one axis; -1 for the constant fill."""
+    s = torch.arange(-before, n + after)
+    if mode == "constant":
+        return torch.where((s >= 0) & (s < n), s, torch.full_like(s, -1))
+    if mode == "edge":
+        return s.clamp(0, n - 1)
+    if mode == "wrap":
+        return s.remainder(n)
+    period = 2 * (n - 1)
+    if period == 0:
+        return torch.zeros_like(s)
+    r = s.remainder(period)
+    return torch.where(r >= n, period - r, r)
+
+
+def _move_axis(blocks: Tensor, splits: tuple[int, ...], axis: int, sources: Tensor, fill: Tensor | None
+               ) -> Tensor:
+    """One block per output position along ``axis``, read from the block holding its source."""
+    moved = blocks.index_select(axis, _block_of(splits, sources.clamp(min=0)))
+    if fill is None or not bool((sources < 0).any()):
+        return moved
+    shape = [1] * blocks.dim()
+    shape[axis] = -1
+    return torch.where((sources < 0).reshape(shape), fill.to(moved.dtype), moved)
+
+
+@register("Pad", since=11)
+class Pad(OpRule):
+    """Pads (or crops, with negative pads) in mode constant, reflect, edge or wrap."""
+
+    mode: str = "constant"
+    rounds = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("constant", "reflect", "edge", "wrap"):
+            raise UnsupportedOperator(f"Pad: unknown mode '{self.mode}'")
+
+    def _plan(self, shape: Sequence[int], pads: Tensor, axes: Tensor | None) -> dict[int, Tensor]:
+        rank = len(shape)
+        chosen = list(range(rank)) if axes is None else [int(a) % rank for a in axes.reshape(-1)]
+        p = [int(v) for v in pads.reshape(-1)]
+        plan = {}
+        for i, axis in enumerate(chosen):
+            before, after = p[i], p[i + len(chosen)]
+            if before or after:
+                plan[axis] = _pad_sources(shape[axis], before, after, self.mode)
+        return plan
+
+    def _apply(self, blocks: Tensor, splits: tuple[tuple[int, ...], ...], plan: dict[int, Tensor],
+               fill: Tensor | None) -> tuple[Tensor, tuple[tuple[int, ...], ...]]:
+        new_splits = list(splits)
+        for axis, sources in plan.items():
+            blocks = _move_axis(blocks, splits[axis], axis, sources, fill)
+            new_splits[axis] = tuple(range(sources.numel()))
+        return blocks, tuple(new_splits)
+
+    def concrete(self, ctx: NodeContext, data: Tensor, pads: Tensor, value: Tensor | None = None,
+                 axes: Tensor | None = None) -> Tensor:
+        fill = torch.zeros((), dtype=data.dtype) if value is None or value.numel() == 0 else value.reshape(())
+        splits = tuple(tuple(range(n)) for n in data.shape)
+        return self._apply(data, splits, self._plan(data.shape, pads, axes), fill)[0]
+
+    def abstract(self, ctx: NodeContext, data: Interval, pads: Interval, value: Interval | None = None,
+                 axes: Interval | None = None) -> Interval:
+        plan = self._plan(data.shape, _exact(pads, "Pad pads"), _exact(axes, "Pad axes"))
+        if value is None or value.lower.numel() == 0:
+            fill_lo = fill_hi = torch.zeros((), dtype=data.lower.dtype)
+        else:
+            fill_lo, fill_hi = value.lower.reshape(()), value.upper.reshape(())
+        lo, splits = self._apply(data.lower, data.splits, plan, fill_lo)
+        hi, _ = self._apply(data.upper, data.splits, plan, fill_hi)
+        shape = tuple(int(plan[a].numel()) if a in plan else n for a, n in enumerate(data.shape))
+        return Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)
+
+
+@register("Compress")
+class Compress(OpRule):
+    """Keeps the slices (or flattened elements) where the constant ``condition`` is true."""
+
+    axis: int | None = None
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor, condition: Tensor) -> Tensor:
+        keep = torch.nonzero(condition.reshape(-1).bool()).reshape(-1)
+        if self.axis is None:
+            return x.reshape(-1).index_select(0, keep)
+        return x.index_select(self.axis % x.dim(), keep)
+
+    def abstract(self, ctx: NodeContext, x: Interval, condition: Interval) -> Interval:
+        cond = _exact(condition, "Compress condition")
+        keep = torch.nonzero(cond.reshape(-1).bool()).reshape(-1) if cond is not None else torch.zeros(0).long()
+        if self.axis is None:
+            lo, hi = x.full()
+            return Interval.from_full(lo.reshape(-1)[keep], hi.reshape(-1)[keep], x.elem_type, ctx.budget)
+        axis = self.axis % x.rank
+        lo = _move_axis(x.lower, x.splits[axis], axis, keep, None)
+        hi = _move_axis(x.upper, x.splits[axis], axis, keep, None)
+        splits = x.splits[:axis] + (tuple(range(keep.numel())),) + x.splits[axis + 1:]
+        shape = x.shape[:axis] + (keep.numel(),) + x.shape[axis + 1:]
+        return Interval.create(lo, hi, splits, shape, x.elem_type, ctx.budget)
+
+
+@register("NonZero")
+class NonZero(OpRule):
+    """Indices of the non-zero elements, shape (rank, count): exact inputs only (shape depends on data)."""
+
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return torch.nonzero(x).T.contiguous() if x.dim() else torch.nonzero(x.reshape(1)).T.contiguous()
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        value = _exact(x, "NonZero input (its output shape depends on the values)")
+        if value is None:
+            return Interval.point(torch.zeros((x.rank, 0), dtype=torch.long), TensorProto.INT64)
+        return Interval.point(self.concrete(ctx, value), TensorProto.INT64)
+
+
+# ------------------------------------------------------------------------------ resizing
+_NEAREST: dict[str, Callable[[Tensor], Tensor]] = {
+    "round_prefer_floor": lambda c: torch.where(c == c.trunc() + 0.5, c.floor(), c.round()),
+    "round_prefer_ceil": lambda c: torch.where(c == c.trunc() + 0.5, c.ceil(), c.round()),
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+}
+_COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                     "tf_half_pixel_for_nn", "tf_crop_and_resize")
+
+
+def _cubic_weights(t: Tensor, a: float) -> Tensor:
+    """Keys cubic weights (float64) of the taps floor(c) - 1 .. floor(c) + 2, for t = c - floor(c)."""
+    t = t.to(torch.float64)
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731
+    return torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)])
+
+
+@register("Resize", since=11)
+class Resize(OpRule):
+    """Nearest / linear / cubic resizing, separable per axis (antialias and aspect policies unsupported).
+
+    Coordinates are computed in float32 like onnxruntime. Linear results lie in the hull of the
+    taps; cubic ones may overshoot it by the kernel's negative weight mass S: [(1+S)l - Su, (1+S)u - Sl].
+    Linear/cubic tap ranges allow a coordinate error of a few float32 ulps.
+    """
+
+    mode: str = "nearest"
+    coordinate_transformation_mode: str = "half_pixel"
+    nearest_mode: str = "round_prefer_floor"
+    cubic_coeff_a: float = -0.75
+    exclude_outside: int = 0
+    extrapolation_value: float = 0.0
+    antialias: int = 0
+    axes: tuple[int, ...] | None = None
+    keep_aspect_ratio_policy: str = "stretch"
+    hazards = (Overflow(),)
+    ulps = 4.0
+
+    @property
+    def rounds(self) -> bool:  # type: ignore[override]
+        return self.mode != "nearest"
+
+    @property
+    def accumulates(self) -> bool:  # type: ignore[override]
+        return self.mode != "nearest"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("nearest", "linear", "cubic") or self.nearest_mode not in _NEAREST \
+                or self.coordinate_transformation_mode not in _COORDINATE_MODES:
+            raise UnsupportedOperator(f"Resize: unsupported mode {self.mode}/{self.nearest_mode}/"
+                                      f"{self.coordinate_transformation_mode}")
+        if self.antialias or self.keep_aspect_ratio_policy != "stretch":
+            raise UnsupportedOperator("Resize: antialias and keep_aspect_ratio_policy are not supported")
+
+    def _plan(self, shape: Sequence[int], roi: Tensor | None, scales: Tensor | None, sizes: Tensor | None
+              ) -> list[tuple[int, Tensor]]:
+        """(axis, float32 source coordinate of every output position) for each resized axis."""
+        rank = len(shape)
+        axes = list(range(rank)) if self.axes is None else [a % rank for a in self.axes]
+        inputs = torch.tensor([float(shape[a]) for a in axes], dtype=torch.float32)
+        if scales is not None:
+            scale = scales.to(torch.float32).reshape(-1)
+            exact = scale.to(torch.float64) * inputs.to(torch.float64)
+            out = (scale * inputs).floor().long().tolist()
+            if self.coordinate_transformation_mode in ("align_corners", "tf_crop_and_resize") \
+                    and not bool((exact == exact.floor()).all()):
+                raise UnsupportedOperator("Resize: with a fractional output length, onnxruntime and the ONNX "
+                                          "reference disagree on align_corners / tf_crop_and_resize coordinates")
+        elif sizes is not None:
+            out = [int(v) for v in sizes.reshape(-1)]
+            scale = torch.tensor(out, dtype=torch.float32) / inputs
+        else:
+            raise UnsupportedOperator("Resize needs scales or sizes")
+        unit = torch.tensor([0.0] * len(axes) + [1.0] * len(axes))
+        box = roi.to(torch.float32).reshape(-1) if roi is not None else unit
+        plan = []
+        for i, axis in enumerate(axes):
+            n, m = shape[axis], out[i]
+            tf_mode = self.coordinate_transformation_mode.startswith("tf_")
+            if n == m and bool(scale[i] == 1) and not tf_mode:
+                continue
+            plan.append((axis, self._coords(n, m, scale[i], box[i], box[i + len(axes)])))
+        return plan
+
+    def _coords(self, n: int, m: int, scale: Tensor, start: Tensor, end: Tensor) -> Tensor:
+        x = torch.arange(m, dtype=torch.float32)
+        mode = self.coordinate_transformation_mode
+        if mode == "asymmetric":
+            return x / scale
+        if mode == "tf_half_pixel_for_nn":
+            return (x + 0.5) / scale
+        if mode == "align_corners":
+            return x * (n - 1) / (m - 1) if m > 1 else torch.zeros_like(x)
+        if mode == "tf_crop_and_resize":
+            if m > 1:
+                return start * (n - 1) + x * (end - start) * (n - 1) / (m - 1)
+            return 0.5 * (start + end) * (n - 1) + torch.zeros_like(x)
+        if mode == "pytorch_half_pixel" and m <= 1:
+            return torch.zeros_like(x)
+        base = (x + 0.5) / scale - 0.5
+        if mode == "half_pixel_symmetric":
+            adjustment = m / (scale * n)
+            return n / 2 * (1 - adjustment) + base
+        return base
+
+    def _taps(self, c: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """Concrete taps: indices (K, m) and float64 weights (K, m)."""
+        if self.mode == "nearest":
+            index = _NEAREST[self.nearest_mode](c).clamp(0, n - 1).long().unsqueeze(0)
+            return index, torch.ones(index.shape, dtype=torch.float64)
+        if self.mode == "linear":
+            cc = c.clamp(0, n - 1)
+            first = cc.floor().long().clamp(max=n - 1)
+            second = (first + 1).clamp(max=n - 1)
+            w2 = (cc - first.to(torch.float32)).to(torch.float64)
+            return torch.stack([first, second]), torch.stack([1 - w2, w2])
+        base = c.floor()
+        index = base.long() + torch.arange(-1, 3).unsqueeze(1)
+        weights = _cubic_weights(c - base, self.cubic_coeff_a)
+        if self.exclude_outside:
+            weights = torch.where((index >= 0) & (index < n), weights, torch.zeros_like(weights))
+            weights = weights / weights.sum(0, keepdim=True)
+        return index.clamp(0, n - 1), weights
+
+    def _extrapolated(self, c: Tensor, n: int, slack: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
+        """(maybe, surely) outside [0, n - 1] under tf_crop_and_resize."""
+        if self.coordinate_transformation_mode != "tf_crop_and_resize":
+            none = torch.zeros(c.shape, dtype=torch.bool)
+            return none, none
+        c = c.to(torch.float64)
+        return (c - slack < 0) | (c + slack > n - 1), (c + slack < 0) | (c - slack > n - 1)
+
+    def _inputs(self, roi: Interval | None, scales: Interval | None, sizes: Interval | None
+                ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        return _exact(roi, "Resize roi"), _exact(scales, "Resize scales"), _exact(sizes, "Resize sizes")
+
+    def concrete(self, ctx: NodeContext, x: Tensor, roi: Tensor | None = None, scales: Tensor | None = None,
+                 sizes: Tensor | None = None) -> Tensor:
+        present = [None if t is None or t.numel() == 0 else t for t in (roi, scales, sizes)]
+        out = x.to(torch.float64)
+        for axis, c in self._plan(x.shape, *present):
+            index, weights = self._taps(c, x.shape[axis])
+            view = [1] * x.dim()
+            view[axis] = -1
+            out = sum(w.reshape(view) * out.index_select(axis, i) for i, w in zip(index, weights))
+            out = torch.where(self._extrapolated(c, x.shape[axis])[1].reshape(view),
+                              torch.full_like(out, self.extrapolation_value), out)
+        return out.to(x.dtype) if x.is_floating_point() else out.round().to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, roi: Interval | None = None, scales: Interval | None = None,
+                 sizes: Interval | None = None) -> Interval:
+        lo, hi, splits = x.lower, x.upper, list(x.splits)
+        shape = list(x.shape)
+        for axis, c in self._plan(x.shape, *self._inputs(roi, scales, sizes)):
+            lo, hi = self._axis_bounds(lo, hi, splits[axis], axis, c, shape[axis], x.elem_type)
+            splits[axis], shape[axis] = tuple(range(c.numel())), c.numel()
+        return Interval.create(lo, hi, tuple(splits), shape, x.elem_type, ctx.budget)
+
+    def _axis_bounds(self, lo: Tensor, hi: Tensor, splits: tuple[int, ...], axis: int, c: Tensor, n: int,
+                     elem_type: int) -> tuple[Tensor, Tensor]:
+        nearest = self.mode == "nearest"
+        exact_coords = nearest and self.coordinate_transformation_mode != "tf_crop_and_resize"
+        delta = 0.0 if exact_coords else 8 * _F32_EPS * (c.abs().to(torch.float64) + n + 2)
+        low, high = c.to(torch.float64) - delta, c.to(torch.float64) + delta
+        if nearest:
+            first, last = (_NEAREST[self.nearest_mode](t).clamp(0, n - 1).long() for t in (low, high))
+        else:
+            reach = 1 if self.mode == "linear" else 2
+            first = (low.clamp(0, n - 1) if reach == 1 else low - 1).floor().clamp(0, n - 1).long()
+            last = (high.clamp(0, n - 1).floor() + reach).clamp(0, n - 1).long()
+        lo, hi = _hull_blocks(lo, hi, splits, axis, [(first, last)])
+        view = [1] * lo.dim()
+        view[axis] = -1
+        if not nearest:
+            lo, hi = self._overshoot(lo, hi, c, n, delta, view, elem_type)
+        maybe, surely = self._extrapolated(c, n, delta)
+        value = torch.tensor(self.extrapolation_value, dtype=lo.dtype)
+        lo = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.minimum(lo, value), lo))
+        hi = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.maximum(hi, value), hi))
+        return lo, hi
+
+    def _overshoot(self, lo: Tensor, hi: Tensor, c: Tensor, n: int, delta: Tensor, view: list[int],
+                   elem_type: int) -> tuple[Tensor, Tensor]:
+        """Cubic negative-weight overshoot, then the float error of the weighted sum."""
+        mass = torch.zeros_like(c, dtype=torch.float64)
+        if self.mode == "cubic":
+            index, weights = self._taps(c, n)
+            total = weights.sum(0).abs().clamp(min=0.1)
+            a = abs(self.cubic_coeff_a)
+            mass = weights.clamp(max=0).abs().sum(0) + 4 * delta * (45 * a + 12) / total + 1e-6
+        s = mass.reshape(view)
+        scaled = lambda f, t: torch.where(f == 0, torch.zeros_like(t), f * t)  # noqa: E731
+        new_lo = scaled(1 + s, lo) - scaled(s, hi)
+        new_hi = scaled(1 + s, hi) - scaled(s, lo)
+        magnitude = torch.maximum(lo.abs(), hi.abs()) * (1 + 2 * s)
+        nonneg = (lo >= 0) & (s == 0)
+        terms = 4 if self.mode == "linear" else 8  # taps, plus the float error of the weights
+        return arith.with_accumulation_error(new_lo, new_hi, magnitude, terms, elem_type, nonneg)

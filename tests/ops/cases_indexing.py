@@ -1,0 +1,161 @@
+"""Soundness cases: Gather*, Scatter*, OneHot, Trilu, Pad, Resize, Compress, NonZero.
+
+Index operands are fixed constants (exact) or free integer intervals (hull over every allowed
+position, negative ones included); reductions with duplicate targets exercise the rounds of
+Scatter; Resize covers every mode, nearest_mode and coordinate transformation.
+"""
+
+from onnx import TensorProto
+
+from tests.ops.harness import OpCase, Operand
+
+F16, I32, I64, BOOL = TensorProto.FLOAT16, TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL
+
+
+def _idx(shape, values) -> Operand:
+    return Operand(shape, I64, value=values)
+
+
+def _gather() -> list[OpCase]:
+    return [
+        OpCase("Gather", (Operand((5, 4)), _idx((2, 3), [0, -1, 3, 3, -5, 2])), name="Gather-axis0"),
+        OpCase("Gather", (Operand((3, 5, 2)), _idx((4,), [4, -2, 0, 1])), attrs={"axis": -2}, name="Gather-axis-2"),
+        OpCase("Gather", (Operand((3, 4), I64, -9, 9), _idx((), [2])), attrs={"axis": 1}, name="Gather-int-scalar"),
+        OpCase("Gather", (Operand((6, 3), F16), _idx((2, 2), [5, 0, -6, 1])), name="Gather-float16"),
+        OpCase("Gather", (Operand((7, 3)), Operand((2, 4), I64, -7, 6)), name="Gather-index-interval"),
+        OpCase("Gather", (Operand((2, 6)), Operand((3,), I64, 1, 4)), attrs={"axis": 1}, name="Gather-index-pos"),
+        OpCase("Gather", (Operand((2, 6)), Operand((3,), I32, -6, -2)), attrs={"axis": -1}, name="Gather-index-neg"),
+        OpCase("GatherElements", (Operand((3, 4)), _idx((2, 4), [0, 2, -1, 1, 2, 0, 1, -3])), name="GatherElements"),
+        OpCase("GatherElements", (Operand((3, 4), I64, -5, 5), _idx((3, 2), [3, 0, -1, 2, 1, 1])),
+               attrs={"axis": 1}, name="GatherElements-axis1-int"),
+        OpCase("GatherElements", (Operand((2, 5, 3)), Operand((2, 3, 3), I64, -5, 4)), attrs={"axis": -2},
+               name="GatherElements-index-interval"),
+        OpCase("GatherND", (Operand((3, 4)), _idx((2, 2), [0, 1, -1, 3])), name="GatherND-elements"),
+        OpCase("GatherND", (Operand((3, 4, 2)), _idx((2, 1), [2, 0])), name="GatherND-slices"),
+        OpCase("GatherND", (Operand((2, 3, 4)), _idx((2, 2, 1), [0, 2, 1, 1])), attrs={"batch_dims": 1},
+               name="GatherND-batch"),
+        OpCase("GatherND", (Operand((3, 4)), Operand((2, 2), I64, 0, 2)), name="GatherND-index-interval"),
+    ]
+
+
+def _scatter() -> list[OpCase]:
+    cases = [
+        OpCase("ScatterElements", (Operand((3, 4)), _idx((2, 3), [0, 2, -1, 1, 0, 2]), Operand((2, 3))),
+               name="ScatterElements"),
+        OpCase("ScatterElements", (Operand((3, 4), I64, -9, 9), _idx((3, 2), [3, 0, -1, 2, 1, 0]),
+                                   Operand((3, 2), I64, -9, 9)), attrs={"axis": 1}, name="ScatterElements-int"),
+        OpCase("ScatterElements", (Operand((4, 2)), Operand((2, 2), I64, -4, 3), Operand((2, 2))),
+               name="ScatterElements-index-interval"),
+        OpCase("ScatterND", (Operand((4, 3)), _idx((2, 1), [3, -4]), Operand((2, 3))), name="ScatterND-rows"),
+        OpCase("ScatterND", (Operand((2, 3, 2)), _idx((2, 2), [1, 2, 0, -1]), Operand((2, 2))),
+               name="ScatterND-slices"),
+        OpCase("ScatterND", (Operand((4, 3)), Operand((2, 1), I64, 0, 3), Operand((2, 3))),
+               name="ScatterND-index-interval"),
+    ]
+    for reduction in ("add", "mul", "max", "min"):
+        cases += [
+            OpCase("ScatterElements", (Operand((3, 4)), _idx((3, 4), [0, 0, 2, 1, 0, 0, 2, 1, -3, 2, 2, 1]),
+                                       Operand((3, 4))), attrs={"reduction": reduction},
+                   name=f"ScatterElements-{reduction}-duplicates"),
+            OpCase("ScatterND", (Operand((4, 2)), _idx((3, 1), [1, -3, 3]), Operand((3, 2))),
+                   attrs={"reduction": reduction}, name=f"ScatterND-{reduction}-duplicates"),
+        ]
+    cases.append(OpCase("ScatterElements", (Operand((2, 3), low=1e38, high=3e38), _idx((2, 3), [0] * 6),
+                                            Operand((2, 3), low=1e38, high=3e38)), attrs={"reduction": "add"},
+                        name="ScatterElements-add-overflow"))
+    cases.append(OpCase("ScatterND", (Operand((3, 2), low=-9, high=9), Operand((2, 1), I64, -3, 2),
+                                      Operand((2, 2), low=-1, high=1)), attrs={"reduction": "max"},
+                        name="ScatterND-max-index-interval"))
+    return cases
+
+
+def _onehot_trilu() -> list[OpCase]:
+    depth = Operand((), I64, value=[4])
+    return [
+        OpCase("OneHot", (_idx((2, 3), [0, 3, -1, -4, 5, 2]), depth, Operand((2,), low=-2, high=2)),
+               name="OneHot-exact"),
+        OpCase("OneHot", (Operand((2, 3), I64, -5, 5), depth, Operand((2,), low=-2, high=2)), attrs={"axis": 0},
+               name="OneHot-interval-axis0"),
+        OpCase("OneHot", (Operand((3,), I64, -2, 2), Operand((1,), I64, value=[3]),
+                          Operand((2,), I64, value=[0, 7])), attrs={"axis": 1}, name="OneHot-int-values"),
+        OpCase("Trilu", (Operand((4, 5)),), name="Trilu-upper"),
+        OpCase("Trilu", (Operand((2, 4, 3)), Operand((), I64, value=[-1])), attrs={"upper": 0}, name="Trilu-lower-k"),
+        OpCase("Trilu", (Operand((3, 3), I64, -5, 5), Operand((), I64, value=[2])), name="Trilu-int-k"),
+    ]
+
+
+def _pad() -> list[OpCase]:
+    pads = _idx((4,), [1, 2, 0, 3])
+    cases = [OpCase("Pad", (Operand((3, 4)), pads, Operand((1,), low=5, high=6)), name="Pad-constant-interval"),
+             OpCase("Pad", (Operand((3, 4), I64, -5, 5), pads), name="Pad-constant-int"),
+             OpCase("Pad", (Operand((3, 4)), _idx((4,), [-1, 2, 1, -2])), name="Pad-crop"),
+             OpCase("Pad", (Operand((2, 3, 4)), _idx((2,), [2, 1]), None, _idx((1,), [-1])), opset=18,
+                    name="Pad-axes"),
+             OpCase("Pad", (Operand((3, 4), F16), pads, Operand((), F16, value=[1.5])), opset=11,
+                    name="Pad-opset11-float16")]
+    for mode in ("reflect", "edge", "wrap"):
+        cases.append(OpCase("Pad", (Operand((3, 4)), _idx((4,), [2, 1, 1, 3])), attrs={"mode": mode}, opset=19,
+                            name=f"Pad-{mode}"))
+    return cases
+
+
+def _selection() -> list[OpCase]:
+    return [
+        OpCase("Compress", (Operand((3, 4)), Operand((4,), BOOL, value=[1, 0, 1, 1])), attrs={"axis": 1},
+               name="Compress-axis1"),
+        OpCase("Compress", (Operand((3, 2)), Operand((2,), BOOL, value=[0, 1])), attrs={"axis": -2},
+               name="Compress-short-condition"),
+        OpCase("Compress", (Operand((2, 3), I64, -4, 4), Operand((5,), BOOL, value=[1, 0, 0, 1, 1])),
+               name="Compress-flat"),
+        OpCase("NonZero", (Operand((2, 3), value=[0, 1, 0, -2, 0, 3]),), name="NonZero"),
+        OpCase("NonZero", (Operand((4,), I64, value=[0, 0, 5, 1]),), name="NonZero-int"),
+    ]
+
+
+def _resize_case(name: str, shape, scales=None, sizes=None, roi=None, opset: int = 18, dtype: int = TensorProto.FLOAT,
+                 **attrs) -> OpCase:
+    rank = len(shape) if "axes" not in attrs else len(attrs["axes"])
+    roi_op = Operand((2 * rank,), value=roi) if roi else (Operand((0,), value=[]) if opset < 13 else None)
+    scales_op = Operand((len(scales),), value=scales) if scales else (Operand((0,), value=[]) if sizes else None)
+    inputs = (Operand(shape, dtype, -4, 4), roi_op, scales_op) + ((_idx((len(sizes),), sizes),) if sizes else ())
+    return OpCase("Resize", inputs, attrs=attrs, opset=opset, name=f"Resize-{name}")
+
+
+def _resize() -> list[OpCase]:
+    s2, s_down = [1.0, 1.0, 2.0, 1.5], [1.0, 1.0, 0.5, 0.6]
+    cases = [
+        _resize_case("nearest", (1, 2, 3, 4), s2),
+        _resize_case("nearest-down", (1, 2, 4, 5), s_down),
+        _resize_case("nearest-asymmetric-floor", (1, 1, 3, 3), [1.0, 1.0, 2.0, 2.0],
+                     coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        _resize_case("nearest-ceil-align", (2, 3, 4), sizes=[2, 5, 7], coordinate_transformation_mode="align_corners",
+                     nearest_mode="ceil"),
+        _resize_case("nearest-prefer-ceil", (1, 1, 4, 6), s_down, nearest_mode="round_prefer_ceil",
+                     coordinate_transformation_mode="pytorch_half_pixel"),
+        _resize_case("nearest-tf-nn", (1, 1, 3, 4), s2, opset=11,
+                     coordinate_transformation_mode="tf_half_pixel_for_nn"),
+        _resize_case("nearest-int32", (1, 1, 2, 3), s2, dtype=I32),
+        _resize_case("nearest-axes", (1, 2, 3, 3), [2.0, 0.7], axes=[2, -1]),
+        _resize_case("nearest-crop", (1, 1, 4, 4), [1.0, 1.0, 1.5, 1.25], roi=[0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2],
+                     coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=7.0),
+    ]
+    for mode, opset in (("half_pixel", 18), ("asymmetric", 18), ("align_corners", 18), ("pytorch_half_pixel", 18),
+                        ("half_pixel_symmetric", 19)):
+        cases += [_resize_case(f"linear-{mode}", (1, 2, 3, 4), s2, opset=opset, mode="linear",
+                               coordinate_transformation_mode=mode),
+                  _resize_case(f"cubic-{mode}", (1, 1, 4, 5), [1.0, 1.0, 1.5, 2.0], opset=opset, mode="cubic",
+                               coordinate_transformation_mode=mode)]
+    cases += [
+        _resize_case("linear-down", (1, 1, 5, 6), s_down, mode="linear"),
+        _resize_case("linear-sizes", (2, 3, 4), sizes=[2, 6, 7], mode="linear", opset=13),
+        _resize_case("linear-opset11", (1, 1, 3, 4), s2, opset=11, mode="linear"),
+        _resize_case("linear-crop", (1, 1, 4, 4), [1.0, 1.0, 1.5, 1.25], roi=[0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2],
+                     mode="linear", coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-9.0),
+        _resize_case("cubic-exclude", (1, 1, 4, 4), [1.0, 1.0, 2.0, 2.0], mode="cubic", exclude_outside=1,
+                     cubic_coeff_a=-0.5),
+        _resize_case("cubic-down", (1, 1, 6, 5), s_down, mode="cubic"),
+    ]
+    return cases
+
+
+CASES = _gather() + _scatter() + _onehot_trilu() + _pad() + _selection() + _resize()
