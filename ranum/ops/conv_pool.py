@@ -1,3 +1,358 @@
-"""Operator family: conv_pool (rules being written)."""
+"""Convolution and pooling: Conv, ConvTranspose, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool.
+
+Geometry follows onnxruntime: explicit ``pads`` = ``[begin_0, .., begin_k, end_0, .., end_k]``, or
+``auto_pad`` SAME_UPPER / SAME_LOWER / VALID; pooling ``ceil_mode`` lets the last window overhang
+the padded input (never starting past it), and an overhang never counts in an average.
+Abstract rules: convolutions use the midpoint-radius product of :mod:`ranum.ops.linear`
+(accumulation error over ``C/group * prod(kernel)`` terms, plus the bias); pooling is monotone,
+so it maps the lower and upper bound tensors separately (max exactly, averages with the
+accumulation error of their window sums). Invariants: bounds sound for float32 / float16
+execution, never NaN; an unbounded input end stays unbounded.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule
+from ranum.ops.hazards import Overflow
+from ranum.ops.linear import center_radius, finish_sum, interval_product
+from ranum.ops.registry import register
+
+__all__ = ["AveragePool", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalMaxPool", "MaxPool"]
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+_MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def _attr(values: Sequence[int], rank: int, default: int) -> list[int]:
+    return list(values) if values else [default] * rank
+
+
+def _check_auto_pad(op: str, auto_pad: str) -> None:
+    if auto_pad not in _AUTO_PADS:
+        raise UnsupportedOperator(f"{op}: auto_pad '{auto_pad}' is not one of {_AUTO_PADS}")
+
+
+def _geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+              pads: Sequence[int], auto_pad: str, ceil_mode: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """Per spatial axis: pad before, pad after (explicit pads only) and overhang (ceil mode).
+
+    Returns:
+        ``(begin, end, overhang)``: the window grid covers ``begin + size + end + overhang``.
+    """
+    rank = len(sizes)
+    pads = list(pads) if pads else [0] * (2 * rank)
+    begin, end, over = [], [], []
+    for i, n in enumerate(sizes):
+        span = (kernel[i] - 1) * dilations[i] + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = -(-n // strides[i])
+            total = max(0, (out - 1) * strides[i] + span - n)
+            head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            begin.append(head)
+            end.append(total - head)
+        elif auto_pad == "VALID":
+            begin.append(0)
+            end.append(0)
+        else:
+            begin.append(pads[i])
+            end.append(pads[i + rank])
+        padded = n + begin[-1] + end[-1]
+        out = (padded - span) // strides[i] + 1
+        if ceil_mode:
+            out = -(-(padded - span) // strides[i]) + 1
+            if (out - 1) * strides[i] >= n + begin[-1]:
+                out -= 1
+        over.append(max(0, (out - 1) * strides[i] + span - padded))
+    return begin, end, over
+
+
+def _pad(x: Tensor, before: Sequence[int], after: Sequence[int], value: float = 0.0) -> Tensor:
+    """Pad the trailing spatial axes (F.pad lists the last axis first)."""
+    spec: list[int] = []
+    for b, a in zip(reversed(before), reversed(after)):
+        spec += [b, a]
+    if not any(spec):
+        return x
+    return F.pad(x, spec, value=value)
+
+
+def _widen16(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+# --------------------------------------------------------------------------------- convolution
+@register("Conv")
+class Conv(OpRule):
+    """N-d convolution (1-D to 3-D) with groups, dilations, strides, pads / auto_pad, optional bias."""
+
+    auto_pad: str = "NOTSET"
+    dilations: tuple[int, ...] = ()
+    group: int = 1
+    kernel_shape: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def __post_init__(self) -> None:
+        _check_auto_pad("Conv", self.auto_pad)
+
+    def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:
+        rank = len(x_shape) - 2
+        if rank not in _CONV:
+            raise UnsupportedOperator(f"Conv: {rank}-d convolution (only 1-D to 3-D)")
+        kernel = list(w_shape[2:])
+        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
+        begin, end, _ = _geometry(x_shape[2:], kernel, strides, dilations, self.pads, self.auto_pad)
+
+        def fn(x: Tensor, w: Tensor) -> Tensor:
+            return _CONV[rank](_pad(x, begin, end), w, None, strides, 0, dilations, self.group)
+
+        return fn
+
+    def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        y = self._fn(x.shape, w.shape)(_widen16(x), _widen16(w))
+        if b is not None:
+            y = y + _widen16(b).reshape((1, -1) + (1,) * (y.dim() - 2))
+        return y.to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None) -> Interval:
+        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape), [x, w])
+        count = math.prod(w.shape[1:])
+        if b is not None:
+            mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
+            count += 1
+        return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
+
+
+def _add_bias(mid: Tensor, rad: Tensor, abs_sum: Tensor, bias: Interval) -> tuple[Tensor, Tensor, Tensor]:
+    bm, br = center_radius(bias)
+    view = (1, -1) + (1,) * (mid.dim() - 2)
+    bm, br = bm.reshape(view), br.reshape(view)
+    return mid + bm, rad + br, abs_sum + bm.abs() + br
+
+
+@register("ConvTranspose")
+class ConvTranspose(OpRule):
+    """N-d transposed convolution with output_padding, output_shape, pads / auto_pad, optional bias."""
+
+    auto_pad: str = "NOTSET"
+    dilations: tuple[int, ...] = ()
+    group: int = 1
+    kernel_shape: tuple[int, ...] = ()
+    output_padding: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def __post_init__(self) -> None:
+        _check_auto_pad("ConvTranspose", self.auto_pad)
+
+    def _crop(self, sizes: Sequence[int], kernel: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Per spatial axis: how much to cut from the full output's start and end (negative: pad)."""
+        rank = len(sizes)
+        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
+        extra = _attr(self.output_padding, rank, 0)
+        pads = list(self.pads) if self.pads else [0] * (2 * rank)
+        wanted = list(self.output_shape[-rank:]) if self.output_shape else None
+        head, tail = [], []
+        for i, n in enumerate(sizes):
+            full = strides[i] * (n - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
+            if wanted is None and self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                wanted_i = n * strides[i]
+            elif wanted is not None:
+                wanted_i = wanted[i]
+            else:
+                head.append(pads[i])
+                tail.append(pads[i + rank] - extra[i])
+                continue
+            total = full - wanted_i
+            first = total // 2 if self.auto_pad == "SAME_UPPER" else total - total // 2
+            head.append(first)
+            tail.append(total - first - extra[i])
+        return head, tail
+
+    def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:
+        rank = len(x_shape) - 2
+        if rank not in _CONV_T:
+            raise UnsupportedOperator(f"ConvTranspose: {rank}-d convolution (only 1-D to 3-D)")
+        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
+        head, tail = self._crop(x_shape[2:], w_shape[2:])
+
+        def fn(x: Tensor, w: Tensor) -> Tensor:
+            y = _CONV_T[rank](x, w, None, strides, 0, 0, self.group, dilations)
+            return _pad(y, [-h for h in head], [-t for t in tail])
+
+        return fn
+
+    def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        y = self._fn(x.shape, w.shape)(_widen16(x), _widen16(w))
+        if b is not None:
+            y = y + _widen16(b).reshape((1, -1) + (1,) * (y.dim() - 2))
+        return y.to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None) -> Interval:
+        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape), [x, w])
+        count = x.shape[1] // self.group * math.prod(w.shape[2:])
+        if b is not None:
+            mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
+            count += 1
+        return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
+
+
+# --------------------------------------------------------------------------------- pooling
+@dataclass(frozen=True)
+class _Pool(OpRule):
+    """Shared window geometry of AveragePool and MaxPool."""
+
+    auto_pad: str = "NOTSET"
+    ceil_mode: int = 0
+    dilations: tuple[int, ...] = ()
+    kernel_shape: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_auto_pad(type(self).__name__, self.auto_pad)
+        if not self.kernel_shape:
+            raise UnsupportedOperator(f"{type(self).__name__}: kernel_shape is required")
+
+    def _window(self, sizes: Sequence[int]) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        rank = len(self.kernel_shape)
+        if len(sizes) != rank or rank not in _CONV:
+            raise UnsupportedOperator(f"{type(self).__name__}: {len(sizes)}-d input, kernel of rank {rank}")
+        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
+        begin, end, over = _geometry(sizes, self.kernel_shape, strides, dilations, self.pads, self.auto_pad,
+                                     self.ceil_mode)
+        return strides, dilations, begin, end, over
+
+    def _outputs_check(self, ctx: NodeContext) -> None:
+        if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
+            raise UnsupportedOperator(f"{type(self).__name__}: the Indices output is not supported")
+
+
+def _window_sum(x: Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> Tensor:
+    """Sum over each pooling window (a convolution of every channel with a kernel of ones)."""
+    n, c = x.shape[:2]
+    flat = x.reshape((n * c, 1) + tuple(x.shape[2:]))
+    ones = torch.ones((1, 1) + tuple(kernel), dtype=x.dtype)
+    y = _CONV[len(kernel)](flat, ones, None, list(strides), 0, list(dilations))
+    return y.reshape((n, c) + tuple(y.shape[2:]))
+
+
+@register("AveragePool")
+class AveragePool(_Pool):
+    """Window averages; ``count_include_pad`` decides whether padding counts in the divisor."""
+
+    count_include_pad: int = 0
+
+    accumulates = True
+
+    def _divisor(self, x: Tensor, begin, end, over, strides, dilations) -> Tensor:
+        mask = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=torch.float64)
+        pad_value = 1.0 if self.count_include_pad else 0.0
+        mask = _pad(mask, begin, end, pad_value)
+        mask = _pad(mask, [0] * len(over), over)
+        return _window_sum(mask, self.kernel_shape, strides, dilations)
+
+    def _sums(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        strides, dilations, begin, end, over = self._window(x.shape[2:])
+        padded = _pad(_pad(x, begin, end), [0] * len(over), over)
+        return _window_sum(padded, self.kernel_shape, strides, dilations), \
+            self._divisor(x, begin, end, over, strides, dilations)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        total, count = self._sums(x.to(torch.float64))
+        return (total / count).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        self._outputs_check(ctx)
+        lo, hi = (t.to(torch.float64) for t in x.full())
+        lo_sum, count = self._sums(lo)
+        hi_sum, _ = self._sums(hi)
+        abs_sum, _ = self._sums(torch.maximum(lo.abs(), hi.abs()))
+        terms = math.prod(self.kernel_shape) + 1
+        lo_sum, hi_sum = arith.with_accumulation_error(lo_sum, hi_sum, abs_sum, terms, x.elem_type)
+        return Interval.from_full(lo_sum / count, hi_sum / count, x.elem_type, ctx.budget)
+
+
+@register("MaxPool")
+class MaxPool(_Pool):
+    """Window maxima (output 0 only; padding never wins); exact, no rounding."""
+
+    storage_order: int = 0
+
+    rounds = False
+
+    def _max(self, x: Tensor) -> Tensor:
+        strides, dilations, begin, end, over = self._window(x.shape[2:])
+        wide = x.to(torch.float64)
+        padded = _pad(_pad(wide, begin, end, -math.inf), [0] * len(over), over, -math.inf)
+        rank = len(self.kernel_shape)
+        y = _MAXPOOL[rank](padded, list(self.kernel_shape), strides, 0, dilations)
+        return y.to(x.dtype)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        self._outputs_check(ctx)
+        return self._max(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        self._outputs_check(ctx)
+        lo, hi = x.full()
+        return Interval.from_full(self._max(lo), self._max(hi), x.elem_type, ctx.budget)
+
+
+@register("GlobalAveragePool")
+class GlobalAveragePool(OpRule):
+    """Mean over every spatial axis (output keeps them as size 1)."""
+
+    accumulates = True
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        axes = tuple(range(2, x.dim()))
+        return x.to(torch.float64).mean(dim=axes, keepdim=True).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        axes = tuple(range(2, len(x.shape)))
+        lo, hi = (t.to(torch.float64) for t in x.full())
+        count = math.prod(x.shape[2:])
+        lo_m, hi_m = lo.mean(dim=axes, keepdim=True), hi.mean(dim=axes, keepdim=True)
+        abs_m = torch.maximum(lo.abs(), hi.abs()).mean(dim=axes, keepdim=True)
+        lo_m, hi_m = arith.with_accumulation_error(lo_m, hi_m, abs_m, count + 1, x.elem_type)
+        return Interval.from_full(lo_m, hi_m, x.elem_type, ctx.budget)
+
+
+@register("GlobalMaxPool")
+class GlobalMaxPool(OpRule):
+    """Maximum over every spatial axis; exact."""
+
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        axes = tuple(range(2, x.dim()))
+        return torch.amax(x, dim=axes, keepdim=True) if axes else x
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        lo, hi = x.full()
+        axes = tuple(range(2, len(x.shape)))
+        if not axes:
+            return x
+        return Interval.from_full(torch.amax(lo, dim=axes, keepdim=True), torch.amax(hi, dim=axes, keepdim=True),
+                                  x.elem_type, ctx.budget)

@@ -1,3 +1,193 @@
-"""Operator family: linear (rules being written)."""
+"""Linear algebra: MatMul, Gemm, Einsum.
+
+Interval products use the midpoint-radius form: for operands ``m_k +- r_k`` the product
+``prod(m_k)`` is the midpoint and ``prod(|m_k| + r_k) - prod(|m_k|)`` bounds the radius; the
+first term also bounds the sum of |terms|, which sizes the float accumulation error
+(:func:`ranum.domain.arith.with_accumulation_error`, count = terms summed per output element).
+Exact operands skip the products that vanish. Invariants: results are sound for float32 (and
+16-bit floats accumulated in float32) execution; an unbounded operand end gives an unbounded
+midpoint-radius pair (midpoint 0, radius +inf), never NaN bounds. Integer results whose bounds
+leave the dtype's range become the dtype's widest interval (execution wraps around).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.dtypes import is_float, torch_dtype
+from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule
+from ranum.ops.hazards import Overflow
+from ranum.ops.registry import register
+
+__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "interval_product"]
+
+Product = Callable[..., Tensor]
+
+
+def center_radius(iv: Interval) -> tuple[Tensor, Tensor]:
+    """Full-shape float64 midpoint and radius; an unbounded element gets (0, +inf)."""
+    lo, hi = (t.to(torch.float64) for t in iv.full())
+    finite = torch.isfinite(lo) & torch.isfinite(hi)
+    mid = torch.where(finite, (lo + hi) / 2, torch.zeros_like(lo))
+    rad = torch.where(finite, (hi - lo) / 2, torch.full_like(lo, torch.inf))
+    return mid, rad
+
+
+def _nan_to_inf(x: Tensor) -> Tensor:
+    return torch.where(torch.isnan(x), torch.full_like(x, torch.inf), x)
+
+
+def interval_product(
+    fn: Product, operands: Sequence[Interval]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Midpoint, radius and |term|-sum bound of a multilinear ``fn`` (matmul, conv, einsum).
+
+    Args:
+        fn: a function linear in each argument (e.g. ``torch.matmul``).
+        operands: the interval operands, in ``fn``'s argument order.
+
+    Returns:
+        ``(mid, rad, abs_sum)`` in exact real arithmetic (up to float64 rounding).
+    """
+    pairs = [center_radius(iv) for iv in operands]
+    exact = [iv.is_exact for iv in operands]
+    mid = fn(*[m for m, _ in pairs])
+    if all(exact):
+        return mid, torch.zeros_like(mid), fn(*[m.abs() for m, _ in pairs])
+    widths = [m.abs() + r for m, r in pairs]
+    abs_sum = _nan_to_inf(fn(*widths))
+    if len(pairs) == 2 and any(exact):
+        # One exact operand: the radius is a single product, free of cancellation.
+        args = [m.abs() if e else r for (m, r), e in zip(pairs, exact)]
+        rad = _nan_to_inf(fn(*args))
+    else:
+        rad = _nan_to_inf(abs_sum - fn(*[m.abs() for m, _ in pairs])).clamp(min=0.0)
+    return mid, rad, abs_sum
+
+
+def finish_sum(mid: Tensor, rad: Tensor, abs_sum: Tensor, count: int, elem_type: int,
+               budget: int | None = None) -> Interval:
+    """Bounds ``mid +- rad`` widened by the accumulation error of ``count`` float terms."""
+    lo, hi = mid - rad, mid + rad
+    if is_float(elem_type):
+        lo, hi = arith.with_accumulation_error(lo, hi, abs_sum, count, elem_type)
+    else:
+        info = torch.iinfo(torch_dtype(elem_type))
+        wraps = (lo < info.min) | (hi > info.max)
+        lo = torch.where(wraps, torch.full_like(lo, float(info.min)), lo)
+        hi = torch.where(wraps, torch.full_like(hi, float(info.max)), hi)
+    return Interval.from_full(lo, hi, elem_type, budget)
+
+
+def _int_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Integer matmul (torch has no integer BLAS on every backend): exact through int64."""
+    if a.dim() == 1 or b.dim() == 1:
+        return torch.matmul(a.to(torch.int64), b.to(torch.int64)).to(a.dtype)
+    return (a.to(torch.int64).unsqueeze(-1) * b.to(torch.int64).unsqueeze(-3)).sum(-2).to(a.dtype)
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    if a.is_floating_point():
+        if a.dtype in (torch.float16, torch.bfloat16):
+            return torch.matmul(a.float(), b.float()).to(a.dtype)
+        return torch.matmul(a, b)
+    return _int_matmul(a, b)
+
+
+@register("MatMul")
+class MatMul(OpRule):
+    """numpy.matmul: N-d batched with broadcasting, 1-D operands promoted then squeezed."""
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
+        return _matmul(a, b)
+
+    def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
+        count = a.shape[-1] if a.shape else 1
+        mid, rad, abs_sum = interval_product(torch.matmul, [a, b])
+        return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
+
+
+@register("Gemm")
+class Gemm(OpRule):
+    """Y = alpha * A' @ B' + beta * C, with A' = A^T if transA, B' = B^T if transB; C optional."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    transA: int = 0
+    transB: int = 0
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def _operands(self, a, b):
+        return (a.t() if self.transA else a), (b.t() if self.transB else b)
+
+    def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor, c: Tensor | None = None) -> Tensor:
+        x, w = self._operands(a, b)
+        y = _matmul(x, w)
+        wide = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
+        out = self.alpha * wide if self.alpha != 1.0 else wide
+        if c is not None and self.beta != 0.0:
+            out = out + (self.beta * c.to(wide.dtype) if self.beta != 1.0 else c.to(wide.dtype))
+        return out.to(y.dtype)
+
+    def abstract(self, ctx: NodeContext, a: Interval, b: Interval, c: Interval | None = None) -> Interval:
+        count = a.shape[0] if self.transA else a.shape[1]
+        mid, rad, abs_sum = interval_product(lambda x, w: torch.matmul(*self._operands(x, w)), [a, b])
+        mid, rad, abs_sum = self.alpha * mid, abs(self.alpha) * rad, abs(self.alpha) * abs_sum
+        if c is not None and self.beta != 0.0:
+            cm, cr = center_radius(c)
+            mid = mid + self.beta * cm
+            rad = _nan_to_inf(rad + abs(self.beta) * cr)
+            abs_sum = _nan_to_inf(abs_sum + abs(self.beta) * (cm.abs() + cr))
+            count += 1
+        # alpha and beta scalings round once more each.
+        return finish_sum(mid, rad, abs_sum, count + 2, a.elem_type, ctx.budget)
+
+
+@register("Einsum")
+class Einsum(OpRule):
+    """Einstein summation over any number of operands (numpy/torch equation syntax)."""
+
+    equation: str = ""
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def __post_init__(self) -> None:
+        if not self.equation:
+            raise UnsupportedOperator("Einsum: empty equation")
+
+    @property
+    def _equation(self) -> str:
+        return self.equation.replace(" ", "")
+
+    def concrete(self, ctx: NodeContext, *operands: Tensor) -> Tensor:
+        dtype = operands[0].dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            return torch.einsum(self._equation, *[t.float() for t in operands]).to(dtype)
+        if not operands[0].is_floating_point():
+            return torch.einsum(self._equation, *[t.to(torch.float64) for t in operands]).round().to(dtype)
+        return torch.einsum(self._equation, *operands)
+
+    def abstract(self, ctx: NodeContext, *operands: Interval) -> Interval:
+        equation = self._equation
+
+        def fn(*args: Tensor) -> Tensor:
+            return torch.einsum(equation, *args)
+
+        ones = [torch.ones(iv.shape, dtype=torch.float64) for iv in operands]
+        terms = fn(*ones)
+        count = int(terms.max()) if terms.numel() else 1
+        mid, rad, abs_sum = interval_product(fn, operands)
+        # Each term is a product of len(operands) factors: one rounding per multiplication.
+        return finish_sum(mid, rad, abs_sum, count + len(operands) - 1, operands[0].elem_type, ctx.budget)

@@ -1,3 +1,458 @@
-"""Operator family: normalization (rules being written)."""
+"""Normalization: BatchNormalization (inference), LayerNormalization, InstanceNormalization,
+GroupNormalization, LpNormalization.
+
+Slice statistics (Layer/Instance/Group) are bounded per normalized slice ("row") of ``n``
+elements: the mean from the bound sums; each centred value ``x_i - mean`` with ``x_i``'s own
+share of the mean cancelled; the variance from below by the distance of each element to the mean
+interval and from above around the mean interval's midpoint. The normalized value is then
+capped by ``sqrt(n - 1)`` (Cauchy-Schwarz), corrected for float rounding: the computed mean is off
+by the accumulation error ``e`` and the computed variance by ``delta`` (onnxruntime accumulates
+one-pass in double: ``delta`` = 4 gamma_n(float64) * mean(x^2)), so the cap only holds when
+``epsilon > delta``. Invariants: bounds sound for onnxruntime's float execution, never NaN;
+finite inputs with ``epsilon > delta`` never give infinite bounds.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from onnx import TensorProto
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.dtypes import float_facts
+from ranum.domain.interval import Interval, elementwise
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule
+from ranum.ops.hazards import Hazard, HazardHit, Overflow, at_most
+from ranum.ops.registry import register
+
+__all__ = ["BatchNormalization", "GroupNormalization", "InstanceNormalization", "LayerNormalization",
+           "LpNormalization"]
+
+
+def _unit(elem_type: int) -> float:
+    """Unit roundoff of the computation type (16-bit floats are computed in float32)."""
+    return float_facts(TensorProto.DOUBLE if elem_type == TensorProto.DOUBLE else TensorProto.FLOAT).eps
+
+
+def _gamma(count: int, elem_type: int) -> float:
+    return arith.accumulation_gamma(count, TensorProto.DOUBLE if elem_type == TensorProto.DOUBLE else
+                                    TensorProto.FLOAT)
+
+
+@dataclass(frozen=True)
+class _Stats:
+    """Per-row bounds (rows of a (rows, n) view): centred values, variance + eps, mean error."""
+
+    d_lo: Tensor
+    d_hi: Tensor
+    mean_lo: Tensor
+    mean_hi: Tensor
+    s_lo: Tensor  # lower bound of computed variance + epsilon (may be <= 0)
+    s_hi: Tensor
+    err: Tensor  # absolute error of the computed mean
+    delta: Tensor  # absolute error of the computed variance
+    big: Tensor  # inputs large enough to overflow the centring
+
+
+def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool = False) -> _Stats:
+    n = lo.shape[1]
+    g, u = _gamma(n + 4, elem_type), _unit(elem_type)
+    g_mean = arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) if sums_in_double else g
+    s_lo_sum, s_hi_sum = lo.sum(1, keepdim=True), hi.sum(1, keepdim=True)
+    mean_lo, mean_hi = s_lo_sum / n, s_hi_sum / n
+    amax = torch.maximum(lo.abs(), hi.abs())
+    err = g_mean * amax.mean(1, keepdim=True) + u * amax.amax(1, keepdim=True)
+    delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * (amax * amax).mean(1, keepdim=True)
+    d_lo = lo * (1 - 1 / n) - (s_hi_sum - hi) / n - err
+    d_hi = hi * (1 - 1 / n) - (s_lo_sum - lo) / n + err
+    dist = (lo - mean_hi).clamp(min=0) + (mean_lo - hi).clamp(min=0)
+    v_lo = (dist * dist).mean(1, keepdim=True)
+    centre = (mean_lo + mean_hi) / 2
+    v_hi = torch.maximum((lo - centre) ** 2, (hi - centre) ** 2).mean(1, keepdim=True)
+    s_lo = v_lo * (1 - g) - delta + epsilon
+    s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
+    big = amax.amax(1, keepdim=True) > float_facts(elem_type).max / 4
+    return _Stats(d_lo, d_hi, mean_lo - err, mean_hi + err, _nan(s_lo, -1.0), _nan(s_hi, torch.inf), err, delta,
+                  big)
+
+
+def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: int) -> tuple[Tensor, Tensor]:
+    """Absolute rounding slack of ``count`` steps in the tensor's own precision (16-bit included)."""
+    u = float_facts(elem_type).eps
+    gamma = 2 * count * u / (1 - count * u)
+    slack = _nan(abs_sum * gamma, torch.inf)
+    return _nan(lo - slack, -torch.inf), _nan(hi + slack, torch.inf)
+
+
+def _nan(x: Tensor, value: float) -> Tensor:
+    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
+
+
+def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:
+    u = _unit(elem_type)
+    inv_lo = torch.rsqrt(st.s_hi) * (1 - 2 * u)
+    inv_hi = torch.where(st.s_lo > 0, torch.rsqrt(st.s_lo.clamp(min=1e-300)) * (1 + 2 * u),
+                         torch.full_like(st.s_lo, torch.inf))
+    return inv_lo, inv_hi
+
+
+def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int,
+                sums_in_double: bool) -> tuple[Tensor, Tensor, _Stats]:
+    """Bounds of (x - mean) / sqrt(var + eps) for a (rows, n) view, and the row statistics."""
+    n = lo.shape[1]
+    st = _stats(lo, hi, epsilon, elem_type, sums_in_double)
+    inv_lo, inv_hi = _inv_std(st, elem_type)
+    z_lo, z_hi = arith.mul(st.d_lo, st.d_hi, inv_lo, inv_hi)
+    g, u = _gamma(n + 4, elem_type), _unit(elem_type)
+    margin = (epsilon - st.delta).clamp(min=1e-300)
+    cap = (math.sqrt((n - 1) / (1 - g)) + st.err / margin.sqrt()) * (1 + 4 * u)
+    cap = torch.where((epsilon > st.delta) & ~st.big, cap, torch.full_like(cap, torch.inf))
+    z_lo = torch.maximum(_nan(z_lo, -torch.inf), -cap)
+    z_hi = torch.minimum(_nan(z_hi, torch.inf), cap)
+    return z_lo, z_hi, st
+
+
+def _affine(z: Interval, scale: Interval | None, bias: Interval | None) -> Interval:
+    """z * scale + bias, with the rounding of the product and the sum as an absolute slack."""
+    operands = [z] + [iv for iv in (scale, bias) if iv is not None]
+
+    def fn(*b: Tensor) -> tuple[Tensor, Tensor]:
+        lo, hi = b[0], b[1]
+        k = 2
+        if scale is not None:
+            lo, hi = arith.mul(lo, hi, b[k], b[k + 1])
+            k += 2
+        if bias is not None:
+            lo, hi = arith.add(lo, hi, b[k], b[k + 1])
+        mags = [torch.maximum(b[i].abs(), b[i + 1].abs()) for i in range(0, len(b), 2)]
+        abs_sum = mags[0] * mags[1] if scale is not None else mags[0]
+        abs_sum = _nan(abs_sum + (mags[-1] if bias is not None else 0.0), torch.inf)
+        return _with_error(lo, hi, abs_sum, 3, z.elem_type)
+
+    return elementwise(fn, operands, z.elem_type)
+
+
+def _channel(iv: Interval | None, rank: int, repeat: int = 1) -> Interval | None:
+    """A per-channel (C,) operand as a (C, 1, ..., 1) interval (each entry repeated ``repeat`` times)."""
+    if iv is None:
+        return None
+    lo, hi = (t.reshape(-1).repeat_interleave(repeat) for t in iv.full())
+    view = (-1,) + (1,) * (rank - 2)
+    return Interval.from_full(lo.reshape(view), hi.reshape(view), iv.elem_type)
+
+
+# ------------------------------------------------------------------------------ hazards
+@dataclass(frozen=True)
+class SliceVarianceHazard(Hazard):
+    """var + epsilon of a normalized slice can be <= the variance's rounding error: 0/0 or sqrt(<0)."""
+
+    epsilon: float
+    axis: int = -1  # rows = prod(shape[:axis]) when groups == 0
+    groups: int = 0  # rows = N * groups (GroupNormalization)
+    name: str = "normalization-zero-variance"
+    description: str = "variance + epsilon of a (near-)constant slice can be 0: 0/0 is NaN"
+
+    def _rows(self, x: Tensor, shape: Sequence[int]) -> Tensor:
+        if self.groups:
+            return x.reshape(shape[0] * self.groups, -1)
+        axis = self.axis % len(shape)
+        return x.reshape(math.prod(shape[:axis]), -1)
+
+    def check(self, inputs, outputs):
+        x = inputs[0]
+        if x is None or x.shape is None or x.lower.numel() == 0:
+            return None
+        lo, hi = (self._rows(t.to(torch.float64), x.shape) for t in x.full())
+        st = _stats(lo, hi, self.epsilon, x.elem_type)
+        if not bool((st.s_lo <= 0).any()):
+            return None
+        return HazardHit(bool((st.s_hi <= 0).all()), float(st.s_lo.min() - self.epsilon),
+                         float(st.s_hi.max() - self.epsilon))
+
+    def _margin(self, x: Tensor) -> Tensor:
+        rows = self._rows(x.to(torch.float64), x.shape)
+        n = rows.shape[1]
+        var = rows.var(dim=1, unbiased=False, keepdim=True)
+        delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * (rows * rows).mean(1, keepdim=True)
+        return (var + self.epsilon - delta).expand_as(rows).reshape(x.shape)
+
+    def triggered(self, inputs, outputs):
+        return self._margin(inputs[0]) <= 0
+
+    def distance(self, inputs, outputs):
+        return self._margin(inputs[0])
+
+    def invalid_text(self, elem_type):
+        return f"slice variance + {self.epsilon:g} <= its rounding error"
+
+
+@dataclass(frozen=True)
+class ZeroNormHazard(Hazard):
+    """Every element of a slice can be 0 (or, for p=2, small enough for the squares to underflow)."""
+
+    axis: int
+    p: int
+    name: str = "lp-normalization-zero-norm"
+    description: str = "norm of an all-zero slice is 0: x / 0 (0/0 is NaN)"
+
+    def _small(self, magnitude: Tensor, elem_type: int) -> Tensor:
+        limit = math.sqrt(float_facts(elem_type).tiny) if self.p == 2 else 0.0
+        return magnitude <= limit
+
+    def check(self, inputs, outputs):
+        x = inputs[0]
+        if x is None or x.shape is None or x.lower.numel() == 0:
+            return None
+        lo, hi = x.full()
+        nearest = (lo.clamp(min=0) - hi.clamp(max=0)).to(torch.float64)
+        farthest = torch.maximum(lo.abs(), hi.abs()).to(torch.float64)
+        axis = self.axis % len(x.shape)
+        possible = self._small(nearest, x.elem_type).all(dim=axis)
+        if not bool(possible.any()):
+            return None
+        certain = bool(self._small(farthest, x.elem_type).all(dim=axis).all())
+        return HazardHit(certain, float(lo.min()), float(hi.max()))
+
+    def triggered(self, inputs, outputs):
+        x = inputs[0]
+        small = self._small(x.abs().to(torch.float64), TensorProto.FLOAT).all(dim=self.axis, keepdim=True)
+        return small.expand_as(x)
+
+    def distance(self, inputs, outputs):
+        x = inputs[0]
+        return x.abs().amax(dim=self.axis, keepdim=True).expand_as(x)
+
+    def invalid_text(self, elem_type):
+        return "every element of a slice is 0"
+
+
+# ------------------------------------------------------------------------------ rules
+@register("BatchNormalization")
+class BatchNormalization(OpRule):
+    """Inference form: y = (x - mean) / sqrt(var + epsilon) * scale + B, per channel (axis 1)."""
+
+    epsilon: float = 1e-5
+    momentum: float = 0.9
+    training_mode: int = 0
+
+    accumulates = True
+
+    def __post_init__(self) -> None:
+        if self.training_mode:
+            raise UnsupportedOperator("BatchNormalization: training_mode=1 is not supported (inference only)")
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
+        eps = self.epsilon
+        return (at_most(-eps, f"running variance + epsilon ({eps:g}) <= 0: sqrt of a non-positive value",
+                        name="batchnorm-variance", operand=4), Overflow())
+
+    def _check_outputs(self, ctx: NodeContext) -> None:
+        if any(ctx.node.outputs[1:]):
+            raise UnsupportedOperator("BatchNormalization: running mean/var outputs (training) are not supported")
+
+    def concrete(self, ctx: NodeContext, x, scale, bias, mean, var) -> Tensor:
+        self._check_outputs(ctx)
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        wide = [t.to(torch.float64).reshape(view) for t in (scale, bias, mean, var)]
+        y = (x.to(torch.float64) - wide[2]) / torch.sqrt(wide[3] + self.epsilon) * wide[0] + wide[1]
+        return y.to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x, scale, bias, mean, var) -> Interval:
+        self._check_outputs(ctx)
+        rank = len(x.shape)
+        s_lo, s_hi = (t + self.epsilon for t in var.full())
+        inv_lo = torch.where(s_hi > 0, torch.rsqrt(s_hi.clamp(min=1e-300)), torch.zeros_like(s_hi))
+        inv_hi = torch.where(s_lo > 0, torch.rsqrt(s_lo.clamp(min=1e-300)), torch.full_like(s_lo, torch.inf))
+        k_lo, k_hi = arith.mul(*scale.full(), inv_lo, inv_hi)
+        k = _channel(Interval.from_full(k_lo, k_hi, x.elem_type), rank)
+        params = [k, _channel(mean, rank), _channel(bias, rank)]
+        return elementwise(lambda *b: _batchnorm_bounds(x.elem_type, *b), [x, *params], x.elem_type)
+
+
+def _batchnorm_bounds(elem_type: int, xl, xu, kl, ku, ml, mu, bl, bu) -> tuple[Tensor, Tensor]:
+    lo, hi = arith.sub(xl, xu, ml, mu)
+    lo, hi = arith.mul(lo, hi, kl, ku)
+    lo, hi = arith.add(lo, hi, bl, bu)
+    mag = [torch.maximum(a.abs(), b.abs()) for a, b in ((xl, xu), (kl, ku), (ml, mu), (bl, bu))]
+    abs_sum = _nan((mag[0] + mag[2]) * mag[1] + mag[3], torch.inf)
+    # sqrt, division and the three arithmetic steps each round once.
+    return _with_error(lo, hi, abs_sum, 8, elem_type)
+
+
+def _layer_outputs(x: Interval, rows: int, epsilon: float,
+                   sums_in_double: bool = False) -> tuple[Tensor, Tensor, _Stats]:
+    """Normalized bounds in x's shape; ``sums_in_double``: the runtime sums in float64 (LayerNormalization)."""
+    lo, hi = (t.to(torch.float64).reshape(rows, -1) for t in x.full())
+    z_lo, z_hi, st = _normalized(lo, hi, epsilon, x.elem_type, sums_in_double)
+    return z_lo.reshape(x.shape), z_hi.reshape(x.shape), st
+
+
+@register("LayerNormalization", since=17)
+class LayerNormalization(OpRule):
+    """Normalize over axes [axis, rank); Y = z * Scale + B; optional outputs Mean and InvStdDev."""
+
+    axis: int = -1
+    epsilon: float = 1e-5
+    stash_type: int = 1
+
+    accumulates = True
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
+        return (SliceVarianceHazard(self.epsilon, axis=self.axis), Overflow())
+
+    def concrete(self, ctx: NodeContext, x, scale, bias=None):
+        axis = self.axis % x.dim()
+        dims = tuple(range(axis, x.dim()))
+        wide = x.to(torch.float64)
+        mean = wide.mean(dim=dims, keepdim=True)
+        inv = torch.rsqrt(((wide - mean) ** 2).mean(dim=dims, keepdim=True) + self.epsilon)
+        y = (wide - mean) * inv * scale.to(torch.float64)
+        if bias is not None:
+            y = y + bias.to(torch.float64)
+        stash = torch.float32 if self.stash_type == 1 else x.dtype
+        return y.to(x.dtype), mean.to(stash), inv.to(stash)
+
+    def abstract(self, ctx: NodeContext, x, scale, bias=None):
+        axis = self.axis % len(x.shape)
+        rows = math.prod(x.shape[:axis])
+        z_lo, z_hi, st = _layer_outputs(x, rows, self.epsilon, sums_in_double=True)
+        y = _affine(Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget), scale, bias)
+        stat_shape = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
+        stat_type = ctx.output_type(1, TensorProto.FLOAT)
+        inv_lo, inv_hi = _inv_std(st, x.elem_type)
+        mean = Interval.from_full(st.mean_lo.reshape(stat_shape), st.mean_hi.reshape(stat_shape), stat_type)
+        inv = Interval.from_full(inv_lo.reshape(stat_shape), inv_hi.reshape(stat_shape), stat_type)
+        return y, mean, inv
+
+
+@register("InstanceNormalization")
+class InstanceNormalization(OpRule):
+    """Normalize each (sample, channel) over its spatial axes; per-channel scale and B."""
+
+    epsilon: float = 1e-5
+
+    accumulates = True
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
+        return (SliceVarianceHazard(self.epsilon, axis=2), Overflow())
+
+    def concrete(self, ctx: NodeContext, x, scale, bias):
+        dims = tuple(range(2, x.dim()))
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        wide = x.to(torch.float64)
+        mean = wide.mean(dim=dims, keepdim=True)
+        z = (wide - mean) * torch.rsqrt(((wide - mean) ** 2).mean(dim=dims, keepdim=True) + self.epsilon)
+        return (z * scale.to(torch.float64).reshape(view) + bias.to(torch.float64).reshape(view)).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x, scale, bias):
+        rank = len(x.shape)
+        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * x.shape[1], self.epsilon)
+        z = Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget)
+        return _affine(z, _channel(scale, rank), _channel(bias, rank))
+
+
+@register("GroupNormalization", since=18)
+class GroupNormalization(OpRule):
+    """Normalize each (sample, group of channels); scale/bias per group (opset 18) or channel (21)."""
+
+    epsilon: float = 1e-5
+    num_groups: int = 0
+    stash_type: int = 1
+
+    accumulates = True
+
+    def __post_init__(self) -> None:
+        if self.num_groups <= 0:
+            raise UnsupportedOperator("GroupNormalization: num_groups must be positive")
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
+        return (SliceVarianceHazard(self.epsilon, groups=self.num_groups), Overflow())
+
+    def _repeat(self, ctx: NodeContext, channels: int) -> int:
+        return channels // self.num_groups if ctx.opset < 21 else 1
+
+    def concrete(self, ctx: NodeContext, x, scale, bias):
+        n, c = x.shape[:2]
+        rows = x.to(torch.float64).reshape(n * self.num_groups, -1)
+        mean = rows.mean(dim=1, keepdim=True)
+        z = ((rows - mean) * torch.rsqrt(((rows - mean) ** 2).mean(dim=1, keepdim=True) + self.epsilon))
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        repeat = self._repeat(ctx, c)
+        s, b = (t.to(torch.float64).repeat_interleave(repeat).reshape(view) for t in (scale, bias))
+        return (z.reshape(x.shape) * s + b).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x, scale, bias):
+        rank, repeat = len(x.shape), self._repeat(ctx, x.shape[1])
+        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * self.num_groups, self.epsilon)
+        z = Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget)
+        return _affine(z, _channel(scale, rank, repeat), _channel(bias, rank, repeat))
+
+
+@register("LpNormalization")
+class LpNormalization(OpRule):
+    """y = x / ||x||_p along ``axis`` (p = 1 or 2)."""
+
+    axis: int = -1
+    p: int = 2
+
+    def __post_init__(self) -> None:
+        if self.p not in (1, 2):
+            raise UnsupportedOperator(f"LpNormalization: p={self.p} (only 1 and 2)")
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
+        return (ZeroNormHazard(self.axis, self.p),)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        wide = x.to(torch.float64)
+        norm = wide.abs().sum(self.axis, keepdim=True) if self.p == 1 else \
+            torch.sqrt((wide * wide).sum(self.axis, keepdim=True))
+        return (wide / norm).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        lo, hi = (t.to(torch.float64) for t in x.full())
+        axis = self.axis % len(x.shape)
+        n = x.shape[axis]
+        facts = float_facts(x.elem_type)
+        gamma = 2 * (n + 4) * facts.eps / (1 - (n + 4) * facts.eps)
+        near = lo.clamp(min=0) - hi.clamp(max=0)
+        far = torch.maximum(lo.abs(), hi.abs())
+        rest_lo = (near ** self.p).sum(axis, keepdim=True) - near ** self.p
+        rest_hi = (far ** self.p).sum(axis, keepdim=True) - far ** self.p
+        rest_lo = (rest_lo * (1 - gamma) - (n + 1) * facts.subnormal).clamp(min=0.0)
+        rest_hi = rest_hi * (1 + gamma) + (n + 1) * facts.subnormal
+        y_hi = torch.where(hi > 0, self._ratio(hi, lo.clamp(min=0), rest_lo, gamma, facts),
+                           self._ratio_far(hi, rest_hi, gamma, facts))
+        y_lo = torch.where(lo < 0, self._ratio(lo, hi.clamp(max=0), rest_lo, gamma, facts),
+                           self._ratio_far(lo, rest_hi, gamma, facts))
+        # Underflowing squares make the computed norm too small: |y| <= sqrt(1.5) at worst.
+        cap = (1.0 if self.p == 1 else math.sqrt(1.5)) * (1 + 4 * gamma)
+        return Interval.from_full(y_lo.clamp(min=-cap, max=cap), y_hi.clamp(min=-cap, max=cap), x.elem_type,
+                                  ctx.budget)
+
+    def _ratio(self, v: Tensor, m: Tensor, rest: Tensor, gamma: float, facts) -> Tensor:
+        """Largest |x / ||x|| | for x between m and v (same sign), the rest of the norm at least ``rest``.
+
+        ``x / ((1 - gamma)|x|^p - subnormal + rest)^(1/p)`` grows with |x| when rest >= subnormal
+        (evaluate at v) and shrinks otherwise (evaluate at m, unbounded when m is 0).
+        """
+        growing = rest >= facts.subnormal
+        x = torch.where(growing, v, m)
+        total = x.abs() ** self.p * (1 - gamma) - facts.subnormal + rest
+        den = total.clamp(min=0.0) ** (1 / self.p)
+        ratio = torch.where(den > 0, x / den.clamp(min=1e-300), v.sign() * torch.inf)
+        return torch.where(v == 0, torch.zeros_like(v), ratio)
+
+    def _ratio_far(self, v: Tensor, rest: Tensor, gamma: float, facts) -> Tensor:
+        """v / the largest possible norm (the end of the interval nearest to 0)."""
+        den = ((v.abs() ** self.p + rest) * (1 + gamma) + facts.subnormal) ** (1 / self.p)
+        return v / den

@@ -1,0 +1,48 @@
+"""Soundness cases: BatchNormalization, LayerNormalization, InstanceNormalization, GroupNormalization,
+LpNormalization."""
+
+from onnx import TensorProto
+
+from tests.ops.harness import OpCase, Operand
+
+F16 = TensorProto.FLOAT16
+
+
+def _bn(shape, channels, elem_type=TensorProto.FLOAT, var_low=0.1, **kw):
+    c = (channels,)
+    return OpCase("BatchNormalization", (Operand(shape, elem_type), Operand(c, elem_type), Operand(c, elem_type),
+                                         Operand(c, elem_type), Operand(c, elem_type, var_low, 4.0)), **kw)
+
+
+CASES = [
+    _bn((2, 3, 4, 5), 3, name="BatchNormalization-2d"),
+    _bn((2, 3), 3, name="BatchNormalization-0d-spatial", opset=15),
+    _bn((1, 2, 6), 2, var_low=-0.5, name="BatchNormalization-negative-var", opset=14, attrs={"epsilon": 1e-3}),
+    _bn((1, 2, 3, 3), 2, F16, name="BatchNormalization-f16", opset=13),
+    OpCase("LayerNormalization", (Operand((2, 3, 8)), Operand((8,)), Operand((8,))), opset=17,
+           name="LayerNormalization-last"),
+    OpCase("LayerNormalization", (Operand((2, 3, 4)), Operand((3, 4))), attrs={"axis": -2, "epsilon": 1e-3},
+           outputs=3, opset=17, name="LayerNormalization-axis-2-stats"),
+    OpCase("LayerNormalization", (Operand((2, 5), low=1e3, high=1.001e3), Operand((5,))), attrs={"axis": 1},
+           outputs=3, opset=17, name="LayerNormalization-near-constant",
+           check_agreement=False),  # ill-conditioned: onnxruntime's float32 centring is off by up to 1e-2
+    OpCase("LayerNormalization", (Operand((4, 6)), Operand((6,)), Operand((6,))), attrs={"epsilon": 0.0},
+           opset=17, name="LayerNormalization-eps0", check_agreement=False),  # constant slice: exact 0/0 = NaN
+    OpCase("LayerNormalization", (Operand((3, 2)), Operand((3, 2), value=[1.0] * 6)), attrs={"axis": 0},
+           opset=17, name="LayerNormalization-axis0-exact-scale"),
+    OpCase("LayerNormalization", (Operand((2, 16), F16), Operand((16,), F16), Operand((16,), F16)), opset=17,
+           name="LayerNormalization-f16"),
+    OpCase("InstanceNormalization", (Operand((2, 3, 4, 5)), Operand((3,)), Operand((3,))),
+           name="InstanceNormalization-2d", rtol=1e-3),  # near-constant slices: float32 mean error
+    OpCase("InstanceNormalization", (Operand((1, 2, 7)), Operand((2,)), Operand((2,))), attrs={"epsilon": 0.0},
+           name="InstanceNormalization-eps0", check_agreement=False),  # ORT's mean error turns exact 0/0 into +-1
+    OpCase("InstanceNormalization", (Operand((1, 2, 3, 3), F16), Operand((2,), F16), Operand((2,), F16)),
+           name="InstanceNormalization-f16"),
+    # GroupNormalization: onnx shape inference gives its output no type, so the one-node harness cannot
+    # build it; tests/ops/test_linear.py checks it against onnxruntime directly.
+    OpCase("LpNormalization", (Operand((3, 5)),), name="LpNormalization-p2"),
+    OpCase("LpNormalization", (Operand((3, 4, 2)),), attrs={"axis": 1, "p": 1}, name="LpNormalization-p1-axis1"),
+    OpCase("LpNormalization", (Operand((4, 3), low=0.0, high=2.0),), attrs={"axis": 0},
+           name="LpNormalization-nonneg-axis0"),
+    OpCase("LpNormalization", (Operand((2, 6), F16),), name="LpNormalization-f16"),
+]

@@ -1,0 +1,125 @@
+"""Precision tests of the linear, convolution/pooling and normalization rules, and the
+GroupNormalization soundness check (the one-node harness cannot type its output)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from ranum.detect import find_hazards
+from ranum.domain.interval import Interval
+from ranum.graph.loader import load_model
+from ranum.interpret import run_abstract
+from tests.ops.harness import OpCase, Operand, build_model
+
+FLOAT = TensorProto.FLOAT
+
+
+def _analyse(model, boxes: dict[str, tuple[float, float]]):
+    graph, _ = load_model(model)
+    initial = {}
+    for info in graph.inputs:
+        low, high = boxes[info.name]
+        initial[info.name] = Interval.uniform(low, high, info.shape, info.elem_type)
+    for name, proto in graph.initializers.items():
+        from onnx import numpy_helper
+
+        initial[name] = Interval.point(torch.from_numpy(numpy_helper.to_array(proto).copy()), proto.data_type)
+    run = run_abstract(graph, initial)
+    assert not run.unsupported
+    return run
+
+
+def _case(case: OpCase, boxes: dict[str, tuple[float, float]]):
+    return _analyse(build_model(case), boxes)
+
+
+def test_matmul_with_exact_weight_is_tight() -> None:
+    case = OpCase("MatMul", (Operand((2, 3)), Operand((3, 2), value=[1.0, 0.0, 0.0, 1.0, 0.0, 0.0])))
+    out = _case(case, {"in0": (1.0, 2.0)}).env["out0"]
+    assert out.min() == pytest.approx(1.0, rel=1e-5) and out.min() <= 1.0
+    assert out.max() == pytest.approx(2.0, rel=1e-5) and out.max() >= 2.0
+
+
+def test_matmul_interval_radius_is_exact_in_real_arithmetic() -> None:
+    # [-1, 1] @ [2, 3] summed over 4 terms: [-12, 12] (midpoint-radius is exact here).
+    case = OpCase("MatMul", (Operand((1, 4)), Operand((4, 1))))
+    out = _case(case, {"in0": (-1.0, 1.0), "in1": (2.0, 3.0)}).env["out0"]
+    assert out.min() == pytest.approx(-12.0, rel=1e-5) and out.max() == pytest.approx(12.0, rel=1e-5)
+
+
+def test_gemm_overflow_is_reported() -> None:
+    case = OpCase("Gemm", (Operand((2, 3)), Operand((3, 2))))
+    run = _case(case, {"in0": (1e19, 3e19), "in1": (1e19, 3e19)})
+    assert any(f.hazard_id == "overflow" for f in find_hazards(run))
+
+
+def test_maxpool_is_exact() -> None:
+    case = OpCase("MaxPool", (Operand((1, 1, 4, 4)),), attrs={"kernel_shape": [2, 2]})
+    out = _case(case, {"in0": (0.0, 1.0)}).env["out0"]
+    assert (out.min(), out.max()) == (0.0, 1.0)
+
+
+def test_layer_normalization_is_capped_by_sqrt_n_minus_1() -> None:
+    case = OpCase("LayerNormalization", (Operand((2, 16)), Operand((16,), value=[1.0] * 16)), opset=17)
+    run = _case(case, {"in0": (-10.0, 10.0)})
+    out = run.env["out0"]
+    assert math.isfinite(out.min()) and math.isfinite(out.max())
+    assert out.max() <= math.sqrt(15) * 1.001 and out.min() >= -math.sqrt(15) * 1.001
+    assert not find_hazards(run)
+
+
+def test_layer_normalization_without_epsilon_flags_constant_slices() -> None:
+    case = OpCase("LayerNormalization", (Operand((2, 4)), Operand((4,), value=[1.0] * 4)),
+                  attrs={"epsilon": 0.0}, opset=17)
+    run = _case(case, {"in0": (-1.0, 1.0)})
+    assert "normalization-zero-variance" in {f.hazard_id for f in find_hazards(run)}
+
+
+def test_batch_normalization_variance_hazard_depends_on_epsilon() -> None:
+    ops = (Operand((1, 2, 3)),) + tuple(Operand((2,)) for _ in range(4))
+    case = OpCase("BatchNormalization", ops, attrs={"epsilon": 1e-3})
+    boxes = {"in0": (-1.0, 1.0), "in1": (1.0, 1.0), "in2": (0.0, 0.0), "in3": (0.0, 0.0)}
+    safe = _case(case, {**boxes, "in4": (-5e-4, 1.0)})
+    assert not find_hazards(safe)
+    assert safe.env["out0"].max() <= 1.0 / math.sqrt(5e-4) * 1.001
+    unsafe = _case(case, {**boxes, "in4": (-2e-3, 1.0)})
+    assert "batchnorm-variance" in {f.hazard_id for f in find_hazards(unsafe)}
+
+
+def test_lp_normalization_bounds() -> None:
+    case = OpCase("LpNormalization", (Operand((1, 4)),))
+    out = _case(case, {"in0": (1.0, 2.0)}).env["out0"]
+    assert out.min() == pytest.approx(1 / math.sqrt(13), rel=1e-5)
+    assert out.max() == pytest.approx(2 / math.sqrt(7), rel=1e-5)
+    zero = _case(case, {"in0": (0.0, 2.0)})
+    assert [f.hazard_id for f in find_hazards(zero)] == ["lp-normalization-zero-norm"]
+
+
+@pytest.mark.parametrize("opset, groups, params", [(21, 3, 6), (21, 2, 6)])
+def test_group_normalization_is_sound(opset: int, groups: int, params: int) -> None:
+    shape = (2, 6, 5)
+    inputs = [helper.make_tensor_value_info("x", FLOAT, list(shape)),
+              helper.make_tensor_value_info("s", FLOAT, [params]),
+              helper.make_tensor_value_info("b", FLOAT, [params])]
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=groups, epsilon=1e-3)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", FLOAT, list(shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    boxes = {"x": (-3.0, 3.0), "s": (0.5, 2.0), "b": (-1.0, 1.0)}
+    out = _analyse(model, boxes).env["y"]
+    lo, hi = (t.numpy() for t in out.full())
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(opset)
+    for _ in range(20):
+        feeds = {"x": rng.uniform(-3, 3, shape).astype(np.float32),
+                 "s": rng.uniform(0.5, 2, params).astype(np.float32),
+                 "b": rng.uniform(-1, 1, params).astype(np.float32)}
+        feeds["x"][0, :3] = feeds["x"][0, 0, 0]  # a near-constant group
+        (y,) = session.run(None, feeds)
+        assert ((y >= lo) & (y <= hi)).all()
