@@ -104,6 +104,17 @@ def with_accumulation_error(
     slack_hi = slack_lo if abs_sum_upper is None else _slack(abs_sum_upper, gamma)
     new_lo = lower - slack_lo
     new_hi = upper + slack_hi
+    # a partial sum can overflow (and then stay infinite) once the terms' magnitudes add up past
+    # the accumulator's largest finite value, whatever the exact sum is
+    from onnx import TensorProto
+
+    from ranum.domain.dtypes import float_facts
+
+    accumulate_in = TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
+    limit = float_facts(accumulate_in).max
+    may_overflow = torch.maximum(abs_sum, abs_sum if abs_sum_upper is None else abs_sum_upper) > limit
+    new_lo = torch.where(may_overflow, torch.full_like(new_lo, -torch.inf), new_lo)
+    new_hi = torch.where(may_overflow, torch.full_like(new_hi, torch.inf), new_hi)
     if gamma != float("inf"):
         new_lo = torch.where(torch.as_tensor(nonneg_terms), (lower * (1.0 - gamma)).clamp(min=0.0), new_lo)
     else:

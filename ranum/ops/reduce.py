@@ -1,3 +1,499 @@
-"""Operator family: reduce (rules being written)."""
+"""Reductions: ReduceSum/Mean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare, ArgMax, ArgMin, TopK.
+
+Block-wise where cheap: a block of ``s`` elements in ``[l, u]`` on a reduced axis contributes
+``[s*l, s*u]`` to a sum, ``[l, u]`` to a max or min and ``[l, u]^s`` (independent factors) to a
+product, so an output keeps the block grid of the kept axes and has one block per reduced axis.
+``noop_with_empty_axes`` reduces over no axis: each element is its own slice (ReduceL1 gives |x|).
+
+Invariants: outputs contain every onnxruntime result for inputs in the intervals. Float sums are
+widened by the rounding error of any summation order, by intermediate overflow and, for products
+and squares, by underflow. Empty reduced axes are unsupported (widest interval); integer sums and
+products are assumed not to wrap. ArgMax, ArgMin and TopK only select values: exact, no rounding.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from onnx import TensorProto
+from torch import Tensor
+
+from ranum.domain import arith, blocks
+from ranum.domain.dtypes import FloatFacts, float_facts, is_float
+from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule
+from ranum.ops.hazards import GRADIENT, Hazard, HazardHit, InfiniteOperand, Overflow
+from ranum.ops.registry import register
+
+__all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "ArgMax", "ArgMin", "OutputAtMost", "ReduceL1", "ReduceL2",
+           "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
+           "ReduceSumSquare", "TopK", "float_sum_bounds", "sum_gamma"]
+
+INF = math.inf
+
+
+def sum_gamma(count: int, eps: float) -> float:
+    """Relative error bound (twice Higham's gamma_n) of ``count`` float operations of epsilon ``eps``."""
+    n_u = max(count, 1) * eps / 2
+    return INF if n_u >= 0.5 else 2.0 * n_u / (1.0 - n_u)
+
+
+def _nan_to(x: Tensor, value: float) -> Tensor:
+    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
+
+
+def _fold_sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+def _sizes(data: Interval, dims: tuple[int, ...]) -> Tensor:
+    """Elements per block along the reduced axes, broadcastable to the block grid."""
+    rank = len(data.shape)
+    weights = torch.ones((1,) * rank, dtype=torch.float64)
+    for d in dims:
+        sizes = torch.tensor(blocks.block_sizes(data.splits[d], data.shape[d]), dtype=torch.float64)
+        weights = weights * sizes.reshape([-1 if a == d else 1 for a in range(rank)])
+    return weights
+
+
+def float_sum_bounds(t_lo: Tensor, t_hi: Tensor, weights: Tensor, dims: tuple[int, ...], count: int,
+                     elem_type: int, products: bool = False) -> tuple[Tensor, Tensor]:
+    """Bounds (for any summation order) of float sums over ``dims`` (kept, size 1) of the term blocks
+    ``[t_lo, t_hi]``, each counted ``weights`` times; ``count`` terms per sum; ``products``: each term
+    is itself a rounded product (adds its rounding and underflow)."""
+    s_lo = _nan_to(_fold_sum(t_lo * weights, dims), -INF)
+    s_hi = _nan_to(_fold_sum(t_hi * weights, dims), INF)
+    if not is_float(elem_type):
+        return s_lo, s_hi
+    facts = float_facts(elem_type)
+    nonneg = (t_lo.amin(dim=dims, keepdim=True) if dims else t_lo) >= 0
+    abs_sum = _fold_sum(torch.maximum(t_lo.abs(), t_hi.abs()) * weights, dims)
+    lo, hi = arith.with_accumulation_error(s_lo, s_hi, abs_sum, count, elem_type, nonneg)
+    if products:
+        extra = abs_sum * facts.eps + count * facts.subnormal
+        lo = torch.where(nonneg, (lo - extra).clamp(min=0.0), lo - extra)
+        hi = hi + extra
+    gamma, limit = arith.accumulation_gamma(count, elem_type), _accumulator(elem_type).max  # partial sums > limit
+    positive = _fold_sum(t_hi.clamp(min=0.0) * weights, dims) * (1.0 + gamma)
+    negative = _fold_sum((-t_lo).clamp(min=0.0) * weights, dims) * (1.0 + gamma)
+    hi = torch.where(positive > limit, torch.full_like(hi, INF), hi)
+    lo = torch.where(negative > limit, torch.full_like(lo, -INF), lo)
+    return _nan_to(lo, -INF), _nan_to(hi, INF)
+
+
+def _result(data: Interval, dims: tuple[int, ...], keep: bool, lo: Tensor, hi: Tensor, elem_type: int) -> Interval:
+    """Wrap block bounds reduced with keepdim into an interval of the output's shape."""
+    shape = [1 if a in dims else n for a, n in enumerate(data.shape)]
+    splits = [(0,) if a in dims else starts for a, starts in enumerate(data.splits)]
+    if not keep and dims:
+        kept = [a for a in range(len(shape)) if a not in dims]
+        lo, hi = lo.squeeze(dims), hi.squeeze(dims)
+        shape, splits = [shape[a] for a in kept], [splits[a] for a in kept]
+    return Interval.create(lo, hi, tuple(splits), tuple(shape), elem_type)
+
+
+def _exact_ints(iv: Interval | None, what: str) -> list[int] | None:
+    if iv is not None and not iv.is_exact:
+        raise UnsupportedOperator(f"{what} must be a constant, got a range")
+    return None if iv is None else [int(v) for v in iv.exact_value().reshape(-1).tolist()]
+
+
+def _axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise UnsupportedOperator(f"axis {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+@dataclass(frozen=True)
+class OutputAtMost(Hazard):
+    """Fires where the output can be <= ``limit`` (or NaN): a monotone image of the reduced quantity,
+    which ``distance`` recovers (``exp`` of a log-sum gives the sum back)."""
+
+    name: str
+    description: str
+    limit: float
+    text: str
+    kind: str = "forward"
+    operand: int = -1
+    log_of_quantity: bool = False
+
+    def operand_name(self, inputs: Sequence[str], outputs: Sequence[str]) -> str:
+        return outputs[0] if outputs else ""
+
+    def check(self, inputs, outputs):
+        out = outputs[0] if outputs else None
+        if out is None or out.lower.numel() == 0 or not bool((out.lower <= self.limit).any()):
+            return None
+        return HazardHit(bool((out.upper <= self.limit).all()), out.min(), out.max())
+
+    def triggered(self, inputs, outputs):
+        return torch.isnan(outputs[0]) | (outputs[0] <= self.limit)
+
+    def distance(self, inputs, outputs):
+        y = outputs[0].to(torch.float64)
+        return torch.nan_to_num(torch.exp(y) if self.log_of_quantity else y, nan=-1.0)
+
+    def invalid_text(self, elem_type):
+        return self.text
+
+
+# ReduceLogSum: log of a sum <= 0 is -inf or NaN (the sum's lower bound 0 maps to -inf).
+NON_POSITIVE_LOG_SUM = OutputAtMost("log-nonpositive-sum", "log of a sum that can be zero or negative", -INF,
+                                    "sum <= 0", log_of_quantity=True)
+# ReduceL2: the derivative x / ||x|| is 0/0 where a reduced slice is all zero.
+ZERO_NORM_GRADIENT = OutputAtMost("l2-zero-gradient", "gradient of an L2 norm is 0/0 when the reduced slice can be "
+                                  "all zero", 0.0, "norm = 0", kind=GRADIENT)
+
+
+@dataclass(frozen=True)
+class _Reduce(OpRule):
+    """Resolve the axes, reduce with keepdim (``_exact`` on tensors, ``_bounds`` on blocks), squeeze
+    unless keepdims. One class serves every opset: ``axes`` is an attribute before opset 13 (ReduceSum) or 18 (the
+    others) and an input from then on, when ``noop_with_empty_axes`` appears; a node carries one form.
+    """
+
+    axes: tuple[int, ...] = ()
+    keepdims: int = 1
+    noop_with_empty_axes: int = 0
+    accumulates = True
+    hazards = (Overflow(),)
+    floats_only = False
+
+    def _dims(self, rank: int, axes: Interval | list[int] | None, floating: bool) -> tuple[int, ...]:
+        if self.floats_only and not floating:
+            raise UnsupportedOperator(f"{self.op_type} on integer tensors is not supported")
+        requested = _exact_ints(axes, "axes") if isinstance(axes, Interval) else axes
+        if axes is None:
+            requested = list(self.axes)
+        if not requested:
+            return () if self.noop_with_empty_axes else tuple(range(rank))
+        return tuple(sorted({_axis(a, rank) for a in requested}))
+
+    def concrete(self, ctx: NodeContext, data: Tensor, axes: Tensor | None = None) -> Tensor:
+        dims = self._dims(data.dim(), None if axes is None else axes.reshape(-1).tolist(), data.is_floating_point())
+        out = self._exact(data, dims)
+        return out if self.keepdims or not dims else out.squeeze(dims)
+
+    def abstract(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval:
+        dims = self._dims(len(data.shape), axes, is_float(data.elem_type))
+        if any(data.shape[d] == 0 for d in dims):
+            raise UnsupportedOperator(f"{self.op_type} over an empty axis")
+        lo, hi = self._bounds(data, dims)
+        return _result(data, dims, bool(self.keepdims), lo, hi, data.elem_type)
+
+
+def _count(shape: Sequence[int], dims: tuple[int, ...]) -> int:
+    return math.prod(shape[d] for d in dims)
+
+
+def _accumulator(elem_type: int) -> FloatFacts:  # onnxruntime reduces 16-bit floats in float32
+    return float_facts(TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type)
+
+
+def _sum(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return x.sum(dim=dims, keepdim=True, dtype=x.dtype) if dims else x.clone()
+
+
+class _SumOf(_Reduce):
+    """A sum of one term per element (x, |x| or x*x), then a monotone map of the sum."""
+
+    squares = False  # terms are rounded products x * x
+
+    def _term(self, x: Tensor) -> Tensor:
+        return x
+
+    def _term_bounds(self, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        return lo, hi
+
+    def _map(self, s: Tensor, count: int) -> Tensor:
+        return s
+
+    def _exact(self, x, dims):
+        return self._map(_sum(self._term(x), dims), _count(x.shape, dims))
+
+    def _bounds(self, data, dims):
+        count = _count(data.shape, dims)
+        t_lo, t_hi = self._term_bounds(data.lower.double(), data.upper.double())
+        lo, hi = float_sum_bounds(t_lo, t_hi, _sizes(data, dims), dims, count, data.elem_type, self.squares)
+        return self._map(lo, count), self._map(hi, count)
+
+
+@register("ReduceSum")
+class ReduceSum(_SumOf):
+    """Sum over axes."""
+
+
+@register("ReduceMean")
+class ReduceMean(_SumOf):
+    """Mean over axes (integers: the sum divided with truncation)."""
+
+    def _exact(self, x, dims):
+        if x.is_floating_point() or not dims:
+            return x.mean(dim=dims, keepdim=True) if dims else x.clone()
+        return torch.div(_sum(x, dims), _count(x.shape, dims), rounding_mode="trunc")
+
+    def _map(self, s, count):
+        return s / count
+
+
+@register("ReduceL1")
+class ReduceL1(_SumOf):
+    """Sum of absolute values."""
+
+    def _term(self, x):
+        return x.abs()
+
+    def _term_bounds(self, lo, hi):
+        return torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo))), torch.maximum(-lo, hi)
+
+
+@register("ReduceSumSquare")
+class ReduceSumSquare(_SumOf):
+    """Sum of squares: never negative."""
+
+    output_range = (0.0, INF)
+    squares = True
+
+    def _term(self, x):
+        return x * x
+
+    def _term_bounds(self, lo, hi):
+        return arith.square(lo, hi)
+
+
+@register("ReduceL2")
+class ReduceL2(ReduceSumSquare):
+    """Square root of the sum of squares (float tensors only)."""
+
+    hazards = (Overflow(), ZERO_NORM_GRADIENT)
+    floats_only = True
+
+    def _map(self, s, count):
+        return torch.sqrt(s)
+
+
+@register("ReduceLogSum")
+class ReduceLogSum(_SumOf):
+    """Log of the sum (float tensors only)."""
+
+    hazards = (NON_POSITIVE_LOG_SUM, Overflow())
+    floats_only = True
+    ulps = 4.0  # transcendental
+
+    def _map(self, s, count):
+        return torch.log(s)  # bounds: NaN below 0 becomes -inf (lower) / +inf (upper), still sound
+
+
+@register("ReduceMax")
+class ReduceMax(_Reduce):
+    """Maximum over axes: exact, block-wise."""
+
+    accumulates = False
+    rounds = False
+    hazards = ()  # selects an input value: never creates NaN or Inf
+    largest = True
+
+    def _exact(self, x, dims):
+        return (torch.amax if self.largest else torch.amin)(x, dim=dims, keepdim=True) if dims else x.clone()
+
+    def _bounds(self, data, dims):
+        fold = torch.amax if self.largest else torch.amin
+        return (fold(data.lower, dim=dims, keepdim=True), fold(data.upper, dim=dims, keepdim=True)) if dims \
+            else (data.lower, data.upper)
+
+
+@register("ReduceMin")
+class ReduceMin(ReduceMax):
+    """Minimum over axes: exact, block-wise."""
+
+    largest = False
+
+
+@register("ReduceLogSumExp")
+class ReduceLogSumExp(_Reduce):
+    """Log of the sum of exponentials (float tensors only), evaluated max-shifted by onnxruntime."""
+
+    hazards = (InfiniteOperand(description="an infinite input makes log-sum-exp NaN (inf - inf)"), Overflow())
+    floats_only = True
+    ulps = 4.0  # transcendental
+
+    def _exact(self, x, dims):
+        return torch.logsumexp(x, dim=dims, keepdim=True) if dims else x.clone()
+
+    def _bounds(self, data, dims):  # monotone in every element: log-sum-exp of the bounds
+        lo, hi = data.lower.double(), data.upper.double()
+        log_w = torch.log(_sizes(data, dims))
+        if dims:
+            lo, hi = (torch.logsumexp(b + log_w, dim=dims, keepdim=True) for b in (lo, hi))
+        count, eps = _count(data.shape, dims), float_facts(data.elem_type).eps
+        # max-shifted evaluation: exp errors, the float sum and the log, as an absolute slack
+        slack = sum_gamma(2 * count + 16, eps) + eps * (1.0 + math.log(count))
+        return lo - slack, hi + slack
+
+
+@register("ReduceProd")
+class ReduceProd(_Reduce):
+    """Product over axes: exact interval powers per block, then a pairwise product."""
+
+    def _exact(self, x, dims):
+        for d in sorted(dims, reverse=True):
+            x = x.prod(dim=d, keepdim=True, dtype=x.dtype)
+        return x.clone()
+
+    def _bounds(self, data, dims):
+        lo, hi = data.lower.double(), data.upper.double()
+        weights = _sizes(data, dims)
+        p_lo, p_hi = _interval_power(lo, hi, weights.expand_as(lo).to(torch.int64))
+        for d in dims:
+            p_lo, p_hi = _tree_product(p_lo, p_hi, d)
+        if not is_float(data.elem_type):
+            return p_lo, p_hi
+        return _product_error(p_lo, p_hi, lo, hi, weights, dims, _count(data.shape, dims), data.elem_type)
+
+
+def _interval_power(lo: Tensor, hi: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    """Product of ``k`` independent factors in [lo, hi] (exact), by repeated squaring."""
+    res_lo, res_hi, base_lo, base_hi = torch.ones_like(lo), torch.ones_like(hi), lo, hi
+    for bit in range(int(k.max()).bit_length() if k.numel() else 0):
+        take = ((k >> bit) & 1).bool()
+        m_lo, m_hi = arith.mul(res_lo, res_hi, base_lo, base_hi)
+        res_lo, res_hi = torch.where(take, m_lo, res_lo), torch.where(take, m_hi, res_hi)
+        base_lo, base_hi = arith.mul(base_lo, base_hi, base_lo, base_hi)
+    return res_lo, res_hi
+
+
+def _tree_product(lo: Tensor, hi: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Interval product of the blocks along ``dim`` (pairwise, keepdim)."""
+    while lo.shape[dim] > 1:
+        if lo.shape[dim] % 2:
+            pad = torch.ones_like(lo.narrow(dim, 0, 1))
+            lo, hi = torch.cat([lo, pad], dim), torch.cat([hi, pad], dim)
+        even = torch.arange(0, lo.shape[dim], 2)
+        lo, hi = arith.mul(lo.index_select(dim, even), hi.index_select(dim, even),
+                           lo.index_select(dim, even + 1), hi.index_select(dim, even + 1))
+    return lo, hi
+
+
+def _product_error(p_lo: Tensor, p_hi: Tensor, lo: Tensor, hi: Tensor, weights: Tensor, dims: tuple[int, ...],
+                   count: int, elem_type: int) -> tuple[Tensor, Tensor]:
+    """Rounding (relative), underflow (absolute) and intermediate overflow of a float product."""
+    facts = float_facts(elem_type)
+    gamma = sum_gamma(count, facts.eps)  # partial products are at most the product of max(1, |factor|)
+    log_partial = _fold_sum(weights * torch.log(torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)), dims)
+    under = count * facts.subnormal * torch.exp(log_partial)
+    new_lo = _nan_to(p_lo - p_lo.abs() * gamma - under, -INF)
+    new_hi = _nan_to(p_hi + p_hi.abs() * gamma + under, INF)
+    new_lo = torch.where(p_lo >= 0, new_lo.clamp(min=0.0), new_lo)  # rounding keeps the sign (or gives 0)
+    new_hi = torch.where(p_hi <= 0, new_hi.clamp(max=0.0), new_hi)
+    over = log_partial + gamma > _accumulator(elem_type).log_max
+    new_hi = torch.where(over & (p_hi > 0), torch.full_like(new_hi, INF), new_hi)
+    new_lo = torch.where(over & (p_lo < 0), torch.full_like(new_lo, -INF), new_lo)
+    return new_lo, new_hi
+
+
+# ------------------------------------------------------------------------------------ selections
+@dataclass(frozen=True)
+class _ArgExtremum(OpRule):
+    """ArgMax / ArgMin: int64 indices; candidates are the elements that can reach the extremum."""
+
+    axis: int = 0
+    keepdims: int = 1
+    select_last_index: int = 0
+    largest = True
+
+    def concrete(self, ctx: NodeContext, data: Tensor) -> Tensor:
+        axis = _axis(self.axis, data.dim())
+        x = data.flip(axis) if self.select_last_index else data
+        idx = x.argmax(dim=axis, keepdim=True) if self.largest else x.argmin(dim=axis, keepdim=True)
+        idx = data.shape[axis] - 1 - idx if self.select_last_index else idx
+        return idx if self.keepdims else idx.squeeze(axis)
+
+    def abstract(self, ctx: NodeContext, data: Interval) -> Interval:
+        axis = _axis(self.axis, len(data.shape))
+        if data.shape[axis] == 0:
+            raise UnsupportedOperator(f"{self.op_type} over an empty axis")
+        lo, hi = (b.to(torch.float64) for b in data.full())
+        if not self.largest:
+            lo, hi = -hi, -lo
+        # a winner reaches every element, strictly those it wins the tie against (integers beyond
+        # 2**53 may round to equal float64 values: no strictness there)
+        rivals = _strict_rivals(lo, axis, bool(self.select_last_index))
+        beats = hi > rivals if is_float(data.elem_type) else hi >= rivals
+        cand = (hi >= lo.amax(dim=axis, keepdim=True)) & beats
+        first, last = _candidate_range(cand, axis)
+        shrink = (lambda t: t) if self.keepdims else (lambda t: t.squeeze(axis))
+        return Interval.from_full(shrink(first), shrink(last), TensorProto.INT64, ctx.budget)
+
+
+def _strict_rivals(lo: Tensor, axis: int, last: bool) -> Tensor:
+    """Largest lower bound among the elements before (after, with ``last``) each element."""
+    x = lo.flip(axis) if last else lo
+    running = x.cummax(dim=axis).values
+    pad = torch.full_like(x.narrow(axis, 0, 1), -INF)
+    shifted = torch.cat([pad, running.narrow(axis, 0, x.shape[axis] - 1)], dim=axis)
+    return shifted.flip(axis) if last else shifted
+
+
+def _candidate_range(cand: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+    """Smallest and largest index along ``axis`` where ``cand`` holds (keepdim)."""
+    n = cand.shape[axis]
+    idx = torch.arange(n, dtype=torch.int64).reshape([-1 if a == axis else 1 for a in range(cand.dim())])
+    first = torch.where(cand, idx, torch.full_like(idx, n)).amin(dim=axis, keepdim=True)
+    last = torch.where(cand, idx, torch.full_like(idx, -1)).amax(dim=axis, keepdim=True)
+    return first, last
+
+
+@register("ArgMax")
+class ArgMax(_ArgExtremum):
+    """Index of the (first, or last with select_last_index) maximum along an axis."""
+
+
+@register("ArgMin")
+class ArgMin(_ArgExtremum):
+    """Index of the (first, or last with select_last_index) minimum along an axis."""
+    largest = False
+
+
+@register("TopK", since=10)
+class TopK(OpRule):
+    """The k largest (or smallest) values along an axis and their int64 indices (ties: lower index
+    first). Sorted outputs are order statistics, monotone in every element: sorted bounds bound them."""
+
+    axis: int = -1
+    largest: int = 1
+    sorted: int = 1
+    rounds = False
+
+    def __post_init__(self) -> None:  # sorted=0: the runtime picks the order, so no concrete fast path
+        object.__setattr__(self, "deterministic", bool(self.sorted))
+
+    def concrete(self, ctx: NodeContext, x: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        axis = _axis(self.axis, x.dim())
+        values, idx = torch.sort(x, dim=axis, descending=bool(self.largest), stable=True)
+        count = int(k.reshape(-1)[0])
+        return values.narrow(axis, 0, count).clone(), idx.narrow(axis, 0, count).clone()
+
+    def abstract(self, ctx: NodeContext, x: Interval, k: Interval) -> tuple[Interval, Interval]:
+        axis = _axis(self.axis, len(x.shape))
+        count = (_exact_ints(k, "k") or [0])[0]
+        if not 0 <= count <= x.shape[axis]:
+            raise UnsupportedOperator(f"TopK: k={count} outside [0, {x.shape[axis]}]")
+        lo, hi = x.full()
+        descending = bool(self.largest)
+        s_lo = lo.sort(dim=axis, descending=descending).values.narrow(axis, 0, count)
+        s_hi = hi.sort(dim=axis, descending=descending).values.narrow(axis, 0, count)
+        if count == 0:
+            empty = s_lo.to(torch.int64)
+            return (Interval.from_full(s_lo, s_hi, x.elem_type), Interval.from_full(empty, empty, TensorProto.INT64))
+        if not self.sorted:  # any order: each output lies in the hull of the top-k set
+            s_lo = s_lo.amin(dim=axis, keepdim=True).expand_as(s_lo)
+            s_hi = s_hi.amax(dim=axis, keepdim=True).expand_as(s_hi)
+        kth = (s_lo if descending else s_hi).narrow(axis, count - 1, 1)
+        first, last = _candidate_range(hi >= kth if descending else lo <= kth, axis)
+        shape = s_lo.shape
+        return (Interval.from_full(s_lo, s_hi, x.elem_type, ctx.budget),
+                Interval.from_full(first.expand(shape), last.expand(shape), TensorProto.INT64, ctx.budget))
