@@ -112,9 +112,9 @@ def with_accumulation_error(
 
     accumulate_in = TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
     limit = float_facts(accumulate_in).max
-    may_overflow = torch.maximum(abs_sum, abs_sum if abs_sum_upper is None else abs_sum_upper) > limit
-    new_lo = torch.where(may_overflow, torch.full_like(new_lo, -torch.inf), new_lo)
-    new_hi = torch.where(may_overflow, torch.full_like(new_hi, torch.inf), new_hi)
+    upper_sum = abs_sum if abs_sum_upper is None else abs_sum_upper
+    new_lo = torch.where(abs_sum > limit, torch.full_like(new_lo, -torch.inf), new_lo)
+    new_hi = torch.where(upper_sum > limit, torch.full_like(new_hi, torch.inf), new_hi)
     if gamma != float("inf"):
         new_lo = torch.where(torch.as_tensor(nonneg_terms), (lower * (1.0 - gamma)).clamp(min=0.0), new_lo)
     else:

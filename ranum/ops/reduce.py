@@ -71,12 +71,14 @@ def float_sum_bounds(t_lo: Tensor, t_hi: Tensor, weights: Tensor, dims: tuple[in
         return s_lo, s_hi
     facts = float_facts(elem_type)
     nonneg = (t_lo.amin(dim=dims, keepdim=True) if dims else t_lo) >= 0
-    abs_sum = _fold_sum(torch.maximum(t_lo.abs(), t_hi.abs()) * weights, dims)
-    lo, hi = arith.with_accumulation_error(s_lo, s_hi, abs_sum, count, elem_type, nonneg)
+    # float sums are monotone in each term: each side takes its slack from its own bounds only
+    abs_lo = _fold_sum(t_lo.abs() * weights, dims)
+    abs_hi = _fold_sum(t_hi.abs() * weights, dims)
+    lo, hi = arith.with_accumulation_error(s_lo, s_hi, abs_lo, count, elem_type, nonneg, abs_sum_upper=abs_hi)
     if products:
-        extra = abs_sum * facts.eps + count * facts.subnormal
-        lo = torch.where(nonneg, (lo - extra).clamp(min=0.0), lo - extra)
-        hi = hi + extra
+        lo = torch.where(nonneg, (lo - abs_lo * facts.eps - count * facts.subnormal).clamp(min=0.0),
+                         lo - abs_lo * facts.eps - count * facts.subnormal)
+        hi = hi + abs_hi * facts.eps + count * facts.subnormal
     gamma, limit = arith.accumulation_gamma(count, elem_type), _accumulator(elem_type).max  # partial sums > limit
     positive = _fold_sum(t_hi.clamp(min=0.0) * weights, dims) * (1.0 + gamma)
     negative = _fold_sum((-t_lo).clamp(min=0.0) * weights, dims) * (1.0 + gamma)
