@@ -1,21 +1,36 @@
-"""Element-wise arithmetic with broadcasting: Add, Sub, Mul, Div.
+"""Element-wise arithmetic with broadcasting: Add, Sub, Mul, Div, Pow, Mod, Max, Min, Sum, Mean, Clip,
+the exact unary maps Abs, Neg, Sign, Ceil, Floor, Round, and CumSum.
 
-Precision: ``x - x`` is exactly 0 and ``x * x`` is never negative when both operands are the same
-tensor. Integer Div truncates toward zero, as ONNX requires.
+Invariants: bounds are the real-number results for inputs inside the operand intervals; the
+interpreter then rounds float outputs outward (``rounds``) except for the exact operators (Abs, Neg,
+Sign, Ceil, Floor, Round, Max, Min, Clip, Mod), whose float results need no rounding. Sums of several
+terms (Sum, Mean, CumSum) add the float accumulation error and become unbounded where a partial sum
+may overflow. Precision: ``x - x`` is exactly 0, ``x * x`` and ``x ** even`` are never negative, Clip
+with exact limits yields exactly those limits. Integer Div truncates toward zero, as ONNX requires.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
 
 import torch
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.interval import Interval, elementwise
-from ranum.ops._base import NodeContext, OpRule
-from ranum.ops.hazards import Overflow, equal_to
+from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, torch_dtype
+from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule, UnaryRule, as_float64
+from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, HazardHit, Overflow, Region, equal_to
 from ranum.ops.registry import register
 
-__all__ = ["Add", "Div", "Mul", "Sub"]
+__all__ = ["Abs", "Add", "Ceil", "Clip", "Clip6", "CumSum", "Div", "Floor", "Max", "Mean", "Min", "Mod", "Mul",
+           "Neg", "Pow", "PowHazard", "Round", "Sign", "Sub", "Sum"]
+
+_INF = math.inf
 
 
 @register("Add")
@@ -77,3 +92,403 @@ def _div_bounds(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor,
     # 0 / y is 0 for every non-zero y; 0 / 0 is NaN, which the hazard reports.
     # Integer outputs: Interval.create rounds these real bounds outward, which covers truncation.
     return torch.where(numerator_zero, zero, lo), torch.where(numerator_zero, zero, hi)
+
+
+# ------------------------------------------------------------------------ exact unary maps
+class _ExactUnary(UnaryRule):
+    rounds = False
+
+
+@register("Abs")
+class Abs(_ExactUnary):
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.abs(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        lo, hi = as_float64(x.lower), as_float64(x.upper)  # ints: -INT_MIN must not wrap
+        low = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))
+        return x.with_bounds(low, torch.maximum(-lo, hi))
+
+
+@register("Neg")
+class Neg(_ExactUnary):
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.neg(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return x.with_bounds(-as_float64(x.upper), -as_float64(x.lower))
+
+
+@register("Sign")
+class Sign(_ExactUnary):
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.sign(x)
+
+
+@register("Ceil")
+class Ceil(_ExactUnary):
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.ceil(x)
+
+
+@register("Floor")
+class Floor(_ExactUnary):
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.floor(x)
+
+
+@register("Round")
+class Round(_ExactUnary):
+    """Rounds half to even, as ONNX and torch.round do."""
+
+    def fn(self, x: Tensor) -> Tensor:
+        return torch.round(x)
+
+
+# ------------------------------------------------------------------------------------ Pow
+BaseRegion = Callable[[FloatFacts], Region]
+
+
+@dataclass(frozen=True)
+class PowHazard(Hazard):
+    """Pow's hazards join a condition on the base (a region) and one on the exponent.
+
+    The exponent condition is ``exponent`` (a real region) or, when ``exponent`` is None, "the exponent
+    is not an integer" (integer-typed exponents never are).
+    """
+
+    name: str
+    description: str
+    base: BaseRegion
+    exponent: Region | None = None
+    kind: str = FORWARD
+    operand: int = 0
+
+    def check(self, inputs, outputs):
+        x, y = inputs[0], inputs[1]
+        if x is None or y is None or x.lower.numel() == 0 or y.lower.numel() == 0:
+            return None
+        (xl, xh), (yl, yh) = _aligned_pair(x, y)
+        base = self.base(float_facts(x.elem_type))
+        if self.exponent is not None:
+            y_meets, y_holds = self.exponent.meets(yl, yh), self.exponent.holds(yl, yh)
+        else:
+            floating = is_float(y.elem_type)
+            y_meets = ~((yl == yh) & (yl == torch.round(yl))) & floating
+            y_holds = (torch.ceil(yl) > yh) & floating
+        if not bool((base.meets(xl, xh) & y_meets).any()):
+            return None
+        certain = bool((base.holds(xl, xh) & y_holds).all())
+        return HazardHit(certain, float(x.lower.min()), float(x.upper.max()))
+
+    def triggered(self, inputs, outputs):
+        x, y = inputs[0].to(torch.float64), inputs[1].to(torch.float64)
+        base = self.base(float_facts(_float_type(inputs[0])))
+        y_fires = self.exponent.meets(y, y) if self.exponent is not None else y != torch.round(y)
+        return base.meets(x, x) & y_fires
+
+    def distance(self, inputs, outputs):
+        x, y = inputs[0], inputs[1].to(inputs[0].dtype)
+        base = self.base(float_facts(_float_type(x)))
+        y_dist = self.exponent.distance(y) if self.exponent is not None else -(y - torch.round(y)).abs()
+        return torch.maximum(base.distance(x), y_dist)
+
+    def invalid_text(self, elem_type):
+        exponent = self.exponent.text() if self.exponent is not None else "a non-integer"
+        return f"base in {self.base(float_facts(elem_type)).text()} with exponent {exponent}"
+
+
+def _float_type(x: Tensor) -> int:
+    return elem_type_of(x.dtype) if x.is_floating_point() else elem_type_of(torch.float32)
+
+
+def _aligned_pair(x: Interval, y: Interval) -> list[tuple[Tensor, Tensor]]:
+    """Float64 bounds of two operands on one block grid (whole ranges when a shape is unknown)."""
+    shape = broadcast_shape(x.shape, y.shape)
+    if shape is None:
+        pairs = [(iv.lower.min(), iv.upper.max()) for iv in (x, y)]
+    else:
+        pairs = align([x, y], shape)[1]
+    return [(lo.to(torch.float64), hi.to(torch.float64)) for lo, hi in pairs]
+
+
+@register("Pow")
+class Pow(OpRule):
+    """y = x ** e; the exponent may have its own type (opset 12+); integer bases truncate."""
+
+    hazards = (
+        PowHazard("pow-negative-base", "negative base with a non-integer exponent is NaN",
+                  lambda f: Region(-_INF, 0.0, False, False)),
+        PowHazard("pow-zero-negative-exponent", "zero base with a negative exponent is infinite",
+                  lambda f: Region(0.0, 0.0), Region(-_INF, 0.0, False, False)),
+        Overflow(),
+        PowHazard("pow-zero-gradient", "gradient of x ** e with 0 < e < 1 is infinite at x = 0",
+                  lambda f: Region(0.0, f.tiny, True, False), Region(0.0, 1.0, False, False), GRADIENT),
+    )
+    ulps = 4.0
+
+    def concrete(self, ctx: NodeContext, x: Tensor, e: Tensor) -> Tensor:
+        result = torch.pow(x.to(torch.float64), e.to(torch.float64))
+        return result.to(x.dtype) if x.is_floating_point() else result.trunc().to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, e: Interval) -> Interval:
+        return elementwise(_pow_bounds, [x, e], x.elem_type)
+
+
+def _pow_corners(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    """Range of t ** y over t in [a, b] (a >= 0), y in [c, d]: monotone in each, so at the corners."""
+    corners = torch.stack([torch.pow(a, c), torch.pow(a, d), torch.pow(b, c), torch.pow(b, d)])
+    return corners.amin(dim=0), corners.amax(dim=0)
+
+
+def _pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor) -> tuple[Tensor, Tensor]:
+    """Union of x >= 0 (corners) and x <= 0 (|x| ** y with the exponent's parity; integers only)."""
+    xl, xh, yl, yh = (t.to(torch.float64) for t in (xl, xh, yl, yh))
+    pos_lo, pos_hi = _pow_corners(xl.clamp(min=0.0), xh.clamp(min=0.0), yl, yh)
+    mag_lo, mag_hi = _pow_corners((-xh).clamp(min=0.0), (-xl).clamp(min=0.0), yl, yh)
+    point = yl == yh
+    even = point & (torch.remainder(yl, 2.0) == 0)
+    odd = point & (torch.remainder(yl, 2.0) == 1)
+    neg_lo = torch.where(even, mag_lo, -mag_hi)
+    neg_hi = torch.where(even | ~odd, mag_hi, -mag_lo)
+    has_pos = xh >= 0
+    has_neg = (xl <= 0) & (torch.ceil(yl) <= yh)  # -0.0 counts as negative: (-0) ** -1 = -inf
+    inf = torch.full_like(xl, _INF)
+    lo = torch.minimum(torch.where(has_pos, pos_lo, inf), torch.where(has_neg, neg_lo, inf))
+    hi = torch.maximum(torch.where(has_pos, pos_hi, -inf), torch.where(has_neg, neg_hi, -inf))
+    empty = ~has_pos & ~has_neg  # every value is NaN: any interval is sound, keep the widest
+    return torch.where(empty, -inf, lo), torch.where(empty, inf, hi)
+
+
+# ---------------------------------------------------------------------------- Max, Min
+@register("Max")
+class Max(OpRule):
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
+        return reduce(torch.maximum, xs)
+
+    def abstract(self, ctx: NodeContext, *xs: Interval) -> Interval:
+        return elementwise(lambda *b: (_stack(b[0::2]).amax(0), _stack(b[1::2]).amax(0)), xs, xs[0].elem_type)
+
+
+@register("Min")
+class Min(OpRule):
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
+        return reduce(torch.minimum, xs)
+
+    def abstract(self, ctx: NodeContext, *xs: Interval) -> Interval:
+        return elementwise(lambda *b: (_stack(b[0::2]).amin(0), _stack(b[1::2]).amin(0)), xs, xs[0].elem_type)
+
+
+def _stack(bounds: tuple[Tensor, ...]) -> Tensor:
+    return torch.stack(torch.broadcast_tensors(*bounds))
+
+
+# ------------------------------------------------------------------------ Sum, Mean, CumSum
+def _accumulated(lo: Tensor, hi: Tensor, magnitude: Tensor, partial: Tensor, count: int, elem_type: int,
+                 nonneg: Tensor) -> tuple[Tensor, Tensor]:
+    """Float error of a sum of ``count`` terms, and overflow of its partial sums.
+
+    Args:
+        lo, hi: bounds of the exact sum; magnitude: bound of the sum of |terms|.
+        partial: bound of |partial sum| before the last addition; where it may overflow, the result
+            is unbounded (inf - big stays inf although the exact sum is finite).
+        nonneg: where every term is >= 0 (then so is every float partial sum).
+    """
+    if not is_float(elem_type):
+        return lo, hi
+    lo, hi = arith.with_accumulation_error(lo, hi, magnitude, count, elem_type, nonneg)
+    limit = float_facts(elem_type).max / (1.0 + arith.accumulation_gamma(count, elem_type))
+    risky = ~(partial <= limit)
+    return (torch.where(risky & ~nonneg, torch.full_like(lo, -_INF), lo),
+            torch.where(risky, torch.full_like(hi, _INF), hi))
+
+
+def _sum_bounds(elem_type: int, scale: float) -> Callable[..., tuple[Tensor, Tensor]]:
+    """Block function of a left-to-right sum of the operands, times ``scale``.
+
+    A scaled sum (Mean) overflows when the whole sum does, before the scaling: then every term counts
+    toward the partial sum.
+    """
+
+    def fn(*bounds: Tensor) -> tuple[Tensor, Tensor]:
+        lows, highs = list(bounds[0::2]), list(bounds[1::2])
+        lo, hi = lows[0], highs[0]
+        for low, high in zip(lows[1:], highs[1:]):
+            lo, hi = arith.add(lo, hi, low, high)
+        mags = [torch.maximum(low.abs(), high.abs()) for low, high in zip(lows, highs)]
+        partial = reduce(torch.add, mags if scale != 1.0 else mags[:-1], torch.zeros_like(mags[0]))
+        nonneg = reduce(torch.logical_and, [low >= 0 for low in lows])
+        lo, hi = _accumulated(lo, hi, reduce(torch.add, mags), partial, len(lows), elem_type, nonneg)
+        return lo * scale, hi * scale
+
+    return fn
+
+
+@register("Sum")
+class Sum(OpRule):
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
+        return reduce(torch.add, xs)
+
+    def abstract(self, ctx: NodeContext, *xs: Interval) -> Interval:
+        return elementwise(_sum_bounds(xs[0].elem_type, 1.0), xs, xs[0].elem_type)
+
+
+@register("Mean")
+class Mean(OpRule):
+    hazards = (Overflow(),)
+    accumulates = True
+    ulps = 2.0  # the final scaling may use a rounded 1/n
+
+    def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
+        return reduce(torch.add, xs) / len(xs)
+
+    def abstract(self, ctx: NodeContext, *xs: Interval) -> Interval:
+        return elementwise(_sum_bounds(xs[0].elem_type, 1.0 / len(xs)), xs, xs[0].elem_type)
+
+
+@register("CumSum")
+class CumSum(OpRule):
+    """Running sums along an exact ``axis`` operand; ``exclusive`` shifts by one, ``reverse`` runs backward."""
+
+    exclusive: int = 0
+    reverse: int = 0
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def concrete(self, ctx: NodeContext, x: Tensor, axis: Tensor) -> Tensor:
+        return self._scan(x, int(axis.reshape(-1)[0]) % max(x.dim(), 1))
+
+    def abstract(self, ctx: NodeContext, x: Interval, axis: Interval) -> Interval:
+        if not axis.is_exact:
+            raise UnsupportedOperator("CumSum: the axis operand must be a known constant")
+        dim = int(axis.exact_value().reshape(-1)[0]) % max(len(x.shape), 1)
+        full_lo, full_hi = x.full()
+        lo, hi = self._scan(full_lo, dim), self._scan(full_hi, dim)
+        if is_float(x.elem_type):
+            lo, hi = lo.nan_to_num(nan=-_INF), hi.nan_to_num(nan=_INF)  # -inf + inf in the bounds
+            mag = self._scan(torch.maximum(full_lo.abs(), full_hi.abs()), dim)
+            nonneg = self._scan((full_lo < 0).to(torch.int64), dim) == 0
+            lo, hi = _accumulated(lo, hi, mag, mag, max(x.shape[dim], 1), x.elem_type, nonneg)
+        return Interval.from_full(lo, hi, x.elem_type, ctx.budget)
+
+    def _scan(self, t: Tensor, dim: int) -> Tensor:
+        if self.reverse:
+            t = t.flip(dim)
+        out = t.cumsum(dim, dtype=t.dtype)
+        if self.exclusive:
+            first = torch.zeros_like(out.narrow(dim, 0, min(1, out.shape[dim])))
+            out = torch.cat([first, out.narrow(dim, 0, max(out.shape[dim] - 1, 0))], dim)
+        return out.flip(dim) if self.reverse else out
+
+
+# ------------------------------------------------------------------------------------ Mod
+@register("Mod")
+class Mod(OpRule):
+    """fmod=1: C fmod (sign of the dividend); fmod=0: sign of the divisor (floats only from opset 28)."""
+
+    fmod: int = 0
+    hazards = (equal_to(0.0, "modulo by zero", name="division-by-zero", operand=1),)
+    rounds = False  # fmod is exact; a floor-mod result that rounds stays within [0, divisor]
+
+    def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
+        self._check_type(ctx, a.is_floating_point())
+        return torch.fmod(a, b) if self.fmod else torch.remainder(a, b)
+
+    def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
+        floating = is_float(a.elem_type)
+        self._check_type(ctx, floating)
+        fn = _fmod_bounds if self.fmod else _floor_mod_bounds
+        return elementwise(lambda *bounds: fn(*(as_float64(t) for t in bounds), not floating), [a, b], a.elem_type)
+
+    def _check_type(self, ctx: NodeContext, floating: bool) -> None:
+        if floating and not self.fmod and ctx.opset < 28:
+            raise UnsupportedOperator("Mod: floating-point inputs require fmod=1 before opset 28")
+
+
+def _min_abs(bl: Tensor, bh: Tensor) -> Tensor:
+    """Smallest |b| over [bl, bh] (0 when the interval holds 0)."""
+    return torch.where(bl > 0, bl, torch.where(bh < 0, -bh, torch.zeros_like(bl)))
+
+
+def _fmod_bounds(al: Tensor, ah: Tensor, bl: Tensor, bh: Tensor, ints: bool) -> tuple[Tensor, Tensor]:
+    """Sign of a, |r| <= |a|, |r| < |b| (<= |b| - 1 for integers); r = a where |a| < min |b|."""
+    most = torch.maximum(bl.abs(), bh.abs()) - float(ints)
+    lo = torch.maximum(al.clamp(max=0.0), -most)
+    hi = torch.minimum(ah.clamp(min=0.0), most)
+    keep = (al > -_min_abs(bl, bh)) & (ah < _min_abs(bl, bh))
+    return torch.where(keep, al, lo), torch.where(keep, ah, hi)
+
+
+def _floor_mod_bounds(al: Tensor, ah: Tensor, bl: Tensor, bh: Tensor, ints: bool) -> tuple[Tensor, Tensor]:
+    """Sign of b, |r| <= |b| - 1 for integers, |r| <= |b| for floats (a + b may round to b);
+    integers: r = a where a lies in [0, b) (or (b, 0])."""
+    lo = torch.minimum(torch.where(bl > 0, torch.zeros_like(bl), bl + float(ints)), torch.zeros_like(bl))
+    hi = torch.maximum(torch.where(bh < 0, torch.zeros_like(bh), bh - float(ints)), torch.zeros_like(bh))
+    keep = (((bl > 0) & (al >= 0) & (ah < bl)) | ((bh < 0) & (ah <= 0) & (al > bh))) & ints
+    return torch.where(keep, al, lo), torch.where(keep, ah, hi)
+
+
+# ----------------------------------------------------------------------------------- Clip
+def _clip_bounds(xl: Tensor, xh: Tensor, ml: Tensor, mh: Tensor, nl: Tensor, nh: Tensor) -> tuple[Tensor, Tensor]:
+    """min(max(x, m), n) is non-decreasing in x, m and n (min > max gives max, as ONNX says)."""
+    return torch.minimum(torch.maximum(xl, ml), nl), torch.minimum(torch.maximum(xh, mh), nh)
+
+
+def _clip(x: Interval, low: Interval | None, high: Interval | None) -> Interval:
+    low = _no_limit(x.elem_type, -1) if low is None else low
+    high = _no_limit(x.elem_type, 1) if high is None else high
+    return elementwise(_clip_bounds, [x, low, high], x.elem_type)
+
+
+def _no_limit(elem_type: int, sign: int) -> Interval:
+    """A missing Clip limit: exactly the end of the type's range (not an unknown value)."""
+    if is_float(elem_type):
+        end = torch.tensor(sign * _INF, dtype=torch.float64)
+    else:
+        end = torch.tensor(torch.iinfo(torch.int64).max if sign > 0 else torch.iinfo(torch.int64).min)
+    return Interval.create(end, end, (), (), elem_type)
+
+
+@register("Clip", since=11)
+class Clip(OpRule):
+    """Clamp into [min, max] given as optional scalar inputs (opset 11+)."""
+
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor, low: Tensor | None = None, high: Tensor | None = None) -> Tensor:
+        if low is not None:
+            x = torch.maximum(x, low.to(x.dtype))
+        return x if high is None else torch.minimum(x, high.to(x.dtype))
+
+    def abstract(self, ctx: NodeContext, x: Interval, low: Interval | None = None,
+                 high: Interval | None = None) -> Interval:
+        return _clip(x, low, high)
+
+
+@register("Clip", since=6)
+class Clip6(OpRule):
+    """Clamp into [min, max] given as float attributes (opsets 6 to 10); limits take the input's dtype."""
+
+    min: float = -3.4028234663852886e38
+    max: float = 3.4028234663852886e38
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return torch.clamp(x, min=self._limit(self.min, x.dtype), max=self._limit(self.max, x.dtype))
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        dtype = torch_dtype(x.elem_type)
+        limits = [Interval.uniform(self._limit(v, dtype), self._limit(v, dtype), (), x.elem_type)
+                  for v in (self.min, self.max)]
+        return _clip(x, *limits)
+
+    @staticmethod
+    def _limit(value: float, dtype: torch.dtype) -> float:
+        return float(torch.tensor(value, dtype=torch.float64).to(dtype))

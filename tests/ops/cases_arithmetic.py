@@ -1,8 +1,10 @@
-"""Soundness cases: element-wise arithmetic with broadcasting."""
+"""Soundness cases: element-wise arithmetic with broadcasting, Pow, Mod, Clip, CumSum, exact unary maps."""
 
 from onnx import TensorProto
 
 from tests.ops.harness import OpCase, Operand
+
+I64, I32, F16 = TensorProto.INT64, TensorProto.INT32, TensorProto.FLOAT16
 
 CASES = [
     OpCase("Add", (Operand((3, 4)), Operand((4,)))),
@@ -12,4 +14,74 @@ CASES = [
     OpCase("Div", (Operand((3, 4)), Operand((4,), low=0.5, high=2))),
     OpCase("Div", (Operand((3, 4), TensorProto.INT64, -9, 9), Operand((4,), TensorProto.INT64, 1, 4)), name="Div-int"),
     OpCase("Mul", (Operand((3, 4), low=1e19, high=1e20), Operand((3, 4), low=1e19, high=1e20)), name="Mul-overflow"),
+    # exact unary maps
+    OpCase("Abs", (Operand((3, 4)),)),
+    OpCase("Abs", (Operand((3, 4), I32, -9, 9),), name="Abs-int32"),
+    OpCase("Neg", (Operand((3, 4)),)),
+    OpCase("Neg", (Operand((3, 4), I64, -9, 9),), name="Neg-int64"),
+    OpCase("Sign", (Operand((3, 4), low=-2, high=2),)),
+    OpCase("Sign", (Operand((3, 4), I64, -2, 2),), name="Sign-int64"),
+    OpCase("Ceil", (Operand((3, 4)),)),
+    OpCase("Floor", (Operand((3, 4), F16, -3, 3),), name="Floor-f16"),
+    OpCase("Round", (Operand((3, 4), low=-4, high=4),)),
+    # Pow
+    OpCase("Pow", (Operand((3, 4), low=-3, high=3), Operand((), value=2.0)), name="Pow-square"),
+    OpCase("Pow", (Operand((3, 4), low=-3, high=3), Operand((), value=3.0)), name="Pow-cube"),
+    OpCase("Pow", (Operand((3, 4), low=-3, high=3), Operand((1,), value=[-2.0])), name="Pow-minus-two"),
+    OpCase("Pow", (Operand((3, 4), low=-2, high=2), Operand((4,), value=[-1.0, 0.0, 0.5, -0.5])),
+           name="Pow-mixed-exponents"),
+    OpCase("Pow", (Operand((3, 4), low=-2, high=3), Operand((3, 1), low=-2, high=2)), name="Pow-free-exponent"),
+    OpCase("Pow", (Operand((3, 4), low=0.1, high=3), Operand((4,), low=-3, high=3)), name="Pow-positive-base"),
+    OpCase("Pow", (Operand((3, 4), low=-3, high=3), Operand((4,), I64, -3, 3)), name="Pow-int-exponent"),
+    OpCase("Pow", (Operand((3, 4), low=5, high=20), Operand((), value=40.0)), name="Pow-overflow"),
+    OpCase("Pow", (Operand((3, 4), I64, -4, 4), Operand((4,), I64, 0, 3)), name="Pow-int-base"),
+    OpCase("Pow", (Operand((3, 4), I64, 0, 9), Operand((), value=0.5)), name="Pow-int-base-float-exponent"),
+    OpCase("Pow", (Operand((3, 4), F16, -3, 3), Operand((), F16, value=3.0)), name="Pow-f16"),
+    # Max, Min, Sum, Mean (variadic, broadcasting)
+    OpCase("Max", (Operand((3, 4)), Operand((4,)), Operand((3, 1)))),
+    OpCase("Max", (Operand((3, 4), I64, -9, 9),), name="Max-single-int"),
+    OpCase("Min", (Operand((3, 4)), Operand((1, 4)))),
+    OpCase("Min", (Operand((3, 4), I32, -9, 9), Operand((4,), I32, -9, 9)), name="Min-int32"),
+    OpCase("Sum", (Operand((3, 4)), Operand((4,)), Operand((3, 1)))),
+    OpCase("Sum", (Operand((3, 4), F16, -100, 100), Operand((3, 4), F16, -100, 100)), name="Sum-f16"),
+    OpCase("Sum", (Operand((3,), low=2e38, high=3e38), Operand((3,), low=2e38, high=3e38), Operand((3,), low=-3e38,
+                   high=-2e38)), name="Sum-overflow"),
+    OpCase("Mean", (Operand((3, 4)), Operand((4,)))),
+    OpCase("Mean", (Operand((2, 3), low=0.5, high=3), Operand((2, 3), low=0.5, high=3), Operand((3,), low=0.5,
+                    high=3)), name="Mean-positive"),
+    OpCase("Mean", (Operand((3,), low=2e38, high=3e38), Operand((3,), low=2e38, high=3e38)), name="Mean-overflow"),
+    # Mod
+    OpCase("Mod", (Operand((3, 4), low=-10, high=10), Operand((4,), low=0.5, high=3)), attrs={"fmod": 1},
+           name="Mod-fmod"),
+    OpCase("Mod", (Operand((3, 4), low=-10, high=10), Operand((3, 4), low=-3, high=3)), attrs={"fmod": 1},
+           name="Mod-fmod-zero-divisor"),
+    OpCase("Mod", (Operand((3, 4), F16, -10, 10), Operand((4,), F16, -3, -0.5)), attrs={"fmod": 1}, name="Mod-f16"),
+    OpCase("Mod", (Operand((3, 4), I64, -20, 20), Operand((4,), I64, 1, 6)), name="Mod-int-floor"),
+    OpCase("Mod", (Operand((3, 4), I32, -20, 20), Operand((4,), I32, -6, -1)), name="Mod-int-floor-negative"),
+    OpCase("Mod", (Operand((3, 4), I64, -20, 20), Operand((4,), value=[-5, 3, 7, -2], elem_type=I64)),
+           attrs={"fmod": 1}, name="Mod-int-fmod"),
+    OpCase("Mod", (Operand((3, 4), I64, 0, 3), Operand((), value=5, elem_type=I64)), name="Mod-int-small-dividend"),
+    OpCase("Mod", (Operand((3, 4), low=-10, high=10), Operand((4,), low=-3, high=3)), opset=28, name="Mod-float-floor"),
+    # Clip
+    OpCase("Clip", (Operand((3, 4)), Operand((1,), low=-1, high=0), Operand((1,), low=0.5, high=2)), name="Clip"),
+    OpCase("Clip", (Operand((3, 4)), Operand((), value=1e-7), Operand((), value=1.0)), name="Clip-exact"),
+    OpCase("Clip", (Operand((3, 4)), None, Operand((), value=1.0)), name="Clip-max-only"),
+    OpCase("Clip", (Operand((3, 4)), Operand((1,), low=0, high=3)), name="Clip-min-only"),
+    OpCase("Clip", (Operand((3, 4)), Operand((1,), low=1, high=2), Operand((1,), low=-1, high=1.5)),
+           name="Clip-crossed"),
+    OpCase("Clip", (Operand((3, 4), I64, -9, 9), Operand((), value=-2, elem_type=I64),
+                    Operand((), value=4, elem_type=I64)), name="Clip-int64"),
+    OpCase("Clip", (Operand((3, 4), F16, -3, 3), Operand((), F16, value=0.1)), name="Clip-f16"),
+    OpCase("Clip", (Operand((3, 4)),), attrs={"min": 1e-7, "max": 2.0}, opset=10, name="Clip-opset6"),
+    OpCase("Clip", (Operand((3, 4), F16, -1, 1),), attrs={"min": 1e-7}, opset=10, name="Clip-opset6-f16"),
+    # CumSum
+    OpCase("CumSum", (Operand((3, 4)), Operand((), I64, value=1)), name="CumSum"),
+    OpCase("CumSum", (Operand((3, 4)), Operand((), I32, value=-2)), attrs={"exclusive": 1}, name="CumSum-exclusive"),
+    OpCase("CumSum", (Operand((2, 3, 4)), Operand((1,), I64, value=[2])), attrs={"reverse": 1}, name="CumSum-reverse"),
+    OpCase("CumSum", (Operand((5, 3)), Operand((), I64, value=0)), attrs={"exclusive": 1, "reverse": 1},
+           name="CumSum-exclusive-reverse"),
+    OpCase("CumSum", (Operand((3, 4), I64, -9, 9), Operand((), I64, value=1)), name="CumSum-int64"),
+    OpCase("CumSum", (Operand((3, 4), I32, -9, 9), Operand((), I32, value=0)), attrs={"reverse": 1},
+           name="CumSum-int32"),
+    OpCase("CumSum", (Operand((4,), low=2e38, high=3e38), Operand((), I64, value=0)), name="CumSum-overflow"),
 ]
