@@ -191,6 +191,7 @@ def _write(folder: Path, problem: Problem, hazard: Hazard, finding: Finding, can
         region = (r.low, r.high, r.low_closed, r.high_closed)
     write_unit_test(
         folder, model_path=model_path, node=finding.node, op_type=finding.op_type, hazard=finding.hazard,
+        hazard_id=finding.hazard_id,
         kind=finding.kind, operand=finding.operand, invalid=finding.invalid, strategy=candidate.strategy,
         outputs=[o for o in node.outputs if o], types=types, region=region, inputs=feeds, weights=weights,
     )

@@ -26,6 +26,8 @@ from onnx import helper, numpy_helper
 inf = float("inf")
 HERE = Path(__file__).resolve().parent
 MODEL = Path({model!r})
+NODE = {node!r}
+HAZARD_ID = {hazard_id!r}
 NODE_INPUT = {operand!r}
 NODE_OUTPUTS = {outputs!r}
 TYPES = {types!r}
@@ -50,7 +52,7 @@ def _run():
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     inputs = dict(np.load(HERE / "inputs.npz"))
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs))), weights
+    return {{**inputs, **dict(zip(names, session.run(names, inputs)))}}, weights
 
 
 def test_{test_name}():
@@ -58,12 +60,24 @@ def test_{test_name}():
     if KIND == "forward":
         outputs = [values[name] for name in NODE_OUTPUTS if name in values]
         assert any(not np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in outputs), "no NaN/Inf"
-    else:
+    elif REGION is not None:
         operand = np.asarray(values.get(NODE_INPUT, weights.get(NODE_INPUT)), dtype=np.float64)
         low, high, low_closed, high_closed = REGION
         above = operand >= low if low_closed else operand > low
         below = operand <= high if high_closed else operand < high
         assert (above & below).any(), "operand never reaches the gradient hazard's region"
+    else:  # a gradient hazard over several operands: ask ranum's declared hazard about the values
+        import torch
+        from ranum.graph.loader import load_model, tensor_value
+        from ranum.ops import REGISTRY
+
+        graph, _ = load_model(MODEL)
+        node = next(n for n in graph.all_nodes() if n.name == NODE)
+        hazard = next(h for h in REGISTRY.instantiate(node, graph.opset).hazards if h.name == HAZARD_ID)
+        known = {{**{{k: tensor_value(v) for k, v in graph.initializers.items()}}, **weights, **values}}
+        args = [torch.from_numpy(np.array(known[n])) if n else None for n in node.inputs]
+        outs = [torch.from_numpy(np.array(known[n])) if n in known else None for n in node.outputs]
+        assert bool(hazard.triggered(args, outs).any()), "the gradient hazard does not fire"
 '''
 
 
@@ -80,6 +94,7 @@ def write_unit_test(
     node: str,
     op_type: str,
     hazard: str,
+    hazard_id: str,
     kind: str,
     operand: str,
     invalid: str,
@@ -99,7 +114,7 @@ def write_unit_test(
     test.write_text(
         _TEMPLATE.format(
             node=node, op_type=op_type, hazard=hazard, kind=kind, operand=operand, invalid=invalid,
-            strategy=strategy, model=str(model_path.resolve()), outputs=outputs, types=types, region=region,
+            strategy=strategy, model=str(model_path.resolve()), hazard_id=hazard_id, outputs=outputs, types=types, region=region,
             test_name=re.sub(r"\W", "_", name),
         )
     )

@@ -1,0 +1,127 @@
+"""ranum confirm on the defect zoo: every true defect gets a failing unit test that onnxruntime
+reproduces, and the written pytest files pass when pytest runs them in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from ranum.cli import app
+from ranum.confirm import SearchConfig, confirm
+from tests.models import LOG_OF_DIFFERENCE, SAFE_DIVISION, parse
+from tests.zoo.models import BUGGY, FIXED, ZooModel
+
+CONFIG = SearchConfig(seed=0, seconds=10.0)
+
+
+@pytest.fixture(scope="module")
+def zoo_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    root = tmp_path_factory.mktemp("zoo-confirm")
+    results = {}
+    for record in BUGGY:
+        model_path = root / f"{record.id}.onnx"
+        onnx.save(record.model(), str(model_path))
+        out = root / record.id
+        results[record.id] = (out, confirm(model_path, record.spec, out, search_config=CONFIG))
+    return results
+
+
+@pytest.mark.parametrize("record", BUGGY, ids=[m.id for m in BUGGY])
+def test_every_zoo_defect_is_confirmed(record: ZooModel, zoo_results) -> None:
+    out, report = zoo_results[record.id]
+    by_node = {}
+    for result in report.results:
+        by_node.setdefault(result.node, []).append(result)
+    for node in record.flagged:
+        statuses = [(r.hazard, r.status, r.note) for r in by_node.get(node, [])]
+        assert any(r.status == "confirmed" for r in by_node.get(node, [])), f"{node}: {statuses}"
+    for result in report.results:
+        if result.status == "confirmed":
+            folder = Path(result.dir)
+            assert (folder / "inputs.npz").is_file() and (folder / "weights.npz").is_file()
+            assert list(folder.glob("test_*.py"))
+
+
+def test_generated_tests_pass_under_pytest(zoo_results) -> None:
+    folders = [str(out) for out, report in zoo_results.values() if any(r.dir for r in report.results)]
+    assert folders
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib", *folders],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    expected = sum(1 for _, report in zoo_results.values() for r in report.results if r.dir)
+    assert f"{expected} passed" in done.stdout
+
+
+@pytest.mark.parametrize("record", FIXED[:6], ids=[m.id for m in FIXED[:6]])
+def test_fixed_twins_have_nothing_to_confirm(record: ZooModel, tmp_path: Path) -> None:
+    report = confirm(record.model(), record.spec, tmp_path / "out", search_config=CONFIG)
+    assert report.results == ()
+
+
+def test_deterministic_with_seed(tmp_path: Path) -> None:
+    model = parse(LOG_OF_DIFFERENCE)
+    spec = {"inputs": {"x": [0, 1], "y": [0, 1]}}
+    first = confirm(model, spec, tmp_path / "a", search_config=SearchConfig(seed=3))
+    second = confirm(model, spec, tmp_path / "b", search_config=SearchConfig(seed=3))
+    assert [r.strategy for r in first.results] == [r.strategy for r in second.results]
+    import numpy as np
+
+    a = np.load(tmp_path / "a" / "Log_1" / "inputs.npz")
+    b = np.load(tmp_path / "b" / "Log_1" / "inputs.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def _cli(*args) -> object:
+    return CliRunner(env={"COLUMNS": "200"}).invoke(app, [str(a) for a in args])
+
+
+def test_cli_json_and_node_selection(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(parse(LOG_OF_DIFFERENCE), str(path))
+    result = _cli("confirm", path, "-r", "x=0,1", "-r", "y=0,1", "--node", "Log_1", "-o", tmp_path / "out",
+                  "--format", "json")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.stdout)["results"]
+    assert entry["status"] == "confirmed" and entry["node"] == "Log_1"
+    assert set(entry) >= {"node", "op_type", "status", "seconds", "dir"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [(["--node", "NoSuchNode"], "no node"), (["--node", "Sub_0"], "no finding")],
+)
+def test_cli_bad_node(tmp_path: Path, extra: list[str], fragment: str) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(parse(LOG_OF_DIFFERENCE), str(path))
+    result = _cli("confirm", path, "-r", "x=0,1", "-r", "y=0,1", "-o", tmp_path / "out", *extra)
+    assert result.exit_code == 2 and fragment in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_non_empty_output_unless_forced(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(parse(LOG_OF_DIFFERENCE), str(path))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = _cli("confirm", path, "-r", "x=0,1", "-r", "y=0,1", "-o", out)
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    assert (out / "keep.txt").read_text() == "precious"
+    result = _cli("confirm", path, "-r", "x=0,1", "-r", "y=0,1", "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and (out / "Log_1").is_dir()
+
+
+def test_cli_unwritable_parent(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(parse(SAFE_DIVISION), str(path))
+    result = _cli("confirm", path, "-o", tmp_path / "missing" / "out")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
