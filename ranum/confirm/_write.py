@@ -114,7 +114,8 @@ def write_unit_test(
     test.write_text(
         _TEMPLATE.format(
             node=node, op_type=op_type, hazard=hazard, kind=kind, operand=operand, invalid=invalid,
-            strategy=strategy, model=str(model_path.resolve()), hazard_id=hazard_id, outputs=outputs, types=types, region=region,
+            strategy=strategy, model=str(model_path.resolve()), hazard_id=hazard_id, outputs=outputs, types=types,
+            region=region,
             test_name=re.sub(r"\W", "_", name),
         )
     )

@@ -114,7 +114,8 @@ def _operator_preconditions(analysis: Analysis, findings: list[Finding]) -> list
         rule = analysis.run.rules[finding.node]
         hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
         operand = analysis.run.env.get(finding.operand)
-        repair = hazard.repair(operand) if operand is not None else None
+        inputs = [analysis.run.env.get(n) if n else None for n in _node(analysis, finding.node).inputs]
+        repair = hazard.repair(operand, inputs) if operand is not None else None
         if repair is None:
             continue
         key = (finding.node, finding.operand)
@@ -125,6 +126,10 @@ def _operator_preconditions(analysis: Analysis, findings: list[Finding]) -> list
         out.append(Precondition(tensor, clamp.min, clamp.max, node, op_types[node], _kept(iv.min(), iv.max(), clamp),
                                 None))
     return out
+
+
+def _node(analysis: Analysis, name: str):
+    return next(n for n in analysis.run.nodes if n.name == name)
 
 
 def _range_preconditions(analysis: Analysis, mode: str, config: FixConfig) -> tuple[list[Precondition], str | None]:

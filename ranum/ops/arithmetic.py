@@ -24,7 +24,7 @@ from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float,
 from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule, UnaryRule, as_float64
-from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, HazardHit, Overflow, Region, equal_to
+from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, HazardHit, Overflow, Region, divisor_zero, equal_to
 from ranum.ops.registry import register
 
 __all__ = ["Abs", "Add", "Ceil", "Clip", "Clip6", "CumSum", "Div", "Floor", "Max", "Mean", "Min", "Mod", "Mul",
@@ -73,7 +73,7 @@ class Mul(OpRule):
 
 @register("Div")
 class Div(OpRule):
-    hazards = (equal_to(0.0, "division by zero", name="division-by-zero", operand=1), Overflow())
+    hazards = (divisor_zero("division by zero", operand=1, numerator=0), Overflow())
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
         if a.is_floating_point():

@@ -8,7 +8,7 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.ops._base import NodeContext, UnaryRule
-from ranum.ops.hazards import GRADIENT, Overflow, above, at_most, below, between, equal_to
+from ranum.ops.hazards import GRADIENT, Overflow, above, at_most, below, between, divisor_zero
 from ranum.ops.registry import register
 
 __all__ = ["Exp", "Log", "Reciprocal", "Sqrt"]
@@ -61,7 +61,7 @@ class Sqrt(UnaryRule):
 class Reciprocal(UnaryRule):
     """y = 1 / x; infinite at 0 (overflow for subnormal x as well)."""
 
-    hazards = (equal_to(0.0, "reciprocal of zero", name="division-by-zero"), Overflow())
+    hazards = (divisor_zero("reciprocal of zero"), Overflow())
 
     def fn(self, x: Tensor) -> Tensor:
         return torch.reciprocal(x)

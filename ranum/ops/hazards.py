@@ -31,6 +31,7 @@ __all__ = [
     "at_most",
     "below",
     "between",
+    "divisor_zero",
     "equal_to",
     "outside",
 ]
@@ -83,8 +84,11 @@ class Hazard(ABC):
         """
         return None
 
-    def repair(self, operand: Interval) -> Clamp | None:
-        """The tightest clip of the operand that excludes the invalid region (None if no clip can)."""
+    def repair(self, operand: Interval, inputs: Sequence[Interval | None] = ()) -> Clamp | None:
+        """The tightest clip of the operand that excludes the invalid region (None if no clip can).
+
+        ``inputs`` are all the node's operand intervals, for repairs that depend on the others.
+        """
         return None
 
 
@@ -207,7 +211,7 @@ class RegionHazard(Hazard):
         escape_down = torch.relu(hi - region.low + margin)
         return torch.minimum(escape_up, escape_down).sum()
 
-    def repair(self, operand):
+    def repair(self, operand, inputs=()):
         region = self.region(operand.elem_type)
         margin = _margin(region, operand.elem_type)
         if math.isinf(region.low):
@@ -261,6 +265,30 @@ def between(low: Threshold, high: Threshold, description: str, *, name: str, low
 
 
 @dataclass(frozen=True)
+class DivisorHazard(RegionHazard):
+    """A divisor that can be 0; its repair keeps it far enough from 0 that the quotient stays finite."""
+
+    numerator: int | None = None
+
+    def repair(self, operand, inputs=()):
+        clamp = super().repair(operand, inputs)
+        numerator = inputs[self.numerator] if self.numerator is not None and self.numerator < len(inputs) else None
+        largest = 1.0 if numerator is None else max(abs(numerator.min()), abs(numerator.max()))
+        if clamp is None or not math.isfinite(largest):
+            return clamp
+        gap = 2.0 * largest / float_facts(operand.elem_type).max
+        if clamp.min is not None:
+            return Clamp(max(clamp.min, gap), clamp.max)
+        return Clamp(clamp.min, min(clamp.max, -gap))
+
+
+def divisor_zero(description: str, *, name: str = "division-by-zero", operand: int = 0,
+                 numerator: int | None = None) -> DivisorHazard:
+    """Invalid when the divisor is 0 (``numerator``: index of the dividend, None for 1)."""
+    return DivisorHazard(name, description, 0.0, 0.0, True, True, FORWARD, operand, numerator)
+
+
+@dataclass(frozen=True)
 class OutsideHazard(Hazard):
     """Invalid when the operand leaves [low, high] (e.g. Asin outside [-1, 1])."""
 
@@ -300,7 +328,7 @@ class OutsideHazard(Hazard):
             return None
         return (torch.relu(self.low - iv.lower) + torch.relu(iv.upper - self.high)).sum()
 
-    def repair(self, operand):
+    def repair(self, operand, inputs=()):
         return Clamp(self.low, self.high)
 
 
@@ -339,7 +367,7 @@ class InfiniteOperand(Hazard):
     def invalid_text(self, elem_type):
         return "{-inf, +inf}"
 
-    def repair(self, operand):
+    def repair(self, operand, inputs=()):
         limit = float_facts(operand.elem_type).max
         return Clamp(-limit, limit)
 
