@@ -16,12 +16,15 @@ import torch
 from torch import Tensor
 
 from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
 
 if TYPE_CHECKING:
     from ranum.graph.model import Graph, Node
     from ranum.ops.hazards import Hazard
 
-__all__ = ["NodeContext", "OpRule", "SubgraphRunner", "UnaryRule", "Outputs", "structural"]
+__all__ = [
+    "NodeContext", "OpRule", "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape", "structural",
+]
 
 Outputs = Interval | tuple[Interval, ...]
 
@@ -104,6 +107,29 @@ def structural(fn: Callable[[Tensor], Tensor], data: Interval, budget: int | Non
     """
     lo, hi = data.full()
     return Interval.from_full(fn(lo), fn(hi), data.elem_type, budget)
+
+
+def exact_ints(value: Interval | Tensor | None, what: str, op: str) -> list[int] | None:
+    """An exact integer operand (shape, axes, indices) as a list; None when absent.
+
+    Raises:
+        UnsupportedOperator: the operand is a range, not a constant.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Interval):
+        if not value.is_exact:
+            raise UnsupportedOperator(f"{op}: operand '{what}' must be a constant, got a range")
+        value = value.exact_value()
+    return [int(v) for v in value.reshape(-1).tolist()]
+
+
+def inferred_shape(ctx: NodeContext, op: str, what: str) -> tuple[int, ...]:
+    """The output shape from ONNX shape inference, when an operand that decides it is not exact."""
+    shape = ctx.output_shapes[0] if ctx.output_shapes else None
+    if shape is None:
+        raise UnsupportedOperator(f"{op}: '{what}' is not constant and shape inference gives no output shape")
+    return tuple(shape)
 
 
 def as_float64(x: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ranum.detect import find_hazards
 from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
 from ranum.graph.loader import load_model
 from ranum.graph.model import Node
 from ranum.interpret import AbstractRun, run_abstract
@@ -248,10 +249,12 @@ def test_reshape_with_a_range_shape_uses_the_inferred_output_shape():
 
 
 def test_reshape_with_a_range_shape_rejects_an_inferred_shape_that_does_not_fit():
-    # The loader sets unknown output dimensions to 1: the rule must not trust a (1, 1) for 6 elements.
+    # A stale declared shape must not be trusted: (1, 1) cannot hold 6 elements.
+    ctx = NodeContext(Node("r", "Reshape", "", ("x", "s"), ("y",), {}), 18, (FLOAT, INT64), (FLOAT,), ((1, 1),),
+                      1 << 16)
     shape = Interval.uniform(1, 4, (2,), INT64)
-    run, (out,) = analyze("Reshape", [Interval.uniform(0.0, 1.0, (2, 3), FLOAT), shape])
-    assert "does not fit" in run.unsupported["Reshape_0"]
+    with pytest.raises(UnsupportedOperator, match="does not fit"):
+        Reshape().abstract(ctx, Interval.uniform(0.0, 1.0, (2, 3), FLOAT), shape)
 
 
 def test_slice_with_range_starts_is_unsupported():

@@ -1,0 +1,266 @@
+"""Constants, ranges, type conversions and dropout.
+
+Constant and ConstantOfShape outputs are exact; Range is exact for integers and bounded by the
+runtime's accumulated sum for floats; Cast rounds only when the target type is narrower (and can
+overflow to inf: Overflow hazard); Dropout is the identity at inference, a scaling in training.
+Shape operands must be exact (or settled by ONNX shape inference).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from onnx import TensorProto
+from torch import Tensor
+
+from ranum.domain import arith, blocks
+from ranum.domain.dtypes import bound_dtype, elem_type_of, float_facts, is_bool, is_float, torch_dtype
+from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule, exact_ints, inferred_shape
+from ranum.ops.hazards import Overflow, equal_to
+from ranum.ops.registry import register
+
+__all__ = ["Cast", "CastLike", "Constant", "ConstantOfShape", "Dropout", "Range"]
+
+INT64 = TensorProto.INT64
+
+
+# ------------------------------------------------------------------------------ constants, ranges
+@register("Constant")
+class Constant(OpRule):
+    """An exact constant from ``value``, ``value_float(s)`` or ``value_int(s)``."""
+
+    value: Tensor | None = None
+    value_float: float | None = None
+    value_floats: tuple[float, ...] | None = None
+    value_int: int | None = None
+    value_ints: tuple[int, ...] | None = None
+    value_string: str | None = None
+    value_strings: tuple[str, ...] | None = None
+    sparse_value: object = None
+    rounds = False
+
+    def __post_init__(self) -> None:
+        if self.value is None and all(v is None for v in (self.value_float, self.value_floats, self.value_int,
+                                                          self.value_ints)):
+            raise UnsupportedOperator("Constant: only value, value_float(s) and value_int(s) are supported")
+
+    def concrete(self, ctx: NodeContext) -> Tensor:
+        if self.value is not None:
+            return self.value
+        if self.value_float is not None or self.value_floats is not None:
+            chosen = self.value_float if self.value_float is not None else list(self.value_floats)
+            return torch.tensor(chosen, dtype=torch.float32)
+        return torch.tensor(self.value_int if self.value_int is not None else list(self.value_ints),
+                            dtype=torch.int64)
+
+    def abstract(self, ctx: NodeContext) -> Interval:
+        value = self.concrete(ctx)
+        return Interval.point(value, elem_type_of(value.dtype))
+
+
+@register("ConstantOfShape")
+class ConstantOfShape(OpRule):
+    """A tensor of the given shape filled with ``value`` (default float32 0): exact."""
+
+    value: Tensor | None = None
+    rounds = False
+
+    def _fill(self) -> Tensor:
+        return self.value.reshape(()) if self.value is not None else torch.tensor(0.0, dtype=torch.float32)
+
+    def concrete(self, ctx: NodeContext, shape: Tensor) -> Tensor:
+        return self._fill().expand(exact_ints(shape, "shape", "ConstantOfShape")).clone()
+
+    def abstract(self, ctx: NodeContext, shape: Interval) -> Interval:
+        dims = exact_ints(shape, "shape", "ConstantOfShape") if shape.is_exact else \
+            inferred_shape(ctx, "ConstantOfShape", "shape")
+        if shape.shape != (len(dims),):
+            raise UnsupportedOperator(f"ConstantOfShape: inferred shape {dims} does not fit shape operand")
+        fill = self._fill()
+        etype = elem_type_of(fill.dtype)
+        bound = fill.to(bound_dtype(etype)).expand([1 if n else 0 for n in dims]).clone()
+        return Interval.create(bound, bound, blocks.single_splits(dims), dims, etype)
+
+
+def _range_count(start: Tensor, limit: Tensor, delta: Tensor) -> int:
+    """Element count as onnxruntime computes it: ceil(double(limit - start) / double(delta)), >= 0."""
+    return max(math.ceil(float((limit - start).double()) / float(delta.double())), 0)
+
+
+def _count_bounds(start: Interval, limit: Interval, delta: Interval) -> int | None:
+    """The element count when every value in the operand intervals gives the same one, else None."""
+    d_lo, d_hi = float(delta.lower.reshape(())), float(delta.upper.reshape(()))
+    if d_lo <= 0 <= d_hi:
+        return None
+    diffs = (float(limit.lower.reshape(()) - start.upper.reshape(())),
+             float(limit.upper.reshape(()) - start.lower.reshape(())))
+    quotients = [a / b for a in diffs for b in (d_lo, d_hi)]
+    slack = 4 * float_facts(start.elem_type).eps if is_float(start.elem_type) else 0.0
+    low = max(math.ceil(min(quotients) - abs(min(quotients)) * slack), 0)
+    high = max(math.ceil(max(quotients) + abs(max(quotients)) * slack), 0)
+    return low if low == high else None
+
+
+@register("Range")
+class Range(OpRule):
+    """start, start + delta, ... below limit. onnxruntime accumulates ``delta`` in the element type,
+    so float bounds carry a summation error (the rule always runs its abstract semantics). When the
+    length is not the same for every value of the operands, the output has an unknown shape."""
+
+    hazards = (equal_to(0.0, "Range with delta 0 is endless (invalid)", name="range-zero-delta", operand=2),)
+    rounds = False
+    accumulates = True
+
+    def concrete(self, ctx: NodeContext, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
+        if bool(delta == 0):
+            raise UnsupportedOperator("Range: delta is 0 (endless range)")
+        steps = torch.arange(_range_count(start, limit, delta), dtype=torch.int64)
+        if start.is_floating_point():
+            return (start.double() + steps.double() * delta.double()).to(start.dtype)
+        return (start + steps * delta).to(start.dtype)
+
+    def abstract(self, ctx: NodeContext, start: Interval, limit: Interval, delta: Interval) -> Interval:
+        etype = start.elem_type
+        exact = start.is_exact and limit.is_exact and delta.is_exact and bool((delta.lower != 0).all())
+        if exact and not is_float(etype):
+            return Interval.point(self.concrete(ctx, start.exact_value(), limit.exact_value(),
+                                                delta.exact_value()), etype)
+        count = _count_bounds(start, limit, delta)
+        if exact:
+            count = _range_count(start.exact_value(), limit.exact_value(), delta.exact_value())
+        if count is None:
+            return Interval.top(None, etype)
+        i = torch.arange(count, dtype=torch.float64)
+        lo = start.lower.reshape(()).to(torch.float64) + i * delta.lower.reshape(()).to(torch.float64)
+        hi = start.upper.reshape(()).to(torch.float64) + i * delta.upper.reshape(()).to(torch.float64)
+        if is_float(etype):  # element i is a sum of i + 1 terms: |error| <= gamma_i * sum |terms| (Higham)
+            size = torch.maximum(start.lower.abs(), start.upper.abs()).reshape(())
+            step = torch.maximum(delta.lower.abs(), delta.upper.abs()).reshape(())
+            unit = i * (float_facts(etype).eps / 2)
+            gamma = torch.where(unit < 0.5, unit / (1.0 - unit.clamp(max=0.5)), torch.full_like(unit, torch.inf))
+            slack = torch.nan_to_num(gamma * (size + i * step), nan=torch.inf)
+            lo, hi = lo - slack, hi + slack
+        return Interval.from_full(lo, hi, etype)
+
+
+# ------------------------------------------------------------------------------ conversions
+_INT_RANGE = {
+    TensorProto.INT8: (-(2**7), 2**7 - 1), TensorProto.UINT8: (0, 2**8 - 1),
+    TensorProto.INT16: (-(2**15), 2**15 - 1), TensorProto.INT32: (-(2**31), 2**31 - 1),
+    TensorProto.INT64: (-(2**63), 2**63 - 1),
+}
+_DIGITS = {TensorProto.FLOAT16: 11, TensorProto.BFLOAT16: 8, TensorProto.FLOAT: 24, TensorProto.DOUBLE: 53}
+
+
+def _check_target(to: int, op: str) -> None:
+    if to not in _INT_RANGE and to not in _DIGITS and not is_bool(to):
+        raise UnsupportedOperator(f"{op}: conversion to element type {to} is not supported")
+
+
+def _lossy(source: int, target: int) -> bool:
+    """Whether converting ``source`` values to the float type ``target`` can round."""
+    if is_bool(source):
+        return False
+    if is_float(source):
+        return _DIGITS[source] > _DIGITS[target] or float_facts(source).max > float_facts(target).max
+    low, high = _INT_RANGE.get(source, (-(2**63), 2**63))
+    return max(-low, high) > 2 ** _DIGITS[target]
+
+
+def _cast(x: Interval, to: int) -> Interval:
+    """Sound conversion: floats to ints truncate toward zero (out of range: any value of the type),
+    narrowing float conversions round to nearest (one ulp outward, overflow to infinity)."""
+    lo, hi = x.lower, x.upper
+    if is_bool(to):
+        return x.with_bounds(((lo > 0) | (hi < 0)).to(torch.int64), ((lo != 0) | (hi != 0)).to(torch.int64), to)
+    if is_float(to):
+        out = x.with_bounds(lo.to(torch.float64), hi.to(torch.float64), to)
+        return out.widened(1.0) if _lossy(x.elem_type, to) else out
+    low, high = _INT_RANGE[to]
+    if is_float(x.elem_type):
+        lo, hi = torch.trunc(lo), torch.trunc(hi)
+        bad = (lo < low) | (hi >= float(high) + 1.0)
+    else:
+        bad = (lo < low) | (hi > high)
+    lower = torch.where(bad, torch.full_like(lo, 0), lo).to(torch.int64)
+    upper = torch.where(bad, torch.full_like(hi, 0), hi).to(torch.int64)
+    lower = torch.where(bad, torch.full_like(lower, low), lower)
+    upper = torch.where(bad, torch.full_like(upper, high), upper)
+    return x.with_bounds(lower, upper, to)
+
+
+@register("Cast")
+class Cast(OpRule):
+    """Element type conversion; a float narrowing may overflow to infinity."""
+
+    to: int = 0
+    saturate: int = 1
+    hazards = (Overflow(),)
+    rounds = False  # the abstract rule rounds itself, and only when the conversion can round
+
+    def __post_init__(self) -> None:
+        _check_target(self.to, "Cast")
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return x.to(torch_dtype(self.to))
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return _cast(x, self.to)
+
+
+@register("CastLike")
+class CastLike(OpRule):
+    """Cast to the element type of the second operand."""
+
+    saturate: int = 1
+    hazards = (Overflow(),)
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor, like: Tensor) -> Tensor:
+        return x.to(like.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, like: Interval) -> Interval:
+        _check_target(like.elem_type, "CastLike")
+        return _cast(x, like.elem_type)
+
+
+# ------------------------------------------------------------------------------ dropout
+@register("Dropout")
+class Dropout(OpRule):
+    """Identity at inference; in training mode ``x * mask / (1 - ratio)`` with a random mask.
+
+    ``ratio`` is an attribute before opset 12 and an input from 12 (with ``training_mode``)."""
+
+    ratio: float = 0.5
+    seed: int | None = None
+    hazards = (equal_to(1.0, "dropout ratio 1 divides by zero in training mode (onnxruntime rejects it)",
+                        name="division-by-zero", operand=1),)
+    rounds = False
+    deterministic = False  # the training-mode mask is random: never take the concrete fast path
+
+    def concrete(self, ctx: NodeContext, data: Tensor, ratio: Tensor | None = None,
+                 training_mode: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if training_mode is None or not bool(training_mode):
+            return data, torch.ones(data.shape, dtype=torch.bool)
+        rate = float(ratio) if ratio is not None else 0.5
+        mask = torch.rand(data.shape) >= rate
+        return data * mask / (1.0 - rate), mask
+
+    def abstract(self, ctx: NodeContext, data: Interval, ratio: Interval | None = None,
+                 training_mode: Interval | None = None) -> tuple[Interval, Interval]:
+        ones = Interval.uniform(1, 1, data.shape, TensorProto.BOOL)
+        if training_mode is None or not bool((training_mode.upper > 0).any()):
+            return data, ones
+        r_lo = ratio.lower.min() if ratio is not None else torch.tensor(0.5, dtype=torch.float64)
+        r_hi = ratio.upper.max() if ratio is not None else torch.tensor(0.5, dtype=torch.float64)
+        finite = r_hi < 1  # the scale 1 / (1 - ratio) grows with ratio below 1
+        s_lo = torch.where(finite, 1.0 / torch.where(finite, 1.0 - r_lo, 1.0), torch.full_like(r_lo, -torch.inf))
+        s_hi = torch.where(finite, 1.0 / torch.where(finite, 1.0 - r_hi, 1.0), torch.full_like(r_hi, torch.inf))
+        lo, hi = arith.mul(data.lower, data.upper, s_lo, s_hi)
+        lo, hi = torch.minimum(torch.minimum(lo, data.lower), torch.zeros_like(lo)), \
+            torch.maximum(torch.maximum(hi, data.upper), torch.zeros_like(hi))
+        mask = Interval.uniform(0, 1, data.shape, TensorProto.BOOL)
+        return data.with_bounds(lo, hi).widened(4.0), mask

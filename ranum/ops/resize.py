@@ -1,0 +1,225 @@
+"""Resize: nearest, linear and cubic interpolation, separable per axis.
+
+Coordinates are computed in float32 as onnxruntime does, so nearest resizing is exact; linear
+interpolation stays inside the hull of its neighbours (plus float slack); cubic can overshoot and is
+bounded by the kernel's negative weight mass S: [(1 + S) l - S u, (1 + S) u - S l].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
+from ranum.ops._base import NodeContext, OpRule
+from ranum.ops.hazards import Overflow
+from ranum.ops.indexing import F32_EPS, exact_operand, hull_blocks
+from ranum.ops.registry import register
+
+__all__ = ["Resize"]
+
+
+_NEAREST: dict[str, Callable[[Tensor], Tensor]] = {
+    "round_prefer_floor": lambda c: torch.where(c == c.trunc() + 0.5, c.floor(), c.round()),
+    "round_prefer_ceil": lambda c: torch.where(c == c.trunc() + 0.5, c.ceil(), c.round()),
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+}
+_COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                     "tf_half_pixel_for_nn", "tf_crop_and_resize")
+
+
+def _cubic_weights(t: Tensor, a: float) -> Tensor:
+    """Keys cubic weights (float64) of the taps floor(c) - 1 .. floor(c) + 2, for t = c - floor(c)."""
+    t = t.to(torch.float64)
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731
+    return torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)])
+
+
+@register("Resize", since=11)
+class Resize(OpRule):
+    """Nearest / linear / cubic resizing, separable per axis (antialias and aspect policies unsupported).
+
+    Coordinates are computed in float32 like onnxruntime. Linear results lie in the hull of the
+    taps; cubic ones may overshoot it by the kernel's negative weight mass S: [(1+S)l - Su, (1+S)u - Sl].
+    Linear/cubic tap ranges allow a coordinate error of a few float32 ulps.
+    """
+
+    mode: str = "nearest"
+    coordinate_transformation_mode: str = "half_pixel"
+    nearest_mode: str = "round_prefer_floor"
+    cubic_coeff_a: float = -0.75
+    exclude_outside: int = 0
+    extrapolation_value: float = 0.0
+    antialias: int = 0
+    axes: tuple[int, ...] | None = None
+    keep_aspect_ratio_policy: str = "stretch"
+    hazards = (Overflow(),)
+    ulps = 4.0
+
+    @property
+    def rounds(self) -> bool:  # type: ignore[override]
+        return self.mode != "nearest"
+
+    @property
+    def accumulates(self) -> bool:  # type: ignore[override]
+        return self.mode != "nearest"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("nearest", "linear", "cubic") or self.nearest_mode not in _NEAREST \
+                or self.coordinate_transformation_mode not in _COORDINATE_MODES:
+            raise UnsupportedOperator(f"Resize: unsupported mode {self.mode}/{self.nearest_mode}/"
+                                      f"{self.coordinate_transformation_mode}")
+        if self.antialias or self.keep_aspect_ratio_policy != "stretch":
+            raise UnsupportedOperator("Resize: antialias and keep_aspect_ratio_policy are not supported")
+
+    def _plan(self, shape: Sequence[int], roi: Tensor | None, scales: Tensor | None, sizes: Tensor | None
+              ) -> list[tuple[int, Tensor]]:
+        """(axis, float32 source coordinate of every output position) for each resized axis."""
+        rank = len(shape)
+        axes = list(range(rank)) if self.axes is None else [a % rank for a in self.axes]
+        inputs = torch.tensor([float(shape[a]) for a in axes], dtype=torch.float32)
+        if scales is not None:
+            scale = scales.to(torch.float32).reshape(-1)
+            exact = scale.to(torch.float64) * inputs.to(torch.float64)
+            out = (scale * inputs).floor().long().tolist()
+            if self.coordinate_transformation_mode in ("align_corners", "tf_crop_and_resize") \
+                    and not bool((exact == exact.floor()).all()):
+                raise UnsupportedOperator("Resize: with a fractional output length, onnxruntime and the ONNX "
+                                          "reference disagree on align_corners / tf_crop_and_resize coordinates")
+        elif sizes is not None:
+            out = [int(v) for v in sizes.reshape(-1)]
+            scale = torch.tensor(out, dtype=torch.float32) / inputs
+        else:
+            raise UnsupportedOperator("Resize needs scales or sizes")
+        unit = torch.tensor([0.0] * len(axes) + [1.0] * len(axes))
+        box = roi.to(torch.float32).reshape(-1) if roi is not None else unit
+        plan = []
+        for i, axis in enumerate(axes):
+            n, m = shape[axis], out[i]
+            tf_mode = self.coordinate_transformation_mode.startswith("tf_")
+            if n == m and bool(scale[i] == 1) and not tf_mode:
+                continue
+            plan.append((axis, self._coords(n, m, scale[i], box[i], box[i + len(axes)])))
+        return plan
+
+    def _coords(self, n: int, m: int, scale: Tensor, start: Tensor, end: Tensor) -> Tensor:
+        x = torch.arange(m, dtype=torch.float32)
+        mode = self.coordinate_transformation_mode
+        if mode == "asymmetric":
+            return x / scale
+        if mode == "tf_half_pixel_for_nn":
+            return (x + 0.5) / scale
+        if mode == "align_corners":
+            return x * (n - 1) / (m - 1) if m > 1 else torch.zeros_like(x)
+        if mode == "tf_crop_and_resize":
+            if m > 1:
+                return start * (n - 1) + x * (end - start) * (n - 1) / (m - 1)
+            return 0.5 * (start + end) * (n - 1) + torch.zeros_like(x)
+        if mode == "pytorch_half_pixel" and m <= 1:
+            return torch.zeros_like(x)
+        base = (x + 0.5) / scale - 0.5
+        if mode == "half_pixel_symmetric":
+            adjustment = m / (scale * n)
+            return n / 2 * (1 - adjustment) + base
+        return base
+
+    def _taps(self, c: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """Concrete taps: indices (K, m) and float64 weights (K, m)."""
+        if self.mode == "nearest":
+            index = _NEAREST[self.nearest_mode](c).clamp(0, n - 1).long().unsqueeze(0)
+            return index, torch.ones(index.shape, dtype=torch.float64)
+        if self.mode == "linear":
+            cc = c.clamp(0, n - 1)
+            first = cc.floor().long().clamp(max=n - 1)
+            second = (first + 1).clamp(max=n - 1)
+            w2 = (cc - first.to(torch.float32)).to(torch.float64)
+            return torch.stack([first, second]), torch.stack([1 - w2, w2])
+        base = c.floor()
+        index = base.long() + torch.arange(-1, 3).unsqueeze(1)
+        weights = _cubic_weights(c - base, self.cubic_coeff_a)
+        if self.exclude_outside:
+            weights = torch.where((index >= 0) & (index < n), weights, torch.zeros_like(weights))
+            weights = weights / weights.sum(0, keepdim=True)
+        return index.clamp(0, n - 1), weights
+
+    def _extrapolated(self, c: Tensor, n: int, slack: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
+        """(maybe, surely) outside [0, n - 1] under tf_crop_and_resize."""
+        if self.coordinate_transformation_mode != "tf_crop_and_resize":
+            none = torch.zeros(c.shape, dtype=torch.bool)
+            return none, none
+        c = c.to(torch.float64)
+        return (c - slack < 0) | (c + slack > n - 1), (c + slack < 0) | (c - slack > n - 1)
+
+    def _inputs(self, roi: Interval | None, scales: Interval | None, sizes: Interval | None
+                ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        return (exact_operand(roi, "Resize roi"), exact_operand(scales, "Resize scales"),
+                exact_operand(sizes, "Resize sizes"))
+
+    def concrete(self, ctx: NodeContext, x: Tensor, roi: Tensor | None = None, scales: Tensor | None = None,
+                 sizes: Tensor | None = None) -> Tensor:
+        present = [None if t is None or t.numel() == 0 else t for t in (roi, scales, sizes)]
+        out = x.to(torch.float64)
+        for axis, c in self._plan(x.shape, *present):
+            index, weights = self._taps(c, x.shape[axis])
+            view = [1] * x.dim()
+            view[axis] = -1
+            out = sum(w.reshape(view) * out.index_select(axis, i) for i, w in zip(index, weights))
+            out = torch.where(self._extrapolated(c, x.shape[axis])[1].reshape(view),
+                              torch.full_like(out, self.extrapolation_value), out)
+        return out.to(x.dtype) if x.is_floating_point() else out.round().to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, roi: Interval | None = None, scales: Interval | None = None,
+                 sizes: Interval | None = None) -> Interval:
+        lo, hi, splits = x.lower, x.upper, list(x.splits)
+        shape = list(x.shape)
+        for axis, c in self._plan(x.shape, *self._inputs(roi, scales, sizes)):
+            lo, hi = self._axis_bounds(lo, hi, splits[axis], axis, c, shape[axis], x.elem_type)
+            splits[axis], shape[axis] = tuple(range(c.numel())), c.numel()
+        return Interval.create(lo, hi, tuple(splits), shape, x.elem_type, ctx.budget)
+
+    def _axis_bounds(self, lo: Tensor, hi: Tensor, splits: tuple[int, ...], axis: int, c: Tensor, n: int,
+                     elem_type: int) -> tuple[Tensor, Tensor]:
+        nearest = self.mode == "nearest"
+        exact_coords = nearest and self.coordinate_transformation_mode != "tf_crop_and_resize"
+        delta = 0.0 if exact_coords else 8 * F32_EPS * (c.abs().to(torch.float64) + n + 2)
+        low, high = c.to(torch.float64) - delta, c.to(torch.float64) + delta
+        if nearest:
+            first, last = (_NEAREST[self.nearest_mode](t).clamp(0, n - 1).long() for t in (low, high))
+        else:
+            reach = 1 if self.mode == "linear" else 2
+            first = (low.clamp(0, n - 1) if reach == 1 else low - 1).floor().clamp(0, n - 1).long()
+            last = (high.clamp(0, n - 1).floor() + reach).clamp(0, n - 1).long()
+        lo, hi = hull_blocks(lo, hi, splits, axis, [(first, last)])
+        view = [1] * lo.dim()
+        view[axis] = -1
+        if not nearest:
+            lo, hi = self._overshoot(lo, hi, c, n, delta, view, elem_type)
+        maybe, surely = self._extrapolated(c, n, delta)
+        value = torch.tensor(self.extrapolation_value, dtype=lo.dtype)
+        lo = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.minimum(lo, value), lo))
+        hi = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.maximum(hi, value), hi))
+        return lo, hi
+
+    def _overshoot(self, lo: Tensor, hi: Tensor, c: Tensor, n: int, delta: Tensor, view: list[int],
+                   elem_type: int) -> tuple[Tensor, Tensor]:
+        """Cubic negative-weight overshoot, then the float error of the weighted sum."""
+        mass = torch.zeros_like(c, dtype=torch.float64)
+        if self.mode == "cubic":
+            index, weights = self._taps(c, n)
+            total = weights.sum(0).abs().clamp(min=0.1)
+            a = abs(self.cubic_coeff_a)
+            mass = weights.clamp(max=0).abs().sum(0) + 4 * delta * (45 * a + 12) / total + 1e-6
+        s = mass.reshape(view)
+        scaled = lambda f, t: torch.where(f == 0, torch.zeros_like(t), f * t)  # noqa: E731
+        new_lo = scaled(1 + s, lo) - scaled(s, hi)
+        new_hi = scaled(1 + s, hi) - scaled(s, lo)
+        magnitude = torch.maximum(lo.abs(), hi.abs()) * (1 + 2 * s)
+        nonneg = (lo >= 0) & (s == 0)
+        terms = 4 if self.mode == "linear" else 8  # taps, plus the float error of the weights
+        return arith.with_accumulation_error(new_lo, new_hi, magnitude, terms, elem_type, nonneg)
