@@ -26,7 +26,7 @@ from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops.hazards import GRADIENT, Hazard, HazardHit, InfiniteOperand, Overflow
+from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "ArgMax", "ArgMin", "OutputAtMost", "ReduceL1", "ReduceL2",
@@ -142,6 +142,23 @@ class OutputAtMost(Hazard):
     def invalid_text(self, elem_type):
         return self.text
 
+    def repair_operand(self):
+        return 0
+
+    def repair(self, operand, inputs=()):
+        """Clip the reduced input so that the quantity stays positive.
+
+        A log of a sum: every element at least the smallest normal number. A norm: every element
+        away from 0 by at least sqrt(smallest normal) (its square does not underflow), on the side
+        that keeps more of the operand's range.
+        """
+        facts = float_facts(operand.elem_type)
+        if self.log_of_quantity:
+            return Clamp(facts.tiny, None)
+        gap = 2.0 * math.sqrt(facts.tiny)
+        above, below = Clamp(gap, None), Clamp(None, -gap)
+        return above if operand.max() - gap >= -gap - operand.min() else below
+
 
 # ReduceLogSum: log of a sum <= 0 is -inf or NaN (the sum's lower bound 0 maps to -inf).
 NON_POSITIVE_LOG_SUM = OutputAtMost("log-nonpositive-sum", "log of a sum that can be zero or negative", -INF,
@@ -177,6 +194,8 @@ class _Reduce(OpRule):
 
     def concrete(self, ctx: NodeContext, data: Tensor, axes: Tensor | None = None) -> Tensor:
         dims = self._dims(data.dim(), None if axes is None else axes.reshape(-1).tolist(), data.is_floating_point())
+        if any(data.shape[d] == 0 for d in dims):
+            raise UnsupportedOperator(f"{self.op_type} over an empty axis")
         out = self._exact(data, dims)
         return out if self.keepdims or not dims else out.squeeze(dims)
 
