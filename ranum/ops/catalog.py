@@ -25,10 +25,21 @@ def catalog(registry: Registry) -> list[OperatorEntry]:
     for (domain, op_type), entries in sorted(registry.versions().items()):
         hazards: dict[str, tuple[str, str, str]] = {}
         for _, cls in entries:
-            for hazard in cls.hazards:
+            for hazard in _declared_hazards(cls):
                 hazards.setdefault(hazard.name, (hazard.name, hazard.kind, hazard.description))
         out.append(OperatorEntry(op_type, domain, tuple(since for since, _ in entries), tuple(hazards.values())))
     return out
+
+
+def _declared_hazards(cls: type) -> tuple:
+    """A rule class's hazards; rules whose hazards depend on attributes expose them per instance."""
+    hazards = cls.__dict__.get("hazards", getattr(cls, "hazards", ()))
+    if isinstance(hazards, property):
+        try:
+            return tuple(cls().hazards)
+        except Exception:  # noqa: BLE001 - a rule that needs attributes to build lists nothing here
+            return ()
+    return tuple(hazards)
 
 
 def markdown_table(entries: list[OperatorEntry]) -> str:
