@@ -14,6 +14,7 @@ import torch
 
 from ranum.analysis import Analysis
 from ranum.domain.dtypes import is_float, torch_dtype
+from ranum.domain.ranges import RangeSpec
 from ranum.graph.loader import tensor_value
 from ranum.graph.model import Graph, Node
 
@@ -47,6 +48,7 @@ class Problem:
     full_graph: Graph
     node: Node
     boxes: tuple[Box, ...]
+    spec: RangeSpec
 
 
 def make_problem(analysis: Analysis, node_name: str) -> Problem:
@@ -64,7 +66,7 @@ def make_problem(analysis: Analysis, node_name: str) -> Problem:
         low = max(a.low, -SEARCH_LIMIT)
         high = min(a.high, SEARCH_LIMIT)
         boxes.append(Box(a.tensor, a.role, shape, elem_type, low, high, initial))
-    return Problem(prune(graph, node), graph, node, tuple(boxes))
+    return Problem(prune(graph, node), graph, node, tuple(boxes), analysis.spec)
 
 
 def prune(graph: Graph, target: Node) -> Graph:

@@ -4,8 +4,11 @@ Strategies, cheapest first: (1) the weights as they are with inputs at range cor
 and random points, then weights at their range corners; (2) gradient descent (Adam) over the
 free tensors, parametrised into their boxes by a sigmoid, on the hazard's differentiable distance,
 run with ranum's concrete semantics in the model's own dtypes (so float32 underflow and overflow
-happen as they will in the runtime); restarts from random points. A candidate counts only when
-the hazard fires on it; the caller replays it in onnxruntime.
+happen as they will in the runtime); restarts from random points; (3) RANUM's robust inducing
+box: optimise the centre of a small box around every free tensor, through the differentiable
+abstract interpreter, until some block of the operand lies wholly in the invalid region, and take
+the centre. A candidate counts only when the hazard fires on it; the caller replays it in
+onnxruntime.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import torch
 
 from ranum.confirm._problem import Box, Problem, to_tensor
 from ranum.domain.dtypes import is_float
-from ranum.interpret import run_concrete
+from ranum.domain.interval import Interval
+from ranum.domain.ranges import initial_intervals
+from ranum.interpret import run_abstract, run_concrete
 from ranum.ops.hazards import Hazard
 
 __all__ = ["Candidate", "SearchConfig", "search"]
@@ -68,6 +73,9 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
             yield Candidate(found, f"gradient (restart {restart})")
         if time.monotonic() > deadline:
             return
+    found = _robust_box(problem, hazard, config, rng, deadline)
+    if found is not None and _fires(problem, hazard, found):
+        yield Candidate(found, "robust inducing box")
 
 
 def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[dict[str, np.ndarray], str]]:
@@ -166,3 +174,46 @@ def _soft_minimum(distance: torch.Tensor) -> torch.Tensor:
     flat = torch.where(torch.isnan(flat), torch.zeros_like(flat), flat)
     scaled = torch.sign(flat) * torch.log1p(flat.abs())
     return -torch.logsumexp(-scaled * 4.0, dim=0) / 4.0
+
+
+def _robust_box(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
+                deadline: float, fraction: float = 1e-3) -> dict[str, np.ndarray] | None:
+    """Optimise box centres until the abstract operand has a block wholly inside the invalid region."""
+    base, _ = initial_intervals(problem.full_graph, problem.spec)
+    params = {}
+    fixed = {}
+    for box in problem.boxes:
+        start = box.initial if box.initial is not None else _point(box, "random", rng)
+        if box.differentiable and np.isfinite(box.high - box.low):
+            frac = np.clip((np.asarray(start, dtype=np.float64) - box.low) / (box.high - box.low), 1e-4, 1 - 1e-4)
+            params[box.name] = torch.tensor(np.log(frac / (1 - frac)).reshape(box.shape), requires_grad=True)
+        else:
+            fixed[box.name] = np.asarray(start)
+    if not params:
+        return None
+    boxes = {b.name: b for b in problem.boxes}
+    optimiser = torch.optim.Adam(list(params.values()), lr=config.learning_rate)
+    for _ in range(config.steps):
+        if time.monotonic() > deadline:
+            return None
+        initial = dict(base)
+        centres = {}
+        for name, theta in params.items():
+            b = boxes[name]
+            centre = b.low + (b.high - b.low) * torch.sigmoid(theta)
+            radius = fraction * (b.high - b.low)
+            centres[name] = centre
+            initial[name] = Interval.from_full((centre - radius).clamp(min=b.low), (centre + radius).clamp(max=b.high),
+                                               b.elem_type)
+        run = run_abstract(problem.graph, initial)
+        node = problem.node
+        gap = hazard.containment_gap([run.env.get(n) if n else None for n in node.inputs],
+                                     [run.env.get(n) if n else None for n in node.outputs])
+        if gap is None or not gap.requires_grad:
+            return None
+        if float(gap.detach()) == 0.0:
+            return {**{n: c.detach().numpy() for n, c in centres.items()}, **fixed}
+        optimiser.zero_grad()
+        gap.backward()
+        optimiser.step()
+    return None

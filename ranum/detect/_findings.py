@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ranum.interpret import AbstractRun
+from ranum.ops.hazards import FORWARD, Overflow
 
 __all__ = ["Finding", "find_hazards"]
 
@@ -59,10 +60,13 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
             continue
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]
-        for hazard in rule.hazards:
-            hit = hazard.check(inputs, outputs)
-            if hit is None:
-                continue
+        hits = [(hazard, hazard.check(inputs, outputs)) for hazard in rule.hazards]
+        hits = [(hazard, hit) for hazard, hit in hits if hit is not None]
+        if any(h.kind == FORWARD and not isinstance(h, Overflow) for h, _ in hits):
+            # an infinite result explained by the node's own invalid operand (division by zero,
+            # log of zero...) is that defect, not a separate overflow
+            hits = [(h, hit) for h, hit in hits if not isinstance(h, Overflow)]
+        for hazard, hit in hits:
             operand = hazard.operand_name(node.inputs, node.outputs)
             operand_iv = run.env.get(operand)
             elem_type = operand_iv.elem_type if operand_iv is not None else 1
