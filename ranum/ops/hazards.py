@@ -84,12 +84,23 @@ class Hazard(ABC):
         """
         return None
 
+    def containment_gap(self, inputs: Sequence[Interval | None], outputs: Sequence[Interval | None]) -> Tensor | None:
+        """Differentiable distance from "some block lies wholly in the invalid region" (0 when one does).
+
+        Drives the search for a robust inducing box; None when this hazard offers no such measure.
+        """
+        return None
+
     def repair(self, operand: Interval, inputs: Sequence[Interval | None] = ()) -> Clamp | None:
         """The tightest clip of the operand that excludes the invalid region (None if no clip can).
 
         ``inputs`` are all the node's operand intervals, for repairs that depend on the others.
         """
         return None
+
+    def repair_operand(self) -> int | None:
+        """Index of the node input that ``repair`` clips (None: the hazard declares no such clip)."""
+        return self.operand if self.operand >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,11 @@ class Clamp:
 
     min: float | None
     max: float | None
+
+    @property
+    def empty(self) -> bool:
+        """Whether no value passes both sides."""
+        return self.min is not None and self.max is not None and self.min > self.max
 
     def meet(self, other: Clamp) -> Clamp:
         """Both clips at once (the tighter bound on each side)."""
@@ -210,6 +226,18 @@ class RegionHazard(Hazard):
         escape_up = torch.relu(region.high + margin - lo)
         escape_down = torch.relu(hi - region.low + margin)
         return torch.minimum(escape_up, escape_down).sum()
+
+    def containment_gap(self, inputs, outputs):
+        iv = inputs[self.operand] if self.operand < len(inputs) else None
+        if iv is None or not is_float(iv.elem_type) or iv.lower.numel() == 0:
+            return None
+        region = self.region(iv.elem_type)
+        gap = torch.zeros_like(iv.lower)
+        if math.isfinite(region.high):
+            gap = gap + torch.relu(iv.upper - region.high)
+        if math.isfinite(region.low):
+            gap = gap + torch.relu(region.low - iv.lower)
+        return gap.min()
 
     def repair(self, operand, inputs=()):
         region = self.region(operand.elem_type)
