@@ -154,7 +154,7 @@ class _AbstractWalker:
             self._unsupported(node, f"{node.op_type}: {exc}")
             return self._top(ctx)
         except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the analysis; stay sound
-            log.exception("rule %s failed at node %s", node.op_type, node.name)
+            log.debug("rule %s failed at node %s", node.op_type, node.name, exc_info=True)
             self._unsupported(node, f"internal error in rule {node.op_type}: {exc}")
             return self._top(ctx)
         return outputs
