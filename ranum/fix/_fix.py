@@ -12,9 +12,10 @@ from ranum.analysis import Analysis, SpecSource, analyze
 from ranum.detect import Finding, find_hazards
 from ranum.detect._findings import _json_number
 from ranum.errors import RanumError
+from ranum.fix._operator import NodeClip, patch, repair_rounds
 from ranum.fix._optimize import FixConfig, optimise_clips
 from ranum.graph.loader import ModelSource, read_model
-from ranum.graph.patch import ClipSpec, insert_clips
+from ranum.graph.patch import ClipSpec
 from ranum.ops.hazards import Clamp
 
 __all__ = ["FixReport", "Precondition", "fix", "MODES"]
@@ -74,6 +75,10 @@ class FixReport:
 def fix(model: ModelSource, spec: SpecSource = None, mode: str = "all", config: FixConfig | None = None) -> FixReport:
     """Suggest clip preconditions that remove the findings of ``model`` and certify them.
 
+    ``all`` clips inputs and weights first; findings that no such clip removes (e.g. a defect
+    caused by a constant) fall back to clips of the vulnerable operators' operands, which the
+    preconditions name (``Precondition.node``).
+
     Args:
         model: ONNX path or ModelProto.
         spec: range spec.
@@ -88,14 +93,20 @@ def fix(model: ModelSource, spec: SpecSource = None, mode: str = "all", config: 
     config = config or FixConfig()
     analysis = analyze(model, spec)
     findings = find_hazards(analysis.run)
+    original = read_model(model)
     optimiser = None
-    if not findings:
-        preconditions: list[Precondition] = []
-    elif mode == "operator":
-        preconditions = _operator_preconditions(analysis, findings)
-    else:
-        preconditions, optimiser = _range_preconditions(analysis, mode, config)
-    patched = insert_clips(read_model(model), [_clip_spec(p) for p in preconditions], _elem_types(analysis))
+    preconditions: list[Precondition] = []
+    if findings and mode != "operator":
+        preconditions, optimiser, certified = _range_preconditions(analysis, mode, config)
+        if mode == "all" and not certified:  # no input/weight clip certifies: the operator fallback alone
+            preconditions, optimiser = [], None
+    if findings and mode in ("operator", "all"):
+        base = [_clip_spec(p) for p in preconditions]
+        clips = repair_rounds(original, analysis.spec, base, _elem_types(analysis), config.operator_rounds)
+        preconditions = [_node_precondition(analysis, c) for c in clips] + preconditions
+    patched, _ = patch(original, [_clip_spec(p) for p in preconditions if p.node is None],
+                       [NodeClip(p.node, p.op_type or "", p.tensor, Clamp(p.min, p.max))
+                        for p in preconditions if p.node is not None], _elem_types(analysis))
     try:
         onnx.checker.check_model(patched)
     except onnx.checker.ValidationError as exc:  # a bug in patching, never the user's fault
@@ -106,39 +117,24 @@ def fix(model: ModelSource, spec: SpecSource = None, mode: str = "all", config: 
     return FixReport(label, mode, tuple(preconditions), not remaining, remaining, len(findings), optimiser, patched)
 
 
-def _operator_preconditions(analysis: Analysis, findings: list[Finding]) -> list[Precondition]:
-    """Per vulnerable operand, the meet of the repairs its hazards declare."""
-    clamps: dict[tuple[str, str], Clamp] = {}
-    op_types = {f.node: f.op_type for f in findings}
-    for finding in findings:
-        rule = analysis.run.rules[finding.node]
-        hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
-        operand = analysis.run.env.get(finding.operand)
-        inputs = [analysis.run.env.get(n) if n else None for n in _node(analysis, finding.node).inputs]
-        repair = hazard.repair(operand, inputs) if operand is not None else None
-        if repair is None:
-            continue
-        key = (finding.node, finding.operand)
-        clamps[key] = clamps[key].meet(repair) if key in clamps else repair
-    out = []
-    for (node, tensor), clamp in clamps.items():
-        iv = analysis.run.env[tensor]
-        out.append(Precondition(tensor, clamp.min, clamp.max, node, op_types[node], _kept(iv.min(), iv.max(), clamp),
-                                None))
-    return out
+def _node_precondition(analysis: Analysis, clip: NodeClip) -> Precondition:
+    """A node-level clip with the sides that bind on the tensor's original range."""
+    iv = analysis.run.env[clip.tensor]
+    low, high = iv.min(), iv.max()
+    clamp = Clamp(None if clip.clamp.min is None or clip.clamp.min <= low else clip.clamp.min,
+                  None if clip.clamp.max is None or clip.clamp.max >= high else clip.clamp.max)
+    return Precondition(clip.tensor, clamp.min, clamp.max, clip.node, clip.op_type, _kept(low, high, clamp), None)
 
 
-def _node(analysis: Analysis, name: str):
-    return next(n for n in analysis.run.nodes if n.name == name)
-
-
-def _range_preconditions(analysis: Analysis, mode: str, config: FixConfig) -> tuple[list[Precondition], str | None]:
+def _range_preconditions(analysis: Analysis, mode: str, config: FixConfig) \
+        -> tuple[list[Precondition], str | None, bool]:
+    """Input/weight clips from the search, the optimiser that found them, and whether they certify."""
     roles = {"inputs": {"input"}, "weights": {"weight"}, "all": {"input", "weight"}}[mode]
     tensors = [a.tensor for a in analysis.assumptions
                if a.low is not None and (a.role in roles or mode == "all" and a.role == "constant")]
     result = optimise_clips(analysis, tensors, config)
     if result is None:
-        return [], None
+        return [], None, False
     by_name = {a.tensor: a for a in analysis.assumptions}
     out = []
     for tensor, (low, high) in result.clips.items():
@@ -151,7 +147,7 @@ def _range_preconditions(analysis: Analysis, mode: str, config: FixConfig) -> tu
             value = onnx.numpy_helper.to_array(analysis.graph.initializers[tensor])
             keeps = bool(value.min() >= low and value.max() <= high) if value.size else True
         out.append(Precondition(tensor, clamp.min, clamp.max, None, None, _kept(a.low, a.high, clamp), keeps))
-    return out, result.optimiser
+    return out, result.optimiser, result.certified
 
 
 def _kept(low: float, high: float, clamp: Clamp) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ import torch
 from ranum.analysis import Analysis
 from ranum.config import AnalysisConfig
 from ranum.detect import find_hazards
+from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
 from ranum.graph.loader import tensor_value
@@ -38,12 +40,14 @@ class FixConfig:
         seconds: wall-clock budget for the whole search.
         width_weight: weight of the keep-ranges-wide term.
         check_every: certify with detection every this many steps.
+        operator_rounds: most analyse-and-repair rounds of operator-level clips.
     """
 
     steps: int = 200
     seconds: float = 60.0
     width_weight: float = 1e-2
     check_every: int = 5
+    operator_rounds: int = 5
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,10 @@ def optimise_clips(analysis: Analysis, tensors: list[str], config: FixConfig) ->
         found = _run(analysis, base, targets, config, factory, deadline)
         if found is not None:
             results.append(ClipResult(found[0], found[1], name, found[2]))
+    results.extend(_shrink(analysis, base, targets, deadline))
     certified = [r for r in results if r.certified]
     if certified:
-        best = max(certified, key=lambda r: r.kept)
+        best = max(certified, key=lambda r: (_keeps_ordinary(targets, r.clips), r.kept))
         clips = _widen(analysis, base, targets, best.clips, deadline)
         return ClipResult(clips, True, best.optimiser, _kept(targets, clips))
     return max(results, key=lambda r: r.kept) if results else None
@@ -95,6 +100,8 @@ def _targets(analysis: Analysis, tensors: list[str]) -> list[_Target]:
         if a is None or a.low is None or not math.isfinite(a.low) or not math.isfinite(a.high) or a.high <= a.low:
             continue
         info = analysis.graph.info(name)
+        if not is_float(info.elem_type):  # Clip rejects bool; integer ranges are indices or counts
+            continue
         ordinary = None
         if name in analysis.graph.initializers:
             value = tensor_value(analysis.graph.initializers[name])
@@ -119,12 +126,16 @@ def _run(analysis, base, targets, config, factory, deadline):
         run = run_abstract(analysis.graph, initial, AnalysisConfig())
         if step % config.check_every == 0 or step == config.steps:
             clips = {n: (float(lo.detach()), float(hi.detach())) for n, (lo, hi) in bounds.items()}
-            if not find_hazards(run):
+            with warnings.catch_warnings():  # hazards read float(bound) of tensors that carry gradients
+                warnings.simplefilter("ignore", UserWarning)
+                certified = not find_hazards(run)
+            if certified:
                 return clips, True, _kept(targets, clips)
             best = (clips, False, _kept(targets, clips))
-        loss = _violation(run) + config.width_weight * _width_penalty(targets, bounds)
-        if not loss.requires_grad:
-            break
+        violation = _violation(run)
+        if not violation.requires_grad or float(violation.detach()) == 0.0:
+            break  # no hazard offers a gradient: descending would only trade width away
+        loss = violation + config.width_weight * _width_penalty(targets, bounds)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -209,3 +220,42 @@ def _width_penalty(targets, bounds) -> torch.Tensor:
 def _kept(targets, clips) -> float:
     logs = [math.log(max(clips[t.name][1] - clips[t.name][0], 1e-300) / (t.high - t.low)) for t in targets]
     return math.exp(sum(logs) / len(logs)) if logs else 1.0
+
+
+def _keeps_ordinary(targets: list[_Target], clips: dict[str, tuple[float, float]]) -> bool:
+    return all(t.ordinary is None or clips[t.name][0] <= t.ordinary[0] and t.ordinary[1] <= clips[t.name][1]
+               for t in targets)
+
+
+def _shrink(analysis, base, targets, deadline, steps: int = 14) -> list[ClipResult]:
+    """Gradient-free search: shrink every range toward one anchor by a common factor s (bisection).
+
+    Anchors: the middle of the ordinary values (initial weights) or of the range, the high ends,
+    the low ends. Finds clips where the violation offers no gradient (saturated bounds).
+    """
+    out = []
+    for label, anchor in (("shrink to middle", _middle), ("shrink to high end", lambda t: t.high),
+                          ("shrink to low end", lambda t: t.low)):
+        points = {t.name: anchor(t) for t in targets}
+
+        def clips(s: float, points=points) -> dict[str, tuple[float, float]]:
+            return {t.name: (p - s * (p - t.low), p + s * (t.high - p)) for t in targets for p in (points[t.name],)}
+
+        good, bad = 1e-6, 1.0
+        if time.monotonic() > deadline or not _certifies(analysis, base, targets, clips(good)):
+            continue
+        if _certifies(analysis, base, targets, clips(bad)):
+            good = bad
+        for _ in range(steps):
+            if good == bad or time.monotonic() > deadline:
+                break
+            middle = math.sqrt(good * bad)
+            good, bad = (middle, bad) if _certifies(analysis, base, targets, clips(middle)) else (good, middle)
+        out.append(ClipResult(clips(good), True, label, _kept(targets, clips(good))))
+    return out
+
+
+def _middle(t: _Target) -> float:
+    if t.ordinary is not None:
+        return min(max((t.ordinary[0] + t.ordinary[1]) / 2, t.low), t.high)
+    return (t.low + t.high) / 2

@@ -16,7 +16,7 @@ from onnx import helper, numpy_helper
 
 from ranum.graph.loader import stable_node_names
 
-__all__ = ["ClipSpec", "insert_clips"]
+__all__ = ["ClipSpec", "clipped_name", "insert_clips"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class ClipSpec:
     consumers: frozenset[str] | None = None
 
 
+def clipped_name(tensor: str, index: int) -> str:
+    """Name of the output of the ``index``-th Clip that ``insert_clips`` inserts (on ``tensor``)."""
+    return f"{tensor}__ranum_clip{index}"
+
+
 def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapping[str, int]) -> onnx.ModelProto:
     """A copy of ``model`` with one Clip node per ClipSpec, wired into the chosen consumers."""
     out = onnx.ModelProto()
@@ -39,14 +44,14 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
         proto.name = name
     ordered = [proto for _, proto in named]
     for index, clip in enumerate(clips):
-        clipped = f"{clip.tensor}__ranum_clip{index}"
+        clipped = clipped_name(clip.tensor, index)
         node_inputs = [clip.tensor]
         np_type = helper.tensor_dtype_to_np_dtype(elem_types.get(clip.tensor, onnx.TensorProto.FLOAT))
         for side, value in (("min", clip.min), ("max", clip.max)):
             if value is None:
                 node_inputs.append("")
                 continue
-            const = f"{clip.tensor}__ranum_clip{index}_{side}"
+            const = f"{clipped}_{side}"
             graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np_type), const))
             node_inputs.append(const)
         while node_inputs and node_inputs[-1] == "":

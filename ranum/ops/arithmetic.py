@@ -24,13 +24,38 @@ from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float,
 from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule, UnaryRule, as_float64
-from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, HazardHit, Overflow, Region, divisor_zero, equal_to
+from ranum.ops.hazards import (
+    FORWARD,
+    GRADIENT,
+    Hazard,
+    HazardHit,
+    Overflow,
+    Region,
+    RegionHazard,
+    divisor_zero,
+    equal_to,
+)
 from ranum.ops.registry import register
 
 __all__ = ["Abs", "Add", "Ceil", "Clip", "Clip6", "CumSum", "Div", "Floor", "Max", "Mean", "Min", "Mod", "Mul",
            "Neg", "Pow", "PowHazard", "Round", "Sign", "Sub", "Sum"]
 
 _INF = math.inf
+
+
+def _int_add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer [l1, u1] + [l2, u2] (int64 bounds); a sum that may wrap around gets the whole int64 range."""
+    info = torch.iinfo(torch.int64)
+    lo, hi = l1 + l2, u1 + u2
+    safe = 2.0 ** 62
+    wraps = (l1.double().abs() >= safe) | (l2.double().abs() >= safe) | (u1.double().abs() >= safe) | (
+        u2.double().abs() >= safe)
+    return torch.where(wraps, torch.full_like(lo, info.min), lo), torch.where(wraps, torch.full_like(hi, info.max), hi)
+
+
+def _int_sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer [l1, u1] - [l2, u2] (see :func:`_int_add`)."""
+    return _int_add(l1, u1, -u2, -l2)
 
 
 @register("Add")
@@ -41,7 +66,7 @@ class Add(OpRule):
         return a + b
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
-        return elementwise(arith.add, [a, b], a.elem_type)
+        return elementwise(arith.add if is_float(a.elem_type) else _int_add, [a, b], a.elem_type)
 
 
 @register("Sub")
@@ -55,7 +80,7 @@ class Sub(OpRule):
         if ctx.same_input(0, 1):
             zero = torch.zeros_like(a.lower)
             return a.with_bounds(zero, zero)
-        return elementwise(arith.sub, [a, b], a.elem_type)
+        return elementwise(arith.sub if is_float(a.elem_type) else _int_sub, [a, b], a.elem_type)
 
 
 @register("Mul")
@@ -196,6 +221,13 @@ class PowHazard(Hazard):
     def invalid_text(self, elem_type):
         exponent = self.exponent.text() if self.exponent is not None else "a non-integer"
         return f"base in {self.base(float_facts(elem_type)).text()} with exponent {exponent}"
+
+    def repair(self, operand, inputs=()):
+        """Clip the base out of its region (the exponent is left as it is)."""
+        region = self.base(float_facts(operand.elem_type))
+        as_region = RegionHazard(self.name, self.description, region.low, region.high, region.low_closed,
+                                 region.high_closed, self.kind, self.operand)
+        return as_region.repair(operand, inputs)
 
 
 def _float_type(x: Tensor) -> int:

@@ -106,7 +106,8 @@ def test_pow_hazards() -> None:
     square = _run("e = Constant<value = float {2.0}>()\n y = Pow(x, e)", {"x": (-1.0, 4.0)})
     assert not _hazard_ids(square)
     inverse = _run("e = Constant<value = float {-1.0}>()\n y = Pow(x, e)", {"x": (0.0, 4.0)})
-    assert {"pow-zero-negative-exponent", "overflow"} <= _hazard_ids(inverse)
+    # the infinite result is explained by the zero base: reported once, not again as an overflow
+    assert _hazard_ids(inverse) == {"pow-zero-negative-exponent"}
     assert _bounds(inverse) == (-math.inf, math.inf)  # (-0.0) ** -1 = -inf
     huge = _run("e = Constant<value = float {40.0}>()\n y = Pow(x, e)", {"x": (5.0, 20.0)})
     assert _hazard_ids(huge) == {"overflow"}

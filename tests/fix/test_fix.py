@@ -1,0 +1,104 @@
+"""ranum fix on the defect zoo: operator mode and all mode certify every defect; patched models
+pass the checker, produce no NaN/Inf in onnxruntime on inputs and weights inside the ranges, and
+compute what the original computes wherever the clips are inactive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+import ranum
+from ranum.cli import app
+from ranum.fix import FixConfig, fix
+from tests.models import LOG_OF_DIFFERENCE, parse
+from tests.zoo.models import BUGGY, ZooModel
+from tests.zoo.runtime import SAMPLE_MODES, Runner, sample_feeds
+
+CONFIG = FixConfig(seconds=20.0, steps=60)  # a small budget keeps tests/fix fast
+
+
+def _no_nan_inside_ranges(record: ZooModel, patched: onnx.ModelProto) -> None:
+    """No NaN anywhere, finite outputs, and infinities only where an infinite constant flows."""
+    analysis = ranum.analyze(record.model(), record.spec)
+    fed = [a.tensor for a in analysis.assumptions if a.low is not None and a.tensor in
+           {i.name for i in record.model().graph.initializer}]
+    runner = Runner(patched, fed=fed)
+    constants = {i.name for i in patched.graph.initializer}
+    outputs = {o.name for o in patched.graph.output}
+    rng = np.random.default_rng(0)
+    for mode in SAMPLE_MODES:
+        values = runner.run(sample_feeds(analysis, record.model(), mode, rng))
+        allowed = _from_infinite_constants(patched, values)
+        for name, value in values.items():
+            value = np.asarray(value)
+            if value.dtype.kind != "f" or name in constants:
+                continue
+            assert not np.isnan(value).any(), (name, mode)
+            assert np.isfinite(value).all() or name in allowed and name not in outputs, (name, mode)
+
+
+def _from_infinite_constants(model: onnx.ModelProto, values: dict) -> set[str]:
+    """Tensors computed from a constant that is infinite by design (e.g. a -inf attention mask)."""
+    tainted = {i.name for i in model.graph.initializer if not np.isfinite(values[i.name]).all()}
+    for node in model.graph.node:
+        if node.op_type == "Constant" or any(name in tainted for name in node.input):
+            tainted.update(o for o in node.output if not np.isfinite(np.asarray(values[o])).all())
+    return tainted
+
+
+@pytest.mark.parametrize("record", BUGGY, ids=[m.id for m in BUGGY])
+def test_operator_mode_certifies(record: ZooModel) -> None:
+    report = fix(record.model(), record.spec, "operator", CONFIG)
+    assert report.certified, [(f.node, f.hazard) for f in report.remaining]
+    onnx.checker.check_model(report.patched)
+    _no_nan_inside_ranges(record, report.patched)
+
+
+@pytest.mark.parametrize("record", BUGGY, ids=[m.id for m in BUGGY])
+def test_all_mode_certifies(record: ZooModel) -> None:
+    report = fix(record.model(), record.spec, "all", CONFIG)
+    assert report.certified, [(f.node, f.hazard) for f in report.remaining]
+    onnx.checker.check_model(report.patched)
+    _no_nan_inside_ranges(record, report.patched)
+    for p in report.preconditions:
+        assert p.kept_fraction is None or 0 < p.kept_fraction <= 1
+
+
+def test_patched_model_matches_original_where_clips_are_inactive() -> None:
+    model = parse(LOG_OF_DIFFERENCE)
+    report = fix(model, {"inputs": {"x": [0, 1], "y": [0, 1]}}, "operator", CONFIG)
+    assert report.certified
+    feeds = {"x": np.full((2, 3), 0.9, np.float32), "y": np.full((2, 3), 0.2, np.float32)}
+    original = Runner(model).run(feeds)["z"]
+    patched = Runner(report.patched).run(feeds)["z"]
+    np.testing.assert_array_equal(original, patched)
+
+
+def test_node_names_are_stable_in_the_patched_model() -> None:
+    report = fix(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}}, "operator", CONFIG)
+    names = {n.name for n in report.patched.graph.node}
+    assert {"Sub_0", "Log_1"} <= names
+
+
+def test_cli_fix_json_and_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(parse(LOG_OF_DIFFERENCE), str(path))
+    runner = CliRunner(env={"COLUMNS": "200"})
+    out = tmp_path / "fixed.onnx"
+    result = runner.invoke(app, ["fix", str(path), "-r", "x=0,1", "-r", "y=0,1", "--on", "operator",
+                                 "-o", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["certified"] is True and data["remaining"] == []
+    (pre,) = data["preconditions"]
+    assert pre["tensor"] == "d" and pre["min"] > 0 and pre["max"] is None
+    onnx.checker.check_model(str(out))
+    refused = runner.invoke(app, ["fix", str(path), "-o", str(path)])
+    assert refused.exit_code == 2 and "overwrite" in refused.stderr
+    bad_mode = runner.invoke(app, ["fix", str(path), "--on", "everything", "-o", str(tmp_path / "x.onnx")])
+    assert bad_mode.exit_code == 2 and "--on" in bad_mode.stderr
