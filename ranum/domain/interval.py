@@ -194,6 +194,11 @@ class Interval:
         new_hi = hi + hi.abs() * (ulps * facts.eps) + ulps * facts.subnormal
         new_lo = torch.where(lo >= 0, new_lo.clamp(min=0.0), new_lo)
         new_hi = torch.where(hi <= 0, new_hi.clamp(max=0.0), new_hi)
+        if ulps <= 1:
+            # one correct rounding to nearest never leaves [-max, max] from inside it: adding the
+            # dtype's most negative value to a score (attention masks) stays finite
+            new_lo = torch.where(lo >= -facts.max, new_lo.clamp(min=-facts.max), new_lo)
+            new_hi = torch.where(hi <= facts.max, new_hi.clamp(max=facts.max), new_hi)
         new_lo = torch.where(torch.isfinite(lo), new_lo, lo)
         new_hi = torch.where(torch.isfinite(hi), new_hi, hi)
         return self.with_bounds(saturate_lower(new_lo, facts.max), saturate_upper(new_hi, facts.max))

@@ -1,0 +1,100 @@
+"""ranum on real architectures: tiny transformer and CNN models exported from PyTorch.
+
+The models come from ``benchmarks/zoo.py`` (``transformers`` configs, random initialisation, ``tiny``
+size) and are exported once per session into a pytest temporary folder. To keep the run short, each
+family is exported with the TorchScript exporter (about a second each, and its graphs keep the shape
+subgraphs: Shape, ConstantOfShape, Expand, Where, ...); GPT-2 is also exported with the dynamo
+exporter (opset 18, which needs ``onnxscript``).
+
+Asserted: no operator without a rule; in exact-weights mode every finding is proven real by a
+concrete onnxruntime run, or the model is a known false-positive case marked ``xfail(strict=True)``
+with the reason (so that fixing the analysis turns the mark into a failure to remove).
+
+Proven real: T5's relative-position bucket takes ``Log`` of ``|relative position| / max_exact``,
+which is 0 on the diagonal; the ``-inf`` is then discarded by ``Where`` (a true finding).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import ranum
+
+pytest.importorskip("transformers", reason="real-architecture tests need the 'zoo' extra (pip install -e .[zoo])")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import zoo  # noqa: E402
+
+from tests.zoo.runtime import Runner  # noqa: E402
+
+RELATIONAL = ("false positive: the interval domain loses the relation between x and its own statistics "
+              "(LayerNorm with eps=1e-12 on a residual sum cannot be shown to have a non-constant slice; "
+              "RMSNorm x * rsqrt(mean(x^2) + eps) is bounded by |x| / sqrt(eps))")
+KNOWN = {  # model -> reason its exact-weights findings are not all real yet
+    "bert": RELATIONAL,
+    "llama": RELATIONAL,
+    "t5": RELATIONAL,
+    "vit": RELATIONAL,
+}
+MODELS = [("bert", "torchscript"), ("gpt2", "torchscript"), ("gpt2", "dynamo"), ("llama", "torchscript"),
+          ("t5", "torchscript"), ("vit", "torchscript"), ("resnet50", "torchscript"), ("convnext", "torchscript"),
+          ("whisper-encoder", "torchscript")]
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("zoo")
+
+
+def _export(cache: Path, family: str, exporter: str) -> Path:
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript (the 'zoo' extra)")
+    return zoo.export(family, "tiny", exporter, cache=cache)
+
+
+def _proven_real(path: Path, family: str, findings) -> set[str]:
+    """Nodes of ``findings`` whose operand is invalid in one concrete onnxruntime run."""
+    model = onnx.load(str(path))
+    values = Runner(model).run(zoo.feeds(model, zoo.spec(family, "tiny", "exact")["inputs"]))
+    real = set()
+    for f in findings:
+        operand = values.get(f.to_dict()["operand"])
+        if operand is not None and f.op_type == "Log" and bool((operand <= 0).any()):
+            real.add(f.node)
+        elif operand is not None and f.to_dict()["hazard_id"] == "overflow" and not np.isfinite(operand).all():
+            real.add(f.node)
+    return real
+
+
+@pytest.mark.parametrize(("family", "exporter"), MODELS, ids=[f"{f}-{e}" for f, e in MODELS])
+def test_every_operator_has_a_rule(cache, family, exporter):
+    path = _export(cache, family, exporter)
+    report = ranum.check(path, zoo.spec(family, "tiny", "derived"))
+    assert report.unsupported_ops == ()
+
+
+def _exact_params():
+    for family, exporter in MODELS:
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN[family])] if family in KNOWN else []
+        yield pytest.param(family, exporter, id=f"{family}-{exporter}", marks=marks)
+
+
+@pytest.mark.parametrize(("family", "exporter"), list(_exact_params()))
+def test_exact_weights_findings_are_real(cache, family, exporter):
+    path = _export(cache, family, exporter)
+    report = ranum.check(path, zoo.spec(family, "tiny", "exact"))
+    assert report.unsupported_ops == ()
+    real = _proven_real(path, family, report.findings)
+    assert [f"{f.op_type}:{f.node}" for f in report.findings if f.node not in real] == []
+
+
+def test_t5_relative_position_log_is_a_real_finding(cache):
+    path = _export(cache, "t5", "torchscript")
+    report = ranum.check(path, zoo.spec("t5", "tiny", "exact"))
+    logs = [f for f in report.findings if f.op_type == "Log"]
+    assert logs, "the relative-position Log of 0 must be reported"
+    assert {f.node for f in logs} <= _proven_real(path, "t5", logs)
