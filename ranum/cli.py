@@ -5,13 +5,16 @@ Exit codes: 0 no finding, 1 findings, 2 bad input or usage (one-line message on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -21,7 +24,7 @@ from ranum.analysis import analyze
 from ranum.config import AnalysisConfig
 from ranum.detect._check import report_from
 from ranum.domain.ranges import RangeSpec, parse_range_text, parse_spec, parse_weights_mode
-from ranum.errors import RanumError
+from ranum.errors import RangeSpecError, RanumError
 from ranum.report import render_check
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -36,6 +39,17 @@ app = typer.Typer(
 class OutputFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    html = "html"
+
+
+_MODEL_HELP = "ONNX model file, or path/to/file.py:factory (a function returning a torch.nn.Module)."
+_INPUT_HELP = "NAME=SHAPE[:LO,HI][:DTYPE] for an input of a file.py:factory model, e.g. x=1x784:0,1."
 
 
 def _version(value: bool) -> None:
@@ -53,14 +67,16 @@ def _main(
 
 @app.command()
 def check(
-    model: Path = typer.Argument(..., help="ONNX model file."),
+    model: Path = typer.Argument(..., help=_MODEL_HELP),
+    inputs: list[str] = typer.Option([], "--input", "-i", help=_INPUT_HELP),
     ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
     spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
     weights: str | None = typer.Option(
         None, "--weights", help="Weight ranges: 'derived' (default), 'exact' (trained model) or LO,HI for all."
     ),
     dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
-    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Report format."),
+    output_format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
+                                              help="Report format: text, json, sarif (SARIF 2.1.0) or html."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
     block_budget: int = typer.Option(1 << 16, "--block-budget", min=1, help="Most blocks per tensor."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every assumption."),
@@ -69,15 +85,18 @@ def check(
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     try:
-        range_spec = _range_spec(spec, ranges, weights, dims)
-        analysis = analyze(model, range_spec, AnalysisConfig(block_budget=block_budget))
-        report = report_from(analysis, str(model))
+        with _progress() as step:
+            source, input_ranges = _model_source(model, inputs, step)
+            range_spec = _range_spec(spec, ranges, weights, dims, input_ranges)
+            step("analysing")
+            analysis = analyze(source, range_spec, AnalysisConfig(block_budget=block_budget))
+            report = report_from(analysis, str(model))
     except RanumError as exc:
         _fail(err, str(exc))
     except OSError as exc:
         _fail(err, f"{exc.strerror or exc}: {exc.filename or model}")
-    if output_format is OutputFormat.json:
-        text = report.to_json() + "\n"
+    if output_format is not CheckFormat.text:
+        text = _render_document(report, output_format)
         if output is None:
             sys.stdout.write(text)
         else:
@@ -92,7 +111,8 @@ def check(
 
 @app.command()
 def confirm(
-    model: Path = typer.Argument(..., help="ONNX model file."),
+    model: Path = typer.Argument(..., help=_MODEL_HELP),
+    inputs: list[str] = typer.Option([], "--input", "-i", help=_INPUT_HELP),
     ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
     spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
     weights: str | None = typer.Option(None, "--weights", help="'derived' (default), 'exact' or LO,HI."),
@@ -103,24 +123,38 @@ def confirm(
     seed: int = typer.Option(0, "--seed", help="Random seed (results are reproducible)."),
     seconds: float = typer.Option(20.0, "--seconds", min=0.1, help="Search budget per finding."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Report format."),
+    system: bool = typer.Option(False, "--system", help="Also generate system tests: training data that leads "
+                                "to the failure under plain SGD from the initial weights."),
+    lr: float = typer.Option(0.1, "--lr", help="SGD learning rate of the training recipe (--system)."),
+    steps: int = typer.Option(1, "--steps", help="SGD steps of the training recipe (--system)."),
+    batch: int = typer.Option(1, "--batch", help="Examples per SGD step (--system)."),
+    loss: str | None = typer.Option(None, "--loss", help="Scalar loss tensor (default: the only scalar output)."),
+    train: list[str] = typer.Option([], "--train", help="Trainable weight (repeatable; default: every float "
+                                    "initializer with more than one element)."),
 ) -> None:
     """Generate failure-exhibiting unit tests for the findings, verified in onnxruntime."""
-    from ranum.confirm import SearchConfig
+    from ranum.confirm import SearchConfig, SystemConfig
     from ranum.confirm import confirm as run_confirm
 
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    show = err.print if output_format is OutputFormat.text and sys.stderr.isatty() else None
     try:
-        range_spec = _range_spec(spec, ranges, weights, dims)
-        report = run_confirm(model, range_spec, output, nodes or None, SearchConfig(seed=seed, seconds=seconds),
-                             force=force, progress=(lambda m: show(f"[dim]confirming {m}[/dim]")) if show else None)
+        training = SystemConfig(lr=lr, steps=steps, batch=batch, loss=loss, train=tuple(train) or None,
+                                seconds=seconds) if system else None
+        with _progress() as step:
+            source, input_ranges = _model_source(model, inputs, step)
+            range_spec = _range_spec(spec, ranges, weights, dims, input_ranges)
+            step("analysing")
+            report = run_confirm(source, range_spec, output, nodes or None, SearchConfig(seed=seed, seconds=seconds),
+                                 force=force, progress=lambda m: step(f"confirming {m}", advance=True),
+                                 system=training)
     except RanumError as exc:
         _fail(err, str(exc))
     if output_format is OutputFormat.json:
         sys.stdout.write(json.dumps({"results": [
             {"node": r.node, "op_type": r.op_type, "status": r.status, "seconds": round(r.seconds, 4),
-             "dir": r.dir, "hazard": r.hazard, "kind": r.kind, "strategy": r.strategy, "note": r.note}
+             "dir": r.dir, "hazard": r.hazard, "kind": r.kind, "strategy": r.strategy, "note": r.note,
+             **({"system": r.system} if r.system is not None else {})}
             for r in report.results]}, indent=2) + "\n")
     else:
         _render_confirm(report, Console())
@@ -139,11 +173,17 @@ def _render_confirm(report, console: Console) -> None:
     console.print(table)
     done = sum(1 for r in report.results if r.status == "confirmed")
     console.print(f"{done} of {len(report.results)} findings confirmed", highlight=False)
+    systems = [r.system for r in report.results if r.system is not None]
+    if systems:
+        reached = sum(1 for s in systems if s["status"] == "confirmed")
+        console.print(f"{reached} of {len(systems)} system tests confirmed (training data reaches the failure)",
+                      highlight=False)
 
 
 @app.command()
 def fix(
-    model: Path = typer.Argument(..., help="ONNX model file."),
+    model: Path = typer.Argument(..., help=_MODEL_HELP),
+    inputs: list[str] = typer.Option([], "--input", "-i", help=_INPUT_HELP),
     ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
     spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
     weights: str | None = typer.Option(None, "--weights", help="'derived' (default), 'exact' or LO,HI."),
@@ -164,8 +204,11 @@ def fix(
     if not output.resolve().parent.is_dir():
         _fail(err, f"output folder does not exist: {output.parent}")
     try:
-        range_spec = _range_spec(spec, ranges, weights, dims)
-        report = run_fix(model, range_spec, on, FixConfig(seconds=seconds))
+        with _progress() as step:
+            source, input_ranges = _model_source(model, inputs, step)
+            range_spec = _range_spec(spec, ranges, weights, dims, input_ranges)
+            step(f"searching preconditions (--on {on}, up to {seconds:g} s)")
+            report = run_fix(source, range_spec, on, FixConfig(seconds=seconds))
     except RanumError as exc:
         _fail(err, str(exc))
     _write_atomically(err, output, None, report.patched.SerializeToString())
@@ -222,14 +265,69 @@ def ops(
         Console().print(table)
 
 
-def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str]) -> RangeSpec:
+def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str],
+                input_ranges: dict[str, tuple[float, float]] | None = None) -> RangeSpec:
     result = parse_spec(spec) if spec is not None else RangeSpec()
-    result = result.with_ranges(dict(parse_range_text(text) for text in ranges))
+    result = result.with_ranges({**(input_ranges or {}), **dict(parse_range_text(text) for text in ranges)})
     if weights is not None:
         result = result.with_weights_default(parse_weights_mode(weights))
     if dims:
         result = result.with_dims(dict(_parse_dim(text) for text in dims))
     return result
+
+
+def _model_source(model: Path, inputs: list[str], step) -> tuple[Any, dict[str, tuple[float, float]]]:
+    """The ONNX file as given, or the module of ``file.py:factory`` exported (with its --input ranges)."""
+    text = str(model)
+    if ".py:" not in text:
+        if inputs:
+            raise RangeSpecError("--input describes the inputs of a file.py:factory model; for an ONNX file "
+                                 "use --range NAME=LO,HI")
+        return model, {}
+    import torch
+
+    from ranum.frontend import export_module, load_factory, parse_input
+
+    specs = [parse_input(t) for t in inputs]
+    if not specs:
+        raise RangeSpecError(f"{text} needs the shape of each input: --input NAME=SHAPE[:LO,HI], e.g. x=1x784:0,1")
+    step(f"loading {text}")
+    module = load_factory(text)
+    generator = torch.Generator().manual_seed(0)
+    step(f"exporting {type(module).__name__} with torch.onnx.export(dynamo=True)")
+    exported = export_module(module, tuple(s.example(generator) for s in specs), input_names=[s.name for s in specs])
+    return exported.model, {s.name: (s.low, s.high) for s in specs if s.low is not None}
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Any]:
+    """A ``step(description, advance=False)`` callback: a rich progress display on a terminal, else nothing."""
+    if not sys.stderr.isatty():
+        yield lambda description, advance=False: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def step(description: str, advance: bool = False) -> None:
+            progress.update(task, description=description, advance=1 if advance else 0)
+
+        yield step
+
+
+def _render_document(report, output_format: CheckFormat) -> str:
+    if output_format is CheckFormat.json:
+        return report.to_json() + "\n"
+    if output_format is CheckFormat.sarif:
+        from ranum.report import render_sarif
+
+        return render_sarif(report) + "\n"
+    from ranum.report import render_html
+
+    return render_html(report)
 
 
 def _parse_dim(text: str) -> tuple[str, int]:

@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from ranum.confirm._confirm import ConfirmReport, ConfirmResult, confirm
 from ranum.confirm._search import SearchConfig
+from ranum.confirm._system import SystemConfig
 
-__all__ = ["ConfirmReport", "ConfirmResult", "SearchConfig", "confirm"]
+__all__ = ["ConfirmReport", "ConfirmResult", "SearchConfig", "SystemConfig", "confirm"]

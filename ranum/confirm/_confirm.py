@@ -1,4 +1,5 @@
-"""Drive the search for every finding, replay in onnxruntime, and write the unit tests."""
+"""Drive the search for every finding, replay in onnxruntime, and write the unit tests (and, with
+``system``, the system tests: training data that leads to the failure; see _system.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from ranum.config import AnalysisConfig
 from ranum.confirm._problem import Problem, make_problem
 from ranum.confirm._replay import run_onnxruntime
 from ranum.confirm._search import Candidate, SearchConfig, search
-from ranum.confirm._write import slug, write_unit_test
+from ranum.confirm._system import SystemConfig, TrainingRecipe, resolve_recipe, system_search
+from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards
 from ranum.domain.dtypes import torch_dtype
 from ranum.errors import RanumError
@@ -46,6 +48,7 @@ class ConfirmResult:
     dir: str | None
     strategy: str | None
     note: str = ""
+    system: dict | None = None  # with --system: status, seconds, steps, strategy, note
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ def confirm(
     analysis_config: AnalysisConfig | None = None,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    system: SystemConfig | None = None,
 ) -> ConfirmReport:
     """Generate and verify a failure-exhibiting unit test for each finding.
 
@@ -87,6 +91,7 @@ def confirm(
         analysis_config: analysis knobs.
         force: allow a non-empty output folder (its content is replaced).
         progress: called with a short message before each finding.
+        system: also search training data that leads to each confirmed failure (system tests).
 
     Raises:
         RanumError: bad model, spec, node name or output folder.
@@ -95,6 +100,7 @@ def confirm(
     if output is not None:
         _check_output(Path(output), force)
     analysis = analyze(model, spec, analysis_config)
+    recipe = resolve_recipe(analysis.graph, system, analysis.dims) if system is not None else None
     findings = _select(find_hazards(analysis.run), nodes, analysis)
     staging = Path(tempfile.mkdtemp(prefix=".ranum-confirm-", dir=_parent(output))) if output else None
     try:
@@ -106,7 +112,8 @@ def confirm(
                 progress(f"{finding.node} ({finding.op_type}): {finding.hazard}")
             name = slug(finding.node) if counts[finding.node] == 1 else f"{slug(finding.node)}-{finding.hazard_id}"
             final = Path(output).resolve() / name if output is not None else None
-            results.append(_confirm_one(analysis, finding, config, staging, name, model_path, final))
+            results.append(_confirm_one(analysis, finding, config, staging, name, model_path, final,
+                                        (system, recipe) if system is not None else None))
         if output is not None and staging is not None:
             _publish(staging, Path(output), results)
     finally:
@@ -117,7 +124,8 @@ def confirm(
 
 
 def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, staging: Path | None,
-                 name: str, model_path: Path | None, final: Path | None) -> ConfirmResult:
+                 name: str, model_path: Path | None, final: Path | None,
+                 training: tuple[SystemConfig, TrainingRecipe | None] | None = None) -> ConfirmResult:
     start = time.perf_counter()
     rule = analysis.run.rules[finding.node]
     hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
@@ -130,12 +138,33 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
             if staging is not None and model_path is not None and final is not None:
                 _write(staging / name, problem, hazard, finding, candidate, model_path)
                 written = str(final)
+            seconds = time.perf_counter() - start
+            system = None
+            if training is not None:
+                system = _system(problem, hazard, finding, candidate, training, config.seed,
+                                 staging / name if written else None, model_path)
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
-                                 time.perf_counter() - start, written, candidate.strategy)
+                                 seconds, written, candidate.strategy, system=system)
         note = "fires in ranum's concrete semantics but not in onnxruntime (report this as a ranum bug)"
         log.warning("node %s: %s", finding.node, note)
+    system = None if training is None else {"status": "not_confirmed", "seconds": 0.0, "steps": 0,
+                                            "strategy": None, "note": "no unit test to build on"}
     return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed",
-                         time.perf_counter() - start, None, None, note or "no failing input found within budget")
+                         time.perf_counter() - start, None, None, note or "no failing input found within budget",
+                         system)
+
+
+def _system(problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate,
+            training: tuple[SystemConfig, TrainingRecipe | None], seed: int, folder: Path | None,
+            model_path: Path | None) -> dict:
+    """Search and verify a system test for a confirmed unit test; write it when ``folder`` is set."""
+    config, recipe = training
+    result = system_search(problem, hazard, recipe, candidate.values, config, seed)
+    if result.status == "confirmed" and folder is not None and model_path is not None:
+        write_system_test(folder, fields=_fields(problem, hazard, finding, candidate, model_path),
+                          strategy=result.strategy or "", recipe=result.recipe.to_dict(), data=result.data,
+                          trained=result.trained, test_inputs=result.test_inputs)
+    return result.summary()
 
 
 def _replay(problem: Problem, hazard: Hazard, candidate: Candidate) -> bool:
@@ -178,6 +207,17 @@ def _tensor(value: np.ndarray) -> torch.Tensor:
 def _write(folder: Path, problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate,
            model_path: Path) -> Path:
     feeds, weights = _split(problem, candidate)
+    write_unit_test(folder, inputs=feeds, weights=weights, **_field_args(problem, hazard, finding, candidate,
+                                                                        model_path))
+    return folder
+
+
+def _fields(problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate, model_path: Path) -> dict:
+    return template_fields(**_field_args(problem, hazard, finding, candidate, model_path))
+
+
+def _field_args(problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate,
+                model_path: Path) -> dict:
     node = problem.node
     types = {}
     for name in [*node.inputs, *node.outputs]:
@@ -189,13 +229,9 @@ def _write(folder: Path, problem: Problem, hazard: Hazard, finding: Finding, can
         iv_type = types.get(finding.operand, onnx.TensorProto.FLOAT)
         r = hazard.region(iv_type)
         region = (r.low, r.high, r.low_closed, r.high_closed)
-    write_unit_test(
-        folder, model_path=model_path, node=finding.node, op_type=finding.op_type, hazard=finding.hazard,
-        hazard_id=finding.hazard_id,
-        kind=finding.kind, operand=finding.operand, invalid=finding.invalid, strategy=candidate.strategy,
-        outputs=[o for o in node.outputs if o], types=types, region=region, inputs=feeds, weights=weights,
-    )
-    return folder
+    return dict(model_path=model_path, node=finding.node, op_type=finding.op_type, hazard=finding.hazard,
+                hazard_id=finding.hazard_id, kind=finding.kind, operand=finding.operand, invalid=finding.invalid,
+                strategy=candidate.strategy, outputs=[o for o in node.outputs if o], types=types, region=region)
 
 
 def _select(findings: list[Finding], nodes: Sequence[str] | None, analysis: Analysis) -> list[Finding]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from ranum.analysis import Analysis, SpecSource, analyze
+from ranum.analysis import Analysis, SpecSource, analyze, as_spec
 from ranum.config import AnalysisConfig
 from ranum.detect._findings import Finding, _json_number, find_hazards
+from ranum.frontend._source import source_locations
 from ranum.graph.loader import ModelSource
 
 __all__ = ["Report", "check", "report_from"]
@@ -65,7 +67,8 @@ class Report:
 
 def report_from(analysis: Analysis, model_label: str) -> Report:
     """Detect hazards on a finished analysis."""
-    findings = tuple(find_hazards(analysis.run))
+    locations = source_locations(analysis.graph.proto)
+    findings = tuple(replace(f, source=locations.get(f.node)) for f in find_hazards(analysis.run))
     by_name = {n.name: n for n in analysis.run.nodes}
     unsupported_ops = sorted({by_name[n].op_type for n in analysis.run.unsupported if n in by_name})
     return Report(
@@ -79,17 +82,43 @@ def report_from(analysis: Analysis, model_label: str) -> Report:
     )
 
 
-def check(model: ModelSource, spec: SpecSource = None, config: AnalysisConfig | None = None) -> Report:
-    """Find every operator that can receive an invalid input under ``spec``.
+def check(
+    model: ModelSource | Any,
+    spec: SpecSource | Any = None,
+    config: AnalysisConfig | None = None,
+    *,
+    ranges: Mapping[str, Sequence[float]] | None = None,
+    input_names: Sequence[str] | None = None,
+    weights: str | Sequence[float] | None = None,
+) -> Report:
+    """Find every operator that can receive an invalid input under the range assumptions.
 
     Args:
-        model: path to an ONNX file or an ``onnx.ModelProto``.
-        spec: range spec (dict, JSON path or RangeSpec).
+        model: path to an ONNX file, an ``onnx.ModelProto``, or a ``torch.nn.Module`` (exported with
+            ``torch.onnx.export(dynamo=True)``; findings then carry the Python source line).
+        spec: range spec (dict, JSON path or RangeSpec); for an ``nn.Module``, its example inputs
+            (a tensor, a tuple of tensors or a dict of keyword tensors).
         config: analysis knobs.
+        ranges: NAME -> (LO, HI) for inputs or initializers, on top of ``spec``.
+        input_names: for an ``nn.Module``, names of its positional inputs (default: ``forward``'s).
+        weights: default weight mode on top of ``spec``: ``"derived"``, ``"exact"`` or (LO, HI).
 
     Returns:
         The :class:`Report`.
     """
-    analysis = analyze(model, spec, config)
-    label = str(model) if not hasattr(model, "graph") else (model.graph.name or "<in-memory model>")
+    from ranum.frontend._torch import export_module, is_module
+
+    label = None
+    if is_module(model):
+        exported = export_module(model, spec, ranges, input_names)
+        model, spec, label = exported.model, None, exported.label
+    range_spec = as_spec(spec)
+    if ranges:
+        range_spec = range_spec.with_ranges({k: (float(v[0]), float(v[1])) for k, v in ranges.items()})
+    if weights is not None:
+        range_spec = range_spec.with_weights_default(weights if isinstance(weights, str)
+                                                     else (float(weights[0]), float(weights[1])))
+    analysis = analyze(model, range_spec, config)
+    if label is None:
+        label = str(model) if not hasattr(model, "graph") else (model.graph.name or "<in-memory model>")
     return report_from(analysis, label)

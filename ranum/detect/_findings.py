@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
 from ranum.ops.hazards import FORWARD, Overflow
 
@@ -24,6 +25,7 @@ class Finding:
         invalid: the invalid region.
         certain: every value the operand can take is invalid.
         kind: ``forward`` (NaN/Inf at inference) or ``gradient`` (only training breaks).
+        source: the Python line that created the operator, when the exporter recorded it.
     """
 
     node: str
@@ -35,10 +37,12 @@ class Finding:
     invalid: str
     certain: bool
     kind: str
+    source: SourceLocation | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["interval"] = [_json_number(v) for v in self.interval]
+        data["source"] = None if self.source is None else self.source.to_dict()
         return data
 
 

@@ -30,6 +30,7 @@ def render_check(report: Report, console: Console, verbose: bool = False) -> Non
                 f"[{_num(f.interval[0])}, {_num(f.interval[1])}]", f.invalid, "yes" if f.certain else "may",
             )
         console.print(table)
+        _source_lines(report, console)
     certain = sum(1 for f in report.findings if f.certain)
     unsupported = ", ".join(report.unsupported_ops) if report.unsupported_ops else "none"
     colour = "red" if report.findings else "green"
@@ -38,6 +39,18 @@ def render_check(report: Report, console: Console, verbose: bool = False) -> Non
         f"unsupported ops: {unsupported}, {report.seconds:.3f} s[/{colour}]",
         highlight=False,
     )
+
+
+def _source_lines(report: Report, console: Console) -> None:
+    """``model.py:42  loss = -(y * torch.log(p)).sum()  Log: log of a non-positive value`` per located finding."""
+    located = [f for f in report.findings if f.source is not None]
+    if not located:
+        return
+    console.print("[bold]Source lines[/bold]")
+    for f in located:
+        verdict = "always" if f.certain else "can"
+        console.print(f"  {f.source.short()}  {f.source.code}  {f.op_type} {verdict} receive {f.invalid}: "
+                      f"{f.hazard} ({f.node})", highlight=False, markup=False, soft_wrap=True)
 
 
 def _assumptions(report: Report, console: Console, verbose: bool) -> None:

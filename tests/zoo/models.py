@@ -6,12 +6,13 @@ split it. Ids are unique and every fixed twin names an existing buggy model.
 
 from __future__ import annotations
 
-from tests.zoo import _losses, _misc, _norms, _softmax
+from tests.zoo import _losses, _misc, _norms, _softmax, _training
 from tests.zoo._record import FORWARD, GRADIENT, ZooModel
 
 __all__ = ["BUGGY", "FIXED", "FORWARD", "GRADIENT", "MODELS", "ZooModel", "by_id"]
 
-MODELS: list[ZooModel] = [*_losses.MODELS, *_softmax.MODELS, *_norms.MODELS, *_misc.MODELS]
+MODELS: list[ZooModel] = [*_losses.MODELS, *_softmax.MODELS, *_norms.MODELS, *_misc.MODELS,
+                          *_training.MODELS]
 BUGGY: list[ZooModel] = [m for m in MODELS if m.buggy]
 FIXED: list[ZooModel] = [m for m in MODELS if not m.buggy]
 

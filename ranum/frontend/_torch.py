@@ -1,0 +1,226 @@
+"""PyTorch front end: export an ``nn.Module`` to ONNX with the dynamo exporter.
+
+``torch.onnx.export(..., dynamo=True)`` keeps, for each ONNX node, the Python stack trace that
+created its operator; :mod:`ranum.frontend._source` turns it into file/line/code for the reports.
+The exporter needs ``onnxscript`` (extra ``ranum[torch-frontend]``), imported only here and only
+when an export is asked for, so the rest of ranum works without it.
+
+Invariants: graph inputs are named after the ``forward`` parameters (or ``input_names``); range
+names are checked later, by the analysis, like any range; export failures are :class:`ModelError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import io
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from ranum.errors import ModelError, RangeSpecError, RanumError
+
+__all__ = ["ExportedModel", "InputSpec", "export_module", "is_module", "load_factory", "parse_input"]
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64,
+           "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input given on the command line: ``NAME=SHAPE[:LO,HI][:DTYPE]``."""
+
+    name: str
+    shape: tuple[int, ...]
+    low: float | None = None
+    high: float | None = None
+    dtype: str = "float32"
+
+    def example(self, generator: torch.Generator) -> torch.Tensor:
+        """A tensor of this shape and dtype with values inside the range (for tracing only)."""
+        dtype = _DTYPES[self.dtype]
+        low = 0.0 if self.low is None or not math.isfinite(self.low) else self.low
+        high = 1.0 if self.high is None or not math.isfinite(self.high) else self.high
+        if dtype == torch.bool:
+            return torch.zeros(self.shape, dtype=dtype)
+        if not dtype.is_floating_point:
+            return torch.randint(int(math.ceil(low)), int(math.floor(high)) + 1, self.shape, generator=generator,
+                                 dtype=dtype)
+        return (low + (high - low) * torch.rand(self.shape, generator=generator, dtype=torch.float64)).to(dtype)
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported module: the ONNX model, its input names and the ranges given for them."""
+
+    model: onnx.ModelProto
+    input_names: tuple[str, ...]
+    ranges: Mapping[str, tuple[float, float]]
+    label: str
+
+
+def is_module(obj: object) -> bool:
+    """True for a ``torch.nn.Module``."""
+    return isinstance(obj, torch.nn.Module)
+
+
+def parse_input(text: str) -> InputSpec:
+    """Parse ``x=1x784:0,1`` (name, shape ``AxBxC``, optional range and dtype, e.g. ``ids=1x8:0,99:int64``).
+
+    Raises:
+        RangeSpecError: on any malformed part, naming it.
+    """
+    name, sep, rest = text.partition("=")
+    parts = rest.split(":")
+    if not sep or not name or not parts[0] or len(parts) > 3:
+        raise RangeSpecError(f"--input '{text}' is not of the form NAME=SHAPE[:LO,HI][:DTYPE], e.g. x=1x784:0,1")
+    shape = _shape(parts[0], text)
+    low = high = None
+    dtype = "float32"
+    for part in parts[1:]:
+        if part in _DTYPES:
+            dtype = part
+        else:
+            low, high = _range(part, text)
+    return InputSpec(name, shape, low, high, dtype)
+
+
+def _shape(text: str, whole: str) -> tuple[int, ...]:
+    if text in ("scalar", "()"):
+        return ()
+    dims = text.lower().split("x")
+    if not all(d.strip().isdigit() for d in dims):
+        raise RangeSpecError(f"--input '{whole}': shape '{text}' must be sizes joined by 'x', e.g. 1x3x32x32")
+    return tuple(int(d) for d in dims)
+
+
+def _range(text: str, whole: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise RangeSpecError(f"--input '{whole}': range '{text}' must be LO,HI (or a dtype: "
+                             f"{', '.join(_DTYPES)})") from None
+    if math.isnan(low) or math.isnan(high) or low > high:
+        raise RangeSpecError(f"--input '{whole}': range '{text}' needs LO <= HI")
+    return low, high
+
+
+def load_factory(target: str) -> torch.nn.Module:
+    """Import ``path/to/file.py:factory`` and call ``factory()``; it must return an ``nn.Module``.
+
+    Raises:
+        ModelError: the file or the factory is missing, raises, or returns something else.
+    """
+    file_text, _, factory_name = target.rpartition(":")
+    path = Path(file_text).resolve()
+    if not file_text.endswith(".py") or not factory_name.isidentifier():
+        raise ModelError(f"'{target}' is not of the form path/to/file.py:factory")
+    if not path.is_file():
+        raise ModelError(f"Python file not found: {file_text}")
+    module = _import_file(path)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ModelError(f"{file_text} has no callable '{factory_name}'")
+    try:
+        result = factory()
+    except Exception as exc:  # noqa: BLE001 - user code: any failure is bad input
+        raise ModelError(f"{factory_name}() in {file_text} raised {type(exc).__name__}: {exc}") from exc
+    if not is_module(result):
+        raise ModelError(f"{factory_name}() in {file_text} returned {type(result).__name__}, not a torch.nn.Module")
+    return result
+
+
+def _import_file(path: Path) -> Any:
+    name = f"_ranum_model_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, str(path))
+    if spec is None or spec.loader is None:
+        raise ModelError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ModelError(f"importing {path} raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def export_module(
+    module: torch.nn.Module,
+    example_inputs: Any,
+    ranges: Mapping[str, Sequence[float]] | None = None,
+    input_names: Sequence[str] | None = None,
+) -> ExportedModel:
+    """Export ``module`` to ONNX with the dynamo exporter (source locations in node metadata).
+
+    Args:
+        module: the model, in the mode (train/eval) it should be analysed in.
+        example_inputs: a tensor, a tuple of positional tensors, or a dict of keyword tensors.
+        ranges: NAME -> (LO, HI) for inputs (or initializers, by their ONNX names).
+        input_names: names of the positional inputs (default: the ``forward`` parameter names).
+
+    Returns:
+        The :class:`ExportedModel`.
+
+    Raises:
+        RanumError: onnxscript missing; ModelError: the exporter failed.
+    """
+    if importlib.util.find_spec("onnxscript") is None:
+        raise RanumError("exporting a PyTorch module needs the onnxscript package: "
+                         "pip install 'ranum[torch-frontend]'")
+    args, kwargs = _split_inputs(example_inputs)
+    names = tuple(input_names) if input_names is not None else _parameter_names(module, len(args)) + tuple(kwargs)
+    program = _run_exporter(module, args, kwargs, names)
+    model = program.model_proto
+    graph_inputs = tuple(v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer})
+    checked = {str(k): (float(v[0]), float(v[1])) for k, v in (ranges or {}).items()}
+    return ExportedModel(model, graph_inputs, checked, type(module).__name__)
+
+
+def _split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,), {}
+    if isinstance(example_inputs, Mapping):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(example_inputs), {}
+    raise RanumError(f"example_inputs must be a tensor, a tuple of tensors or a dict, not "
+                     f"{type(example_inputs).__name__}")
+
+
+def _parameter_names(module: torch.nn.Module, count: int) -> tuple[str, ...]:
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:count]
+    return tuple(names) + tuple(f"input_{i}" for i in range(len(names), count))
+
+
+def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tuple[str, ...]) -> Any:
+    """Call the exporter quietly (it logs and warns freely); errors become ModelError."""
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [q.level for q in quiet]
+    try:
+        for q in quiet:
+            q.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, input_names=list(names),
+                                     verbose=False, external_data=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"torch.onnx.export(dynamo=True) failed for {type(module).__name__}: {first}") from exc
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)

@@ -1,0 +1,140 @@
+"""PyTorch front end: export with dynamo, and findings mapped back to the Python line of the operator."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import ranum
+from ranum.cli import app
+from ranum.errors import ModelError, RangeSpecError, RanumError
+from ranum.frontend import load_factory, parse_input
+from ranum.frontend._source import parse_stack_trace
+from tests.frontend import defects
+from tests.frontend.exports import defect_report
+
+DEFECTS_FILE = Path(defects.__file__).resolve()
+
+
+def _finding(name: str, op_type: str):
+    matches = [f for f in defect_report(name).findings if f.op_type == op_type]
+    assert matches, [(f.node, f.op_type) for f in defect_report(name).findings]
+    return matches[0]
+
+
+@pytest.mark.parametrize(("name", "op_type", "code"), [
+    ("log", "Log", "torch.log(p)"),
+    ("sqrt", "Sqrt", "torch.sqrt(var)"),
+    ("norm", "Div", "torch.linalg.vector_norm"),
+])
+def test_finding_points_at_the_defect_line(name: str, op_type: str, code: str) -> None:
+    finding = _finding(name, op_type)
+    assert finding.source is not None
+    assert Path(finding.source.file).resolve() == DEFECTS_FILE
+    assert finding.source.line == defects.defect_line(name)
+    assert code in finding.source.code
+
+
+def test_hazards_of_the_classic_defects() -> None:
+    assert _finding("log", "Log").hazard_id == "log-nonpositive"
+    assert _finding("sqrt", "Sqrt").hazard_id == "sqrt-zero-gradient"
+    assert _finding("norm", "Div").hazard_id == "division-by-zero"
+
+
+def test_operator_inside_a_submodule_names_the_module_path() -> None:
+    assert _finding("norm", "Div").source.module == "head"
+
+
+def test_safe_module_reports_nothing() -> None:
+    assert defect_report("safe").findings == ()
+
+
+def test_json_report_has_a_source_per_finding() -> None:
+    data = json.loads(defect_report("log").to_json())
+    (finding,) = [f for f in data["findings"] if f["op_type"] == "Log"]
+    assert finding["source"]["line"] == defects.defect_line("log")
+    assert set(finding["source"]) >= {"file", "line", "code"}
+    assert {"node", "op_type", "hazard", "interval", "certain"} <= set(finding)
+
+
+def test_onnx_model_without_metadata_has_null_source(tmp_path: Path) -> None:
+    from tests.models import LOG_OF_DIFFERENCE, parse
+
+    report = ranum.check(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
+    assert report.findings and all(f.source is None for f in report.findings)
+    assert json.loads(report.to_json())["findings"][0]["source"] is None
+
+
+def test_exported_onnx_file_keeps_the_source(tmp_path: Path) -> None:
+    import onnx
+
+    path = tmp_path / "exported.onnx"
+    onnx.save(defect_report("sqrt").analysis.graph.proto, str(path))
+    (finding,) = [f for f in ranum.check(path, {"inputs": {"x": [-1, 1]}}).findings if f.op_type == "Sqrt"]
+    assert finding.source.line == defects.defect_line("sqrt")
+
+
+def test_stack_trace_parsing_picks_frames_in_order() -> None:
+    trace = ('File "/a/model.py", line 9, in forward\n    p = f(x)\n'
+             'File "/venv/lib/site-packages/torch/nn/functional.py", line 3, in f\n    return g(x)')
+    assert parse_stack_trace(trace) == [("/a/model.py", 9, "p = f(x)"),
+                                        ("/venv/lib/site-packages/torch/nn/functional.py", 3, "return g(x)")]
+
+
+def test_parse_input() -> None:
+    spec = parse_input("x=1x784:0,1")
+    assert (spec.name, spec.shape, spec.low, spec.high, spec.dtype) == ("x", (1, 784), 0.0, 1.0, "float32")
+    ids = parse_input("ids=2x8:0,99:int64")
+    assert ids.dtype == "int64" and ids.example(torch.Generator()).dtype == torch.int64
+    assert parse_input("x=3").low is None
+    for bad in ("x", "x=1xa:0,1", "x=2:1,0", "x=2:0,1:complex7", "=2"):
+        with pytest.raises(RangeSpecError):
+            parse_input(bad)
+
+
+def test_load_factory_errors() -> None:
+    assert type(load_factory(f"{DEFECTS_FILE}:make_log_of_softmax")).__name__ == "LogOfSoftmax"  # a fresh import
+    for target in (f"{DEFECTS_FILE}:missing", f"{DEFECTS_FILE}:make_not_a_module", "nowhere.py:make",
+                   f"{DEFECTS_FILE}"):
+        with pytest.raises(ModelError):
+            load_factory(target)
+
+
+def test_missing_onnxscript_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(RanumError, match="onnxscript"):
+        ranum.check(defects.SqrtOfVariance(), torch.rand(1, 4))
+
+
+def test_core_imports_without_onnxscript() -> None:
+    code = "import sys; sys.modules['onnxscript'] = None; import ranum, ranum.cli, ranum.report; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_cli_factory_form_reports_the_source_line() -> None:
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["check", f"{DEFECTS_FILE}:make_log_of_softmax", "--input", "x=1x8:0,1",
+                                 "--input", "y=1x4:0,1", "--weights", "-10,10"])
+    assert result.exit_code == 1, result.output
+    line = defects.defect_line("log")
+    assert f"defects.py:{line}" in result.stdout
+    assert "loss = -(y * torch.log(p)).sum()" in result.stdout and "Log can receive" in result.stdout
+
+
+def test_cli_input_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    no_inputs = runner.invoke(app, ["check", f"{DEFECTS_FILE}:make_log_of_softmax"])
+    assert no_inputs.exit_code == 2 and "--input" in no_inputs.output
+    missing = runner.invoke(app, ["check", "nowhere.py:make", "--input", "x=1:0,1"])
+    assert missing.exit_code == 2 and "not found" in missing.output
+    onnx_with_input = runner.invoke(app, ["check", str(tmp_path / "m.onnx"), "--input", "x=1:0,1"])
+    assert onnx_with_input.exit_code == 2 and "--range" in onnx_with_input.output
