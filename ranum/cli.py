@@ -224,7 +224,9 @@ def _render_fix(report, output: Path, console: Console) -> None:
                   f"{report.original_findings} finding(s) before", highlight=False)
     for p in report.preconditions:
         kept = "" if p.kept_fraction is None else f" (keeps {100 * p.kept_fraction:.1f}% of its range)"
-        console.print(f"  - {p.describe()}{kept}", highlight=False, markup=False)
+        fallback = " [operator fallback: no input/weight clip certifies]" if p.node and report.mode != "operator" \
+            else ""
+        console.print(f"  - {p.describe()}{kept}{fallback}", highlight=False, markup=False)
     if not report.preconditions:
         console.print("  no precondition found")
     console.print(f"patched model written to {output}", highlight=False)
