@@ -201,11 +201,14 @@ def _is_weight(value: torch.Tensor, elem_type: int) -> bool:
 
 def derived_range(value: torch.Tensor) -> Bounds:
     """Default range of a weight from its initial values (see module docstring)."""
-    v = value.to(torch.float64)
-    finite = v[torch.isfinite(v)]
-    if finite.numel() == 0:
+    if value.numel() == 0:
         return ZERO_WEIGHT_BOX
-    lo, hi = float(finite.min()), float(finite.max())
+    lo, hi = float(value.min()), float(value.max())  # exact in the tensor's own dtype, no copy
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite = value[torch.isfinite(value)]
+        if finite.numel() == 0:
+            return ZERO_WEIGHT_BOX
+        lo, hi = float(finite.min()), float(finite.max())
     spread = max(hi - lo, max(abs(lo), abs(hi)))
     if spread == 0.0:
         return ZERO_WEIGHT_BOX

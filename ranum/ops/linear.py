@@ -112,8 +112,37 @@ class MatMul(OpRule):
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         count = a.shape[-1] if a.shape else 1
+        if len(a.shape) >= 2 and len(b.shape) >= 2:
+            return _blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w]), count, ctx.budget)
         mid, rad, abs_sum = interval_product(torch.matmul, [a, b])
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
+
+
+def _representatives(iv: Interval, axis: int) -> Interval:
+    """One element per block along ``axis``: all elements of a block share its bounds exactly."""
+    axis = axis % len(iv.shape)
+    count = len(iv.splits[axis])
+    splits = tuple(tuple(range(count)) if a == axis else s for a, s in enumerate(iv.splits))
+    shape = tuple(count if a == axis else n for a, n in enumerate(iv.shape))
+    return Interval(iv.lower, iv.upper, splits, shape, iv.elem_type)
+
+
+def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:
+    """``a @ b`` computed once per (row block of a, column block of b), then spread over the blocks.
+
+    Rows of ``a`` in one block have the same bounds, so do columns of ``b``; their products then
+    have identical bounds. A weight with one range costs one column instead of N.
+    """
+    rows, cols = a.splits[-2], b.splits[-1]
+    if len(rows) == a.shape[-2] and len(cols) == b.shape[-1]:
+        mid, rad, abs_sum = product(a, b)
+        return finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
+    mid, rad, abs_sum = product(_representatives(a, -2), _representatives(b, -1))
+    small = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
+    lo, hi = small.full()
+    shape = tuple(lo.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    splits = tuple(tuple(range(n)) for n in lo.shape[:-2]) + (rows, cols)
+    return Interval.create(lo, hi, splits, shape, small.elem_type, budget)
 
 
 @register("Gemm")
@@ -141,17 +170,35 @@ class Gemm(OpRule):
         return out.to(y.dtype)
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval, c: Interval | None = None) -> Interval:
+        if c is None or c.numblocks == 1:
+            x = _transposed(a) if self.transA else a
+            w = _transposed(b) if self.transB else b
+            count = x.shape[1] + (2 if c is None or self.beta == 0.0 else 3)
+            return _blockwise_product(x, w, lambda p, q: self._terms(p, q, c), count, ctx.budget)
         count = a.shape[0] if self.transA else a.shape[1]
-        mid, rad, abs_sum = interval_product(lambda x, w: torch.matmul(*self._operands(x, w)), [a, b])
+        mid, rad, abs_sum = self._terms(*[_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB))],
+                                        c)
+        # alpha and beta scalings round once more each.
+        return finish_sum(mid, rad, abs_sum, count + 3, a.elem_type, ctx.budget)
+
+    def _terms(self, x: Interval, w: Interval, c: Interval | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Midpoint, radius and |term| sum of alpha * x @ w + beta * c (x, w already transposed)."""
+        mid, rad, abs_sum = interval_product(torch.matmul, [x, w])
         mid, rad, abs_sum = self.alpha * mid, abs(self.alpha) * rad, abs(self.alpha) * abs_sum
         if c is not None and self.beta != 0.0:
             cm, cr = center_radius(c)
+            if c.numblocks == 1 and c.shape is not None:  # one range: a scalar broadcasts to any grid
+                cm, cr = cm.reshape(-1)[:1].reshape(()), cr.reshape(-1)[:1].reshape(())
             mid = mid + self.beta * cm
             rad = _nan_to_inf(rad + abs(self.beta) * cr)
             abs_sum = _nan_to_inf(abs_sum + abs(self.beta) * (cm.abs() + cr))
-            count += 1
-        # alpha and beta scalings round once more each.
-        return finish_sum(mid, rad, abs_sum, count + 2, a.elem_type, ctx.budget)
+        return mid, rad, abs_sum
+
+
+def _transposed(iv: Interval) -> Interval:
+    """The transpose of a 2-D interval (blocks and splits swap axes)."""
+    return Interval(iv.lower.t(), iv.upper.t(), (iv.splits[1], iv.splits[0]), (iv.shape[1], iv.shape[0]),
+                    iv.elem_type)
 
 
 @register("Einsum")
