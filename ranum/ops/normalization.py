@@ -59,7 +59,8 @@ class _Stats:
     big: Tensor  # inputs large enough to overflow the centring
 
 
-def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool = False) -> _Stats:
+def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool = False,
+           nonneg_variance: bool = False) -> _Stats:
     n = lo.shape[1]
     g, u = _gamma(n + 4, elem_type), _unit(elem_type)
     g_mean = arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) if sums_in_double else g
@@ -74,7 +75,10 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     v_lo = (dist * dist).mean(1, keepdim=True)
     centre = (mean_lo + mean_hi) / 2
     v_hi = torch.maximum((lo - centre) ** 2, (hi - centre) ** 2).mean(1, keepdim=True)
-    s_lo = v_lo * (1 - g) - delta + epsilon
+    # nonneg_variance: the runtime's variance is never below 0 (onnxruntime's LayerNormalization and
+    # InstanceNormalization, checked on near-constant rows up to 1e6 with epsilon 1e-12), so the
+    # cancellation slack of E[x^2] - E[x]^2 does not reach below it; GroupNormalization does go below.
+    s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
     s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
     big = amax.amax(1, keepdim=True) > float_facts(elem_type).max / 4
     return _Stats(d_lo, d_hi, mean_lo - err, mean_hi + err, _nan(s_lo, -1.0), _nan(s_hi, torch.inf), err, delta,
@@ -102,16 +106,17 @@ def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:
 
 
 def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int,
-                sums_in_double: bool) -> tuple[Tensor, Tensor, _Stats]:
+                sums_in_double: bool, nonneg_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
     """Bounds of (x - mean) / sqrt(var + eps) for a (rows, n) view, and the row statistics."""
     n = lo.shape[1]
-    st = _stats(lo, hi, epsilon, elem_type, sums_in_double)
+    st = _stats(lo, hi, epsilon, elem_type, sums_in_double, nonneg_variance)
     inv_lo, inv_hi = _inv_std(st, elem_type)
     z_lo, z_hi = arith.mul(st.d_lo, st.d_hi, inv_lo, inv_hi)
     g, u = _gamma(n + 4, elem_type), _unit(elem_type)
-    margin = (epsilon - st.delta).clamp(min=1e-300)
+    delta = torch.zeros_like(st.delta) if nonneg_variance else st.delta
+    margin = (epsilon - delta).clamp(min=1e-300)
     cap = (math.sqrt((n - 1) / (1 - g)) + st.err / margin.sqrt()) * (1 + 4 * u)
-    cap = torch.where((epsilon > st.delta) & ~st.big, cap, torch.full_like(cap, torch.inf))
+    cap = torch.where((epsilon > delta) & ~st.big, cap, torch.full_like(cap, torch.inf))
     z_lo = torch.maximum(_nan(z_lo, -torch.inf), -cap)
     z_hi = torch.minimum(_nan(z_hi, torch.inf), cap)
     return z_lo, z_hi, st
@@ -154,6 +159,7 @@ class SliceVarianceHazard(Hazard):
     epsilon: float
     axis: int = -1  # rows = prod(shape[:axis]) when groups == 0
     groups: int = 0  # rows = N * groups (GroupNormalization)
+    nonneg_variance: bool = False  # the runtime's variance never goes below 0 (see _stats)
     name: str = "normalization-zero-variance"
     description: str = "variance + epsilon of a (near-)constant slice can be 0: 0/0 is NaN"
 
@@ -168,7 +174,7 @@ class SliceVarianceHazard(Hazard):
         if x is None or x.shape is None or x.lower.numel() == 0:
             return None
         lo, hi = (self._rows(t.to(torch.float64), x.shape) for t in x.full())
-        st = _stats(lo, hi, self.epsilon, x.elem_type)
+        st = _stats(lo, hi, self.epsilon, x.elem_type, nonneg_variance=self.nonneg_variance)
         if not bool((st.s_lo <= 0).any()):
             return None
         return HazardHit(bool((st.s_hi <= 0).all()), float(st.s_lo.min() - self.epsilon),
@@ -179,6 +185,8 @@ class SliceVarianceHazard(Hazard):
         n = rows.shape[1]
         var = rows.var(dim=1, unbiased=False, keepdim=True)
         delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * (rows * rows).mean(1, keepdim=True)
+        if self.nonneg_variance:
+            delta = torch.zeros_like(delta)
         return (var + self.epsilon - delta).expand_as(rows).reshape(x.shape)
 
     def triggered(self, inputs, outputs):
@@ -285,11 +293,11 @@ def _batchnorm_bounds(elem_type: int, xl, xu, kl, ku, ml, mu, bl, bu) -> tuple[T
     return _with_error(lo, hi, abs_sum, 8, elem_type)
 
 
-def _layer_outputs(x: Interval, rows: int, epsilon: float,
-                   sums_in_double: bool = False) -> tuple[Tensor, Tensor, _Stats]:
+def _layer_outputs(x: Interval, rows: int, epsilon: float, sums_in_double: bool = False,
+                   nonneg_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
     """Normalized bounds in x's shape; ``sums_in_double``: the runtime sums in float64 (LayerNormalization)."""
     lo, hi = (t.to(torch.float64).reshape(rows, -1) for t in x.full())
-    z_lo, z_hi, st = _normalized(lo, hi, epsilon, x.elem_type, sums_in_double)
+    z_lo, z_hi, st = _normalized(lo, hi, epsilon, x.elem_type, sums_in_double, nonneg_variance)
     return z_lo.reshape(x.shape), z_hi.reshape(x.shape), st
 
 
@@ -305,7 +313,7 @@ class LayerNormalization(OpRule):
 
     @property
     def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
-        return (SliceVarianceHazard(self.epsilon, axis=self.axis), Overflow())
+        return (SliceVarianceHazard(self.epsilon, axis=self.axis, nonneg_variance=True), Overflow())
 
     def concrete(self, ctx: NodeContext, x, scale, bias=None):
         axis = self.axis % x.dim()
@@ -322,7 +330,7 @@ class LayerNormalization(OpRule):
     def abstract(self, ctx: NodeContext, x, scale, bias=None):
         axis = self.axis % len(x.shape)
         rows = math.prod(x.shape[:axis])
-        z_lo, z_hi, st = _layer_outputs(x, rows, self.epsilon, sums_in_double=True)
+        z_lo, z_hi, st = _layer_outputs(x, rows, self.epsilon, sums_in_double=True, nonneg_variance=True)
         y = _affine(Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget), scale, bias)
         stat_shape = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
         stat_type = ctx.output_type(1, TensorProto.FLOAT)
@@ -342,7 +350,7 @@ class InstanceNormalization(OpRule):
 
     @property
     def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
-        return (SliceVarianceHazard(self.epsilon, axis=2), Overflow())
+        return (SliceVarianceHazard(self.epsilon, axis=2, nonneg_variance=True), Overflow())
 
     def concrete(self, ctx: NodeContext, x, scale, bias):
         dims = tuple(range(2, x.dim()))
@@ -354,7 +362,7 @@ class InstanceNormalization(OpRule):
 
     def abstract(self, ctx: NodeContext, x, scale, bias):
         rank = len(x.shape)
-        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * x.shape[1], self.epsilon)
+        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * x.shape[1], self.epsilon, nonneg_variance=True)
         z = Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget)
         return _affine(z, _channel(scale, rank), _channel(bias, rank))
 

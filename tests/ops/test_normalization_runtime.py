@@ -1,0 +1,48 @@
+"""The runtime facts the normalization rules rely on, checked against onnxruntime.
+
+LayerNormalization and InstanceNormalization never compute a negative variance (so with epsilon > 0
+they never produce NaN/Inf, even for near-constant rows of large values); GroupNormalization does
+(E[x^2] - E[x]^2 cancels), so only its zero-variance hazard survives a positive epsilon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+import ranum
+
+CASES = [("LayerNormalization", {"axis": -1}, 17, False), ("InstanceNormalization", {}, 17, False),
+         ("GroupNormalization", {"num_groups": 4}, 21, True)]
+
+
+def _model(op: str, attrs: dict, opset: int) -> onnx.ModelProto:
+    channels = 8
+    scale_shape = [16] if op == "LayerNormalization" else [channels]
+    node = helper.make_node(op, ["x", "g", "b"], ["y"], epsilon=1e-12, **attrs)
+    graph = helper.make_graph(
+        [node], "norm", [helper.make_tensor_value_info("x", 1, [200, channels, 16])],
+        [helper.make_tensor_value_info("y", 1, [200, channels, 16])],
+        initializer=[numpy_helper.from_array(np.ones(scale_shape, np.float32), "g"),
+                     numpy_helper.from_array(np.zeros(scale_shape, np.float32), "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize(("op", "attrs", "opset", "cancels"), CASES, ids=[c[0] for c in CASES])
+def test_variance_cancellation_matches_runtime(op: str, attrs: dict, opset: int, cancels: bool) -> None:
+    model = _model(op, attrs, opset)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    bad = 0
+    for _ in range(4):
+        magnitude = 10.0 ** rng.uniform(-3, 6, (200, 1, 1))
+        noise = rng.normal(0, 1e-7, (200, 8, 16)) * (rng.random((200, 1, 1)) < 0.5)
+        x = (magnitude * (1 + noise)).astype(np.float32)
+        bad += int((~np.isfinite(session.run(None, {"x": x})[0])).sum())
+    assert (bad > 0) == cancels
+    report = ranum.check(model, {"inputs": {"x": [-1e6, 1e6]}, "weights": {"default": "exact"}})
+    flagged = any(f.hazard_id == "normalization-zero-variance" for f in report.findings)
+    assert flagged == cancels
