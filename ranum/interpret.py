@@ -64,6 +64,7 @@ class _AbstractWalker:
         self.registry = registry
         self.result = AbstractRun(graph)
         self._rule_cache: dict[int, OpRule | None] = {}
+        self._producers = {out: node for node in graph.all_nodes() for out in node.outputs if out}
 
     def run(self, initial: Mapping[str, Interval]) -> AbstractRun:
         env: dict[str, Interval] = dict(initial)
@@ -94,6 +95,13 @@ class _AbstractWalker:
 
     def concrete(self, graph: Graph, inputs: Sequence[Tensor | None]) -> list[Tensor]:
         raise AnalysisError("concrete subgraph evaluation requested during an abstract run")
+
+    # GraphView protocol ---------------------------------------------------------------------
+    def producer(self, name: str) -> Node | None:
+        return self._producers.get(name)
+
+    def interval(self, name: str) -> Interval | None:
+        return self._scope[-1].get(name) if self._scope else None
 
     # ---------------------------------------------------------------------------------------
     _scope: list[MutableMapping[str, Interval]]
@@ -185,6 +193,7 @@ class _AbstractWalker:
             output_shapes=tuple(info.shape if info else None for info in infos),
             budget=self.config.block_budget,
             subgraphs=self,
+            graph=self,
         )
 
     def _top(self, ctx: NodeContext) -> list[Interval]:

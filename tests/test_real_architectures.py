@@ -31,12 +31,7 @@ import zoo  # noqa: E402
 
 from tests.zoo.runtime import Runner  # noqa: E402
 
-RELATIONAL = ("false positive: the interval domain loses the relation between x and its own statistics "
-              "(RMSNorm x * rsqrt(mean(x^2) + eps) is bounded only by |x| / sqrt(eps), which overflows downstream)")
-KNOWN = {  # model -> reason its exact-weights findings are not all real yet
-    "llama": RELATIONAL,
-    "t5": RELATIONAL,
-}
+KNOWN: dict[str, str] = {}  # model -> reason its exact-weights findings are not all real yet (none today)
 MODELS = [("bert", "torchscript"), ("gpt2", "torchscript"), ("gpt2", "dynamo"), ("llama", "torchscript"),
           ("t5", "torchscript"), ("vit", "torchscript"), ("resnet50", "torchscript"), ("convnext", "torchscript"),
           ("whisper-encoder", "torchscript")]

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from ranum.ops.hazards import Hazard
 
 __all__ = [
-    "NodeContext", "OpRule", "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape", "structural",
+    "GraphView", "NodeContext", "OpRule", "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape",
+    "structural",
 ]
 
 Outputs = Interval | tuple[Interval, ...]
@@ -37,6 +38,14 @@ class SubgraphRunner(Protocol):
     def concrete(self, graph: Graph, inputs: Sequence[Tensor | None]) -> list[Tensor]: ...
 
 
+class GraphView(Protocol):
+    """Read access to the surrounding graph during an abstract run (for relational refinements)."""
+
+    def producer(self, name: str) -> Node | None: ...
+
+    def interval(self, name: str) -> Interval | None: ...
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """What a rule may know about the node it evaluates, besides its input values."""
@@ -48,6 +57,7 @@ class NodeContext:
     output_shapes: tuple[tuple[int, ...] | None, ...]
     budget: int
     subgraphs: SubgraphRunner | None = None
+    graph: GraphView | None = None
 
     def same_input(self, first: int, second: int) -> bool:
         """Whether two operands are the very same tensor (enables x - x = 0, x * x >= 0)."""

@@ -24,6 +24,7 @@ from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float,
 from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule, UnaryRule, as_float64
+from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops.hazards import (
     FORWARD,
     GRADIENT,
@@ -93,7 +94,12 @@ class Mul(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if ctx.same_input(0, 1):
             return a.with_bounds(*arith.square(a.lower, a.upper))
-        return elementwise(arith.mul, [a, b], a.elem_type)
+        out = elementwise(arith.mul, [a, b], a.elem_type)
+        for x_index in (0, 1):
+            bound = rms_magnitude_bound(ctx, x_index, 1 - x_index, divides=False)
+            if bound is not None:
+                return _clamp_magnitude(out, bound)
+        return out
 
 
 @register("Div")
@@ -106,7 +112,14 @@ class Div(OpRule):
         return torch.div(a, b, rounding_mode="trunc")
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
-        return elementwise(_div_bounds, [a, b], a.elem_type)
+        out = elementwise(_div_bounds, [a, b], a.elem_type)
+        bound = rms_magnitude_bound(ctx, 0, 1, divides=True)
+        return out if bound is None else _clamp_magnitude(out, bound)
+
+
+def _clamp_magnitude(out: Interval, bound: float) -> Interval:
+    """Intersect with [-bound, bound] (a bound proven by a relational refinement)."""
+    return out.with_bounds(out.lower.clamp(min=-bound, max=bound), out.upper.clamp(min=-bound, max=bound))
 
 
 def _div_bounds(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
