@@ -41,9 +41,9 @@ KIND = {kind!r}
 REGION = {region!r}  # (low, high, low_closed, high_closed) for region hazards, None otherwise
 
 
-def _run():
+def _execute(weights, inputs_file):
+    """Run the model with ``weights`` substituted on ``inputs_file``, the node's tensors exposed."""
     model = onnx.load(str(MODEL))
-    weights = dict(np.load(HERE / "weights.npz"))
     for init in model.graph.initializer:
         if init.name in weights:
             value = weights[init.name].astype(helper.tensor_dtype_to_np_dtype(init.data_type))
@@ -56,9 +56,13 @@ def _run():
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    inputs = dict(np.load(HERE / "inputs.npz"))
+    inputs = dict(np.load(HERE / inputs_file))
     names = [o.name for o in session.get_outputs()]
     return {{**inputs, **dict(zip(names, session.run(names, inputs)))}}, weights
+
+
+def _run():
+    return _execute(dict(np.load(HERE / "weights.npz")), "inputs.npz")
 
 
 def test_{test_name}():
@@ -119,23 +123,7 @@ _SYSTEM_RUN = """def _train():
 
 
 def _run():
-    weights = _train()
-    model = onnx.load(str(MODEL))
-    for init in model.graph.initializer:
-        if init.name in weights:
-            value = weights[init.name].astype(helper.tensor_dtype_to_np_dtype(init.data_type))
-            init.CopyFrom(numpy_helper.from_array(value.reshape(tuple(init.dims)), init.name))
-    present = {{o.name for o in model.graph.output}}
-    for name in [NODE_INPUT, *NODE_OUTPUTS]:
-        if name and name not in present and name in TYPES:
-            model.graph.output.append(helper.make_tensor_value_info(name, TYPES[name], None))
-            present.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    inputs = dict(np.load(HERE / "system_inputs.npz"))
-    names = [o.name for o in session.get_outputs()]
-    return {{**inputs, **dict(zip(names, session.run(names, inputs)))}}, weights
+    return _execute(_train(), "system_inputs.npz")
 
 
 def test_system_{test_name}():
@@ -145,7 +133,7 @@ def test_system_{test_name}():
 
 """
 _SYSTEM_TEMPLATE = (_SYSTEM_DOC + _TEMPLATE[_TEMPLATE.index("from pathlib import Path"):_TEMPLATE.index("def _run():")]
-                    + _SYSTEM_RUN + _TEMPLATE[_TEMPLATE.index("def _check("):])
+                    + _SYSTEM_RUN + _TEMPLATE[_TEMPLATE.index("def _check("):])  # shares imports, _execute, _check
 
 
 def slug(node_name: str) -> str:
