@@ -51,6 +51,16 @@ class CheckFormat(str, Enum):
 _MODEL_HELP = "ONNX model file, or path/to/file.py:factory (a function returning a torch.nn.Module)."
 _INPUT_HELP = "NAME=SHAPE[:LO,HI][:DTYPE] for an input of a file.py:factory model, e.g. x=1x784:0,1."
 
+# options shared by check, confirm and fix (one declaration each)
+_MODEL = typer.Argument(..., help=_MODEL_HELP)
+_INPUTS = typer.Option([], "--input", "-i", help=_INPUT_HELP)
+_RANGES = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer.")
+_SPEC = typer.Option(None, "--spec", help="JSON range spec file.")
+_WEIGHTS = typer.Option(
+    None, "--weights", help="Weight ranges: 'derived' (default), 'exact' (trained model) or LO,HI for all."
+)
+_DIMS = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1).")
+
 
 def _version(value: bool) -> None:
     if value:
@@ -67,14 +77,12 @@ def _main(
 
 @app.command()
 def check(
-    model: Path = typer.Argument(..., help=_MODEL_HELP),
-    inputs: list[str] = typer.Option([], "--input", "-i", help=_INPUT_HELP),
-    ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
-    spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
-    weights: str | None = typer.Option(
-        None, "--weights", help="Weight ranges: 'derived' (default), 'exact' (trained model) or LO,HI for all."
-    ),
-    dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
+    model: Path = _MODEL,
+    inputs: list[str] = _INPUTS,
+    ranges: list[str] = _RANGES,
+    spec: Path | None = _SPEC,
+    weights: str | None = _WEIGHTS,
+    dims: list[str] = _DIMS,
     output_format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
                                               help="Report format: text, json, sarif (SARIF 2.1.0) or html."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
@@ -111,12 +119,12 @@ def check(
 
 @app.command()
 def confirm(
-    model: Path = typer.Argument(..., help=_MODEL_HELP),
-    inputs: list[str] = typer.Option([], "--input", "-i", help=_INPUT_HELP),
-    ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
-    spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
-    weights: str | None = typer.Option(None, "--weights", help="'derived' (default), 'exact' or LO,HI."),
-    dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
+    model: Path = _MODEL,
+    inputs: list[str] = _INPUTS,
+    ranges: list[str] = _RANGES,
+    spec: Path | None = _SPEC,
+    weights: str | None = _WEIGHTS,
+    dims: list[str] = _DIMS,
     nodes: list[str] = typer.Option([], "--node", help="Only confirm the findings at this node (repeatable)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the generated tests."),
     force: bool = typer.Option(False, "--force", help="Replace the content of a non-empty output folder."),
@@ -182,12 +190,12 @@ def _render_confirm(report, console: Console) -> None:
 
 @app.command()
 def fix(
-    model: Path = typer.Argument(..., help=_MODEL_HELP),
-    inputs: list[str] = typer.Option([], "--input", "-i", help=_INPUT_HELP),
-    ranges: list[str] = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer."),
-    spec: Path | None = typer.Option(None, "--spec", help="JSON range spec file."),
-    weights: str | None = typer.Option(None, "--weights", help="'derived' (default), 'exact' or LO,HI."),
-    dims: list[str] = typer.Option([], "--dim", help="NAME=VALUE for a symbolic dimension (default 1)."),
+    model: Path = _MODEL,
+    inputs: list[str] = _INPUTS,
+    ranges: list[str] = _RANGES,
+    spec: Path | None = _SPEC,
+    weights: str | None = _WEIGHTS,
+    dims: list[str] = _DIMS,
     on: str = typer.Option("all", "--on", help="What to clip: inputs, weights, all, or operator."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the patched model."),
     seconds: float = typer.Option(60.0, "--seconds", min=0.1, help="Search budget."),
