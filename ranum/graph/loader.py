@@ -41,18 +41,86 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     model, origin = _read(source)
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
+    light = _without_large_weights(model)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(light)
     except (onnx.checker.ValidationError, Exception) as exc:  # checker raises several types
         raise ModelError(f"model fails the ONNX checker: {_first_line(exc)}") from None
     used = _fix_symbolic_dims(model, dict(dims or {}))
+    _fix_symbolic_dims(light, dict(dims or {}))
     try:
-        model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        inferred = shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference errors are many; a model we cannot type is bad input
         raise ModelError(f"shape inference failed: {_first_line(exc)}") from None
+    _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
     return graph, used
+
+
+# Float initializers with more elements than this are typed graph inputs in the copy the ONNX checker
+# and shape inference see: both serialise the whole model (twice), which for a model of hundreds of
+# megabytes costs seconds and copies of it, while neither needs the weights' values (shape inference
+# reads the values of small integer tensors only, which stay).
+_LARGE_WEIGHT_ELEMENTS = 1024
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                          onnx.TensorProto.DOUBLE})
+
+
+def _without_large_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large float initializers are graph inputs of the same type and shape.
+
+    The payloads left out are checked here instead: their stored size must match their shape.
+    """
+    light = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(light, field, value)
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(light.graph, field, value)
+    declared = {value.name for value in model.graph.input}
+    for init in model.graph.initializer:
+        if not _is_large_weight(init):
+            light.graph.initializer.append(init)
+            continue
+        _check_payload_size(init)
+        if init.name not in declared:
+            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    return light
+
+
+def _copy_field(target: onnx.ModelProto | onnx.GraphProto, field, value) -> None:
+    if field.is_repeated:
+        getattr(target, field.name).extend(value)
+    elif field.type == field.TYPE_MESSAGE:
+        getattr(target, field.name).CopyFrom(value)
+    else:
+        setattr(target, field.name, value)
+
+
+def _is_large_weight(init: onnx.TensorProto) -> bool:
+    return init.data_type in _FLOAT_TYPES and int(np.prod(init.dims, dtype=np.int64)) > _LARGE_WEIGHT_ELEMENTS
+
+
+def _check_payload_size(init: onnx.TensorProto) -> None:
+    count = int(np.prod(init.dims, dtype=np.int64))
+    if init.HasField("raw_data"):
+        stored = len(init.raw_data) // np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+    else:
+        field = helper.tensor_dtype_to_field(init.data_type)
+        stored = len(getattr(init, field))
+    if stored != count:
+        raise ModelError(f"initializer '{init.name}' stores {stored} values but its shape "
+                         f"{list(init.dims)} needs {count}")
+
+
+def _take_inferred(graph: onnx.GraphProto, inferred: onnx.GraphProto) -> None:
+    """Move what shape inference added (value info, output types, subgraph types) onto ``graph``."""
+    for name in ("value_info", "output", "node"):
+        target = getattr(graph, name)
+        del target[:]
+        target.extend(getattr(inferred, name))
 
 
 def tensor_value(proto: onnx.TensorProto) -> np.ndarray:

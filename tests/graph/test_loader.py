@@ -74,3 +74,38 @@ def test_derived_weight_ranges() -> None:
     low, high = derived_range(torch.tensor([-0.1, 0.1]))
     assert np.isclose(low, -0.3) and np.isclose(high, 0.3)
     assert derived_range(torch.tensor([0.5, 3.0]))[0] == 0.0
+
+
+def _large_weight_model(weight: onnx.TensorProto, listed_as_input: bool = False) -> onnx.ModelProto:
+    """x (1, 64) @ W (64, 32), then Reshape by a small int64 initializer: shapes need its value."""
+    shape = numpy_helper.from_array(np.array([4, 8], np.int64), "shape")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Reshape", ["h", "shape"], ["r"]),
+             helper.make_node("Log", ["r"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", 1, [1, 64])]
+    if listed_as_input:
+        inputs.append(helper.make_tensor_value_info("W", 1, [64, 32]))
+    graph = helper.make_graph(nodes, "large", inputs, [helper.make_tensor_value_info("y", 1, [4, 8])],
+                              initializer=[weight, shape])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_large_weights_keep_their_values_and_shapes_are_inferred() -> None:
+    weight = numpy_helper.from_array(np.full((64, 32), 0.25, np.float32), "W")
+    for listed in (False, True):
+        analysis = ranum.analyze(_large_weight_model(weight, listed), {"inputs": {"x": [1, 2]}, "weights": {"default": "exact"}})
+        lo, hi = analysis.bounds("r")
+        assert lo.shape == (4, 8)
+        assert float(lo.min()) >= 16 * 0.99 and float(hi.max()) <= 32 * 1.01
+        assert analysis.graph.tensors["h"].shape == (1, 32)
+        assert len(analysis.graph.proto.graph.initializer[0].raw_data) == 64 * 32 * 4
+
+
+def test_large_weight_with_a_truncated_payload_is_a_model_error() -> None:
+    weight = numpy_helper.from_array(np.full((64, 32), 0.25, np.float32), "W")
+    weight.raw_data = weight.raw_data[:-8]
+    try:
+        ranum.analyze(_large_weight_model(weight), {"inputs": {"x": [1, 2]}})
+    except ranum.ModelError as exc:
+        assert "'W'" in str(exc) and "2046" in str(exc)
+    else:
+        raise AssertionError("a truncated weight was accepted")
