@@ -6,18 +6,27 @@ RMS normalisation ``y = x * c / sqrt(mean(x^2) + eps)`` (RMSNorm, T5LayerNorm), 
 ``|y_i| <= |c| * sqrt(n)``, whatever the range of x. Intervals alone only give ``|x| * c / sqrt(eps)``.
 Rounding: the float mean of squares is at least ``(1 - gamma) * mean`` and each of pow, sqrt, div,
 mul rounds once, so the bound is widened by ``1 / sqrt(1 - gamma)`` and a few units of roundoff.
+
+Attention ``MatMul(Softmax(s), V)`` over the softmax axis: each output is a convex combination of
+a column of V (weights >= 0 summing to 1), so it lies between that column's least lower and
+greatest upper bound, whatever the scores. Intervals alone multiply by the row length. Rounding:
+the float weights sum to ``1 +- gamma_(n+4)`` (exp, sum, divide) and the product's accumulation
+error is at most ``gamma_n * sum p_k |v_k|``.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
+from torch import Tensor
+
 from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.ops._base import NodeContext
 
-__all__ = ["rms_magnitude_bound"]
+__all__ = ["convex_combination_bounds", "meet", "rms_magnitude_bound"]
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -125,3 +134,62 @@ def _axes(ctx: NodeContext, mean, rank: int) -> list[int] | None:
     if axes is None or len(axes) == 0:
         return list(range(rank)) if not int(mean.attributes.get("noop_with_empty_axes", 0)) else None
     return sorted({a % rank for a in axes})
+
+
+def convex_combination_bounds(ctx: NodeContext, weights: Interval, values: Interval) -> Interval | None:
+    """Bounds of ``weights @ values`` when ``weights`` is a softmax over its last axis, else None.
+
+    The result has the matmul's output shape: per output column, the least lower and greatest
+    upper bound of that column of ``values`` (scaled by the float weights' sum and widened by the
+    accumulation error). Batch axes broadcast as in numpy.matmul; 1-D operands are not handled.
+    """
+    if ctx.graph is None or weights.shape is None or values.shape is None:
+        return None
+    if len(weights.shape) < 2 or len(values.shape) < 2 or not is_float(values.elem_type):
+        return None
+    if not _softmax_over_last_axis(ctx, ctx.node.inputs[0], len(weights.shape)):
+        return None
+    count = weights.shape[-1]
+    unit = float_facts(weights.elem_type).eps
+    spread = arith.accumulation_gamma(count + 4, weights.elem_type) + 4 * unit
+    if spread >= 0.5:
+        return None
+    low = values.lower.to(torch.float64).amin(-2, keepdim=True)
+    high = values.upper.to(torch.float64).amax(-2, keepdim=True)
+    low = torch.where(low < 0, low * (1 + spread), low * (1 - spread))
+    high = torch.where(high > 0, high * (1 + spread), high * (1 - spread))
+    magnitude = torch.maximum(low.abs(), high.abs()) * (1 + spread)
+    low, high = arith.with_accumulation_error(low, high, magnitude, count, values.elem_type)
+    column = Interval.create(low, high, values.splits[:-2] + ((0,), values.splits[-1]),
+                             values.shape[:-2] + (1, values.shape[-1]), values.elem_type)
+    out_shape = _matmul_shape(weights.shape, values.shape)
+    return column.broadcast_to(out_shape) if out_shape is not None else None
+
+
+def meet(iv: Interval, other: Interval) -> Interval:
+    """The element-wise intersection of two sound intervals of the same tensor."""
+
+    def both(lo1: Tensor, hi1: Tensor, lo2: Tensor, hi2: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.maximum(lo1, lo2.to(lo1.dtype)), torch.minimum(hi1, hi2.to(hi1.dtype))
+
+    return elementwise(both, [iv, other], iv.elem_type)
+
+
+_PASS_THROUGH = ("Identity", "Cast")
+
+
+def _softmax_over_last_axis(ctx: NodeContext, name: str, rank: int) -> bool:
+    node = ctx.graph.producer(name)
+    while node is not None and node.op_type in _PASS_THROUGH:
+        if node.op_type == "Cast" and not is_float(int(node.attributes.get("to", 0))):
+            return False
+        node = ctx.graph.producer(node.inputs[0])
+    if node is None or node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
+        return False
+    axis = int(node.attributes.get("axis", -1 if ctx.opset >= 13 else 1))
+    return axis % rank == rank - 1
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    batch = broadcast_shape(a[:-2], b[:-2])
+    return None if batch is None else tuple(batch) + (a[-2], b[-1])

@@ -22,6 +22,7 @@ from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._relations import convex_combination_bounds, meet
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -113,7 +114,9 @@ class MatMul(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         count = a.shape[-1] if a.shape else 1
         if len(a.shape) >= 2 and len(b.shape) >= 2:
-            return _blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w]), count, ctx.budget)
+            out = _blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w]), count, ctx.budget)
+            convex = convex_combination_bounds(ctx, a, b)
+            return out if convex is None else meet(out, convex)
         mid, rad, abs_sum = interval_product(torch.matmul, [a, b])
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
 

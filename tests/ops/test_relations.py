@@ -1,4 +1,5 @@
-"""Relational refinement of RMS normalisation: |x / sqrt(mean(x^2) + eps)| <= sqrt(n), soundly."""
+"""Relational refinements, checked for precision and against onnxruntime: RMS normalisation
+|x / sqrt(mean(x^2) + eps)| <= sqrt(n); attention softmax(s) @ V within the range of V's columns."""
 
 from __future__ import annotations
 
@@ -61,3 +62,36 @@ def test_rms_normalisation_is_bounded_by_sqrt_n_and_sound(form: str) -> None:
         y = session.run(None, {"x": x})[0]
         assert np.all((y >= lo) & (y <= hi)), (form, scale, float(np.abs(y).max()))
     assert not [f for f in ranum.check(model, {"inputs": {"x": [-1e4, 1e4]}}).findings if f.hazard_id == "overflow"]
+
+
+ATTENTION = """
+    p = Softmax<axis = -1>(s)
+    q = Cast<to = 1>(p)
+    y = MatMul(q, v)"""
+
+
+def _attention(dtype: str = "float", softmax_axis: int = -1) -> onnx.ModelProto:
+    body = ATTENTION.replace("axis = -1", f"axis = {softmax_axis}")
+    return onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        f"g ({dtype}[2,5,32] s, float[2,32,3] v) => (float[2,5,3] y) {{" + body + "\n}")
+
+
+def test_softmax_weighted_sum_stays_within_the_values_columns_and_is_sound() -> None:
+    model = _attention()
+    spec = {"inputs": {"s": [-1e3, 1e3], "v": [-1, 1]}}
+    lo, hi = ranum.analyze(model, spec).bounds("y")
+    assert hi.max() <= 1.0001 and lo.min() >= -1.0001  # intervals alone give 32
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 1e3):
+        s = rng.uniform(-scale, scale, (2, 5, 32)).astype(np.float32)
+        v = np.sign(rng.uniform(-1, 1, (2, 32, 3))).astype(np.float32)
+        v[:, :, 0] = 1.0  # a column of ones: every output is exactly the weights' float sum
+        y = session.run(None, {"s": s, "v": v})[0]
+        assert np.all((y >= lo) & (y <= hi))
+
+
+def test_softmax_over_another_axis_is_not_a_convex_combination() -> None:
+    lo, hi = ranum.analyze(_attention(softmax_axis=1), {"inputs": {"s": [-1e3, 1e3], "v": [-1, 1]}}).bounds("y")
+    assert hi.max() > 1.5 and lo.min() < -1.5
