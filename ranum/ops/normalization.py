@@ -8,7 +8,11 @@ interval and from above around the mean interval's midpoint. The normalized valu
 capped by ``sqrt(n - 1)`` (Cauchy-Schwarz), corrected for float rounding: the computed mean is off
 by the accumulation error ``e`` and the computed variance by ``delta`` (onnxruntime accumulates
 one-pass in double: ``delta`` = 4 gamma_n(float64) * mean(x^2)), so the cap only holds when
-``epsilon > delta``. Invariants: bounds sound for onnxruntime's float execution, never NaN;
+``epsilon > delta``. onnxruntime's LayerNormalization and InstanceNormalization compute the
+variance in two passes, around the computed mean (``nonneg_variance``: checked against the runtime
+in tests/ops/test_normalization_runtime.py): the variance is then never negative, and no element is
+more than ``sqrt(n)`` computed standard deviations from the computed mean, so the cap is
+``sqrt(n / (1 - gamma))`` for any epsilon and magnitude. Invariants: bounds sound for onnxruntime's float execution, never NaN;
 finite inputs with ``epsilon > delta`` never give infinite bounds.
 """
 
@@ -116,7 +120,12 @@ def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int,
     delta = torch.zeros_like(st.delta) if nonneg_variance else st.delta
     margin = (epsilon - delta).clamp(min=1e-300)
     cap = (math.sqrt((n - 1) / (1 - g)) + st.err / margin.sqrt()) * (1 + 4 * u)
-    cap = torch.where((epsilon > delta) & ~st.big, cap, torch.full_like(cap, torch.inf))
+    cap = torch.where(epsilon > delta, cap, torch.full_like(cap, torch.inf))
+    if nonneg_variance:
+        # Two passes: the computed variance is the mean of squared deviations from the computed
+        # mean, so it is at least (1 - g) (x_i - mean)^2 / n for every i: |z_i| <= sqrt(n / (1 - g)).
+        cap = cap.clamp(max=math.sqrt(n / (1 - g)) * (1 + 8 * u))
+    cap = torch.where(~st.big, cap, torch.full_like(cap, torch.inf))
     z_lo = torch.maximum(_nan(z_lo, -torch.inf), -cap)
     z_hi = torch.minimum(_nan(z_hi, torch.inf), cap)
     return z_lo, z_hi, st

@@ -1,8 +1,10 @@
 """The runtime facts the normalization rules rely on, checked against onnxruntime.
 
-LayerNormalization and InstanceNormalization never compute a negative variance (so with epsilon > 0
-they never produce NaN/Inf, even for near-constant rows of large values); GroupNormalization does
-(E[x^2] - E[x]^2 cancels), so only its zero-variance hazard survives a positive epsilon.
+LayerNormalization and InstanceNormalization compute the variance around the computed mean (two
+passes): it is never negative (so with epsilon > 0 they never produce NaN/Inf, even for near-constant
+rows of large values) and no output exceeds sqrt(n) in magnitude, whatever the rows' magnitude;
+GroupNormalization does cancel (E[x^2] - E[x]^2), so only its zero-variance hazard survives a
+positive epsilon.
 """
 
 from __future__ import annotations
@@ -46,3 +48,20 @@ def test_variance_cancellation_matches_runtime(op: str, attrs: dict, opset: int,
     report = ranum.check(model, {"inputs": {"x": [-1e6, 1e6]}, "weights": {"default": "exact"}})
     flagged = any(f.hazard_id == "normalization-zero-variance" for f in report.findings)
     assert flagged == cancels
+
+
+@pytest.mark.parametrize(("op", "attrs", "opset"), [c[:3] for c in CASES if not c[3]], ids=lambda v: str(v))
+def test_outputs_stay_within_sqrt_n_for_near_constant_rows_of_any_magnitude(op: str, attrs: dict, opset: int) -> None:
+    model = _model(op, attrs, opset)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for _ in range(6):
+        magnitude = 10.0 ** rng.uniform(-3, 12, (200, 1, 1))
+        noise = rng.normal(0, 1.0, (200, 8, 16)) * 10.0 ** rng.uniform(-10, -1, (200, 1, 1))
+        y = session.run(None, {"x": (magnitude * (1 + noise)).astype(np.float32)})[0]
+        worst = max(worst, float(np.abs(y).max()))
+    spec = {"inputs": {"x": [-1e12, 1e12]}, "weights": {"default": "exact"}}
+    lo, hi = ranum.analyze(model, spec).bounds("y")
+    assert worst <= float(hi.max()) and -worst >= float(lo.min())
+    assert float(hi.max()) <= 4.0 * 1.0001  # n = 16 normalized elements: sqrt(16)
