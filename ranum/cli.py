@@ -162,7 +162,7 @@ def confirm(
         sys.stdout.write(json.dumps({"results": [
             {"node": r.node, "op_type": r.op_type, "status": r.status, "seconds": round(r.seconds, 4),
              "dir": r.dir, "hazard": r.hazard, "kind": r.kind, "strategy": r.strategy, "note": r.note,
-             **({"system": r.system} if r.system is not None else {})}
+             "reaches_outputs": r.reaches_outputs, **({"system": r.system} if r.system is not None else {})}
             for r in report.results]}, indent=2) + "\n")
     else:
         _render_confirm(report, Console())
@@ -177,7 +177,8 @@ def _render_confirm(report, console: Console) -> None:
         table.add_column(column, overflow="fold")
     for r in report.results:
         status = "[green]confirmed[/green]" if r.status == "confirmed" else "[yellow]not confirmed[/yellow]"
-        table.add_row(r.node, r.op_type, r.hazard, status, f"{r.seconds:.2f}", r.dir or r.note)
+        test = "\n".join(t for t in (r.dir, r.note) if t)
+        table.add_row(r.node, r.op_type, r.hazard, status, f"{r.seconds:.2f}", test)
     console.print(table)
     done = sum(1 for r in report.results if r.status == "confirmed")
     console.print(f"{done} of {len(report.results)} findings confirmed", highlight=False)

@@ -11,7 +11,8 @@ concrete onnxruntime run, or the model is a known false-positive case marked ``x
 with the reason (so that fixing the analysis turns the mark into a failure to remove).
 
 Proven real: T5's relative-position bucket takes ``Log`` of ``|relative position| / max_exact``,
-which is 0 on the diagonal; the ``-inf`` is then discarded by ``Where`` (a true finding).
+which is 0 on the diagonal; the ``-inf`` is then discarded by ``Where`` (a true finding; ``ranum
+confirm`` reports that no model output is NaN/Inf in its witnessing run).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import onnx
 import pytest
 
 import ranum
+from ranum.confirm import confirm
 
 pytest.importorskip("transformers", reason="real-architecture tests need the 'zoo' extra (pip install -e .[zoo])")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -90,3 +92,6 @@ def test_t5_relative_position_log_is_a_real_finding(cache):
     logs = [f for f in report.findings if f.op_type == "Log"]
     assert logs, "the relative-position Log of 0 must be reported"
     assert {f.node for f in logs} <= _proven_real(path, "t5", logs)
+    # ranum confirm proves it too, and sees that the -inf never reaches the model's output (Where drops it)
+    results = confirm(path, zoo.spec("t5", "tiny", "exact"), nodes=[f.node for f in logs]).results
+    assert all(r.status == "confirmed" and r.reaches_outputs is False for r in results)

@@ -49,6 +49,8 @@ class ConfirmResult:
     strategy: str | None
     note: str = ""
     system: dict | None = None  # with --system: status, seconds, steps, strategy, note
+    # In the confirming onnxruntime run: does NaN/Inf reach a model output (False: discarded downstream)?
+    reaches_outputs: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
     note = ""
     for candidate in search(problem, hazard, config):
         verdict = _replay(problem, hazard, candidate)
-        if verdict is True:
+        if verdict is not None:
             written = None
             if staging is not None and model_path is not None and final is not None:
                 _write(staging / name, problem, hazard, finding, candidate, model_path)
@@ -144,7 +146,8 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
                 system = _system(problem, hazard, finding, candidate, training, config.seed,
                                  staging / name if written else None, model_path)
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
-                                 seconds, written, candidate.strategy, system=system)
+                                 seconds, written, candidate.strategy, note=_reach_note(verdict.reaches_outputs),
+                                 system=system, reaches_outputs=verdict.reaches_outputs)
         note = "fires in ranum's concrete semantics but not in onnxruntime (report this as a ranum bug)"
         log.warning("node %s: %s", finding.node, note)
     system = None if training is None else {"status": "not_confirmed", "seconds": 0.0, "steps": 0,
@@ -167,8 +170,21 @@ def _system(problem: Problem, hazard: Hazard, finding: Finding, candidate: Candi
     return result.summary()
 
 
-def _replay(problem: Problem, hazard: Hazard, candidate: Candidate) -> bool:
-    """Does the hazard fire in onnxruntime (and, for forward hazards, does NaN/Inf appear)?"""
+@dataclass(frozen=True)
+class _Replayed:
+    """A candidate that fired in onnxruntime, and whether NaN/Inf showed in a model output."""
+
+    reaches_outputs: bool
+
+
+def _reach_note(reaches_outputs: bool) -> str:
+    if reaches_outputs:
+        return ""
+    return "in this run no model output is NaN/Inf: the invalid value is discarded downstream (e.g. by Where)"
+
+
+def _replay(problem: Problem, hazard: Hazard, candidate: Candidate) -> _Replayed | None:
+    """The run's verdict when the hazard fires in onnxruntime (for forward hazards: NaN/Inf appears)."""
     graph = problem.full_graph
     node = problem.node
     feeds, weights = _split(problem, candidate)
@@ -176,7 +192,16 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate) -> bool:
         values = run_onnxruntime(graph, feeds, weights, [*node.inputs, *node.outputs])
     except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
         log.info("onnxruntime rejected a candidate for %s: %s", node.name, exc)
-        return False
+        return None
+    if not _fires(problem, hazard, values, weights):
+        return None
+    outputs = [np.asarray(values[o.name]) for o in graph.outputs if o.name in values]
+    return _Replayed(any(v.dtype.kind == "f" and not np.isfinite(v).all() for v in outputs))
+
+
+def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> bool:
+    graph = problem.full_graph
+    node = problem.node
     constants = {**{n: _tensor(v) for n, v in weights.items()}}
     for name, proto in graph.initializers.items():
         if name not in constants:

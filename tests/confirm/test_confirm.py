@@ -91,7 +91,25 @@ def test_cli_json_and_node_selection(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     (entry,) = json.loads(result.stdout)["results"]
     assert entry["status"] == "confirmed" and entry["node"] == "Log_1"
-    assert set(entry) >= {"node", "op_type", "status", "seconds", "dir"}
+    assert set(entry) >= {"node", "op_type", "status", "seconds", "dir", "reaches_outputs"}
+    assert entry["reaches_outputs"] is True  # the Log is the model's output
+
+
+MASKED_LOG = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3] x) => (float[2,3] z) {
+  l = Log(x)
+  zero = Constant<value = float {0.0}>()
+  positive = Greater(x, zero)
+  z = Where(positive, l, zero)
+}
+"""
+
+
+def test_a_failure_discarded_downstream_is_confirmed_and_said_so() -> None:
+    (result,) = confirm(parse(MASKED_LOG), {"inputs": {"x": [-1, 1]}}).results
+    assert result.status == "confirmed" and result.op_type == "Log"
+    assert result.reaches_outputs is False and "discarded downstream" in result.note
 
 
 @pytest.mark.parametrize(
