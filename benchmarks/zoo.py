@@ -16,10 +16,13 @@ Input ranges (the spec handed to ``ranum.check``):
 Weight modes: ``exact`` (the random initial values, taken exactly) and ``derived`` (ranum's default
 range derived from each weight's values).
 
-``python benchmarks/zoo.py --check [--size tiny|full] [--models a b ...] [--exporters dynamo torchscript]``
-prints per model: nodes, findings and analysis seconds in each mode, onnxruntime CPU inference seconds
-(median of 10 after warm-up, 2 threads), the analysis/inference ratios and ranum's peak memory, and
-writes ``benchmarks/out/zoo-<size>.json``. ``transformers`` and ``onnxscript`` come with the ``zoo``
+``python benchmarks/zoo.py --check [--size tiny|full] [--models a b ...] [--exporters dynamo torchscript]
+[--prove SECONDS]`` prints per model: nodes, findings in each mode (with ``--prove``: how many
+``ranum confirm`` proved real in onnxruntime, and whether the NaN/Inf reached a model output),
+the load seconds (reading, ONNX checker, shape inference), analysis seconds in each mode (the rest
+of ``ranum.check``), onnxruntime CPU inference seconds (median of 10 after warm-up, 2 threads;
+session creation not counted, as load is not), the analysis/inference ratios and ranum's peak memory,
+and writes ``benchmarks/out/zoo-<size>.json`` (totals with the load included are there too). ``transformers`` and ``onnxscript`` come with the ``zoo``
 extra (``pip install -e .[zoo]``).
 """
 
@@ -314,6 +317,19 @@ def feeds(model: onnx.ModelProto, ranges: dict, seed: int = 0) -> dict[str, np.n
 # --------------------------------------------------------------------------------------------- check
 
 
+def prove(path: Path, model_spec: dict, seconds: float = 20.0) -> dict[str, dict]:
+    """``ranum confirm`` on every finding: node -> how it was proven (or not) in onnxruntime.
+
+    Each entry: ``status`` (confirmed / not_confirmed), the search ``strategy`` that found the
+    failing inputs, and ``reaches_outputs``: whether NaN/Inf reached a model output in that
+    onnxruntime run (False: the invalid value is discarded downstream)."""
+    from ranum.confirm import SearchConfig, confirm
+
+    report = confirm(path, model_spec, search_config=SearchConfig(seconds=seconds))
+    return {f"{r.op_type}:{r.node}": {"status": r.status, "strategy": r.strategy,
+                                      "reaches_outputs": r.reaches_outputs} for r in report.results}
+
+
 def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
     """One ``ranum.check`` with its seconds and peak memory in bytes, as traced by tracemalloc.
 
@@ -333,8 +349,12 @@ def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
     return report, seconds, peak
 
 
-def check_row(family: str, size: str, exporter: str) -> dict:
-    """Analyse one model in both weight modes and time onnxruntime; one JSON-ready row."""
+def check_row(family: str, size: str, exporter: str, proof_seconds: float = 0.0) -> dict:
+    """Analyse one model in both weight modes and time onnxruntime; one JSON-ready row.
+
+    ``seconds`` is the whole ``ranum.check`` (load included); ``analysis_seconds`` leaves out the
+    load (reading, ONNX checker, shape inference), as the onnxruntime time leaves out building its
+    session. With ``proof_seconds`` > 0 every finding is put to ``ranum confirm`` (``proofs``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _timing import ort_inference_seconds
 
@@ -347,14 +367,19 @@ def check_row(family: str, size: str, exporter: str) -> dict:
     row["onnxruntime_seconds"] = inference
     for mode in ("exact", "derived"):
         report, seconds, peak = _measure(path, spec(family, size, mode))
+        analysis_seconds = seconds - report.phase_seconds["load"]
         row[mode] = {
             "findings": len(report.findings),
             "finding_nodes": [f"{f.op_type}:{f.node}" for f in report.findings],
             "unsupported_ops": list(report.unsupported_ops),
-            "seconds": seconds, "ratio": seconds / inference, "peak_bytes": peak,
+            "seconds": seconds, "ratio": seconds / inference, "phase_seconds": dict(report.phase_seconds),
+            "analysis_seconds": analysis_seconds, "analysis_ratio": analysis_seconds / inference,
+            "peak_bytes": peak,
             "peak_over_model": peak / row["model_bytes"],
             "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
+        if proof_seconds > 0 and report.findings:
+            row[mode]["proofs"] = prove(path, spec(family, size, mode), proof_seconds)
     return row
 
 
@@ -363,20 +388,31 @@ def _print(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="ranum check on real architectures")
-    for column in ("model", "nodes", "unsupp.", "find. exact", "find. derived", "exact s", "derived s", "ort s",
-                   "exact/ort", "derived/ort", "peak MB", "peak/model"):
+    for column in ("model", "nodes", "unsupp.", "find. exact", "find. derived", "proven", "load s", "exact s",
+                   "derived s", "ort s", "exact/ort", "derived/ort", "peak MB", "peak/model"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in rows:
         if "error" in r:
-            table.add_row(r["model"], "-", r["error"][:40], *["-"] * 9)
+            table.add_row(r["model"], "-", r["error"][:40], *["-"] * 11)
             continue
         e, d = r["exact"], r["derived"]
         peak = max(e["peak_bytes"], d["peak_bytes"])
         table.add_row(r["model"], str(r["nodes"]), ",".join(sorted(set(e["unsupported_ops"]))) or "0",
-                      str(e["findings"]), str(d["findings"]), f"{e['seconds']:.2f}", f"{d['seconds']:.2f}",
-                      f"{r['onnxruntime_seconds']:.4f}", f"{e['ratio']:.1f}", f"{d['ratio']:.1f}",
+                      str(e["findings"]), str(d["findings"]), _proven(e, d),
+                      f"{e['phase_seconds']['load']:.2f}", f"{e['analysis_seconds']:.2f}",
+                      f"{d['analysis_seconds']:.2f}", f"{r['onnxruntime_seconds']:.4f}",
+                      f"{e['analysis_ratio']:.1f}", f"{d['analysis_ratio']:.1f}",
                       f"{peak / 2**20:.0f}", f"{peak / r['model_bytes']:.1f}")
     Console(width=200).print(table)
+
+
+def _proven(*modes: dict) -> str:
+    """``confirmed/findings`` over both modes ("-" when the findings were not put to confirm)."""
+    proofs = [p for m in modes for p in m.get("proofs", {}).values()]
+    total = sum(m["findings"] for m in modes)
+    if total and not proofs:
+        return "-"
+    return f"{sum(p['status'] == 'confirmed' for p in proofs)}/{total}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -385,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=SIZES, default="tiny")
     parser.add_argument("--models", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--exporters", nargs="*", default=["dynamo"], choices=list(EXPORTERS))
+    parser.add_argument("--prove", type=float, default=0.0, metavar="SECONDS",
+                        help="put every finding to ranum confirm with this budget per finding (0: do not)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, str(ROOT))
@@ -398,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
                 export(family, args.size, exporter)
                 continue
             try:
-                rows.append(check_row(family, args.size, exporter))
+                rows.append(check_row(family, args.size, exporter, args.prove))
             except Exception as exc:  # an exporter failure is a row, not the end of the benchmark
                 rows.append({"model": f"{family}-{args.size}-{exporter}", "error": f"{type(exc).__name__}: {exc}"})
     if args.check:

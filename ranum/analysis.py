@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Analysis:
     assumptions: tuple[Assumption, ...]
     dims: Mapping[str, int]
     seconds: float
+    # seconds per phase: "load" (read, checker, shape inference), "ranges", "interpret"
+    phase_seconds: Mapping[str, float] = field(default_factory=dict)
 
     def bounds(self, tensor: str) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds of a tensor, as arrays of the tensor's shape.
@@ -74,9 +76,12 @@ def analyze(model: ModelSource, spec: SpecSource = None, config: AnalysisConfig 
         The :class:`Analysis`, with bounds for every tensor.
     """
     spec = as_spec(spec)
-    start = time.perf_counter()
+    marks = [time.perf_counter()]
     graph, dims = load_model(model, spec.dims)
+    marks.append(time.perf_counter())
     initial, notes = initial_intervals(graph, spec)
+    marks.append(time.perf_counter())
     run = run_abstract(graph, initial, config)
-    seconds = time.perf_counter() - start
-    return Analysis(graph, run, spec, tuple(notes), dims, seconds)
+    marks.append(time.perf_counter())
+    phases = {name: marks[i + 1] - marks[i] for i, name in enumerate(("load", "ranges", "interpret"))}
+    return Analysis(graph, run, spec, tuple(notes), dims, marks[-1] - marks[0], phases)

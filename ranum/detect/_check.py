@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,6 +28,8 @@ class Report:
     nodes: int
     seconds: float
     analysis: Analysis = field(repr=False, compare=False)
+    # seconds per phase: the analysis' "load", "ranges", "interpret", then "detect"
+    phase_seconds: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def warnings(self) -> list[str]:
@@ -50,7 +53,8 @@ class Report:
             "model": self.model,
             "findings": [f.to_dict() for f in self.findings],
             "unsupported_ops": list(self.unsupported_ops),
-            "stats": {"nodes": self.nodes, "seconds": round(self.seconds, 6)},
+            "stats": {"nodes": self.nodes, "seconds": round(self.seconds, 6),
+                      "phase_seconds": {k: round(v, 6) for k, v in self.phase_seconds.items()}},
             "assumptions": [
                 {"tensor": a.tensor, "role": a.role, "range": None if a.low is None else
                  [_json_number(a.low), _json_number(a.high)], "source": a.source}
@@ -67,8 +71,10 @@ class Report:
 
 def report_from(analysis: Analysis, model_label: str) -> Report:
     """Detect hazards on a finished analysis."""
+    start = time.perf_counter()
     locations = source_locations(analysis.graph.proto)
     findings = tuple(replace(f, source=locations.get(f.node)) for f in find_hazards(analysis.run))
+    detect = time.perf_counter() - start
     by_name = {n.name: n for n in analysis.run.nodes}
     unsupported_ops = sorted({by_name[n].op_type for n in analysis.run.unsupported if n in by_name})
     return Report(
@@ -77,8 +83,9 @@ def report_from(analysis: Analysis, model_label: str) -> Report:
         unsupported_ops=tuple(unsupported_ops),
         unsupported_nodes=dict(analysis.run.unsupported),
         nodes=len(analysis.run.nodes),
-        seconds=analysis.seconds,
+        seconds=analysis.seconds + detect,
         analysis=analysis,
+        phase_seconds={**analysis.phase_seconds, "detect": detect},
     )
 
 

@@ -13,6 +13,7 @@ the names the analysis uses (:func:`ranum.graph.loader.stable_node_names`), subg
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import linecache
 import re
@@ -130,8 +131,9 @@ def _inside_torch(file: str) -> bool:
     return any(root is not None and file.startswith(root) for root in map(_package_root, _LIBRARY_PACKAGES))
 
 
+@functools.lru_cache(maxsize=None)
 def _package_root(name: str) -> str | None:
-    """Folder of an importable package (found without importing it)."""
+    """Folder of an importable package (found without importing it; looked up once per process)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None

@@ -58,7 +58,8 @@ def test_json_report_shape(log_model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     data = json.loads(out.read_text())
     assert set(data) >= {"model", "findings", "unsupported_ops", "stats"}
-    assert set(data["stats"]) >= {"nodes", "seconds"}
+    assert set(data["stats"]) >= {"nodes", "seconds", "phase_seconds"}
+    assert set(data["stats"]["phase_seconds"]) == {"load", "ranges", "interpret", "detect"}
     (finding,) = data["findings"]
     assert set(finding) >= {"node", "op_type", "hazard", "operand", "interval", "invalid", "certain", "kind"}
     assert finding["op_type"] == "Log" and finding["kind"] == "forward" and finding["certain"] is False
