@@ -12,6 +12,12 @@ a column of V (weights >= 0 summing to 1), so it lies between that column's leas
 greatest upper bound, whatever the scores. Intervals alone multiply by the row length. Rounding:
 the float weights sum to ``1 +- gamma_(n+4)`` (exp, sum, divide) and the product's accumulation
 error is at most ``gamma_n * sum p_k |v_k|``.
+
+Products of a normalised row with a weight matrix ``y = a @ W`` (q, k, v and MLP projections after
+LayerNorm or RMSNorm): the normalised row has an L2 norm of at most ``sqrt(n)`` (times the largest
+|scale|, plus the norm of the bias), so by Cauchy-Schwarz ``|y_j| <= ||a|| * ||W[:, j]||``, where
+intervals sum ``|a_i| |W_ij|`` with every ``|a_i|`` at its own maximum (``sqrt(n)`` times more).
+The norm of a row survives Identity, float Casts and Reshapes that keep the last axis.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval, broadcast_shape, elementwise
-from ranum.ops._base import NodeContext
+from ranum.graph.model import Node
+from ranum.ops._base import GraphView, NodeContext
 
-__all__ = ["convex_combination_bounds", "meet", "rms_magnitude_bound"]
+__all__ = ["convex_combination_bounds", "meet", "norm_product_bounds", "rms_magnitude_bound"]
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -41,19 +48,22 @@ def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divide
     if ctx.graph is None:
         return None
     names = ctx.node.inputs
-    x_name, other = names[x_index], names[scale_index]
+    return _rms_bound(ctx.graph, names[x_index], names[scale_index], divides)
+
+
+def _rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> float | None:
     factor = 1.0
     root = other
     if not divides:
-        found = _reciprocal_of(ctx, other)
+        found = _reciprocal_of(graph, other)
         if found is None:
             return None
         factor, root = found
-    stats = _mean_square_under_sqrt(ctx, root)
+    stats = _mean_square_under_sqrt(graph, root)
     if stats is None or stats[0] != x_name:
         return None
     count = stats[1]
-    x = ctx.graph.interval(x_name)
+    x = graph.interval(x_name)
     if x is None or not is_float(x.elem_type) or count < 1:
         return None
     unit = float_facts(x.elem_type).eps
@@ -63,71 +73,71 @@ def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divide
     return abs(factor) * math.sqrt(count / (1 - gamma)) * (1 + 16 * unit)
 
 
-def _exact_scalar(ctx: NodeContext, name: str) -> float | None:
-    iv = ctx.graph.interval(name) if name else None
+def _exact_scalar(graph: GraphView, name: str) -> float | None:
+    iv = graph.interval(name) if name else None
     if iv is None or not iv.is_exact or iv.lower.numel() != 1:
         return None
     return float(iv.lower.reshape(()))
 
 
-def _reciprocal_of(ctx: NodeContext, name: str) -> tuple[float, str] | None:
+def _reciprocal_of(graph: GraphView, name: str) -> tuple[float, str] | None:
     """``c / s`` or ``Reciprocal(s)`` with an exact scalar c: returns (c, s)."""
-    node = ctx.graph.producer(name)
+    node = graph.producer(name)
     if node is None:
         return None
     if node.op_type == "Reciprocal":
         return 1.0, node.inputs[0]
     if node.op_type == "Div" and len(node.inputs) == 2:
-        c = _exact_scalar(ctx, node.inputs[0])
+        c = _exact_scalar(graph, node.inputs[0])
         return None if c is None else (c, node.inputs[1])
     return None
 
 
-def _mean_square_under_sqrt(ctx: NodeContext, name: str) -> tuple[str, int] | None:
+def _mean_square_under_sqrt(graph: GraphView, name: str) -> tuple[str, int] | None:
     """``Sqrt(Add(ReduceMean(x^2), eps))`` with eps >= 0 exact: returns (x, reduced count)."""
-    sqrt = ctx.graph.producer(name)
+    sqrt = graph.producer(name)
     if sqrt is None or sqrt.op_type != "Sqrt":
         return None
-    add = ctx.graph.producer(sqrt.inputs[0])
+    add = graph.producer(sqrt.inputs[0])
     mean_name = sqrt.inputs[0]
     if add is not None and add.op_type == "Add":
         for mean_pos, eps_pos in ((0, 1), (1, 0)):
-            eps = _exact_scalar(ctx, add.inputs[eps_pos])
+            eps = _exact_scalar(graph, add.inputs[eps_pos])
             if eps is not None and eps >= 0:
                 mean_name = add.inputs[mean_pos]
                 break
         else:
             return None
-    mean = ctx.graph.producer(mean_name)
+    mean = graph.producer(mean_name)
     if mean is None or mean.op_type != "ReduceMean" or not int(mean.attributes.get("keepdims", 1)):
         return None
-    square = ctx.graph.producer(mean.inputs[0])
-    x_name = _squared(ctx, square)
+    square = graph.producer(mean.inputs[0])
+    x_name = _squared(graph, square)
     if x_name is None:
         return None
-    x = ctx.graph.interval(x_name)
+    x = graph.interval(x_name)
     if x is None or x.shape is None:
         return None
-    axes = _axes(ctx, mean, len(x.shape))
+    axes = _axes(graph, mean, len(x.shape))
     if axes is None:
         return None
     return x_name, math.prod(x.shape[a] for a in axes)
 
 
-def _squared(ctx: NodeContext, node) -> str | None:
+def _squared(graph: GraphView, node) -> str | None:
     if node is None:
         return None
     if node.op_type == "Mul" and len(node.inputs) == 2 and node.inputs[0] == node.inputs[1]:
         return node.inputs[0]
-    if node.op_type == "Pow" and _exact_scalar(ctx, node.inputs[1]) == 2.0:
+    if node.op_type == "Pow" and _exact_scalar(graph, node.inputs[1]) == 2.0:
         return node.inputs[0]
     return None
 
 
-def _axes(ctx: NodeContext, mean, rank: int) -> list[int] | None:
+def _axes(graph: GraphView, mean, rank: int) -> list[int] | None:
     axes = mean.attributes.get("axes")
     if axes is None and len(mean.inputs) > 1 and mean.inputs[1]:
-        iv: Interval | None = ctx.graph.interval(mean.inputs[1])
+        iv: Interval | None = graph.interval(mean.inputs[1])
         if iv is None or not iv.is_exact:
             return None
         axes = [int(v) for v in iv.exact_value().reshape(-1).tolist()]
@@ -179,17 +189,135 @@ _PASS_THROUGH = ("Identity", "Cast")
 
 
 def _softmax_over_last_axis(ctx: NodeContext, name: str, rank: int) -> bool:
-    node = ctx.graph.producer(name)
-    while node is not None and node.op_type in _PASS_THROUGH:
-        if node.op_type == "Cast" and not is_float(int(node.attributes.get("to", 0))):
-            return False
-        node = ctx.graph.producer(node.inputs[0])
+    graph = ctx.graph
+    node = _through_casts(graph, graph.producer(name))
     if node is None or node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
         return False
     axis = int(node.attributes.get("axis", -1 if ctx.opset >= 13 else 1))
     return axis % rank == rank - 1
 
 
+def _through_casts(graph: GraphView, node: Node | None) -> Node | None:
+    """The first producer up the chain that is not Identity or a Cast to a float type (None: a Cast elsewhere)."""
+    while node is not None and node.op_type in _PASS_THROUGH:
+        if node.op_type == "Cast" and not is_float(int(node.attributes.get("to", 0))):
+            return None
+        node = graph.producer(node.inputs[0])
+    return node
+
+
 def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
     batch = broadcast_shape(a[:-2], b[:-2])
     return None if batch is None else tuple(batch) + (a[-2], b[-1])
+
+
+def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> Interval | None:
+    """Bounds ``+-||row|| * ||column||`` of ``rows @ weights`` when the rows' L2 norm is known, else None.
+
+    ``rows`` is the node's first input (..., K); ``weights`` (..., K, N) is any interval, its
+    columns' norms taken over the largest magnitudes. The result has the matmul's output shape.
+    """
+    if ctx.graph is None or rows.shape is None or weights.shape is None or len(weights.shape) < 2:
+        return None
+    if len(rows.shape) < 2 or not is_float(rows.elem_type):
+        return None
+    norm = row_norm_bound(ctx.graph, ctx.node.inputs[0])
+    if norm is None:
+        return None
+    count = rows.shape[-1]
+    lo, hi = weights.full()
+    magnitude = torch.maximum(lo.abs(), hi.abs()).to(torch.float64)
+    columns = magnitude.square().sum(-2, keepdim=True).sqrt()
+    bound = norm * columns * (1 + arith.accumulation_gamma(count + 2, rows.elem_type))
+    bound = torch.where(torch.isnan(bound), torch.full_like(bound, torch.inf), bound)
+    column = Interval.from_full(-bound, bound, rows.elem_type)
+    out_shape = _matmul_shape(rows.shape, weights.shape)
+    return column.broadcast_to(out_shape) if out_shape is not None else None
+
+
+_MAX_DEPTH = 8
+
+
+def row_norm_bound(graph: GraphView, name: str, depth: int = 0) -> float | None:
+    """A bound of the L2 norm of every row (along the last axis) of tensor ``name``, or None.
+
+    Known: LayerNormalization over the last axis (``sqrt(n)`` times max |scale|, plus ||bias||),
+    RMS normalisation (see :func:`rms_magnitude_bound`), a norm-bounded row times a per-column
+    scale, and Identity / float Cast / last-axis-preserving Reshape of those.
+    """
+    node = graph.producer(name)
+    if node is None or depth > _MAX_DEPTH:
+        return None
+    out = graph.interval(name)
+    if out is None or out.shape is None or not out.shape or not is_float(out.elem_type):
+        return None
+    unit = float_facts(out.elem_type).eps
+    if node.op_type in _PASS_THROUGH:
+        if node.op_type == "Cast" and not is_float(int(node.attributes.get("to", 0))):
+            return None
+        inner = row_norm_bound(graph, node.inputs[0], depth + 1)
+        return None if inner is None else inner * (1 + 2 * unit)
+    if node.op_type == "Reshape":
+        source = graph.interval(node.inputs[0])
+        if source is None or source.shape is None or not source.shape or source.shape[-1] != out.shape[-1]:
+            return None
+        return row_norm_bound(graph, node.inputs[0], depth + 1)
+    if node.op_type == "LayerNormalization" and name == node.outputs[0]:
+        return _layer_norm_row_norm(graph, node)
+    if node.op_type in ("Mul", "Div") and len(node.inputs) == 2:
+        return _scaled_row_norm(graph, node, depth)
+    return None
+
+
+def _layer_norm_row_norm(graph: GraphView, node: Node) -> float | None:
+    x = graph.interval(node.inputs[0])
+    if x is None or x.shape is None or not x.shape:
+        return None
+    rank = len(x.shape)
+    if int(node.attributes.get("axis", -1)) % rank != rank - 1:
+        return None
+    n = x.shape[-1]
+    gamma = arith.accumulation_gamma(n + 4, x.elem_type)
+    if gamma >= 1:
+        return None
+    unit = max(float_facts(x.elem_type).eps, float_facts(1).eps)
+    z_norm = math.sqrt(n / (1 - gamma)) * (1 + 8 * unit)  # two-pass variance: see normalization.py
+    scale = _magnitudes(graph, node.inputs[1])
+    if scale is None:
+        return None
+    bias = _magnitudes(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    bias_norm = 0.0 if bias is None else float(bias.square().sum().sqrt()) * math.sqrt(n / max(bias.numel(), 1))
+    return (float(scale.max()) * z_norm + bias_norm) * (1 + 4 * unit)
+
+
+def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
+    """``row * s`` or ``row / s`` with s constant along the rows' last axis: the norm times max |s| (or 1/min |s|)."""
+    out = graph.interval(node.outputs[0])
+    unit = float_facts(out.elem_type).eps
+    for row_pos in ((0, 1) if node.op_type == "Mul" else (0,)):
+        # RMS normalisation: ||y|| = |c| ||x|| / sqrt(mean(x^2) + eps) obeys the bound of each |y_i|
+        # (the mean may run over more axes than the last: a row's norm is at most the slice's).
+        rms = _rms_bound(graph, node.inputs[row_pos], node.inputs[1 - row_pos], node.op_type == "Div")
+        if rms is not None:
+            return rms
+        inner = row_norm_bound(graph, node.inputs[row_pos], depth + 1)
+        other = _magnitudes(graph, node.inputs[1 - row_pos])
+        if inner is None or other is None:
+            continue
+        other_iv = graph.interval(node.inputs[1 - row_pos])
+        if other_iv.shape is None or any(d != 1 for d in other_iv.shape[:-1]):
+            continue  # a factor that changes across rows could scale one row more than another
+        if node.op_type == "Mul":
+            return inner * float(other.max()) * (1 + 2 * unit)
+        low = float(other.min())
+        return None if low <= 0 else inner / low * (1 + 2 * unit)
+    return None
+
+
+def _magnitudes(graph: GraphView, name: str) -> Tensor | None:
+    """Largest |value| of every element of a float tensor (full shape, float64), or None."""
+    iv = graph.interval(name) if name else None
+    if iv is None or iv.shape is None or not is_float(iv.elem_type):
+        return None
+    lo, hi = iv.full()
+    return torch.maximum(lo.abs(), hi.abs()).to(torch.float64)

@@ -19,10 +19,10 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import is_float, torch_dtype
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops._relations import convex_combination_bounds, meet
+from ranum.ops._relations import convex_combination_bounds, meet, norm_product_bounds
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -115,8 +115,9 @@ class MatMul(OpRule):
         count = a.shape[-1] if a.shape else 1
         if len(a.shape) >= 2 and len(b.shape) >= 2:
             out = _blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w]), count, ctx.budget)
-            convex = convex_combination_bounds(ctx, a, b)
-            return out if convex is None else meet(out, convex)
+            for refined in (convex_combination_bounds(ctx, a, b), norm_product_bounds(ctx, a, b)):
+                out = out if refined is None else meet(out, refined)
+            return out
         mid, rad, abs_sum = interval_product(torch.matmul, [a, b])
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
 
@@ -177,12 +178,24 @@ class Gemm(OpRule):
             x = _transposed(a) if self.transA else a
             w = _transposed(b) if self.transB else b
             count = x.shape[1] + (2 if c is None or self.beta == 0.0 else 3)
-            return _blockwise_product(x, w, lambda p, q: self._terms(p, q, c), count, ctx.budget)
+            out = _blockwise_product(x, w, lambda p, q: self._terms(p, q, c), count, ctx.budget)
+            return self._norm_refined(ctx, x, w, c, out)
         count = a.shape[0] if self.transA else a.shape[1]
-        mid, rad, abs_sum = self._terms(*[_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB))],
-                                        c)
+        x, w = (_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB)))
+        mid, rad, abs_sum = self._terms(x, w, c)
         # alpha and beta scalings round once more each.
-        return finish_sum(mid, rad, abs_sum, count + 3, a.elem_type, ctx.budget)
+        return self._norm_refined(ctx, x, w, c, finish_sum(mid, rad, abs_sum, count + 3, a.elem_type, ctx.budget))
+
+    def _norm_refined(self, ctx: NodeContext, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
+        """Meet with ``+-||row|| ||column|| + C`` when x's rows have a known norm (plain x @ w + C only)."""
+        if self.transA or self.alpha != 1.0 or (c is not None and self.beta != 1.0):
+            return out
+        bound = norm_product_bounds(ctx, x, w)
+        if bound is None:
+            return out
+        if c is not None:
+            bound = elementwise(arith.add, [bound, c], out.elem_type).widened(1)
+        return meet(out, bound)
 
     def _terms(self, x: Interval, w: Interval, c: Interval | None) -> tuple[Tensor, Tensor, Tensor]:
         """Midpoint, radius and |term| sum of alpha * x @ w + beta * c (x, w already transposed)."""

@@ -95,3 +95,77 @@ def test_softmax_weighted_sum_stays_within_the_values_columns_and_is_sound() -> 
 def test_softmax_over_another_axis_is_not_a_convex_combination() -> None:
     lo, hi = ranum.analyze(_attention(softmax_axis=1), {"inputs": {"s": [-1e3, 1e3], "v": [-1, 1]}}).bounds("y")
     assert hi.max() > 1.5 and lo.min() < -1.5
+
+
+def _normalised_projection(norm: str) -> onnx.ModelProto:
+    """LayerNorm (or RMSNorm) over 32 features, then MatMul or Gemm (+ bias) by a fixed weight."""
+    rng = np.random.default_rng(3)
+    weight = rng.normal(0, 0.5, (32, 8)).astype(np.float32)
+    bias = rng.normal(0, 0.1, (8,)).astype(np.float32)
+    scale = rng.uniform(0.5, 1.5, (32,)).astype(np.float32)
+    shift = rng.normal(0, 0.1, (32,)).astype(np.float32)
+    if norm == "layernorm":
+        body = "h = LayerNormalization<axis = -1, epsilon = 1e-5>(x, scale, shift)\n y = MatMul(h, w)"
+    elif norm == "layernorm-gemm":
+        body = ("h = LayerNormalization<axis = -1, epsilon = 1e-5>(x, scale, shift)\n"
+                " f = Reshape(h, flat)\n y = Gemm(f, w, bias)")
+    else:
+        body = FORMS["mul-div"].replace("y = Mul(x, r)", "n = Mul(x, r)\n h = Mul(n, scale)\n y = MatMul(h, w)")
+    inits = [onnx.numpy_helper.from_array(v, k) for k, v in
+             {"w": weight, "bias": bias, "scale": scale, "shift": shift}.items()]
+    inits.append(onnx.numpy_helper.from_array(np.array([6, 32], np.int64), "flat"))
+    out = "float[6,8] y"
+    model = onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        f"g (float[6,32] x) => ({out}) {{" + body + "\n}")
+    model.graph.initializer.extend(inits)
+    return model
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "layernorm-gemm", "rmsnorm"])
+def test_projection_of_a_normalised_row_is_bounded_by_norms_and_sound(norm: str) -> None:
+    model = _normalised_projection(norm)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    w, scale = weights["w"], weights["scale"]
+    spec = {"inputs": {"x": [-1e3, 1e3]}, "weights": {"default": "exact"}}
+    lo, hi = ranum.analyze(model, spec).bounds("y")
+    # Cauchy-Schwarz: |y_j| <= max|scale| sqrt(32) ||w[:, j]|| (+ small terms): well below the interval
+    # bound sum_i |scale_i| |w_ij| * sqrt(31)
+    columns = np.sqrt((w.astype(np.float64) ** 2).sum(0))
+    assert np.all(hi.max(0) <= scale.max() * np.sqrt(32) * columns * 1.2 + 0.6)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    # rows aligned with a weight column reach the bound's order; random rows and spikes too
+    aligned = np.stack([w[:, j % 8] / scale * (1 if j < 8 else -1) for j in range(6)]).astype(np.float32)
+    for x in (rng.uniform(-1e3, 1e3, (6, 32)), aligned * 100, np.eye(6, 32) * 1e3):
+        y = session.run(None, {"x": x.astype(np.float32)})[0]
+        assert np.all((y >= lo) & (y <= hi)), norm
+
+
+MASKED_SCORES = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float16[4,16] s, float16[4,16] keep) => (float16[4,16] p) {
+  one32 = Constant<value = float {1.0}>()
+  one = Cast<to = 10>(one32)
+  drop = Sub(one, keep)
+  lowest32 = Constant<value = float {-65504.0}>()
+  lowest = Cast<to = 10>(lowest32)
+  mask = Mul(drop, lowest)
+  t = Add(s, mask)
+  p = Softmax<axis = -1>(t)
+}
+"""
+
+
+@pytest.mark.parametrize(("low", "overflows"), [(-7.5, False), (-20.0, True)])
+def test_float16_mask_of_the_lowest_value_overflows_only_past_half_an_ulp(low: float, overflows: bool) -> None:
+    """score + (-65504) rounds to -65504 in float16 while |score| < 16 (half the spacing there)."""
+    model = onnx.parser.parse_model(MASKED_SCORES)
+    report = ranum.check(model, {"inputs": {"s": [low, 8.0], "keep": [0, 1]}})
+    flagged = {f.op_type for f in report.findings}
+    assert ("Add" in flagged) == overflows and ("Softmax" in flagged) == overflows
+    model.graph.output.append(onnx.helper.make_tensor_value_info("t", onnx.TensorProto.FLOAT16, [4, 16]))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    keep = np.zeros((4, 16), np.float16)  # every key masked
+    t = session.run(["t"], {"s": np.full((4, 16), low, np.float16), "keep": keep})[0]
+    assert bool(np.isinf(t).all()) == overflows
