@@ -11,6 +11,8 @@ Bounds are plain torch tensors, so gradients flow through every operation define
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -195,10 +197,16 @@ class Interval:
         new_lo = torch.where(lo >= 0, new_lo.clamp(min=0.0), new_lo)
         new_hi = torch.where(hi <= 0, new_hi.clamp(max=0.0), new_hi)
         if ulps <= 1:
-            # one correct rounding to nearest never leaves [-max, max] from inside it: adding the
-            # dtype's most negative value to a score (attention masks) stays finite
-            new_lo = torch.where(lo >= -facts.max, new_lo.clamp(min=-facts.max), new_lo)
-            new_hi = torch.where(hi <= facts.max, new_hi.clamp(max=facts.max), new_hi)
+            # one correct rounding to nearest gives +-max for anything short of max + half an ulp
+            # (a quarter here, leaving room for a float32 rounding before a 16-bit one): adding the
+            # dtype's most negative value to a small score (attention masks) stays finite
+            edge = facts.max + _ulp_of_max(facts.max, facts.eps) / 4
+            new_lo = torch.where(lo > -edge, new_lo.clamp(min=-facts.max), new_lo)
+            new_hi = torch.where(hi < edge, new_hi.clamp(max=facts.max), new_hi)
+            # a bound that is itself a float of the type stays: rounding within an ulp never
+            # crosses a representable number (1 - x for x in [0, 1] stays in [0, 1])
+            new_lo = torch.where(_representable(lo, self.elem_type), lo, new_lo)
+            new_hi = torch.where(_representable(hi, self.elem_type), hi, new_hi)
         new_lo = torch.where(torch.isfinite(lo), new_lo, lo)
         new_hi = torch.where(torch.isfinite(hi), new_hi, hi)
         return self.with_bounds(saturate_lower(new_lo, facts.max), saturate_upper(new_hi, facts.max))
@@ -219,6 +227,18 @@ class Interval:
 
     def __repr__(self) -> str:
         return f"Interval(shape={self.shape}, blocks={self.numblocks}, [{self.min():.6g}, {self.max():.6g}])"
+
+
+def _representable(bound: Tensor, elem_type: int) -> Tensor:
+    """Where a float64 bound is a finite value of the element type."""
+    same = bound.to(torch_dtype(elem_type)).to(torch.float64) == bound
+    return same & torch.isfinite(bound)
+
+
+def _ulp_of_max(max_finite: float, eps: float) -> float:
+    """Spacing of the floats just below the largest finite value (32 for float16)."""
+    _, exponent = math.frexp(max_finite)
+    return eps * 2.0 ** (exponent - 1)
 
 
 def saturate_lower(lower: Tensor, max_finite: float) -> Tensor:
