@@ -71,6 +71,9 @@ def _range_reduce(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, Tens
     reduction of two overlapping windows. ``pick(table, flat_index)`` reads the table along ``axis``.
     """
     n = values.shape[axis]
+    direct = _few_ranges_reduce(values, axis, ranges, reduce, pick)
+    if direct is not None:
+        return direct
     levels, width = [values], 1
     while 2 * width <= n:
         shifted = levels[-1].index_select(axis, (torch.arange(n) + width).clamp(max=n - 1))
@@ -82,6 +85,33 @@ def _range_reduce(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, Tens
     for first, last in ranges:
         level = torch.searchsorted(powers, (last - first + 1).clamp(min=1), right=True) - 1
         part = reduce(pick(table, level * n + first), pick(table, level * n + last + 1 - powers[level]))
+        out = part if out is None else reduce(out, part)
+    return out
+
+
+_WHOLE_REDUCE = {torch.minimum: torch.amin, torch.maximum: torch.amax}
+
+
+def _few_ranges_reduce(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, Tensor]], reduce: Reduce,
+                       pick: Pick) -> Tensor | None:
+    """The same reduction, one slice per distinct range, when they cover at most a few passes over
+    the axis (e.g. token ids over a whole vocabulary: one range); None when the table is cheaper."""
+    whole = _WHOLE_REDUCE.get(reduce)
+    if whole is None:
+        return None
+    n = values.shape[axis]
+    pairs = torch.cat([torch.stack([a.reshape(-1), torch.maximum(a, b).reshape(-1)], 1) for a, b in ranges])
+    distinct, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+    if int((distinct[:, 1] - distinct[:, 0] + 1).sum()) > 4 * n:
+        return None
+    parts = [whole(values.narrow(axis, first, last - first + 1), dim=axis, keepdim=True)
+             for first, last in distinct.tolist()]
+    table = torch.cat(parts, axis)
+    shape = ranges[0][0].shape
+    out = None
+    for k in range(len(ranges)):
+        index = inverse[k * math.prod(shape):(k + 1) * math.prod(shape)].reshape(shape)
+        part = pick(table, index)
         out = part if out is None else reduce(out, part)
     return out
 
