@@ -198,9 +198,9 @@ class Interval:
         new_hi = torch.where(hi <= 0, new_hi.clamp(max=0.0), new_hi)
         if ulps <= 1:
             # one correct rounding to nearest gives +-max for anything short of max + half an ulp
-            # (a quarter here, leaving room for a float32 rounding before a 16-bit one): adding the
+            # (less 1/1024 of it: room for a float32 rounding before a 16-bit one): adding the
             # dtype's most negative value to a small score (attention masks) stays finite
-            edge = facts.max + _ulp_of_max(facts.max, facts.eps) / 4
+            edge = facts.max + _ulp_of_max(facts.max, facts.eps) * (0.5 - 1 / 1024)
             new_lo = torch.where(lo > -edge, new_lo.clamp(min=-facts.max), new_lo)
             new_hi = torch.where(hi < edge, new_hi.clamp(max=facts.max), new_hi)
             # a bound that is itself a float of the type stays: rounding within an ulp never
