@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from ranum.domain import arith
+from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
@@ -225,12 +225,15 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
     if norm is None:
         return None
     count = rows.shape[-1]
-    lo, hi = weights.full()
-    magnitude = torch.maximum(lo.abs(), hi.abs()).to(torch.float64)
-    columns = magnitude.square().sum(-2, keepdim=True).sqrt()
+    # column norms from the blocks (a block of k rows counts k times): no full-size weight copy
+    lo, hi = weights.lower, weights.upper
+    magnitude = (lo.abs() if lo is hi else torch.maximum(lo.abs(), hi.abs())).to(torch.float64)
+    sizes = torch.tensor(blocks.block_sizes(weights.splits[-2], weights.shape[-2]), dtype=torch.float64)
+    columns = (magnitude.square() * sizes.reshape(-1, 1)).sum(-2, keepdim=True).sqrt()
     bound = norm * columns * (1 + arith.accumulation_gamma(count + 2, rows.elem_type))
     bound = torch.where(torch.isnan(bound), torch.full_like(bound, torch.inf), bound)
-    column = Interval.from_full(-bound, bound, rows.elem_type)
+    column = Interval.create(-bound, bound, weights.splits[:-2] + ((0,), weights.splits[-1]),
+                             weights.shape[:-2] + (1, weights.shape[-1]), rows.elem_type)
     out_shape = _matmul_shape(rows.shape, weights.shape)
     return column.broadcast_to(out_shape) if out_shape is not None else None
 
@@ -301,15 +304,20 @@ def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
         if rms is not None:
             return rms
         inner = row_norm_bound(graph, node.inputs[row_pos], depth + 1)
-        other = _magnitudes(graph, node.inputs[1 - row_pos])
-        if inner is None or other is None:
+        other = graph.interval(node.inputs[1 - row_pos])
+        if inner is None or other is None or other.shape is None or not is_float(other.elem_type):
             continue
-        other_iv = graph.interval(node.inputs[1 - row_pos])
-        if other_iv.shape is None or any(d != 1 for d in other_iv.shape[:-1]):
+        if any(d != 1 for d in other.shape[:-1]):
             continue  # a factor that changes across rows could scale one row more than another
+        row = graph.interval(node.inputs[row_pos])
+        if row is None or row.shape is None or not row.shape or row.shape[-1] != out.shape[-1]:
+            continue  # a row broadcast along the last axis would repeat its elements
+        lo, hi = other.lower.to(torch.float64), other.upper.to(torch.float64)
         if node.op_type == "Mul":
-            return inner * float(other.max()) * (1 + 2 * unit)
-        low = float(other.min())
+            return inner * float(torch.maximum(lo.abs(), hi.abs()).max()) * (1 + 2 * unit)
+        # dividing: by the smallest |s| any element can take (0 when an interval holds 0)
+        smallest = torch.where(lo > 0, lo, torch.where(hi < 0, -hi, torch.zeros_like(lo)))
+        low = float(smallest.min())
         return None if low <= 0 else inner / low * (1 + 2 * unit)
     return None
 
@@ -319,5 +327,12 @@ def _magnitudes(graph: GraphView, name: str) -> Tensor | None:
     iv = graph.interval(name) if name else None
     if iv is None or iv.shape is None or not is_float(iv.elem_type):
         return None
+    return _magnitude(iv)
+
+
+def _magnitude(iv: Interval) -> Tensor:
+    """Full-shape float64 largest |value| of every element."""
     lo, hi = iv.full()
+    if lo is hi:
+        return lo.abs().to(torch.float64)
     return torch.maximum(lo.abs(), hi.abs()).to(torch.float64)

@@ -169,3 +169,19 @@ def test_float16_mask_of_the_lowest_value_overflows_only_past_half_an_ulp(low: f
     keep = np.zeros((4, 16), np.float16)  # every key masked
     t = session.run(["t"], {"s": np.full((4, 16), low, np.float16), "keep": keep})[0]
     assert bool(np.isinf(t).all()) == overflows
+
+
+def test_row_norm_is_not_divided_by_an_interval_holding_zero() -> None:
+    """||row / s|| has no bound when s can be 0 (or tiny): the refinement must not apply."""
+    body = "h = LayerNormalization<axis = -1, epsilon = 1e-5>(x, scale, shift)\n d = Div(h, s)\n z = MatMul(d, w)"
+    model = onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 17]>\n'
+        "g (float[6,32] x, float[32] s) => (float[6,8] z) {" + body + "\n}")
+    w = np.random.default_rng(1).normal(0, 1, (32, 8)).astype(np.float32)
+    inits = {"w": w, "scale": np.ones(32, np.float32), "shift": np.zeros(32, np.float32)}
+    model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in inits.items())
+    lo, hi = ranum.analyze(model, {"inputs": {"x": [-1, 1], "s": [-1, 1]}, "weights": {"default": "exact"}}).bounds("z")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-1, 1, (6, 32)).astype(np.float32)
+    (z,) = session.run(None, {"x": x, "s": np.full(32, 1e-3, np.float32)})
+    assert np.abs(z).max() > 100 and np.all((z >= lo) & (z <= hi))
