@@ -74,16 +74,17 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         count = lower.shape[axis]
         if count <= 1:
             continue
-        differs = (lower.narrow(axis, 1, count - 1) != lower.narrow(axis, 0, count - 1)) | (
-            upper.narrow(axis, 1, count - 1) != upper.narrow(axis, 0, count - 1)
-        )
+        point = lower is upper  # one tensor for both bounds: compare (and select) it once
+        differs = lower.narrow(axis, 1, count - 1) != lower.narrow(axis, 0, count - 1)
+        if not point:
+            differs |= upper.narrow(axis, 1, count - 1) != upper.narrow(axis, 0, count - 1)
         other = [d for d in range(lower.dim()) if d != axis]
         keep = differs.any(dim=other) if other else differs
         if bool(keep.all()):
             continue
         index = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(keep).flatten() + 1])
         lower = lower.index_select(axis, index)
-        upper = upper.index_select(axis, index)
+        upper = lower if point else upper.index_select(axis, index)
         starts = splits[axis]
         new_splits[axis] = tuple(starts[i] for i in index.tolist())
     return lower, upper, tuple(new_splits)

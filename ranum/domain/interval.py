@@ -110,14 +110,16 @@ class Interval:
     @property
     def is_exact(self) -> bool:
         """Whether every element has one known value (lower == upper everywhere)."""
-        return self.shape is not None and bool(torch.equal(self.lower, self.upper))
+        return self.shape is not None and (self.lower is self.upper or bool(torch.equal(self.lower, self.upper)))
 
     def full(self) -> tuple[Tensor, Tensor]:
         """Full-shape lower and upper bound tensors."""
         if self.shape is None:
             raise ValueError("cannot materialise an interval of unknown shape")
-        return (blocks.expand(self.lower, self.splits, self.shape),
-                blocks.expand(self.upper, self.splits, self.shape))
+        lower = blocks.expand(self.lower, self.splits, self.shape)
+        if self.upper is self.lower:  # a point keeps one tensor for both bounds
+            return lower, lower
+        return lower, blocks.expand(self.upper, self.splits, self.shape)
 
     def exact_value(self) -> Tensor:
         """The concrete tensor (in the ONNX element type's torch dtype) of an exact interval."""
@@ -254,10 +256,13 @@ def saturate_upper(upper: Tensor, max_finite: float) -> Tensor:
 def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
     """Cast bounds to the storage dtype; NaN bounds become infinite (sound), ints round outward."""
     if is_float(elem_type):
+        same = lower is upper
         lower = lower.to(torch.float64)
+        if same and not bool(torch.isnan(lower).any()):
+            return lower, lower  # a point keeps one tensor for both bounds
         upper = upper.to(torch.float64)
-        lower = torch.where(torch.isnan(lower), torch.full_like(lower, -torch.inf), lower)
-        upper = torch.where(torch.isnan(upper), torch.full_like(upper, torch.inf), upper)
+        lower = torch.nan_to_num(lower, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+        upper = torch.nan_to_num(upper, nan=torch.inf, posinf=torch.inf, neginf=-torch.inf)
         return lower, upper
     if lower.is_floating_point():
         lower = _to_int64(torch.nan_to_num(lower.to(torch.float64).floor(), nan=-torch.inf))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ranum.domain.dtypes import is_float
@@ -164,29 +165,35 @@ def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval
         env[info.name] = _box(low, high, info.shape, info.elem_type)
         notes.append(Assumption(info.name, "input", low, high, source))
     for name, proto in graph.initializers.items():
-        value = torch.from_numpy(tensor_value(proto).copy())
-        iv, note = _initializer(name, value, proto.data_type, spec)
+        iv, note = _initializer(name, tensor_value(proto), proto.data_type, spec)
         env[name] = iv
         notes.append(note)
     return env, notes
 
 
-def _initializer(name: str, value: torch.Tensor, elem_type: int, spec: RangeSpec) -> tuple[Interval, Assumption]:
+def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec) -> tuple[Interval, Assumption]:
+    """``value`` may be a read-only view of the model's bytes: it is only read, or copied once."""
     shape = tuple(value.shape)
     if name in spec.inputs:
         low, high = spec.inputs[name]
         role = "weight" if _is_weight(value, elem_type) else "constant"
         return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec")
     if not _is_weight(value, elem_type):
-        return Interval.point(value, elem_type), Assumption(name, "constant", None, None, "exact")
+        return _point(value, elem_type), Assumption(name, "constant", None, None, "exact")
     mode = spec.weights.get(name, spec.weights_default)
     if mode == "exact":
-        return Interval.point(value, elem_type), Assumption(name, "weight", None, None, "exact")
+        return _point(value, elem_type), Assumption(name, "weight", None, None, "exact")
     if mode == "derived":
         low, high = derived_range(value)
         return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "derived")
     low, high = mode
     return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "spec")
+
+
+def _point(value: np.ndarray, elem_type: int) -> Interval:
+    """The exact interval of a value, converted to the bound dtype in one copy."""
+    bound = np.float64 if is_float(elem_type) else np.int64
+    return Interval.point(torch.from_numpy(np.array(value, dtype=bound)), elem_type)
 
 
 def _box(low: float, high: float, shape, elem_type: int) -> Interval:
@@ -195,18 +202,22 @@ def _box(low: float, high: float, shape, elem_type: int) -> Interval:
     return Interval.uniform(low, high, shape, elem_type).to_grid()
 
 
-def _is_weight(value: torch.Tensor, elem_type: int) -> bool:
-    return is_float(elem_type) and value.numel() > 1
+def _is_weight(value: np.ndarray | torch.Tensor, elem_type: int) -> bool:
+    return is_float(elem_type) and _count(value) > 1
 
 
-def derived_range(value: torch.Tensor) -> Bounds:
+def _count(value: np.ndarray | torch.Tensor) -> int:
+    return int(value.numel()) if isinstance(value, torch.Tensor) else int(value.size)
+
+
+def derived_range(value: np.ndarray | torch.Tensor) -> Bounds:
     """Default range of a weight from its initial values (see module docstring)."""
-    if value.numel() == 0:
+    if _count(value) == 0:
         return ZERO_WEIGHT_BOX
     lo, hi = float(value.min()), float(value.max())  # exact in the tensor's own dtype, no copy
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        finite = value[torch.isfinite(value)]
-        if finite.numel() == 0:
+        finite = value[torch.isfinite(value) if isinstance(value, torch.Tensor) else np.isfinite(value)]
+        if _count(finite) == 0:
             return ZERO_WEIGHT_BOX
         lo, hi = float(finite.min()), float(finite.max())
     spread = max(hi - lo, max(abs(lo), abs(hi)))

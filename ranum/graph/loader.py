@@ -70,7 +70,7 @@ _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx
 def _without_large_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` whose large float initializers are graph inputs of the same type and shape.
 
-    The payloads left out are checked here instead: their stored size must match their shape.
+    The payloads left out are checked when they are read (:func:`tensor_value`).
     """
     light = onnx.ModelProto()
     for field, value in model.ListFields():
@@ -84,7 +84,6 @@ def _without_large_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         if not _is_large_weight(init):
             light.graph.initializer.append(init)
             continue
-        _check_payload_size(init)
         if init.name not in declared:
             light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     return light
@@ -103,18 +102,6 @@ def _is_large_weight(init: onnx.TensorProto) -> bool:
     return init.data_type in _FLOAT_TYPES and int(np.prod(init.dims, dtype=np.int64)) > _LARGE_WEIGHT_ELEMENTS
 
 
-def _check_payload_size(init: onnx.TensorProto) -> None:
-    count = int(np.prod(init.dims, dtype=np.int64))
-    if init.HasField("raw_data"):
-        stored = len(init.raw_data) // np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
-    else:
-        field = helper.tensor_dtype_to_field(init.data_type)
-        stored = len(getattr(init, field))
-    if stored != count:
-        raise ModelError(f"initializer '{init.name}' stores {stored} values but its shape "
-                         f"{list(init.dims)} needs {count}")
-
-
 def _take_inferred(graph: onnx.GraphProto, inferred: onnx.GraphProto) -> None:
     """Move what shape inference added (value info, output types, subgraph types) onto ``graph``."""
     for name in ("value_info", "output", "node"):
@@ -124,8 +111,17 @@ def _take_inferred(graph: onnx.GraphProto, inferred: onnx.GraphProto) -> None:
 
 
 def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
-    """Numpy value of an initializer or constant tensor."""
-    return onnx.numpy_helper.to_array(proto)
+    """Numpy value of an initializer or constant tensor (possibly a read-only view of the proto).
+
+    Raises:
+        ModelError: if the stored data does not match the tensor's shape.
+    """
+    try:
+        return onnx.numpy_helper.to_array(proto)
+    except (ValueError, TypeError) as exc:
+        count = int(np.prod(proto.dims, dtype=np.int64))
+        raise ModelError(f"tensor '{proto.name}' does not hold the {count} values its shape "
+                         f"{list(proto.dims)} needs ({_first_line(exc)})") from None
 
 
 def read_model(source: ModelSource) -> onnx.ModelProto:

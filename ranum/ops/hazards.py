@@ -416,12 +416,12 @@ class Overflow(Hazard):
         out = outputs[0] if outputs else None
         if out is None or not is_float(out.elem_type) or out.lower.numel() == 0:
             return None
-        for iv in inputs:
-            if iv is not None and is_float(iv.elem_type) and iv.lower.numel() and not _finite(iv):
-                return None
         lo, hi = out.lower, out.upper
         if not bool((torch.isinf(lo) | torch.isinf(hi)).any()):
             return None
+        for iv in inputs:
+            if iv is not None and is_float(iv.elem_type) and iv.lower.numel() and not _finite(iv):
+                return None
         certain = bool((torch.isinf(lo) & (lo == hi)).all())
         return HazardHit(certain, float(lo.min()), float(hi.max()))
 
@@ -438,4 +438,4 @@ class Overflow(Hazard):
 
 
 def _finite(iv: Interval) -> bool:
-    return bool(torch.isfinite(iv.lower).all() and torch.isfinite(iv.upper).all())
+    return bool(torch.isfinite(iv.lower).all() and (iv.upper is iv.lower or torch.isfinite(iv.upper).all()))

@@ -33,6 +33,9 @@ Product = Callable[..., Tensor]
 
 def center_radius(iv: Interval) -> tuple[Tensor, Tensor]:
     """Full-shape float64 midpoint and radius; an unbounded element gets (0, +inf)."""
+    if iv.lower is iv.upper:  # a point (e.g. an exact weight): its value and no radius
+        mid = iv.full()[0].to(torch.float64)
+        return mid, torch.zeros((), dtype=torch.float64).expand(mid.shape)
     lo, hi = (t.to(torch.float64) for t in iv.full())
     finite = torch.isfinite(lo) & torch.isfinite(hi)
     mid = torch.where(finite, (lo + hi) / 2, torch.zeros_like(lo))
@@ -59,16 +62,17 @@ def interval_product(
     pairs = [center_radius(iv) for iv in operands]
     exact = [iv.is_exact for iv in operands]
     mid = fn(*[m for m, _ in pairs])
+    magnitudes = [m.abs() for m, _ in pairs]
     if all(exact):
-        return mid, torch.zeros_like(mid), fn(*[m.abs() for m, _ in pairs])
-    widths = [m.abs() + r for m, r in pairs]
+        return mid, torch.zeros_like(mid), fn(*magnitudes)
+    widths = [a if e else a + r for a, (_, r), e in zip(magnitudes, pairs, exact)]
     abs_sum = _nan_to_inf(fn(*widths))
     if len(pairs) == 2 and any(exact):
         # One exact operand: the radius is a single product, free of cancellation.
-        args = [m.abs() if e else r for (m, r), e in zip(pairs, exact)]
+        args = [a if e else r for a, (_, r), e in zip(magnitudes, pairs, exact)]
         rad = _nan_to_inf(fn(*args))
     else:
-        rad = _nan_to_inf(abs_sum - fn(*[m.abs() for m, _ in pairs])).clamp(min=0.0)
+        rad = _nan_to_inf(abs_sum - fn(*magnitudes)).clamp(min=0.0)
     return mid, rad, abs_sum
 
 
