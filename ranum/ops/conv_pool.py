@@ -25,7 +25,7 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Overflow
-from ranum.ops.linear import center_radius, finish_sum, interval_product
+from ranum.ops.linear import center_radius, finish_sum, interval_product, representatives
 from ranum.ops.registry import register
 
 __all__ = ["AveragePool", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalMaxPool", "MaxPool"]
@@ -111,8 +111,10 @@ class Conv(OpRule):
     def __post_init__(self) -> None:
         _check_auto_pad("Conv", self.auto_pad)
 
-    def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:
+    def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int], group: int | None = None
+            ) -> Callable[[Tensor, Tensor], Tensor]:
         rank = len(x_shape) - 2
+        group = self.group if group is None else group
         if rank not in _CONV:
             raise UnsupportedOperator(f"Conv: {rank}-d convolution (only 1-D to 3-D)")
         kernel = list(w_shape[2:])
@@ -120,7 +122,7 @@ class Conv(OpRule):
         begin, end, _ = _geometry(x_shape[2:], kernel, strides, dilations, self.pads, self.auto_pad)
 
         def fn(x: Tensor, w: Tensor) -> Tensor:
-            return _CONV[rank](_pad(x, begin, end), w, None, strides, 0, dilations, self.group)
+            return _CONV[rank](_pad(x, begin, end), w, None, strides, 0, dilations, group)
 
         return fn
 
@@ -131,12 +133,31 @@ class Conv(OpRule):
         return y.to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None) -> Interval:
-        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape), [x, w])
-        count = math.prod(w.shape[1:])
+        count = math.prod(w.shape[1:]) + (1 if b is not None else 0)
+        channels, out_channels = w.splits[0], w.shape[0]
+        one_bias = b is None or b.numblocks == 1
+        shared = self.group == 1 and len(channels) < out_channels and one_bias
+        # depthwise: one filter range and one input range over all channels give one output range
+        depthwise = (self.group > 1 and self.group == x.shape[1] == out_channels and len(channels) == 1
+                     and len(x.splits[1]) == 1 and one_bias)
+        group = self.group
+        if shared or depthwise:
+            # output channels whose filters (and bias) share bounds share output bounds: one each
+            w = representatives(w, 0)
+            if depthwise:
+                x, group = representatives(x, 1), 1
+            if b is not None:
+                b = Interval(b.lower.reshape(1), b.upper.reshape(1), ((0,),), (len(channels),), b.elem_type)
+        shared = shared or depthwise
+        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape, group), [x, w])
         if b is not None:
             mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
-            count += 1
-        return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
+        if not shared:
+            return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
+        lo, hi = finish_sum(mid, rad, abs_sum, count, x.elem_type).full()
+        splits = tuple(tuple(range(n)) for n in lo.shape)
+        shape = (lo.shape[0], out_channels) + tuple(lo.shape[2:])
+        return Interval.create(lo, hi, splits[:1] + (channels,) + splits[2:], shape, x.elem_type, ctx.budget)
 
 
 def _add_bias(mid: Tensor, rad: Tensor, abs_sum: Tensor, bias: Interval) -> tuple[Tensor, Tensor, Tensor]:

@@ -26,7 +26,7 @@ from ranum.ops._relations import convex_combination_bounds, meet, norm_product_b
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "interval_product"]
+__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "interval_product", "representatives"]
 
 Product = Callable[..., Tensor]
 
@@ -126,7 +126,7 @@ class MatMul(OpRule):
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
 
 
-def _representatives(iv: Interval, axis: int) -> Interval:
+def representatives(iv: Interval, axis: int) -> Interval:
     """One element per block along ``axis``: all elements of a block share its bounds exactly."""
     axis = axis % len(iv.shape)
     count = len(iv.splits[axis])
@@ -145,7 +145,7 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
     if len(rows) == a.shape[-2] and len(cols) == b.shape[-1]:
         mid, rad, abs_sum = product(a, b)
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
-    mid, rad, abs_sum = product(_representatives(a, -2), _representatives(b, -1))
+    mid, rad, abs_sum = product(representatives(a, -2), representatives(b, -1))
     small = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
     lo, hi = small.full()
     shape = tuple(lo.shape[:-2]) + (a.shape[-2], b.shape[-1])

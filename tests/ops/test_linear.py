@@ -123,3 +123,37 @@ def test_group_normalization_is_sound(opset: int, groups: int, params: int) -> N
         feeds["x"][0, :3] = feeds["x"][0, 0, 0]  # a near-constant group
         (y,) = session.run(None, feeds)
         assert ((y >= lo) & (y <= hi)).all()
+
+
+def test_conv_with_one_weight_range_computes_one_output_channel_and_is_sound() -> None:
+    """Filters (and bias) that share one range give every output channel the same bounds."""
+    case = OpCase("Conv", (Operand((1, 3, 6, 6)), Operand((8, 3, 3, 3)), Operand((8,))), attrs={"pads": [1, 1, 1, 1]})
+    run = _case(case, {"in0": (-1.0, 2.0), "in1": (-0.5, 0.25), "in2": (-0.1, 0.1)})
+    out = run.env["out0"]
+    assert out.splits[1] == (0,) and out.shape == (1, 8, 6, 6)
+    lo, hi = (t.numpy() for t in out.full())
+    assert lo[0, 0, 0, 0] > lo[0, 0, 2, 2]  # a corner sums 4 taps per channel, the centre 9
+    model = build_model(case)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        feeds = {"in0": rng.choice([-1.0, 2.0], (1, 3, 6, 6)).astype(np.float32),
+                 "in1": rng.choice([-0.5, 0.25], (8, 3, 3, 3)).astype(np.float32),
+                 "in2": rng.uniform(-0.1, 0.1, (8,)).astype(np.float32)}
+        y = session.run(None, feeds)[0]
+        assert np.all((y >= lo) & (y <= hi))
+
+
+def test_depthwise_conv_with_one_range_computes_one_channel_and_is_sound() -> None:
+    case = OpCase("Conv", (Operand((1, 4, 5, 5)), Operand((4, 1, 3, 3))), attrs={"pads": [1, 1, 1, 1], "group": 4})
+    run = _case(case, {"in0": (-1.0, 2.0), "in1": (-0.5, 0.25)})
+    out = run.env["out0"]
+    assert out.splits[1] == (0,) and out.shape == (1, 4, 5, 5)
+    lo, hi = (t.numpy() for t in out.full())
+    session = ort.InferenceSession(build_model(case).SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        feeds = {"in0": rng.choice([-1.0, 2.0], (1, 4, 5, 5)).astype(np.float32),
+                 "in1": rng.choice([-0.5, 0.25], (4, 1, 3, 3)).astype(np.float32)}
+        y = session.run(None, feeds)[0]
+        assert np.all((y >= lo) & (y <= hi))
