@@ -91,4 +91,4 @@ def prune(graph: Graph, target: Node) -> Graph:
 
 def to_tensor(value: np.ndarray, elem_type: int) -> torch.Tensor:
     """A numpy value as a torch tensor of the element type's dtype."""
-    return torch.from_numpy(np.ascontiguousarray(value)).to(torch_dtype(elem_type))
+    return torch.from_numpy(np.array(value)).to(torch_dtype(elem_type))  # a writable copy

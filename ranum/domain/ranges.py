@@ -4,8 +4,10 @@ Spec shape (file or dict): ``{"inputs": {"x": [0, 1]}, "weights": {"default": [-
 "derived", "W1": [-2, 2] | "exact"}, "dims": {"batch": 1}}``.
 
 Tensors are classified without looking at names: graph inputs that are not initializers are
-*inputs*; floating initializers with more than one element are *weights*; every other initializer
-is a *constant* and is taken exactly unless a range names it.
+*inputs*; floating initializers with more than one element are *weights*, except those holding an
+infinity or the dtype's largest finite magnitude (attention masks an exporter folded into an
+initializer: training never produces those values); every other initializer is a *constant* and is
+taken exactly unless a range names it.
 
 Defaults (documented in README): a float input without a range gets [-1, 1], an integer or boolean
 input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ranum.domain.dtypes import is_float
+from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import RangeSpecError
 from ranum.graph.loader import tensor_value
@@ -203,7 +205,10 @@ def _box(low: float, high: float, shape, elem_type: int) -> Interval:
 
 
 def _is_weight(value: np.ndarray | torch.Tensor, elem_type: int) -> bool:
-    return is_float(elem_type) and _count(value) > 1
+    if not is_float(elem_type) or _count(value) <= 1:
+        return False
+    extreme = float_facts(elem_type).max
+    return not (float(value.min()) <= -extreme or float(value.max()) >= extreme)  # a mask, not a weight
 
 
 def _count(value: np.ndarray | torch.Tensor) -> int:

@@ -77,7 +77,7 @@ def _exact_scalar(graph: GraphView, name: str) -> float | None:
     iv = graph.interval(name) if name else None
     if iv is None or not iv.is_exact or iv.lower.numel() != 1:
         return None
-    return float(iv.lower.reshape(()))
+    return float(iv.lower.detach().reshape(()))
 
 
 def _reciprocal_of(graph: GraphView, name: str) -> tuple[float, str] | None:
@@ -214,6 +214,9 @@ def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | N
 def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> Interval | None:
     """Bounds ``+-||row|| * ||column||`` of ``rows @ weights`` when the rows' L2 norm is known, else None.
 
+    The row norm is a constant of the graph's other intervals (not differentiated through); the
+    column norms follow ``weights`` differentiably.
+
     ``rows`` is the node's first input (..., K); ``weights`` (..., K, N) is any interval, its
     columns' norms taken over the largest magnitudes. The result has the matmul's output shape.
     """
@@ -289,8 +292,8 @@ def _layer_norm_row_norm(graph: GraphView, node: Node) -> float | None:
     if scale is None:
         return None
     bias = _magnitudes(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    bias_norm = 0.0 if bias is None else float(bias.square().sum().sqrt()) * math.sqrt(n / max(bias.numel(), 1))
-    return (float(scale.max()) * z_norm + bias_norm) * (1 + 4 * unit)
+    bias_norm = 0.0 if bias is None else float(bias.detach().square().sum().sqrt()) * math.sqrt(n / max(bias.numel(), 1))
+    return (float(scale.detach().max()) * z_norm + bias_norm) * (1 + 4 * unit)
 
 
 def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
@@ -312,7 +315,7 @@ def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
         row = graph.interval(node.inputs[row_pos])
         if row is None or row.shape is None or not row.shape or row.shape[-1] != out.shape[-1]:
             continue  # a row broadcast along the last axis would repeat its elements
-        lo, hi = other.lower.to(torch.float64), other.upper.to(torch.float64)
+        lo, hi = other.lower.detach().to(torch.float64), other.upper.detach().to(torch.float64)
         if node.op_type == "Mul":
             return inner * float(torch.maximum(lo.abs(), hi.abs()).max()) * (1 + 2 * unit)
         # dividing: by the smallest |s| any element can take (0 when an interval holds 0)

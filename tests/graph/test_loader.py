@@ -109,3 +109,16 @@ def test_large_weight_with_a_truncated_payload_is_a_model_error() -> None:
         assert "'W'" in str(exc) and "2046" in str(exc)
     else:
         raise AssertionError("a truncated weight was accepted")
+
+
+def test_an_initializer_holding_the_lowest_float_is_a_mask_not_a_weight() -> None:
+    mask = numpy_helper.from_array(np.triu(np.full((4, 4), np.finfo(np.float32).min, np.float32), 1), "causal")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "causal"], ["y"]),
+                               helper.make_node("Softmax", ["y"], ["p"], axis=-1)], "masked",
+                              [helper.make_tensor_value_info("x", 1, [4, 4])],
+                              [helper.make_tensor_value_info("p", 1, [4, 4])], initializer=[mask])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = ranum.check(model, {"inputs": {"x": [-10, 10]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["causal"] == ("constant", "exact")
+    assert report.findings == ()  # the diagonal stays unmasked: no row of -inf, no overflow
