@@ -75,6 +75,8 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         if count <= 1:
             continue
         point = lower is upper  # one tensor for both bounds: compare (and select) it once
+        if _first_line_all_differ(lower, axis) or (not point and _first_line_all_differ(upper, axis)):
+            continue  # neighbouring slices already differ on their first line: nothing merges
         differs = lower.narrow(axis, 1, count - 1) != lower.narrow(axis, 0, count - 1)
         if not point:
             differs |= upper.narrow(axis, 1, count - 1) != upper.narrow(axis, 0, count - 1)
@@ -88,6 +90,15 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         starts = splits[axis]
         new_splits[axis] = tuple(starts[i] for i in index.tolist())
     return lower, upper, tuple(new_splits)
+
+
+def _first_line_all_differ(values: Tensor, axis: int) -> bool:
+    """Whether consecutive entries along ``axis`` differ on the line through index 0 of every other axis."""
+    if values.numel() == 0:
+        return False
+    index = tuple(slice(None) if a == axis else 0 for a in range(values.dim()))
+    line = values[index]
+    return bool((line[1:] != line[:-1]).all())
 
 
 def coarsen(lower: Tensor, upper: Tensor, splits: Splits, budget: int) -> tuple[Tensor, Tensor, Splits]:

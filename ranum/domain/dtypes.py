@@ -6,6 +6,8 @@ Bounds are stored as float64 for floating tensors and int64 for integer and bool
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import torch
@@ -117,8 +119,11 @@ class FloatFacts:
     log_max: float
 
 
+@functools.lru_cache(maxsize=None)
 def float_facts(elem_type: int) -> FloatFacts:
-    """Limits of a floating ONNX element type (integers get float32's, never used for rounding)."""
+    """Limits of a floating ONNX element type (integers get float32's, never used for rounding).
+
+    Constants of the type system, computed once per type."""
     dtype = _TORCH_OF[elem_type] if is_float(elem_type) else torch.float32
     info = torch.finfo(dtype)
     sub = _SUBNORMAL[dtype]

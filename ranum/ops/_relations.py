@@ -230,9 +230,12 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
     count = rows.shape[-1]
     # column norms from the blocks (a block of k rows counts k times): no full-size weight copy
     lo, hi = weights.lower, weights.upper
-    magnitude = (lo.abs() if lo is hi else torch.maximum(lo.abs(), hi.abs())).to(torch.float64)
-    sizes = torch.tensor(blocks.block_sizes(weights.splits[-2], weights.shape[-2]), dtype=torch.float64)
-    columns = (magnitude.square() * sizes.reshape(-1, 1)).sum(-2, keepdim=True).sqrt()
+    magnitude = lo if lo is hi else torch.maximum(lo.abs(), hi.abs())
+    if len(weights.splits[-2]) == weights.shape[-2]:  # one block per row: a plain norm, in one pass
+        columns = torch.linalg.vector_norm(magnitude.to(torch.float64), dim=-2, keepdim=True)
+    else:
+        sizes = torch.tensor(blocks.block_sizes(weights.splits[-2], weights.shape[-2]), dtype=torch.float64)
+        columns = (magnitude.to(torch.float64).square() * sizes.reshape(-1, 1)).sum(-2, keepdim=True).sqrt()
     bound = norm * columns * (1 + arith.accumulation_gamma(count + 2, rows.elem_type))
     bound = torch.where(torch.isnan(bound), torch.full_like(bound, torch.inf), bound)
     column = Interval.create(-bound, bound, weights.splits[:-2] + ((0,), weights.splits[-1]),

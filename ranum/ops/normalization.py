@@ -32,6 +32,7 @@ from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Hazard, HazardHit, Overflow, at_most
+from ranum.ops.linear import representatives
 from ranum.ops.registry import register
 
 __all__ = ["BatchNormalization", "GroupNormalization", "InstanceNormalization", "LayerNormalization",
@@ -182,6 +183,8 @@ class SliceVarianceHazard(Hazard):
         x = inputs[0]
         if x is None or x.shape is None or x.lower.numel() == 0:
             return None
+        if not self.groups:
+            x = row_representatives(x, self.axis % len(x.shape))
         lo, hi = (self._rows(t.to(torch.float64), x.shape) for t in x.full())
         st = _stats(lo, hi, self.epsilon, x.elem_type, nonneg_variance=self.nonneg_variance)
         if not bool((st.s_lo <= 0).any()):
@@ -338,15 +341,34 @@ class LayerNormalization(OpRule):
 
     def abstract(self, ctx: NodeContext, x, scale, bias=None):
         axis = self.axis % len(x.shape)
-        rows = math.prod(x.shape[:axis])
-        z_lo, z_hi, st = _layer_outputs(x, rows, self.epsilon, sums_in_double=True, nonneg_variance=True)
-        y = _affine(Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget), scale, bias)
-        stat_shape = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
+        rep = row_representatives(x, axis)
+        rows = math.prod(rep.shape[:axis])
+        z_lo, z_hi, st = _layer_outputs(rep, rows, self.epsilon, sums_in_double=True, nonneg_variance=True)
+        y = _affine(Interval.from_full(z_lo, z_hi, x.elem_type), scale, bias)
+        stat_shape = tuple(rep.shape[:axis]) + (1,) * (len(x.shape) - axis)
         stat_type = ctx.output_type(1, TensorProto.FLOAT)
         inv_lo, inv_hi = _inv_std(st, x.elem_type)
         mean = Interval.from_full(st.mean_lo.reshape(stat_shape), st.mean_hi.reshape(stat_shape), stat_type)
         inv = Interval.from_full(inv_lo.reshape(stat_shape), inv_hi.reshape(stat_shape), stat_type)
-        return y, mean, inv
+        return tuple(_spread_rows(iv, x, axis, ctx.budget) for iv in (y, mean, inv))
+
+
+def row_representatives(x: Interval, axis: int) -> Interval:
+    """``x`` with one row per block along each axis before ``axis``: rows of a block share bounds,
+    so their normalization statistics (and outputs) do too."""
+    for leading in range(axis):
+        if len(x.splits[leading]) < x.shape[leading]:
+            x = representatives(x, leading)
+    return x
+
+
+def _spread_rows(iv: Interval, like: Interval, axis: int, budget: int | None) -> Interval:
+    """Back from representative rows to ``like``'s leading axes (each row block shares its bounds)."""
+    if tuple(iv.shape[:axis]) == tuple(like.shape[:axis]):
+        return iv
+    lo, hi = iv.full()
+    splits = tuple(like.splits[:axis]) + tuple(tuple(range(n)) for n in lo.shape[axis:])
+    return Interval.create(lo, hi, splits, tuple(like.shape[:axis]) + tuple(lo.shape[axis:]), iv.elem_type, budget)
 
 
 @register("InstanceNormalization")

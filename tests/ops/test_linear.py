@@ -157,3 +157,21 @@ def test_depthwise_conv_with_one_range_computes_one_channel_and_is_sound() -> No
                  "in1": rng.choice([-0.5, 0.25], (4, 1, 3, 3)).astype(np.float32)}
         y = session.run(None, feeds)[0]
         assert np.all((y >= lo) & (y <= hi))
+
+
+def test_layer_normalization_of_rows_sharing_bounds_is_computed_once_and_is_sound() -> None:
+    case = OpCase("LayerNormalization", (Operand((2, 64, 16)), Operand((16,)), Operand((16,))), opset=17)
+    run = _case(case, {"in0": (-3.0, 5.0), "in1": (0.5, 1.5), "in2": (-0.2, 0.2)})
+    y = run.env["out0"]
+    assert y.shape == (2, 64, 16) and y.splits[:2] == ((0,), (0,))  # one row block kept
+    lo, hi = (t.numpy() for t in y.full())
+    session = ort.InferenceSession(build_model(case).SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x = rng.choice([-3.0, 5.0], (2, 64, 16)).astype(np.float32)
+        x[0, 0] = -3.0
+        x[0, 0, 0] = 5.0  # one spike: the extreme normalised value
+        feeds = {"in0": x, "in1": rng.uniform(0.5, 1.5, 16).astype(np.float32),
+                 "in2": rng.uniform(-0.2, 0.2, 16).astype(np.float32)}
+        out = session.run(None, feeds)[0]
+        assert np.all((out >= lo) & (out <= hi))
