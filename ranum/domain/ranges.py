@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -208,7 +209,17 @@ def _is_weight(value: np.ndarray | torch.Tensor, elem_type: int) -> bool:
     if not is_float(elem_type) or _count(value) <= 1:
         return False
     extreme = float_facts(elem_type).max
-    return not (float(value.min()) <= -extreme or float(value.max()) >= extreme)  # a mask, not a weight
+    lo, hi = _extremes(value)
+    return not (lo <= -extreme or hi >= extreme)  # a mask, not a weight
+
+
+def _extremes(value: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """Min and max (NaN if any is NaN) in the tensor's own dtype, without a copy."""
+    if isinstance(value, np.ndarray) and value.dtype.itemsize == 2 and value.dtype.kind == "f":
+        with warnings.catch_warnings():  # a read-only view, only read: numpy's float16 reductions are slow
+            warnings.simplefilter("ignore")
+            value = torch.from_numpy(value)
+    return float(value.min()), float(value.max())
 
 
 def _count(value: np.ndarray | torch.Tensor) -> int:
@@ -219,7 +230,7 @@ def derived_range(value: np.ndarray | torch.Tensor) -> Bounds:
     """Default range of a weight from its initial values (see module docstring)."""
     if _count(value) == 0:
         return ZERO_WEIGHT_BOX
-    lo, hi = float(value.min()), float(value.max())  # exact in the tensor's own dtype, no copy
+    lo, hi = _extremes(value)  # exact in the tensor's own dtype, no copy
     if not (math.isfinite(lo) and math.isfinite(hi)):
         finite = value[torch.isfinite(value) if isinstance(value, torch.Tensor) else np.isfinite(value)]
         if _count(finite) == 0:
