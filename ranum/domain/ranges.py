@@ -195,8 +195,14 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec) 
 
 def _point(value: np.ndarray, elem_type: int) -> Interval:
     """The exact interval of a value, converted to the bound dtype in one copy."""
-    bound = np.float64 if is_float(elem_type) else np.int64
-    return Interval.point(torch.from_numpy(np.array(value, dtype=bound)), elem_type)
+    bound = torch.float64 if is_float(elem_type) else torch.int64
+    try:
+        with warnings.catch_warnings():  # a read-only view, only read: the conversion makes the copy
+            warnings.simplefilter("ignore")
+            source = torch.from_numpy(value)
+    except TypeError:  # dtypes torch cannot view (e.g. bfloat16 from ml_dtypes, some unsigned ints)
+        source = torch.from_numpy(np.array(value, dtype=np.float64 if is_float(elem_type) else np.int64))
+    return Interval.point(source.to(bound, copy=True), elem_type)
 
 
 def _box(low: float, high: float, shape, elem_type: int) -> Interval:
