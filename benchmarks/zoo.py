@@ -21,7 +21,8 @@ range derived from each weight's values).
 ``ranum confirm`` proved real in onnxruntime, and whether the NaN/Inf reached a model output),
 the load seconds (reading, ONNX checker, shape inference), analysis seconds in each mode (the rest
 of ``ranum.check``), onnxruntime CPU inference seconds (median of 10 after warm-up, 2 threads;
-session creation not counted, as load is not), the analysis/inference ratios and ranum's peak memory,
+session creation not counted, as load is not), the analysis/inference ratios and ranum's peak memory
+(growth of the maximum resident set size of a fresh process over one ``ranum.check``),
 and writes ``benchmarks/out/zoo-<size>.json`` (totals with the load included are there too). ``transformers`` and ``onnxscript`` come with the ``zoo``
 extra (``pip install -e .[zoo]``).
 """
@@ -32,9 +33,7 @@ import argparse
 import contextlib
 import io
 import logging
-import resource
 import sys
-import tracemalloc
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -331,12 +330,11 @@ def prove(path: Path, model_spec: dict, seconds: float = 20.0) -> dict[str, dict
 
 
 def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
-    """One timed ``ranum.check`` (its report and seconds), then a second one traced for peak memory.
+    """One timed ``ranum.check`` (its report and seconds), and its peak memory in bytes.
 
-    tracemalloc slows every allocation, so the timed run is not traced. It sees Python-level
-    allocations only (numpy buffers and the protobuf copy, but not torch's C++ tensor storage), so the
-    peak is a lower bound; the row also records the process's maximum resident set size
-    (``ru_maxrss``), an upper bound shared by every model of the run."""
+    The peak is measured in a fresh Python process (Linux): its maximum resident set size after
+    ``ranum.check`` less its resident size just before (ranum, torch and onnx imported), so torch's
+    tensor storage counts, which tracemalloc does not see."""
     import time
 
     import ranum
@@ -344,11 +342,26 @@ def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
     start = time.perf_counter()
     report = ranum.check(path, model_spec)
     seconds = time.perf_counter() - start
-    tracemalloc.start()
-    ranum.check(path, model_spec)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return report, seconds, peak
+    return report, seconds, _peak_growth(path, model_spec)
+
+
+_PEAK_SCRIPT = """
+import json, os, resource, sys
+import ranum
+with open("/proc/self/statm") as f:  # resident pages now (Linux)
+    before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+ranum.check(sys.argv[1], json.loads(sys.argv[2]))
+print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before, 0))
+"""
+
+
+def _peak_growth(path: Path, model_spec: dict) -> int:
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path), json.dumps(model_spec)],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def check_row(family: str, size: str, exporter: str, proof_seconds: float = 0.0) -> dict:
@@ -378,7 +391,6 @@ def check_row(family: str, size: str, exporter: str, proof_seconds: float = 0.0)
             "analysis_seconds": analysis_seconds, "analysis_ratio": analysis_seconds / inference,
             "peak_bytes": peak,
             "peak_over_model": peak / row["model_bytes"],
-            "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
         if proof_seconds > 0 and report.findings:
             row[mode]["proofs"] = prove(path, spec(family, size, mode), proof_seconds)
