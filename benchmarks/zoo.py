@@ -332,9 +332,10 @@ def prove(path: Path, model_spec: dict, seconds: float = 20.0) -> dict[str, dict
 def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
     """One timed ``ranum.check`` (its report and seconds), and its peak memory in bytes.
 
-    The peak is measured in a fresh Python process (Linux): its maximum resident set size after
-    ``ranum.check`` less its resident size just before (ranum, torch and onnx imported), so torch's
-    tensor storage counts, which tracemalloc does not see."""
+    The peak is measured in a fresh Python process (Linux): its resident-set high-water mark
+    (``VmHWM``, which unlike ``ru_maxrss`` does not inherit the parent's) after ``ranum.check`` less
+    its resident size just before (ranum, torch and onnx imported), so torch's tensor storage counts,
+    which tracemalloc does not see."""
     import time
 
     import ranum
@@ -346,12 +347,14 @@ def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
 
 
 _PEAK_SCRIPT = """
-import json, os, resource, sys
+import json, sys
 import ranum
-with open("/proc/self/statm") as f:  # resident pages now (Linux)
-    before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def status(key):  # Linux: VmRSS (resident now) and VmHWM (its peak), of this process image only
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+before = status("VmRSS")
 ranum.check(sys.argv[1], json.loads(sys.argv[2]))
-print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before, 0))
+print(max(status("VmHWM") - before, 0))
 """
 
 
