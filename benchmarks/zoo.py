@@ -22,9 +22,9 @@ range derived from each weight's values).
 the load seconds (reading, ONNX checker, shape inference), analysis seconds in each mode (the rest
 of ``ranum.check``), onnxruntime CPU inference seconds (median of 10 after warm-up, 2 threads;
 session creation not counted, as load is not), the analysis/inference ratios and ranum's peak memory
-(growth of the maximum resident set size of a fresh process over one ``ranum.check``),
-and writes ``benchmarks/out/zoo-<size>.json`` (totals with the load included are there too). ``transformers`` and ``onnxscript`` come with the ``zoo``
-extra (``pip install -e .[zoo]``).
+(growth of a fresh process's resident-set high-water mark over one ``ranum.check``), and writes
+``benchmarks/out/zoo-<size>.json`` (totals with the load included are there too). ``transformers``
+and ``onnxscript`` come with the ``zoo`` extra (``pip install -e .[zoo]``).
 """
 
 from __future__ import annotations

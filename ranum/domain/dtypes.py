@@ -7,7 +7,6 @@ Bounds are stored as float64 for floating tensors and int64 for integer and bool
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 import torch
@@ -119,7 +118,7 @@ class FloatFacts:
     log_max: float
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def float_facts(elem_type: int) -> FloatFacts:
     """Limits of a floating ONNX element type (integers get float32's, never used for rounding).
 

@@ -12,7 +12,6 @@ Bounds are plain torch tensors, so gradients flow through every operation define
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 

@@ -131,7 +131,7 @@ def _inside_torch(file: str) -> bool:
     return any(root is not None and file.startswith(root) for root in map(_package_root, _LIBRARY_PACKAGES))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _package_root(name: str) -> str | None:
     """Folder of an importable package (found without importing it; looked up once per process)."""
     spec = importlib.util.find_spec(name)

@@ -295,7 +295,9 @@ def _layer_norm_row_norm(graph: GraphView, node: Node) -> float | None:
     if scale is None:
         return None
     bias = _magnitudes(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    bias_norm = 0.0 if bias is None else float(bias.detach().square().sum().sqrt()) * math.sqrt(n / max(bias.numel(), 1))
+    bias_norm = 0.0
+    if bias is not None:  # a broadcast bias counts once per normalized element
+        bias_norm = float(bias.detach().square().sum().sqrt()) * math.sqrt(n / max(bias.numel(), 1))
     return (float(scale.detach().max()) * z_norm + bias_norm) * (1 + 4 * unit)
 
 

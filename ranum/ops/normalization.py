@@ -12,8 +12,8 @@ one-pass in double: ``delta`` = 4 gamma_n(float64) * mean(x^2)), so the cap only
 variance in two passes, around the computed mean (``nonneg_variance``: checked against the runtime
 in tests/ops/test_normalization_runtime.py): the variance is then never negative, and no element is
 more than ``sqrt(n)`` computed standard deviations from the computed mean, so the cap is
-``sqrt(n / (1 - gamma))`` for any epsilon and magnitude. Invariants: bounds sound for onnxruntime's float execution, never NaN;
-finite inputs with ``epsilon > delta`` never give infinite bounds.
+``sqrt(n / (1 - gamma))`` for any epsilon and magnitude. Invariants: bounds sound for onnxruntime's
+float execution, never NaN; finite inputs with ``epsilon > delta`` never give infinite bounds.
 """
 
 from __future__ import annotations

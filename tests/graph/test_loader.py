@@ -92,7 +92,8 @@ def _large_weight_model(weight: onnx.TensorProto, listed_as_input: bool = False)
 def test_large_weights_keep_their_values_and_shapes_are_inferred() -> None:
     weight = numpy_helper.from_array(np.full((64, 32), 0.25, np.float32), "W")
     for listed in (False, True):
-        analysis = ranum.analyze(_large_weight_model(weight, listed), {"inputs": {"x": [1, 2]}, "weights": {"default": "exact"}})
+        spec = {"inputs": {"x": [1, 2]}, "weights": {"default": "exact"}}
+        analysis = ranum.analyze(_large_weight_model(weight, listed), spec)
         lo, hi = analysis.bounds("r")
         assert lo.shape == (4, 8)
         assert float(lo.min()) >= 16 * 0.99 and float(hi.max()) <= 32 * 1.01
