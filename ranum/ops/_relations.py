@@ -335,11 +335,6 @@ def _magnitudes(graph: GraphView, name: str) -> Tensor | None:
     iv = graph.interval(name) if name else None
     if iv is None or iv.shape is None or not is_float(iv.elem_type):
         return None
-    return _magnitude(iv)
-
-
-def _magnitude(iv: Interval) -> Tensor:
-    """Full-shape float64 largest |value| of every element."""
     lo, hi = iv.full()
     if lo is hi:
         return lo.abs().to(torch.float64)
