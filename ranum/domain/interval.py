@@ -12,7 +12,7 @@ Bounds are plain torch tensors, so gradients flow through every operation define
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +22,7 @@ from ranum.domain import blocks
 from ranum.domain.blocks import Splits
 from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, torch_dtype
 
-__all__ = ["Interval", "align", "elementwise", "DEFAULT_BLOCK_BUDGET"]
+__all__ = ["Interval", "align", "elementwise", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
 
 DEFAULT_BLOCK_BUDGET = 1 << 16
 _INT_MIN = -(2**63)
@@ -240,6 +240,26 @@ def _ulp_of_max(max_finite: float, eps: float) -> float:
     """Spacing of the floats just below the largest finite value (32 for float16)."""
     _, exponent = math.frexp(max_finite)
     return eps * 2.0 ** (exponent - 1)
+
+
+def representatives(iv: Interval, axis: int) -> Interval:
+    """One element per block along ``axis``: all elements of a block share its bounds exactly."""
+    axis = axis % len(iv.shape)
+    count = len(iv.splits[axis])
+    splits = tuple(tuple(range(count)) if a == axis else s for a, s in enumerate(iv.splits))
+    shape = tuple(count if a == axis else n for a, n in enumerate(iv.shape))
+    return Interval(iv.lower, iv.upper, splits, shape, iv.elem_type)
+
+
+def spread(small: Interval, block_splits: Mapping[int, tuple[int, ...]], shape: Sequence[int],
+           budget: int | None = None) -> Interval:
+    """The inverse of :func:`representatives`: ``small`` holds one entry per block on the axes of
+    ``block_splits`` (axis -> block starts in ``shape``); every element of a block takes its entry."""
+    lo, hi = small.full()
+    rank = lo.dim()
+    starts = {a % rank: s for a, s in block_splits.items()}
+    splits = tuple(starts.get(a, tuple(range(n))) for a, n in enumerate(lo.shape))
+    return Interval.create(lo, hi, splits, tuple(int(n) for n in shape), small.elem_type, budget)
 
 
 def saturate_lower(lower: Tensor, max_finite: float) -> Tensor:

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Overflow
-from ranum.ops.linear import center_radius, finish_sum, interval_product, representatives
+from ranum.ops.linear import center_radius, finish_sum, interval_product
 from ranum.ops.registry import register
 
 __all__ = ["AveragePool", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalMaxPool", "MaxPool"]
@@ -140,24 +140,23 @@ class Conv(OpRule):
         # depthwise: one filter range and one input range over all channels give one output range
         depthwise = (self.group > 1 and self.group == x.shape[1] == out_channels and len(channels) == 1
                      and len(x.splits[1]) == 1 and one_bias)
-        group = self.group
-        if shared or depthwise:
-            # output channels whose filters (and bias) share bounds share output bounds: one each
-            w = representatives(w, 0)
-            if depthwise:
-                x, group = representatives(x, 1), 1
-            if b is not None:
-                b = Interval(b.lower.reshape(1), b.upper.reshape(1), ((0,),), (len(channels),), b.elem_type)
-        shared = shared or depthwise
+        if not (shared or depthwise):
+            return self._sum(x, w, b, self.group, count, ctx.budget)
+        # output channels whose filters (and bias) share bounds share output bounds: one each
+        w = representatives(w, 0)
+        if depthwise:
+            x = representatives(x, 1)
+        if b is not None:
+            b = Interval(b.lower.reshape(1), b.upper.reshape(1), ((0,),), (len(channels),), b.elem_type)
+        small = self._sum(x, w, b, 1 if depthwise else self.group, count, None)
+        return spread(small, {1: channels}, (small.shape[0], out_channels) + tuple(small.shape[2:]), ctx.budget)
+
+    def _sum(self, x: Interval, w: Interval, b: Interval | None, group: int, count: int,
+             budget: int | None) -> Interval:
         mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape, group), [x, w])
         if b is not None:
             mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
-        if not shared:
-            return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
-        lo, hi = finish_sum(mid, rad, abs_sum, count, x.elem_type).full()
-        splits = tuple(tuple(range(n)) for n in lo.shape)
-        shape = (lo.shape[0], out_channels) + tuple(lo.shape[2:])
-        return Interval.create(lo, hi, splits[:1] + (channels,) + splits[2:], shape, x.elem_type, ctx.budget)
+        return finish_sum(mid, rad, abs_sum, count, x.elem_type, budget)
 
 
 def _add_bias(mid: Tensor, rad: Tensor, abs_sum: Tensor, bias: Interval) -> tuple[Tensor, Tensor, Tensor]:

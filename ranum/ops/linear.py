@@ -19,14 +19,14 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import is_float, torch_dtype
-from ranum.domain.interval import Interval, elementwise
+from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops._relations import convex_combination_bounds, meet, norm_product_bounds
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "interval_product", "representatives"]
+__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "interval_product"]
 
 Product = Callable[..., Tensor]
 
@@ -126,15 +126,6 @@ class MatMul(OpRule):
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
 
 
-def representatives(iv: Interval, axis: int) -> Interval:
-    """One element per block along ``axis``: all elements of a block share its bounds exactly."""
-    axis = axis % len(iv.shape)
-    count = len(iv.splits[axis])
-    splits = tuple(tuple(range(count)) if a == axis else s for a, s in enumerate(iv.splits))
-    shape = tuple(count if a == axis else n for a, n in enumerate(iv.shape))
-    return Interval(iv.lower, iv.upper, splits, shape, iv.elem_type)
-
-
 def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:
     """``a @ b`` computed once per (row block of a, column block of b), then spread over the blocks.
 
@@ -147,10 +138,8 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
     mid, rad, abs_sum = product(representatives(a, -2), representatives(b, -1))
     small = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
-    lo, hi = small.full()
-    shape = tuple(lo.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    splits = tuple(tuple(range(n)) for n in lo.shape[:-2]) + (rows, cols)
-    return Interval.create(lo, hi, splits, shape, small.elem_type, budget)
+    shape = tuple(small.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    return spread(small, {-2: rows, -1: cols}, shape, budget)
 
 
 @register("Gemm")

@@ -28,11 +28,10 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import float_facts
-from ranum.domain.interval import Interval, elementwise
+from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Hazard, HazardHit, Overflow, at_most
-from ranum.ops.linear import representatives
 from ranum.ops.registry import register
 
 __all__ = ["BatchNormalization", "GroupNormalization", "InstanceNormalization", "LayerNormalization",
@@ -366,9 +365,8 @@ def _spread_rows(iv: Interval, like: Interval, axis: int, budget: int | None) ->
     """Back from representative rows to ``like``'s leading axes (each row block shares its bounds)."""
     if tuple(iv.shape[:axis]) == tuple(like.shape[:axis]):
         return iv
-    lo, hi = iv.full()
-    splits = tuple(like.splits[:axis]) + tuple(tuple(range(n)) for n in lo.shape[axis:])
-    return Interval.create(lo, hi, splits, tuple(like.shape[:axis]) + tuple(lo.shape[axis:]), iv.elem_type, budget)
+    shape = tuple(like.shape[:axis]) + tuple(iv.shape[axis:])
+    return spread(iv, {a: like.splits[a] for a in range(axis)}, shape, budget)
 
 
 @register("InstanceNormalization")
