@@ -4,7 +4,10 @@ An :class:`Interval` over-approximates every non-NaN value a tensor can take: el
 ``[lower[b], upper[b]]`` where ``b`` is the block holding ``i`` (see :mod:`ranum.domain.blocks`).
 Invariants: ``lower <= upper`` element-wise, bounds are never NaN (``-inf``/``+inf`` stand for
 "unbounded"), bounds are float64 for floating tensors and int64 for integer/boolean tensors, and the
-block grid has ``len(splits[a])`` entries on axis ``a``. A shape of ``None`` means the shape is not
+block grid has ``len(splits[a])`` entries on axis ``a``. A *point* (one stored tensor for both
+bounds, e.g. an exact weight) of a float tensor may be stored in the element type's own dtype, so
+that it costs its own size: ``lower``/``upper`` then convert on each read, and rules that only
+select or compare values read ``stored_lower`` instead. A shape of ``None`` means the shape is not
 known (only produced downstream of an unsupported operator); such an interval has 0-d bounds.
 Bounds are plain torch tensors, so gradients flow through every operation defined here.
 """
@@ -33,8 +36,8 @@ _INT_MAX = 2**63 - 1
 class Interval:
     """Lower and upper bounds per block of a tensor of a known (or unknown) shape."""
 
-    lower: Tensor
-    upper: Tensor
+    stored_lower: Tensor
+    stored_upper: Tensor
     splits: Splits
     shape: tuple[int, ...] | None
     elem_type: int
@@ -67,8 +70,17 @@ class Interval:
         return Interval.create(lower, upper, splits, shape, elem_type, budget)
 
     @staticmethod
-    def point(value: Tensor, elem_type: int) -> Interval:
-        """The exact abstraction of one concrete tensor."""
+    def point(value: Tensor, elem_type: int, finite: bool | None = None) -> Interval:
+        """The exact abstraction of one concrete tensor.
+
+        A finite float tensor already in the element type's dtype is kept as it is (no copy, and
+        never written to: it may be a read-only view of the model's bytes). ``finite``: whether every
+        value is known finite (None: find out).
+        """
+        if _storable(value, elem_type, finite):
+            splits = tuple(tuple(range(n)) for n in value.shape)
+            stored, _, splits = blocks.compress(value, value, splits)
+            return Interval(stored, stored, splits, tuple(value.shape), elem_type)
         bounds = value.to(bound_dtype(elem_type))
         return Interval.from_full(bounds, bounds, elem_type)
 
@@ -97,6 +109,21 @@ class Interval:
 
     # ----------------------------------------------------------------- queries
     @property
+    def lower(self) -> Tensor:
+        """Lower bounds per block, in the bound dtype (float64 or int64)."""
+        return _as_bounds(self.stored_lower)
+
+    @property
+    def upper(self) -> Tensor:
+        """Upper bounds per block, in the bound dtype (float64 or int64)."""
+        return _as_bounds(self.stored_upper)
+
+    @property
+    def is_point(self) -> bool:
+        """Whether one stored tensor holds both bounds (then the interval is exact)."""
+        return self.stored_lower is self.stored_upper
+
+    @property
     def rank(self) -> int | None:
         """Number of axes, or None when the shape is unknown."""
         return None if self.shape is None else len(self.shape)
@@ -109,14 +136,14 @@ class Interval:
     @property
     def is_exact(self) -> bool:
         """Whether every element has one known value (lower == upper everywhere)."""
-        return self.shape is not None and (self.lower is self.upper or bool(torch.equal(self.lower, self.upper)))
+        return self.shape is not None and (self.is_point or bool(torch.equal(self.stored_lower, self.stored_upper)))
 
     def full(self) -> tuple[Tensor, Tensor]:
         """Full-shape lower and upper bound tensors."""
         if self.shape is None:
             raise ValueError("cannot materialise an interval of unknown shape")
         lower = blocks.expand(self.lower, self.splits, self.shape)
-        if self.upper is self.lower:  # a point keeps one tensor for both bounds
+        if self.is_point:  # a point keeps one tensor for both bounds
             return lower, lower
         return lower, blocks.expand(self.upper, self.splits, self.shape)
 
@@ -124,15 +151,15 @@ class Interval:
         """The concrete tensor (in the ONNX element type's torch dtype) of an exact interval."""
         if not self.is_exact:
             raise ValueError("interval is not exact")
-        return blocks.expand(self.lower, self.splits, self.shape).to(torch_dtype(self.elem_type))
+        return blocks.expand(self.stored_lower, self.splits, self.shape).to(torch_dtype(self.elem_type))
 
     def min(self) -> float:
         """Smallest lower bound over all blocks (for reports, not for propagation)."""
-        return float(self.lower.min()) if self.lower.numel() else float("nan")
+        return float(self.stored_lower.min()) if self.stored_lower.numel() else float("nan")
 
     def max(self) -> float:
         """Largest upper bound over all blocks (for reports, not for propagation)."""
-        return float(self.upper.max()) if self.upper.numel() else float("nan")
+        return float(self.stored_upper.max()) if self.stored_upper.numel() else float("nan")
 
     def contains(self, values: Tensor) -> Tensor:
         """Element-wise membership of a concrete tensor (NaN is never contained)."""
@@ -160,8 +187,8 @@ class Interval:
         if self.shape is None or self.shape == shape:
             return self
         lead = len(shape) - len(self.shape)
-        lower = self.lower.reshape((1,) * lead + tuple(self.lower.shape))
-        upper = self.upper.reshape(lower.shape)
+        lower = self.stored_lower.reshape((1,) * lead + tuple(self.stored_lower.shape))
+        upper = lower if self.is_point else self.stored_upper.reshape(lower.shape)
         splits = list(blocks.single_splits(shape[:lead])) + list(self.splits)
         for axis, (old, new) in enumerate(zip((1,) * lead + self.shape, shape)):
             if old == new:
@@ -173,6 +200,13 @@ class Interval:
                 lower = lower.narrow(axis, 0, 0)
                 upper = upper.narrow(axis, 0, 0)
         return Interval(lower, upper, tuple(splits), shape, self.elem_type)
+
+    def relaid(self, layout: Callable[[Tensor], Tensor], splits: Splits, shape: tuple[int, ...]) -> Interval:
+        """The same block values under another layout: ``layout`` (a pure re-indexing such as a
+        reshape or transpose of the block tensors) is applied to the stored bounds, keeping a point a point."""
+        lower = layout(self.stored_lower)
+        upper = lower if self.is_point else layout(self.stored_upper)
+        return Interval(lower, upper, splits, shape, self.elem_type)
 
     def join(self, other: Interval) -> Interval:
         """Least upper bound in the block domain (unknown shape when shapes differ)."""
@@ -248,7 +282,7 @@ def representatives(iv: Interval, axis: int) -> Interval:
     count = len(iv.splits[axis])
     splits = tuple(tuple(range(count)) if a == axis else s for a, s in enumerate(iv.splits))
     shape = tuple(count if a == axis else n for a, n in enumerate(iv.shape))
-    return Interval(iv.lower, iv.upper, splits, shape, iv.elem_type)
+    return iv.relaid(lambda t: t, splits, shape)
 
 
 def spread(small: Interval, block_splits: Mapping[int, tuple[int, ...]], shape: Sequence[int],
@@ -270,6 +304,22 @@ def saturate_lower(lower: Tensor, max_finite: float) -> Tensor:
 def saturate_upper(upper: Tensor, max_finite: float) -> Tensor:
     """An upper bound above max_finite may round to +inf."""
     return torch.where(upper > max_finite, torch.full_like(upper, torch.inf), upper)
+
+
+def _as_bounds(stored: Tensor) -> Tensor:
+    if stored.dtype == torch.float64 or stored.dtype == torch.int64:
+        return stored
+    return stored.to(torch.float64 if stored.is_floating_point() else torch.int64)
+
+
+def _storable(value: Tensor, elem_type: int, finite: bool | None) -> bool:
+    """Whether a point may keep ``value`` as its stored bounds: a finite float tensor of the element type's dtype."""
+    if not is_float(elem_type) or value.dtype != torch_dtype(elem_type) or value.dtype == torch.float64:
+        return False
+    if finite is not None:
+        return finite
+    # a float64 sum of float32/16-bit values cannot overflow: it is finite iff every value is
+    return math.isfinite(float(value.sum(dtype=torch.float64)))
 
 
 def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:

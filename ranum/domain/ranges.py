@@ -177,32 +177,41 @@ def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval
 def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec) -> tuple[Interval, Assumption]:
     """``value`` may be a read-only view of the model's bytes: it is only read, or copied once."""
     shape = tuple(value.shape)
+    extremes = _extremes(value) if is_float(elem_type) and _count(value) > 1 else None
+    weight = extremes is not None and _is_weight(extremes, elem_type)
     if name in spec.inputs:
         low, high = spec.inputs[name]
-        role = "weight" if _is_weight(value, elem_type) else "constant"
+        role = "weight" if weight else "constant"
         return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec")
-    if not _is_weight(value, elem_type):
+    if not weight:
         return _point(value, elem_type), Assumption(name, "constant", None, None, "exact")
     mode = spec.weights.get(name, spec.weights_default)
     if mode == "exact":
-        return _point(value, elem_type), Assumption(name, "weight", None, None, "exact")
+        finite = math.isfinite(extremes[0]) and math.isfinite(extremes[1])
+        return _point(value, elem_type, finite), Assumption(name, "weight", None, None, "exact")
     if mode == "derived":
-        low, high = derived_range(value)
+        low, high = derived_range(value, extremes)
         return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "derived")
     low, high = mode
     return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "spec")
 
 
-def _point(value: np.ndarray, elem_type: int) -> Interval:
-    """The exact interval of a value, converted to the bound dtype in one copy."""
-    bound = torch.float64 if is_float(elem_type) else torch.int64
+def _point(value: np.ndarray, elem_type: int, finite: bool | None = None) -> Interval:
+    """The exact interval of a value: a finite float tensor keeps its own dtype and storage (no copy)."""
     try:
-        with warnings.catch_warnings():  # a read-only view, only read: the conversion makes the copy
-            warnings.simplefilter("ignore")
-            source = torch.from_numpy(value)
+        source = _torch_view(value)
     except TypeError:  # dtypes torch cannot view (e.g. bfloat16 from ml_dtypes, some unsigned ints)
         source = torch.from_numpy(np.array(value, dtype=np.float64 if is_float(elem_type) else np.int64))
-    return Interval.point(source.to(bound, copy=True), elem_type)
+    return Interval.point(source, elem_type, finite)
+
+
+def _torch_view(value: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A torch tensor sharing ``value``'s memory (a read-only view: only ever read)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.from_numpy(value)
 
 
 def _box(low: float, high: float, shape, elem_type: int) -> Interval:
@@ -211,32 +220,32 @@ def _box(low: float, high: float, shape, elem_type: int) -> Interval:
     return Interval.uniform(low, high, shape, elem_type).to_grid()
 
 
-def _is_weight(value: np.ndarray | torch.Tensor, elem_type: int) -> bool:
-    if not is_float(elem_type) or _count(value) <= 1:
-        return False
+def _is_weight(extremes: tuple[float, float], elem_type: int) -> bool:
+    """A float tensor of several values, none of them the dtype's extreme (a mask, not a weight)."""
     extreme = float_facts(elem_type).max
-    lo, hi = _extremes(value)
-    return not (lo <= -extreme or hi >= extreme)  # a mask, not a weight
+    lo, hi = extremes
+    return not (lo <= -extreme or hi >= extreme)
 
 
 def _extremes(value: np.ndarray | torch.Tensor) -> tuple[float, float]:
-    """Min and max (NaN if any is NaN) in the tensor's own dtype, without a copy."""
-    if isinstance(value, np.ndarray) and value.dtype.itemsize == 2 and value.dtype.kind == "f":
-        with warnings.catch_warnings():  # a read-only view, only read: numpy's float16 reductions are slow
-            warnings.simplefilter("ignore")
-            value = torch.from_numpy(value)
-    return float(value.min()), float(value.max())
+    """Min and max (NaN if any is NaN) in the tensor's own dtype, in one pass and without a copy."""
+    try:
+        low, high = torch.aminmax(_torch_view(value))
+    except (TypeError, RuntimeError):  # a dtype torch cannot view or reduce
+        return float(value.min()), float(value.max())
+    return float(low), float(high)
 
 
 def _count(value: np.ndarray | torch.Tensor) -> int:
     return int(value.numel()) if isinstance(value, torch.Tensor) else int(value.size)
 
 
-def derived_range(value: np.ndarray | torch.Tensor) -> Bounds:
-    """Default range of a weight from its initial values (see module docstring)."""
+def derived_range(value: np.ndarray | torch.Tensor, extremes: tuple[float, float] | None = None) -> Bounds:
+    """Default range of a weight from its initial values (see module docstring); ``extremes``: their
+    min and max when already known."""
     if _count(value) == 0:
         return ZERO_WEIGHT_BOX
-    lo, hi = _extremes(value)  # exact in the tensor's own dtype, no copy
+    lo, hi = _extremes(value) if extremes is None else extremes  # exact in the tensor's own dtype
     if not (math.isfinite(lo) and math.isfinite(hi)):
         finite = value[torch.isfinite(value) if isinstance(value, torch.Tensor) else np.isfinite(value)]
         if _count(finite) == 0:

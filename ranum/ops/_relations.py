@@ -229,11 +229,18 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
         return None
     count = rows.shape[-1]
     # column norms from the blocks (a block of k rows counts k times): no full-size weight copy
-    lo, hi = weights.lower, weights.upper
-    magnitude = lo if lo is hi else torch.maximum(lo.abs(), hi.abs())
-    if len(weights.splits[-2]) == weights.shape[-2]:  # one block per row: a plain norm, in one pass
-        columns = torch.linalg.vector_norm(magnitude.to(torch.float64), dim=-2, keepdim=True)
+    if weights.is_point and len(weights.splits[-2]) == weights.shape[-2]:
+        # an exact weight, one block per row: one pass in its own dtype, its sum of squares (non-negative
+        # terms, accumulated in float32 at least) within a relative gamma of the real one
+        stored = weights.stored_lower
+        wide = stored if stored.dtype in (torch.float32, torch.float64) else stored.float()
+        columns = wide.square().sum(-2, keepdim=True).to(torch.float64).sqrt()
+        # float32 squares below 2**-126 may be flushed: at most sqrt(K) * 2**-63 of norm lost
+        columns = columns * (1 + arith.accumulation_gamma(weights.shape[-2] + 2, rows.elem_type)) \
+            + math.sqrt(weights.shape[-2]) * 2.0**-63
     else:
+        lo, hi = weights.lower, weights.upper
+        magnitude = lo if weights.is_point else torch.maximum(lo.abs(), hi.abs())
         sizes = torch.tensor(blocks.block_sizes(weights.splits[-2], weights.shape[-2]), dtype=torch.float64)
         columns = (magnitude.to(torch.float64).square() * sizes.reshape(-1, 1)).sum(-2, keepdim=True).sqrt()
     bound = norm * columns * (1 + arith.accumulation_gamma(count + 2, rows.elem_type))

@@ -147,13 +147,13 @@ class Conv(OpRule):
         if depthwise:
             x = representatives(x, 1)
         if b is not None:
-            b = Interval(b.lower.reshape(1), b.upper.reshape(1), ((0,),), (len(channels),), b.elem_type)
+            b = b.relaid(lambda t: t.reshape(1), ((0,),), (len(channels),))
         small = self._sum(x, w, b, 1 if depthwise else self.group, count, None)
         return spread(small, {1: channels}, (small.shape[0], out_channels) + tuple(small.shape[2:]), ctx.budget)
 
     def _sum(self, x: Interval, w: Interval, b: Interval | None, group: int, count: int,
              budget: int | None) -> Interval:
-        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape, group), [x, w])
+        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape, group), [x, w], count)
         if b is not None:
             mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
         return finish_sum(mid, rad, abs_sum, count, x.elem_type, budget)
@@ -229,11 +229,10 @@ class ConvTranspose(OpRule):
         return y.to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None) -> Interval:
-        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape), [x, w])
-        count = x.shape[1] // self.group * math.prod(w.shape[2:])
+        count = x.shape[1] // self.group * math.prod(w.shape[2:]) + (1 if b is not None else 0)
+        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape), [x, w], count)
         if b is not None:
             mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
-            count += 1
         return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
 
 

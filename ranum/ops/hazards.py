@@ -438,4 +438,4 @@ class Overflow(Hazard):
 
 
 def _finite(iv: Interval) -> bool:
-    return bool(torch.isfinite(iv.lower).all() and (iv.upper is iv.lower or torch.isfinite(iv.upper).all()))
+    return bool(torch.isfinite(iv.stored_lower).all() and (iv.is_point or torch.isfinite(iv.stored_upper).all()))

@@ -167,7 +167,8 @@ class Gather(OpRule):
     def abstract(self, ctx: NodeContext, data: Interval, indices: Interval) -> Interval:
         axis = self.axis % data.rank
         ranges = _index_ranges(indices.lower, indices.upper, data.shape[axis])
-        lo, hi = hull_blocks(data.lower, data.upper, data.splits[axis], axis, ranges)
+        # min and max are exact in any dtype: reduce the stored bounds (an exact embedding stays float32)
+        lo, hi = hull_blocks(data.stored_lower, data.stored_upper, data.splits[axis], axis, ranges)
         splits = data.splits[:axis] + indices.splits + data.splits[axis + 1:]
         shape = data.shape[:axis] + indices.shape + data.shape[axis + 1:]
         return Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)

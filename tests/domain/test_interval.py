@@ -139,3 +139,22 @@ def test_interpreter_respects_block_budget() -> None:
     full_lo, full_hi = out.full()
     assert bool((full_lo <= lo).all()) and bool((full_hi >= lo + 2).all())
     assert ranum.AnalysisConfig().block_budget >= 1024
+
+
+def test_a_float32_point_keeps_its_storage_and_reads_as_float64() -> None:
+    value = torch.tensor([[1.5, -2.0], [1.5, -2.0]], dtype=torch.float32)
+    iv = Interval.point(value, TensorProto.FLOAT)
+    assert iv.is_point and iv.is_exact and iv.stored_lower.dtype == torch.float32
+    assert iv.lower.dtype == torch.float64 and torch.equal(iv.upper, iv.lower)
+    assert iv.numblocks == 2  # equal rows merged on the stored values
+    assert torch.equal(iv.exact_value(), value)
+    wide = iv.broadcast_to((3, 2, 2))
+    assert wide.splits == ((0,), (0,), (0, 1))
+    moved = wide.relaid(lambda t: t.transpose(-1, -2), ((0,), (0, 1), (0,)), (3, 2, 2))
+    assert moved.is_point and moved.stored_lower.dtype == torch.float32
+
+
+def test_a_point_with_nan_or_inf_is_sanitised_in_float64() -> None:
+    iv = Interval.point(torch.tensor([1.0, float("nan"), float("inf")]), TensorProto.FLOAT)
+    assert iv.stored_lower.dtype == torch.float64
+    assert iv.lower.tolist() == [1.0, -math.inf, math.inf] and iv.upper.tolist() == [1.0, math.inf, math.inf]

@@ -175,3 +175,90 @@ def test_layer_normalization_of_rows_sharing_bounds_is_computed_once_and_is_soun
                  "in2": rng.uniform(-0.2, 0.2, 16).astype(np.float32)}
         out = session.run(None, feeds)[0]
         assert np.all((out >= lo) & (out <= hi))
+
+
+# ------------------------------------------------------- float32 products with exact weights
+def _weighted_model(op_type: str, x_shape, w: np.ndarray, attrs=None, bias: np.ndarray | None = None):
+    elem = helper.np_dtype_to_tensor_dtype(w.dtype)
+    inits = [helper.make_tensor("w", elem, w.shape, w.ravel().tolist())]
+    names = ["x", "w"]
+    if bias is not None:
+        inits.append(helper.make_tensor("b", elem, bias.shape, bias.ravel().tolist()))
+        names.append("b")
+    node = helper.make_node(op_type, names, ["y"], **(attrs or {}))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem, x_shape)],
+                              [helper.make_tensor_value_info("y", elem, [f"d{i}" for i in range(len(x_shape))])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _nearly_exact_box(rng: np.random.Generator, shape, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Values of the dtype, every element exact but one (the rounding error then dominates the width)."""
+    center = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(dtype).astype(np.float64)
+    hi = center.copy()
+    hi.flat[0] = np.nextafter(np.asarray(hi.flat[0], dtype=dtype), np.asarray(np.inf, dtype=dtype))
+    return center, hi
+
+
+def _float32_path_cases():
+    rng = np.random.default_rng(0)
+    cancel = rng.standard_normal((1024, 16)).astype(np.float32) * 1e3
+    cancel[512:] = -cancel[:512]  # columns sum to ~0: the worst case for the relative error
+    return [
+        ("MatMul", (3, 1024), cancel, {}, None),
+        ("MatMul", (2, 5, 256), rng.standard_normal((256, 7)).astype(np.float32), {}, None),
+        ("Gemm", (4, 300), rng.standard_normal((9, 300)).astype(np.float32), {"transB": 1},
+         rng.standard_normal(9).astype(np.float32)),
+        ("Conv", (1, 8, 9, 9), rng.standard_normal((6, 8, 3, 3)).astype(np.float32), {"pads": [1, 1, 1, 1]},
+         rng.standard_normal(6).astype(np.float32)),
+        ("MatMul", (3, 512), (rng.standard_normal((512, 8)) * 4).astype(np.float16), {}, None),
+    ]
+
+
+@pytest.mark.parametrize("case", _float32_path_cases(), ids=lambda c: f"{c[0]}-{c[2].dtype}")
+def test_float32_products_with_exact_weights_are_sound_in_onnxruntime(case) -> None:
+    op_type, x_shape, w, attrs, bias = case
+    model = _weighted_model(op_type, x_shape, w, attrs, bias)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        lo, hi = _nearly_exact_box(rng, x_shape, w.dtype)
+        graph, _ = load_model(model)
+        initial = {"x": Interval.from_full(torch.from_numpy(lo), torch.from_numpy(hi), graph.inputs[0].elem_type)}
+        for name, proto in graph.initializers.items():
+            from onnx import numpy_helper
+
+            initial[name] = Interval.point(torch.from_numpy(numpy_helper.to_array(proto).copy()), proto.data_type)
+        assert initial["w"].stored_lower.dtype != torch.float64  # the weight keeps its own dtype
+        out = run_abstract(graph, initial).env["y"]
+        low, high = (t.numpy() for t in out.full())
+        for x in (lo, hi):
+            y = session.run(None, {"x": x.astype(w.dtype)})[0].astype(np.float64)
+            assert ((y >= low) & (y <= high)).all(), f"{op_type}: {y[(y < low) | (y > high)][:4]}"
+
+
+def test_float32_products_are_as_tight_as_float64_ones() -> None:
+    from ranum.ops.linear import interval_product
+
+    rng = np.random.default_rng(2)
+    w = torch.from_numpy(rng.standard_normal((256, 32)).astype(np.float32))
+    lo = torch.from_numpy(rng.standard_normal((4, 256)))
+    hi = lo + torch.rand(4, 256, dtype=torch.float64)
+    x = Interval.from_full(lo, hi, FLOAT)
+    point = Interval.point(w, FLOAT)
+    assert point.stored_lower.dtype == torch.float32
+    fast_mid, fast_rad, fast_abs = interval_product(torch.matmul, [x, point], 256)
+    mid, rad, abs_sum = interval_product(torch.matmul, [x, Interval.point(w.double(), FLOAT)])
+    assert torch.equal(fast_abs, torch.zeros_like(fast_abs))  # the accumulation error is in the radius
+    slack = abs_sum * 8 * 256 * 2.0**-24  # our gamma and the accumulation gamma (2 n u), with room
+    assert torch.all((fast_mid - mid).abs() + fast_rad <= rad + slack)
+    assert torch.all(fast_rad >= rad)
+
+
+def test_float32_products_fall_back_where_float32_would_overflow() -> None:
+    from ranum.ops.linear import interval_product
+
+    w = torch.full((64, 2), 1e30, dtype=torch.float32)
+    x = Interval.uniform(1e10, 2e10, (1, 64), FLOAT)
+    mid, rad, abs_sum = interval_product(torch.matmul, [x, Interval.point(w, FLOAT)], 64)
+    assert torch.isfinite(mid).all() and bool((abs_sum > 0).all())  # float64 products, |terms| kept
