@@ -131,7 +131,7 @@ class Interval:
     @property
     def numblocks(self) -> int:
         """Number of blocks (1 for an unknown shape)."""
-        return int(self.lower.numel())
+        return int(self.stored_lower.numel())
 
     @property
     def is_exact(self) -> bool:
@@ -318,8 +318,8 @@ def _storable(value: Tensor, elem_type: int, finite: bool | None) -> bool:
         return False
     if finite is not None:
         return finite
-    # a float64 sum of float32/16-bit values cannot overflow: it is finite iff every value is
-    return math.isfinite(float(value.sum(dtype=torch.float64)))
+    # a NaN or an infinity makes the float32 sum non-finite (so may an overflow: then the float64 path)
+    return math.isfinite(float(value.sum(dtype=torch.float32)))
 
 
 def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:

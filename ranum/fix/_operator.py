@@ -206,4 +206,4 @@ def _bounding_repairs(session: _Session, node, inputs, hazards: set[str], steps:
 
 
 def _exceeds(iv: Interval, bound: float) -> bool:
-    return bool((iv.lower < -bound).any() or (iv.upper > bound).any()) if iv.lower.numel() else False
+    return bool((iv.lower < -bound).any() or (iv.upper > bound).any()) if iv.numblocks else False

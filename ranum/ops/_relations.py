@@ -75,7 +75,7 @@ def _rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> floa
 
 def _exact_scalar(graph: GraphView, name: str) -> float | None:
     iv = graph.interval(name) if name else None
-    if iv is None or not iv.is_exact or iv.lower.numel() != 1:
+    if iv is None or not iv.is_exact or iv.numblocks != 1:
         return None
     return float(iv.lower.detach().reshape(()))
 

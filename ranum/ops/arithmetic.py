@@ -204,7 +204,7 @@ class PowHazard(Hazard):
 
     def check(self, inputs, outputs):
         x, y = inputs[0], inputs[1]
-        if x is None or y is None or x.lower.numel() == 0 or y.lower.numel() == 0:
+        if x is None or y is None or x.numblocks == 0 or y.numblocks == 0:
             return None
         (xl, xh), (yl, yh) = _aligned_pair(x, y)
         base = self.base(float_facts(x.elem_type))

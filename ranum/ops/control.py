@@ -163,7 +163,7 @@ def _repeat(element: Interval, count: int) -> Interval:
 def _unknown_length(elements: Sequence[Interval]) -> Interval:
     """Scan output of uncertain length: unknown shape, every element in the join of all scan elements."""
     joined = _join_all(elements)
-    if joined.lower.numel() == 0:
+    if joined.numblocks == 0:
         return Interval.top(None, joined.elem_type)
     return Interval.create(joined.lower.min(), joined.upper.max(), (), None, joined.elem_type)
 
@@ -192,9 +192,9 @@ def _widen(old: Interval, new: Interval) -> Interval:
     top = Interval.top(new.shape, new.elem_type)
     splits, ((lo_old, hi_old), (lo_new, hi_new)) = align([old, new], old.shape)
     low = torch.where(lo_new < lo_old, top.lower.reshape(()).to(lo_new.dtype), lo_new) \
-        if top.lower.numel() else lo_new
+        if top.numblocks else lo_new
     high = torch.where(hi_new > hi_old, top.upper.reshape(()).to(hi_new.dtype), hi_new) \
-        if top.upper.numel() else hi_new
+        if top.numblocks else hi_new
     return Interval.create(low, high, splits, new.shape, new.elem_type)
 
 

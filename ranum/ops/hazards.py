@@ -229,7 +229,7 @@ class RegionHazard(Hazard):
 
     def containment_gap(self, inputs, outputs):
         iv = inputs[self.operand] if self.operand < len(inputs) else None
-        if iv is None or not is_float(iv.elem_type) or iv.lower.numel() == 0:
+        if iv is None or not is_float(iv.elem_type) or iv.numblocks == 0:
             return None
         region = self.region(iv.elem_type)
         gap = torch.zeros_like(iv.lower)
@@ -329,7 +329,7 @@ class OutsideHazard(Hazard):
 
     def check(self, inputs, outputs):
         iv = inputs[self.operand]
-        if iv is None or iv.lower.numel() == 0:
+        if iv is None or iv.numblocks == 0:
             return None
         lo, hi = iv.lower.to(torch.float64), iv.upper.to(torch.float64)
         bad = (lo < self.low) | (hi > self.high)
@@ -377,7 +377,7 @@ class InfiniteOperand(Hazard):
 
     def check(self, inputs, outputs):
         iv = inputs[self.operand]
-        if iv is None or iv.lower.numel() == 0 or not is_float(iv.elem_type):
+        if iv is None or iv.numblocks == 0 or not is_float(iv.elem_type):
             return None
         lo, hi = iv.lower, iv.upper
         if not bool((torch.isinf(lo) | torch.isinf(hi)).any()):
@@ -414,13 +414,13 @@ class Overflow(Hazard):
 
     def check(self, inputs, outputs):
         out = outputs[0] if outputs else None
-        if out is None or not is_float(out.elem_type) or out.lower.numel() == 0:
+        if out is None or not is_float(out.elem_type) or out.numblocks == 0:
             return None
         lo, hi = out.lower, out.upper
         if not bool((torch.isinf(lo) | torch.isinf(hi)).any()):
             return None
         for iv in inputs:
-            if iv is not None and is_float(iv.elem_type) and iv.lower.numel() and not _finite(iv):
+            if iv is not None and is_float(iv.elem_type) and iv.numblocks and not _finite(iv):
                 return None
         certain = bool((torch.isinf(lo) & (lo == hi)).all())
         return HazardHit(certain, float(lo.min()), float(hi.max()))

@@ -232,7 +232,7 @@ class GatherND(OpRule):
             return structural(lambda t: self.concrete(ctx, t, index), data, ctx.budget)
         k = indices.shape[-1]
         shape = tuple(indices.shape[:-1]) + tuple(data.shape[self.batch_dims + k:])
-        if data.lower.numel() == 0:
+        if data.numblocks == 0:
             return Interval.top(shape, data.elem_type)
         return Interval.uniform(data.lower.amin(), data.upper.amax(), shape, data.elem_type)
 
@@ -289,7 +289,7 @@ def _scatter_abstract(data: Interval, rows: Tensor, updates: Interval, width: in
 
 def _scatter_inexact(data: Interval, updates: Interval, reduction: str) -> Interval:
     """Index intervals: every element keeps its value or takes one of the updates (none/max/min)."""
-    if reduction not in ("none", "max", "min") or updates.lower.numel() == 0:
+    if reduction not in ("none", "max", "min") or updates.numblocks == 0:
         raise UnsupportedOperator(f"scatter with reduction '{reduction}' needs exact indices")
     lo = torch.minimum(data.lower, updates.lower.amin().to(data.lower.dtype))
     hi = torch.maximum(data.upper, updates.upper.amax().to(data.upper.dtype))
@@ -476,7 +476,7 @@ class Pad(OpRule):
     def abstract(self, ctx: NodeContext, data: Interval, pads: Interval, value: Interval | None = None,
                  axes: Interval | None = None) -> Interval:
         plan = self._plan(data.shape, exact_operand(pads, "Pad pads"), exact_operand(axes, "Pad axes"))
-        if value is None or value.lower.numel() == 0:
+        if value is None or value.numblocks == 0:
             fill_lo = fill_hi = torch.zeros((), dtype=data.lower.dtype)
         else:
             fill_lo, fill_hi = value.lower.reshape(()), value.upper.reshape(())

@@ -99,6 +99,8 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     computed result lies in ``m +- v @ |w|`` with ``v = (1 + G) r' + (g + G) |c32|``; ``v`` is rounded
     up to float32 and its float32 product (non-negative terms) divided by ``1 - g``. Underflow adds
     at most one subnormal per term and product. The |term| sum is then 0: the error is already in.
+    Since ``v >= (g + G) (|c32| + r')``, the radius also bounds the |term| sum, hence every partial
+    sum: where that could overflow float32, the float64 path is taken.
     """
     if len(operands) != 2:
         return None
@@ -121,15 +123,15 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     big = arith.accumulation_gamma(count, TensorProto.FLOAT)
     if not g < 0.5 or big == float("inf"):
         return None
-    # every partial sum of the model's accumulation stays below float32's largest value
-    largest = float((c32.double().abs() + radius).max()) * float(magnitude.max()) * count
-    if not largest < 0.25 * torch.finfo(torch.float32).max:
-        return None
     mid = fn(c32, weight).double()
     spread = fn(_round_up32((1 + big) * radius + (g + big) * c32.double().abs()), magnitude).double()
     if not bool(torch.isfinite(mid).all() and torch.isfinite(spread).all()):
         return None
     rad = spread / (1 - g) * (1 + 2.0**-50) + 3 * count * _FLOAT32_TINY
+    # the model's partial sums stay below float32's largest value: they are at most the |term| sum,
+    # (|c32| + r') @ |w| <= rad / (g + G)
+    if not float(rad.max()) / (g + big) < 0.5 * torch.finfo(torch.float32).max:
+        return None
     return mid, rad, torch.zeros((), dtype=torch.float64).expand(mid.shape)
 
 

@@ -59,7 +59,7 @@ def _bits(condition: Tensor) -> Tensor:
 
 def _constant(template: Interval, value: int) -> Interval:
     """A boolean interval of ``template``'s shape and grid, every element ``value``."""
-    bound = torch.full(tuple(template.lower.shape), value, dtype=torch.int64)
+    bound = torch.full(tuple(template.stored_lower.shape), value, dtype=torch.int64)
     return template.with_bounds(bound, bound.clone(), BOOL)
 
 
@@ -259,7 +259,7 @@ class IsInf(OpRule):
         return hit
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        possible = torch.zeros(tuple(x.lower.shape), dtype=torch.bool)
+        possible = torch.zeros(tuple(x.stored_lower.shape), dtype=torch.bool)
         if self.detect_positive:
             possible |= torch.isposinf(x.upper)
         if self.detect_negative:

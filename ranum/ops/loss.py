@@ -183,7 +183,7 @@ class ZeroWeightSum(Hazard):
     def check(self, inputs, outputs):
         scores, target = inputs[0], inputs[1]
         weight = inputs[2] if len(inputs) > 2 else None
-        if scores is None or target is None or target.lower.numel() == 0:
+        if scores is None or target is None or target.numblocks == 0:
             return None
         x_lo = torch.zeros(scores.shape, dtype=torch.float64)
         sel = _select(x_lo, x_lo, target, weight, self.ignore_index)

@@ -180,7 +180,7 @@ class SliceVarianceHazard(Hazard):
 
     def check(self, inputs, outputs):
         x = inputs[0]
-        if x is None or x.shape is None or x.lower.numel() == 0:
+        if x is None or x.shape is None or x.numblocks == 0:
             return None
         if not self.groups:
             x = row_representatives(x, self.axis % len(x.shape))
@@ -225,7 +225,7 @@ class ZeroNormHazard(Hazard):
 
     def check(self, inputs, outputs):
         x = inputs[0]
-        if x is None or x.shape is None or x.lower.numel() == 0:
+        if x is None or x.shape is None or x.numblocks == 0:
             return None
         lo, hi = x.full()
         nearest = (lo.clamp(min=0) - hi.clamp(max=0)).to(torch.float64)

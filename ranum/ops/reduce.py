@@ -128,7 +128,7 @@ class OutputAtMost(Hazard):
 
     def check(self, inputs, outputs):
         out = outputs[0] if outputs else None
-        if out is None or out.lower.numel() == 0 or not bool((out.lower <= self.limit).any()):
+        if out is None or out.numblocks == 0 or not bool((out.lower <= self.limit).any()):
             return None
         return HazardHit(bool((out.upper <= self.limit).all()), out.min(), out.max())
 

@@ -224,7 +224,7 @@ class Squeeze(OpRule):
     def abstract(self, ctx: NodeContext, x: Interval, axes: Interval | None = None) -> Interval:
         dims = self._dims(x.shape, exact_ints(axes, "axes", "Squeeze"))
         keep = [a for a in range(len(x.shape)) if a not in dims]
-        grid = [x.lower.shape[a] for a in keep]
+        grid = [x.stored_lower.shape[a] for a in keep]
         return _rebuild(x, x.lower.reshape(grid), x.upper.reshape(grid), [x.splits[a] for a in keep],
                         [x.shape[a] for a in keep])
 
@@ -252,7 +252,7 @@ class Unsqueeze(OpRule):
 
     def abstract(self, ctx: NodeContext, x: Interval, axes: Interval | None = None) -> Interval:
         where = self._sources(x.shape, exact_ints(axes, "axes", "Unsqueeze"))
-        grid = [1 if a < 0 else x.lower.shape[a] for a in where]
+        grid = [1 if a < 0 else x.stored_lower.shape[a] for a in where]
         splits = [(0,) if a < 0 else x.splits[a] for a in where]
         shape = [1 if a < 0 else x.shape[a] for a in where]
         return _rebuild(x, x.lower.reshape(grid), x.upper.reshape(grid), splits, shape)

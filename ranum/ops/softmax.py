@@ -184,7 +184,7 @@ class _RowRule(OpRule):
         rank = len(x.shape)
         axis = _normalise_axis(self.axis, rank, self.op_type)
         n = math.prod(x.shape[axis:]) if self.coerce_2d else x.shape[axis]
-        if n == 0 or x.lower.numel() == 0:
+        if n == 0 or x.numblocks == 0:
             return x
         if not self.coerce_2d or axis == rank - 1:
             lo, hi = x.lower.to(torch.float64), x.upper.to(torch.float64)
