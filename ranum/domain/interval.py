@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import blocks
@@ -28,6 +29,7 @@ from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, tor
 __all__ = ["Interval", "align", "elementwise", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
 
 DEFAULT_BLOCK_BUDGET = 1 << 16
+_FLOAT64_SLACK = 2.0**-40
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
 
@@ -225,6 +227,8 @@ class Interval:
         """
         if not is_float(self.elem_type):
             return self
+        if ulps <= 1 and self.elem_type == TensorProto.FLOAT:
+            return self._rounded_to_float32()
         facts = float_facts(self.elem_type)
         lo, hi = self.lower, self.upper
         new_lo = lo - lo.abs() * (ulps * facts.eps) - ulps * facts.subnormal
@@ -245,6 +249,18 @@ class Interval:
         new_lo = torch.where(torch.isfinite(lo), new_lo, lo)
         new_hi = torch.where(torch.isfinite(hi), new_hi, hi)
         return self.with_bounds(saturate_lower(new_lo, facts.max), saturate_upper(new_hi, facts.max))
+
+    def _rounded_to_float32(self) -> Interval:
+        """Bounds of one rounding to nearest float32 of any real value within the bounds.
+
+        Rounding is monotone, so it lies between the roundings of the bounds; the IEEE conversion
+        also saturates (+-inf past max + half an ulp) and keeps signs. The bounds are first stepped
+        out by 2**-40 of themselves, far more than the float64 error of the rules that computed them.
+        """
+        lo, hi = self.lower, self.upper
+        lo = (lo - lo.abs() * _FLOAT64_SLACK).to(torch.float32).to(torch.float64)
+        hi = (hi + hi.abs() * _FLOAT64_SLACK).to(torch.float32).to(torch.float64)
+        return self.with_bounds(lo, hi)
 
     def to_grid(self) -> Interval:
         """Round the bounds outward onto the values representable in the element type.
