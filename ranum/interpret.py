@@ -23,6 +23,7 @@ from ranum.errors import AnalysisError, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.registry import Registry
 
 __all__ = ["AbstractRun", "ConcreteRun", "run_abstract", "run_concrete"]
@@ -65,6 +66,7 @@ class _AbstractWalker:
         self.result = AbstractRun(graph)
         self._rule_cache: dict[int, OpRule | None] = {}
         self._producers = {out: node for node in graph.all_nodes() for out in node.outputs if out}
+        self._memo: dict = {}
 
     def run(self, initial: Mapping[str, Interval]) -> AbstractRun:
         env: dict[str, Interval] = dict(initial)
@@ -90,7 +92,11 @@ class _AbstractWalker:
 
             value = Interval.point(torch.from_numpy(tensor_value(proto).copy()), proto.data_type)
             local[name] = value
-        self._walk(graph, local)
+        self._memo.clear()  # facts about tensors that a subgraph run may change
+        try:
+            self._walk(graph, local)
+        finally:
+            self._memo.clear()
         return [local[o.name] for o in graph.outputs]
 
     def concrete(self, graph: Graph, inputs: Sequence[Tensor | None]) -> list[Tensor]:
@@ -102,6 +108,10 @@ class _AbstractWalker:
 
     def interval(self, name: str) -> Interval | None:
         return self._scope[-1].get(name) if self._scope else None
+
+    @property
+    def memo(self) -> dict:
+        return self._memo
 
     # ---------------------------------------------------------------------------------------
     _scope: list[MutableMapping[str, Interval]]
@@ -181,7 +191,10 @@ class _AbstractWalker:
             outs = [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
         else:
             outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
-        return [_finish(rule, out, ctx.budget) for out in outs]
+        outs = [_finish(rule, out, ctx.budget) for out in outs]
+        if outs and ctx.node.op_type in NORM_CAPPED and not outs[0].is_exact:
+            outs[0] = capped_by_norm(ctx, outs[0])
+        return outs
 
     def _context(self, graph: Graph, node: Node, inputs: list[Interval | None]) -> NodeContext:
         infos = [graph.info(o) if o else None for o in node.outputs]

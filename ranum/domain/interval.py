@@ -157,11 +157,11 @@ class Interval:
 
     def min(self) -> float:
         """Smallest lower bound over all blocks (for reports, not for propagation)."""
-        return float(self.stored_lower.min()) if self.stored_lower.numel() else float("nan")
+        return float(self.stored_lower.detach().min()) if self.stored_lower.numel() else float("nan")
 
     def max(self) -> float:
         """Largest upper bound over all blocks (for reports, not for propagation)."""
-        return float(self.stored_upper.max()) if self.stored_upper.numel() else float("nan")
+        return float(self.stored_upper.detach().max()) if self.stored_upper.numel() else float("nan")
 
     def contains(self, values: Tensor) -> Tensor:
         """Element-wise membership of a concrete tensor (NaN is never contained)."""

@@ -45,6 +45,11 @@ class GraphView(Protocol):
 
     def interval(self, name: str) -> Interval | None: ...
 
+    @property
+    def memo(self) -> dict:
+        """Facts derived from the intervals, kept for the rest of the run (e.g. norm bounds)."""
+        ...
+
 
 @dataclass(frozen=True)
 class NodeContext:

@@ -1,0 +1,325 @@
+"""Whole-tensor L2 norm bounds: a cap for intervals that grow past the float range in deep networks.
+
+Every element of a tensor is at most the tensor's L2 norm in magnitude. Interval bounds of a
+convolution sum ``|w| |x|`` with every ``|x|`` at its own maximum and all signs aligned, so they grow
+by about the square root of the fan-in per layer: after a few dozen layers of a ResNet they pass
+float32's largest value, although the network's gain is moderate. Norms grow by the operators' gains:
+
+* Conv: each of the K kernel offsets applies one ``c_out x c_in`` matrix W_o to a shifted,
+  zero-padded copy of x (strides and dilations only drop or space out positions), each of norm at
+  most ||x||, so ``||conv(x)|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||`` and ``<= sum_o ||W_o||_F
+  ||x||`` (per group: the largest group's), plus the bias' norm over the output positions.
+* MatMul/Gemm with a 2-D weight: ``sigma_max(W) ||x||``. Only exact weights count: a box of weights
+  has a gain about as large as the intervals' growth.
+* ReLU, reshapes and transposes keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``; Add adds
+  the (broadcast) norms; MaxPool multiplies it by the square root of the number of windows that can
+  hold one element; averaging ``n`` elements divides it by ``sqrt(n)``; BatchNormalization and Mul by
+  a bounded factor scale it by the largest factor.
+* Any tensor's norm is also bounded by its interval (``sqrt(sum of max |bound|^2)``).
+
+Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`` products is within
+``gamma_n * sum |w| |x|`` of it, and ``sum |w| |x| <= ||w row|| ||x||`` (Cauchy-Schwarz) also bounds
+every partial sum, which must stay below the accumulator's largest value for the cap to apply.
+Largest singular values come from Gram matrices' eigenvalues in float64 (see :func:`_sigma_max`).
+They cost time, so the interpreter asks for a cap only where an interval comes near overflow, and
+downstream of such a place; the norms are memoised for the run and forgotten when a subgraph runs
+(its tensors change).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from onnx import TensorProto
+from torch import Tensor
+
+from ranum.domain import arith, blocks
+from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.interval import Interval
+from ranum.graph.model import Node
+from ranum.ops._base import GraphView, NodeContext
+
+__all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
+
+_NEAR_OVERFLOW = 2.0**-20  # a bound within this fraction of the dtype's largest value asks for the cap
+_SVD_SLACK = 1e-6
+_KEEP = frozenset({"Relu", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
+
+
+def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
+    """``out`` met with ``[-B, B]``, ``B`` a bound of the L2 norm of the node's output, where ``out``
+    comes near float overflow; elsewhere (or without a bound) ``out`` as it is."""
+    graph = ctx.graph
+    if graph is None or out.shape is None or not is_float(out.elem_type) or out.numblocks == 0:
+        return out
+    limit = float_facts(out.elem_type).max
+    tracked = any(("l2", name) in graph.memo for name in _sources(ctx.node))  # downstream of a cap: cheap
+    if not tracked and max(-out.min(), out.max()) < _NEAR_OVERFLOW * limit:
+        return out
+    if ctx.node.op_type in _WEIGHTED and not _exact_weight(graph, ctx.node):
+        return out
+    inputs = [tensor_norm(graph, name) if name in _sources(ctx.node) else 0.0 for name in ctx.node.inputs]
+    bound = _propagate(graph, ctx.node, inputs, out)
+    if not bound < limit:
+        return out
+    lo = torch.maximum(out.lower, torch.full_like(out.lower, -bound))
+    hi = torch.minimum(out.upper, torch.full_like(out.upper, bound))
+    return out.with_bounds(lo, hi)
+
+
+def tensor_norm(graph: GraphView, name: str) -> float:
+    """A bound of the L2 norm of tensor ``name`` (infinite when nothing bounds it)."""
+    memo = graph.memo
+    pending = [name]
+    while pending:
+        current = pending[-1]
+        if ("l2", current) in memo:
+            pending.pop()
+            continue
+        node = graph.producer(current)
+        sources = _sources(node) if node is not None and _propagates(node) else []
+        missing = [i for i in sources if ("l2", i) not in memo]
+        if missing:
+            pending.extend(missing)
+            continue
+        pending.pop()
+        memo[("l2", current)] = _norm_now(graph, current, node)
+    return memo[("l2", name)]
+
+
+def _norm_now(graph: GraphView, name: str, node: Node | None) -> float:
+    iv = graph.interval(name)
+    own = interval_norm(iv) if iv is not None else math.inf
+    if node is None or not _propagates(node) or iv is None or name != node.outputs[0]:
+        return own
+    wanted = _sources(node)
+    inputs = [graph.memo[("l2", i)] if i in wanted else 0.0 for i in node.inputs]
+    return min(own, _propagate(graph, node, inputs, iv))
+
+
+def _sources(node: Node) -> list[str]:
+    """The inputs whose norms the node's rule reads (a weight's values are read instead)."""
+    if node.op_type in _WEIGHTED:
+        return [name for i, name in enumerate(node.inputs) if name and i != 1]
+    return [name for name in node.inputs if name]
+
+
+def _exact_weight(graph: GraphView, node: Node) -> bool:
+    w = graph.interval(node.inputs[1]) if len(node.inputs) > 1 else None
+    return w is not None and w.is_exact
+
+
+def interval_norm(iv: Interval) -> float:
+    """``sqrt(sum of max(|lower|, |upper|)^2)`` over the elements, from the blocks."""
+    if iv.shape is None or not is_float(iv.elem_type):
+        return math.inf
+    magnitude = torch.maximum(iv.lower.abs(), iv.upper.abs()).detach()
+    if not bool(torch.isfinite(magnitude).all()):
+        return math.inf
+    weights = torch.ones((), dtype=torch.float64)
+    for axis, starts in enumerate(iv.splits):
+        sizes = torch.tensor(blocks.block_sizes(starts, iv.shape[axis]), dtype=torch.float64)
+        weights = weights.unsqueeze(-1) * sizes if weights.dim() else sizes
+    total = float((magnitude.square() * weights).sum()) if magnitude.numel() else 0.0
+    return math.sqrt(total) * (1 + 1e-12)
+
+
+def _propagates(node: Node) -> bool:
+    return node.op_type in _KEEP or node.op_type in _RULES
+
+
+def _propagate(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """A bound of the norm of ``node``'s first output from its inputs' norms (inf if none)."""
+    if node.op_type in _KEEP:
+        return norms[0]
+    rule = _RULES.get(node.op_type)
+    if rule is None:
+        return math.inf
+    unit = float_facts(out.elem_type).eps
+    bound = rule(graph, node, norms, out)
+    return bound * (1 + 2 * unit) if math.isfinite(bound) else math.inf
+
+
+# --------------------------------------------------------------------------------- per operator
+def _leaky_relu(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    return norms[0] * max(1.0, abs(float(node.attributes.get("alpha", 0.01))))
+
+
+def _add(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    return sum(_broadcast(graph, name, norm, out) for name, norm in zip(node.inputs, norms))
+
+
+def _broadcast(graph: GraphView, name: str, norm: float, out: Interval) -> float:
+    """The norm of ``name`` broadcast to ``out``'s shape: every element repeats equally often."""
+    iv = graph.interval(name)
+    if iv is None or iv.shape is None or out.shape is None:
+        return math.inf
+    count = math.prod(iv.shape)
+    return norm * math.sqrt(math.prod(out.shape) / count) if count else 0.0
+
+
+def _largest(graph: GraphView, name: str) -> float:
+    iv = graph.interval(name) if name else None
+    if iv is None or iv.numblocks == 0:
+        return math.inf
+    return max(-iv.min(), iv.max())
+
+
+def _mul(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    best = math.inf
+    for mine, other in ((0, 1), (1, 0)):
+        iv = graph.interval(node.inputs[mine])
+        if iv is not None and iv.shape == out.shape:
+            best = min(best, norms[mine] * _largest(graph, node.inputs[other]))
+    return best
+
+
+def _max_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    kernel = [int(k) for k in node.attributes.get("kernel_shape", ())]
+    strides = [int(s) for s in node.attributes.get("strides", ())] or [1] * len(kernel)
+    dilated = any(int(d) != 1 for d in node.attributes.get("dilations", ()))
+    if len(node.outputs) > 1 and node.outputs[1] or not kernel:
+        return math.inf
+    windows = math.prod(k if dilated else -(-k // s) for k, s in zip(kernel, strides))
+    return norms[0] * math.sqrt(windows)
+
+
+def _mean(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    source = graph.interval(node.inputs[0])
+    if source is None or source.shape is None or out.shape is None or not math.prod(out.shape):
+        return math.inf
+    if node.op_type == "ReduceMean" and len(node.inputs) > 1 and node.inputs[1]:
+        axes = graph.interval(node.inputs[1])
+        if axes is None or not axes.is_exact:
+            return math.inf
+    count = math.prod(source.shape) // math.prod(out.shape)
+    if count < 1:
+        return math.inf
+    gamma = arith.accumulation_gamma(count + 1, out.elem_type)
+    # every partial sum of one mean is at most sqrt(count) * ||x|| (Cauchy-Schwarz): it must not overflow
+    if not math.sqrt(count) * norms[0] * (1 + gamma) < 0.5 * float_facts(_accumulator_type(out.elem_type)).max:
+        return math.inf
+    return norms[0] / math.sqrt(count) * (1 + gamma)
+
+
+def _batch_norm(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    if len(node.inputs) < 5 or any(o for o in node.outputs[1:]) or int(node.attributes.get("training_mode", 0)):
+        return math.inf
+    scale, bias, mean, var = (graph.interval(n) for n in node.inputs[1:5])
+    if any(iv is None or iv.shape is None for iv in (scale, bias, mean, var)):
+        return math.inf
+    epsilon = float(node.attributes.get("epsilon", 1e-5))
+    smallest = min(var.min(), math.inf) + epsilon
+    if not smallest > 0:
+        return math.inf
+    factor = _largest(graph, node.inputs[1]) / math.sqrt(smallest)
+    channels = out.shape[1] if out.shape and len(out.shape) > 1 else 1
+    spread = math.sqrt(math.prod(out.shape) / max(channels, 1))
+    shifted = norms[0] + norms[3] * spread
+    if not shifted < 0.5 * float_facts(out.elem_type).max:  # x - mean must not overflow either
+        return math.inf
+    return (factor * shifted + norms[2] * spread) * (1 + 8 * float_facts(out.elem_type).eps)
+
+
+def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    w = graph.interval(node.inputs[1])
+    if w is None or w.shape is None or len(w.shape) < 3:
+        return math.inf
+    group = int(node.attributes.get("group", 1))
+    weight = _weight_values(w)
+    if weight is None or weight.shape[0] % group:
+        return math.inf
+    offsets = math.prod(w.shape[2:])
+    per_group = weight.reshape(group, weight.shape[0] // group, -1, offsets)  # group, c_out, c_in, offset
+    # sum over offsets of ||W_o||_F: bounds the sums of |w| |x| (the error) and, loosely, the gain
+    frobenius = per_group.square().sum((1, 2)).sqrt().sum(-1)
+    # all offsets at once: ||sum_o W_o S_o x|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||
+    gain = torch.minimum(frobenius, _sigma_max(per_group.flatten(2)) * math.sqrt(offsets))
+    bias = _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
+    terms = math.prod(w.shape[1:]) + 1
+    return _accumulated(float(gain.max()), float(frobenius.max()), weight.flatten(1), norms[0], terms, out) + bias
+
+
+def _gemm_like(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """MatMul(x, W) or Gemm(x, W, C) with a 2-D weight (Gemm: transA = 0)."""
+    w = graph.interval(node.inputs[1])
+    if w is None or w.shape is None or len(w.shape) != 2 or int(node.attributes.get("transA", 0)):
+        return math.inf
+    weight = _weight_values(w)
+    if weight is None:
+        return math.inf
+    if node.op_type == "Gemm" and int(node.attributes.get("transB", 0)):
+        weight = weight.t()
+    alpha = abs(float(node.attributes.get("alpha", 1.0))) if node.op_type == "Gemm" else 1.0
+    beta = abs(float(node.attributes.get("beta", 1.0))) if node.op_type == "Gemm" else 0.0
+    frobenius = float(weight.square().sum().sqrt()) * alpha
+    gain = float(_sigma_max(weight.unsqueeze(0))[0]) * alpha
+    bias = beta * _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
+    return _accumulated(gain, frobenius, weight.t() * alpha, norms[0], weight.shape[0] + 3, out) + bias
+
+
+def _accumulated(gain: float, error_gain: float, rows: Tensor, norm: float, terms: int, out: Interval) -> float:
+    """``gain * norm`` plus the accumulation error, or inf where a partial sum could overflow.
+
+    ``error_gain`` bounds the gain of the sums of |w| |x|; ``rows``: one row per output channel,
+    holding the weights of one of its sums.
+    """
+    row_norm = float(rows.square().sum(1).sqrt().max()) if rows.numel() else 0.0
+    partial = row_norm * norm * (1 + _SVD_SLACK)  # >= every sum of |w| |x| of one output element
+    limit = float_facts(_accumulator_type(out.elem_type)).max
+    if not partial < 0.5 * limit:
+        return math.inf
+    gamma = arith.accumulation_gamma(terms, out.elem_type)
+    return (gain + gamma * error_gain) * norm * (1 + _SVD_SLACK)
+
+
+def _accumulator_type(elem_type: int) -> int:
+    """The type partial sums are held in: float32 for 16-bit floats (see accumulation_gamma)."""
+    return TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
+
+
+def _weight_values(w: Interval) -> Tensor | None:
+    """The full-shape float64 values of an exact weight (None otherwise: a box of weights has a gain
+    about as large as its intervals' growth, not worth the cost)."""
+    if not w.is_exact:
+        return None
+    weight = w.exact_value().detach().to(torch.float64)
+    return weight if bool(torch.isfinite(weight).all()) else None
+
+
+def _sigma_max(matrices: Tensor) -> Tensor:
+    """Upper bounds of the largest singular value of each matrix of a batch (..., m, n).
+
+    The largest eigenvalue of the smaller Gram matrix, computed in float64: its entries are within
+    ``gamma_k * ||A||_F^2`` (k: the summed length) of the real ones, which moves no eigenvalue further
+    (Weyl); the symmetric eigensolver is backward stable.
+    """
+    if matrices.numel() == 0:
+        return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
+    a = matrices.to(torch.float64)
+    length = a.shape[-1] if a.shape[-2] <= a.shape[-1] else a.shape[-2]
+    gram = a @ a.transpose(-1, -2) if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2) @ a
+    largest = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0.0)
+    error = arith.accumulation_gamma(length, TensorProto.DOUBLE) * a.square().sum((-2, -1))
+    return ((largest + error) * (1 + _SVD_SLACK)).sqrt()
+
+
+_RULES = {
+    "LeakyRelu": _leaky_relu,
+    "Add": _add,
+    "Sub": _add,
+    "Mul": _mul,
+    "MaxPool": _max_pool,
+    "GlobalAveragePool": _mean,
+    "ReduceMean": _mean,
+    "BatchNormalization": _batch_norm,
+    "Conv": _conv,
+    "MatMul": _gemm_like,
+    "Gemm": _gemm_like,
+}
+
+_WEIGHTED = frozenset({"Conv", "MatMul", "Gemm"})
+# the operators whose results the interpreter caps (the others keep or cannot bound a norm)
+NORM_CAPPED = frozenset(_RULES)

@@ -1,0 +1,102 @@
+"""The norm cap of deep networks' intervals (ranum/ops/_tensor_norms.py): it removes the overflow
+that interval growth alone reports on a deep CNN with exact weights, and stays sound in onnxruntime."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import ranum
+from ranum import interpret
+from tests.zoo.runtime import Runner
+
+CHANNELS, SIZE = 32, 4
+
+
+def _unit_gain_conv(rng: np.random.Generator, name: str) -> onnx.TensorProto:
+    """A 3x3 filter bank scaled so that sqrt(9) * sigma_max([W_1 ... W_9]) is 0.9."""
+    w = rng.standard_normal((CHANNELS, CHANNELS, 3, 3))
+    w *= 0.9 / (3 * float(np.linalg.svd(w.reshape(CHANNELS, -1), compute_uv=False)[0]))
+    return numpy_helper.from_array(w.astype(np.float32), name)
+
+
+def deep_cnn(layers: int) -> onnx.ModelProto:
+    """x -> Conv * layers, a Relu and a residual Add every 8 layers -> MaxPool -> GlobalAveragePool ->
+    Flatten -> Gemm. The true gain per layer is below 1; interval growth is about 3 (sum of |w|)."""
+    rng = np.random.default_rng(7)
+    nodes, inits, current, block = [], [], "x", "x"
+    for i in range(layers):
+        inits += [_unit_gain_conv(rng, f"w{i}"),
+                  numpy_helper.from_array(rng.uniform(-0.1, 0.1, CHANNELS).astype(np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
+        current = f"c{i}"
+        if i % 8 == 7:
+            nodes += [helper.make_node("Relu", [current], [f"r{i}"]),
+                      helper.make_node("Add", [f"r{i}", block], [f"s{i}"])]
+            current = block = f"s{i}"
+    inits += [numpy_helper.from_array(rng.standard_normal((4, CHANNELS)).astype(np.float32) * 0.3, "fc"),
+              numpy_helper.from_array(np.zeros(4, np.float32), "fc_b")]
+    nodes += [helper.make_node("MaxPool", [current], ["pool"], kernel_shape=[2, 2]),
+              helper.make_node("GlobalAveragePool", ["pool"], ["gap"]),
+              helper.make_node("Flatten", ["gap"], ["flat"]),
+              helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "deep_cnn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+SPEC = {"inputs": {"x": [-3.0, 3.0]}, "weights": {"default": "exact"}}
+LAYERS = 128
+
+
+def test_norms_remove_the_overflow_of_interval_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = deep_cnn(LAYERS)
+    assert not ranum.check(model, SPEC).findings
+    monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
+    assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
+
+
+def test_capped_intervals_hold_onnxruntime_values() -> None:
+    model = deep_cnn(LAYERS)
+    analysis = ranum.analyze(model, SPEC)
+    runner = Runner(model)
+    rng = np.random.default_rng(0)
+    samples = [np.full((1, CHANNELS, SIZE, SIZE), 3.0), np.full((1, CHANNELS, SIZE, SIZE), -3.0),
+               rng.choice([-3.0, 3.0], (1, CHANNELS, SIZE, SIZE)), rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))]
+    capped = 0
+    for x in samples:
+        values = runner.run({"x": x.astype(np.float32)})
+        for node in analysis.graph.nodes:
+            lo, hi = analysis.bounds(node.outputs[0])
+            v = np.asarray(values[node.outputs[0]], dtype=np.float64)
+            assert ((v >= lo) & (v <= hi)).all(), node.name
+            capped += int(node.op_type == "Conv" and math.isfinite(hi.max()) and hi.max() < 1e30 < 3 * 8.0 ** 40)
+    assert capped  # some convolutions were bounded by the norm, far below their interval growth
+
+
+def test_tensor_norm_of_an_interval_counts_every_element() -> None:
+    from ranum.domain.interval import Interval
+    from ranum.ops._tensor_norms import interval_norm
+
+    iv = Interval.uniform(-2.0, 1.0, (3, 4), TensorProto.FLOAT)
+    assert interval_norm(iv) == pytest.approx(2.0 * math.sqrt(12))
+    assert interval_norm(Interval.from_full(torch.tensor([0.0, -3.0]), torch.tensor([4.0, 3.0]),
+                                            TensorProto.FLOAT)) == pytest.approx(5.0)
+
+
+def test_a_mean_whose_float_sum_can_overflow_is_not_capped() -> None:
+    # mean(|x|) of four values up to 1.7e38 is finite in real numbers, but the float32 sum overflows
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[1,4] x) => (float[1] y) { a = Abs(x)  y = ReduceMean <keepdims: int = 0> (a) }
+    """)
+    analysis = ranum.analyze(model, {"inputs": {"x": [-1.7e38, 1.7e38]}})
+    assert analysis.bounds("y")[1].max() == math.inf
+    values = Runner(model).run({"x": np.full((1, 4), 1.7e38, np.float32)})
+    assert np.isinf(values["y"]).all()
