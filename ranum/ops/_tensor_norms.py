@@ -21,9 +21,10 @@ Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`
 ``gamma_n * sum |w| |x|`` of it, and ``sum |w| |x| <= ||w row|| ||x||`` (Cauchy-Schwarz) also bounds
 every partial sum, which must stay below the accumulator's largest value for the cap to apply.
 Largest singular values come from Gram matrices' eigenvalues in float64 (see :func:`_sigma_max`).
-They cost time, so the interpreter asks for a cap only where an interval comes near overflow, and
-downstream of such a place; the norms are memoised for the run and forgotten when a subgraph runs
-(its tensors change).
+They cost time, so the interpreter asks for a cap only where an interval reaches infinity (a finding
+otherwise), and downstream of such a place; the operands of a sum are taken cheapest first, and a
+sum whose first norms already pass the limit stops there. The norms are memoised for the run and
+forgotten when a subgraph runs (its tensors change).
 """
 
 from __future__ import annotations
@@ -43,30 +44,55 @@ from ranum.ops._base import GraphView, NodeContext
 
 __all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
 
-_NEAR_OVERFLOW = 2.0**-20  # a bound within this fraction of the dtype's largest value asks for the cap
+_NEAR_OVERFLOW = 2.0**-20  # a constant within this fraction of the dtype's largest value rules out a cap
 _SVD_SLACK = 1e-6
 _KEEP = frozenset({"Relu", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
 
 
 def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
     """``out`` met with ``[-B, B]``, ``B`` a bound of the L2 norm of the node's output, where ``out``
-    comes near float overflow; elsewhere (or without a bound) ``out`` as it is."""
+    reaches infinity (an overflow finding otherwise) or downstream of an earlier cap; elsewhere (or
+    without a bound) ``out`` as it is."""
     graph = ctx.graph
     if graph is None or out.shape is None or not is_float(out.elem_type) or out.numblocks == 0:
         return out
     limit = float_facts(out.elem_type).max
-    tracked = any(("l2", name) in graph.memo for name in _sources(ctx.node))  # downstream of a cap: cheap
-    if not tracked and max(-out.min(), out.max()) < _NEAR_OVERFLOW * limit:
+    sources = _sources(ctx.node)
+    tracked = any(("l2", name) in graph.memo for name in sources)  # downstream of a cap: cheap
+    if not tracked and max(-out.min(), out.max()) < math.inf:
         return out
     if ctx.node.op_type in _WEIGHTED and not _exact_weight(graph, ctx.node):
         return out
-    inputs = [tensor_norm(graph, name) if name in _sources(ctx.node) else 0.0 for name in ctx.node.inputs]
-    bound = _propagate(graph, ctx.node, inputs, out)
+    if any(_huge_constant(graph.interval(name), limit) for name in sources):
+        return out  # e.g. a mask of the dtype's most negative value: no norm argument shrinks a constant
+    norms: dict[str, float] = {}
+    for name in sorted(sources, key=lambda n: _svd_cost(graph, n)):  # cheapest first
+        norms[name] = tensor_norm(graph, name)
+        if ctx.node.op_type in ("Add", "Sub") and not sum(norms.values()) < limit:
+            return out  # a sum of norms: the costlier operands cannot bring it back below the limit
+    bound = _propagate(graph, ctx.node, [norms.get(name, 0.0) for name in ctx.node.inputs], out)
     if not bound < limit:
         return out
     lo = torch.maximum(out.lower, torch.full_like(out.lower, -bound))
     hi = torch.minimum(out.upper, torch.full_like(out.upper, bound))
     return out.with_bounds(lo, hi)
+
+
+def _svd_cost(graph: GraphView, name: str) -> int:
+    """How many weighted operators upstream of ``name`` still lack a norm (each costs an SVD)."""
+    seen: set[str] = set()
+    pending, cost = [name], 0
+    while pending:
+        current = pending.pop()
+        if current in seen or ("l2", current) in graph.memo:
+            continue
+        seen.add(current)
+        node = graph.producer(current)
+        if node is None or not _propagates(node):
+            continue
+        cost += node.op_type in _WEIGHTED
+        pending.extend(_sources(node))
+    return cost
 
 
 def tensor_norm(graph: GraphView, name: str) -> float:
@@ -104,6 +130,10 @@ def _sources(node: Node) -> list[str]:
     if node.op_type in _WEIGHTED:
         return [name for i, name in enumerate(node.inputs) if name and i != 1]
     return [name for name in node.inputs if name]
+
+
+def _huge_constant(iv: Interval | None, limit: float) -> bool:
+    return iv is not None and iv.is_exact and iv.numblocks > 0 and max(-iv.min(), iv.max()) >= _NEAR_OVERFLOW * limit
 
 
 def _exact_weight(graph: GraphView, node: Node) -> bool:
