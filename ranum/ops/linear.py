@@ -57,7 +57,7 @@ def interval_product(
         operands: the interval operands, in ``fn``'s argument order.
         count: the float accumulation's number of terms (as later given to :func:`finish_sum`). With
             it, an interval times a float32/16-bit point may take :func:`_float32_product`, which
-            returns the radius with the accumulation error already in it and a zero |term| sum.
+            returns the radius with the accumulation error already in it and a 0-d zero |term| sum.
 
     Returns:
         ``(mid, rad, abs_sum)`` in exact real arithmetic (up to float64 rounding).
@@ -111,9 +111,7 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
         return None
     from onnx import TensorProto
 
-    lo, hi = x.full()
-    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-        return None
+    lo, hi = x.full()  # an infinite bound makes the products below non-finite: then the float64 path
     weight = w.exact_value().float()
     magnitude = weight.abs()
     center = (lo + hi) / 2
@@ -132,14 +130,13 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     # (|c32| + r') @ |w| <= rad / (g + G)
     if not float(rad.max()) / (g + big) < 0.5 * torch.finfo(torch.float32).max:
         return None
-    return mid, rad, torch.zeros((), dtype=torch.float64).expand(mid.shape)
+    return mid, rad, torch.zeros((), dtype=torch.float64)
 
 
 def _round_up32(values: Tensor) -> Tensor:
-    """The smallest float32 tensor at or above non-negative float64 ``values``."""
-    rounded = values.float()
-    return torch.where(rounded.double() < values, torch.nextafter(rounded, torch.full_like(rounded, torch.inf)),
-                       rounded)
+    """A float32 tensor at or above non-negative float64 ``values`` (within 2**-22 of them, relatively):
+    rounding to nearest moves a value by at most 2**-24 of itself, or 2**-150 below the normal range."""
+    return (values * (1 + 2.0**-22) + 2.0**-148).float()
 
 
 def finish_sum(mid: Tensor, rad: Tensor, abs_sum: Tensor, count: int, elem_type: int,
@@ -147,7 +144,8 @@ def finish_sum(mid: Tensor, rad: Tensor, abs_sum: Tensor, count: int, elem_type:
     """Bounds ``mid +- rad`` widened by the accumulation error of ``count`` float terms."""
     lo, hi = mid - rad, mid + rad
     if is_float(elem_type):
-        lo, hi = arith.with_accumulation_error(lo, hi, abs_sum, count, elem_type)
+        if not (abs_sum.dim() == 0 and float(abs_sum) == 0.0):  # a 0-d zero: the error is already in rad
+            lo, hi = arith.with_accumulation_error(lo, hi, abs_sum, count, elem_type)
     else:
         info = torch.iinfo(torch_dtype(elem_type))
         wraps = (lo < info.min) | (hi > info.max)
