@@ -112,8 +112,8 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     from onnx import TensorProto
 
     lo, hi = x.full()  # an infinite bound makes the products below non-finite: then the float64 path
-    weight = w.exact_value().float()
-    magnitude = weight.abs()
+    stored = w.exact_value()
+    weight = stored.float()
     center = (lo + hi) / 2
     c32 = center.float()
     radius = (hi - lo) / 2 + (center - c32.double()).abs()
@@ -122,6 +122,8 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     if not g < 0.5 or big == float("inf"):
         return None
     mid = fn(c32, weight).double()
+    # a converted copy (16-bit weights) is ours to overwrite; the model's own float32 bytes are not
+    magnitude = weight.abs_() if weight.data_ptr() != stored.data_ptr() else weight.abs()
     spread = fn(_round_up32((1 + big) * radius + (g + big) * c32.double().abs()), magnitude).double()
     if not bool(torch.isfinite(mid).all() and torch.isfinite(spread).all()):
         return None
