@@ -258,9 +258,13 @@ class Interval:
         out by 2**-40 of themselves, far more than the float64 error of the rules that computed them.
         """
         lo, hi = self.lower, self.upper
-        lo = (lo - lo.abs() * _FLOAT64_SLACK).to(torch.float32).to(torch.float64)
-        hi = (hi + hi.abs() * _FLOAT64_SLACK).to(torch.float32).to(torch.float64)
-        return self.with_bounds(lo, hi)
+        # x * (1 -+ s * sign(x)) steps outward, keeps 0 and infinities, never makes a NaN
+        lo = (lo * (1 - _FLOAT64_SLACK * lo.sign())).to(torch.float32).to(torch.float64)
+        hi = (hi * (1 + _FLOAT64_SLACK * hi.sign())).to(torch.float32).to(torch.float64)
+        if self.shape is None:
+            return Interval(lo, hi, self.splits, None, self.elem_type)
+        lo, hi, splits = blocks.compress(lo, hi, self.splits)  # float64, NaN-free: no sanitising needed
+        return Interval(lo, hi, splits, self.shape, self.elem_type)
 
     def to_grid(self) -> Interval:
         """Round the bounds outward onto the values representable in the element type.

@@ -56,11 +56,11 @@ def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
     graph = ctx.graph
     if graph is None or out.shape is None or not is_float(out.elem_type) or out.numblocks == 0:
         return out
-    limit = float_facts(out.elem_type).max
     sources = _sources(ctx.node)
-    tracked = any(("l2", name) in graph.memo for name in sources)  # downstream of a cap: cheap
-    if not tracked and max(-out.min(), out.max()) < math.inf:
+    tracked = bool(graph.memo) and any(("l2", name) in graph.memo for name in sources)  # downstream of a cap
+    if not tracked and not bool(torch.isinf(out.stored_lower).any() or torch.isinf(out.stored_upper).any()):
         return out
+    limit = float_facts(out.elem_type).max
     if ctx.node.op_type in _WEIGHTED and not _exact_weight(graph, ctx.node):
         return out
     if any(_huge_constant(graph.interval(name), limit) for name in sources):
