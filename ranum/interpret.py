@@ -192,7 +192,7 @@ class _AbstractWalker:
         else:
             outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
         outs = [_finish(rule, out, ctx.budget) for out in outs]
-        if outs and ctx.node.op_type in NORM_CAPPED and not outs[0].is_exact:
+        if outs and ctx.node.op_type in NORM_CAPPED and not outs[0].is_point:
             outs[0] = capped_by_norm(ctx, outs[0])
         return outs
 
