@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["accumulation_gamma", "add", "mul", "reciprocal", "square", "sub", "with_accumulation_error"]
+__all__ = ["accumulation_gamma", "accumulator_facts", "add", "mul", "reciprocal", "square", "sub",
+           "with_accumulation_error"]
 
 
 def add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,18 +57,23 @@ def _nan_to(x: Tensor, value: float) -> Tensor:
     return torch.where(torch.isnan(x), torch.full_like(x, value), x)
 
 
+def accumulator_facts(elem_type: int):
+    """Float facts of the type sums of ``elem_type`` are held in: float32 for 16-bit floats (as
+    onnxruntime's CPU kernels do), the type itself otherwise."""
+    from onnx import TensorProto
+
+    from ranum.domain.dtypes import float_facts
+
+    return float_facts(TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type)
+
+
 def accumulation_gamma(count: int, elem_type: int) -> float:
     """Relative error factor of a float sum of ``count`` terms (twice Higham's gamma_n).
 
     16-bit float tensors are assumed to accumulate in float32 (as onnxruntime's CPU kernels do);
     the final rounding to the 16-bit type is added by the interpreter's outward rounding.
     """
-    from onnx import TensorProto
-
-    from ranum.domain.dtypes import float_facts
-
-    accumulate_in = TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
-    unit = float_facts(accumulate_in).eps
+    unit = accumulator_facts(elem_type).eps
     n_u = max(count, 1) * unit
     if n_u >= 0.5:
         return float("inf")
@@ -106,12 +112,7 @@ def with_accumulation_error(
     new_hi = upper + slack_hi
     # a partial sum can overflow (and then stay infinite) once the terms' magnitudes add up past
     # the accumulator's largest finite value, whatever the exact sum is
-    from onnx import TensorProto
-
-    from ranum.domain.dtypes import float_facts
-
-    accumulate_in = TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
-    limit = float_facts(accumulate_in).max
+    limit = accumulator_facts(elem_type).max
     upper_sum = abs_sum if abs_sum_upper is None else abs_sum_upper
     new_lo = torch.where(abs_sum > limit, torch.full_like(new_lo, -torch.inf), new_lo)
     new_hi = torch.where(upper_sum > limit, torch.full_like(new_hi, torch.inf), new_hi)

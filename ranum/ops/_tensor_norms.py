@@ -229,7 +229,7 @@ def _mean(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -
         return math.inf
     gamma = arith.accumulation_gamma(count + 1, out.elem_type)
     # every partial sum of one mean is at most sqrt(count) * ||x|| (Cauchy-Schwarz): it must not overflow
-    if not math.sqrt(count) * norms[0] * (1 + gamma) < 0.5 * float_facts(_accumulator_type(out.elem_type)).max:
+    if not math.sqrt(count) * norms[0] * (1 + gamma) < 0.5 * arith.accumulator_facts(out.elem_type).max:
         return math.inf
     return norms[0] / math.sqrt(count) * (1 + gamma)
 
@@ -298,16 +298,11 @@ def _accumulated(gain: float, error_gain: float, rows: Tensor, norm: float, term
     """
     row_norm = float(rows.square().sum(1).sqrt().max()) if rows.numel() else 0.0
     partial = row_norm * norm * (1 + _SVD_SLACK)  # >= every sum of |w| |x| of one output element
-    limit = float_facts(_accumulator_type(out.elem_type)).max
+    limit = arith.accumulator_facts(out.elem_type).max
     if not partial < 0.5 * limit:
         return math.inf
     gamma = arith.accumulation_gamma(terms, out.elem_type)
     return (gain + gamma * error_gain) * norm * (1 + _SVD_SLACK)
-
-
-def _accumulator_type(elem_type: int) -> int:
-    """The type partial sums are held in: float32 for 16-bit floats (see accumulation_gamma)."""
-    return TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type
 
 
 def _weight_values(w: Interval) -> Tensor | None:

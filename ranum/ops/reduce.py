@@ -22,7 +22,7 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith, blocks
-from ranum.domain.dtypes import FloatFacts, float_facts, is_float
+from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
@@ -79,7 +79,8 @@ def float_sum_bounds(t_lo: Tensor, t_hi: Tensor, weights: Tensor, dims: tuple[in
         lo = torch.where(nonneg, (lo - abs_lo * facts.eps - count * facts.subnormal).clamp(min=0.0),
                          lo - abs_lo * facts.eps - count * facts.subnormal)
         hi = hi + abs_hi * facts.eps + count * facts.subnormal
-    gamma, limit = arith.accumulation_gamma(count, elem_type), _accumulator(elem_type).max  # partial sums > limit
+    # partial sums past the accumulator's largest value
+    gamma, limit = arith.accumulation_gamma(count, elem_type), arith.accumulator_facts(elem_type).max
     positive = _fold_sum(t_hi.clamp(min=0.0) * weights, dims) * (1.0 + gamma)
     negative = _fold_sum((-t_lo).clamp(min=0.0) * weights, dims) * (1.0 + gamma)
     hi = torch.where(positive > limit, torch.full_like(hi, INF), hi)
@@ -209,10 +210,6 @@ class _Reduce(OpRule):
 
 def _count(shape: Sequence[int], dims: tuple[int, ...]) -> int:
     return math.prod(shape[d] for d in dims)
-
-
-def _accumulator(elem_type: int) -> FloatFacts:  # onnxruntime reduces 16-bit floats in float32
-    return float_facts(TensorProto.FLOAT if elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) else elem_type)
 
 
 def _sum(x: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -410,7 +407,7 @@ def _product_error(p_lo: Tensor, p_hi: Tensor, lo: Tensor, hi: Tensor, weights: 
     new_hi = _nan_to(p_hi + p_hi.abs() * gamma + under, INF)
     new_lo = torch.where(p_lo >= 0, new_lo.clamp(min=0.0), new_lo)  # rounding keeps the sign (or gives 0)
     new_hi = torch.where(p_hi <= 0, new_hi.clamp(max=0.0), new_hi)
-    over = log_partial + gamma > _accumulator(elem_type).log_max
+    over = log_partial + gamma > arith.accumulator_facts(elem_type).log_max
     new_hi = torch.where(over & (p_hi > 0), torch.full_like(new_hi, INF), new_hi)
     new_lo = torch.where(over & (p_lo < 0), torch.full_like(new_lo, -INF), new_lo)
     return new_lo, new_hi
