@@ -100,3 +100,46 @@ def test_a_mean_whose_float_sum_can_overflow_is_not_capped() -> None:
     assert analysis.bounds("y")[1].max() == math.inf
     values = Runner(model).run({"x": np.full((1, 4), 1.7e38, np.float32)})
     assert np.isinf(values["y"]).all()
+
+
+def deep_cnn_mixed(layers: int) -> onnx.ModelProto:
+    """Like :func:`deep_cnn`, with BatchNormalization, LeakyRelu and a per-channel Mul after each
+    convolution, and a spatial ReduceMean and a MatMul head: every other rule of the norm caps."""
+    rng = np.random.default_rng(11)
+    nodes, inits, current, block = [], [], "x", "x"
+    for i in range(layers):
+        bn = [numpy_helper.from_array(rng.uniform(lo, hi, CHANNELS).astype(np.float32), f"{n}{i}")
+              for n, lo, hi in (("g", 0.9, 1.1), ("be", -0.1, 0.1), ("m", -0.1, 0.1), ("v", 0.9, 1.1))]
+        inits += [_unit_gain_conv(rng, f"w{i}"), *bn,
+                  numpy_helper.from_array(rng.uniform(0.8, 1.0, (CHANNELS, 1, 1)).astype(np.float32), f"k{i}")]
+        nodes += [helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("BatchNormalization", [f"c{i}", f"g{i}", f"be{i}", f"m{i}", f"v{i}"], [f"n{i}"]),
+                  helper.make_node("Mul", [f"n{i}", f"k{i}"], [f"q{i}"])]
+        current = f"q{i}"
+        if i % 8 == 7:
+            nodes += [helper.make_node("LeakyRelu", [current], [f"r{i}"], alpha=0.1),
+                      helper.make_node("Add", [f"r{i}", block], [f"s{i}"])]
+            current = block = f"s{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
+    nodes += [helper.make_node("ReduceMean", [current], ["avg"], axes=[2, 3], keepdims=0),
+              helper.make_node("MatMul", ["avg", "head"], ["y"])]
+    graph = helper.make_graph(nodes, "deep_cnn_mixed",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_caps_through_batch_norm_mul_leaky_relu_and_mean_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = deep_cnn_mixed(LAYERS)
+    analysis = ranum.analyze(model, SPEC)
+    assert not ranum.check(model, SPEC).findings
+    runner = Runner(model)
+    rng = np.random.default_rng(1)
+    for x in (np.full((1, CHANNELS, SIZE, SIZE), 3.0), rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))):
+        values = runner.run({"x": x.astype(np.float32)})
+        for node in analysis.graph.nodes:
+            lo, hi = analysis.bounds(node.outputs[0])
+            v = np.asarray(values[node.outputs[0]], dtype=np.float64)
+            assert ((v >= lo) & (v <= hi)).all(), node.name
+    monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
+    assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
