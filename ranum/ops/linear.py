@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
@@ -109,8 +110,6 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
         return None
     if torch.get_float32_matmul_precision() != "highest":  # products in a lower precision: no bound
         return None
-    from onnx import TensorProto
-
     lo, hi = x.full()  # an infinite bound makes the products below non-finite: then the float64 path
     stored = w.exact_value()
     weight = stored.float()
