@@ -63,7 +63,7 @@ def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
     limit = float_facts(out.elem_type).max
     if ctx.node.op_type in _WEIGHTED and not _exact_weight(graph, ctx.node):
         return out
-    if any(_huge_constant(graph.interval(name), limit) for name in sources):
+    if any(_huge_constant(graph, name, limit) for name in sources):
         return out  # e.g. a mask of the dtype's most negative value: no norm argument shrinks a constant
     norms: dict[str, float] = {}
     for name in sorted(sources, key=lambda n: _svd_cost(graph, n)):  # cheapest first
@@ -132,8 +132,9 @@ def _sources(node: Node) -> list[str]:
     return [name for name in node.inputs if name]
 
 
-def _huge_constant(iv: Interval | None, limit: float) -> bool:
-    return iv is not None and iv.is_exact and iv.numblocks > 0 and max(-iv.min(), iv.max()) >= _NEAR_OVERFLOW * limit
+def _huge_constant(graph: GraphView, name: str, limit: float) -> bool:
+    iv = graph.interval(name)
+    return iv is not None and iv.is_exact and iv.numblocks > 0 and _largest(graph, name) >= _NEAR_OVERFLOW * limit
 
 
 def _exact_weight(graph: GraphView, node: Node) -> bool:
