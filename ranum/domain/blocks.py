@@ -61,6 +61,10 @@ def regrid(blocks: Tensor, axis: int, source: tuple[int, ...], target: tuple[int
     """Re-index blocks along ``axis`` from ``source`` splits to a refinement ``target``."""
     if source == target:
         return blocks
+    if len(source) == 1:  # one block: every target block reads it (a broadcast view, no copy)
+        shape = list(blocks.shape)
+        shape[axis] = len(target)
+        return blocks.expand(shape)
     src = torch.tensor(source, dtype=torch.long)
     dst = torch.tensor(target, dtype=torch.long)
     index = torch.searchsorted(src, dst, right=True) - 1
@@ -75,8 +79,8 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         if count <= 1:
             continue
         point = lower is upper  # one tensor for both bounds: compare (and select) it once
-        if _first_line_all_differ(lower, axis) or (not point and _first_line_all_differ(upper, axis)):
-            continue  # neighbouring slices already differ on their first line: nothing merges
+        if _a_line_all_differs(lower, axis) or (not point and _a_line_all_differs(upper, axis)):
+            continue  # neighbouring slices already differ on a line: nothing merges
         differs = lower.narrow(axis, 1, count - 1) != lower.narrow(axis, 0, count - 1)
         if not point:
             differs |= upper.narrow(axis, 1, count - 1) != upper.narrow(axis, 0, count - 1)
@@ -92,13 +96,18 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
     return lower, upper, tuple(new_splits)
 
 
-def _first_line_all_differ(values: Tensor, axis: int) -> bool:
-    """Whether consecutive entries along ``axis`` differ on the line through index 0 of every other axis."""
+def _a_line_all_differs(values: Tensor, axis: int) -> bool:
+    """Whether consecutive entries along ``axis`` all differ on one of a few lines (through the first,
+    middle and last index of every other axis): then no two neighbouring slices are equal."""
     if values.numel() == 0:
         return False
-    index = tuple(slice(None) if a == axis else 0 for a in range(values.dim()))
-    line = values[index]
-    return bool((line[1:] != line[:-1]).all())
+    picks = (0, 1, 2) if values.dim() > 1 else (0,)
+    for pick in picks:
+        index = tuple(slice(None) if a == axis else (0, n // 2, n - 1)[pick] for a, n in enumerate(values.shape))
+        line = values[index]
+        if bool((line[1:] != line[:-1]).all()):
+            return True
+    return False
 
 
 def coarsen(lower: Tensor, upper: Tensor, splits: Splits, budget: int) -> tuple[Tensor, Tensor, Splits]:

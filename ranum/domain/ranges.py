@@ -32,7 +32,7 @@ import torch
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import RangeSpecError
-from ranum.graph.loader import tensor_value
+from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph
 
 __all__ = [
@@ -168,7 +168,7 @@ def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval
         env[info.name] = _box(low, high, info.shape, info.elem_type)
         notes.append(Assumption(info.name, "input", low, high, source))
     for name, proto in graph.initializers.items():
-        iv, note = _initializer(name, tensor_value(proto), proto.data_type, spec)
+        iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec)
         env[name] = iv
         notes.append(note)
     return env, notes

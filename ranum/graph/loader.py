@@ -7,6 +7,7 @@ topologically and give unnamed nodes stable names. Every failure raises :class:`
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import os
@@ -19,9 +20,10 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper, shape_inference
 
 from ranum.errors import ModelError
+from ranum.graph._raw_views import raw_views
 from ranum.graph.model import Graph, Node, TensorInfo
 
-__all__ = ["load_model", "ModelSource", "read_model", "stable_node_names", "tensor_value"]
+__all__ = ["initializer_value", "load_model", "ModelSource", "read_model", "stable_node_names", "tensor_value"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     Returns:
         The prepared graph and the symbolic dimensions that were substituted, with their values.
     """
-    model, origin = _read(source)
+    model, origin, data = _read_with_bytes(source)
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
     light = _without_large_weights(model)
@@ -55,6 +57,8 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
+    if data is not None:
+        graph = dataclasses.replace(graph, raw_values=raw_views(data, model.graph))
     return graph, used
 
 
@@ -124,6 +128,13 @@ def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
                          f"{list(proto.dims)} needs ({_first_line(exc)})") from None
 
 
+def initializer_value(graph: Graph, name: str) -> np.ndarray:
+    """Value of one of ``graph``'s initializers: a read-only view of the model file's bytes where
+    there is one, else :func:`tensor_value` of its proto."""
+    view = graph.raw_values.get(name)
+    return view if view is not None else tensor_value(graph.initializers[name])
+
+
 def read_model(source: ModelSource) -> onnx.ModelProto:
     """The model as the user gave it (external data read), without checks or rewriting."""
     model, _ = _read(source)
@@ -156,21 +167,29 @@ def _fresh_name(op_type: str, position: int, taken: set[str]) -> str:
 
 
 def _read(source: ModelSource) -> tuple[onnx.ModelProto, str | None]:
+    model, origin, _ = _read_with_bytes(source)
+    return model, origin
+
+
+def _read_with_bytes(source: ModelSource) -> tuple[onnx.ModelProto, str | None, bytes | None]:
+    """The model, its path, and the bytes it was parsed from (None for an in-memory model)."""
     if isinstance(source, onnx.ModelProto):
-        return source, None
+        return source, None, None
     path = Path(source)
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
+    text_format = onnx.serialization.registry.get_format_from_file_extension(path.suffix) not in (None, "protobuf")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        data = None if text_format else path.read_bytes()
+        model = onnx.load(str(path), load_external_data=False) if data is None else onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"not a readable ONNX model: {path} ({_first_line(exc)})") from None
     if not model.graph.node and not model.graph.input and not model.graph.output:
         raise ModelError(f"not an ONNX model (empty graph): {path}")
     _load_external_data(model, path.parent)
-    return model, str(path)
+    return model, str(path), data
 
 
 def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:

@@ -17,7 +17,7 @@ axis, not the tensor size; only a Reshape that cuts through blocks materialises 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from onnx import TensorProto
@@ -56,6 +56,12 @@ def _broadcast(first: Sequence[int], second: Sequence[int]) -> tuple[int, ...]:
 def _rebuild(x: Interval, lower: Tensor, upper: Tensor, splits: Sequence[tuple[int, ...]],
              shape: Sequence[int]) -> Interval:
     return Interval.create(lower, upper, tuple(splits), tuple(shape), x.elem_type)
+
+
+def _moved(x: Interval, layout: Callable[[Tensor], Tensor], splits: Sequence[tuple[int, ...]],
+           shape: Sequence[int]) -> Interval:
+    """``x`` under a pure re-indexing of its block tensors (no value changes: nothing to sanitise or merge)."""
+    return x.relaid(layout, tuple(splits), tuple(int(n) for n in shape))
 
 
 def _select(x: Interval, axis: int, index: Tensor) -> Interval:
@@ -99,6 +105,8 @@ def _group_splits(x: Interval, olds: list[int], news: list[int], new: Sequence[i
     result = [(0,)] * len(news)
     if not old_axes or not new_axes:
         return result
+    if all(len(x.splits[a]) == x.shape[a] for a in old_axes):  # one block per element: so it stays
+        return [tuple(range(new[a])) if new[a] != 1 else (0,) for a in news]
     if any(len(x.splits[a]) > 1 for a in old_axes[1:]):
         return None
     inner_old = math.prod(x.shape[a] for a in old_axes[1:])
@@ -126,7 +134,7 @@ def _reshaped(x: Interval, new: Sequence[int], budget: int) -> Interval:
     if groups is None:
         return structural(lambda t: t.reshape(new), x, budget)
     grid = [len(s) for s in splits]
-    return _rebuild(x, x.lower.reshape(grid), x.upper.reshape(grid), splits, new)
+    return _moved(x, lambda t: t.reshape(grid), splits, new)
 
 
 # ------------------------------------------------------------------------------ shape queries
@@ -225,8 +233,7 @@ class Squeeze(OpRule):
         dims = self._dims(x.shape, exact_ints(axes, "axes", "Squeeze"))
         keep = [a for a in range(len(x.shape)) if a not in dims]
         grid = [x.stored_lower.shape[a] for a in keep]
-        return _rebuild(x, x.lower.reshape(grid), x.upper.reshape(grid), [x.splits[a] for a in keep],
-                        [x.shape[a] for a in keep])
+        return _moved(x, lambda t: t.reshape(grid), [x.splits[a] for a in keep], [x.shape[a] for a in keep])
 
 
 @register("Unsqueeze")
@@ -255,7 +262,7 @@ class Unsqueeze(OpRule):
         grid = [1 if a < 0 else x.stored_lower.shape[a] for a in where]
         splits = [(0,) if a < 0 else x.splits[a] for a in where]
         shape = [1 if a < 0 else x.shape[a] for a in where]
-        return _rebuild(x, x.lower.reshape(grid), x.upper.reshape(grid), splits, shape)
+        return _moved(x, lambda t: t.reshape(grid), splits, shape)
 
 
 @register("Transpose")
@@ -271,8 +278,7 @@ class Transpose(OpRule):
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         perm = self._perm(len(x.shape))
-        return _rebuild(x, x.lower.permute(perm), x.upper.permute(perm), [x.splits[a] for a in perm],
-                        [x.shape[a] for a in perm])
+        return _moved(x, lambda t: t.permute(perm), [x.splits[a] for a in perm], [x.shape[a] for a in perm])
 
 
 @register("Identity")
