@@ -24,6 +24,7 @@ __all__ = [
     "Hazard",
     "HazardHit",
     "InfiniteOperand",
+    "InfiniteRow",
     "Overflow",
     "Region",
     "RegionHazard",
@@ -394,6 +395,60 @@ class InfiniteOperand(Hazard):
 
     def invalid_text(self, elem_type):
         return "{-inf, +inf}"
+
+    def repair(self, operand, inputs=()):
+        limit = float_facts(operand.elem_type).max
+        return Clamp(-limit, limit)
+
+
+@dataclass(frozen=True)
+class InfiniteRow(Hazard):
+    """Invalid when a row holds +inf or holds only -inf: subtracting the row maximum (softmax,
+    log-softmax) then gives inf - inf. A -inf beside a finite value is harmless (its exp is 0).
+
+    Rows run along ``axis``; with ``to_end``, along every axis from ``axis`` on (the 2-D coercion of
+    opsets before 13)."""
+
+    name: str = "infinite-row"
+    description: str = "a row holding +inf, or only -inf, turns into NaN"
+    kind: str = FORWARD
+    operand: int = 0
+    axis: int = -1
+    to_end: bool = False
+
+    def _row_axes(self, rank: int) -> tuple[int, ...]:
+        axis = self.axis % rank if rank else 0
+        return tuple(range(axis, rank)) if self.to_end else (axis,)
+
+    def check(self, inputs, outputs):
+        iv = inputs[self.operand]
+        if iv is None or iv.numblocks == 0 or not is_float(iv.elem_type) or not iv.shape:
+            return None
+        lo, hi = iv.lower, iv.upper
+        axes = self._row_axes(len(iv.shape))
+        possible = bool((hi == torch.inf).any()) or bool((lo == -torch.inf).all(dim=axes).any())
+        if not possible:
+            return None
+        certain = bool((lo == torch.inf).any()) or bool((hi == -torch.inf).all(dim=axes).any())
+        return HazardHit(certain, float(lo.min()), float(hi.max()))
+
+    def triggered(self, inputs, outputs):
+        x = inputs[self.operand]
+        if x.dim() == 0:
+            return torch.isinf(x)
+        only_minus = torch.isneginf(x).all(dim=self._row_axes(x.dim()), keepdim=True)
+        return torch.isposinf(x) | only_minus.expand_as(x)
+
+    def distance(self, inputs, outputs):
+        x = inputs[self.operand]
+        limit = float_facts(_elem_type_of(x)).max
+        if x.dim() == 0:
+            return limit - x.abs()
+        row_max = x.amax(dim=self._row_axes(x.dim()), keepdim=True)
+        return torch.minimum(limit - x, row_max + limit)
+
+    def invalid_text(self, elem_type):
+        return "+inf, or a row of only -inf"
 
     def repair(self, operand, inputs=()):
         limit = float_facts(operand.elem_type).max

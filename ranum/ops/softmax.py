@@ -22,6 +22,7 @@ log-softmax outputs into [-inf, 0].
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from onnx import TensorProto
@@ -33,20 +34,20 @@ from ranum.domain.dtypes import FloatFacts, float_facts
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops.hazards import InfiniteOperand, Overflow
+from ranum.ops.hazards import Hazard, InfiniteRow, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["Hardmax", "Hardmax1", "LogSoftmax", "LogSoftmax1", "Softmax", "Softmax1"]
 
-_SOFTMAX_NAN = InfiniteOperand(
+_SOFTMAX_NAN = InfiniteRow(
     name="softmax-infinite-input",
-    description="softmax turns an infinite input into NaN (+inf in a row, or a row of only -inf: "
-                "subtracting the row maximum gives inf - inf)",
+    description="softmax turns a row holding +inf, or only -inf, into NaN (subtracting the row maximum "
+                "gives inf - inf)",
 )
-_LOG_SOFTMAX_NAN = InfiniteOperand(
+_LOG_SOFTMAX_NAN = InfiniteRow(
     name="log-softmax-infinite-input",
-    description="log-softmax turns an infinite input into NaN (+inf in a row, or a row of only -inf: "
-                "subtracting the row maximum gives inf - inf)",
+    description="log-softmax turns a row holding +inf, or only -inf, into NaN (subtracting the row "
+                "maximum gives inf - inf)",
 )
 _LOG_SOFTMAX_UNDERFLOW = Overflow(
     name="log-softmax-underflow",
@@ -204,7 +205,6 @@ def _in_compute_precision(fn, x: Tensor, dim: int) -> Tensor:
 
 
 class _Softmax(_RowRule):
-    hazards = (_SOFTMAX_NAN,)
     accumulates = True  # a row sum; also keeps exact rows on the abstract path (absolute error)
     ulps = 2.0
     output_range = (0.0, 1.0)
@@ -215,9 +215,12 @@ class _Softmax(_RowRule):
     def _torch(self, x, dim):
         return _in_compute_precision(torch.softmax, x, dim)
 
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:
+        return (_along_rows(_SOFTMAX_NAN, self),)
+
 
 class _LogSoftmax(_RowRule):
-    hazards = (_LOG_SOFTMAX_NAN, _LOG_SOFTMAX_UNDERFLOW)
     accumulates = True
     output_range = (-torch.inf, 0.0)
 
@@ -226,6 +229,15 @@ class _LogSoftmax(_RowRule):
 
     def _torch(self, x, dim):
         return _in_compute_precision(torch.log_softmax, x, dim)
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:
+        return (_along_rows(_LOG_SOFTMAX_NAN, self), _LOG_SOFTMAX_UNDERFLOW)
+
+
+def _along_rows(hazard: InfiniteRow, rule: _RowRule) -> InfiniteRow:
+    """``hazard`` with the rows of this node (its axis, and the 2-D coercion before opset 13)."""
+    return replace(hazard, axis=rule.axis, to_end=rule.coerce_2d)
 
 
 class _Hardmax(_RowRule):

@@ -128,3 +128,47 @@ def test_hardmax_is_certain_when_one_element_dominates(opset: int) -> None:
     lo, hi = _bounds(model, {"x": [-1, 1]}, "y")
     np.testing.assert_array_equal(lo, [[1, 0, 0], [1, 0, 0]])
     np.testing.assert_array_equal(hi, [[1, 0, 0], [1, 0, 0]])
+
+
+def _masked_softmax(keep: np.ndarray, op: str = "Softmax", opset: int = 17, **attrs) -> onnx.ModelProto:
+    """``op(Where(keep, x, -inf))``: positions not kept are -inf."""
+    from onnx import helper, numpy_helper
+
+    shape = list(keep.shape)
+    graph = helper.make_graph(
+        [helper.make_node("Where", ["keep", "x", "minus_inf"], ["scores"]),
+         helper.make_node(op, ["scores"], ["y"], **attrs)],
+        "masked", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shape)],
+        initializer=[numpy_helper.from_array(keep, "keep"),
+                     numpy_helper.from_array(np.array(-np.inf, np.float32), "minus_inf")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_minus_inf_beside_a_finite_value_is_harmless_and_a_row_of_only_minus_inf_is_not(op: str) -> None:
+    spec = {"inputs": {"x": [-10, 10]}, **EXACT}
+    causal = np.tril(np.ones((3, 3), bool))
+    assert not check(_masked_softmax(causal, op), spec).findings  # every row keeps its diagonal
+    empty_row = causal.copy()
+    empty_row[1] = False
+    findings = check(_masked_softmax(empty_row, op), spec).findings
+    assert [(f.op_type, f.hazard_id.endswith("infinite-input"), f.certain) for f in findings] == [(op, True, True)]
+
+
+def test_a_row_of_only_minus_inf_is_confirmed_in_onnxruntime() -> None:
+    from ranum.confirm import SearchConfig, confirm
+
+    keep = np.tril(np.ones((3, 3), bool))
+    keep[1] = False
+    report = confirm(_masked_softmax(keep), {"inputs": {"x": [-10, 10]}, **EXACT},
+                     search_config=SearchConfig(seconds=5))
+    assert [r.status for r in report.results] == ["confirmed"]
+
+
+def test_rows_before_opset_13_run_to_the_last_axis() -> None:
+    keep = np.ones((2, 2, 3), bool)
+    keep[0, 1] = False  # a row of only -inf along the last axis, not along axes 1 and 2 together
+    spec = {"inputs": {"x": [-10, 10]}, **EXACT}
+    assert not check(_masked_softmax(keep, opset=11, axis=1), spec).findings
+    assert check(_masked_softmax(keep, opset=13, axis=-1), spec).findings
