@@ -18,6 +18,11 @@ LayerNorm or RMSNorm): the normalised row has an L2 norm of at most ``sqrt(n)`` 
 |scale|, plus the norm of the bias), so by Cauchy-Schwarz ``|y_j| <= ||a|| * ||W[:, j]||``, where
 intervals sum ``|a_i| |W_ij|`` with every ``|a_i|`` at its own maximum (``sqrt(n)`` times more).
 The norm of a row survives Identity, float Casts and Reshapes that keep the last axis.
+
+Guarded selections ``Where(t > c, t, y)`` (softplus, ELU and ReLU as exporters write them): the
+branch that is the compared tensor itself is only selected on its side of the constant, so it is met
+with that side (``t >= c`` when selected by ``t > c``, ``t <= c`` when the condition fails; a NaN
+``t`` is outside every interval anyway). Intervals alone select the whole range of ``t``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 
-__all__ = ["convex_combination_bounds", "meet", "norm_product_bounds", "rms_magnitude_bound"]
+__all__ = ["convex_combination_bounds", "guarded_branches", "meet", "norm_product_bounds", "rms_magnitude_bound"]
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -78,6 +83,42 @@ def _exact_scalar(graph: GraphView, name: str) -> float | None:
     if iv is None or not iv.is_exact or iv.numblocks != 1:
         return None
     return float(iv.lower.detach().reshape(()))
+
+
+# comparison -> +1 when true means first > second (or >=), -1 when it means first < second
+_ORDER = {"Greater": 1, "GreaterOrEqual": 1, "Less": -1, "LessOrEqual": -1}
+
+
+def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interval, Interval]:
+    """The branches of ``Where(condition, x, y)``, each met with what its condition guarantees."""
+    graph = ctx.graph
+    if graph is None or len(ctx.node.inputs) != 3:
+        return x, y
+    condition, x_name, y_name = ctx.node.inputs
+    node = graph.producer(condition)
+    if node is None or node.op_type not in _ORDER or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return x, y
+    first, second = node.inputs
+    for tensor, constant, sign in ((first, second, _ORDER[node.op_type]), (second, first, -_ORDER[node.op_type])):
+        bound = _exact_scalar(graph, constant)
+        if bound is None or math.isnan(bound):
+            continue
+        if tensor == x_name:  # selected where the condition holds: tensor above (sign > 0) or below the bound
+            x = _one_side(x, bound, above=sign > 0)
+        if tensor == y_name:  # selected where it fails: the other side
+            y = _one_side(y, bound, above=sign < 0)
+    return x, y
+
+
+def _one_side(iv: Interval, bound: float, above: bool) -> Interval:
+    """``iv`` met with ``[bound, inf)`` (``above``) or ``(-inf, bound]``; a block wholly on the other
+    side (the branch is never selected there) keeps its nearest end, so no block becomes empty."""
+    if not is_float(iv.elem_type) or iv.is_point:
+        return iv
+    lo, hi = iv.lower, iv.upper
+    if above:
+        return iv.with_bounds(torch.maximum(lo, hi.clamp(max=bound)), hi)
+    return iv.with_bounds(lo, torch.minimum(hi, lo.clamp(min=bound)))
 
 
 def _reciprocal_of(graph: GraphView, name: str) -> tuple[float, str] | None:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ranum.domain.interval import Interval, elementwise
 from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._relations import guarded_branches
 from ranum.ops.registry import register
 
 __all__ = [
@@ -238,6 +239,7 @@ class Where(OpRule):
         return torch.where(condition, x, y)
 
     def abstract(self, ctx: NodeContext, condition: Interval, x: Interval, y: Interval) -> Interval:
+        x, y = guarded_branches(ctx, x, y)
         return elementwise(_select, [condition, x, y], x.elem_type)
 
 

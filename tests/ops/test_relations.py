@@ -1,5 +1,6 @@
 """Relational refinements, checked for precision and against onnxruntime: RMS normalisation
-|x / sqrt(mean(x^2) + eps)| <= sqrt(n); attention softmax(s) @ V within the range of V's columns."""
+|x / sqrt(mean(x^2) + eps)| <= sqrt(n); attention softmax(s) @ V within the range of V's columns;
+Where(t > c, t, y) selecting t only above c."""
 
 from __future__ import annotations
 
@@ -185,3 +186,52 @@ def test_row_norm_is_not_divided_by_an_interval_holding_zero() -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (6, 32)).astype(np.float32)
     (z,) = session.run(None, {"x": x, "s": np.full(32, 1e-3, np.float32)})
     assert np.abs(z).max() > 100 and np.all((z >= lo) & (z <= hi))
+
+
+GUARDED = {
+    # softplus as the dynamo exporter writes it: the raw value only above the threshold
+    "true-branch": "c = Greater(x, t)\n        y = Where(c, x, sp)",
+    "false-branch": "c = LessOrEqual(x, t)\n        y = Where(c, sp, x)",
+    "constant-first": "c = Less(t, x)\n        y = Where(c, x, sp)",
+}
+
+
+@pytest.mark.parametrize("form", list(GUARDED))
+def test_a_branch_guarded_by_its_own_comparison_keeps_its_side_and_is_sound(form: str) -> None:
+    text = f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4, 8] x) => (float[4, 8] z) {{
+        t = Constant<value = float {{20.0}}>()
+        sp = Softplus(x)
+        {GUARDED[form]}
+        n = Neg(y)
+        z = Exp(n)
+    }}
+    """
+    model = onnx.parser.parse_model(text)
+    spec = {"inputs": {"x": [-100, 100]}}
+    report = ranum.check(model, spec)
+    assert report.findings == ()  # exp(-y) with y >= 0; without the guard y reaches -100 and exp overflows
+    lo, hi = report.analysis.bounds("y")
+    assert float(lo.min()) >= 0.0 and float(hi.max()) >= 100.0
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-100, 100, (4, 8)).astype(np.float32)
+    x[0, :3] = [20.0, np.nextafter(np.float32(20), np.float32(30)), -100.0]
+    (z,) = session.run(None, {"x": x})
+    z_lo, z_hi = report.analysis.bounds("z")
+    assert np.all((z >= z_lo) & (z <= z_hi))
+
+
+def test_a_branch_that_is_not_the_compared_tensor_is_not_refined() -> None:
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x, float[4] w) => (float[4] z) {
+        t = Constant<value = float {20.0}>()
+        c = Greater(w, t)
+        y = Where(c, x, w)
+        n = Neg(y)
+        z = Exp(n)
+    }
+    """
+    report = ranum.check(onnx.parser.parse_model(text), {"inputs": {"x": [-100, 100], "w": [-100, 100]}})
+    assert [f.op_type for f in report.findings] == ["Exp"]
