@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ranum.config import AnalysisConfig
-from ranum.domain.dtypes import elem_type_of, is_float
+from ranum.domain.dtypes import elem_type_of, is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.errors import AnalysisError, UnsupportedOperator
 from ranum.graph.model import Graph, Node
@@ -189,6 +189,8 @@ class _AbstractWalker:
                 values = [v.to(torch.float64) if v is not None and v.is_floating_point() else v for v in values]
             raw = _as_tuple(rule.concrete(ctx, *values))
             outs = [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
+            if rule.rounds and all(_exactly_simple(out) for out in outs):
+                return outs  # e.g. 16 ** 0.5 = 4 (a grid size): every faithful evaluation gives it exactly
         else:
             outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
         outs = [_finish(rule, out, ctx.budget) for out in outs]
@@ -225,6 +227,24 @@ def _finish(rule: OpRule, out: Interval, budget: int) -> Interval:
         low, high = rule.output_range
         out = out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
     return out
+
+
+_SIMPLE_BITS = 12
+
+
+def _exactly_simple(out: Interval) -> bool:
+    """Whether an exact float result (computed in float64) is a value of its element type with at most
+    12 significant bits, such as 4.0 or 0.375: then the real result is that value (an inexact float64
+    result lands on one by chance about once in 2**40), and an evaluation in the element type that is
+    faithful (within one ulp, as libm's and onnxruntime's are) returns exactly it. Small tensors only."""
+    if not is_float(out.elem_type) or out.numblocks > 64:
+        return not is_float(out.elem_type)
+    value = out.lower
+    if not bool(torch.isfinite(value).all()) or not bool((value.to(torch_dtype(out.elem_type)) == value).all()):
+        return False
+    mantissa, _ = torch.frexp(value)
+    scaled = mantissa * 2.0**_SIMPLE_BITS
+    return bool((scaled == scaled.round()).all())
 
 
 def _result_type(ctx: NodeContext, index: int, value: Tensor, float_type: int, promoted: bool) -> int:

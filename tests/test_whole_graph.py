@@ -85,3 +85,28 @@ def test_synthetic_ops_supported(name: str) -> None:
     """The soundness check above is vacuous for a node without a rule (widest interval)."""
     analysis = ranum.analyze(SYNTHETIC[name](), {"inputs": {"x": [-1.0, 1.0]}})
     assert not analysis.unsupported, f"unsupported: {dict(analysis.unsupported)}"
+
+
+def test_a_constant_grid_size_computed_with_pow_stays_exact() -> None:
+    """``int(16 ** 0.5)`` (position-embedding grids): the float result 4.0 is exact, so the Cast gives 4
+    and the Reshape it shapes is analysed; an inexact result would be widened by an ulp and cast to [3, 4]."""
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[16] x) => (float[a, b] y, float r) {
+        n = Constant<value = float {16.0}>()
+        half = Constant<value = float {0.5}>()
+        side = Pow(n, half)
+        side_int = Cast<to = 7>(side)
+        one = Constant<value = int64[1] {1}>()
+        side_1d = Reshape(side_int, one)
+        shape = Concat<axis = 0>(side_1d, side_1d)
+        y = Reshape(x, shape)
+        three = Constant<value = float {3.0}>()
+        r = Pow(three, half)
+    }
+    """
+    analysis = ranum.analyze(onnx.parser.parse_model(text), {"inputs": {"x": [-1, 1]}})
+    assert not analysis.unsupported
+    assert analysis.bounds("y")[0].shape == (4, 4)
+    lo, hi = analysis.bounds("r")  # sqrt(3) is not simple: widened around the float64 value
+    assert float(lo) < 3**0.5 < float(hi)

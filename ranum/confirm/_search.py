@@ -79,7 +79,8 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
 
 
 def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[dict[str, np.ndarray], str]]:
-    """Initial weights with input corners, middles and random points; then weight corners."""
+    """Initial weights with input corners, middles and random points; then weight corners, and weights
+    at their value nearest to zero (dead units, a degenerate state training can reach)."""
     inputs = [b for b in problem.boxes if b.initial is None]
     weights = [b for b in problem.boxes if b.initial is not None]
 
@@ -89,7 +90,7 @@ def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[
     initial = {b.name: b.initial for b in weights}
     for how in ("low", "high", "middle", "random", "random", "mixed", "mixed"):
         yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}"
-    for how in ("low", "high", "mixed", "random"):
+    for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
             yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}"
 
@@ -102,6 +103,8 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
         value = np.full(box.shape, high)
     elif how == "middle":
         value = np.full(box.shape, (low + high) / 2)
+    elif how == "zero":
+        value = np.full(box.shape, min(max(0.0, low), high))
     elif how == "mixed":
         value = np.where(rng.random(box.shape) < 0.5, low, high)
     else:

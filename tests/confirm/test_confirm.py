@@ -112,6 +112,27 @@ def test_a_failure_discarded_downstream_is_confirmed_and_said_so() -> None:
     assert result.reaches_outputs is False and "discarded downstream" in result.note
 
 
+def test_weights_at_zero_confirm_a_weight_norm_division() -> None:
+    """Weight normalisation ``g * v / ||v||``: the derived box of ``v`` holds the all-zero weight."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceL2", ["v"], ["norm"], keepdims=1),
+         helper.make_node("Div", ["g", "norm"], ["scale"]),
+         helper.make_node("Mul", ["v", "scale"], ["w"]),
+         helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "weight_norm", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 4])],
+        initializer=[numpy_helper.from_array(rng.uniform(-0.5, 0.5, (8, 4)).astype(np.float32), "v"),
+                     numpy_helper.from_array(np.float32(1.5), "g")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = confirm(model, {"inputs": {"x": [-1, 1]}}, search_config=SearchConfig(seconds=5))
+    division = [r for r in report.results if r.op_type == "Div"]
+    assert [(r.status, r.strategy.startswith("weights at zero")) for r in division] == [("confirmed", True)]
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [(["--node", "NoSuchNode"], "no node"), (["--node", "Sub_0"], "no finding")],
