@@ -61,11 +61,13 @@ class Built:
 
 @dataclass(frozen=True)
 class Family:
-    """One architecture: ``build(size)`` returns a :class:`Built`."""
+    """One architecture: ``build(size)`` returns a :class:`Built`. ``extra`` families are not in the
+    benchmark's default list (they widen the test corpus; name them with ``--models``)."""
 
     name: str
     build: Callable[[str], Built]
     torchscript: bool = True
+    extra: bool = False
 
 
 # --------------------------------------------------------------------------------------------- builders
@@ -230,6 +232,58 @@ def whisper(size: str) -> Built:
     return Built(_wrap(encoder)(list(inputs)), inputs, {"input_features": AUDIO_RANGE})
 
 
+def _from_config(model_class: str, config_class: str, size: str, tiny: dict, inputs: str) -> Built:
+    """A ``transformers`` model from its config class: ``tiny`` overrides for the tiny size, the
+    library's defaults (the base model) for the full size. ``inputs``: text, image or audio."""
+    import torch
+    import transformers as tf
+
+    _seed()
+    config = getattr(tf, config_class)(**(tiny if size == "tiny" else {}))
+    config._attn_implementation = "eager"
+    if hasattr(config, "use_cache"):
+        config.use_cache = False
+    model = getattr(tf, model_class)(config)
+    if inputs == "text":
+        return _text(model, config.vocab_size, 16 if size == "tiny" else 128)
+    if inputs == "ids":
+        return _text(model, config.vocab_size, 16 if size == "tiny" else 128, names=("input_ids",))
+    if inputs == "image":
+        return _image(model, getattr(config, "image_size", 224) if size == "tiny" else 224)
+    gen = torch.Generator().manual_seed(0)
+    audio = {"input_values": torch.rand(1, 800 if size == "tiny" else 16000, generator=gen) * 2 - 1}
+    return Built(_wrap(model)(list(audio)), audio, {"input_values": AUDIO_RANGE})
+
+
+_TINY_TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=512)
+_TINY_VISION = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=32,
+                    patch_size=8)
+_TINY_AUDIO = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                   conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), num_feat_extract_layers=2,
+                   num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+# name -> (model class, config class, tiny config, inputs)
+_EXTRA = {
+    "deberta-v2": ("DebertaV2Model", "DebertaV2Config", _TINY_TEXT, "text"),
+    "gpt-neo": ("GPTNeoForCausalLM", "GPTNeoConfig", dict(hidden_size=64, num_layers=2, num_heads=4, vocab_size=512,
+                attention_types=[[["global", "local"], 1]], window_size=8), "text"),
+    "mistral": ("MistralForCausalLM", "MistralConfig", dict(_TINY_TEXT, num_key_value_heads=2), "text"),
+    "gemma2": ("Gemma2ForCausalLM", "Gemma2Config", dict(_TINY_TEXT, num_key_value_heads=2, head_dim=16), "text"),
+    "mamba": ("MambaForCausalLM", "MambaConfig", dict(hidden_size=64, num_hidden_layers=2, vocab_size=512,
+              state_size=8), "ids"),
+    "dinov2": ("Dinov2Model", "Dinov2Config", _TINY_VISION, "image"),
+    "swin": ("SwinModel", "SwinConfig", dict(image_size=32, patch_size=2, embed_dim=16, depths=[1, 1],
+             num_heads=[2, 2], window_size=4), "image"),
+    "convnextv2": ("ConvNextV2Model", "ConvNextV2Config", dict(hidden_sizes=[16, 32], depths=[1, 1], num_stages=2,
+                   image_size=32), "image"),
+    "wav2vec2": ("Wav2Vec2Model", "Wav2Vec2Config", _TINY_AUDIO, "audio"),
+}
+
+
+def _extra(name: str) -> Family:
+    model_class, config_class, tiny, inputs = _EXTRA[name]
+    return Family(name, lambda size: _from_config(model_class, config_class, size, tiny, inputs), extra=True)
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("bert", bert),
     Family("distilbert", distilbert),
@@ -243,6 +297,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("whisper-encoder", whisper),
     Family("bert-fp16", lambda size: bert(size, half=True)),
     Family("llama-fp16", lambda size: llama(size, half=True)),
+    *(_extra(name) for name in _EXTRA),
 )}
 
 
@@ -436,7 +491,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="analyse and time the models")
     parser.add_argument("--size", choices=SIZES, default="tiny")
-    parser.add_argument("--models", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--models", nargs="*", default=[f.name for f in FAMILIES.values() if not f.extra],
+                        choices=list(FAMILIES))
     parser.add_argument("--exporters", nargs="*", default=["dynamo"], choices=list(EXPORTERS))
     parser.add_argument("--prove", type=float, default=0.0, metavar="SECONDS",
                         help="put every finding to ranum confirm with this budget per finding (0: do not)")

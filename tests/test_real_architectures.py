@@ -10,6 +10,12 @@ Asserted: no operator without a rule; in exact-weights mode every finding is pro
 concrete onnxruntime run, or the model is a known false-positive case marked ``xfail(strict=True)``
 with the reason (so that fixing the analysis turns the mark into a failure to remove).
 
+The ``extra`` families of the zoo (DeBERTa-v2, GPT-Neo, Mistral, Gemma-2, Mamba, DINOv2, Swin,
+ConvNeXt-V2, wav2vec 2.0) widen the corpus: every operator has a rule, and every exact-weights finding
+is confirmed by ``ranum confirm`` in onnxruntime (GPT-Neo adds the lowest float32 to an already
+masked score, which overflows to -inf when the attention mask is 0; ConvNeXt-V2's global response
+norm takes the gradient of an L2 norm that is 0 for a constant image).
+
 Proven real: T5's relative-position bucket takes ``Log`` of ``|relative position| / max_exact``,
 which is 0 on the diagonal; the ``-inf`` is then discarded by ``Where`` (a true finding; ``ranum
 confirm`` reports that no model output is NaN/Inf in its witnessing run).
@@ -25,7 +31,7 @@ import onnx
 import pytest
 
 import ranum
-from ranum.confirm import confirm
+from ranum.confirm import SearchConfig, confirm
 
 pytest.importorskip("transformers", reason="real-architecture tests need the 'zoo' extra (pip install -e .[zoo])")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -34,6 +40,7 @@ import zoo  # noqa: E402
 from tests.zoo.runtime import Runner  # noqa: E402
 
 KNOWN: dict[str, str] = {}  # model -> reason its exact-weights findings are not all real yet (none today)
+EXTRA = [(f.name, "torchscript") for f in zoo.FAMILIES.values() if f.extra]
 MODELS = [("bert", "torchscript"), ("gpt2", "torchscript"), ("gpt2", "dynamo"), ("llama", "torchscript"),
           ("t5", "torchscript"), ("vit", "torchscript"), ("resnet50", "torchscript"), ("convnext", "torchscript"),
           ("whisper-encoder", "torchscript")]
@@ -95,3 +102,16 @@ def test_t5_relative_position_log_is_a_real_finding(cache):
     # ranum confirm proves it too, and sees that the -inf never reaches the model's output (Where drops it)
     results = confirm(path, zoo.spec("t5", "tiny", "exact"), nodes=[f.node for f in logs]).results
     assert all(r.status == "confirmed" and r.reaches_outputs is False for r in results)
+
+
+@pytest.mark.parametrize(("family", "exporter"), EXTRA, ids=[f"{f}-{e}" for f, e in EXTRA])
+def test_extra_families_have_rules_and_only_confirmed_findings(cache, family, exporter):
+    path = _export(cache, family, exporter)
+    derived = ranum.check(path, zoo.spec(family, "tiny", "derived"))
+    assert derived.unsupported_ops == ()
+    spec = zoo.spec(family, "tiny", "exact")
+    report = ranum.check(path, spec)
+    assert report.unsupported_ops == ()
+    if report.findings:
+        results = confirm(path, spec, search_config=SearchConfig(seconds=5)).results
+        assert [f"{r.op_type}:{r.node}" for r in results if r.status != "confirmed"] == []
