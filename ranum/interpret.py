@@ -13,6 +13,7 @@ from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -293,11 +294,12 @@ class _ConcreteWalker:
         self._scope: list[MutableMapping[str, Tensor]] = []
 
     def run(self, feeds: Mapping[str, Tensor]) -> ConcreteRun:
-        from ranum.graph.loader import tensor_value
+        from ranum.graph.loader import initializer_value
 
         env: dict[str, Tensor] = {}
-        for name, proto in self.graph.initializers.items():
-            env[name] = torch.from_numpy(tensor_value(proto).copy())
+        for name in self.graph.initializers:
+            if name not in feeds:
+                env[name] = torch.from_numpy(np.array(initializer_value(self.graph, name)))
         env.update(feeds)
         self.result.values.update(env)
         self._walk(self.graph, env)

@@ -27,7 +27,7 @@ from ranum.confirm._write import slug, template_fields, write_system_test, write
 from ranum.detect import Finding, find_hazards
 from ranum.domain.dtypes import torch_dtype
 from ranum.errors import RanumError
-from ranum.graph.loader import ModelSource
+from ranum.graph.loader import ModelSource, initializer_value
 from ranum.ops.hazards import FORWARD, Hazard, RegionHazard
 
 __all__ = ["ConfirmReport", "ConfirmResult", "confirm"]
@@ -204,9 +204,9 @@ def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray], weig
     graph = problem.full_graph
     node = problem.node
     constants = {**{n: _tensor(v) for n, v in weights.items()}}
-    for name, proto in graph.initializers.items():
+    for name in graph.initializers:
         if name not in constants:
-            constants[name] = torch.from_numpy(onnx.numpy_helper.to_array(proto).copy())
+            constants[name] = torch.from_numpy(np.array(initializer_value(graph, name)))
     node_in = [_tensor(values[n]) if n in values else constants.get(n) for n in node.inputs]
     node_out = [_tensor(values[n]) if n in values else None for n in node.outputs]
     if not bool(hazard.triggered(node_in, node_out).any()):

@@ -15,7 +15,7 @@ import torch
 from ranum.analysis import Analysis
 from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.ranges import RangeSpec
-from ranum.graph.loader import tensor_value
+from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph, Node
 
 __all__ = ["Box", "Problem", "make_problem"]
@@ -60,7 +60,7 @@ def make_problem(analysis: Analysis, node_name: str) -> Problem:
         if a.low is None:
             continue
         info = graph.info(a.tensor)
-        initial = tensor_value(graph.initializers[a.tensor]) if a.tensor in graph.initializers else None
+        initial = initializer_value(graph, a.tensor) if a.tensor in graph.initializers else None
         shape = tuple(info.shape) if info is not None and info.shape is not None else tuple(np.shape(initial))
         elem_type = info.elem_type if info is not None else graph.initializers[a.tensor].data_type
         low = max(a.low, -SEARCH_LIMIT)

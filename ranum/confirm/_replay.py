@@ -51,7 +51,8 @@ def run_onnxruntime(
     """Execute the prepared model of ``graph`` and return the requested tensors (and the outputs)."""
     if graph.proto is None:
         raise ValueError("graph has no model proto to execute")
-    model = expose(substitute(graph.proto, weights or {}), graph, names)
+    # large weights the loader left out of the parsed model go back in (replaced ones need not)
+    model = expose(substitute(graph.proto, {**graph.raw_values, **(weights or {})}), graph, names)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

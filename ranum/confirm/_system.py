@@ -26,14 +26,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 import torch
 
 from ranum.confirm._problem import Box, Problem, prune, to_tensor
 from ranum.confirm._replay import run_onnxruntime
 from ranum.domain.dtypes import is_float
 from ranum.errors import RanumError
-from ranum.graph.loader import tensor_value
+from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph
 from ranum.interpret import run_concrete
 from ranum.ops.hazards import FORWARD, Hazard
@@ -157,7 +156,7 @@ def loss_graph(graph: Graph, loss: str) -> Graph:
 
 
 def _initial_weights(graph: Graph, recipe: TrainingRecipe) -> dict[str, torch.Tensor]:
-    return {n: torch.from_numpy(tensor_value(graph.initializers[n]).copy()) for n in recipe.train}
+    return {n: torch.from_numpy(np.array(initializer_value(graph, n))) for n in recipe.train}
 
 
 def _train(graph: Graph, recipe: TrainingRecipe, data: Mapping[str, torch.Tensor], steps: int,
@@ -199,8 +198,9 @@ def fires_in_onnxruntime(problem: Problem, hazard: Hazard, feeds: Mapping[str, n
     except Exception:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
         return False
     constants = {n: torch.from_numpy(np.array(v)) for n, v in weights.items()}
-    for name, proto in graph.initializers.items():
-        constants.setdefault(name, torch.from_numpy(onnx.numpy_helper.to_array(proto).copy()))
+    for name in graph.initializers:
+        if name not in constants:
+            constants[name] = torch.from_numpy(np.array(initializer_value(graph, name)))
     node_in = [torch.from_numpy(np.array(values[n])) if n in values else constants.get(n) for n in node.inputs]
     node_out = [torch.from_numpy(np.array(values[n])) if n in values else None for n in node.outputs]
     if not bool(hazard.triggered(node_in, node_out).any()):

@@ -82,13 +82,13 @@ def _check(values, weights):
         assert (above & below).any(), "operand never reaches the gradient hazard's region"
     else:  # a gradient hazard over several operands: ask ranum's declared hazard about the values
         import torch
-        from ranum.graph.loader import load_model, tensor_value
+        from ranum.graph.loader import initializer_value, load_model
         from ranum.ops import REGISTRY
 
         graph, _ = load_model(MODEL)
         node = next(n for n in graph.all_nodes() if n.name == NODE)
         hazard = next(h for h in REGISTRY.instantiate(node, graph.opset).hazards if h.name == HAZARD_ID)
-        known = {{**{{k: tensor_value(v) for k, v in graph.initializers.items()}}, **weights, **values}}
+        known = {{**{{k: initializer_value(graph, k) for k in graph.initializers}}, **weights, **values}}
         args = [torch.from_numpy(np.array(known[n])) if n else None for n in node.inputs]
         outs = [torch.from_numpy(np.array(known[n])) if n in known else None for n in node.outputs]
         assert bool(hazard.triggered(args, outs).any()), "the gradient hazard does not fire"

@@ -14,7 +14,7 @@ from ranum.detect._findings import _json_number
 from ranum.errors import RanumError
 from ranum.fix._operator import NodeClip, patch, repair_rounds
 from ranum.fix._optimize import FixConfig, optimise_clips
-from ranum.graph.loader import ModelSource, read_model
+from ranum.graph.loader import ModelSource, initializer_value, read_model
 from ranum.graph.patch import ClipSpec
 from ranum.ops.hazards import Clamp
 
@@ -144,7 +144,7 @@ def _range_preconditions(analysis: Analysis, mode: str, config: FixConfig) \
             continue
         keeps = None
         if tensor in analysis.graph.initializers:
-            value = onnx.numpy_helper.to_array(analysis.graph.initializers[tensor])
+            value = initializer_value(analysis.graph, tensor)
             keeps = bool(value.min() >= low and value.max() <= high) if value.size else True
         out.append(Precondition(tensor, clamp.min, clamp.max, None, None, _kept(a.low, a.high, clamp), keeps))
     return out, result.optimiser, result.certified

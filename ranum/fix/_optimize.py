@@ -25,7 +25,7 @@ from ranum.detect import find_hazards
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
-from ranum.graph.loader import tensor_value
+from ranum.graph.loader import initializer_value
 from ranum.interpret import run_abstract
 
 __all__ = ["ClipResult", "FixConfig", "optimise_clips"]
@@ -104,7 +104,7 @@ def _targets(analysis: Analysis, tensors: list[str]) -> list[_Target]:
             continue
         ordinary = None
         if name in analysis.graph.initializers:
-            value = tensor_value(analysis.graph.initializers[name])
+            value = initializer_value(analysis.graph, name)
             ordinary = (float(value.min()), float(value.max())) if value.size else None
         out.append(_Target(name, a.low, a.high, tuple(info.shape), info.elem_type, ordinary))
     return out

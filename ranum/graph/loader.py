@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper, shape_inference
 
 from ranum.errors import ModelError
-from ranum.graph._raw_views import raw_views
+from ranum.graph._raw_views import LARGE_ELEMENTS, STRIPPED_TYPES, strip_payloads
 from ranum.graph.model import Graph, Node, TensorInfo
 
 __all__ = ["initializer_value", "load_model", "ModelSource", "read_model", "stable_node_names", "tensor_value"]
@@ -40,7 +40,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     Returns:
         The prepared graph and the symbolic dimensions that were substituted, with their values.
     """
-    model, origin, data = _read_with_bytes(source)
+    model, origin, payloads = _read_with_payloads(source)
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
     light = _without_large_weights(model)
@@ -57,8 +57,8 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
-    if data is not None:
-        graph = dataclasses.replace(graph, raw_values=raw_views(data, model.graph))
+    if payloads:
+        graph = dataclasses.replace(graph, raw_values=payloads)
     return graph, used
 
 
@@ -66,9 +66,8 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
 # and shape inference see: both serialise the whole model (twice), which for a model of hundreds of
 # megabytes costs seconds and copies of it, while neither needs the weights' values (shape inference
 # reads the values of small integer tensors only, which stay).
-_LARGE_WEIGHT_ELEMENTS = 1024
-_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
-                          onnx.TensorProto.DOUBLE})
+_LARGE_WEIGHT_ELEMENTS = LARGE_ELEMENTS
+_FLOAT_TYPES = STRIPPED_TYPES
 
 
 def _without_large_weights(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -129,8 +128,8 @@ def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
 
 
 def initializer_value(graph: Graph, name: str) -> np.ndarray:
-    """Value of one of ``graph``'s initializers: a read-only view of the model file's bytes where
-    there is one, else :func:`tensor_value` of its proto."""
+    """Value of one of ``graph``'s initializers: for a large weight the loader left out of the
+    parsed model, a read-only view of the model file's bytes; else :func:`tensor_value` of its proto."""
     view = graph.raw_values.get(name)
     return view if view is not None else tensor_value(graph.initializers[name])
 
@@ -167,29 +166,38 @@ def _fresh_name(op_type: str, position: int, taken: set[str]) -> str:
 
 
 def _read(source: ModelSource) -> tuple[onnx.ModelProto, str | None]:
-    model, origin, _ = _read_with_bytes(source)
+    model, origin, _ = _read_with_payloads(source, strip=False)
     return model, origin
 
 
-def _read_with_bytes(source: ModelSource) -> tuple[onnx.ModelProto, str | None, bytes | None]:
-    """The model, its path, and the bytes it was parsed from (None for an in-memory model)."""
+def _read_with_payloads(source: ModelSource, strip: bool = True
+                        ) -> tuple[onnx.ModelProto, str | None, dict[str, np.ndarray]]:
+    """The model, its path, and (``strip``) the payloads of large weights left out of the parsed
+    model, as views of the file's bytes (see :mod:`ranum.graph._raw_views`)."""
     if isinstance(source, onnx.ModelProto):
-        return source, None, None
+        return source, None, {}
     path = Path(source)
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
     text_format = onnx.serialization.registry.get_format_from_file_extension(path.suffix) not in (None, "protobuf")
+    payloads: dict[str, np.ndarray] = {}
     try:
-        data = None if text_format else path.read_bytes()
-        model = onnx.load(str(path), load_external_data=False) if data is None else onnx.load_model_from_string(data)
+        if text_format:
+            model = onnx.load(str(path), load_external_data=False)
+        else:
+            data = path.read_bytes()
+            stripped = strip_payloads(data) if strip else None
+            if stripped is not None:
+                data, payloads = stripped
+            model = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"not a readable ONNX model: {path} ({_first_line(exc)})") from None
     if not model.graph.node and not model.graph.input and not model.graph.output:
         raise ModelError(f"not an ONNX model (empty graph): {path}")
     _load_external_data(model, path.parent)
-    return model, str(path), data
+    return model, str(path), payloads
 
 
 def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:

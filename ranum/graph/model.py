@@ -55,7 +55,8 @@ class Graph:
     opsets: Mapping[str, int]
     proto: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
     source: str | None = None
-    # read-only views of initializer payloads in the model file's bytes (see graph._raw_views)
+    # payloads of large weights that ``proto`` holds without their data: read-only views of the model
+    # file's bytes (see graph._raw_views); read initializers with graph.loader.initializer_value
     raw_values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property

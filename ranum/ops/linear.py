@@ -129,7 +129,7 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     rad = spread / (1 - g) * (1 + 2.0**-50) + 3 * count * _FLOAT32_TINY
     # the model's partial sums stay below float32's largest value: they are at most the |term| sum,
     # (|c32| + r') @ |w| <= rad / (g + G)
-    if not float(rad.max()) / (g + big) < 0.5 * torch.finfo(torch.float32).max:
+    if not float(rad.detach().max()) / (g + big) < 0.5 * torch.finfo(torch.float32).max:
         return None
     return mid, rad, torch.zeros((), dtype=torch.float64)
 
