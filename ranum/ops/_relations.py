@@ -275,7 +275,8 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
         # terms, accumulated in float32 at least) within a relative gamma of the real one
         stored = weights.stored_lower
         wide = stored if stored.dtype in (torch.float32, torch.float64) else stored.float()
-        columns = wide.square().sum(-2, keepdim=True).to(torch.float64).sqrt()
+        # a fused reduction: no full-size square is materialised
+        columns = torch.linalg.vector_norm(wide, dim=-2, keepdim=True).to(torch.float64)
         # float32 squares below 2**-126 may be flushed: at most sqrt(K) * 2**-63 of norm lost
         columns = columns * (1 + arith.accumulation_gamma(weights.shape[-2] + 2, rows.elem_type)) \
             + math.sqrt(weights.shape[-2]) * 2.0**-63
