@@ -19,6 +19,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     loss,
     normalization,
     random,
+    recurrent,
     reduce,
     resize,
     shape,
