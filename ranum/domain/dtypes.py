@@ -48,6 +48,9 @@ _ONNX_OF = {
     torch.int32: TensorProto.INT32,
     torch.int64: TensorProto.INT64,
     torch.uint8: TensorProto.UINT8,
+    torch.uint16: TensorProto.UINT16,  # concrete values (numpy feeds); their bounds are int64 as for any integer
+    torch.uint32: TensorProto.UINT32,
+    torch.uint64: TensorProto.UINT64,
     torch.bool: TensorProto.BOOL,
 }
 _SUBNORMAL = {

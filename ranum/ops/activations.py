@@ -1,10 +1,10 @@
 """Activation functions: ReLU family, sigmoid-like squashings, GELU, Mish and friends.
 
 Real-number bounds are computed in float64 on the input blocks. Monotone activations map the
-bounds; piecewise-monotone ones (LeakyRelu with a negative slope, PRelu, Elu, Selu, Celu,
-ThresholdedRelu, HardSwish, Gelu, Mish) take the minimum and maximum of the function at the block
-ends and at its kinks / interior critical point clamped into the block, which is exact for a
-function that is monotone between those points.
+bounds; Shrink joins its three linear pieces; piecewise-monotone ones (LeakyRelu with a negative
+slope, PRelu, Elu, Selu, Celu, ThresholdedRelu, HardSwish, Gelu, Mish) take the minimum and
+maximum of the function at the block ends and at its kinks / interior critical point clamped into
+the block, which is exact for a function that is monotone between those points.
 
 Invariants and float rounding (soundness is for onnxruntime's CPU kernels, see
 tests/ops/cases_activations.py):
@@ -38,12 +38,13 @@ from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule, UnaryRule
+from ranum.ops._bits import int_type
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
 __all__ = [
     "Celu", "Elu", "Gelu", "HardSigmoid", "HardSwish", "LeakyRelu", "Mish", "PRelu", "Relu", "Selu",
-    "Sigmoid", "Softplus", "Softsign", "Tanh", "ThresholdedRelu",
+    "Shrink", "Sigmoid", "Softplus", "Softsign", "Tanh", "ThresholdedRelu",
 ]
 
 # Overshoot of onnxruntime's float32 Sigmoid/Tanh beyond their mathematical range (4 ulps of 1).
@@ -128,6 +129,60 @@ class ThresholdedRelu(OpRule):
         lower = torch.minimum(torch.where(can_zero, torch.zeros_like(lo), inf), torch.where(can_pass, pass_lo, inf))
         upper = torch.maximum(torch.where(can_zero, torch.zeros_like(hi), -inf), torch.where(can_pass, hi, -inf))
         return x.with_bounds(lower, upper)
+
+
+@register("Shrink", since=9)
+class Shrink(OpRule):
+    """y = x + bias where x < -lambd, x - bias where x > lambd, else 0.
+
+    onnxruntime 1.32 evaluates every type in float32 (double inputs too, as observed: they are rounded
+    to float32 first) and converts back, so integer results truncate toward zero and are exact only
+    below 2**24; a result outside an integer type's range gets the whole range (the conversion is
+    undefined there). The three pieces' images are joined; the bounds of a piece that is only reached
+    below its open end (x < -lambd) use that end. For double inputs the float32 rounding of x may move
+    it onto +-lambd (then 0) and the sum carries an absolute error of float32 rounding.
+    """
+
+    bias: float = 0.0
+    lambd: float = 0.5
+    hazards = (Overflow(),)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        wide = x.to(torch.float32)
+        zero = torch.zeros_like(wide)
+        y = torch.where(wide < -self.lambd, wide + self.bias, torch.where(wide > self.lambd, wide - self.bias, zero))
+        return y.to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        lo, hi = x.lower.to(torch.float64), x.upper.to(torch.float64)
+        inf = torch.full_like(lo, torch.inf)
+        # a double rounded to float32 may land on +-lambd (a float32 value): the middle piece widens
+        f32 = float_facts(TensorProto.FLOAT)
+        near = abs(self.lambd) * f32.eps + f32.subnormal if x.elem_type == TensorProto.DOUBLE else 0.0
+        below, above = lo < -self.lambd, hi > self.lambd
+        middle = (lo <= self.lambd + near) & (hi >= -self.lambd - near)
+        lower = torch.minimum(torch.where(below, lo + self.bias, inf), torch.where(middle, 0.0, inf))
+        lower = torch.minimum(lower, torch.where(above, lo.clamp(min=self.lambd) - self.bias, inf))
+        upper = torch.maximum(torch.where(below, hi.clamp(max=-self.lambd) + self.bias, -inf),
+                              torch.where(middle, 0.0, -inf))
+        upper = torch.maximum(upper, torch.where(above, hi - self.bias, -inf))
+        if x.elem_type == TensorProto.DOUBLE:  # float32 roundings of x and of the sum, relative to |x| + |bias|
+            slack = (torch.maximum(lo.abs(), hi.abs()) + abs(self.bias)) * f32.eps + f32.subnormal
+            return x.with_bounds(lower - slack, upper + slack)
+        if is_float(x.elem_type):
+            return x.with_bounds(lower, upper)
+        return x.with_bounds(*_int_result(lower, upper, x.elem_type))
+
+
+def _int_result(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """Bounds of ``T(v)`` for a float32 computation of real v in [lower, upper]: float32 rounding
+    (twice float32's eps covers the integer's conversion and the sum), truncation, out of range: any value."""
+    eps = 2 * float_facts(TensorProto.FLOAT).eps
+    lower = torch.floor(lower - lower.abs() * eps)
+    upper = torch.ceil(upper + upper.abs() * eps)
+    t = int_type(elem_type, "Shrink")
+    out = (lower < t.min) | (upper > t.max)
+    return torch.where(out, float(t.min), lower), torch.where(out, float(t.max), upper)
 
 
 # ----------------------------------------------------------------------------- piecewise linear

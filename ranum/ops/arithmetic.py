@@ -1,5 +1,5 @@
 """Element-wise arithmetic with broadcasting: Add, Sub, Mul, Div, Pow, Mod, Max, Min, Sum, Mean, Clip,
-the exact unary maps Abs, Neg, Sign, Ceil, Floor, Round, and CumSum.
+the exact unary maps Abs, Neg, Sign, Ceil, Floor, Round, CumSum, CumProd and BitShift.
 
 Invariants: bounds are the real-number results for inputs inside the operand intervals; the
 interpreter then rounds float outputs outward (``rounds``) except for the exact operators (Abs, Neg,
@@ -7,6 +7,8 @@ Sign, Ceil, Floor, Round, Max, Min, Clip, Mod), whose float results need no roun
 terms (Sum, Mean, CumSum) add the float accumulation error and become unbounded where a partial sum
 may overflow. Precision: ``x - x`` is exactly 0, ``x * x`` and ``x ** even`` are never negative, Clip
 with exact limits yields exactly those limits. Integer Div truncates toward zero, as ONNX requires.
+CumProd rounds each running product outward in the tensor's precision (integers: the whole range of
+the type once a product may wrap around); BitShift is exact (see :mod:`ranum.ops._bits`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
+from ranum.ops import _bits
 from ranum.ops._base import NodeContext, OpRule, UnaryRule, as_float64
 from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops.hazards import (
@@ -38,8 +41,8 @@ from ranum.ops.hazards import (
 )
 from ranum.ops.registry import register
 
-__all__ = ["Abs", "Add", "Ceil", "Clip", "Clip6", "CumSum", "Div", "Floor", "Max", "Mean", "Min", "Mod", "Mul",
-           "Neg", "Pow", "PowHazard", "Round", "Sign", "Sub", "Sum"]
+__all__ = ["Abs", "Add", "BitShift", "Ceil", "Clip", "Clip6", "CumProd", "CumSum", "Div", "Floor", "Max", "Mean",
+           "Min", "Mod", "Mul", "Neg", "Pow", "PowHazard", "Round", "Sign", "Sub", "Sum"]
 
 _INF = math.inf
 
@@ -431,6 +434,101 @@ class CumSum(OpRule):
             first = torch.zeros_like(out.narrow(dim, 0, min(1, out.shape[dim])))
             out = torch.cat([first, out.narrow(dim, 0, max(out.shape[dim] - 1, 0))], dim)
         return out.flip(dim) if self.reverse else out
+
+
+def _round_out(lo: Tensor, hi: Tensor, facts: FloatFacts) -> tuple[Tensor, Tensor]:
+    """Bounds of one float rounding of any real value in [lo, hi] (sign-preserving, saturating)."""
+    new_lo = lo - lo.abs() * facts.eps - facts.subnormal
+    new_hi = hi + hi.abs() * facts.eps + facts.subnormal
+    new_lo = torch.where(lo >= 0, new_lo.clamp(min=0.0), new_lo)
+    new_hi = torch.where(hi <= 0, new_hi.clamp(max=0.0), new_hi)
+    new_lo = torch.where(new_lo < -facts.max, torch.full_like(lo, -_INF), new_lo)
+    return new_lo, torch.where(new_hi > facts.max, torch.full_like(hi, _INF), new_hi)
+
+
+def _int_range(elem_type: int) -> tuple[float, float]:
+    """Values of an integer type that float64 bounds hold exactly (below 2**53 in magnitude)."""
+    t = _bits.int_type(elem_type, "CumProd")
+    return float(max(t.min, 1 - 2**53)), float(min(t.max, 2**53 - 1))
+
+
+def _product_step(lo: Tensor, hi: Tensor, xl: Tensor, xh: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """One running product [lo, hi] * [xl, xh] as the runtime computes it in the element type."""
+    lo, hi = arith.mul(lo, hi, xl, xh)
+    if is_float(elem_type):
+        return _round_out(lo, hi, float_facts(elem_type))
+    low, high = _int_range(elem_type)
+    wraps = (lo < low) | (hi > high)  # modular products: any value of the type
+    t = _bits.int_type(elem_type, "CumProd")
+    return torch.where(wraps, torch.full_like(lo, t.min), lo), torch.where(wraps, torch.full_like(hi, t.max), hi)
+
+
+@register("CumProd", since=26)
+class CumProd(OpRule):
+    """Running products along an exact ``axis`` operand; ``exclusive`` shifts by one (the first is 1),
+    ``reverse`` runs backward. Bounds follow the runtime's sequential products: each step multiplies
+    the previous bounds by the element's (min and max of the corner products) and rounds outward."""
+
+    exclusive: int = 0
+    reverse: int = 0
+    hazards = (Overflow(),)
+    rounds = False  # the abstract rule rounds each product itself
+    accumulates = True  # torch accumulates float products in float64: never take the concrete fast path
+
+    def concrete(self, ctx: NodeContext, x: Tensor, axis: Tensor) -> Tensor:
+        dim = int(axis.reshape(-1)[0]) % max(x.dim(), 1)
+        t = x.flip(dim) if self.reverse else x
+        out = t.cumprod(dim, dtype=t.dtype)
+        if self.exclusive:
+            first = torch.ones_like(out.narrow(dim, 0, min(1, out.shape[dim])))
+            out = torch.cat([first, out.narrow(dim, 0, max(out.shape[dim] - 1, 0))], dim)
+        return out.flip(dim) if self.reverse else out
+
+    def abstract(self, ctx: NodeContext, x: Interval, axis: Interval) -> Interval:
+        if not axis.is_exact:
+            raise UnsupportedOperator("CumProd: the axis operand must be a known constant")
+        if not is_float(x.elem_type):
+            _int_range(x.elem_type)  # rejects unsupported integer types
+        dim = int(axis.exact_value().reshape(-1)[0]) % max(len(x.shape), 1)
+        lo, hi = (as_float64(t).movedim(dim, 0) for t in x.full())
+        if self.reverse:
+            lo, hi = lo.flip(0), hi.flip(0)
+        run_lo, run_hi = torch.ones_like(lo[:1]), torch.ones_like(hi[:1])
+        lows, highs = [], []
+        for k in range(lo.shape[0]):
+            if self.exclusive:
+                lows.append(run_lo), highs.append(run_hi)
+            run_lo, run_hi = _product_step(run_lo, run_hi, lo[k:k + 1], hi[k:k + 1], x.elem_type)
+            if not self.exclusive:
+                lows.append(run_lo), highs.append(run_hi)
+        out_lo, out_hi = (torch.cat(parts) if parts else lo for parts in (lows, highs))
+        if self.reverse:
+            out_lo, out_hi = out_lo.flip(0), out_hi.flip(0)
+        return Interval.from_full(out_lo.movedim(0, dim), out_hi.movedim(0, dim), x.elem_type, ctx.budget)
+
+
+# ------------------------------------------------------------------------------------ BitShift
+@register("BitShift", since=11)
+class BitShift(OpRule):
+    """x << y or x >> y (``direction`` LEFT / RIGHT) with broadcasting. Unsigned types from opset 11,
+    signed ones (arithmetic right shift, wrapping left shift) from opset 28; amounts below 0 or of at
+    least the width give 0 (-1 for a right shift of a negative value)."""
+
+    direction: str = ""
+    rounds = False
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("LEFT", "RIGHT"):
+            raise UnsupportedOperator(f"BitShift: direction must be LEFT or RIGHT, got '{self.direction}'")
+
+    def concrete(self, ctx: NodeContext, x: Tensor, y: Tensor) -> Tensor:
+        t = _bits.operand_type(ctx.input_types, x, "BitShift")
+        return _bits.shift(x, y, t, self.direction == "LEFT").to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, y: Interval) -> Interval:
+        t = _bits.int_type(x.elem_type, "BitShift")
+        left = self.direction == "LEFT"
+        return elementwise(lambda xl, xh, yl, yh: _bits.shift_bounds(xl, xh, yl, yh, t, left), [x, y], x.elem_type)
 
 
 # ------------------------------------------------------------------------------------ Mod

@@ -1,4 +1,5 @@
-"""Convolution and pooling: Conv, ConvTranspose, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool.
+"""Convolution and pooling: Conv, ConvTranspose, AveragePool, MaxPool, LpPool, GlobalAveragePool,
+GlobalMaxPool, GlobalLpPool.
 
 Geometry follows onnxruntime: explicit ``pads`` = ``[begin_0, .., begin_k, end_0, .., end_k]``, or
 ``auto_pad`` SAME_UPPER / SAME_LOWER / VALID; pooling ``ceil_mode`` lets the last window overhang
@@ -6,7 +7,9 @@ the padded input (never starting past it), and an overhang never counts in an av
 Abstract rules: convolutions use the midpoint-radius product of :mod:`ranum.ops.linear`
 (accumulation error over ``C/group * prod(kernel)`` terms, plus the bias); pooling is monotone,
 so it maps the lower and upper bound tensors separately (max exactly, averages with the
-accumulation error of their window sums). Invariants: bounds sound for float32 / float16
+accumulation error of their window sums; Lp pooling on the smallest and largest magnitudes, with
+the rounding of each |x|**p, of the window sum and of the root, whose exponent onnxruntime rounds
+to float32). Invariants: bounds sound for float32 / float16
 execution, never NaN; an unbounded input end stays unbounded.
 """
 
@@ -18,9 +21,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
+from ranum.domain.dtypes import float_facts, torch_dtype
 from ranum.domain.interval import Interval, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
@@ -28,7 +33,8 @@ from ranum.ops.hazards import Overflow
 from ranum.ops.linear import center_radius, finish_sum, interval_product
 from ranum.ops.registry import register
 
-__all__ = ["AveragePool", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalMaxPool", "MaxPool"]
+__all__ = ["AveragePool", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "LpPool",
+           "MaxPool"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -375,3 +381,96 @@ class GlobalMaxPool(OpRule):
             return x
         return Interval.from_full(torch.amax(lo, dim=axes, keepdim=True), torch.amax(hi, dim=axes, keepdim=True),
                                   x.elem_type, ctx.budget)
+
+
+# --------------------------------------------------------------------------------- Lp pooling
+def _lp_check(op: str, p: int, x_dtype: torch.dtype) -> None:
+    if p < 1:
+        raise UnsupportedOperator(f"{op}: p={p} (only p >= 1)")
+    if x_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise UnsupportedOperator(f"{op}: {x_dtype} inputs (onnxruntime computes Lp pooling in float32 only)")
+
+
+def _lp_root(total: Tensor, p: int) -> Tensor:
+    """total ** (1 / p) with onnxruntime's exponent, ``1.0f / p`` rounded to float32."""
+    exponent = float(torch.tensor(1.0, dtype=torch.float32) / p)
+    return total.to(torch.float64).pow(exponent)
+
+
+def _lp_terms(x: Tensor, p: int) -> Tensor:
+    """|x| ** p computed in float64 and rounded to float32 (std::pow(float, int64) is a double pow)."""
+    return x.to(torch.float64).abs().pow(p).to(torch.float32).to(torch.float64)
+
+
+def _lp_bounds(near: Tensor, far: Tensor, p: int, sums: Callable[[Tensor], Tensor], count: int
+               ) -> tuple[Tensor, Tensor]:
+    """Bounds of the pooled Lp norm from the window sums of the smallest and largest |x| ** p.
+
+    Everything runs in float32 (16-bit tensors are cast to it): each term rounds once (relative eps,
+    or half a subnormal when it underflows), the sum of ``count`` terms carries the accumulation error,
+    and the root (monotone) a few ulps; a sum that may pass float32's largest value overflows to +inf.
+    The final rounding to the tensor's type is the interpreter's.
+    """
+    facts = float_facts(TensorProto.FLOAT)
+    gamma = arith.accumulation_gamma(count, TensorProto.FLOAT)
+    low = sums(near.pow(p)) * (1 - facts.eps) * (1 - gamma) - count * facts.subnormal
+    high = sums(far.pow(p)) * (1 + facts.eps) * (1 + gamma) + count * facts.subnormal
+    low = _lp_root(low.clamp(min=0.0), p) * (1 - 4 * facts.eps)
+    high = torch.where(high > facts.max, torch.inf, _lp_root(high, p) * (1 + 4 * facts.eps))
+    return low, torch.nan_to_num(high, nan=torch.inf)
+
+
+def _magnitudes(x: Interval) -> tuple[Tensor, Tensor]:
+    """Smallest and largest |x| per element (float64)."""
+    lo, hi = (t.to(torch.float64) for t in x.full())
+    return lo.clamp(min=0.0) - hi.clamp(max=0.0), torch.maximum(lo.abs(), hi.abs())
+
+
+@register("LpPool", since=2)
+class LpPool(_Pool):
+    """(sum over each window of |x| ** p) ** (1 / p); padding and the ceil-mode overhang add nothing."""
+
+    p: int = 2
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    def _sums(self, t: Tensor) -> Tensor:
+        strides, dilations, begin, end, over = self._window(t.shape[2:])
+        padded = _pad(_pad(t, begin, end), [0] * len(over), over)
+        return _window_sum(padded, self.kernel_shape, strides, dilations)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        _lp_check("LpPool", self.p, x.dtype)
+        return _lp_root(self._sums(_lp_terms(x, self.p)).to(torch.float32), self.p).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        self._outputs_check(ctx)
+        _lp_check("LpPool", self.p, torch_dtype(x.elem_type))
+        near, far = _magnitudes(x)
+        lo, hi = _lp_bounds(near, far, self.p, self._sums, math.prod(self.kernel_shape))
+        return Interval.from_full(lo, hi, x.elem_type, ctx.budget)
+
+
+@register("GlobalLpPool", since=2)
+class GlobalLpPool(OpRule):
+    """Lp norm over every spatial axis (output keeps them as size 1)."""
+
+    p: int = 2
+
+    hazards = (Overflow(),)
+    accumulates = True
+
+    @staticmethod
+    def _sums(t: Tensor) -> Tensor:
+        return t.sum(dim=tuple(range(2, t.dim())), keepdim=True)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        _lp_check("GlobalLpPool", self.p, x.dtype)
+        return _lp_root(self._sums(_lp_terms(x, self.p)).to(torch.float32), self.p).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        _lp_check("GlobalLpPool", self.p, torch_dtype(x.elem_type))
+        near, far = _magnitudes(x)
+        lo, hi = _lp_bounds(near, far, self.p, self._sums, math.prod(x.shape[2:]))
+        return Interval.from_full(lo, hi, x.elem_type, ctx.budget)

@@ -1,14 +1,18 @@
-"""Constants, ranges, type conversions and dropout.
+"""Constants, ranges, type conversions, linear (de)quantization and dropout.
 
 Constant and ConstantOfShape outputs are exact; Range is exact for integers and bounded by the
 runtime's accumulated sum for floats; Cast rounds only when the target type is narrower (and can
 overflow to inf: Overflow hazard); Dropout is the identity at inference, a scaling in training.
-Shape operands must be exact (or settled by ONNX shape inference).
+QuantizeLinear / DequantizeLinear support 8- and 16-bit integer quantized types with per-tensor,
+per-axis and blocked scales; the quotient x / scale is bounded with the division's rounding before
+rounding half to even and saturating, so a quantized result is exact wherever the quotient is
+decided. Shape operands must be exact (or settled by ONNX shape inference).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from onnx import TensorProto
@@ -16,13 +20,14 @@ from torch import Tensor
 
 from ranum.domain import arith, blocks
 from ranum.domain.dtypes import bound_dtype, elem_type_of, float_facts, is_bool, is_float, torch_dtype
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule, exact_ints, inferred_shape
 from ranum.ops.hazards import Overflow, equal_to
 from ranum.ops.registry import register
 
-__all__ = ["Cast", "CastLike", "Constant", "ConstantOfShape", "Dropout", "Range"]
+__all__ = ["Cast", "CastLike", "Constant", "ConstantOfShape", "DequantizeLinear", "Dropout", "QuantizeLinear",
+           "Range"]
 
 INT64 = TensorProto.INT64
 
@@ -225,6 +230,150 @@ class CastLike(OpRule):
     def abstract(self, ctx: NodeContext, x: Interval, like: Interval) -> Interval:
         _check_target(like.elem_type, "CastLike")
         return _cast(x, like.elem_type)
+
+
+# ------------------------------------------------------------------------------ quantization
+_QUANTIZED = {
+    TensorProto.INT8: (-(2**7), 2**7 - 1), TensorProto.UINT8: (0, 2**8 - 1),
+    TensorProto.INT16: (-(2**15), 2**15 - 1), TensorProto.UINT16: (0, 2**16 - 1),
+}
+
+
+def _quantized_type(elem_type: int, op: str, int32: bool = False) -> int:
+    """The quantized element type, checked to be one the rules support."""
+    if elem_type in _QUANTIZED or (int32 and elem_type == TensorProto.INT32):
+        return elem_type
+    raise UnsupportedOperator(f"{op}: quantized element type {elem_type} is not supported "
+                              "(int8, uint8, int16, uint16" + (", int32)" if int32 else ")"))
+
+
+def _param_layout(shape: Sequence[int], param: Sequence[int], axis: int, block_size: int,
+                  op: str) -> Callable[[Tensor], Tensor]:
+    """How a scale or zero point of shape ``param`` broadcasts to the input of shape ``shape``:
+    per tensor (one value), per axis (1-D along ``axis``) or blocked (``block_size`` copies along it)."""
+    rank = len(shape)
+    if math.prod(param) == 1 and len(param) <= 1:
+        return lambda t: t.reshape(())
+    if not -rank <= axis < rank:
+        raise UnsupportedOperator(f"{op}: axis {axis} out of range for rank {rank}")
+    axis %= rank
+    if len(param) == 1 and param[0] == shape[axis] and not block_size:
+        view = [1] * rank
+        view[axis] = shape[axis]
+        return lambda t: t.reshape(view)
+    fits = len(param) == rank and block_size > 0 and all(
+        p == n if a != axis else p == -(-n // block_size) for a, (p, n) in enumerate(zip(param, shape)))
+    if not fits:
+        raise UnsupportedOperator(f"{op}: scale of shape {tuple(param)} does not fit input {tuple(shape)} "
+                                  f"(axis {axis}, block_size {block_size})")
+    return lambda t: t.repeat_interleave(block_size, dim=axis).narrow(axis, 0, shape[axis])
+
+
+def _param(iv: Interval | None, layout: Callable[[Tensor], Tensor]) -> Interval | None:
+    """A scale or zero point interval laid out to broadcast against the input."""
+    if iv is None:
+        return None
+    lo, hi = iv.full()
+    return Interval.from_full(layout(lo), layout(hi), iv.elem_type)
+
+
+def _quotient_bounds(xl: Tensor, xh: Tensor, sl: Tensor, sh: Tensor, rel: float) -> tuple[Tensor, Tensor]:
+    """Bounds of the rounded quotient x / s (any value when s may be 0: x / 0 is infinite or NaN)."""
+    has_zero = (sl <= 0) & (sh >= 0)
+    corners = torch.stack([a / b for a in (xl, xh) for b in (torch.where(has_zero, 1.0, sl),
+                                                            torch.where(has_zero, 1.0, sh))])
+    corners = torch.nan_to_num(corners, nan=0.0)  # inf / inf (unbounded x and s): the other corners bound it
+    lo, hi = corners.amin(0), corners.amax(0)
+    lo, hi = lo - lo.abs() * rel, hi + hi.abs() * rel
+    inf = torch.full_like(lo, math.inf)
+    return torch.where(has_zero, -inf, lo), torch.where(has_zero, inf, hi)
+
+
+@register("QuantizeLinear", since=10)
+class QuantizeLinear(OpRule):
+    """y = saturate(round_half_even(x / y_scale) + y_zero_point), the division in float32 as
+    onnxruntime computes it. The output type is the zero point's, else ``output_dtype``, else uint8.
+    Float 8, 4 and 2-bit outputs (and ``saturate``, which only concerns float 8) are not supported."""
+
+    axis: int = 1
+    block_size: int = 0
+    output_dtype: int = 0
+    precision: int = 0
+    saturate: int = 1
+    hazards = (equal_to(0.0, "quantization divides by a zero scale", name="division-by-zero", operand=1),)
+    rounds = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in (0, TensorProto.FLOAT):
+            raise UnsupportedOperator(f"QuantizeLinear: precision {self.precision} (only float32 division)")
+
+    def _out_type(self, zero_point_type: int) -> int:
+        chosen = zero_point_type or self.output_dtype or TensorProto.UINT8
+        return _quantized_type(chosen, "QuantizeLinear")
+
+    def concrete(self, ctx: NodeContext, x: Tensor, scale: Tensor, zero_point: Tensor | None = None) -> Tensor:
+        zp_type = ctx.input_types[2] if zero_point is not None and len(ctx.input_types) > 2 else 0
+        if not x.is_floating_point():
+            raise UnsupportedOperator("QuantizeLinear: only floating-point inputs are supported")
+        low, high = _QUANTIZED[self._out_type(zp_type)]
+        layout = _param_layout(tuple(x.shape), tuple(scale.shape), self.axis, self.block_size, "QuantizeLinear")
+        q = torch.round(x.to(torch.float32) / layout(scale).to(torch.float32))
+        if zero_point is not None:
+            q = q + layout(zero_point).to(torch.float32)
+        out_dtype = zero_point.dtype if zero_point is not None else torch_dtype(self._out_type(0))
+        return q.clamp(low, high).to(out_dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, scale: Interval, zero_point: Interval | None = None) -> Interval:
+        if not is_float(x.elem_type):
+            raise UnsupportedOperator("QuantizeLinear: only floating-point inputs are supported")
+        out_type = self._out_type(zero_point.elem_type if zero_point is not None else 0)
+        low, high = _QUANTIZED[out_type]
+        layout = _param_layout(x.shape, scale.shape, self.axis, self.block_size, "QuantizeLinear")
+        # float32 division, or a 16-bit one: a few units of the coarser type's rounding
+        rel = 2 * max(float_facts(t).eps for t in (x.elem_type, scale.elem_type, TensorProto.FLOAT))
+        operands = [x, _param(scale, layout)] + ([_param(zero_point, layout)] if zero_point is not None else [])
+
+        def fn(xl, xh, sl, sh, zl=0.0, zh=0.0):
+            lo, hi = _quotient_bounds(xl, xh, sl, sh, rel)
+            lo, hi = torch.round(lo) + zl, torch.round(hi) + zh
+            return lo.clamp(low, high), hi.clamp(low, high)
+
+        return elementwise(fn, operands, out_type)
+
+
+@register("DequantizeLinear", since=10)
+class DequantizeLinear(OpRule):
+    """y = (x - x_zero_point) * x_scale: the integer difference is converted to float32 (exact
+    below 2**24, so only int32 inputs round there) and multiplied in float32; the output type is
+    ``output_dtype``, else the scale's. The interpreter rounds the real product outward."""
+
+    axis: int = 1
+    block_size: int = 0
+    output_dtype: int = 0
+    hazards = (Overflow(),)
+
+    def concrete(self, ctx: NodeContext, x: Tensor, scale: Tensor, zero_point: Tensor | None = None) -> Tensor:
+        layout = _param_layout(tuple(x.shape), tuple(scale.shape), self.axis, self.block_size, "DequantizeLinear")
+        diff = x.to(torch.int64) - (layout(zero_point).to(torch.int64) if zero_point is not None else 0)
+        wide = torch.float64 if scale.dtype == torch.float64 else torch.float32
+        y = diff.to(torch.float32).to(wide) * layout(scale).to(wide)
+        return y.to(torch_dtype(self.output_dtype) if self.output_dtype else scale.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval, scale: Interval, zero_point: Interval | None = None) -> Interval:
+        _quantized_type(x.elem_type, "DequantizeLinear", int32=True)
+        layout = _param_layout(x.shape, scale.shape, self.axis, self.block_size, "DequantizeLinear")
+        out_type = self.output_dtype or scale.elem_type
+        operands = [x, _param(scale, layout)] + ([_param(zero_point, layout)] if zero_point is not None else [])
+        rounds_diff = x.elem_type == TensorProto.INT32
+        eps = float_facts(TensorProto.FLOAT).eps
+
+        def fn(xl, xh, sl, sh, zl=0, zh=0):
+            dl, dh = (xl - zh).to(torch.float64), (xh - zl).to(torch.float64)
+            if rounds_diff:  # int32 to float32 rounds beyond 2**24
+                dl, dh = dl - dl.abs() * eps, dh + dh.abs() * eps
+            return arith.mul(dl, dh, sl, sh)
+
+        return elementwise(fn, operands, out_type)
 
 
 # ------------------------------------------------------------------------------ dropout

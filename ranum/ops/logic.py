@@ -1,4 +1,4 @@
-"""Comparisons, boolean logic, selection and float classification: exact operators on 0/1 bounds.
+"""Comparisons, boolean logic, selection, float classification and integer bitwise operators.
 
 Boolean tensors have int64 bounds in {0, 1} (0 = False). Every rule here only decides or selects
 values, so none rounds (``rounds = False``).
@@ -18,6 +18,9 @@ Invariants and conventions:
   bound is 1 only where a detected infinity lies inside the operand's interval.
 * ``Where`` selects block-wise: a block whose condition is decided takes that branch's bounds, an
   undecided one the join of both branches.
+* ``BitwiseAnd/Or/Xor/Not`` act on two's-complement integers (int64 bounds, see
+  :mod:`ranum.ops._bits`): exact on points, otherwise bounded through the sign of each operand and its
+  highest set bit.
 """
 
 from __future__ import annotations
@@ -30,12 +33,17 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain.interval import Interval, elementwise
+from ranum.ops import _bits as int_bits
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops._relations import guarded_branches
 from ranum.ops.registry import register
 
 __all__ = [
     "And",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
     "Equal",
     "Greater",
     "GreaterOrEqual",
@@ -281,3 +289,57 @@ class IsNaN(OpRule):
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         return x.with_bounds(torch.zeros_like(x.lower, dtype=torch.int64),
                              torch.ones_like(x.lower, dtype=torch.int64), BOOL)
+
+
+# ----------------------------------------------------------------------------- bitwise
+class _Bitwise(OpRule):
+    """Element-wise bitwise operation on integers with broadcasting (opset 18)."""
+
+    rounds = False
+    op: ClassVar[str]
+
+    def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
+        t = int_bits.operand_type(ctx.input_types, a, type(self).op_type)
+        return int_bits.bitwise(self.op, a, b, t).to(a.dtype)
+
+    def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
+        int_bits.int_type(a.elem_type, type(self).op_type)
+        if ctx.same_input(0, 1):  # x & x = x | x = x, x ^ x = 0
+            return a.with_bounds(torch.zeros_like(a.lower), torch.zeros_like(a.lower)) if self.op == "xor" else a
+        return elementwise(lambda *bounds: int_bits.bitwise_bounds(self.op, *bounds), [a, b], a.elem_type)
+
+
+@register("BitwiseAnd", since=18)
+class BitwiseAnd(_Bitwise):
+    """a & b: the result's bits are set in both operands."""
+
+    op = "and"
+
+
+@register("BitwiseOr", since=18)
+class BitwiseOr(_Bitwise):
+    """a | b: the result's bits are set in either operand."""
+
+    op = "or"
+
+
+@register("BitwiseXor", since=18)
+class BitwiseXor(_Bitwise):
+    """a ^ b; ``x ^ x`` is 0."""
+
+    op = "xor"
+
+
+@register("BitwiseNot", since=18)
+class BitwiseNot(OpRule):
+    """~x: -x - 1 for signed integers, max - x for unsigned ones (exact)."""
+
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        t = int_bits.operand_type(ctx.input_types, x, "BitwiseNot")
+        return t.wrap(~x.to(torch.int64)).to(x.dtype)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        t = int_bits.int_type(x.elem_type, "BitwiseNot")
+        return x.with_bounds(*int_bits.not_bounds(x.lower, x.upper, t))

@@ -1,4 +1,4 @@
-"""Soundness cases: activation functions (ReLU family, squashings, GELU, Mish)."""
+"""Soundness cases: activation functions (ReLU family, squashings, GELU, Mish, Shrink)."""
 
 from onnx import TensorProto
 
@@ -69,4 +69,14 @@ CASES = [
     OpCase("Gelu", (Operand((3, 4), F16, low=-8, high=6),), attrs={"approximate": "tanh"}, opset=20,
            name="Gelu-tanh-f16"),
     OpCase("Gelu", (Operand((3, 4), F16, low=-8, high=6),), opset=20, name="Gelu-f16"),
+    OpCase("Shrink", (Operand((3, 4)),), opset=9, name="Shrink"),
+    OpCase("Shrink", (Operand((3, 4)),), attrs={"bias": 1.5, "lambd": 1.0}, name="Shrink-soft"),
+    OpCase("Shrink", (Operand((3, 4)),), attrs={"bias": -0.5, "lambd": 0.2}, name="Shrink-negative-bias"),
+    OpCase("Shrink", (Operand((3, 4), TensorProto.FLOAT16),), attrs={"bias": 0.3, "lambd": 0.7}, name="Shrink-f16"),
+    OpCase("Shrink", (Operand((3, 4), TensorProto.DOUBLE),), attrs={"bias": 0.1}, name="Shrink-double"),
+    OpCase("Shrink", (Operand((3, 4), TensorProto.INT32, -50, 50),), attrs={"bias": 1.5, "lambd": 2.0},
+           name="Shrink-int32"),
+    OpCase("Shrink", (Operand((3, 4), TensorProto.INT8, -128, 127),), attrs={"bias": 2.5, "lambd": 1.0},
+           name="Shrink-int8"),
+    OpCase("Shrink", (Operand((3, 4), low=-3e38, high=3e38),), attrs={"bias": -1e38}, name="Shrink-overflow"),
 ]

@@ -1,10 +1,12 @@
-"""Soundness cases: element-wise arithmetic with broadcasting, Pow, Mod, Clip, CumSum, exact unary maps."""
+"""Soundness cases: element-wise arithmetic with broadcasting, Pow, Mod, Clip, CumSum, CumProd, BitShift,
+exact unary maps."""
 
 from onnx import TensorProto
 
 from tests.ops.harness import OpCase, Operand
 
 I64, I32, F16 = TensorProto.INT64, TensorProto.INT32, TensorProto.FLOAT16
+U8 = TensorProto.UINT8
 
 CASES = [
     OpCase("Add", (Operand((3, 4)), Operand((4,)))),
@@ -84,4 +86,33 @@ CASES = [
     OpCase("CumSum", (Operand((3, 4), I32, -9, 9), Operand((), I32, value=0)), attrs={"reverse": 1},
            name="CumSum-int32"),
     OpCase("CumSum", (Operand((4,), low=2e38, high=3e38), Operand((), I64, value=0)), name="CumSum-overflow"),
+    # CumProd
+    OpCase("CumProd", (Operand((3, 4), low=-2, high=2), Operand((), I64, value=1)), opset=26, name="CumProd"),
+    OpCase("CumProd", (Operand((4, 3), low=0.5, high=1.5), Operand((), I32, value=-2)), attrs={"exclusive": 1},
+           opset=26, name="CumProd-exclusive"),
+    OpCase("CumProd", (Operand((2, 3, 4)), Operand((1,), I64, value=[2])), attrs={"reverse": 1}, opset=26,
+           name="CumProd-reverse"),
+    OpCase("CumProd", (Operand((5, 2)), Operand((), I64, value=0)), attrs={"exclusive": 1, "reverse": 1}, opset=26,
+           name="CumProd-exclusive-reverse"),
+    OpCase("CumProd", (Operand((3, 4), I64, -9, 9), Operand((), I64, value=1)), opset=26, name="CumProd-int64"),
+    OpCase("CumProd", (Operand((2, 6), I32, -300, 300), Operand((), I32, value=1)), opset=26,
+           name="CumProd-int32-wraps"),
+    OpCase("CumProd", (Operand((3, 4), F16, -3, 3), Operand((), I64, value=1)), opset=26, name="CumProd-f16"),
+    OpCase("CumProd", (Operand((6,), low=-1e10, high=1e10), Operand((), I64, value=0)), opset=26,
+           name="CumProd-overflow"),
+    # BitShift
+    OpCase("BitShift", (Operand((3, 4), U8, 0, 255), Operand((3, 4), U8, 0, 9)), attrs={"direction": "LEFT"},
+           opset=11, name="BitShift-left-uint8"),
+    OpCase("BitShift", (Operand((3, 4), U8, 0, 255), Operand((4,), U8, 0, 9)), attrs={"direction": "RIGHT"},
+           opset=11, name="BitShift-right-uint8"),
+    OpCase("BitShift", (Operand((3, 4), U8, 0, 15), Operand((), U8, value=2)), attrs={"direction": "LEFT"},
+           opset=11, name="BitShift-left-no-wrap"),
+    OpCase("BitShift", (Operand((3, 4), TensorProto.UINT32, 0, 2**32 - 1), Operand((3, 4), TensorProto.UINT32, 0, 40)),
+           attrs={"direction": "RIGHT"}, opset=11, name="BitShift-right-uint32"),
+    OpCase("BitShift", (Operand((3, 4), I32, -1000, 1000), Operand((3, 4), I32, -2, 35)),
+           attrs={"direction": "RIGHT"}, opset=28, name="BitShift-right-int32"),
+    OpCase("BitShift", (Operand((3, 4), TensorProto.INT8, -20, 20), Operand((3, 4), TensorProto.INT8, -1, 9)),
+           attrs={"direction": "LEFT"}, opset=28, name="BitShift-left-int8"),
+    OpCase("BitShift", (Operand((3, 4), I64, -2**40, 2**40), Operand((4,), I64, 0, 70)),
+           attrs={"direction": "LEFT"}, opset=28, name="BitShift-left-int64"),
 ]

@@ -1,4 +1,5 @@
-"""Soundness cases: Conv, ConvTranspose, AveragePool, MaxPool, GlobalAveragePool, GlobalMaxPool."""
+"""Soundness cases: Conv, ConvTranspose, AveragePool, MaxPool, LpPool, GlobalAveragePool, GlobalMaxPool,
+GlobalLpPool."""
 
 from onnx import TensorProto
 
@@ -76,4 +77,17 @@ CASES = [
     OpCase("GlobalAveragePool", (Operand((1, 2, 32, 32), F16, 0.5, 3),), name="GlobalAveragePool-f16"),
     OpCase("GlobalMaxPool", (Operand((2, 3, 4, 5)),), name="GlobalMaxPool-2d"),
     OpCase("GlobalMaxPool", (Operand((1, 3, 2, 2, 3), F16),), name="GlobalMaxPool-3d-f16"),
+    OpCase("LpPool", (Operand((1, 2, 7)),), attrs={"kernel_shape": [3], "strides": [2]}, name="LpPool-1d"),
+    OpCase("LpPool", (Operand((2, 2, 6, 5)),), attrs={"kernel_shape": [3, 2], "pads": [1, 0, 1, 1], "p": 1},
+           opset=11, name="LpPool-2d-p1-pads"),
+    OpCase("LpPool", (Operand((1, 2, 7, 6)),), attrs={"kernel_shape": [2, 2], "dilations": [2, 1], "p": 3,
+                                                         "ceil_mode": 1, "strides": [2, 2]}, name="LpPool-p3-dil-ceil"),
+    OpCase("LpPool", (Operand((1, 2, 6, 5)),), attrs={"kernel_shape": [3, 3], "strides": [2, 2],
+                                                         "auto_pad": "SAME_UPPER"}, opset=22, name="LpPool-same-upper"),
+    OpCase("LpPool", (Operand((1, 2, 5), F16, -300, 300),), attrs={"kernel_shape": [2], "p": 2}, name="LpPool-f16"),
+    OpCase("LpPool", (Operand((1, 1, 4), low=-3e19, high=3e19),), attrs={"kernel_shape": [2]},
+           name="LpPool-overflow"),
+    OpCase("GlobalLpPool", (Operand((2, 3, 4, 5)),), name="GlobalLpPool"),
+    OpCase("GlobalLpPool", (Operand((1, 2, 7)),), attrs={"p": 3}, name="GlobalLpPool-p3"),
+    OpCase("GlobalLpPool", (Operand((1, 2, 3, 3), F16),), attrs={"p": 1}, name="GlobalLpPool-f16"),
 ]

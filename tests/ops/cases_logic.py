@@ -1,4 +1,4 @@
-"""Soundness cases: comparisons, boolean logic, Where, IsInf/IsNaN; Bernoulli and Multinomial.
+"""Soundness cases: comparisons, boolean logic, Where, IsInf/IsNaN, bitwise operators; Bernoulli and Multinomial.
 
 Narrow integer ranges make many blocks points, so that decided comparisons are exercised too.
 Bernoulli and Multinomial draw random values: the harness checks that onnxruntime's samples lie
@@ -10,6 +10,7 @@ from onnx import TensorProto
 from tests.ops.harness import OpCase, Operand
 
 BOOL, F16, I32, I64 = TensorProto.BOOL, TensorProto.FLOAT16, TensorProto.INT32, TensorProto.INT64
+I8, U8, I16, U16 = TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16
 
 
 def _bool(shape: tuple[int, ...]) -> Operand:
@@ -98,4 +99,24 @@ def _random() -> list[OpCase]:
     ]
 
 
-CASES = _comparisons() + _logic() + _where() + _classification() + _random()
+
+
+def _bitwise() -> list[OpCase]:
+    cases = []
+    for op in ("BitwiseAnd", "BitwiseOr", "BitwiseXor"):
+        cases += [
+            OpCase(op, (Operand((3, 4), I32, -40, 40), Operand((3, 4), I32, -40, 40)), name=f"{op}-int32"),
+            OpCase(op, (Operand((3, 4), U8, 0, 255), Operand((4,), U8, 3, 60)), name=f"{op}-uint8-broadcast"),
+            OpCase(op, (Operand((2, 3), I8, -128, 127), Operand((2, 3), I8, -5, -1)), name=f"{op}-int8-negative"),
+            OpCase(op, (Operand((2, 3), I64, -2**40, 2**50), Operand((1, 3), I64, 0, 2**20)), name=f"{op}-int64"),
+            OpCase(op, (Operand((2, 3), U16, 0, 65535), Operand((2, 3), U16, 100, 200)), name=f"{op}-uint16"),
+        ]
+    return cases + [
+        OpCase("BitwiseNot", (Operand((3, 4), I32, -40, 40),), name="BitwiseNot-int32"),
+        OpCase("BitwiseNot", (Operand((3, 4), U8, 0, 255),), name="BitwiseNot-uint8"),
+        OpCase("BitwiseNot", (Operand((3, 4), U16, 0, 65535),), name="BitwiseNot-uint16"),
+        OpCase("BitwiseNot", (Operand((2, 2), I16, -9, 9),), name="BitwiseNot-int16"),
+    ]
+
+
+CASES = _comparisons() + _logic() + _where() + _classification() + _random() + _bitwise()

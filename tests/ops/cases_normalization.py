@@ -1,5 +1,5 @@
 """Soundness cases: BatchNormalization, LayerNormalization, InstanceNormalization, GroupNormalization,
-LpNormalization."""
+LpNormalization, LRN, MeanVarianceNormalization."""
 
 from onnx import TensorProto
 
@@ -45,4 +45,24 @@ CASES = [
     OpCase("LpNormalization", (Operand((4, 3), low=0.0, high=2.0),), attrs={"axis": 0},
            name="LpNormalization-nonneg-axis0"),
     OpCase("LpNormalization", (Operand((2, 6), F16),), name="LpNormalization-f16"),
+    OpCase("LRN", (Operand((2, 5, 3, 3)),), attrs={"size": 3}, name="LRN"),
+    OpCase("LRN", (Operand((1, 6, 2, 3), low=-20, high=20),), attrs={"size": 5, "alpha": 0.5, "beta": 1.5,
+                                                                        "bias": 2.0}, name="LRN-big-alpha"),
+    OpCase("LRN", (Operand((1, 4, 2, 2), low=-1, high=1),), attrs={"size": 5, "alpha": 1.0, "beta": 0.4,
+                                                                      "bias": 1e-3}, opset=11, name="LRN-small-bias"),
+    OpCase("LRN", (Operand((1, 3, 2, 2), F16),), attrs={"size": 3, "alpha": 0.01}, name="LRN-f16"),
+    OpCase("LRN", (Operand((1, 4, 1, 2), low=-3e19, high=3e19),), attrs={"size": 3}, name="LRN-overflow",
+           check_agreement=False),  # onnxruntime's running sum turns inf - inf into NaN, the formula does not
+    # Constant slices (a drawn point block covering a slice) are 0/0 in exact arithmetic; whether
+    # onnxruntime's float32 mean of them is exact (NaN) or not (+-1) depends on its summation order, so
+    # agreement is checked on non-constant data in test_small_ops.py. Explicit axes: onnx shape
+    # inference gives the default-axes node no output type (test_small_ops.py covers the default).
+    OpCase("MeanVarianceNormalization", (Operand((2, 3, 4, 2)),), attrs={"axes": [0, 2, 3]},
+           name="MeanVarianceNormalization", check_agreement=False),
+    OpCase("MeanVarianceNormalization", (Operand((3, 5)),), attrs={"axes": [1]}, opset=9,
+           name="MeanVarianceNormalization-rows-opset9", check_agreement=False),
+    OpCase("MeanVarianceNormalization", (Operand((2, 3, 4), low=5.0, high=6.0),), attrs={"axes": [0, -1]},
+           name="MeanVarianceNormalization-axes-0-2", check_agreement=False),
+    OpCase("MeanVarianceNormalization", (Operand((4, 3), low=-1e-3, high=1e-3),), attrs={"axes": [0]},
+           name="MeanVarianceNormalization-small", check_agreement=False),
 ]

@@ -1,4 +1,4 @@
-"""Soundness cases: shape manipulation, constants, ranges, casts, dropout."""
+"""Soundness cases: shape manipulation, constants, ranges, casts, (de)quantization, dropout."""
 
 from onnx import TensorProto, helper
 
@@ -6,6 +6,7 @@ from tests.ops.harness import OpCase, Operand
 
 F16, INT64, INT32, BOOL, DOUBLE = (TensorProto.FLOAT16, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL,
                                    TensorProto.DOUBLE)
+I8, U8, I16, U16 = TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16
 INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
 
 
@@ -100,4 +101,64 @@ CASES = [
     OpCase("Dropout", (X234, scalar(0.3), scalar(True, BOOL)), outputs=2,
            check_agreement=False, name="Dropout-training"),
     OpCase("Dropout", (X234,), attrs={"ratio": 0.2}, opset=11, name="Dropout-opset11"),
+    # DepthToSpace, SpaceToDepth
+    OpCase("DepthToSpace", (Operand((2, 8, 2, 3)),), attrs={"blocksize": 2}, name="DepthToSpace-DCR"),
+    OpCase("DepthToSpace", (Operand((1, 8, 2, 3)),), attrs={"blocksize": 2, "mode": "CRD"}, name="DepthToSpace-CRD"),
+    OpCase("DepthToSpace", (Operand((1, 9, 2, 1), F16),), attrs={"blocksize": 3, "mode": "CRD"}, opset=11,
+           name="DepthToSpace-f16-opset11"),
+    OpCase("DepthToSpace", (Operand((1, 4, 1, 2), TensorProto.UINT8, 0, 200),), attrs={"blocksize": 2}, opset=13,
+           name="DepthToSpace-uint8"),
+    OpCase("SpaceToDepth", (Operand((2, 2, 4, 6)),), attrs={"blocksize": 2}, name="SpaceToDepth"),
+    OpCase("SpaceToDepth", (Operand((1, 2, 4, 6)),), attrs={"blocksize": 2, "mode": "CRD"}, opset=28,
+           name="SpaceToDepth-CRD"),
+    OpCase("SpaceToDepth", (Operand((1, 1, 3, 3), F16),), attrs={"blocksize": 3}, opset=13, name="SpaceToDepth-f16"),
+    # EyeLike
+    OpCase("EyeLike", (Operand((3, 4)),), name="EyeLike"),
+    OpCase("EyeLike", (Operand((4, 3), INT32, -5, 5),), attrs={"k": -1}, name="EyeLike-int32-lower"),
+    OpCase("EyeLike", (Operand((3, 5)),), attrs={"k": 2, "dtype": DOUBLE}, opset=22, name="EyeLike-dtype-upper"),
+    OpCase("EyeLike", (Operand((2, 2), INT64, 0, 3),), attrs={"k": 5, "dtype": TensorProto.FLOAT},
+           name="EyeLike-off-matrix"),
+    # ReverseSequence
+    OpCase("ReverseSequence", (Operand((4, 3, 2)), ints(4, 1, 0)), name="ReverseSequence-time0"),
+    OpCase("ReverseSequence", (Operand((3, 5), F16), ints(5, 2, 3)), attrs={"batch_axis": 0, "time_axis": 1},
+           name="ReverseSequence-batch0-f16"),
+    OpCase("ReverseSequence", (Operand((5, 3), INT64, -9, 9), Operand((3,), INT64, 0, 5)),
+           name="ReverseSequence-range-lens"),
+    OpCase("ReverseSequence", (Operand((3, 4, 2)), Operand((3,), INT64, 1, 3)), attrs={"batch_axis": 0, "time_axis": 1},
+           name="ReverseSequence-range-lens-batch0"),
+    # QuantizeLinear, DequantizeLinear
+    OpCase("QuantizeLinear", (Operand((3, 4)), Operand((), value=0.02), Operand((), U8, value=128)), opset=13,
+           name="QuantizeLinear-uint8"),
+    OpCase("QuantizeLinear", (Operand((3, 4), low=-40, high=40), Operand((), value=0.25), Operand((), I8, value=-3)),
+           opset=10, name="QuantizeLinear-int8-opset10"),
+    OpCase("QuantizeLinear", (Operand((3, 4), low=-2, high=6), Operand((1,), low=0.01, high=0.05)), opset=13,
+           name="QuantizeLinear-range-scale-no-zp"),
+    OpCase("QuantizeLinear", (Operand((3, 4)), Operand((1,), low=-0.1, high=0.1), Operand((1,), I8, value=[1])),
+           opset=13, name="QuantizeLinear-scale-through-zero"),
+    OpCase("QuantizeLinear", (Operand((2, 3, 4)), Operand((3,), value=[0.01, 0.05, 0.5]),
+                              Operand((3,), I8, value=[0, -5, 7])), name="QuantizeLinear-per-axis"),
+    OpCase("QuantizeLinear", (Operand((2, 4, 3)), Operand((2, 2, 3), low=0.001, high=0.01),
+                              Operand((2, 2, 3), I16, value=[-3, 0, 5] * 4)),
+           attrs={"axis": 1, "block_size": 2}, opset=21, name="QuantizeLinear-blocked-int16"),
+    OpCase("QuantizeLinear", (Operand((3, 4), low=-1e3, high=1e3), Operand((), value=0.5)),
+           attrs={"output_dtype": I8}, opset=21, name="QuantizeLinear-output-dtype"),
+    OpCase("QuantizeLinear", (Operand((3, 4), F16, -100, 100), Operand((), F16, value=0.3), Operand((), U8, value=10)),
+           opset=19, name="QuantizeLinear-f16"),
+    OpCase("QuantizeLinear", (Operand((3, 4), low=-10, high=300), Operand((), value=0.01),
+                              Operand((), U16, value=1000)), opset=21, name="QuantizeLinear-uint16"),
+    OpCase("DequantizeLinear", (Operand((3, 4), I8, -128, 127), Operand((), value=0.1), Operand((), I8, value=3)),
+           opset=13, name="DequantizeLinear-int8"),
+    OpCase("DequantizeLinear", (Operand((3, 4), U8, 0, 255), Operand((), value=0.5)), opset=10,
+           name="DequantizeLinear-uint8-opset10"),
+    OpCase("DequantizeLinear", (Operand((2, 3, 2), U8, 0, 255), Operand((3,), low=0.01, high=2.0),
+                                Operand((3,), U8, value=[0, 128, 255])), name="DequantizeLinear-per-axis"),
+    OpCase("DequantizeLinear", (Operand((3, 4), TensorProto.INT32, -2**31, 2**31 - 1), Operand((), value=3.0)),
+           name="DequantizeLinear-int32"),
+    OpCase("DequantizeLinear", (Operand((2, 4), I16, -3000, 3000), Operand((2, 2), F16, 0.001, 0.2),
+                                Operand((2, 2), I16, value=[1, -1, 2, 0])), attrs={"axis": 1, "block_size": 2},
+           opset=21, name="DequantizeLinear-blocked-f16"),
+    OpCase("DequantizeLinear", (Operand((3, 4), U16, 0, 65535), Operand((1,), low=0.5, high=1e36),
+                                Operand((1,), U16, value=[7])), opset=21, name="DequantizeLinear-uint16-overflow"),
+    OpCase("DequantizeLinear", (Operand((3, 4), I8, -128, 127), Operand((), value=0.1)),
+           attrs={"output_dtype": F16}, opset=23, name="DequantizeLinear-output-dtype"),
 ]
