@@ -97,25 +97,53 @@ def _few_ranges_reduce(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor,
     """The same reduction, one slice per distinct range, when they cover at most a few passes over
     the axis (e.g. token ids over a whole vocabulary: one range); None when the table is cheaper."""
     whole = _WHOLE_REDUCE.get(reduce)
-    if whole is None:
+    distinct = _distinct_ranges(ranges, values.shape[axis])
+    if whole is None or distinct is None:
         return None
-    n = values.shape[axis]
+    firsts, lasts, indices = distinct
+    parts = [whole(values.narrow(axis, first, last - first + 1), dim=axis, keepdim=True)
+             for first, last in zip(firsts, lasts)]
+    table = torch.cat(parts, axis)
+    out = None
+    for index in indices:
+        part = pick(table, index)
+        out = part if out is None else reduce(out, part)
+    return out
+
+
+def _few_ranges_hull(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, Tensor]],
+                     pick: Pick) -> tuple[Tensor, Tensor] | None:
+    """Minimum and maximum over each range, one ``aminmax`` pass per distinct range (see
+    :func:`_few_ranges_reduce`); None when the ranges cover more than a few passes."""
+    distinct = _distinct_ranges(ranges, values.shape[axis])
+    if distinct is None:
+        return None
+    firsts, lasts, indices = distinct
+    pairs = [torch.aminmax(values.narrow(axis, first, last - first + 1), dim=axis, keepdim=True)
+             for first, last in zip(firsts, lasts)]
+    lows, highs = torch.cat([p[0] for p in pairs], axis), torch.cat([p[1] for p in pairs], axis)
+    low = high = None
+    for index in indices:
+        lo, hi = pick(lows, index), pick(highs, index)
+        low = lo if low is None else torch.minimum(low, lo)
+        high = hi if high is None else torch.maximum(high, hi)
+    return low, high
+
+
+def _distinct_ranges(ranges: Sequence[tuple[Tensor, Tensor]], n: int
+                     ) -> tuple[list[int], list[int], list[Tensor]] | None:
+    """The distinct (first, last) pairs of ``ranges`` and, per range tensor pair, the index of each
+    element's pair; None when the distinct ranges cover more than four passes over the ``n`` positions."""
     # one int64 key per (first, last) pair: a 1-D unique is far faster than unique over rows
     keys = torch.cat([(a.reshape(-1) * (n + 1) + torch.maximum(a, b).reshape(-1)).long() for a, b in ranges])
     distinct, inverse = torch.unique(keys, return_inverse=True)
     firsts, lasts = distinct // (n + 1), distinct % (n + 1)
     if int((lasts - firsts + 1).sum()) > 4 * n:
         return None
-    parts = [whole(values.narrow(axis, first, last - first + 1), dim=axis, keepdim=True)
-             for first, last in zip(firsts.tolist(), lasts.tolist())]
-    table = torch.cat(parts, axis)
     shape = ranges[0][0].shape
-    out = None
-    for k in range(len(ranges)):
-        index = inverse[k * math.prod(shape):(k + 1) * math.prod(shape)].reshape(shape)
-        part = pick(table, index)
-        out = part if out is None else reduce(out, part)
-    return out
+    size = math.prod(shape)
+    indices = [inverse[k * size:(k + 1) * size].reshape(shape) for k in range(len(ranges))]
+    return firsts.tolist(), lasts.tolist(), indices
 
 
 def _block_of(splits: tuple[int, ...], position: Tensor) -> Tensor:
@@ -136,6 +164,10 @@ def hull_blocks(lower: Tensor, upper: Tensor, splits: tuple[int, ...], axis: int
     """Block bounds of the hull over element-position ranges along ``axis`` (cut at ``splits``)."""
     blocks = [(_block_of(splits, a), _block_of(splits, b)) for a, b in ranges]
     pick = _select_pick(axis)
+    if lower is upper:  # a point table (an exact embedding): min and max in one pass per range
+        both = _few_ranges_hull(lower, axis, blocks, pick)
+        if both is not None:
+            return both
     return (_range_reduce(lower, axis, blocks, torch.minimum, pick),
             _range_reduce(upper, axis, blocks, torch.maximum, pick))
 

@@ -61,6 +61,20 @@ def test_gather_index_interval_hulls_allowed_positions_only() -> None:
     assert lo[:, 0].tolist() == [20.0, 30.0] and hi[:, 0].tolist() == [30.0, 30.0]
 
 
+def test_gather_from_a_point_table_hulls_each_index_range_exactly() -> None:
+    """An exact float32 table (a point: min and max taken in one pass) against brute force."""
+    rng = np.random.default_rng(0)
+    table = torch.from_numpy(rng.standard_normal((40, 3)).astype(np.float32))
+    case = OpCase("Gather", (Operand((40, 3)), Operand((4,), I64, -40, 39)))
+    low = torch.tensor([0, 5, -10, 39])
+    high = torch.tensor([39, 9, -1, 39])
+    out = _run(case, in0=Interval.point(table, FLOAT), in1=Interval.from_full(low, high, I64)).env["out0"]
+    lo, hi = out.full()
+    for k, (a, b) in enumerate(zip(low.tolist(), high.tolist())):
+        rows = table[[i % 40 for i in range(a, b + 1)]].double()
+        assert torch.equal(lo[k], rows.amin(0)) and torch.equal(hi[k], rows.amax(0))
+
+
 def test_gather_elements_index_interval() -> None:
     case = OpCase("GatherElements", (Operand((4, 1)), Operand((1, 1), I64, 0, 3)))
     index = Interval.from_full(torch.tensor([[1]]), torch.tensor([[2]]), I64)
