@@ -18,6 +18,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     logic,
     loss,
     normalization,
+    quantized,
     random,
     recurrent,
     reduce,
