@@ -25,6 +25,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     resize,
     shape,
     softmax,
+    transformer,
     trig,
 )
 from ranum.ops.registry import REGISTRY, Registry, register
