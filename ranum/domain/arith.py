@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["accumulation_gamma", "accumulator_facts", "add", "mul", "reciprocal", "square", "sub",
+__all__ = ["accumulation_gamma", "accumulator_facts", "add", "mul", "nan_to", "reciprocal", "square", "sub",
            "with_accumulation_error"]
 
 
 def add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """[l1, u1] + [l2, u2]; an infinite end on each side of opposite signs stays unbounded."""
-    lo = _nan_to(l1 + l2, -torch.inf)
-    hi = _nan_to(u1 + u2, torch.inf)
+    lo = nan_to(l1 + l2, -torch.inf)
+    hi = nan_to(u1 + u2, torch.inf)
     return lo, hi
 
 
@@ -53,7 +53,8 @@ def _times(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(torch.isnan(product), torch.zeros_like(product), product)
 
 
-def _nan_to(x: Tensor, value: float) -> Tensor:
+def nan_to(x: Tensor, value: float) -> Tensor:
+    """``x`` with NaN bounds replaced by ``value`` (an unbounded end: -inf for a lower, +inf for an upper)."""
     return torch.where(torch.isnan(x), torch.full_like(x, value), x)
 
 
@@ -120,7 +121,7 @@ def with_accumulation_error(
         new_lo = torch.where(torch.as_tensor(nonneg_terms), (lower * (1.0 - gamma)).clamp(min=0.0), new_lo)
     else:
         new_lo = torch.where(torch.as_tensor(nonneg_terms), torch.zeros_like(new_lo), new_lo)
-    return _nan_to(new_lo, -torch.inf), _nan_to(new_hi, torch.inf)
+    return nan_to(new_lo, -torch.inf), nan_to(new_hi, torch.inf)
 
 
 def _slack(abs_sum: Tensor, gamma: float) -> Tensor:

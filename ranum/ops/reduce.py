@@ -42,9 +42,6 @@ def sum_gamma(count: int, eps: float) -> float:
     return INF if n_u >= 0.5 else 2.0 * n_u / (1.0 - n_u)
 
 
-def _nan_to(x: Tensor, value: float) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
-
 
 def _fold_sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
     return t.sum(dim=dims, keepdim=True) if dims else t
@@ -65,8 +62,8 @@ def float_sum_bounds(t_lo: Tensor, t_hi: Tensor, weights: Tensor, dims: tuple[in
     """Bounds (for any summation order) of float sums over ``dims`` (kept, size 1) of the term blocks
     ``[t_lo, t_hi]``, each counted ``weights`` times; ``count`` terms per sum; ``products``: each term
     is itself a rounded product (adds its rounding and underflow)."""
-    s_lo = _nan_to(_fold_sum(t_lo * weights, dims), -INF)
-    s_hi = _nan_to(_fold_sum(t_hi * weights, dims), INF)
+    s_lo = arith.nan_to(_fold_sum(t_lo * weights, dims), -INF)
+    s_hi = arith.nan_to(_fold_sum(t_hi * weights, dims), INF)
     if not is_float(elem_type):
         return s_lo, s_hi
     facts = float_facts(elem_type)
@@ -85,7 +82,7 @@ def float_sum_bounds(t_lo: Tensor, t_hi: Tensor, weights: Tensor, dims: tuple[in
     negative = _fold_sum((-t_lo).clamp(min=0.0) * weights, dims) * (1.0 + gamma)
     hi = torch.where(positive > limit, torch.full_like(hi, INF), hi)
     lo = torch.where(negative > limit, torch.full_like(lo, -INF), lo)
-    return _nan_to(lo, -INF), _nan_to(hi, INF)
+    return arith.nan_to(lo, -INF), arith.nan_to(hi, INF)
 
 
 def _result(data: Interval, dims: tuple[int, ...], keep: bool, lo: Tensor, hi: Tensor, elem_type: int) -> Interval:
@@ -403,8 +400,8 @@ def _product_error(p_lo: Tensor, p_hi: Tensor, lo: Tensor, hi: Tensor, weights: 
     gamma = sum_gamma(count, facts.eps)  # partial products are at most the product of max(1, |factor|)
     log_partial = _fold_sum(weights * torch.log(torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)), dims)
     under = count * facts.subnormal * torch.exp(log_partial)
-    new_lo = _nan_to(p_lo - p_lo.abs() * gamma - under, -INF)
-    new_hi = _nan_to(p_hi + p_hi.abs() * gamma + under, INF)
+    new_lo = arith.nan_to(p_lo - p_lo.abs() * gamma - under, -INF)
+    new_hi = arith.nan_to(p_hi + p_hi.abs() * gamma + under, INF)
     new_lo = torch.where(p_lo >= 0, new_lo.clamp(min=0.0), new_lo)  # rounding keeps the sign (or gives 0)
     new_hi = torch.where(p_hi <= 0, new_hi.clamp(max=0.0), new_hi)
     over = log_partial + gamma > arith.accumulator_facts(elem_type).log_max

@@ -100,9 +100,6 @@ def _gap(x: Tensor, v: Tensor, counts: Tensor, dim: int) -> Tensor:
     return (x - ref) - _leave_one_out_lse(v - ref, counts, dim)
 
 
-def _nan_to(x: Tensor, value: float) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
-
 
 # ----------------------------------------------------------------------------- float error model
 def _compute_facts(elem_type: int) -> FloatFacts:
@@ -119,7 +116,7 @@ def _softmax_error(lo: Tensor, hi: Tensor, dim: int, n: int, elem_type: int) -> 
     facts = _compute_facts(elem_type)
     cap = -math.log(facts.subnormal)
     top = hi.amax(dim=dim, keepdim=True)
-    spread = _nan_to(top - lo, cap).clamp(min=0.0, max=cap)
+    spread = arith.nan_to(top - lo, cap).clamp(min=0.0, max=cap)
     term = facts.eps * (spread / 2 + 2)
     row_sum = facts.eps * (spread.amax(dim=dim, keepdim=True) / 2 + 2) \
         + arith.accumulation_gamma(n, elem_type) + n * facts.tiny
@@ -128,16 +125,16 @@ def _softmax_error(lo: Tensor, hi: Tensor, dim: int, n: int, elem_type: int) -> 
 
 # ----------------------------------------------------------------------------- block-wise kernels
 def _softmax_bounds(lo: Tensor, hi: Tensor, counts: Tensor, dim: int, n: int, elem_type: int) -> Bounds:
-    lower = _nan_to(torch.sigmoid(_gap(lo, hi, counts, dim)), 0.0)
-    upper = _nan_to(torch.sigmoid(_gap(hi, lo, counts, dim)), 1.0)
+    lower = arith.nan_to(torch.sigmoid(_gap(lo, hi, counts, dim)), 0.0)
+    upper = arith.nan_to(torch.sigmoid(_gap(hi, lo, counts, dim)), 1.0)
     term, row_sum, absolute = _softmax_error(lo, hi, dim, n, elem_type)
     rel = term + row_sum
     return (lower * (1 - rel) - absolute).clamp(0.0, 1.0), (upper * (1 + rel) + absolute).clamp(0.0, 1.0)
 
 
 def _log_softmax_bounds(lo: Tensor, hi: Tensor, counts: Tensor, dim: int, n: int, elem_type: int) -> Bounds:
-    lower = _nan_to(functional.logsigmoid(_gap(lo, hi, counts, dim)), -torch.inf)
-    upper = _nan_to(functional.logsigmoid(_gap(hi, lo, counts, dim)), 0.0)
+    lower = arith.nan_to(functional.logsigmoid(_gap(lo, hi, counts, dim)), -torch.inf)
+    upper = arith.nan_to(functional.logsigmoid(_gap(hi, lo, counts, dim)), 0.0)
     _, row_sum, _ = _softmax_error(lo, hi, dim, n, elem_type)
     eps = _compute_facts(elem_type).eps
     # |x_i - max| <= |y_i| and log(sum) <= |y_i|: rounding of both, of the log and of the difference

@@ -207,11 +207,8 @@ def rms_bounds(x: Interval, axis: int, epsilon: float, stash_type: int) -> Bound
     r_hi = far2.sum(1, keepdim=True) - far2
     upper = _rms_upper(hi, lo, r_lo, r_hi, n, epsilon, err)
     lower = -_rms_upper(-lo, -hi, r_lo, r_hi, n, epsilon, err)
-    return _nan_to(lower, -torch.inf).reshape(x.shape), _nan_to(upper, torch.inf).reshape(x.shape)
+    return arith.nan_to(lower, -torch.inf).reshape(x.shape), arith.nan_to(upper, torch.inf).reshape(x.shape)
 
-
-def _nan_to(x: Tensor, value: float) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
 
 
 @register("RMSNormalization", since=23)
@@ -351,8 +348,8 @@ def _rotated(a: Bounds, x: Bounds, b: Bounds, y: Bounds, facts: FloatFacts, sign
     lo, hi = arith.add(p_lo, p_hi, q_lo, q_hi)
     mag = [torch.maximum(lo_.abs(), hi_.abs()) for lo_, hi_ in ((a_lo, a_hi), (x_lo, x_hi), (b_lo, b_hi), (y_lo, y_hi))]
     norm = torch.sqrt(mag[0].square() + mag[2].square()) * torch.sqrt(mag[1].square() + mag[3].square())
-    slack = _nan_to(3 * facts.eps * (mag[0] * mag[1] + mag[2] * mag[3]) + 3 * facts.subnormal, torch.inf)
-    cap = _nan_to(norm, torch.inf)
+    slack = arith.nan_to(3 * facts.eps * (mag[0] * mag[1] + mag[2] * mag[3]) + 3 * facts.subnormal, torch.inf)
+    cap = arith.nan_to(norm, torch.inf)
     lo = torch.maximum(lo, -cap) - slack
     hi = torch.minimum(hi, cap) + slack
-    return _nan_to(lo, -torch.inf), _nan_to(hi, torch.inf)
+    return arith.nan_to(lo, -torch.inf), arith.nan_to(hi, torch.inf)
