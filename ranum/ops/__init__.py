@@ -23,6 +23,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     recurrent,
     reduce,
     resize,
+    sampling,
     shape,
     softmax,
     transformer,

@@ -18,7 +18,7 @@ from tests.ops.harness import OpCase, check_case
 # cannot build its one-node model; tests/ops/test_linear.py checks it against onnxruntime directly).
 COVERED_ELSEWHERE = {
     "If", "Loop", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli",
-    "GroupNormalization",
+    "GroupNormalization", "NonMaxSuppression",
 }
 
 
