@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.graph.loader import load_model
-from ranum.interpret import run_abstract, run_concrete
+from ranum.interpret import AbstractRun, run_abstract, run_concrete
 
 FLOAT = TensorProto.FLOAT
 
@@ -207,3 +207,14 @@ def _assert_hazard_declared(case, rule, graph, run, feeds, expected) -> None:
 
 
 _ = torch_dtype
+
+
+def run_text(text: str, ranges: dict[str, tuple[float, float]]) -> AbstractRun:
+    """Abstract run of a model in ONNX text; inputs get one-block intervals, initializers are exact."""
+    graph, _ = load_model(onnx.parser.parse_model(text))
+    initial = {info.name: Interval.uniform(*ranges[info.name], info.shape, info.elem_type) for info in graph.inputs}
+    for name, proto in graph.initializers.items():
+        initial[name] = Interval.point(torch.from_numpy(numpy_helper.to_array(proto).copy()), proto.data_type)
+    run = run_abstract(graph, initial)
+    assert not run.unsupported, run.unsupported
+    return run

@@ -19,9 +19,10 @@ from onnx import TensorProto, helper
 
 from ranum.domain.interval import Interval
 from ranum.graph.loader import load_model
-from ranum.interpret import AbstractRun, run_abstract
+from ranum.interpret import run_abstract
 from ranum.ops import REGISTRY
 from ranum.ops.sampling import NonMaxSuppression
+from tests.ops.harness import run_text
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
 
 with warnings.catch_warnings():
@@ -63,14 +64,6 @@ def test_node_cases_of_the_sampling_operators(model: onnx.ModelProto, inputs) ->
     check_node_case(model, inputs, _onnxruntime_outputs(model, inputs))
 
 
-def _run(text: str, ranges: dict[str, tuple[float, float]]) -> AbstractRun:
-    graph, _ = load_model(onnx.parser.parse_model(text))
-    initial = {info.name: Interval.uniform(*ranges[info.name], info.shape, info.elem_type) for info in graph.inputs}
-    for name, proto in graph.initializers.items():
-        initial[name] = Interval.point(torch.from_numpy(onnx.numpy_helper.to_array(proto).copy()), proto.data_type)
-    run = run_abstract(graph, initial)
-    assert not run.unsupported, run.unsupported
-    return run
 
 
 def test_grid_sample_bilinear_stays_in_the_input_range_for_any_grid() -> None:
@@ -78,7 +71,7 @@ def test_grid_sample_bilinear_stays_in_the_input_range_for_any_grid() -> None:
     g (float[1, 2, 8, 8] x, float[1, 5, 5, 2] grid) => (float[1, 2, 5, 5] y) {
         y = GridSample <mode = "bilinear", padding_mode = "border"> (x, grid)
     }"""
-    y = _run(text, {"x": (1.0, 2.0), "grid": (-float("inf"), float("inf"))}).env["y"]
+    y = run_text(text, {"x": (1.0, 2.0), "grid": (-float("inf"), float("inf"))}).env["y"]
     slack = 64 * float(torch.finfo(torch.float32).eps)  # error of a 4-term weighted sum of magnitude 2
     assert 1.0 - slack <= y.min() < 1.0 and 2.0 < y.max() <= 2.0 + slack
 
@@ -88,7 +81,7 @@ def test_grid_sample_zero_padding_joins_zero() -> None:
     g (float[1, 1, 4, 4] x, float[1, 3, 3, 2] grid) => (float[1, 1, 3, 3] y) {
         y = GridSample <mode = "nearest"> (x, grid)
     }"""
-    y = _run(text, {"x": (1.0, 2.0), "grid": (-2.0, 2.0)}).env["y"]
+    y = run_text(text, {"x": (1.0, 2.0), "grid": (-2.0, 2.0)}).env["y"]
     assert (y.min(), y.max()) == (0.0, 2.0)
 
 
@@ -97,7 +90,7 @@ def test_grid_sample_bicubic_overshoot_is_bounded() -> None:
     g (float[1, 1, 4, 4] x, float[1, 3, 3, 2] grid) => (float[1, 1, 3, 3] y) {
         y = GridSample <mode = "bicubic", padding_mode = "border"> (x, grid)
     }"""
-    y = _run(text, {"x": (0.0, 1.0), "grid": (-1.0, 1.0)}).env["y"]
+    y = run_text(text, {"x": (0.0, 1.0), "grid": (-1.0, 1.0)}).env["y"]
     assert -0.6 < y.min() < 0.0 and 1.0 < y.max() < 1.6
 
 
@@ -107,7 +100,7 @@ def test_roi_align_average_stays_in_the_feature_map_range() -> None:
     <int64[4] b = {0, 1, 1, 0}> {
         y = RoiAlign <mode = "avg", output_height = 2, output_width = 2> (x, rois, b)
     }"""
-    y = _run(text, {"x": (-1.0, 3.0), "rois": (0.0, 7.0)}).env["y"]
+    y = run_text(text, {"x": (-1.0, 3.0), "rois": (0.0, 7.0)}).env["y"]
     slack = 1024 * float(torch.finfo(torch.float32).eps)  # sum of at most 25 samples of 4 taps, magnitude 3
     assert -1.0 - slack <= y.min() and y.max() <= 3.0 + slack
 

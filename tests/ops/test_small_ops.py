@@ -24,6 +24,7 @@ from ranum.domain.interval import Interval
 from ranum.graph.loader import load_model
 from ranum.interpret import AbstractRun, run_abstract, run_concrete
 from ranum.ops import REGISTRY, _bits
+from tests.ops.harness import run_text
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
 
 with warnings.catch_warnings():
@@ -40,15 +41,6 @@ _PLAIN_TYPES = (np.float32, np.float64, np.float16, np.bool_, np.int8, np.uint8,
                 np.uint32, np.int64, np.uint64)
 
 
-def _run(text: str, ranges: dict[str, tuple[float, float]]) -> AbstractRun:
-    """Abstract run of a model in ONNX text; inputs get one-block intervals, initializers are exact."""
-    graph, _ = load_model(onnx.parser.parse_model(text))
-    initial = {info.name: Interval.uniform(*ranges[info.name], info.shape, info.elem_type) for info in graph.inputs}
-    for name, proto in graph.initializers.items():
-        initial[name] = Interval.point(torch.from_numpy(onnx.numpy_helper.to_array(proto).copy()), proto.data_type)
-    run = run_abstract(graph, initial)
-    assert not run.unsupported, run.unsupported
-    return run
 
 
 def _hazard_ids(run: AbstractRun) -> set[str]:
@@ -79,7 +71,7 @@ def test_node_cases_of_the_small_operators(model: onnx.ModelProto, inputs, outpu
 def test_depth_to_space_keeps_one_block_and_per_sample_blocks() -> None:
     text = """<ir_version: 8, opset_import: ["" : 13]>
     g (float[2, 8, 2, 3] x) => (float[2, 2, 4, 6] y) { y = DepthToSpace<blocksize = 2, mode = "CRD">(x) }"""
-    run = _run(text, {"x": (-1.0, 2.0)})
+    run = run_text(text, {"x": (-1.0, 2.0)})
     y = run.env["y"]
     assert y.numblocks == 1 and (y.min(), y.max()) == (-1.0, 2.0)
     graph, _ = load_model(onnx.parser.parse_model(text))
@@ -106,7 +98,7 @@ def test_reverse_sequence_with_range_lengths_leaves_the_tail_alone() -> None:
 def test_eye_like_is_exact() -> None:
     text = """<ir_version: 8, opset_import: ["" : 22]>
     g (float[3, 4] x) => (int64[3, 4] y) { y = EyeLike<k = 1, dtype = 7>(x) }"""
-    y = _run(text, {"x": (-5.0, 5.0)}).env["y"]
+    y = run_text(text, {"x": (-5.0, 5.0)}).env["y"]
     assert y.is_exact and y.exact_value().tolist() == [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
 
 
@@ -119,17 +111,17 @@ def _quantize(scale: str) -> str:
 
 
 def test_quantize_linear_reports_a_scale_range_holding_zero() -> None:
-    run = _run(_quantize("s"), {"x": (-1.0, 1.0), "s": (-0.01, 0.01)})
+    run = run_text(_quantize("s"), {"x": (-1.0, 1.0), "s": (-0.01, 0.01)})
     assert _hazard_ids(run) == {"division-by-zero"}
     assert (run.env["y"].min(), run.env["y"].max()) == (0, 255)
 
 
 def test_quantize_linear_with_a_nonzero_scale_is_safe_and_exact_where_decided() -> None:
     text = _quantize("c").replace("zp = ", "c = Constant<value = float {0.25}>()\n      zp = ")
-    run = _run(text, {"x": (-1.0, 1.0), "s": (1.0, 1.0)})
+    run = run_text(text, {"x": (-1.0, 1.0), "s": (1.0, 1.0)})
     assert not find_hazards(run)
     assert (run.env["y"].min(), run.env["y"].max()) == (124, 132)
-    run = _run(text, {"x": (-100.0, 100.0), "s": (1.0, 1.0)})
+    run = run_text(text, {"x": (-100.0, 100.0), "s": (1.0, 1.0)})
     assert (run.env["y"].min(), run.env["y"].max()) == (0, 255)  # saturated
 
 
@@ -139,7 +131,7 @@ def test_dequantize_linear_of_an_int8_range_is_exact() -> None:
       s = Constant<value = float {0.1}>()
       zp = Constant<value = int8 {3}>()
       y = DequantizeLinear(x, s, zp) }"""
-    run = _run(text, {"x": (-128, 127)})
+    run = run_text(text, {"x": (-128, 127)})
     scale = np.float32(0.1)
     assert run.env["y"].min() == float(np.float32(-128 - 3) * scale)
     assert run.env["y"].max() == float(np.float32(127 - 3) * scale)
@@ -153,11 +145,11 @@ def _lrn(bias: float, size: int = 3) -> str:
 
 
 def test_lrn_scale_hazard_needs_a_bias_at_most_its_rounding_error() -> None:
-    safe = _run(_lrn(1.0), {"x": (-3.0, 3.0)})
+    safe = run_text(_lrn(1.0), {"x": (-3.0, 3.0)})
     assert not find_hazards(safe)
     bound = 3.0 / 1.0**0.75
     assert -bound * 1.0001 <= safe.env["y"].min() < -0.9 * bound and 0.9 * bound < safe.env["y"].max()
-    assert _hazard_ids(_run(_lrn(0.0), {"x": (-3.0, 3.0)})) == {"lrn-nonpositive-scale"}
+    assert _hazard_ids(run_text(_lrn(0.0), {"x": (-3.0, 3.0)})) == {"lrn-nonpositive-scale"}
 
 
 def test_lrn_of_an_even_size_follows_the_spec_window() -> None:
@@ -187,7 +179,7 @@ def test_mean_variance_normalization_default_axes_agree_with_onnxruntime() -> No
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     got = run_concrete(graph, {"x": torch.from_numpy(x)}).values["y"].numpy()
     np.testing.assert_allclose(got, expected[0], rtol=1e-5, atol=1e-6)
-    run = _run(_MVN, {"x": (-3.0, 3.0)})
+    run = run_text(_MVN, {"x": (-3.0, 3.0)})
     assert bool(run.env["y"].contains(torch.from_numpy(expected[0])).all())
     assert _hazard_ids(run) == {"mvn-zero-variance"}  # a slice of the box can be constant
 
@@ -206,8 +198,8 @@ def test_mean_variance_normalization_is_capped_by_sqrt_n_when_slices_spread() ->
 def test_lp_pool_overflow_is_reported() -> None:
     text = """<ir_version: 8, opset_import: ["" : 18]>
     g (float[1, 1, 4] x) => (float[1, 1, 3] y) { y = LpPool<kernel_shape = [2], p = 2>(x) }"""
-    assert not find_hazards(_run(text, {"x": (-1e18, 1e18)}))
-    assert _hazard_ids(_run(text, {"x": (-1e19, 1e20)})) == {"overflow"}
+    assert not find_hazards(run_text(text, {"x": (-1e18, 1e18)}))
+    assert _hazard_ids(run_text(text, {"x": (-1e19, 1e20)})) == {"overflow"}
 
 
 def test_cum_prod_of_exact_small_integers_stays_exact() -> None:
@@ -259,7 +251,7 @@ def test_shift_bounds_contain_every_result_on_small_types(left: bool, elem_type:
 def test_bitwise_not_is_exact_for_unsigned_types() -> None:
     text = """<ir_version: 8, opset_import: ["" : 18]>
     g (uint8[3] x) => (uint8[3] y) { y = BitwiseNot(x) }"""
-    y = _run(text, {"x": (3, 40)}).env["y"]
+    y = run_text(text, {"x": (3, 40)}).env["y"]
     assert (y.min(), y.max()) == (215, 252)
 
 
