@@ -24,7 +24,7 @@ from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["GridSample", "GridSample20", "NonMaxSuppression", "RoiAlign", "RoiAlign16"]
+__all__ = ["GridSample", "GridSample16", "NonMaxSuppression", "RoiAlign", "RoiAlign10"]
 
 _GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest", "bicubic": "bicubic",
                "cubic": "bicubic"}
@@ -67,7 +67,7 @@ def _overshoot(lo: Tensor, hi: Tensor, negative: float) -> tuple[Tensor, Tensor]
 
 # ------------------------------------------------------------------------------ GridSample
 @register("GridSample", since=16)
-class GridSample(OpRule):
+class GridSample16(OpRule):
     """Samples X (N, C, *spatial) at the normalised locations of grid (N, *out, rank - 2).
 
     Every output is a weighted sum of values of its own (n, c) plane, and of 0 for taps outside the
@@ -149,7 +149,7 @@ class GridSample(OpRule):
 
 
 @register("GridSample", since=20)
-class GridSample20(GridSample):
+class GridSample(GridSample16):
     """GridSample from opset 20: modes renamed linear/cubic (default linear), N-D inputs allowed."""
 
     mode: str = "linear"
@@ -173,7 +173,7 @@ def _bilinear_taps(pos: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor,
 
 
 @register("RoiAlign", since=10)
-class RoiAlign(OpRule):
+class RoiAlign10(OpRule):
     """Average or max of bilinear samples of a region of one feature-map plane, per roi and channel.
 
     avg: a mean of convex combinations of plane values, and of 0 for samples outside [-1, n] (and
@@ -281,7 +281,7 @@ class RoiAlign(OpRule):
 
 
 @register("RoiAlign", since=16)
-class RoiAlign16(RoiAlign):
+class RoiAlign(RoiAlign10):
     """RoiAlign from opset 16: the coordinate_transformation_mode attribute defaults to half_pixel."""
 
     coordinate_transformation_mode: str = "half_pixel"
