@@ -7,6 +7,7 @@ scanning).
 from __future__ import annotations
 
 from ranum.ops import (  # noqa: F401  (imported to register their rules)
+    accumulate,
     activations,
     arithmetic,
     control,
@@ -15,11 +16,13 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     exp_log,
     indexing,
     linear,
+    local_norm,
     logic,
     loss,
     normalization,
     quantized,
     random,
+    rearrange,
     recurrent,
     reduce,
     resize,
