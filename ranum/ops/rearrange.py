@@ -52,17 +52,36 @@ def _check_mode(op: str, mode: str) -> None:
         raise UnsupportedOperator(f"{op}: mode must be DCR or CRD, got '{mode}'")
 
 
+class _TileMove(OpRule):
+    """A rearrangement between channels and spatial tiles; ``_fn`` gives the movement and the output shape.
+    Subclasses declare the attributes ``blocksize`` and ``mode``."""
+
+    blocksize: int
+    mode: str
+    rounds = False
+
+    def __post_init__(self) -> None:
+        _check_mode(self.op_type, self.mode)
+
+    def _fn(self, shape: Sequence[int]) -> tuple[Callable[[Tensor], Tensor], tuple[int, ...]]:
+        raise NotImplementedError
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        fn, _ = self._fn(tuple(x.shape))
+        return fn(x)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        fn, out = self._fn(x.shape)
+        return _by_batch(x, fn, out, ctx.budget)
+
+
 @register("DepthToSpace")
-class DepthToSpace(OpRule):
+class DepthToSpace(_TileMove):
     """Moves channel blocks into blocksize x blocksize spatial tiles; ``mode`` DCR (default) reads the
     channels as (row, column, depth), CRD as (depth, row, column)."""
 
     blocksize: int = 0
     mode: str = "DCR"
-    rounds = False
-
-    def __post_init__(self) -> None:
-        _check_mode("DepthToSpace", self.mode)
 
     def _fn(self, shape: Sequence[int]) -> tuple[Callable[[Tensor], Tensor], tuple[int, ...]]:
         b = self.blocksize
@@ -74,26 +93,14 @@ class DepthToSpace(OpRule):
             split, perm = (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
         return (lambda t: t.reshape(split).permute(perm).reshape(out)), out
 
-    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
-        fn, _ = self._fn(tuple(x.shape))
-        return fn(x)
-
-    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        fn, out = self._fn(x.shape)
-        return _by_batch(x, fn, out, ctx.budget)
-
 
 @register("SpaceToDepth")
-class SpaceToDepth(OpRule):
+class SpaceToDepth(_TileMove):
     """The inverse of DepthToSpace: blocksize x blocksize spatial tiles become channels (``mode`` from
     opset 28; DCR by default)."""
 
     blocksize: int = 0
     mode: str = "DCR"
-    rounds = False
-
-    def __post_init__(self) -> None:
-        _check_mode("SpaceToDepth", self.mode)
 
     def _fn(self, shape: Sequence[int]) -> tuple[Callable[[Tensor], Tensor], tuple[int, ...]]:
         b = self.blocksize
@@ -101,14 +108,6 @@ class SpaceToDepth(OpRule):
         out = (n, c * b * b, h // b, w // b)
         perm = (0, 3, 5, 1, 2, 4) if self.mode == "DCR" else (0, 1, 3, 5, 2, 4)
         return (lambda t: t.reshape(n, c, h // b, b, w // b, b).permute(perm).reshape(out)), out
-
-    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
-        fn, _ = self._fn(tuple(x.shape))
-        return fn(x)
-
-    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        fn, out = self._fn(x.shape)
-        return _by_batch(x, fn, out, ctx.budget)
 
 
 # ------------------------------------------------------------------------------ EyeLike
