@@ -33,8 +33,8 @@ from ranum.ops.hazards import Overflow
 from ranum.ops.linear import center_radius, finish_sum, interval_product
 from ranum.ops.registry import register
 
-__all__ = ["AveragePool", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "LpPool",
-           "MaxPool"]
+__all__ = ["AveragePool", "Conv", "ConvGeometry", "ConvTranspose", "GlobalAveragePool", "GlobalLpPool",
+           "GlobalMaxPool", "LpPool", "MaxPool"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -100,9 +100,9 @@ def _widen16(x: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------- convolution
-@register("Conv")
-class Conv(OpRule):
-    """N-d convolution (1-D to 3-D) with groups, dilations, strides, pads / auto_pad, optional bias."""
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The attributes that place a convolution's windows (shared by Conv, ConvInteger and QLinearConv)."""
 
     auto_pad: str = "NOTSET"
     dilations: tuple[int, ...] = ()
@@ -110,6 +110,11 @@ class Conv(OpRule):
     kernel_shape: tuple[int, ...] = ()
     pads: tuple[int, ...] = ()
     strides: tuple[int, ...] = ()
+
+
+@register("Conv")
+class Conv(ConvGeometry, OpRule):
+    """N-d convolution (1-D to 3-D) with groups, dilations, strides, pads / auto_pad, optional bias."""
 
     hazards = (Overflow(),)
     accumulates = True

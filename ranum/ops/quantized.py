@@ -30,7 +30,7 @@ from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops.conv_pool import Conv
+from ranum.ops.conv_pool import Conv, ConvGeometry
 from ranum.ops.convert import _QUANTIZED, _quantized_type, _quotient_bounds
 from ranum.ops.hazards import Overflow, equal_to
 from ranum.ops.registry import register
@@ -357,16 +357,8 @@ class QLinearMatMul(OpRule):
 
 # ------------------------------------------------------------------------------ integer convolution
 @dataclass(frozen=True)
-class _ConvAttributes:
-    """The attributes ConvInteger and QLinearConv share with Conv (same geometry, same defaults)."""
-
-    auto_pad: str = "NOTSET"
-    dilations: tuple[int, ...] = ()
-    group: int = 1
-    kernel_shape: tuple[int, ...] = ()
-    pads: tuple[int, ...] = ()
-    strides: tuple[int, ...] = ()
-
+class _ConvAttributes(ConvGeometry):
+    """What ConvInteger and QLinearConv share: Conv's geometry (same attributes, same defaults)."""
     def _conv(self, x_shape: Sequence[int], w_shape: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:
         """The float64 convolution of zero-padded operands (exact for these integer magnitudes)."""
         conv = Conv(auto_pad=self.auto_pad, dilations=self.dilations, group=self.group,
