@@ -41,6 +41,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._spectral import largest_eigenvalue_bound
 
 __all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
 
@@ -318,16 +319,16 @@ def _weight_values(w: Interval) -> Tensor | None:
 def _sigma_max(matrices: Tensor) -> Tensor:
     """Upper bounds of the largest singular value of each matrix of a batch (..., m, n).
 
-    The largest eigenvalue of the smaller Gram matrix, computed in float64: its entries are within
-    ``gamma_k * ||A||_F^2`` (k: the summed length) of the real ones, which moves no eigenvalue further
-    (Weyl); the symmetric eigensolver is backward stable.
+    A bound of the largest eigenvalue of the smaller Gram matrix, computed in float64 (see
+    :mod:`ranum.ops._spectral`): its entries are within ``gamma_k * ||A||_F^2`` (k: the summed length)
+    of the real ones, which moves no eigenvalue further (Weyl).
     """
     if matrices.numel() == 0:
         return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
     a = matrices.to(torch.float64)
     length = a.shape[-1] if a.shape[-2] <= a.shape[-1] else a.shape[-2]
     gram = a @ a.transpose(-1, -2) if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2) @ a
-    largest = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0.0)
+    largest = largest_eigenvalue_bound(gram)
     error = arith.accumulation_gamma(length, TensorProto.DOUBLE) * a.square().sum((-2, -1))
     return ((largest + error) * (1 + _SVD_SLACK)).sqrt()
 
