@@ -257,10 +257,8 @@ class Interval:
         also saturates (+-inf past max + half an ulp) and keeps signs. The bounds are first stepped
         out by 2**-40 of themselves, far more than the float64 error of the rules that computed them.
         """
-        lo, hi = self.lower, self.upper
         # x * (1 -+ s * sign(x)) steps outward, keeps 0 and infinities, never makes a NaN
-        lo = (lo * (1 - _FLOAT64_SLACK * lo.sign())).to(torch.float32).to(torch.float64)
-        hi = (hi * (1 + _FLOAT64_SLACK * hi.sign())).to(torch.float32).to(torch.float64)
+        lo, hi = _stepped_out(self.lower, -_FLOAT64_SLACK), _stepped_out(self.upper, _FLOAT64_SLACK)
         if self.shape is None:
             return Interval(lo, hi, self.splits, None, self.elem_type)
         lo, hi, splits = blocks.compress(lo, hi, self.splits)  # float64, NaN-free: no sanitising needed
@@ -282,6 +280,14 @@ class Interval:
 
     def __repr__(self) -> str:
         return f"Interval(shape={self.shape}, blocks={self.numblocks}, [{self.min():.6g}, {self.max():.6g}])"
+
+
+def _stepped_out(bound: Tensor, slack: float) -> Tensor:
+    """``bound * (1 + slack * sign(bound))`` rounded to float32 and back (one temporary, updated in place:
+    these run on every float32 result, and fresh pages cost as much as the arithmetic)."""
+    factor = bound.sign()
+    factor.mul_(slack).add_(1.0).mul_(bound)
+    return factor.to(torch.float32).to(torch.float64)
 
 
 def _representable(bound: Tensor, elem_type: int) -> Tensor:

@@ -12,6 +12,7 @@ leave the dtype's range become the dtype's widest interval (execution wraps arou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -113,31 +114,42 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     lo, hi = x.full()  # an infinite bound makes the products below non-finite: then the float64 path
     stored = w.exact_value()
     weight = stored.float()
-    center = (lo + hi) / 2
-    c32 = center.float()
-    radius = (hi - lo) / 2 + (center - c32.double()).abs()
     g = count * _FLOAT32_UNIT / (1 - count * _FLOAT32_UNIT)
     big = arith.accumulation_gamma(count, TensorProto.FLOAT)
     if not g < 0.5 or big == float("inf"):
         return None
+    c32, spread_in = _split32(lo, hi, 1 + big, g + big)
     mid = fn(c32, weight).double()
+    # every element is finite exactly where the sum is (an inf or NaN term makes it inf or NaN)
+    if not math.isfinite(float(mid.detach().sum())):
+        return None
     # a converted copy (16-bit weights) is ours to overwrite; the model's own float32 bytes are not
     magnitude = weight.abs_() if weight.data_ptr() != stored.data_ptr() else weight.abs()
-    spread = fn(_round_up32((1 + big) * radius + (g + big) * c32.double().abs()), magnitude).double()
-    if not bool(torch.isfinite(mid).all() and torch.isfinite(spread).all()):
-        return None
-    rad = spread / (1 - g) * (1 + 2.0**-50) + 3 * count * _FLOAT32_TINY
+    rad = fn(spread_in, magnitude).double()
+    rad = rad.mul_((1 + 2.0**-50) / (1 - g)).add_(3 * count * _FLOAT32_TINY)
     # the model's partial sums stay below float32's largest value: they are at most the |term| sum,
-    # (|c32| + r') @ |w| <= rad / (g + G)
+    # (|c32| + r') @ |w| <= rad / (g + G); an infinite or NaN radius fails this too
     if not float(rad.detach().max()) / (g + big) < 0.5 * torch.finfo(torch.float32).max:
         return None
     return mid, rad, torch.zeros((), dtype=torch.float64)
 
 
+def _split32(lo: Tensor, hi: Tensor, radius_factor: float, center_factor: float) -> tuple[Tensor, Tensor]:
+    """The float32 midpoint ``c32`` of ``[lo, hi]``, and ``radius_factor * r' + center_factor * |c32|``
+    rounded up to float32, where ``r'`` is the radius plus the rounding of ``c32``. Temporaries are
+    updated in place: on full-resolution activations, fresh pages cost as much as the arithmetic."""
+    center = torch.add(lo, hi).mul_(0.5)
+    c32 = center.float()
+    c64 = c32.double()
+    radius = torch.sub(hi, lo).mul_(0.5).add_(center.sub_(c64).abs_())
+    spread = radius.mul_(radius_factor).add_(c64.abs_(), alpha=center_factor)
+    return c32, _round_up32(spread)
+
+
 def _round_up32(values: Tensor) -> Tensor:
     """A float32 tensor at or above non-negative float64 ``values`` (within 2**-22 of them, relatively):
     rounding to nearest moves a value by at most 2**-24 of itself, or 2**-150 below the normal range."""
-    return (values * (1 + 2.0**-22) + 2.0**-148).float()
+    return (values * (1 + 2.0**-22)).add_(2.0**-148).float()
 
 
 def finish_sum(mid: Tensor, rad: Tensor, abs_sum: Tensor, count: int, elem_type: int,
