@@ -472,13 +472,15 @@ class Overflow(Hazard):
         if out is None or not is_float(out.elem_type) or out.numblocks == 0:
             return None
         lo, hi = out.lower, out.upper
-        if not bool((torch.isinf(lo) | torch.isinf(hi)).any()):
+        # bounds hold no NaN and lo <= hi: an infinite bound anywhere shows in these two reductions
+        lowest, highest = float(lo.min()), float(hi.max())
+        if lowest != -math.inf and highest != math.inf:
             return None
         for iv in inputs:
             if iv is not None and is_float(iv.elem_type) and iv.numblocks and not _finite(iv):
                 return None
         certain = bool((torch.isinf(lo) & (lo == hi)).all())
-        return HazardHit(certain, float(lo.min()), float(hi.max()))
+        return HazardHit(certain, lowest, highest)
 
     def triggered(self, inputs, outputs):
         finite_inputs = all(bool(torch.isfinite(x).all()) for x in inputs if x is not None and x.is_floating_point())
