@@ -11,10 +11,11 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   ||x||`` (per group: the largest group's), plus the bias' norm over the output positions.
 * MatMul/Gemm with a 2-D weight: ``sigma_max(W) ||x||``. Only exact weights count: a box of weights
   has a gain about as large as the intervals' growth.
-* ReLU, reshapes and transposes keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``; Add adds
-  the (broadcast) norms; MaxPool multiplies it by the square root of the number of windows that can
-  hold one element; averaging ``n`` elements divides it by ``sqrt(n)``; BatchNormalization and Mul by
-  a bounded factor scale it by the largest factor.
+* ReLU, reshapes, transposes and slices keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
+  Add adds the (broadcast) norms; Concat takes the root of the sum of squares; MaxPool multiplies it
+  by the square root of the number of windows that can hold one element; averaging ``n`` elements
+  divides it by ``sqrt(n)`` (AveragePool: times the root of the window count); BatchNormalization and
+  Mul by a bounded factor scale it by the largest factor.
 * Any tensor's norm is also bounded by its interval (``sqrt(sum of max |bound|^2)``).
 
 Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`` products is within
@@ -47,7 +48,8 @@ __all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
 
 _NEAR_OVERFLOW = 2.0**-20  # a constant within this fraction of the dtype's largest value rules out a cap
 _SVD_SLACK = 1e-6
-_KEEP = frozenset({"Relu", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
+# norm kept (Slice: its elements are some of the input's)
+_KEEP = frozenset({"Relu", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice"})
 
 
 def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
@@ -218,6 +220,34 @@ def _max_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Interva
     return norms[0] * math.sqrt(windows)
 
 
+def _average_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """Each output is a window sum over a divisor ``n`` (the window size, or its count of real elements
+    without ``count_include_pad``): its square is at most ``(1 / n) * sum of the window's squares``
+    (Cauchy-Schwarz), and an element lies in at most ``windows`` windows."""
+    kernel = [int(k) for k in node.attributes.get("kernel_shape", ())]
+    if not kernel:
+        return math.inf
+    strides = [int(s) for s in node.attributes.get("strides", ())] or [1] * len(kernel)
+    dilated = any(int(d) != 1 for d in node.attributes.get("dilations", ()))
+    windows = math.prod(k if dilated else -(-k // s) for k, s in zip(kernel, strides))
+    size = math.prod(kernel)
+    padded = (any(int(p) for p in node.attributes.get("pads", ())) or int(node.attributes.get("ceil_mode", 0))
+              or node.attributes.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", ""))
+    # a window at the edge may hold a single real element, and it is divided by its own count
+    divisor = 1 if padded and not int(node.attributes.get("count_include_pad", 0)) else size
+    if int(node.attributes.get("ceil_mode", 0)):
+        divisor = 1  # windows past the padded input: the divisor follows the runtime's clipping
+    gamma = arith.accumulation_gamma(size + 1, out.elem_type)
+    if not math.sqrt(size) * norms[0] * (1 + gamma) < 0.5 * arith.accumulator_facts(out.elem_type).max:
+        return math.inf
+    return norms[0] * math.sqrt(windows / divisor) * (1 + gamma)
+
+
+def _concat(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """The squares of a concatenation are those of its parts."""
+    return math.sqrt(sum(norm * norm for norm in norms))
+
+
 def _mean(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
     source = graph.interval(node.inputs[0])
     if source is None or source.shape is None or out.shape is None or not math.prod(out.shape):
@@ -339,6 +369,8 @@ _RULES = {
     "Sub": _add,
     "Mul": _mul,
     "MaxPool": _max_pool,
+    "AveragePool": _average_pool,
+    "Concat": _concat,
     "GlobalAveragePool": _mean,
     "ReduceMean": _mean,
     "BatchNormalization": _batch_norm,

@@ -143,3 +143,55 @@ def test_caps_through_batch_norm_mul_leaky_relu_and_mean_are_sound(monkeypatch: 
             assert ((v >= lo) & (v <= hi)).all(), node.name
     monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
+
+
+def _unit_gain_filters(rng: np.random.Generator, name: str, c_in: int, size: int) -> onnx.TensorProto:
+    """A ``size`` x ``size`` filter bank from ``c_in`` to CHANNELS channels with a gain bound of 0.9."""
+    w = rng.standard_normal((CHANNELS, c_in, size, size))
+    w *= 0.9 / (size * float(np.linalg.svd(w.reshape(CHANNELS, -1), compute_uv=False)[0]))
+    return numpy_helper.from_array(w.astype(np.float32), name)
+
+
+def deep_dense_cnn(layers: int) -> onnx.ModelProto:
+    """DenseNet/Inception-like: each layer concatenates a 3x3 convolution's output with its input and
+    mixes the two with a 1x1 convolution; every fourth layer a padded 3x3 AveragePool, and a Slice of
+    the channels before the head."""
+    rng = np.random.default_rng(5)
+    nodes, inits, current = [], [], "x"
+    inits.append(numpy_helper.from_array(np.array([0, 0], np.int64), "starts"))
+    inits.append(numpy_helper.from_array(np.array([CHANNELS // 2, SIZE], np.int64), "ends"))
+    inits.append(numpy_helper.from_array(np.array([1, 2], np.int64), "axes"))
+    for i in range(layers):
+        inits += [_unit_gain_filters(rng, f"w{i}", CHANNELS, 3), _unit_gain_filters(rng, f"m{i}", 2 * CHANNELS, 1)]
+        nodes += [helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Concat", [f"c{i}", current], [f"k{i}"], axis=1),
+                  helper.make_node("Conv", [f"k{i}", f"m{i}"], [f"d{i}"])]
+        current = f"d{i}"
+        if i % 4 == 3:
+            nodes.append(helper.make_node("AveragePool", [current], [f"p{i}"], kernel_shape=[3, 3],
+                                          pads=[1, 1, 1, 1], count_include_pad=i % 8 == 3))
+            current = f"p{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS // 2, 4)).astype(np.float32) * 0.3, "head"))
+    nodes += [helper.make_node("Slice", [current, "starts", "ends", "axes"], ["half"]),
+              helper.make_node("ReduceMean", ["half"], ["avg"], axes=[2, 3], keepdims=0),
+              helper.make_node("MatMul", ["avg", "head"], ["y"])]
+    graph = helper.make_graph(nodes, "deep_dense_cnn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_caps_through_concat_average_pool_and_slice_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = deep_dense_cnn(64)
+    analysis = ranum.analyze(model, SPEC)
+    assert not ranum.check(model, SPEC).findings
+    runner = Runner(model)
+    rng = np.random.default_rng(2)
+    for x in (np.full((1, CHANNELS, SIZE, SIZE), -3.0), rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))):
+        values = runner.run({"x": x.astype(np.float32)})
+        for node in analysis.graph.nodes:
+            lo, hi = analysis.bounds(node.outputs[0])
+            v = np.asarray(values[node.outputs[0]], dtype=np.float64)
+            assert ((v >= lo) & (v <= hi)).all(), node.name
+    monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
+    assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
