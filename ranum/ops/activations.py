@@ -297,7 +297,7 @@ class Elu(_ExpLinear):
         return self.alpha
 
 
-@register("Selu")
+@register("Selu", since=6)
 class Selu(_ExpLinear):
     """y = gamma * x if x > 0 else gamma * alpha * (exp(x) - 1)."""
 

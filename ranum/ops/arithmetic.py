@@ -61,7 +61,7 @@ def _int_sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Te
     return _int_add(l1, u1, -u2, -l2)
 
 
-@register("Add")
+@register("Add", since=7)
 class Add(OpRule):
     hazards = (Overflow(),)
 
@@ -72,7 +72,7 @@ class Add(OpRule):
         return elementwise(arith.add if is_float(a.elem_type) else _int_add, [a, b], a.elem_type)
 
 
-@register("Sub")
+@register("Sub", since=7)
 class Sub(OpRule):
     hazards = (Overflow(),)
 
@@ -86,7 +86,7 @@ class Sub(OpRule):
         return elementwise(arith.sub if is_float(a.elem_type) else _int_sub, [a, b], a.elem_type)
 
 
-@register("Mul")
+@register("Mul", since=7)
 class Mul(OpRule):
     hazards = (Overflow(),)
 
@@ -104,7 +104,7 @@ class Mul(OpRule):
         return out
 
 
-@register("Div")
+@register("Div", since=7)
 class Div(OpRule):
     hazards = (divisor_zero("division by zero", operand=1, numerator=0), Overflow())
 
@@ -259,7 +259,7 @@ def _aligned_pair(x: Interval, y: Interval) -> list[tuple[Tensor, Tensor]]:
     return [(lo.to(torch.float64), hi.to(torch.float64)) for lo, hi in pairs]
 
 
-@register("Pow")
+@register("Pow", since=7)
 class Pow(OpRule):
     """y = x ** e; the exponent may have its own type (opset 12+); integer bases truncate."""
 

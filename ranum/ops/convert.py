@@ -197,7 +197,7 @@ def _cast(x: Interval, to: int) -> Interval:
     return x.with_bounds(lower, upper, to)
 
 
-@register("Cast")
+@register("Cast", since=6)
 class Cast(OpRule):
     """Element type conversion; a float narrowing may overflow to infinity."""
 
@@ -377,7 +377,7 @@ class DequantizeLinear(OpRule):
 
 
 # ------------------------------------------------------------------------------ dropout
-@register("Dropout")
+@register("Dropout", since=12)
 class Dropout(OpRule):
     """Identity at inference; in training mode ``x * mask / (1 - ratio)`` with a random mask.
 

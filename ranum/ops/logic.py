@@ -113,7 +113,7 @@ class _Comparison(OpRule):
         return elementwise(type(self).bounds, [a, b], BOOL)
 
 
-@register("Equal")
+@register("Equal", since=7)
 class Equal(_Comparison):
     """a == b element-wise (NaN equals nothing)."""
 
@@ -124,7 +124,7 @@ class Equal(_Comparison):
         return torch.eq(a, b)
 
 
-@register("Greater")
+@register("Greater", since=7)
 class Greater(_Comparison):
     """a > b element-wise."""
 
@@ -145,7 +145,7 @@ class GreaterOrEqual(_Comparison):
         return torch.ge(a, b)
 
 
-@register("Less")
+@register("Less", since=7)
 class Less(_Comparison):
     """a < b element-wise."""
 
@@ -180,7 +180,7 @@ class Not(OpRule):
         return x.with_bounds(1 - x.upper, 1 - x.lower, BOOL)
 
 
-@register("And")
+@register("And", since=7)
 class And(OpRule):
     """Logical and with broadcasting: the bounds are the minima of the operand bounds."""
 
@@ -193,7 +193,7 @@ class And(OpRule):
         return elementwise(lambda la, ua, lb, ub: (torch.minimum(la, lb), torch.minimum(ua, ub)), [a, b], BOOL)
 
 
-@register("Or")
+@register("Or", since=7)
 class Or(OpRule):
     """Logical or with broadcasting: the bounds are the maxima of the operand bounds."""
 
@@ -213,7 +213,7 @@ def _xor(la: Tensor, ua: Tensor, lb: Tensor, ub: Tensor) -> tuple[Tensor, Tensor
     return torch.where(decided, value, 0), torch.where(decided, value, 1)
 
 
-@register("Xor")
+@register("Xor", since=7)
 class Xor(OpRule):
     """Logical exclusive or with broadcasting; ``x xor x`` is False."""
 

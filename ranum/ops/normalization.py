@@ -252,7 +252,7 @@ class ZeroNormHazard(Hazard):
 
 
 # ------------------------------------------------------------------------------ rules
-@register("BatchNormalization")
+@register("BatchNormalization", since=9)
 class BatchNormalization(OpRule):
     """Inference form: y = (x - mean) / sqrt(var + epsilon) * scale + B, per channel (axis 1)."""
 
@@ -276,10 +276,13 @@ class BatchNormalization(OpRule):
         if any(ctx.node.outputs[1:]):
             raise UnsupportedOperator("BatchNormalization: running mean/var outputs (training) are not supported")
 
+    def _layout(self, param: Tensor, rank: int) -> Tensor:
+        """A per-channel (C,) parameter laid out as (C, 1, ..., 1), to broadcast against (N, C, D1, ...)."""
+        return param.reshape((-1,) + (1,) * (rank - 2))
+
     def concrete(self, ctx: NodeContext, x, scale, bias, mean, var) -> Tensor:
         self._check_outputs(ctx)
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        wide = [t.to(torch.float64).reshape(view) for t in (scale, bias, mean, var)]
+        wide = [self._layout(t.to(torch.float64), x.dim()) for t in (scale, bias, mean, var)]
         y = (x.to(torch.float64) - wide[2]) / torch.sqrt(wide[3] + self.epsilon) * wide[0] + wide[1]
         return y.to(x.dtype)
 
@@ -290,8 +293,9 @@ class BatchNormalization(OpRule):
         inv_lo = torch.where(s_hi > 0, torch.rsqrt(s_hi.clamp(min=1e-300)), torch.zeros_like(s_hi))
         inv_hi = torch.where(s_lo > 0, torch.rsqrt(s_lo.clamp(min=1e-300)), torch.full_like(s_lo, torch.inf))
         k_lo, k_hi = arith.mul(*scale.full(), inv_lo, inv_hi)
-        k = _channel(Interval.from_full(k_lo, k_hi, x.elem_type), rank)
-        params = [k, _channel(mean, rank), _channel(bias, rank)]
+        params = [Interval.from_full(self._layout(lo, rank), self._layout(hi, rank), elem_type)
+                  for (lo, hi), elem_type in (((k_lo, k_hi), x.elem_type), (mean.full(), mean.elem_type),
+                                              (bias.full(), bias.elem_type))]
         return elementwise(lambda *b: _batchnorm_bounds(x.elem_type, *b), [x, *params], x.elem_type)
 
 
@@ -454,7 +458,7 @@ class LpNormalization(OpRule):
         wide = x.to(torch.float64)
         norm = wide.abs().sum(self.axis, keepdim=True) if self.p == 1 else \
             torch.sqrt((wide * wide).sum(self.axis, keepdim=True))
-        return (wide / norm).to(x.dtype)
+        return torch.where(norm == 0, 0.0, wide / norm).to(x.dtype)  # as onnxruntime and the ONNX reference
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         lo, hi = (t.to(torch.float64) for t in x.full())

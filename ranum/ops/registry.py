@@ -77,7 +77,9 @@ class Registry:
         cls = self.lookup(node.op_type, node.domain, opset)
         if cls is None:
             domain = f"{node.domain}." if node.domain not in _ONNX_DOMAINS else ""
-            raise UnsupportedOperator(f"no rule for operator {domain}{node.op_type} (opset {opset})")
+            entries = self._rules.get((_domain_key(node.domain), node.op_type))
+            why = f": its rules start at opset {entries[0][0]} (older versions differ)" if entries else ""
+            raise UnsupportedOperator(f"no rule for operator {domain}{node.op_type} (opset {opset}){why}")
         return build_rule(cls, node.attributes, node)
 
 

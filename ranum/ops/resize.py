@@ -1,8 +1,10 @@
-"""Resize: nearest, linear and cubic interpolation, separable per axis.
+"""Resize (and its predecessor Upsample): nearest, linear and cubic interpolation, separable per axis.
 
 Coordinates are computed in float32 as onnxruntime does, so nearest resizing is exact; linear
 interpolation stays inside the hull of its neighbours (plus float slack); cubic can overshoot and is
-bounded by the kernel's negative weight mass S: [(1 + S) l - S u, (1 + S) u - S l].
+bounded by the kernel's negative weight mass S: [(1 + S) l - S u, (1 + S) u - S l]. Before opset 11
+(Resize-10, Upsample-7/9) coordinates are asymmetric (x / scale) and nearest takes floor(x / scale)
+on an axis that grows and ceil(x / scale) on one that shrinks, as onnxruntime does for these versions.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
@@ -20,7 +23,7 @@ from ranum.ops.hazards import Overflow
 from ranum.ops.indexing import F32_EPS, exact_operand, hull_blocks
 from ranum.ops.registry import register
 
-__all__ = ["Resize"]
+__all__ = ["Resize", "Resize10", "Upsample", "Upsample7"]
 
 
 _NEAREST: dict[str, Callable[[Tensor], Tensor]] = {
@@ -223,3 +226,54 @@ class Resize(OpRule):
         nonneg = (lo >= 0) & (s == 0)
         terms = 4 if self.mode == "linear" else 8  # taps, plus the float error of the weights
         return arith.with_accumulation_error(new_lo, new_hi, magnitude, terms, elem_type, nonneg)
+
+
+@register("Resize", since=10)
+class Resize10(Resize):
+    """Resize-10: ``scales`` only, modes nearest / linear, asymmetric coordinates c = x / scale.
+
+    Nearest picks floor(c) on an axis with scale >= 1 and ceil(c) on one with scale < 1 (onnxruntime's
+    rule before opset 11; the ONNX reference only defines integer upsampling, where the two agree).
+    """
+
+    mode: str = "nearest"
+    coordinate_transformation_mode: str = "asymmetric"
+    nearest_mode: str = "floor"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("nearest", "linear"):
+            raise UnsupportedOperator(f"{self.op_type} before opset 11: unknown mode '{self.mode}' "
+                                      "(nearest or linear)")
+        super().__post_init__()
+
+    def _coords(self, n: int, m: int, scale: Tensor, start: Tensor, end: Tensor) -> Tensor:
+        c = super()._coords(n, m, scale, start, end)
+        return c.ceil() if self.mode == "nearest" and bool(scale < 1) else c
+
+    def concrete(self, ctx: NodeContext, x: Tensor, scales: Tensor | None = None) -> Tensor:
+        return super().concrete(ctx, x, None, scales, None)
+
+    def abstract(self, ctx: NodeContext, x: Interval, scales: Interval | None = None) -> Interval:
+        return super().abstract(ctx, x, None, scales, None)
+
+
+@register("Upsample", since=9)
+class Upsample(Resize10):
+    """Upsample-9: Resize-10 under another name (from opset 10 on Upsample is deprecated: the ONNX checker
+    and onnxruntime reject the model, and so does ranum's loader)."""
+
+
+@register("Upsample", since=7)
+class Upsample7(Resize10):
+    """Upsample-7: the ``scales`` are an attribute."""
+
+    scales: tuple[float, ...] = ()
+
+    def _scales(self) -> Tensor:
+        return torch.tensor(self.scales, dtype=torch.float32)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return super().concrete(ctx, x, self._scales())
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return super().abstract(ctx, x, Interval.point(self._scales(), TensorProto.FLOAT))

@@ -176,7 +176,7 @@ def _reshape_target(in_shape: Sequence[int], spec: list[int], allowzero: int) ->
     return tuple(out)
 
 
-@register("Reshape")
+@register("Reshape", since=5)
 class Reshape(OpRule):
     allowzero: int = 0
     rounds = False
@@ -294,7 +294,7 @@ class Identity(OpRule):
 
 
 # ------------------------------------------------------------------------------ joining, splitting
-@register("Concat")
+@register("Concat", since=4)
 class Concat(OpRule):
     axis: int = 0
     rounds = False
@@ -377,7 +377,7 @@ def _slice_indices(shape: Sequence[int], starts: list[int], ends: list[int], axe
     return plan
 
 
-@register("Slice")
+@register("Slice", since=10)
 class Slice(OpRule):
     rounds = False
 
@@ -416,7 +416,7 @@ class Expand(OpRule):
         return x.broadcast_to(target)
 
 
-@register("Tile")
+@register("Tile", since=6)
 class Tile(OpRule):
     rounds = False
 

@@ -49,6 +49,9 @@ CASES = [
     OpCase("Sum", (Operand((3,), low=2e38, high=3e38), Operand((3,), low=2e38, high=3e38), Operand((3,), low=-3e38,
                    high=-2e38)), name="Sum-overflow"),
     OpCase("Mean", (Operand((3, 4)), Operand((4,)))),
+    OpCase("Max", (Operand((3, 4)), Operand((4,))), opset=8, name="Max-opset8"),
+    OpCase("Sum", (Operand((3, 4)), Operand((3, 4))), opset=7, name="Sum-opset6-same-shape"),
+    OpCase("Mean", (Operand((2, 3)), Operand((2, 3)), Operand((2, 3))), opset=7, name="Mean-opset6-same-shape"),
     OpCase("Mean", (Operand((2, 3), low=0.5, high=3), Operand((2, 3), low=0.5, high=3), Operand((3,), low=0.5,
                     high=3)), name="Mean-positive"),
     OpCase("Mean", (Operand((3,), low=2e38, high=3e38), Operand((3,), low=2e38, high=3e38)), name="Mean-overflow"),
@@ -76,6 +79,13 @@ CASES = [
     OpCase("Clip", (Operand((3, 4), F16, -3, 3), Operand((), F16, value=0.1)), name="Clip-f16"),
     OpCase("Clip", (Operand((3, 4)),), attrs={"min": 1e-7, "max": 2.0}, opset=10, name="Clip-opset6"),
     OpCase("Clip", (Operand((3, 4), F16, -1, 1),), attrs={"min": 1e-7}, opset=10, name="Clip-opset6-f16"),
+    OpCase("Clip", (Operand((3, 4), low=-5, high=5),), attrs={"max": 0.5}, opset=7, name="Clip-opset7-max"),
+    # version 7 (multidirectional broadcasting) of the binary operators
+    OpCase("Add", (Operand((2, 3, 4)), Operand((3, 1))), opset=7, name="Add-opset7"),
+    OpCase("Sub", (Operand((4,)), Operand((2, 1))), opset=7, name="Sub-opset7"),
+    OpCase("Mul", (Operand((2, 1, 4)), Operand((3, 1))), opset=7, name="Mul-opset7"),
+    OpCase("Div", (Operand((2, 3)), Operand((3,), low=0.5, high=3)), opset=7, name="Div-opset7"),
+    OpCase("Pow", (Operand((2, 3), low=0.1, high=3), Operand((3,), low=-2, high=2)), opset=7, name="Pow-opset7"),
     # CumSum
     OpCase("CumSum", (Operand((3, 4)), Operand((), I64, value=1)), name="CumSum"),
     OpCase("CumSum", (Operand((3, 4)), Operand((), I32, value=-2)), attrs={"exclusive": 1}, name="CumSum-exclusive"),

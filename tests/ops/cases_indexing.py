@@ -1,8 +1,10 @@
-"""Soundness cases: Gather*, Scatter*, OneHot, Trilu, Pad, Resize, Compress, NonZero.
+"""Soundness cases: Gather*, Scatter*, OneHot, Trilu, Pad, Resize, Upsample, Compress, NonZero.
 
 Index operands are fixed constants (exact) or free integer intervals (hull over every allowed
 position, negative ones included); reductions with duplicate targets exercise the rounds of
-Scatter; Resize covers every mode, nearest_mode and coordinate transformation.
+Scatter; Resize covers every mode, nearest_mode and coordinate transformation. Versions before
+opset 11 (Pad-2, Scatter-9, Resize-10, Upsample-7/9) take their operands as attributes or follow
+onnxruntime's older nearest rule (floor when an axis grows, ceil when it shrinks).
 """
 
 from onnx import TensorProto
@@ -66,6 +68,16 @@ def _scatter() -> list[OpCase]:
     cases.append(OpCase("ScatterND", (Operand((3, 2), low=-9, high=9), Operand((2, 1), I64, -3, 2),
                                       Operand((2, 2), low=-1, high=1)), attrs={"reduction": "max"},
                         name="ScatterND-max-index-interval"))
+    cases += [
+        OpCase("Scatter", (Operand((3, 4)), _idx((2, 3), [0, 2, 1, 1, 0, 2]), Operand((2, 3))), opset=9,
+               name="Scatter-opset9"),
+        OpCase("Scatter", (Operand((3, 4), I64, -9, 9), _idx((3, 2), [3, 0, 2, 2, 1, 0]), Operand((3, 2), I64, -9, 9)),
+               attrs={"axis": 1}, opset=10, name="Scatter-axis1-int"),
+        OpCase("Scatter", (Operand((4, 2)), _idx((2, 2), [-1, 0, 3, -4]), Operand((2, 2))), opset=10,
+               name="Scatter-negative"),
+        OpCase("Scatter", (Operand((4, 2)), Operand((2, 2), I64, 0, 3), Operand((2, 2))), opset=9,
+               name="Scatter-index-interval"),
+    ]
     return cases
 
 
@@ -96,6 +108,13 @@ def _pad() -> list[OpCase]:
     for mode in ("reflect", "edge", "wrap"):
         cases.append(OpCase("Pad", (Operand((3, 4)), _idx((4,), [2, 1, 1, 3])), attrs={"mode": mode}, opset=19,
                             name=f"Pad-{mode}"))
+    for mode, opset in (("constant", 10), ("reflect", 9), ("edge", 7)):
+        cases.append(OpCase("Pad", (Operand((2, 3, 4)),), attrs={"mode": mode, "pads": [0, 2, 1, 1, 1, 3]},
+                            opset=opset, name=f"Pad2-{mode}-opset{opset}"))
+    cases += [OpCase("Pad", (Operand((1, 3, 4)),), attrs={"pads": [0, 1, 2, 0, 1, 0], "value": -7.5}, opset=10,
+                     name="Pad2-value"),
+              OpCase("Pad", (Operand((3, 4), F16),), attrs={"pads": [-1, 2, 1, -2], "value": 0.1}, opset=8,
+                     name="Pad2-crop-float16")]
     return cases
 
 
@@ -154,6 +173,32 @@ def _resize() -> list[OpCase]:
         _resize_case("cubic-exclude", (1, 1, 4, 4), [1.0, 1.0, 2.0, 2.0], mode="cubic", exclude_outside=1,
                      cubic_coeff_a=-0.5),
         _resize_case("cubic-down", (1, 1, 6, 5), s_down, mode="cubic"),
+    ]
+    return cases + _resize_before_11()
+
+
+def _resize_before_11() -> list[OpCase]:
+    """Resize-10 (X, scales) and Upsample-7 (scales attribute) / Upsample-9 (scales input)."""
+    def scales(values) -> Operand:
+        return Operand((len(values),), value=values)
+
+    grow, shrink, mixed = [1.0, 1.0, 2.0, 1.5], [1.0, 1.0, 0.5, 0.6], [1.0, 1.0, 0.7, 2.5]
+    cases = []
+    for mode in ("nearest", "linear"):
+        for name, values, shape in (("up", grow, (1, 2, 3, 4)), ("down", shrink, (1, 1, 5, 7)),
+                                    ("mixed", mixed, (1, 1, 6, 3)), ("odd", [1.0, 1.0, 1.7, 1.3], (1, 2, 5, 4))):
+            cases.append(OpCase("Resize", (Operand(shape, low=-4, high=4), scales(values)), attrs={"mode": mode},
+                                opset=10, name=f"Resize10-{mode}-{name}"))
+        cases += [
+            OpCase("Upsample", (Operand((1, 2, 3, 4), low=-4, high=4),), attrs={"mode": mode, "scales": grow},
+                   opset=7, name=f"Upsample7-{mode}"),
+            OpCase("Upsample", (Operand((1, 1, 3, 5), low=-4, high=4), scales([1.0, 1.0, 1.7, 2.0])),
+                   attrs={"mode": mode}, opset=9, name=f"Upsample9-{mode}"),
+        ]
+    cases += [
+        OpCase("Resize", (Operand((2, 3, 4), I32, -9, 9), scales([1.0, 2.0, 0.75])), opset=10, name="Resize10-int32"),
+        OpCase("Upsample", (Operand((1, 1, 2, 3), F16, -4, 4),), attrs={"scales": [1.0, 1.0, 3.0, 2.0]}, opset=8,
+               name="Upsample7-float16"),
     ]
     return cases
 

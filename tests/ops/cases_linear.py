@@ -30,6 +30,11 @@ CASES = [
     OpCase("Gemm", (Operand((3, 4)), Operand((4, 5)), Operand((3, 1))), attrs={"beta": 0.0}, name="Gemm-beta0"),
     OpCase("Gemm", (Operand((3, 4)), Operand((5, 4)), Operand((3, 5))), attrs={"transB": 1}, name="Gemm-fullC"),
     OpCase("Gemm", (Operand((2, 6), F16), Operand((6, 3), F16), Operand((1, 3), F16)), name="Gemm-f16"),
+    # Gemm-7/9: C required, unidirectional broadcasting
+    OpCase("Gemm", (Operand((3, 4)), Operand((4, 5)), Operand((5,))), attrs={"alpha": 2.0}, opset=7,
+           name="Gemm-opset7"),
+    OpCase("Gemm", (Operand((4, 3)), Operand((4, 5)), Operand((3, 1))), attrs={"transA": 1}, opset=9,
+           name="Gemm-opset9"),
     OpCase("Einsum", (Operand((3, 4)), Operand((4, 5))), attrs={"equation": "ij,jk->ik"}, name="Einsum-matmul"),
     OpCase("Einsum", (Operand((2, 3, 4)), Operand((2, 4, 5))), attrs={"equation": "bij, bjk -> bik"},
            name="Einsum-batched"),

@@ -78,4 +78,13 @@ CASES = [
     OpCase("TopK", (Operand((3, 7)), _axes(3)), attrs={"sorted": 0}, outputs=2, check_agreement=False,
            name="TopK-unsorted"),
     OpCase("TopK", (Operand((3, 7)), _axes(0)), outputs=2, name="TopK-k0"),
+    # TopK-1: k is an attribute (opsets 1 to 9)
+    OpCase("TopK", (Operand((3, 7)),), attrs={"k": 3}, outputs=2, opset=9, name="TopK1"),
+    OpCase("TopK", (Operand((4, 5, 2), F64, low=-3, high=3),), attrs={"k": 2, "axis": 1}, outputs=2, opset=7,
+           name="TopK1-double-axis1"),
+    # Reduce*-1: axes attribute, at an opset before 11 (negative axes only from 11)
+    OpCase("ReduceSum", (Operand((3, 4, 5)),), attrs={"axes": [0, 2], "keepdims": 0}, opset=9,
+           name="ReduceSum-op9"),
+    OpCase("ReduceMax", (Operand((3, 4, 5)),), attrs={"axes": [1]}, opset=7, name="ReduceMax-op7"),
+    OpCase("ArgMin", (Operand((3, 4, 5)),), attrs={"axis": 2, "keepdims": 0}, opset=8, name="ArgMin-op8"),
 ]

@@ -63,6 +63,23 @@ CASES = [
     OpCase("Slice", (X234, ints(0, 1), ints(2, INT64_MAX), ints(0, 1), ints(1, 2)), name="Slice-step-max"),
     OpCase("Slice", (X234, ints(-1, 2), ints(INT64_MIN, 0), ints(-1, 1), ints(-1, -2)), name="Slice-reverse"),
     OpCase("Slice", (Operand((6,), INT64, -9, 9), ints(-4), ints(100)), name="Slice-int-default-axes"),
+    OpCase("Slice", (X234, ints(1), ints(-1), ints(2)), opset=10, name="Slice-opset10"),
+    # before opset 10: starts, ends and axes are attributes
+    OpCase("Slice", (X234,), attrs={"starts": [0, 1], "ends": [1, 1000], "axes": [0, 2]}, opset=9, name="Slice1"),
+    OpCase("Slice", (Operand((5, 4), INT64, -9, 9),), attrs={"starts": [-3, 1], "ends": [-1, 3]}, opset=7,
+           name="Slice1-default-axes"),
+    # older signatures of the current rules (opsets 7 to 10)
+    OpCase("Reshape", (X234, ints(0, -1)), opset=7, name="Reshape-opset7"),
+    OpCase("Concat", (Operand((2, 3)), Operand((2, 1))), attrs={"axis": 1}, opset=7, name="Concat-opset7"),
+    OpCase("Split", (Operand((3, 5)),), attrs={"axis": 1, "split": [2, 3]}, outputs=2, opset=9, name="Split2"),
+    OpCase("Split", (Operand((4, 2)),), outputs=2, opset=7, name="Split2-equal"),
+    OpCase("Squeeze", (Operand((3, 1, 4, 1)),), attrs={"axes": [1, 3]}, opset=9, name="Squeeze1"),
+    OpCase("Squeeze", (Operand((1, 3, 1)),), opset=7, name="Squeeze1-all"),
+    OpCase("Unsqueeze", (Operand((3, 4)),), attrs={"axes": [0, 2]}, opset=9, name="Unsqueeze1"),
+    OpCase("Tile", (Operand((2, 3)), ints(2, 1)), opset=7, name="Tile-opset7"),
+    OpCase("Cast", (Operand((3, 4), low=-120, high=120),), attrs={"to": TensorProto.INT8}, opset=7,
+           name="Cast-opset7"),
+    OpCase("Flatten", (X234,), attrs={"axis": 2}, opset=8, name="Flatten-opset8"),
     # Expand, Tile
     OpCase("Expand", (Operand((3, 1)), ints(2, 3, 4))),
     OpCase("Expand", (Operand((2, 3), INT64, 0, 5), ints(1, 1)), name="Expand-smaller"),
@@ -101,6 +118,7 @@ CASES = [
     OpCase("Dropout", (X234, scalar(0.3), scalar(True, BOOL)), outputs=2,
            check_agreement=False, name="Dropout-training"),
     OpCase("Dropout", (X234,), attrs={"ratio": 0.2}, opset=11, name="Dropout-opset11"),
+    OpCase("Dropout", (X234,), attrs={"ratio": 0.4}, outputs=2, opset=10, name="Dropout7-opset10-mask"),
     # DepthToSpace, SpaceToDepth
     OpCase("DepthToSpace", (Operand((2, 8, 2, 3)),), attrs={"blocksize": 2}, name="DepthToSpace-DCR"),
     OpCase("DepthToSpace", (Operand((1, 8, 2, 3)),), attrs={"blocksize": 2, "mode": "CRD"}, name="DepthToSpace-CRD"),

@@ -37,4 +37,8 @@ CASES = [
     OpCase("Hardmax", (Operand((3, 4, 5), low=-1, high=1),), opset=11, name="Hardmax-opset11-default"),
     OpCase("Hardmax", (Operand((3, 4, 5), low=-1, high=1),), attrs={"axis": 2}, opset=11, name="Hardmax-opset11-last"),
     OpCase("Hardmax", (Operand((4, 6), F16, low=-2, high=2),), name="Hardmax-f16"),
+    # version 1 (opsets 1 to 10): rows of the input coerced to 2-D at axis (default 1)
+    OpCase("Softmax", (Operand((2, 3, 4), low=-5, high=5),), opset=9, name="Softmax1-opset9"),
+    OpCase("LogSoftmax", (Operand((2, 3, 4), low=-5, high=5),), attrs={"axis": 2}, opset=7, name="LogSoftmax1-opset7"),
+    OpCase("Hardmax", (Operand((3, 4, 5), low=-1, high=1),), attrs={"axis": 0}, opset=10, name="Hardmax1-opset10"),
 ]

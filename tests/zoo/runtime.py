@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import helper, numpy_helper
 
 from ranum import Analysis
+from ranum.detect import find_hazards
 
-__all__ = ["SAMPLE_MODES", "Runner", "fill", "sample_feeds", "sampled_tensors", "tensor_types"]
+__all__ = ["SAMPLE_MODES", "Runner", "check_sample", "fill", "sample_feeds", "sampled_tensors", "tensor_types"]
 
 SAMPLE_MODES = ("low", "high", "mix", "mix", "uniform", "uniform")
 
@@ -53,8 +55,12 @@ class Runner:
         work.CopyFrom(model)
         graph = work.graph
         fed = set(fed)
+        # before IR version 4 every initializer is also a graph input, and onnxruntime lets none be fed;
+        # from version 4 an initializer listed as an input is a default that a feed overrides
+        work.ir_version = max(work.ir_version, 4)
+        declared = {value.name for value in graph.input}
         for init in graph.initializer:
-            if init.name in fed:
+            if init.name in fed and init.name not in declared:
                 graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
         existing = {o.name for o in graph.output}
         for node in graph.node:
@@ -110,3 +116,45 @@ def sample_feeds(analysis: Analysis, model: onnx.ModelProto, mode: str, rng: np.
             raw = np.clip(np.round(raw), np.ceil(low), np.floor(high))
         feeds[name] = np.asarray(raw).astype(dtype).reshape(shape)
     return feeds
+
+
+def _upstream(analysis: Analysis) -> dict[str, set[str]]:
+    """Tensor -> names of its producing node and every node upstream of it."""
+    producer = {out: node for node in analysis.graph.nodes for out in node.outputs if out}
+    memo: dict[str, set[str]] = {}
+
+    def visit(tensor: str) -> set[str]:
+        if tensor not in memo:
+            node = producer.get(tensor)
+            memo[tensor] = set() if node is None else {node.name}.union(*(visit(i) for i in node.inputs if i))
+        return memo[tensor]
+
+    return {tensor: visit(tensor) for tensor in producer}
+
+
+def _infinite_constants(analysis: Analysis, values: Mapping[str, np.ndarray]) -> set[str]:
+    """Nodes whose output is an infinite model constant (Constant nodes), e.g. a -inf mask value."""
+    return {node.name for node in analysis.graph.nodes if node.op_type == "Constant"
+            and any(np.isinf(values[o]).any() for o in node.outputs if o)}
+
+
+def check_sample(analysis: Analysis, values: Mapping[str, np.ndarray], label: str) -> None:
+    """Every value of one concrete run lies in its interval (NaN excepted); a NaN must be explained by a
+    finding on its node or upstream, an infinity likewise unless it flows from an infinite constant."""
+    flagged = {f.node for f in find_hazards(analysis.run)}
+    upstream = _upstream(analysis)
+    inf_sources = _infinite_constants(analysis, values)
+    for tensor, nodes in upstream.items():
+        value = np.asarray(values[tensor])
+        lo, hi = analysis.bounds(tensor)
+        v = value.astype(np.float64)
+        lo, hi = np.broadcast_to(lo, v.shape), np.broadcast_to(hi, v.shape)
+        ok = np.isnan(v) | ((v >= lo) & (v <= hi))
+        if not ok.all():
+            i = np.argwhere(~ok)[0]
+            pytest.fail(f"{label}: '{tensor}' value {v[tuple(i)]!r} at {tuple(i)} outside "
+                        f"[{lo[tuple(i)]!r}, {hi[tuple(i)]!r}]")
+        if np.isnan(v).any():
+            assert nodes & flagged, f"{label}: NaN in '{tensor}' with no finding on it or upstream"
+        elif np.isinf(v).any():
+            assert nodes & (flagged | inf_sources), f"{label}: inf in '{tensor}' with no finding on it or upstream"
