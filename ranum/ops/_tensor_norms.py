@@ -7,8 +7,9 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
 
 * Conv: each of the K kernel offsets applies one ``c_out x c_in`` matrix W_o to a shifted,
   zero-padded copy of x (strides and dilations only drop or space out positions), each of norm at
-  most ||x||, so ``||conv(x)|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||`` and ``<= sum_o ||W_o||_F
-  ||x||`` (per group: the largest group's), plus the bias' norm over the output positions.
+  most ||x||, so ``||conv(x)|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||`` (or with the W_o stacked
+  vertically: the adjoint's bound) and ``<= sum_o ||W_o||_F ||x||`` (per group: the largest
+  group's), plus the bias' norm over the output positions.
 * MatMul/Gemm with a 2-D weight: ``sigma_max(W) ||x||``. Only exact weights count: a box of weights
   has a gain about as large as the intervals' growth.
 * ReLU, reshapes, transposes and slices keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
@@ -297,11 +298,24 @@ def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -
     per_group = weight.reshape(group, weight.shape[0] // group, -1, offsets)  # group, c_out, c_in, offset
     # sum over offsets of ||W_o||_F: bounds the sums of |w| |x| (the error) and, loosely, the gain
     frobenius = per_group.square().sum((1, 2)).sqrt().sum(-1)
-    # all offsets at once: ||sum_o W_o S_o x|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||
-    gain = torch.minimum(frobenius, _sigma_max(per_group.flatten(2)) * math.sqrt(offsets))
+    # all offsets at once: ||sum_o W_o S_o x|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||, and the same
+    # with the offsets' matrices stacked vertically (the transposed convolution has the same norm):
+    # random c_out x c_in matrices give about sqrt(c_out) + sqrt(K c_in), and sqrt(K c_out) + sqrt(c_in)
+    # stacked: the narrower side is stacked, unless its Gram matrix is much larger than the other's
+    gain = torch.minimum(frobenius, _sigma_max(_stacked_offsets(per_group)) * math.sqrt(offsets))
     bias = _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
     terms = math.prod(w.shape[1:]) + 1
     return _accumulated(float(gain.max()), float(frobenius.max()), weight.flatten(1), norms[0], terms, out) + bias
+
+
+def _stacked_offsets(per_group: Tensor) -> Tensor:
+    """Per group, the offsets' ``c_out x c_in`` matrices side by side, or one above the other where
+    ``c_out < c_in`` and that Gram matrix has an order at most twice the other's (or 256)."""
+    c_out, c_in, offsets = per_group.shape[1:]
+    side_by_side, above = min(c_out, offsets * c_in), min(offsets * c_out, c_in)
+    if c_out < c_in and above <= max(2 * side_by_side, 256):
+        return per_group.permute(0, 3, 1, 2).flatten(1, 2)
+    return per_group.flatten(2)
 
 
 def _gemm_like(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:

@@ -195,3 +195,21 @@ def test_caps_through_concat_average_pool_and_slice_are_sound(monkeypatch: pytes
             assert ((v >= lo) & (v <= hi)).all(), node.name
     monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
+
+
+def test_convolution_gain_stacks_the_narrow_side_and_bounds_the_operator() -> None:
+    from ranum.ops._tensor_norms import _sigma_max, _stacked_offsets
+
+    generator = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 32, 3, 3, generator=generator, dtype=torch.float64)
+    per_group = w.reshape(1, 4, 32, 9)
+    side_by_side = float(_sigma_max(per_group.flatten(2))[0]) * 3
+    stacked = float(_sigma_max(_stacked_offsets(per_group))[0]) * 3
+    assert stacked < side_by_side
+    # the operator's norm (power iteration on conv^T conv: a lower estimate) stays below the bound
+    x = torch.randn(1, 32, 12, 12, generator=generator, dtype=torch.float64)
+    for _ in range(60):
+        x = torch.nn.functional.conv_transpose2d(torch.nn.functional.conv2d(x, w, padding=1), w, padding=1)
+        x = x / x.norm()
+    gain = float(torch.nn.functional.conv2d(x, w, padding=1).norm())
+    assert gain <= stacked
