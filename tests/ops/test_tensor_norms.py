@@ -102,6 +102,17 @@ def test_a_mean_whose_float_sum_can_overflow_is_not_capped() -> None:
     assert np.isinf(values["y"]).all()
 
 
+def _assert_values_inside(model: onnx.ModelProto, analysis, samples: list[np.ndarray]) -> None:
+    """Every node output that onnxruntime computes for each sample ``x`` lies within ranum's bounds."""
+    runner = Runner(model)
+    for x in samples:
+        values = runner.run({"x": x.astype(np.float32)})
+        for node in analysis.graph.nodes:
+            lo, hi = analysis.bounds(node.outputs[0])
+            v = np.asarray(values[node.outputs[0]], dtype=np.float64)
+            assert ((v >= lo) & (v <= hi)).all(), node.name
+
+
 def deep_cnn_mixed(layers: int) -> onnx.ModelProto:
     """Like :func:`deep_cnn`, with BatchNormalization, LeakyRelu and a per-channel Mul after each
     convolution, and a spatial ReduceMean and a MatMul head: every other rule of the norm caps."""
@@ -133,14 +144,9 @@ def test_caps_through_batch_norm_mul_leaky_relu_and_mean_are_sound(monkeypatch: 
     model = deep_cnn_mixed(LAYERS)
     analysis = ranum.analyze(model, SPEC)
     assert not ranum.check(model, SPEC).findings
-    runner = Runner(model)
     rng = np.random.default_rng(1)
-    for x in (np.full((1, CHANNELS, SIZE, SIZE), 3.0), rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))):
-        values = runner.run({"x": x.astype(np.float32)})
-        for node in analysis.graph.nodes:
-            lo, hi = analysis.bounds(node.outputs[0])
-            v = np.asarray(values[node.outputs[0]], dtype=np.float64)
-            assert ((v >= lo) & (v <= hi)).all(), node.name
+    _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
+                                            rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
     monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
 
@@ -185,14 +191,9 @@ def test_caps_through_concat_average_pool_and_slice_are_sound(monkeypatch: pytes
     model = deep_dense_cnn(64)
     analysis = ranum.analyze(model, SPEC)
     assert not ranum.check(model, SPEC).findings
-    runner = Runner(model)
     rng = np.random.default_rng(2)
-    for x in (np.full((1, CHANNELS, SIZE, SIZE), -3.0), rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))):
-        values = runner.run({"x": x.astype(np.float32)})
-        for node in analysis.graph.nodes:
-            lo, hi = analysis.bounds(node.outputs[0])
-            v = np.asarray(values[node.outputs[0]], dtype=np.float64)
-            assert ((v >= lo) & (v <= hi)).all(), node.name
+    _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), -3.0),
+                                            rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
     monkeypatch.setattr(interpret, "NORM_CAPPED", frozenset())
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
 
