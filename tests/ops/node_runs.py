@@ -17,25 +17,36 @@ from onnx import numpy_helper
 from ranum.domain.interval import Interval
 from ranum.graph.loader import load_model
 from ranum.interpret import AbstractRun, run_abstract
+from ranum.ops import REGISTRY
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from onnx.backend.test.case.node import collect_testcases
 
 
-def node_cases(op_types: Collection[str]) -> list:
-    """pytest params (model, inputs, expected outputs) of the single-node cases of ``op_types``."""
+def node_cases(op_types: Collection[str], types: tuple | None = None) -> list:
+    """pytest params (model, inputs, expected outputs) of the single-node cases of ``op_types``.
+    ``types``: keep a case only if every input and output is an ``np.ndarray`` whose dtype is one of them."""
     out = []
     for case in collect_testcases():
         nodes = case.model.graph.node
         if len(nodes) == 1 and nodes[0].op_type in op_types and case.data_sets:
             inputs, outputs = case.data_sets[0]
-            out.append(pytest.param(case.model, inputs, outputs, id=case.name))
+            if types is None or all(isinstance(a, np.ndarray) and a.dtype.type in types for a in [*inputs, *outputs]):
+                out.append(pytest.param(case.model, inputs, outputs, id=case.name))
     return out
 
 
-def onnxruntime_outputs(model: onnx.ModelProto, inputs) -> list[np.ndarray]:
-    """Outputs of ``model`` in onnxruntime's CPU provider for positional ``inputs``."""
+def onnxruntime_outputs(model: onnx.ModelProto, inputs, registered_opset: bool = False) -> list[np.ndarray]:
+    """Outputs of ``model`` in onnxruntime's CPU provider for positional ``inputs``.
+    ``registered_opset``: run a one-node model at the opset version its operator's ranum rule is registered
+    at (opsets that only add types, such as 22's bfloat16, run in onnxruntime as the earlier version)."""
+    if registered_opset:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        op = model.graph.node[0].op_type
+        for opset in model.opset_import:
+            if opset.domain in ("", "ai.onnx"):
+                opset.version = max(since for since, _ in REGISTRY.versions()[("", op)] if since <= opset.version)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in model.graph.input]
     return session.run(None, dict(zip(names, inputs)))

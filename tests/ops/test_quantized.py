@@ -8,7 +8,6 @@ bounds, with no unsupported operator and no finding.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +17,20 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ranum
 from ranum.detect import find_hazards
+from tests.ops.node_runs import node_cases
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
 from tests.zoo.runtime import Runner
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from onnx.backend.test.case.node import collect_testcases
 
 OPS = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv"}
 
 
-def _node_cases() -> list:
-    out = []
-    for case in collect_testcases():
-        nodes = case.model.graph.node
-        if len(nodes) == 1 and nodes[0].op_type in OPS and case.data_sets:
-            inputs, outputs = case.data_sets[0]
-            out.append(pytest.param(case.model, inputs, outputs, id=case.name))
-    return out
-
-
-@pytest.mark.parametrize(("model", "inputs", "outputs"), _node_cases())
+@pytest.mark.parametrize(("model", "inputs", "outputs"), node_cases(OPS))
 def test_node_cases_of_the_quantized_operators(model: onnx.ModelProto, inputs, outputs) -> None:
     check_node_case(model, inputs, outputs)
 
 
 def test_every_quantized_operator_has_node_cases() -> None:
-    assert {p.values[0].graph.node[0].op_type for p in _node_cases()} == OPS
+    assert {p.values[0].graph.node[0].op_type for p in node_cases(OPS)} == OPS
 
 
 # ------------------------------------------------------------------------------ quantize_dynamic end to end

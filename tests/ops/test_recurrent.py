@@ -21,16 +21,12 @@ from ranum.graph.loader import load_model
 from ranum.interpret import run_abstract, run_concrete
 from tests.ops.cases_recurrent import recurrent
 from tests.ops.harness import OpCase, build_model, draw_interval, draw_points
+from tests.ops.node_runs import node_cases
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
 from tests.zoo.runtime import Runner
 
 RECURRENT = ("RNN", "GRU", "LSTM")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from onnx.backend.test.case.node import collect_testcases
-
-    NODE_CASES = [pytest.param(c.model, c.data_sets[0][0], c.data_sets[0][1], id=c.name) for c in collect_testcases()
-                  if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in RECURRENT]
+NODE_CASES = node_cases(RECURRENT)
 
 
 def test_the_onnx_wheel_has_recurrent_node_cases() -> None:

@@ -8,8 +8,6 @@ interval of unknown shape over the valid indices otherwise.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -23,45 +21,18 @@ from ranum.interpret import run_abstract
 from ranum.ops import REGISTRY
 from ranum.ops.sampling import NonMaxSuppression
 from tests.ops.harness import run_text
+from tests.ops.node_runs import node_cases, onnxruntime_outputs
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from onnx.backend.test.case.node import collect_testcases
 
 SAMPLING_OPS = {"GridSample", "RoiAlign", "NonMaxSuppression"}
 
 
-def _node_cases() -> list:
-    out = []
-    for case in collect_testcases():
-        nodes = case.model.graph.node
-        if len(nodes) == 1 and nodes[0].op_type in SAMPLING_OPS and case.data_sets:
-            inputs, _ = case.data_sets[0]
-            out.append(pytest.param(case.model, inputs, id=case.name))
-    return out
-
-
-def _onnxruntime_outputs(model: onnx.ModelProto, inputs) -> list[np.ndarray]:
-    """The reference outputs from onnxruntime: the node cases' own are rounded to 4 digits for these ops.
-
-    Opsets that only add types (22: bfloat16) run in onnxruntime as the version ranum's rule is registered at.
-    """
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    op = model.graph.node[0].op_type
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx"):
-            opset.version = max(since for since, _ in REGISTRY.versions()[("", op)] if since <= opset.version)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [i.name for i in model.graph.input]
-    return session.run(None, dict(zip(names, inputs)))
-
-
-@pytest.mark.parametrize(("model", "inputs"), _node_cases())
+@pytest.mark.parametrize(("model", "inputs"), [pytest.param(*p.values[:2], id=p.id) for p in node_cases(SAMPLING_OPS)])
 def test_node_cases_of_the_sampling_operators(model: onnx.ModelProto, inputs) -> None:
     opset = max(i.version for i in model.opset_import if i.domain in ("", "ai.onnx"))
     assert REGISTRY.lookup(model.graph.node[0].op_type, "", opset) is not None
-    check_node_case(model, inputs, _onnxruntime_outputs(model, inputs))
+    # the reference outputs from onnxruntime: the node cases' own are rounded to 4 digits for these ops
+    check_node_case(model, inputs, onnxruntime_outputs(model, inputs, registered_opset=True))
 
 
 

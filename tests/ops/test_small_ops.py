@@ -10,7 +10,6 @@ and the ONNX node test cases of these operators at every opset up to 28 and for 
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import onnx
@@ -25,11 +24,8 @@ from ranum.graph.loader import load_model
 from ranum.interpret import AbstractRun, run_abstract, run_concrete
 from ranum.ops import REGISTRY, _bits
 from tests.ops.harness import run_text
+from tests.ops.node_runs import node_cases
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from onnx.backend.test.case.node import collect_testcases
 
 FLOAT, INT8, UINT8 = TensorProto.FLOAT, TensorProto.INT8, TensorProto.UINT8
 NEW_OPS = {
@@ -48,19 +44,7 @@ def _hazard_ids(run: AbstractRun) -> set[str]:
 
 
 # ------------------------------------------------------------------------------ node test cases
-def _node_cases() -> list:
-    out = []
-    for case in collect_testcases():
-        nodes = case.model.graph.node
-        if len(nodes) != 1 or nodes[0].op_type not in NEW_OPS or not case.data_sets:
-            continue
-        inputs, outputs = case.data_sets[0]
-        if all(isinstance(a, np.ndarray) and a.dtype.type in _PLAIN_TYPES for a in list(inputs) + list(outputs)):
-            out.append(pytest.param(case.model, inputs, outputs, id=case.name))
-    return out
-
-
-@pytest.mark.parametrize(("model", "inputs", "outputs"), _node_cases())
+@pytest.mark.parametrize(("model", "inputs", "outputs"), node_cases(NEW_OPS, types=_PLAIN_TYPES))
 def test_node_cases_of_the_small_operators(model: onnx.ModelProto, inputs, outputs) -> None:
     opset = max(i.version for i in model.opset_import if i.domain in ("", "ai.onnx"))
     assert REGISTRY.lookup(model.graph.node[0].op_type, "", opset) is not None

@@ -19,29 +19,12 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.graph.loader import load_model
 from ranum.interpret import run_abstract, run_concrete
+from tests.ops.node_runs import node_cases
 from tests.ops.test_onnx_node_cases import SUPPORTED_INPUT_TYPES
 from tests.ops.test_onnx_node_cases import test_concrete_and_abstract_match_onnx_reference as check_node_case
 
 FUSED = ("Attention", "RMSNormalization", "RotaryEmbedding")
-
-
-def _node_cases() -> list:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from onnx.backend.test.case.node import collect_testcases
-
-        cases = collect_testcases()
-    out = []
-    for case in cases:
-        if len(case.model.graph.node) != 1 or case.model.graph.node[0].op_type not in FUSED:
-            continue
-        inputs, outputs = case.data_sets[0]
-        if all(isinstance(a, np.ndarray) and a.dtype.type in SUPPORTED_INPUT_TYPES for a in [*inputs, *outputs]):
-            out.append(pytest.param(case.model, inputs, outputs, id=case.name))
-    return out
-
-
-NODE_CASES = _node_cases()
+NODE_CASES = node_cases(FUSED, types=SUPPORTED_INPUT_TYPES)
 
 
 def test_the_onnx_wheel_has_fused_transformer_node_cases() -> None:
