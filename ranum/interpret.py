@@ -8,6 +8,8 @@ the concrete rule runs on the values and the result stays exact (rounded outward
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.config import AnalysisConfig
@@ -23,7 +26,7 @@ from ranum.domain.interval import Interval
 from ranum.errors import AnalysisError, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, NodeContext, OpRule
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.registry import Registry
 
@@ -162,9 +165,9 @@ class _AbstractWalker:
         rule = self._rule(node)
         if rule is None:
             return self._top(ctx)
-        if any(iv is not None and iv.shape is None for iv in inputs):
-            return self._top(ctx)
         try:
+            if any(iv is not None and iv.shape is None for iv in inputs):
+                return self._without_shapes(rule, ctx, inputs)
             outputs = self._apply(rule, ctx, inputs)
         except UnsupportedOperator as exc:
             self._unsupported(node, str(exc))
@@ -177,6 +180,27 @@ class _AbstractWalker:
             self._unsupported(node, f"internal error in rule {node.op_type}: {exc}")
             return self._top(ctx)
         return outputs
+
+    def _without_shapes(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval]:
+        """Outputs of unknown shape, one interval over all elements, where an operand's shape is unknown:
+        an element-wise rule runs on every operand's hull (every output element is the operator on some
+        elements of them), and a copying rule joins the hulls of the operands it copies; others are top."""
+        mode = rule.unknown_shapes
+        hulls = [None if iv is None else iv.hull() for iv in inputs]
+        if mode == ELEMENTWISE and all(h is not None for h, iv in zip(hulls, inputs) if iv is not None):
+            scalar = dataclasses.replace(ctx, output_shapes=tuple(() for _ in ctx.output_shapes))
+            outs = [_finish(rule, out, ctx.budget) for out in _as_tuple(rule.abstract(scalar, *hulls))]
+            return [Interval.create(out.lower, out.upper, (), None, out.elem_type) for out in outs]
+        if mode == COUNTS:
+            return [Interval.create(torch.tensor(0), torch.tensor(torch.iinfo(torch.int64).max), (), None,
+                                    TensorProto.INT64) for _ in ctx.node.outputs]
+        copied = [h for h in (hulls[:1] if mode == COPIES else hulls if mode == COPIES_ALL else []) if h is not None]
+        if not copied:
+            raise UnsupportedOperator(f"{ctx.node.op_type}: an operand has a shape known only at run time "
+                                      "(computed from data, e.g. by NonZero)")
+        joined = functools.reduce(Interval.join, [Interval.create(h.lower, h.upper, (), None, h.elem_type)
+                                                  for h in copied])
+        return [joined for _ in ctx.node.outputs]
 
     def _apply(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval]:
         present = [iv for iv in inputs if iv is not None]

@@ -210,11 +210,22 @@ class Interval:
         upper = lower if self.is_point else layout(self.stored_upper)
         return Interval(lower, upper, splits, shape, self.elem_type)
 
+    def hull(self) -> Interval | None:
+        """One 0-d block ``[min lower, max upper]`` holding every element (shape ``()``); None for a
+        tensor without elements."""
+        if self.numblocks == 0:
+            return None
+        return Interval(self.lower.min(), self.upper.max(), (), (), self.elem_type)
+
     def join(self, other: Interval) -> Interval:
         """Least upper bound in the block domain (unknown shape when shapes differ)."""
         if self.shape != other.shape or self.shape is None:
-            lo = torch.minimum(self.lower.min(), other.lower.min().to(self.lower.dtype))
-            hi = torch.maximum(self.upper.max(), other.upper.max().to(self.upper.dtype))
+            hulls = [h for h in (self.hull(), other.hull()) if h is not None]
+            if not hulls:  # two tensors without elements, of different shapes
+                return Interval.top(None, self.elem_type)
+            dtype = hulls[0].lower.dtype
+            lo = torch.stack([h.lower.to(dtype) for h in hulls]).min()
+            hi = torch.stack([h.upper.to(dtype) for h in hulls]).max()
             return Interval.create(lo, hi, (), None, self.elem_type)
         splits, ((l1, u1), (l2, u2)) = align([self, other], self.shape)
         return Interval.create(torch.minimum(l1, l2), torch.maximum(u1, u2), splits, self.shape, self.elem_type)

@@ -23,11 +23,18 @@ if TYPE_CHECKING:
     from ranum.ops.hazards import Hazard
 
 __all__ = [
-    "GraphView", "NodeContext", "OpRule", "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape",
-    "structural",
+    "COPIES", "COPIES_ALL", "COUNTS", "ELEMENTWISE", "GraphView", "NodeContext", "OpRule", "Outputs", "SubgraphRunner",
+    "UnaryRule", "exact_ints", "inferred_shape", "structural",
 ]
 
 Outputs = Interval | tuple[Interval, ...]
+
+# How an operator treats an operand of unknown shape (downstream of a data-dependent shape: NonZero,
+# NonMaxSuppression...): its outputs then have unknown shapes too, and one interval for all elements.
+ELEMENTWISE = "elementwise"  # each output element is the operator on elements of its (broadcast) operands
+COPIES = "copies"  # each output element is an element of the first operand (Reshape, Gather, Slice...)
+COPIES_ALL = "copies-all"  # each output element is an element of one of the operands (Concat)
+COUNTS = "counts"  # each output element is a size or an index: a non-negative int64 (Shape, NonZero...)
 
 
 class SubgraphRunner(Protocol):
@@ -86,6 +93,7 @@ class OpRule:
     output_range: ClassVar[tuple[float, float] | None] = None
     deterministic: ClassVar[bool] = True
     accumulates: ClassVar[bool] = False  # sums many terms: float error grows with their count
+    unknown_shapes: ClassVar[str] = ""  # ELEMENTWISE, COPIES, COPIES_ALL, COUNTS or "" (not analysed)
 
     def concrete(self, ctx: NodeContext, *inputs: Tensor | None) -> Tensor | tuple[Tensor, ...]:
         """Exact ONNX semantics on concrete tensors."""
@@ -100,6 +108,7 @@ class UnaryRule(OpRule):
     """Element-wise operator ``y = fn(x)``; monotone ones get their abstract rule for free."""
 
     monotone: ClassVar[str | None] = "increasing"
+    unknown_shapes = ELEMENTWISE
 
     def fn(self, x: Tensor) -> Tensor:
         raise NotImplementedError

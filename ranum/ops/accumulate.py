@@ -19,7 +19,7 @@ from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
-from ranum.ops._base import NodeContext, OpRule, as_float64
+from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, as_float64
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -71,6 +71,7 @@ def _sum_bounds(elem_type: int, scale: float) -> Callable[..., tuple[Tensor, Ten
 
 @register("Sum")
 class Sum(OpRule):
+    unknown_shapes = ELEMENTWISE
     hazards = (Overflow(),)
     accumulates = True
 
@@ -83,6 +84,7 @@ class Sum(OpRule):
 
 @register("Mean")
 class Mean(OpRule):
+    unknown_shapes = ELEMENTWISE
     hazards = (Overflow(),)
     accumulates = True
     ulps = 2.0  # the final scaling may use a rounded 1/n

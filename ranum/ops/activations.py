@@ -37,7 +37,7 @@ from torch import Tensor
 from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule, UnaryRule
+from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule
 from ranum.ops._bits import int_type
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
@@ -111,6 +111,7 @@ class Relu(UnaryRule):
 @register("ThresholdedRelu")
 class ThresholdedRelu(OpRule):
     """y = x if x > alpha else 0 (exact selection)."""
+    unknown_shapes = ELEMENTWISE
 
     alpha: float = 1.0
     rounds = False
@@ -142,6 +143,7 @@ class Shrink(OpRule):
     below its open end (x < -lambd) use that end. For double inputs the float32 rounding of x may move
     it onto +-lambd (then 0) and the sum carries an absolute error of float32 rounding.
     """
+    unknown_shapes = ELEMENTWISE
 
     bias: float = 0.0
     lambd: float = 0.5
@@ -203,6 +205,7 @@ class LeakyRelu(UnaryRule):
 @register("PRelu")
 class PRelu(OpRule):
     """y = x if x >= 0 else slope * x; slope broadcasts to x and may have either sign."""
+    unknown_shapes = ELEMENTWISE
 
     def concrete(self, ctx: NodeContext, x: Tensor, slope: Tensor) -> Tensor:
         return torch.where(x >= 0, x, x * slope)
@@ -227,6 +230,7 @@ def _prelu_bounds(lx: Tensor, ux: Tensor, ls: Tensor, us: Tensor) -> tuple[Tenso
 @register("HardSigmoid")
 class HardSigmoid(OpRule):
     """y = max(0, min(1, alpha * x + beta))."""
+    unknown_shapes = ELEMENTWISE
 
     alpha: float = 0.2
     beta: float = 0.5

@@ -25,7 +25,7 @@ from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float,
 from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
-from ranum.ops._base import NodeContext, OpRule, UnaryRule, as_float64
+from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_float64
 from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops.hazards import (
     FORWARD,
@@ -63,6 +63,7 @@ def _int_sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Te
 
 @register("Add", since=7)
 class Add(OpRule):
+    unknown_shapes = ELEMENTWISE
     hazards = (Overflow(),)
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
@@ -74,6 +75,7 @@ class Add(OpRule):
 
 @register("Sub", since=7)
 class Sub(OpRule):
+    unknown_shapes = ELEMENTWISE
     hazards = (Overflow(),)
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
@@ -88,6 +90,7 @@ class Sub(OpRule):
 
 @register("Mul", since=7)
 class Mul(OpRule):
+    unknown_shapes = ELEMENTWISE
     hazards = (Overflow(),)
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
@@ -106,6 +109,7 @@ class Mul(OpRule):
 
 @register("Div", since=7)
 class Div(OpRule):
+    unknown_shapes = ELEMENTWISE
     hazards = (divisor_zero("division by zero", operand=1, numerator=0), Overflow())
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
@@ -262,6 +266,7 @@ def _aligned_pair(x: Interval, y: Interval) -> list[tuple[Tensor, Tensor]]:
 @register("Pow", since=7)
 class Pow(OpRule):
     """y = x ** e; the exponent may have its own type (opset 12+); integer bases truncate."""
+    unknown_shapes = ELEMENTWISE
 
     hazards = (
         PowHazard("pow-negative-base", "negative base with a non-integer exponent is NaN",
@@ -310,6 +315,7 @@ def _pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor) -> tuple[Tensor,
 # ---------------------------------------------------------------------------- Max, Min
 @register("Max")
 class Max(OpRule):
+    unknown_shapes = ELEMENTWISE
     rounds = False
 
     def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
@@ -321,6 +327,7 @@ class Max(OpRule):
 
 @register("Min")
 class Min(OpRule):
+    unknown_shapes = ELEMENTWISE
     rounds = False
 
     def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
@@ -362,6 +369,7 @@ class BitShift(OpRule):
 @register("Mod")
 class Mod(OpRule):
     """fmod=1: C fmod (sign of the dividend); fmod=0: sign of the divisor (floats only from opset 28)."""
+    unknown_shapes = ELEMENTWISE
 
     fmod: int = 0
     hazards = (equal_to(0.0, "modulo by zero", name="division-by-zero", operand=1),)
@@ -429,6 +437,7 @@ def _no_limit(elem_type: int, sign: int) -> Interval:
 @register("Clip", since=11)
 class Clip(OpRule):
     """Clamp into [min, max] given as optional scalar inputs (opset 11+)."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 
@@ -445,6 +454,7 @@ class Clip(OpRule):
 @register("Clip", since=6)
 class Clip6(OpRule):
     """Clamp into [min, max] given as float attributes (opsets 6 to 10); limits take the input's dtype."""
+    unknown_shapes = ELEMENTWISE
 
     min: float = -3.4028234663852886e38
     max: float = 3.4028234663852886e38

@@ -22,7 +22,7 @@ from ranum.domain import arith, blocks
 from ranum.domain.dtypes import bound_dtype, elem_type_of, float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule, exact_ints, inferred_shape
+from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, exact_ints, inferred_shape
 from ranum.ops.hazards import Overflow, equal_to
 from ranum.ops.registry import register
 
@@ -80,12 +80,16 @@ class ConstantOfShape(OpRule):
         return self._fill().expand(exact_ints(shape, "shape", "ConstantOfShape")).clone()
 
     def abstract(self, ctx: NodeContext, shape: Interval) -> Interval:
+        fill = self._fill()
+        etype = elem_type_of(fill.dtype)
+        if not shape.is_exact and not (ctx.output_shapes and ctx.output_shapes[0] is not None):
+            # a shape computed from data (e.g. a count of boxes): every element is the fill value
+            bound = fill.to(bound_dtype(etype))
+            return Interval.create(bound, bound, (), None, etype)
         dims = exact_ints(shape, "shape", "ConstantOfShape") if shape.is_exact else \
             inferred_shape(ctx, "ConstantOfShape", "shape")
         if shape.shape != (len(dims),):
             raise UnsupportedOperator(f"ConstantOfShape: inferred shape {dims} does not fit shape operand")
-        fill = self._fill()
-        etype = elem_type_of(fill.dtype)
         bound = fill.to(bound_dtype(etype)).expand([1 if n else 0 for n in dims]).clone()
         return Interval.create(bound, bound, blocks.single_splits(dims), dims, etype)
 
@@ -200,6 +204,7 @@ def _cast(x: Interval, to: int) -> Interval:
 @register("Cast", since=6)
 class Cast(OpRule):
     """Element type conversion; a float narrowing may overflow to infinity."""
+    unknown_shapes = ELEMENTWISE
 
     to: int = 0
     saturate: int = 1
@@ -219,6 +224,7 @@ class Cast(OpRule):
 @register("CastLike")
 class CastLike(OpRule):
     """Cast to the element type of the second operand."""
+    unknown_shapes = ELEMENTWISE
 
     saturate: int = 1
     hazards = (Overflow(),)

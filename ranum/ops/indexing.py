@@ -22,7 +22,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule, structural
+from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule, structural
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -188,6 +188,7 @@ def _round_out(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
 @register("Gather")
 class Gather(OpRule):
     """out = data[..., indices, ...] along ``axis``; block-wise, exact for exact indices."""
+    unknown_shapes = COPIES
 
     axis: int = 0
     rounds = False
@@ -210,6 +211,7 @@ class Gather(OpRule):
 @register("GatherElements")
 class GatherElements(OpRule):
     """out[i][j] = data[indices[i][j]][j] (axis 0); hull over the index range when inexact."""
+    unknown_shapes = COPIES
 
     axis: int = 0
     rounds = False
@@ -249,6 +251,7 @@ def _nd_rows(shape: Sequence[int], indices: Tensor, batch_dims: int) -> tuple[Te
 @register("GatherND")
 class GatherND(OpRule):
     """Gathers slices addressed by index tuples (last axis of ``indices``) after ``batch_dims``."""
+    unknown_shapes = COPIES
 
     batch_dims: int = 0
     rounds = False
@@ -548,7 +551,10 @@ class Compress(OpRule):
 
 @register("NonZero")
 class NonZero(OpRule):
-    """Indices of the non-zero elements, shape (rank, count): exact inputs only (shape depends on data)."""
+    """Indices of the non-zero elements, shape (rank, count). Exact where the input is, or where no element
+    can be zero (every index); otherwise the count depends on the values: an unknown shape, each index
+    in [0, largest dimension - 1]."""
+    unknown_shapes = COUNTS
 
     rounds = False
 
@@ -556,7 +562,11 @@ class NonZero(OpRule):
         return torch.nonzero(x).T.contiguous() if x.dim() else torch.nonzero(x.reshape(1)).T.contiguous()
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        value = exact_operand(x, "NonZero input (its output shape depends on the values)")
-        if value is None:
+        if x.is_exact:
+            return Interval.point(self.concrete(ctx, x.exact_value()), TensorProto.INT64)
+        if x.numblocks == 0:
             return Interval.point(torch.zeros((x.rank, 0), dtype=torch.long), TensorProto.INT64)
-        return Interval.point(self.concrete(ctx, value), TensorProto.INT64)
+        if bool(((x.lower > 0) | (x.upper < 0)).all()):  # every element non-zero: every index
+            return Interval.point(self.concrete(ctx, torch.ones(x.shape, dtype=torch.bool)), TensorProto.INT64)
+        largest = max(x.shape, default=1) - 1
+        return Interval.create(torch.tensor(0), torch.tensor(largest), (), None, TensorProto.INT64)

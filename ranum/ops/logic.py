@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ranum.domain.interval import Interval, elementwise
 from ranum.ops import _bits as int_bits
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
 from ranum.ops._relations import guarded_branches
 from ranum.ops.registry import register
 
@@ -96,6 +96,7 @@ def _swap(fn: BoundFn) -> BoundFn:
 
 class _Comparison(OpRule):
     """Element-wise comparison with broadcasting; the result is a boolean tensor."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
     bounds: ClassVar[BoundFn]
@@ -170,6 +171,7 @@ class LessOrEqual(_Comparison):
 @register("Not")
 class Not(OpRule):
     """Logical negation of a boolean tensor."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 
@@ -183,6 +185,7 @@ class Not(OpRule):
 @register("And", since=7)
 class And(OpRule):
     """Logical and with broadcasting: the bounds are the minima of the operand bounds."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 
@@ -196,6 +199,7 @@ class And(OpRule):
 @register("Or", since=7)
 class Or(OpRule):
     """Logical or with broadcasting: the bounds are the maxima of the operand bounds."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 
@@ -216,6 +220,7 @@ def _xor(la: Tensor, ua: Tensor, lb: Tensor, ub: Tensor) -> tuple[Tensor, Tensor
 @register("Xor", since=7)
 class Xor(OpRule):
     """Logical exclusive or with broadcasting; ``x xor x`` is False."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 
@@ -240,6 +245,7 @@ def _select(lc: Tensor, uc: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tens
 @register("Where")
 class Where(OpRule):
     """where(condition, X, Y) with three-way broadcasting; values are selected, never computed."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 
@@ -255,6 +261,7 @@ class Where(OpRule):
 @register("IsInf")
 class IsInf(OpRule):
     """True where x is an infinity of a detected sign; NaN and finite values give False."""
+    unknown_shapes = ELEMENTWISE
 
     detect_negative: int = 1
     detect_positive: int = 1
@@ -280,6 +287,7 @@ class IsInf(OpRule):
 @register("IsNaN")
 class IsNaN(OpRule):
     """True where x is NaN; no interval excludes NaN at run time (see the module docstring)."""
+    unknown_shapes = ELEMENTWISE
 
     rounds = False
 

@@ -25,7 +25,7 @@ from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
 
@@ -306,6 +306,7 @@ class ReduceLogSum(_SumOf):
 @register("ReduceMax")
 class ReduceMax(_Reduce):
     """Maximum over axes: exact, block-wise."""
+    unknown_shapes = COPIES
 
     accumulates = False
     rounds = False
@@ -414,6 +415,7 @@ def _product_error(p_lo: Tensor, p_hi: Tensor, lo: Tensor, hi: Tensor, weights: 
 @dataclass(frozen=True)
 class _ArgExtremum(OpRule):
     """ArgMax / ArgMin: int64 indices; candidates are the elements that can reach the extremum."""
+    unknown_shapes = COUNTS
 
     axis: int = 0
     keepdims: int = 1

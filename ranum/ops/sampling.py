@@ -20,7 +20,7 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import COUNTS, NodeContext, OpRule
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -320,6 +320,7 @@ class NonMaxSuppression(OpRule):
     The count of selected boxes depends on the values: for exact inputs the output is exact (the
     interpreter runs ``concrete``); otherwise it has an unknown shape, every value in [0, max index].
     """
+    unknown_shapes = COUNTS
 
     center_point_box: int = 0
     rounds = False

@@ -27,7 +27,7 @@ from torch import Tensor
 from ranum.domain import blocks
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule, exact_ints, inferred_shape, structural
+from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, NodeContext, OpRule, exact_ints, inferred_shape, structural
 from ranum.ops.registry import register
 
 __all__ = [
@@ -142,6 +142,7 @@ def _reshaped(x: Interval, new: Sequence[int], budget: int) -> Interval:
 @register("Shape")
 class Shape(OpRule):
     """The input's shape (``start``/``end`` from opset 15) as an exact int64 vector."""
+    unknown_shapes = COUNTS
 
     start: int = 0
     end: int | None = None
@@ -157,6 +158,7 @@ class Shape(OpRule):
 @register("Size")
 class Size(OpRule):
     """Number of elements, an exact int64 scalar."""
+    unknown_shapes = COUNTS
 
     rounds = False
 
@@ -178,6 +180,7 @@ def _reshape_target(in_shape: Sequence[int], spec: list[int], allowzero: int) ->
 
 @register("Reshape", since=5)
 class Reshape(OpRule):
+    unknown_shapes = COPIES
     allowzero: int = 0
     rounds = False
 
@@ -196,6 +199,7 @@ class Reshape(OpRule):
 
 @register("Flatten")
 class Flatten(OpRule):
+    unknown_shapes = COPIES
     axis: int = 1
     rounds = False
 
@@ -213,6 +217,7 @@ class Flatten(OpRule):
 @register("Squeeze")
 class Squeeze(OpRule):
     """Removes size-1 axes (``axes`` attribute before opset 13, input from 13; all when absent)."""
+    unknown_shapes = COPIES
 
     axes: tuple[int, ...] | None = None
     rounds = False
@@ -240,6 +245,7 @@ class Squeeze(OpRule):
 @register("Unsqueeze")
 class Unsqueeze(OpRule):
     """Inserts size-1 axes (``axes`` attribute before opset 13, input from 13)."""
+    unknown_shapes = COPIES
 
     axes: tuple[int, ...] | None = None
     rounds = False
@@ -268,6 +274,7 @@ class Unsqueeze(OpRule):
 
 @register("Transpose")
 class Transpose(OpRule):
+    unknown_shapes = COPIES
     perm: tuple[int, ...] | None = None
     rounds = False
 
@@ -284,6 +291,7 @@ class Transpose(OpRule):
 
 @register("Identity")
 class Identity(OpRule):
+    unknown_shapes = COPIES
     rounds = False
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
@@ -296,6 +304,7 @@ class Identity(OpRule):
 # ------------------------------------------------------------------------------ joining, splitting
 @register("Concat", since=4)
 class Concat(OpRule):
+    unknown_shapes = COPIES_ALL
     axis: int = 0
     rounds = False
 
@@ -328,6 +337,7 @@ class Concat(OpRule):
 class Split(OpRule):
     """Split along ``axis``: sizes from the ``split`` input (opset 13+) or attribute, else equal parts
     (``num_outputs`` from opset 18: chunks of ceil(n / num_outputs), the last one smaller)."""
+    unknown_shapes = COPIES
 
     axis: int = 0
     split: tuple[int, ...] | None = None
@@ -379,6 +389,7 @@ def _slice_indices(shape: Sequence[int], starts: list[int], ends: list[int], axe
 
 @register("Slice", since=10)
 class Slice(OpRule):
+    unknown_shapes = COPIES
     rounds = False
 
     def _plan(self, shape: Sequence[int], *operands) -> list[tuple[int, Tensor]]:
@@ -400,6 +411,7 @@ class Slice(OpRule):
 
 @register("Expand")
 class Expand(OpRule):
+    unknown_shapes = COPIES
     rounds = False
 
     def concrete(self, ctx: NodeContext, x: Tensor, shape: Tensor) -> Tensor:
@@ -418,6 +430,7 @@ class Expand(OpRule):
 
 @register("Tile", since=6)
 class Tile(OpRule):
+    unknown_shapes = COPIES
     rounds = False
 
     def concrete(self, ctx: NodeContext, x: Tensor, repeats: Tensor) -> Tensor:

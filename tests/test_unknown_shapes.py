@@ -1,0 +1,111 @@
+"""Shapes computed from data (NonZero, NonMaxSuppression): what follows them is still analysed.
+
+Element-wise operators run on their operands' hulls, copying operators (Reshape, Gather, Concat...)
+keep the hull of what they copy, sizes and indices are non-negative, and anything else is reported as
+not analysed instead of failing. Every onnxruntime value must lie in the (unknown-shape) bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import ranum
+from tests.ops.harness import run_text
+from tests.zoo.runtime import Runner
+
+# boxes whose score passes a threshold: NonZero gives their count only at run time
+DETECTION_TAIL = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 6] scores, float[6, 4] boxes) => (float[N] sizes, float[M, 4] kept, int64[K] count, float[P] logs)
+<int64 one = {1}, int64[1] minus_one = {-1}, int64[1] zero1 = {0}, int64[1] one1 = {1}, int64[1] two1 = {2},
+ int64[1] three1 = {3}> {
+    threshold = Constant <value = float {0.5}> ()
+    above = Greater (scores, threshold)
+    where = NonZero (above)
+    picked = Gather <axis = 1> (where, one)
+    flat = Reshape (picked, minus_one)
+    kept = Gather <axis = 0> (boxes, flat)
+    x1 = Slice (kept, zero1, one1, one1)
+    x2 = Slice (kept, two1, three1, one1)
+    width = Sub (x2, x1)
+    positive = Relu (width)
+    eps = Constant <value = float {1e-3}> ()
+    safe = Add (positive, eps)
+    sizes_2d = Sqrt (safe)
+    sizes = Reshape (sizes_2d, minus_one)
+    logs_2d = Log (safe)
+    logs = Reshape (logs_2d, minus_one)
+    shape = Shape (kept)
+    count = Slice (shape, zero1, one1)
+}
+"""
+
+SPEC = {"inputs": {"scores": [0.0, 1.0], "boxes": [0.0, 320.0]}}
+
+
+def test_a_detection_tail_is_analysed_past_nonzero() -> None:
+    analysis = ranum.analyze(onnx.parser.parse_model(DETECTION_TAIL), SPEC)
+    assert not analysis.run.unsupported
+    lo, hi = analysis.bounds("kept")
+    assert (float(lo), float(hi)) == (0.0, 320.0)  # rows of the boxes: their hull
+    count_lo, count_hi = analysis.bounds("count")
+    assert float(count_lo) >= 0
+    # sqrt and log of a relu plus 1e-3 are safe: nothing to report, although no shape is known
+    assert not ranum.check(onnx.parser.parse_model(DETECTION_TAIL), SPEC).findings
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_onnxruntime_values_lie_in_the_unknown_shape_bounds(seed: int) -> None:
+    model = onnx.parser.parse_model(DETECTION_TAIL)
+    analysis = ranum.analyze(model, SPEC)
+    rng = np.random.default_rng(seed)
+    values = Runner(model).run({"scores": rng.uniform(0, 1, (1, 6)).astype(np.float32),
+                                "boxes": rng.uniform(0, 320, (6, 4)).astype(np.float32)})
+    for node in analysis.graph.nodes:
+        for name in node.outputs:
+            lo, hi = analysis.bounds(name)
+            v = np.asarray(values[name], dtype=np.float64)
+            assert ((v >= lo) & (v <= hi)).all(), name
+
+
+def test_nonzero_of_a_range_that_excludes_zero_is_exact() -> None:
+    run = run_text("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3] x) => (int64[2, 6] y) { y = NonZero (x) }""", {"x": (0.5, 2.0)})
+    assert run.env["y"].is_exact
+    assert run.env["y"].exact_value().tolist() == [[0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2]]
+
+
+def test_nonzero_of_a_range_holding_zero_has_an_unknown_count() -> None:
+    run = run_text("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 5] x) => (int64[2, N] y) { y = NonZero (x) }""", {"x": (-1.0, 1.0)})
+    y = run.env["y"]
+    assert y.shape is None
+    assert (int(y.lower), int(y.upper)) == (0, 4)
+
+
+def test_an_operator_without_an_unknown_shape_rule_is_reported_not_analysed() -> None:
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x) => (float[N] y) <int64[1] minus_one = {-1}> {
+        where = NonZero (x)
+        flat = Reshape (where, minus_one)
+        values = Gather (x, flat)
+        y = Softmax <axis = 0> (values)
+    }""")
+    analysis = ranum.analyze(model, {"inputs": {"x": [-1.0, 1.0]}})
+    assert "shape known only at run time" in analysis.run.unsupported[analysis.graph.nodes[-1].name]
+
+
+def test_if_joins_branches_with_empty_outputs_of_different_shapes() -> None:
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[3] x, bool c) => (float[N] y) {
+        y = If (c) <
+            then_branch = then_g () => (float[0] t) { t = Constant <value = float[0] {}> () },
+            else_branch = else_g () => (float[2] e) { e = Constant <value = float[2] {1.0, 2.0}> () }
+        >
+    }""")
+    analysis = ranum.analyze(model, {"inputs": {"x": [0.0, 1.0], "c": [0, 1]}})
+    assert not analysis.run.unsupported
+    lo, hi = analysis.bounds("y")
+    assert (float(lo), float(hi)) == (1.0, 2.0)
