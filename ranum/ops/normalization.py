@@ -32,7 +32,7 @@ from ranum.domain.dtypes import float_facts
 from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops.hazards import Hazard, HazardHit, Overflow, at_most
+from ranum.ops.hazards import GRADIENT, Hazard, HazardHit, Overflow, at_most
 from ranum.ops.registry import register
 
 __all__ = ["BatchNormalization", "GroupNormalization", "InstanceNormalization", "LayerNormalization",
@@ -213,12 +213,15 @@ class SliceVarianceHazard(Hazard):
 
 @dataclass(frozen=True)
 class ZeroNormHazard(Hazard):
-    """Every element of a slice can be 0 (or, for p=2, small enough for the squares to underflow)."""
+    """Every element of a slice can be 0 (or, for p=2, small enough for the squares to underflow). The
+    forward result is then 0 (onnxruntime and the ONNX reference test for a zero norm), but the
+    derivative of x / ||x||, (I - u u^T) / ||x||, grows without bound there: a training hazard."""
 
     axis: int
     p: int
     name: str = "lp-normalization-zero-norm"
-    description: str = "norm of an all-zero slice is 0: x / 0 (0/0 is NaN)"
+    description: str = "gradient of x / ||x|| is infinite at an all-zero slice (the result there is 0)"
+    kind: str = GRADIENT
 
     def _small(self, magnitude: Tensor, elem_type: int) -> Tensor:
         limit = math.sqrt(float_facts(elem_type).tiny) if self.p == 2 else 0.0

@@ -98,7 +98,8 @@ def test_lp_normalization_bounds() -> None:
     assert out.min() == pytest.approx(1 / math.sqrt(13), rel=1e-5)
     assert out.max() == pytest.approx(2 / math.sqrt(7), rel=1e-5)
     zero = _case(case, {"in0": (0.0, 2.0)})
-    assert [f.hazard_id for f in find_hazards(zero)] == ["lp-normalization-zero-norm"]
+    # onnxruntime gives 0 for an all-zero slice: only the gradient breaks there
+    assert [(f.hazard_id, f.kind) for f in find_hazards(zero)] == [("lp-normalization-zero-norm", "gradient")]
 
 
 @pytest.mark.parametrize("opset, groups, params", [(21, 3, 6), (21, 2, 6)])
