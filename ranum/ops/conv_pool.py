@@ -325,28 +325,56 @@ class AveragePool(_Pool):
 
 @register("MaxPool")
 class MaxPool(_Pool):
-    """Window maxima (output 0 only; padding never wins); exact, no rounding."""
+    """Window maxima (padding never wins); exact, no rounding. The optional Indices output holds each
+    maximum's place in the flattened input (N, C, spatial: row-major, or column-major over the spatial
+    axes with ``storage_order`` 1), the first maximum of its window as onnxruntime scans it; its
+    bounds are the first and last place of the window's real elements."""
 
     storage_order: int = 0
 
     rounds = False
 
-    def _max(self, x: Tensor) -> Tensor:
+    def _padded(self, x: Tensor) -> tuple[Tensor, list[int], list[int]]:
         strides, dilations, begin, end, over = self._window(x.shape[2:])
-        wide = x.to(torch.float64)
-        padded = _pad(_pad(wide, begin, end, -math.inf), [0] * len(over), over, -math.inf)
+        padded = _pad(_pad(x.to(torch.float64), begin, end, -math.inf), [0] * len(over), over, -math.inf)
+        return padded, strides, dilations
+
+    def _max(self, x: Tensor, with_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        padded, strides, dilations = self._padded(x)
         rank = len(self.kernel_shape)
-        y = _MAXPOOL[rank](padded, list(self.kernel_shape), strides, 0, dilations)
-        return y.to(x.dtype)
+        return _MAXPOOL[rank](padded, list(self.kernel_shape), strides, 0, dilations, return_indices=with_indices)
 
-    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
-        self._outputs_check(ctx)
-        return self._max(x)
+    def _places(self, shape: Sequence[int]) -> Tensor:
+        """Every input element's ONNX index (float64, of the input's shape)."""
+        spatial = list(shape[2:])
+        axes = range(len(spatial)) if self.storage_order else reversed(range(len(spatial)))
+        place, stride = torch.zeros(spatial, dtype=torch.float64), 1
+        for axis in axes:  # the fastest-varying axis first
+            coordinate = torch.arange(spatial[axis], dtype=torch.float64).reshape(
+                [-1 if a == axis else 1 for a in range(len(spatial))])
+            place, stride = place + coordinate * stride, stride * spatial[axis]
+        planes = torch.arange(shape[0] * shape[1], dtype=torch.float64).reshape(shape[0], shape[1], *[1] * len(spatial))
+        return planes * stride + place
 
-    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        self._outputs_check(ctx)
+    def _wants_indices(self, ctx: NodeContext) -> bool:
+        return len(ctx.node.outputs) > 1 and bool(ctx.node.outputs[1])
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if not self._wants_indices(ctx):
+            return self._max(x).to(x.dtype)
+        y, where = self._max(x, with_indices=True)
+        places = self._padded(self._places(x.shape))[0].flatten(2)
+        indices = places.gather(2, where.flatten(2)).reshape(y.shape)
+        return y.to(x.dtype), indices.to(torch.int64)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval | tuple[Interval, Interval]:
         lo, hi = x.full()
-        return Interval.from_full(self._max(lo), self._max(hi), x.elem_type, ctx.budget)
+        values = Interval.from_full(self._max(lo), self._max(hi), x.elem_type, ctx.budget)
+        if not self._wants_indices(ctx):
+            return values
+        places = self._places(x.shape)
+        last, first = self._max(places), -self._max(-places)
+        return values, Interval.from_full(first, last, TensorProto.INT64, ctx.budget)
 
 
 @register("GlobalAveragePool")
