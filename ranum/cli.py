@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ class CheckFormat(str, Enum):
     json = "json"
     sarif = "sarif"
     html = "html"
+
+
+class FindingKind(str, Enum):
+    all = "all"
+    forward = "forward"
+    gradient = "gradient"
 
 
 _MODEL_HELP = "ONNX model file, or path/to/file.py:factory (a function returning a torch.nn.Module)."
@@ -88,6 +95,8 @@ def check(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file."),
     block_budget: int = typer.Option(1 << 16, "--block-budget", min=1, help="Most blocks per tensor."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every assumption."),
+    kind: FindingKind = typer.Option(FindingKind.all, "--kind", help="Report only findings of this kind: forward "
+                                     "(NaN/Inf at inference), gradient (only training breaks) or all."),
 ) -> None:
     """Find every operator that can receive an invalid input and produce NaN or Inf."""
     err = Console(stderr=True)
@@ -103,6 +112,8 @@ def check(
         _fail(err, str(exc))
     except OSError as exc:
         _fail(err, f"{exc.strerror or exc}: {exc.filename or model}")
+    if kind is not FindingKind.all:
+        report = replace(report, findings=tuple(f for f in report.findings if f.kind == kind.value))
     if output_format is not CheckFormat.text:
         text = _render_document(report, output_format)
         if output is None:

@@ -172,3 +172,18 @@ def test_external_data_escaping_folder(tmp_path: Path) -> None:
     with open(path, "wb") as stream:
         stream.write(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
     _assert_bad_input(invoke("check", path), "outside the model folder")
+
+
+def test_kind_option_keeps_only_findings_of_that_kind(tmp_path: Path) -> None:
+    path = tmp_path / "sqrt.onnx"
+    onnx.save(parse("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[3] x) => (float[3] y) { y = Sqrt (x) }"""), str(path))
+    # sqrt of [0, 1]: no NaN at inference, but an infinite derivative at 0
+    everything = invoke("check", path, "--range", "x=0,1", "--format", "json")
+    assert everything.exit_code == 1, everything.output
+    assert {f["kind"] for f in json.loads(everything.stdout)["findings"]} == {"gradient"}
+    forward = invoke("check", path, "--range", "x=0,1", "--kind", "forward", "--format", "json")
+    assert forward.exit_code == 0, forward.output
+    assert json.loads(forward.stdout)["findings"] == []
+    assert invoke("check", path, "--range", "x=0,1", "--kind", "gradient").exit_code == 1
+    assert invoke("check", path, "--range", "x=0,1", "--kind", "backward").exit_code == 2
