@@ -25,6 +25,14 @@ def _unit_gain_conv(rng: np.random.Generator, name: str) -> onnx.TensorProto:
     return numpy_helper.from_array(w.astype(np.float32), name)
 
 
+def _cnn_model(nodes: list, inits: list, name: str, opset: int) -> onnx.ModelProto:
+    """A model from ``x`` (1, CHANNELS, SIZE, SIZE) to ``y`` (1, 4)."""
+    graph = helper.make_graph(nodes, name,
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 def deep_cnn(layers: int) -> onnx.ModelProto:
     """x -> Conv * layers, a Relu and a residual Add every 8 layers -> MaxPool -> GlobalAveragePool ->
     Flatten -> Gemm. The true gain per layer is below 1; interval growth is about 3 (sum of |w|)."""
@@ -45,10 +53,7 @@ def deep_cnn(layers: int) -> onnx.ModelProto:
               helper.make_node("GlobalAveragePool", ["pool"], ["gap"]),
               helper.make_node("Flatten", ["gap"], ["flat"]),
               helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "deep_cnn",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return _cnn_model(nodes, inits, "deep_cnn", 18)
 
 
 SPEC = {"inputs": {"x": [-3.0, 3.0]}, "weights": {"default": "exact"}}
@@ -134,10 +139,7 @@ def deep_cnn_mixed(layers: int) -> onnx.ModelProto:
     inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
     nodes += [helper.make_node("ReduceMean", [current], ["avg"], axes=[2, 3], keepdims=0),
               helper.make_node("MatMul", ["avg", "head"], ["y"])]
-    graph = helper.make_graph(nodes, "deep_cnn_mixed",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return _cnn_model(nodes, inits, "deep_cnn_mixed", 17)
 
 
 def test_caps_through_batch_norm_mul_leaky_relu_and_mean_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,10 +183,7 @@ def deep_dense_cnn(layers: int) -> onnx.ModelProto:
     nodes += [helper.make_node("Slice", [current, "starts", "ends", "axes"], ["half"]),
               helper.make_node("ReduceMean", ["half"], ["avg"], axes=[2, 3], keepdims=0),
               helper.make_node("MatMul", ["avg", "head"], ["y"])]
-    graph = helper.make_graph(nodes, "deep_dense_cnn",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return _cnn_model(nodes, inits, "deep_dense_cnn", 17)
 
 
 def test_caps_through_concat_average_pool_and_slice_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
