@@ -80,7 +80,7 @@ def prune(graph: Graph, target: Node) -> Graph:
         if node.name in keep:
             continue
         keep.add(node.name)
-        for name in node.inputs:
+        for name in node.reads():  # subgraphs' reads of this scope too (If branches, Loop bodies)
             if name and name not in needed:
                 needed.add(name)
                 if name in producers:

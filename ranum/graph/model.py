@@ -41,6 +41,19 @@ class Node:
         """``'name' (OpType)`` for messages."""
         return f"'{self.name}' ({self.op_type})"
 
+    def reads(self) -> tuple[str, ...]:
+        """The tensors the node needs: its inputs, then the enclosing-scope tensors its subgraphs
+        (If branches, Loop and Scan bodies) read without defining them."""
+        captured: list[str] = []
+        for sub in self.subgraphs():
+            captured += [name for name in sub.captured() if name not in captured]
+        return self.inputs + tuple(name for name in captured if name not in self.inputs)
+
+    def subgraphs(self) -> list[Graph]:
+        """The graphs among the node's attributes."""
+        return [sub for value in self.attributes.values()
+                for sub in (value if isinstance(value, list) else [value]) if isinstance(sub, Graph)]
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -67,6 +80,15 @@ class Graph:
     def info(self, name: str) -> TensorInfo | None:
         """Facts about a tensor, if shape inference or the model declared them."""
         return self.tensors.get(name)
+
+    def captured(self) -> list[str]:
+        """Tensors of enclosing scopes that this graph's nodes read (in node order, once each)."""
+        defined = {info.name for info in self.inputs} | set(self.initializers)
+        out: list[str] = []
+        for node in self.nodes:
+            out += [name for name in node.reads() if name and name not in defined and name not in out]
+            defined.update(node.outputs)
+        return out
 
     def all_nodes(self) -> list[Node]:
         """Nodes of this graph and, recursively, of its subgraphs (If/Loop/Scan bodies)."""

@@ -112,6 +112,27 @@ def test_a_failure_discarded_downstream_is_confirmed_and_said_so() -> None:
     assert result.reaches_outputs is False and "discarded downstream" in result.note
 
 
+IF_READING_THE_OUTER_SCOPE = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[4] x) => (float[4] y) <float zero = {0.0}> {
+    a = Sin (x)
+    s = ReduceSum <keepdims = 0> (x)
+    c = Greater (s, zero)
+    b = If (c) <
+        then_branch = then_g () => (float[4] t) { t = Identity (a) },
+        else_branch = else_g () => (float[4] e) { e = Neg (a) }
+    >
+    y = Log (b)
+}
+"""
+
+
+def test_a_finding_after_an_if_whose_branches_read_the_enclosing_graph_is_confirmed() -> None:
+    # the branches read 'a' without naming it as an input of the If: the pruned graph must keep Sin
+    (result,) = confirm(parse(IF_READING_THE_OUTER_SCOPE), {"inputs": {"x": [-1, 1]}}).results
+    assert result.status == "confirmed" and result.op_type == "Log"
+
+
 def test_weights_at_zero_confirm_a_weight_norm_division() -> None:
     """Weight normalisation ``g * v / ||v||``: the derived box of ``v`` holds the all-zero weight."""
     import numpy as np
