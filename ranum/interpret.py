@@ -184,7 +184,8 @@ class _AbstractWalker:
     def _without_shapes(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval]:
         """Outputs of unknown shape, one interval over all elements, where an operand's shape is unknown:
         an element-wise rule runs on every operand's hull (every output element is the operator on some
-        elements of them), and a copying rule joins the hulls of the operands it copies; others are top."""
+        elements of them), a copying rule joins the hulls of the operands it copies, sizes and indices are
+        non-negative; any other rule raises UnsupportedOperator (reported as not analysed, outputs top)."""
         mode = rule.unknown_shapes
         hulls = [None if iv is None else iv.hull() for iv in inputs]
         if mode == ELEMENTWISE and all(h is not None for h, iv in zip(hulls, inputs) if iv is not None):

@@ -232,12 +232,12 @@ def _average_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Int
     dilated = any(int(d) != 1 for d in node.attributes.get("dilations", ()))
     windows = math.prod(k if dilated else -(-k // s) for k, s in zip(kernel, strides))
     size = math.prod(kernel)
-    padded = (any(int(p) for p in node.attributes.get("pads", ())) or int(node.attributes.get("ceil_mode", 0))
+    padded = (any(int(p) for p in node.attributes.get("pads", ()))
               or node.attributes.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", ""))
-    # a window at the edge may hold a single real element, and it is divided by its own count
-    divisor = 1 if padded and not int(node.attributes.get("count_include_pad", 0)) else size
-    if int(node.attributes.get("ceil_mode", 0)):
-        divisor = 1  # windows past the padded input: the divisor follows the runtime's clipping
+    # a window at the edge may hold a single real element, divided by its own count; with ceil_mode,
+    # windows past the padded input take the runtime's clipped divisor
+    excluded = padded and not int(node.attributes.get("count_include_pad", 0))
+    divisor = 1 if excluded or int(node.attributes.get("ceil_mode", 0)) else size
     gamma = arith.accumulation_gamma(size + 1, out.elem_type)
     if not math.sqrt(size) * norms[0] * (1 + gamma) < 0.5 * arith.accumulator_facts(out.elem_type).max:
         return math.inf
