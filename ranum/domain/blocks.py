@@ -23,6 +23,7 @@ __all__ = [
     "regrid",
     "single_splits",
     "union",
+    "window_runs",
 ]
 
 Splits = tuple[tuple[int, ...], ...]
@@ -137,3 +138,30 @@ def _segment_reduce(values: Tensor, axis: int, group: Tensor, groups: int, reduc
     shape = list(values.shape)
     shape[axis : axis + 1] = [groups, 2]
     return reduce(values.reshape(shape), dim=axis + 1)
+
+
+def window_runs(starts: tuple[int, ...], length: int, offsets: Sequence[int], positions: int, stride: int,
+                begin: int) -> tuple[tuple[int, ...], Tensor]:
+    """Runs of sliding-window positions on one axis that read the same blocks.
+
+    Output position ``o`` reads input place ``o * stride - begin + offsets[j]`` at kernel offset
+    ``j``; a place outside ``[0, length)`` is padding. Positions whose windows read the same block
+    (or padding) at every offset see the same bounds.
+
+    Returns:
+        The first position of each run, and for each run the block index read at each offset
+        (``len(starts)`` for padding), shape ``(runs, len(offsets))``.
+    """
+    if positions <= 0:
+        return (), torch.zeros((0, len(offsets)), dtype=torch.long)
+    block_of = torch.zeros(max(length, 1), dtype=torch.long)
+    if len(starts) > 1:
+        block_of[list(starts[1:])] = 1
+        block_of = block_of.cumsum(0)
+    places = torch.arange(positions).unsqueeze(1) * stride - begin + torch.tensor(list(offsets)).unsqueeze(0)
+    inside = (places >= 0) & (places < length)
+    padding = torch.full_like(places, len(starts))
+    reads = torch.where(inside, block_of[places.clamp(0, max(length - 1, 0))], padding)
+    changes = (reads[1:] != reads[:-1]).any(1)
+    first = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(changes).flatten() + 1])
+    return tuple(first.tolist()), reads.index_select(0, first)

@@ -25,10 +25,11 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.dtypes import float_facts, torch_dtype
+from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._windows import convolution, pad_spatial, reduce_windows, spread_runs, window_attr, window_geometry
 from ranum.ops.hazards import Overflow
 from ranum.ops.linear import center_radius, finish_sum, interval_product
 from ranum.ops.registry import register
@@ -42,57 +43,9 @@ _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
-def _attr(values: Sequence[int], rank: int, default: int) -> list[int]:
-    return list(values) if values else [default] * rank
-
-
 def _check_auto_pad(op: str, auto_pad: str) -> None:
     if auto_pad not in _AUTO_PADS:
         raise UnsupportedOperator(f"{op}: auto_pad '{auto_pad}' is not one of {_AUTO_PADS}")
-
-
-def _geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-              pads: Sequence[int], auto_pad: str, ceil_mode: int = 0) -> tuple[list[int], list[int], list[int]]:
-    """Per spatial axis: pad before, pad after (explicit pads only) and overhang (ceil mode).
-
-    Returns:
-        ``(begin, end, overhang)``: the window grid covers ``begin + size + end + overhang``.
-    """
-    rank = len(sizes)
-    pads = list(pads) if pads else [0] * (2 * rank)
-    begin, end, over = [], [], []
-    for i, n in enumerate(sizes):
-        span = (kernel[i] - 1) * dilations[i] + 1
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out = -(-n // strides[i])
-            total = max(0, (out - 1) * strides[i] + span - n)
-            head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-            begin.append(head)
-            end.append(total - head)
-        elif auto_pad == "VALID":
-            begin.append(0)
-            end.append(0)
-        else:
-            begin.append(pads[i])
-            end.append(pads[i + rank])
-        padded = n + begin[-1] + end[-1]
-        out = (padded - span) // strides[i] + 1
-        if ceil_mode:
-            out = -(-(padded - span) // strides[i]) + 1
-            if (out - 1) * strides[i] >= n + begin[-1]:
-                out -= 1
-        over.append(max(0, (out - 1) * strides[i] + span - padded))
-    return begin, end, over
-
-
-def _pad(x: Tensor, before: Sequence[int], after: Sequence[int], value: float = 0.0) -> Tensor:
-    """Pad the trailing spatial axes (F.pad lists the last axis first)."""
-    spec: list[int] = []
-    for b, a in zip(reversed(before), reversed(after)):
-        spec += [b, a]
-    if not any(spec):
-        return x
-    return F.pad(x, spec, value=value)
 
 
 def _widen16(x: Tensor) -> Tensor:
@@ -122,20 +75,19 @@ class Conv(ConvGeometry, OpRule):
     def __post_init__(self) -> None:
         _check_auto_pad("Conv", self.auto_pad)
 
-    def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int], group: int | None = None
-            ) -> Callable[[Tensor, Tensor], Tensor]:
+    def _windows(self, x_shape: Sequence[int], w_shape: Sequence[int]) -> tuple[list[int], ...]:
+        """Per spatial axis: kernel, strides, dilations, pad before, pad after."""
         rank = len(x_shape) - 2
-        group = self.group if group is None else group
         if rank not in _CONV:
             raise UnsupportedOperator(f"Conv: {rank}-d convolution (only 1-D to 3-D)")
         kernel = list(w_shape[2:])
-        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
-        begin, end, _ = _geometry(x_shape[2:], kernel, strides, dilations, self.pads, self.auto_pad)
+        strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
+        begin, end, _ = window_geometry(x_shape[2:], kernel, strides, dilations, self.pads, self.auto_pad)
+        return kernel, strides, dilations, begin, end
 
-        def fn(x: Tensor, w: Tensor) -> Tensor:
-            return _CONV[rank](_pad(x, begin, end), w, None, strides, 0, dilations, group)
-
-        return fn
+    def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int], group: int | None = None
+            ) -> Callable[[Tensor, Tensor], Tensor]:
+        return convolution(*self._windows(x_shape, w_shape)[1:], self.group if group is None else group)
 
     def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         y = self._fn(x.shape, w.shape)(_widen16(x), _widen16(w))
@@ -164,7 +116,26 @@ class Conv(ConvGeometry, OpRule):
 
     def _sum(self, x: Interval, w: Interval, b: Interval | None, group: int, count: int,
              budget: int | None) -> Interval:
-        mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape, group), [x, w], count)
+        """The bounds of the convolution, computed once per run of output positions whose windows
+        read the same blocks of ``x`` (see :mod:`ranum.ops._windows`)."""
+        kernel, strides, dilations, begin, end = self._windows(x.shape, w.shape)
+        out_sizes = [(n + b0 + e0 - (k - 1) * d - 1) // s + 1
+                     for n, k, s, d, b0, e0 in zip(x.shape[2:], kernel, strides, dilations, begin, end)]
+        reduced = reduce_windows(x, kernel, strides, dilations, begin, out_sizes)
+        if reduced is None:
+            fn = convolution(strides, dilations, begin, end, group)
+            return self._finished(fn, x, w, b, count, budget)
+        for axis in reduced.runs:
+            i = axis - 2
+            strides[i], dilations[i], begin[i], end[i] = kernel[i], 1, 0, 0
+        small = self._finished(convolution(strides, dilations, begin, end, group), reduced.operand, w, b, count, None)
+        shape = (small.shape[0], small.shape[1], *out_sizes)
+        return spread_runs(small, reduced.runs, shape, budget)
+
+    @staticmethod
+    def _finished(fn: Callable[[Tensor, Tensor], Tensor], x: Interval, w: Interval, b: Interval | None, count: int,
+                  budget: int | None) -> Interval:
+        mid, rad, abs_sum = interval_product(fn, [x, w], count)
         if b is not None:
             mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
         return finish_sum(mid, rad, abs_sum, count, x.elem_type, budget)
@@ -199,8 +170,8 @@ class ConvTranspose(OpRule):
     def _crop(self, sizes: Sequence[int], kernel: Sequence[int]) -> tuple[list[int], list[int]]:
         """Per spatial axis: how much to cut from the full output's start and end (negative: pad)."""
         rank = len(sizes)
-        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
-        extra = _attr(self.output_padding, rank, 0)
+        strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
+        extra = window_attr(self.output_padding, rank, 0)
         pads = list(self.pads) if self.pads else [0] * (2 * rank)
         wanted = list(self.output_shape[-rank:]) if self.output_shape else None
         head, tail = [], []
@@ -224,12 +195,12 @@ class ConvTranspose(OpRule):
         rank = len(x_shape) - 2
         if rank not in _CONV_T:
             raise UnsupportedOperator(f"ConvTranspose: {rank}-d convolution (only 1-D to 3-D)")
-        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
+        strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
         head, tail = self._crop(x_shape[2:], w_shape[2:])
 
         def fn(x: Tensor, w: Tensor) -> Tensor:
             y = _CONV_T[rank](x, w, None, strides, 0, 0, self.group, dilations)
-            return _pad(y, [-h for h in head], [-t for t in tail])
+            return pad_spatial(y, [-h for h in head], [-t for t in tail])
 
         return fn
 
@@ -268,8 +239,8 @@ class _Pool(OpRule):
         rank = len(self.kernel_shape)
         if len(sizes) != rank or rank not in _CONV:
             raise UnsupportedOperator(f"{type(self).__name__}: {len(sizes)}-d input, kernel of rank {rank}")
-        strides, dilations = _attr(self.strides, rank, 1), _attr(self.dilations, rank, 1)
-        begin, end, over = _geometry(sizes, self.kernel_shape, strides, dilations, self.pads, self.auto_pad,
+        strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
+        begin, end, over = window_geometry(sizes, self.kernel_shape, strides, dilations, self.pads, self.auto_pad,
                                      self.ceil_mode)
         return strides, dilations, begin, end, over
 
@@ -298,13 +269,13 @@ class AveragePool(_Pool):
     def _divisor(self, x: Tensor, begin, end, over, strides, dilations) -> Tensor:
         mask = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=torch.float64)
         pad_value = 1.0 if self.count_include_pad else 0.0
-        mask = _pad(mask, begin, end, pad_value)
-        mask = _pad(mask, [0] * len(over), over)
+        mask = pad_spatial(mask, begin, end, pad_value)
+        mask = pad_spatial(mask, [0] * len(over), over)
         return _window_sum(mask, self.kernel_shape, strides, dilations)
 
     def _sums(self, x: Tensor) -> tuple[Tensor, Tensor]:
         strides, dilations, begin, end, over = self._window(x.shape[2:])
-        padded = _pad(_pad(x, begin, end), [0] * len(over), over)
+        padded = pad_spatial(pad_spatial(x, begin, end), [0] * len(over), over)
         return _window_sum(padded, self.kernel_shape, strides, dilations), \
             self._divisor(x, begin, end, over, strides, dilations)
 
@@ -336,13 +307,34 @@ class MaxPool(_Pool):
 
     def _padded(self, x: Tensor) -> tuple[Tensor, list[int], list[int]]:
         strides, dilations, begin, end, over = self._window(x.shape[2:])
-        padded = _pad(_pad(x.to(torch.float64), begin, end, -math.inf), [0] * len(over), over, -math.inf)
+        padded = pad_spatial(pad_spatial(x.to(torch.float64), begin, end, -math.inf), [0] * len(over), over, -math.inf)
         return padded, strides, dilations
 
     def _max(self, x: Tensor, with_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         padded, strides, dilations = self._padded(x)
         rank = len(self.kernel_shape)
         return _MAXPOOL[rank](padded, list(self.kernel_shape), strides, 0, dilations, return_indices=with_indices)
+
+    def _values(self, x: Interval, budget: int) -> Interval:
+        """The maxima's bounds, computed once per run of windows that read the same blocks of ``x``
+        (padding and the ceil-mode overhang read -inf, which never wins)."""
+        kernel = list(self.kernel_shape)
+        strides, dilations, begin, end, over = self._window(x.shape[2:])
+        out_sizes = [(n + b + e + o - (k - 1) * d - 1) // s + 1
+                     for n, k, s, d, b, e, o in zip(x.shape[2:], kernel, strides, dilations, begin, end, over)]
+        reduced = reduce_windows(x, kernel, strides, dilations, begin, out_sizes, -math.inf) \
+            if is_float(x.elem_type) else None
+        if reduced is None:
+            lo, hi = x.full()
+            return Interval.from_full(self._max(lo), self._max(hi), x.elem_type, budget)
+        for axis in reduced.runs:  # the reduced operand holds its padding already
+            i = axis - 2
+            strides[i], dilations[i], begin[i], end[i], over[i] = kernel[i], 1, 0, 0, 0
+        windows = [pad_spatial(pad_spatial(t, begin, end, -math.inf), [0] * len(over), over, -math.inf)
+                   for t in reduced.operand.full()]
+        lo, hi = (_MAXPOOL[len(kernel)](t, kernel, strides, 0, dilations) for t in windows)
+        small = Interval.from_full(lo, hi, x.elem_type)
+        return spread_runs(small, reduced.runs, (x.shape[0], x.shape[1], *out_sizes), budget)
 
     def _places(self, shape: Sequence[int]) -> Tensor:
         """Every input element's ONNX index (float64, of the input's shape)."""
@@ -368,8 +360,7 @@ class MaxPool(_Pool):
         return y.to(x.dtype), indices.to(torch.int64)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval | tuple[Interval, Interval]:
-        lo, hi = x.full()
-        values = Interval.from_full(self._max(lo), self._max(hi), x.elem_type, ctx.budget)
+        values = self._values(x, ctx.budget)
         if not self._wants_indices(ctx):
             return values
         places = self._places(x.shape)
@@ -470,7 +461,7 @@ class LpPool(_Pool):
 
     def _sums(self, t: Tensor) -> Tensor:
         strides, dilations, begin, end, over = self._window(t.shape[2:])
-        padded = _pad(_pad(t, begin, end), [0] * len(over), over)
+        padded = pad_spatial(pad_spatial(t, begin, end), [0] * len(over), over)
         return _window_sum(padded, self.kernel_shape, strides, dilations)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:

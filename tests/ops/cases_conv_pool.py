@@ -20,6 +20,11 @@ CASES = [
     OpCase("Conv", (Operand((1, 2, 6, 5)), Operand((2, 1, 2, 2))),
            attrs={"group": 2, "strides": [2, 2], "auto_pad": "SAME_LOWER"}, name="Conv-2d-depthwise-same-lower"),
     OpCase("Conv", (Operand((1, 2, 6, 5)), Operand((3, 2, 3, 3))), attrs={"auto_pad": "VALID"}, name="Conv-valid"),
+    # spatial axes long enough for the block-wise evaluation of runs of windows
+    OpCase("Conv", (Operand((1, 2, 19, 16)), Operand((3, 2, 3, 3)), Operand((3,))),
+           attrs={"pads": [1, 2, 1, 0], "strides": [2, 1], "dilations": [1, 2]}, name="Conv-2d-long-axes"),
+    OpCase("Conv", (Operand((1, 2, 23)), Operand((2, 1, 5))),
+           attrs={"group": 2, "auto_pad": "SAME_UPPER", "strides": [3]}, name="Conv-1d-long-depthwise"),
     OpCase("Conv", (Operand((1, 2, 4, 4, 3)), Operand((2, 2, 2, 2, 2)), Operand((2,))),
            attrs={"pads": [1, 0, 1, 0, 1, 0]}, name="Conv-3d"),
     OpCase("Conv", (Operand((1, 2, 5, 5), F16), Operand((2, 2, 3, 3), F16), Operand((2,), F16)), name="Conv-f16"),
