@@ -42,7 +42,11 @@ class AbstractRun:
     graph: Graph
     env: dict[str, Interval] = field(default_factory=dict)
     rules: dict[str, OpRule] = field(default_factory=dict)
+    # nodes whose operator (or this use of it) has no rule, with the reason
     unsupported: dict[str, str] = field(default_factory=dict)
+    # every node whose rule did not run (the unsupported ones, and those with an operand whose shape
+    # is known only at run time), with the reason: their outputs are top, their hazards unchecked
+    not_analysed: dict[str, str] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
 
     def record(self, name: str, value: Interval) -> None:
@@ -148,9 +152,13 @@ class _AbstractWalker:
         return self._rule_cache[key]
 
     def _unsupported(self, node: Node, reason: str) -> None:
-        if node.name not in self.result.unsupported:
-            log.warning("node %s: %s; its outputs get the widest interval", node.describe(), reason)
         self.result.unsupported[node.name] = reason
+        self._not_analysed(node, reason)
+
+    def _not_analysed(self, node: Node, reason: str) -> None:
+        if node.name not in self.result.not_analysed:
+            log.warning("node %s: %s; its outputs get the widest interval", node.describe(), reason)
+        self.result.not_analysed[node.name] = reason
 
     def _evaluate(self, graph: Graph, node: Node, env: Mapping[str, Interval]) -> list[Interval]:
         inputs: list[Interval | None] = []
@@ -185,7 +193,7 @@ class _AbstractWalker:
         """Outputs of unknown shape, one interval over all elements, where an operand's shape is unknown:
         an element-wise rule runs on every operand's hull (every output element is the operator on some
         elements of them), a copying rule joins the hulls of the operands it copies, sizes and indices are
-        non-negative; any other rule raises UnsupportedOperator (reported as not analysed, outputs top)."""
+        non-negative; any other node is reported as not analysed, its outputs top."""
         mode = rule.unknown_shapes
         hulls = [None if iv is None else iv.hull() for iv in inputs]
         if mode == ELEMENTWISE and all(h is not None for h, iv in zip(hulls, inputs) if iv is not None):
@@ -197,8 +205,9 @@ class _AbstractWalker:
                                     TensorProto.INT64) for _ in ctx.node.outputs]
         copied = [h for h in (hulls[:1] if mode == COPIES else hulls if mode == COPIES_ALL else []) if h is not None]
         if not copied:
-            raise UnsupportedOperator(f"{ctx.node.op_type}: an operand has a shape known only at run time "
-                                      "(computed from data, e.g. by NonZero)")
+            self._not_analysed(ctx.node, f"{ctx.node.op_type}: an operand has a shape known only at run time "
+                                         "(computed from data, e.g. by NonZero)")
+            return self._top(ctx)
         joined = functools.reduce(Interval.join, [Interval.create(h.lower, h.upper, (), None, h.elem_type)
                                                   for h in copied])
         return [joined for _ in ctx.node.outputs]

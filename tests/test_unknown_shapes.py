@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from rich.console import Console
 
 import ranum
+from ranum.report import render_check
 from tests.ops.harness import run_text
 from tests.zoo.runtime import Runner
 
@@ -93,8 +95,17 @@ def test_an_operator_without_an_unknown_shape_rule_is_reported_not_analysed() ->
         values = Gather (x, flat)
         y = Softmax <axis = 0> (values)
     }""")
-    analysis = ranum.analyze(model, {"inputs": {"x": [-1.0, 1.0]}})
-    assert "shape known only at run time" in analysis.run.unsupported[analysis.graph.nodes[-1].name]
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}})
+    softmax = report.analysis.graph.nodes[-1].name
+    assert "shape known only at run time" in report.not_analysed_nodes[softmax]
+    # Softmax has a rule: it is not an unsupported operator, and the JSON report says what was left out
+    assert report.unsupported_ops == () and not report.analysis.run.unsupported
+    (entry,) = report.to_dict()["not_analysed"]
+    assert entry["node"] == softmax and entry["op_type"] == "Softmax" and "run time" in entry["reason"]
+    assert any(softmax in warning for warning in report.warnings)
+    console = Console(record=True, width=200)
+    render_check(report, console)
+    assert f"{report.nodes - 1} of {report.nodes} nodes analysed" in console.export_text()
 
 
 def test_if_joins_branches_with_empty_outputs_of_different_shapes() -> None:

@@ -30,6 +30,8 @@ class Report:
     analysis: Analysis = field(repr=False, compare=False)
     # seconds per phase: the analysis' "load", "ranges", "interpret", then "detect"
     phase_seconds: Mapping[str, float] = field(default_factory=dict, compare=False)
+    # every node left unanalysed (unsupported ones included) -> the reason
+    not_analysed_nodes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -43,7 +45,7 @@ class Report:
         unnamed = sum(1 for n in self.analysis.graph.all_nodes() if not n.named_in_model)
         if unnamed:
             notes.append(f"{unnamed} unnamed node(s) were named <OpType>_<position in the graph>")
-        for node, reason in self.unsupported_nodes.items():
+        for node, reason in self.not_analysed_nodes.items():
             notes.append(f"node '{node}': {reason}; its outputs were given the widest interval")
         return notes
 
@@ -53,6 +55,8 @@ class Report:
             "model": self.model,
             "findings": [f.to_dict() for f in self.findings],
             "unsupported_ops": list(self.unsupported_ops),
+            "not_analysed": [{"node": name, "op_type": self._op_type(name), "reason": reason}
+                             for name, reason in self.not_analysed_nodes.items()],
             "stats": {"nodes": self.nodes, "seconds": round(self.seconds, 6),
                       "phase_seconds": {k: round(v, 6) for k, v in self.phase_seconds.items()}},
             "assumptions": [
@@ -63,6 +67,10 @@ class Report:
             "dims": dict(self.analysis.dims),
             "warnings": self.warnings,
         }
+
+    def _op_type(self, node: str) -> str:
+        found = next((n for n in self.analysis.run.nodes if n.name == node), None)
+        return found.op_type if found is not None else ""
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a JSON string."""
@@ -82,6 +90,7 @@ def report_from(analysis: Analysis, model_label: str) -> Report:
         findings=findings,
         unsupported_ops=tuple(unsupported_ops),
         unsupported_nodes=dict(analysis.run.unsupported),
+        not_analysed_nodes=dict(analysis.run.not_analysed),
         nodes=len(analysis.run.nodes),
         seconds=analysis.seconds + detect,
         analysis=analysis,

@@ -60,7 +60,7 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
     findings: list[Finding] = []
     for node in run.nodes:
         rule = run.rules.get(node.name)
-        if rule is None or node.name in run.unsupported:
+        if rule is None or node.name in run.not_analysed:
             continue
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]

@@ -34,8 +34,11 @@ def render_check(report: Report, console: Console, verbose: bool = False) -> Non
     certain = sum(1 for f in report.findings if f.certain)
     unsupported = ", ".join(report.unsupported_ops) if report.unsupported_ops else "none"
     colour = "red" if report.findings else "green"
+    skipped = len(report.not_analysed_nodes)
+    analysed = f"{report.nodes - skipped} of {report.nodes} nodes analysed ({skipped} not: see the warnings)" \
+        if skipped else f"{report.nodes} nodes analysed"
     console.print(
-        f"[{colour}]{report.nodes} nodes analysed, {len(report.findings)} findings ({certain} certain), "
+        f"[{colour}]{analysed}, {len(report.findings)} findings ({certain} certain), "
         f"unsupported ops: {unsupported}, {report.seconds:.3f} s[/{colour}]",
         highlight=False,
     )

@@ -61,7 +61,10 @@ def render_html(report: Report) -> str:
 def _summary(report: Report) -> str:
     certain = sum(1 for f in report.findings if f.certain)
     unsupported = ", ".join(report.unsupported_ops) or "none"
-    items = [f"{report.nodes} nodes analysed", f"{len(report.findings)} findings ({certain} certain)",
+    skipped = len(report.not_analysed_nodes)
+    analysed = f"{report.nodes - skipped} of {report.nodes}" if skipped else f"{report.nodes}"
+    analysed += " nodes analysed"
+    items = [analysed, f"{len(report.findings)} findings ({certain} certain)",
              f"unsupported ops: {unsupported}", f"{report.seconds:.3f} s"]
     spans = "".join(f"<span>{escape(t)}</span>" for t in items)
     warnings = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)

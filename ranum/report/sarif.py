@@ -75,7 +75,8 @@ def to_sarif(report: Report, base: Path | None = None) -> dict:
         "invocations": [{"executionSuccessful": True}],
         "results": [_result(f, index[f.hazard_id], report.model, root) for f in report.findings],
         "properties": {"model": report.model, "nodes": report.nodes,
-                       "unsupportedOps": list(report.unsupported_ops), "warnings": report.warnings},
+                       "unsupportedOps": list(report.unsupported_ops),
+                       "notAnalysedNodes": list(report.not_analysed_nodes), "warnings": report.warnings},
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
