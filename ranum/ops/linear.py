@@ -208,16 +208,25 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
     """``a @ b`` computed once per (row block of a, column block of b), then spread over the blocks.
 
     Rows of ``a`` in one block have the same bounds, so do columns of ``b``; their products then
-    have identical bounds. A weight with one range costs one column instead of N.
+    have identical bounds. A weight with one range costs one column instead of N. With a 2-D ``b``
+    (a weight shared by every row), every leading axis of ``a`` is a row axis: ``(N, H, W, C) @ (C, D)``
+    is computed once per block of H and W.
     """
-    rows, cols = a.splits[-2], b.splits[-1]
-    if len(rows) == a.shape[-2] and len(cols) == b.shape[-1]:
+    row_axes = range(len(a.shape) - 1) if len(b.shape) == 2 else (len(a.shape) - 2,)
+    rows = {axis: a.splits[axis] for axis in row_axes if len(a.splits[axis]) < a.shape[axis]}
+    cols = b.splits[-1]
+    if not rows and len(cols) == b.shape[-1]:
         mid, rad, abs_sum = product(a, b)
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
-    mid, rad, abs_sum = product(representatives(a, -2), representatives(b, -1))
-    small = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
-    shape = tuple(small.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    return spread(small, {-2: rows, -1: cols}, shape, budget)
+    rank = len(a.shape)
+    small = a
+    for axis in rows:
+        small = representatives(small, axis)
+    mid, rad, abs_sum = product(small, representatives(b, -1))
+    out = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
+    shape = tuple(out.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    shape = tuple(a.shape[:-1]) + (b.shape[-1],) if len(b.shape) == 2 else shape
+    return spread(out, {**{axis - rank: starts for axis, starts in rows.items()}, -1: cols}, shape, budget)
 
 
 @register("Gemm")

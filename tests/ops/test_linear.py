@@ -263,3 +263,29 @@ def test_float32_products_fall_back_where_float32_would_overflow() -> None:
     x = Interval.uniform(1e10, 2e10, (1, 64), FLOAT)
     mid, rad, abs_sum = interval_product(torch.matmul, [x, Interval.point(w, FLOAT)], 64)
     assert torch.isfinite(mid).all() and bool((abs_sum > 0).all())  # float64 products, |terms| kept
+
+
+def test_matmul_by_a_weight_is_computed_once_per_block_of_every_row_axis() -> None:
+    """(N, H, W, C) @ (C, D): blocks of H and W each share their rows' bounds, so the product is
+    computed on one row per block, and equals the product over every row."""
+    from ranum.ops.linear import _blockwise_product, finish_sum, interval_product
+
+    rng = np.random.default_rng(0)
+    grid = (1, 3, 2, 6)
+    lo = torch.tensor(rng.uniform(-2, 1, grid))
+    x = Interval.create(lo, lo + torch.tensor(rng.uniform(0, 1, grid)), ((0,), (0, 4, 5), (0, 7), tuple(range(6))),
+                        (1, 12, 10, 6), FLOAT)
+    w = Interval.point(torch.tensor(rng.normal(size=(6, 5)), dtype=torch.float32), FLOAT)
+    calls = []
+
+    def product(a, b):
+        calls.append(tuple(a.shape))
+        return interval_product(torch.matmul, [a, b], 6)
+
+    out = _blockwise_product(x, w, product, 6, 1 << 16)
+    assert calls == [(1, 3, 2, 6)] and out.shape == (1, 12, 10, 5)
+    mid, rad, abs_sum = interval_product(torch.matmul, [x, w], 6)
+    full = finish_sum(mid, rad, abs_sum, 6, FLOAT)
+    for got, want in zip(out.full(), full.full()):
+        assert torch.allclose(got, want, rtol=1e-9, atol=0.0)
+    assert len(out.splits[1]) == 3 and len(out.splits[2]) == 2  # still one block per row block
