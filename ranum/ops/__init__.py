@@ -25,6 +25,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     loss,
     normalization,
     placement,
+    pooling,
     quantized,
     random,
     rearrange,

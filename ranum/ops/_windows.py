@@ -23,9 +23,19 @@ from torch import Tensor
 
 from ranum.domain import blocks
 from ranum.domain.interval import Interval, spread
+from ranum.errors import UnsupportedOperator
 
-__all__ = ["WindowReduction", "convolution", "pad_spatial", "reduce_windows", "spread_runs", "window_attr",
-           "window_geometry"]
+__all__ = ["WindowReduction", "check_auto_pad", "convolution", "pad_spatial", "reduce_windows", "spread_runs",
+           "window_attr", "window_geometry"]
+
+
+_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def check_auto_pad(op: str, auto_pad: str) -> None:
+    """Reject an ``auto_pad`` value that ONNX does not define."""
+    if auto_pad not in _AUTO_PADS:
+        raise UnsupportedOperator(f"{op}: auto_pad '{auto_pad}' is not one of {_AUTO_PADS}")
 
 
 def window_attr(values: Sequence[int], rank: int, default: int) -> list[int]:

@@ -24,9 +24,9 @@ from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, exact_ints
 from ranum.ops.activations import Selu
 from ranum.ops.arithmetic import Clip6
-from ranum.ops.conv_pool import GlobalLpPool, LpPool
 from ranum.ops.convert import Cast
 from ranum.ops.indexing import Pad, ScatterElements
+from ranum.ops.pooling import GlobalLpPool, LpPool
 from ranum.ops.reduce import TopK
 from ranum.ops.registry import register
 from ranum.ops.shape import Concat, Reshape, Slice, Tile

@@ -15,8 +15,9 @@ from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import NodeContext
 from ranum.ops._windows import convolution
-from ranum.ops.conv_pool import Conv, MaxPool
+from ranum.ops.conv_pool import Conv
 from ranum.ops.linear import finish_sum, interval_product
+from ranum.ops.pooling import AveragePool, MaxPool
 
 FLOAT = TensorProto.FLOAT
 
@@ -104,3 +105,23 @@ def test_max_pool_per_run_matches_the_full_pooling(attrs: dict) -> None:
     lo, hi = x.full()
     assert len(out.splits[2]) < out.shape[2]
     assert torch.equal(out.full()[0], rule._max(lo)) and torch.equal(out.full()[1], rule._max(hi))
+
+
+@pytest.mark.parametrize("attrs", [
+    {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1), "strides": (2, 2)},
+    {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1), "count_include_pad": 1},
+    {"kernel_shape": (3, 2), "strides": (2, 3), "ceil_mode": 1, "pads": (0, 1, 1, 0)},
+    {"kernel_shape": (2, 2), "strides": (2, 2)},
+])
+def test_average_pool_per_run_matches_the_full_pooling(attrs: dict) -> None:
+    x = _blocky((1, 3, 30, 27), {1: [1], 2: [1, 2, 17, 29], 3: [13]}, seed=4)
+    rule = AveragePool(**attrs)
+    node = Node("p", "AveragePool", "", ("x",), ("y",), {})
+    out = rule.abstract(NodeContext(node, 18, (FLOAT,), (FLOAT,), (None,), 1 << 16), x)
+    strides, dilations, begin, end, over = rule._window(x.shape[2:])
+    count = rule._divisor(x.shape[2:], begin, end, over, strides, dilations)
+    lo, hi = x.full()
+    want = rule._bounds(lo, hi, count, (strides, dilations, begin, end, over), FLOAT)
+    assert len(out.splits[2]) < out.shape[2]
+    for got, expected in zip(out.full(), want):
+        assert torch.allclose(got, expected, rtol=1e-12, atol=0.0)
