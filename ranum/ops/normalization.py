@@ -181,7 +181,7 @@ class SliceVarianceHazard(Hazard):
 
     def check(self, inputs, outputs):
         x = inputs[0]
-        if x is None or x.shape is None or x.numblocks == 0:
+        if x is None or x.shape is None or x.numblocks == 0 or self._safe_by_epsilon(x):
             return None
         if not self.groups:
             x = row_representatives(x, self.axis % len(x.shape))
@@ -191,6 +191,20 @@ class SliceVarianceHazard(Hazard):
             return None
         return HazardHit(bool((st.s_hi <= 0).all()), float(st.s_lo.min() - self.epsilon),
                          float(st.s_hi.max() - self.epsilon))
+
+    def _safe_by_epsilon(self, x: Interval) -> bool:
+        """Whether epsilon alone keeps every slice's ``s_lo`` of :func:`_stats` above 0, without the
+        row statistics: ``s_lo >= epsilon - delta`` (the variance's lower bound is a mean of squares,
+        times ``1 - g > 0``), with ``delta = 0`` for a runtime whose variance is never negative and
+        otherwise at most ``4 gamma * max|x|^2``. Infinite bounds take the full check."""
+        shape = x.shape
+        rows = shape[0] * self.groups if self.groups else math.prod(shape[:self.axis % len(shape)])
+        n = math.prod(shape) // max(rows, 1)
+        largest = max(-x.min(), x.max())
+        if not (self.epsilon > 0 and math.isfinite(largest) and _gamma(n + 4, x.elem_type) < 1):
+            return False
+        delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * largest * largest
+        return self.nonneg_variance or self.epsilon > delta * 1.001
 
     def _margin(self, x: Tensor) -> Tensor:
         rows = self._rows(x.to(torch.float64), x.shape)

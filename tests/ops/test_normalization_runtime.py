@@ -9,13 +9,20 @@ positive epsilon.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import helper, numpy_helper
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
 
 import ranum
+from ranum.domain.interval import Interval
+from ranum.ops.normalization import SliceVarianceHazard
 
 CASES = [("LayerNormalization", {"axis": -1}, 17, False), ("InstanceNormalization", {}, 17, False),
          ("GroupNormalization", {"num_groups": 4}, 21, True)]
@@ -65,3 +72,26 @@ def test_outputs_stay_within_sqrt_n_for_near_constant_rows_of_any_magnitude(op: 
     lo, hi = ranum.analyze(model, spec).bounds("y")
     assert worst <= float(hi.max()) and -worst >= float(lo.min())
     assert float(hi.max()) <= 4.0 * 1.0001  # n = 16 normalized elements: sqrt(16)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1e-300, 1e-12, 1e-5, 0.1]), st.booleans(),
+       st.sampled_from([1.0, 1e3, 1e8, 1e150]))
+def test_the_epsilon_shortcut_never_hides_a_zero_variance_hit(seed: int, epsilon: float, nonneg: bool,
+                                                               scale: float) -> None:
+    """Where the hazard check answers from epsilon and the largest magnitude alone, the full row
+    statistics find no hit either."""
+    rng = np.random.default_rng(seed)
+    grid = (2, 3, 2)
+    lo = torch.tensor(rng.uniform(-1, 1, grid) * scale)
+    width = torch.tensor(rng.uniform(0, 1, grid)) * torch.tensor(rng.random(grid) < 0.5) * scale
+    x = Interval.create(lo, lo + width, ((0, 1), (0, 2, 5), (0, 3)), (2, 7, 4), TensorProto.FLOAT)
+    hazard = SliceVarianceHazard(epsilon, axis=1, nonneg_variance=nonneg)
+    if hazard._safe_by_epsilon(x):
+        assert _full_check(hazard, x) is None
+
+
+def _full_check(hazard: SliceVarianceHazard, x: Interval):
+    """The hazard check without its shortcut."""
+    with mock.patch.object(SliceVarianceHazard, "_safe_by_epsilon", lambda self, iv: False):
+        return hazard.check([x], [])
