@@ -473,6 +473,14 @@ def _move_axis(blocks: Tensor, splits: tuple[int, ...], axis: int, sources: Tens
     return torch.where((sources < 0).reshape(shape), fill.to(moved.dtype), moved)
 
 
+def _source_runs(splits: tuple[int, ...], sources: Tensor) -> Tensor:
+    """First output position of each run of consecutive positions reading the same block (or the
+    fill, source -1): they share their bounds."""
+    key = torch.where(sources < 0, torch.full_like(sources, -1), _block_of(splits, sources.clamp(min=0)))
+    change = torch.nonzero(key[1:] != key[:-1]).flatten() + 1
+    return torch.cat([torch.zeros(1, dtype=torch.long), change])
+
+
 @register("Pad", since=11)
 class Pad(OpRule):
     """Pads (or crops, with negative pads) in mode constant, reflect, edge or wrap."""
@@ -496,11 +504,17 @@ class Pad(OpRule):
         return plan
 
     def _apply(self, blocks: Tensor, splits: tuple[tuple[int, ...], ...], plan: dict[int, Tensor],
-               fill: Tensor | None) -> tuple[Tensor, tuple[tuple[int, ...], ...]]:
+               fill: Tensor | None, runs: bool = False) -> tuple[Tensor, tuple[tuple[int, ...], ...]]:
+        """Move the blocks (or, ``runs``, one block per run of output positions that read the same
+        block or the fill) along every padded axis."""
         new_splits = list(splits)
         for axis, sources in plan.items():
+            starts = _source_runs(splits[axis], sources) if runs and sources.numel() else None
+            if starts is not None:
+                sources, new_splits[axis] = sources.index_select(0, starts), tuple(starts.tolist())
+            else:
+                new_splits[axis] = tuple(range(sources.numel()))
             blocks = _move_axis(blocks, splits[axis], axis, sources, fill)
-            new_splits[axis] = tuple(range(sources.numel()))
         return blocks, tuple(new_splits)
 
     def concrete(self, ctx: NodeContext, data: Tensor, pads: Tensor, value: Tensor | None = None,
@@ -516,8 +530,8 @@ class Pad(OpRule):
             fill_lo = fill_hi = torch.zeros((), dtype=data.lower.dtype)
         else:
             fill_lo, fill_hi = value.lower.reshape(()), value.upper.reshape(())
-        lo, splits = self._apply(data.lower, data.splits, plan, fill_lo)
-        hi, _ = self._apply(data.upper, data.splits, plan, fill_hi)
+        lo, splits = self._apply(data.lower, data.splits, plan, fill_lo, runs=True)
+        hi, _ = self._apply(data.upper, data.splits, plan, fill_hi, runs=True)
         shape = tuple(int(plan[a].numel()) if a in plan else n for a, n in enumerate(data.shape))
         return Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)
 

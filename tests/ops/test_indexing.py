@@ -132,3 +132,24 @@ def test_nonzero_of_an_interval_has_an_unknown_count_of_valid_indices() -> None:
     run = _run(case, in0=Interval.uniform(-1.0, 1.0, (3,), FLOAT))
     out = next(iv for name, iv in run.env.items() if name not in ("in0",) and iv.shape is None)
     assert not run.unsupported and (int(out.lower), int(out.upper)) == (0, 2)
+
+
+def test_pad_keeps_blocks_merged_and_matches_the_per_position_result() -> None:
+    """Padded positions that read the same block (or the fill) form one block: a padded (96, 112, 112)
+    tensor of few blocks stays a few blocks, with the bounds the per-position padding gives."""
+    from ranum.ops.indexing import Pad
+
+    x = Interval.create(torch.tensor([[[-1.0, 0.5], [2.0, 3.0]]]), torch.tensor([[[1.0, 0.75], [2.5, 4.0]]]),
+                        ((0,), (0, 40), (0, 100)), (96, 112, 112), TensorProto.FLOAT)
+    pads = torch.tensor([0, 1, 2, 0, 3, 1])
+    for mode in ("constant", "edge", "reflect", "wrap"):
+        rule = Pad(mode=mode)
+        plan = rule._plan(x.shape, pads, None)
+        merged = [rule._apply(t, x.splits, plan, torch.tensor(7.0), runs=True) for t in (x.lower, x.upper)]
+        each = [rule._apply(t, x.splits, plan, torch.tensor(7.0)) for t in (x.lower, x.upper)]
+        shape = (96, 116, 115)
+        assert merged[0][0].numel() <= 6 * 6, mode
+        got = Interval(merged[0][0], merged[1][0], merged[0][1], shape, TensorProto.FLOAT)
+        want = Interval(each[0][0], each[1][0], each[0][1], shape, TensorProto.FLOAT)
+        for g, w in zip(got.full(), want.full()):
+            assert torch.equal(g, w), mode
