@@ -83,7 +83,32 @@ def _shift(t: Tensor, dim: int, forward: bool) -> Tensor:
 
 
 def _leave_one_out_lse(v: Tensor, counts: Tensor, dim: int) -> Tensor:
-    """log(sum over the other elements of the row of exp(v)), per block along ``dim``."""
+    """log(sum over the other elements of the row of exp(v)), per block along ``dim``, for ``v`` at
+    most 0 (taken relative to the row maximum; :func:`_leave_one_out_scan` otherwise).
+
+    Every block but the row's first maximum keeps the maximum's term (1) among its others, so its
+    sum is the row total less its own term, at least 1: the subtraction loses at most
+    ``gamma_m * total + u <= (n m + 1) u`` of it, relatively (n elements in m blocks; see
+    :func:`_lse_error`). The first maximum's sum is formed without it, from non-negative terms
+    taken relative to their own maximum.
+    """
+    if bool((v > 0).any()):
+        return _leave_one_out_scan(v, counts, dim)
+    terms = v.exp()
+    others = ((terms * counts).sum(dim, keepdim=True) - terms).clamp(min=0.0).log()
+    # the first maximum: its others relative to their own maximum (they may all underflow against it)
+    top = v.argmax(dim, keepdim=True)
+    weights = counts.expand_as(v).clone()
+    weights.scatter_(dim, top, weights.gather(dim, top) - 1)
+    rest = v.masked_fill(weights == 0, -torch.inf)
+    second = rest.amax(dim, keepdim=True)
+    second = torch.where(torch.isfinite(second), second, torch.zeros_like(second))
+    rest_lse = ((rest - second).exp() * weights).sum(dim, keepdim=True).log() + second
+    return others.scatter(dim, top, rest_lse)
+
+
+def _leave_one_out_scan(v: Tensor, counts: Tensor, dim: int) -> Tensor:
+    """:func:`_leave_one_out_lse` by prefix and suffix log-sum-exp scans (any ``v``, +inf included)."""
     w = v + counts.log()
     before = _shift(torch.logcumsumexp(w, dim), dim, forward=True)
     after = _shift(torch.logcumsumexp(w.flip(dim), dim).flip(dim), dim, forward=False)
@@ -92,13 +117,20 @@ def _leave_one_out_lse(v: Tensor, counts: Tensor, dim: int) -> Tensor:
     return torch.logaddexp(others, own)
 
 
-def _gap(x: Tensor, v: Tensor, counts: Tensor, dim: int) -> Tensor:
+def _lse_error(counts: Tensor, dim: int) -> float:
+    """A bound of the absolute float64 error of :func:`_leave_one_out_lse` (and of the gap built on it)."""
+    n, m = float(counts.sum()), counts.shape[dim]
+    return 2 * (n * m + 4) * 2.0**-53
+
+
+def _gap(x: Tensor, v: Tensor, counts: Tensor, dim: int, lower: bool) -> Tensor:
     """``x - log(sum over the other elements of exp(v))``, both taken relative to the row maximum of
-    ``v`` so that huge magnitudes (-3.4e38 masks) do not swallow the element counts."""
+    ``v`` so that huge magnitudes (-3.4e38 masks) do not swallow the element counts; moved down
+    (``lower``) or up by the float64 error of the sum."""
     ref = v.amax(dim=dim, keepdim=True)
     ref = torch.where(torch.isfinite(ref), ref, torch.zeros_like(ref))
-    return (x - ref) - _leave_one_out_lse(v - ref, counts, dim)
-
+    slack = _lse_error(counts, dim)
+    return (x - ref) - _leave_one_out_lse(v - ref, counts, dim) + (-slack if lower else slack)
 
 
 # ----------------------------------------------------------------------------- float error model
@@ -125,16 +157,16 @@ def _softmax_error(lo: Tensor, hi: Tensor, dim: int, n: int, elem_type: int) -> 
 
 # ----------------------------------------------------------------------------- block-wise kernels
 def _softmax_bounds(lo: Tensor, hi: Tensor, counts: Tensor, dim: int, n: int, elem_type: int) -> Bounds:
-    lower = arith.nan_to(torch.sigmoid(_gap(lo, hi, counts, dim)), 0.0)
-    upper = arith.nan_to(torch.sigmoid(_gap(hi, lo, counts, dim)), 1.0)
+    lower = arith.nan_to(torch.sigmoid(_gap(lo, hi, counts, dim, lower=True)), 0.0)
+    upper = arith.nan_to(torch.sigmoid(_gap(hi, lo, counts, dim, lower=False)), 1.0)
     term, row_sum, absolute = _softmax_error(lo, hi, dim, n, elem_type)
     rel = term + row_sum
     return (lower * (1 - rel) - absolute).clamp(0.0, 1.0), (upper * (1 + rel) + absolute).clamp(0.0, 1.0)
 
 
 def _log_softmax_bounds(lo: Tensor, hi: Tensor, counts: Tensor, dim: int, n: int, elem_type: int) -> Bounds:
-    lower = arith.nan_to(functional.logsigmoid(_gap(lo, hi, counts, dim)), -torch.inf)
-    upper = arith.nan_to(functional.logsigmoid(_gap(hi, lo, counts, dim)), 0.0)
+    lower = arith.nan_to(functional.logsigmoid(_gap(lo, hi, counts, dim, lower=True)), -torch.inf)
+    upper = arith.nan_to(functional.logsigmoid(_gap(hi, lo, counts, dim, lower=False)), 0.0)
     _, row_sum, _ = _softmax_error(lo, hi, dim, n, elem_type)
     eps = _compute_facts(elem_type).eps
     # |x_i - max| <= |y_i| and log(sum) <= |y_i|: rounding of both, of the log and of the difference

@@ -172,3 +172,26 @@ def test_rows_before_opset_13_run_to_the_last_axis() -> None:
     spec = {"inputs": {"x": [-10, 10]}, **EXACT}
     assert not check(_masked_softmax(keep, opset=11, axis=1), spec).findings
     assert check(_masked_softmax(keep, opset=13, axis=-1), spec).findings
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leave_one_out_sums_agree_with_the_prefix_suffix_scans(seed: int) -> None:
+    """The direct leave-one-out log-sum-exp (row total less each block's own term) is within its
+    stated float64 error of the scans', with repeated blocks, ties at the maximum, -inf entries and
+    terms that underflow against the maximum."""
+    from ranum.ops.softmax import _leave_one_out_lse, _leave_one_out_scan, _lse_error
+
+    rng = np.random.default_rng(seed)
+    v = torch.tensor(rng.normal(scale=10.0 ** (seed % 3), size=(4, 9)))
+    v[0, 4] = v[0, 1] = v[0].max() + 1.0  # a tie at the maximum
+    v[1, :5] = -math.inf
+    v[2] = -math.inf
+    v[3] = -torch.tensor(rng.uniform(1e37, 3e38, size=9))  # every other term underflows against the maximum
+    v[3, 0] = -1e36
+    v = v - torch.where(torch.isfinite(v.amax(1, keepdim=True)), v.amax(1, keepdim=True), torch.zeros(4, 1))
+    counts = torch.tensor(rng.integers(1, 4, size=9), dtype=torch.float64).reshape(1, -1)
+    counts[0, 0] = 1.0  # row 3's maximum is alone in its block
+    direct, scan = _leave_one_out_lse(v, counts, 1), _leave_one_out_scan(v, counts, 1)
+    both_inf = torch.isinf(direct) & torch.isinf(scan) & (direct == scan)
+    close = (direct - scan).abs() <= _lse_error(counts, 1)
+    assert bool((both_inf | close).all())
