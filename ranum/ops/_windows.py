@@ -7,8 +7,8 @@ same block (or padding) at every kernel offset get the same bounds (see
 by a reduced one holding, for the first position of each run, the ``k`` entries its window reads,
 one after the other (padding included, as the pad value): the operator then runs with kernel ``k``,
 stride ``k``, dilation 1 and no padding on that axis, and computes exactly the terms the full
-operator computes for those positions. :func:`spread_runs` gives every position its run's bounds.
-Invariants: the reduced operand's entries are block bounds of the input (or the pad value); the
+operator computes for those positions; :func:`ranum.domain.interval.spread` then gives every
+position its run's bounds. Invariants: the reduced operand's entries are block bounds of the input (or the pad value); the
 runs' first positions are the output's block starts on that axis.
 """
 
@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ranum.domain import blocks
-from ranum.domain.interval import Interval, spread
+from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 
-__all__ = ["WindowReduction", "check_auto_pad", "convolution", "pad_spatial", "reduce_windows", "spread_runs",
+__all__ = ["WindowReduction", "check_auto_pad", "convolution", "pad_spatial", "reduce_windows",
            "window_attr", "window_geometry"]
 
 
@@ -152,8 +152,3 @@ def _gathered(values: Tensor, axis: int, index: Tensor, pad_value: float) -> Ten
     padded = torch.cat([values, torch.full(pad_shape, pad_value, dtype=values.dtype)], axis)
     return padded.index_select(axis, index)
 
-
-def spread_runs(small: Interval, runs: Mapping[int, tuple[int, ...]], shape: Sequence[int],
-                budget: int | None) -> Interval:
-    """The full output from one entry per run on the reduced axes."""
-    return spread(small, runs, shape, budget)

@@ -26,7 +26,6 @@ from ranum.ops._windows import (
     convolution,
     pad_spatial,
     reduce_windows,
-    spread_runs,
     window_attr,
     window_geometry,
 )
@@ -122,7 +121,7 @@ class Conv(ConvGeometry, OpRule):
             strides[i], dilations[i], begin[i], end[i] = kernel[i], 1, 0, 0
         small = self._finished(convolution(strides, dilations, begin, end, group), reduced.operand, w, b, count, None)
         shape = (small.shape[0], small.shape[1], *out_sizes)
-        return spread_runs(small, reduced.runs, shape, budget)
+        return spread(small, reduced.runs, shape, budget)
 
     @staticmethod
     def _finished(fn: Callable[[Tensor, Tensor], Tensor], x: Interval, w: Interval, b: Interval | None, count: int,

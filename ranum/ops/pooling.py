@@ -23,10 +23,10 @@ from torch import Tensor
 
 from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float, torch_dtype
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops._windows import check_auto_pad, pad_spatial, reduce_windows, spread_runs, window_attr, window_geometry
+from ranum.ops._windows import check_auto_pad, pad_spatial, reduce_windows, window_attr, window_geometry
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -119,7 +119,7 @@ class AveragePool(_Pool):
         lo, hi = reduced.operand.full()
         bounds = self._bounds(lo, hi, small_count, (strides, dilations, begin, end, over), x.elem_type)
         small = Interval.from_full(*bounds, x.elem_type)
-        return spread_runs(small, reduced.runs, (x.shape[0], x.shape[1], *count.shape[2:]), ctx.budget)
+        return spread(small, reduced.runs, (x.shape[0], x.shape[1], *count.shape[2:]), ctx.budget)
 
     def _bounds(self, lo: Tensor, hi: Tensor, count: Tensor, geometry: tuple[list[int], ...], elem_type: int
                 ) -> tuple[Tensor, Tensor]:
@@ -188,7 +188,7 @@ class MaxPool(_Pool):
                    for t in reduced.operand.full()]
         lo, hi = (_MAXPOOL[len(kernel)](t, kernel, strides, 0, dilations) for t in windows)
         small = Interval.from_full(lo, hi, x.elem_type)
-        return spread_runs(small, reduced.runs, (x.shape[0], x.shape[1], *out_sizes), budget)
+        return spread(small, reduced.runs, (x.shape[0], x.shape[1], *out_sizes), budget)
 
     def _places(self, shape: Sequence[int]) -> Tensor:
         """Every input element's ONNX index (float64, of the input's shape)."""
