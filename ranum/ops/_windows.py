@@ -8,8 +8,8 @@ by a reduced one holding, for the first position of each run, the ``k`` entries 
 one after the other (padding included, as the pad value): the operator then runs with kernel ``k``,
 stride ``k``, dilation 1 and no padding on that axis, and computes exactly the terms the full
 operator computes for those positions; :func:`ranum.domain.interval.spread` then gives every
-position its run's bounds. Invariants: the reduced operand's entries are block bounds of the input (or the pad value); the
-runs' first positions are the output's block starts on that axis.
+position its run's bounds. Invariants: the reduced operand's entries are block bounds of the input
+(or the pad value); the runs' first positions are the output's block starts on that axis.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 
 __all__ = ["WindowReduction", "check_auto_pad", "convolution", "pad_spatial", "reduce_windows",
-           "window_attr", "window_geometry"]
+           "window_attr", "window_geometry", "window_outputs"]
 
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -99,6 +99,13 @@ def convolution(strides: Sequence[int], dilations: Sequence[int], begin: Sequenc
     return fn
 
 
+def window_outputs(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+                   *pads: Sequence[int]) -> list[int]:
+    """Output size per spatial axis of windows over ``sizes`` padded by every list of ``pads``."""
+    return [(n + sum(p[i] for p in pads) - (k - 1) * d - 1) // s + 1
+            for i, (n, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations))]
+
+
 @dataclass(frozen=True)
 class WindowReduction:
     """A reduced operand, and per reduced axis (counted from 0, batch and channel included) the
@@ -106,6 +113,15 @@ class WindowReduction:
 
     operand: Interval
     runs: Mapping[int, tuple[int, ...]]
+
+    def geometry(self, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+                 *pads: Sequence[int]) -> tuple[list[int], ...]:
+        """Strides, dilations and pads over the reduced operand: on a reduced axis the windows lie one
+        after another (stride ``k``, no dilation), their padding already in the operand."""
+        reduced = {axis - 2 for axis in self.runs}
+        strides = [k if i in reduced else s for i, (k, s) in enumerate(zip(kernel, strides))]
+        dilations = [1 if i in reduced else d for i, d in enumerate(dilations)]
+        return (strides, dilations, *([0 if i in reduced else p for i, p in enumerate(pad)] for pad in pads))
 
 
 def reduce_windows(x: Interval, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],

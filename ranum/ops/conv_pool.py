@@ -28,6 +28,7 @@ from ranum.ops._windows import (
     reduce_windows,
     window_attr,
     window_geometry,
+    window_outputs,
 )
 from ranum.ops.hazards import Overflow
 from ranum.ops.linear import center_radius, finish_sum, interval_product
@@ -110,16 +111,13 @@ class Conv(ConvGeometry, OpRule):
         """The bounds of the convolution, computed once per run of output positions whose windows
         read the same blocks of ``x`` (see :mod:`ranum.ops._windows`)."""
         kernel, strides, dilations, begin, end = self._windows(x.shape, w.shape)
-        out_sizes = [(n + b0 + e0 - (k - 1) * d - 1) // s + 1
-                     for n, k, s, d, b0, e0 in zip(x.shape[2:], kernel, strides, dilations, begin, end)]
+        out_sizes = window_outputs(x.shape[2:], kernel, strides, dilations, begin, end)
         reduced = reduce_windows(x, kernel, strides, dilations, begin, out_sizes)
         if reduced is None:
             fn = convolution(strides, dilations, begin, end, group)
             return self._finished(fn, x, w, b, count, budget)
-        for axis in reduced.runs:
-            i = axis - 2
-            strides[i], dilations[i], begin[i], end[i] = kernel[i], 1, 0, 0
-        small = self._finished(convolution(strides, dilations, begin, end, group), reduced.operand, w, b, count, None)
+        fn = convolution(*reduced.geometry(kernel, strides, dilations, begin, end), group)
+        small = self._finished(fn, reduced.operand, w, b, count, None)
         shape = (small.shape[0], small.shape[1], *out_sizes)
         return spread(small, reduced.runs, shape, budget)
 

@@ -26,7 +26,14 @@ from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops._windows import check_auto_pad, pad_spatial, reduce_windows, window_attr, window_geometry
+from ranum.ops._windows import (
+    check_auto_pad,
+    pad_spatial,
+    reduce_windows,
+    window_attr,
+    window_geometry,
+    window_outputs,
+)
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -113,11 +120,9 @@ class AveragePool(_Pool):
             lo, hi = (t.to(torch.float64) for t in x.full())
             return Interval.from_full(*self._bounds(lo, hi, count, (strides, dilations, begin, end, over), x.elem_type),
                                       x.elem_type, ctx.budget)
-        for axis in reduced.runs:  # the reduced operand holds its padding (zeros) already
-            i = axis - 2
-            strides[i], dilations[i], begin[i], end[i], over[i] = kernel[i], 1, 0, 0, 0
         lo, hi = reduced.operand.full()
-        bounds = self._bounds(lo, hi, small_count, (strides, dilations, begin, end, over), x.elem_type)
+        geometry = reduced.geometry(kernel, strides, dilations, begin, end, over)
+        bounds = self._bounds(lo, hi, small_count, geometry, x.elem_type)
         small = Interval.from_full(*bounds, x.elem_type)
         return spread(small, reduced.runs, (x.shape[0], x.shape[1], *count.shape[2:]), ctx.budget)
 
@@ -174,16 +179,13 @@ class MaxPool(_Pool):
         (padding and the ceil-mode overhang read -inf, which never wins)."""
         kernel = list(self.kernel_shape)
         strides, dilations, begin, end, over = self._window(x.shape[2:])
-        out_sizes = [(n + b + e + o - (k - 1) * d - 1) // s + 1
-                     for n, k, s, d, b, e, o in zip(x.shape[2:], kernel, strides, dilations, begin, end, over)]
+        out_sizes = window_outputs(x.shape[2:], kernel, strides, dilations, begin, end, over)
         reduced = reduce_windows(x, kernel, strides, dilations, begin, out_sizes, -math.inf) \
             if is_float(x.elem_type) else None
         if reduced is None:
             lo, hi = x.full()
             return Interval.from_full(self._max(lo), self._max(hi), x.elem_type, budget)
-        for axis in reduced.runs:  # the reduced operand holds its padding already
-            i = axis - 2
-            strides[i], dilations[i], begin[i], end[i], over[i] = kernel[i], 1, 0, 0, 0
+        strides, dilations, begin, end, over = reduced.geometry(kernel, strides, dilations, begin, end, over)
         windows = [pad_spatial(pad_spatial(t, begin, end, -math.inf), [0] * len(over), over, -math.inf)
                    for t in reduced.operand.full()]
         lo, hi = (_MAXPOOL[len(kernel)](t, kernel, strides, 0, dilations) for t in windows)
