@@ -55,8 +55,7 @@ class Report:
             "model": self.model,
             "findings": [f.to_dict() for f in self.findings],
             "unsupported_ops": list(self.unsupported_ops),
-            "not_analysed": [{"node": name, "op_type": self._op_type(name), "reason": reason}
-                             for name, reason in self.not_analysed_nodes.items()],
+            "not_analysed": self._not_analysed_entries(),
             "stats": {"nodes": self.nodes, "seconds": round(self.seconds, 6),
                       "phase_seconds": {k: round(v, 6) for k, v in self.phase_seconds.items()}},
             "assumptions": [
@@ -68,9 +67,10 @@ class Report:
             "warnings": self.warnings,
         }
 
-    def _op_type(self, node: str) -> str:
-        found = next((n for n in self.analysis.run.nodes if n.name == node), None)
-        return found.op_type if found is not None else ""
+    def _not_analysed_entries(self) -> list[dict]:
+        op_types = {n.name: n.op_type for n in self.analysis.run.nodes}
+        return [{"node": name, "op_type": op_types.get(name, ""), "reason": reason}
+                for name, reason in self.not_analysed_nodes.items()]
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a JSON string."""

@@ -224,8 +224,10 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
         small = representatives(small, axis)
     mid, rad, abs_sum = product(small, representatives(b, -1))
     out = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
-    shape = tuple(out.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    shape = tuple(a.shape[:-1]) + (b.shape[-1],) if len(b.shape) == 2 else shape
+    if len(b.shape) == 2:
+        shape = tuple(a.shape[:-1]) + (b.shape[-1],)
+    else:
+        shape = tuple(out.shape[:-2]) + (a.shape[-2], b.shape[-1])
     return spread(out, {**{axis - rank: starts for axis, starts in rows.items()}, -1: cols}, shape, budget)
 
 
