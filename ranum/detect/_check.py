@@ -80,8 +80,9 @@ class Report:
 def report_from(analysis: Analysis, model_label: str) -> Report:
     """Detect hazards on a finished analysis."""
     start = time.perf_counter()
-    locations = source_locations(analysis.graph.proto)
-    findings = tuple(replace(f, source=locations.get(f.node)) for f in find_hazards(analysis.run))
+    found = find_hazards(analysis.run)
+    locations = source_locations(analysis.graph.proto, {f.node for f in found})
+    findings = tuple(replace(f, source=locations.get(f.node)) for f in found)
     detect = time.perf_counter() - start
     by_name = {n.name: n for n in analysis.run.nodes}
     unsupported_ops = sorted({by_name[n].op_type for n in analysis.run.unsupported if n in by_name})

@@ -17,7 +17,7 @@ import functools
 import importlib.util
 import linecache
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,21 +66,24 @@ class SourceLocation:
         return f"{self.display_path()}:{self.line}"
 
 
-def source_locations(model: onnx.ModelProto | None) -> dict[str, SourceLocation]:
-    """Node name -> location, for every node (subgraphs included) whose metadata gives one."""
-    if model is None:
+def source_locations(model: onnx.ModelProto | None, names: Collection[str] | None = None
+                     ) -> dict[str, SourceLocation]:
+    """Node name -> location, for every node (subgraphs included) whose metadata gives one; with
+    ``names``, for those nodes only (parsing every node's stack trace costs as much as analysing a
+    small model)."""
+    if model is None or (names is not None and not names):
         return {}
-    return dict(_walk(model.graph))
+    return dict(_walk(model.graph, None if names is None else frozenset(names)))
 
 
-def _walk(graph: onnx.GraphProto) -> Iterator[tuple[str, SourceLocation]]:
+def _walk(graph: onnx.GraphProto, names: frozenset[str] | None) -> Iterator[tuple[str, SourceLocation]]:
     for name, proto in stable_node_names(graph):
-        location = node_location(proto)
+        location = node_location(proto) if names is None or name in names else None
         if location is not None:
             yield name, location
         for attr in proto.attribute:
             for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                yield from _walk(sub)
+                yield from _walk(sub, names)
 
 
 def node_location(node: onnx.NodeProto) -> SourceLocation | None:

@@ -113,25 +113,65 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
         return None
     lo, hi = x.full()  # an infinite bound makes the products below non-finite: then the float64 path
     stored = w.exact_value()
-    weight = stored.float()
     g = count * _FLOAT32_UNIT / (1 - count * _FLOAT32_UNIT)
     big = arith.accumulation_gamma(count, TensorProto.FLOAT)
     if not g < 0.5 or big == float("inf"):
         return None
     c32, spread_in = _split32(lo, hi, 1 + big, g + big)
-    mid = fn(c32, weight).double()
+    if _chunks_columns(fn, c32, stored):
+        mid, rad = _matmul_by_column_chunks(c32, spread_in, stored)
+    else:
+        weight = stored.float()
+        mid = fn(c32, weight).double()
+        # a converted copy (16-bit weights) is ours to overwrite; the model's own float32 bytes are not
+        magnitude = weight.abs_() if weight.data_ptr() != stored.data_ptr() else weight.abs()
+        rad = fn(spread_in, magnitude).double()
     # every element is finite exactly where the sum is (an inf or NaN term makes it inf or NaN)
     if not math.isfinite(float(mid.detach().sum())):
         return None
-    # a converted copy (16-bit weights) is ours to overwrite; the model's own float32 bytes are not
-    magnitude = weight.abs_() if weight.data_ptr() != stored.data_ptr() else weight.abs()
-    rad = fn(spread_in, magnitude).double()
     rad = rad.mul_((1 + 2.0**-50) / (1 - g)).add_(3 * count * _FLOAT32_TINY)
     # the model's partial sums stay below float32's largest value: they are at most the |term| sum,
     # (|c32| + r') @ |w| <= rad / (g + G); an infinite or NaN radius fails this too
     if not float(rad.detach().max()) / (g + big) < 0.5 * torch.finfo(torch.float32).max:
         return None
     return mid, rad, torch.zeros((), dtype=torch.float64)
+
+
+_COLUMN_CHUNK = 1024  # weight columns per step of a chunked product
+
+
+def _chunks_columns(fn: Product, c32: Tensor, stored: Tensor) -> bool:
+    """Whether the product is a plain matmul of wide operands, outside autograd (the fix's
+    optimisation differentiates the one-product path)."""
+    return (fn is torch.matmul and c32.dim() >= 2 and stored.dim() >= 2 and stored.shape[-1] > _COLUMN_CHUNK
+            and not (c32.requires_grad or stored.requires_grad))
+
+
+def _matmul_by_column_chunks(c32: Tensor, spread_in: Tensor, stored: Tensor) -> tuple[Tensor, Tensor]:
+    """``c32 @ w`` and ``spread_in @ |w|`` in float64, ``w`` (the weight, float32 or 16-bit) taken
+    ``_COLUMN_CHUNK`` columns at a time: ``|w|`` (and a 16-bit weight's float32 copy) then lives in one
+    small reused buffer, instead of a full-size copy in fresh pages (which took as long as the
+    product on a language model's output layer). Each output column is the same float32 sum as
+    in one product: only the columns are split."""
+    columns = stored.shape[-1]
+    batch = torch.broadcast_shapes(c32.shape[:-2], stored.shape[:-2])
+    shape = tuple(batch) + (c32.shape[-2], columns)
+    mid = torch.empty(shape, dtype=torch.float64)
+    rad = torch.empty(shape, dtype=torch.float64)
+    buffer = torch.empty(stored.shape[:-1] + (_COLUMN_CHUNK,), dtype=torch.float32)
+    for start in range(0, columns, _COLUMN_CHUNK):
+        width = min(_COLUMN_CHUNK, columns - start)
+        part = stored.narrow(-1, start, width)
+        magnitude = buffer.narrow(-1, 0, width)
+        if part.dtype == torch.float32:
+            mid.narrow(-1, start, width).copy_(torch.matmul(c32, part))
+            torch.abs(part, out=magnitude)
+        else:
+            magnitude.copy_(part)
+            mid.narrow(-1, start, width).copy_(torch.matmul(c32, magnitude))
+            magnitude.abs_()
+        rad.narrow(-1, start, width).copy_(torch.matmul(spread_in, magnitude))
+    return mid, rad
 
 
 def _split32(lo: Tensor, hi: Tensor, radius_factor: float, center_factor: float) -> tuple[Tensor, Tensor]:

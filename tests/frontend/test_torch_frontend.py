@@ -81,6 +81,19 @@ def test_exported_onnx_file_keeps_the_source(tmp_path: Path) -> None:
     assert finding.source.line == defects.defect_line("sqrt")
 
 
+def test_source_locations_of_named_nodes_only() -> None:
+    """Only the nodes asked for are located (the report asks for its findings' nodes)."""
+    from ranum.frontend import source_locations
+
+    report = defect_report("sqrt")
+    proto = report.analysis.graph.proto
+    every = source_locations(proto)
+    (finding,) = [f for f in report.findings if f.op_type == "Sqrt"]
+    assert len(every) > 1 and finding.node in every
+    assert source_locations(proto, {finding.node}) == {finding.node: every[finding.node]}
+    assert source_locations(proto, set()) == {}
+
+
 def test_stack_trace_parsing_picks_frames_in_order() -> None:
     trace = ('File "/a/model.py", line 9, in forward\n    p = f(x)\n'
              'File "/venv/lib/site-packages/torch/nn/functional.py", line 3, in f\n    return g(x)')

@@ -213,6 +213,9 @@ def _float32_path_cases():
         ("Conv", (1, 8, 9, 9), rng.standard_normal((6, 8, 3, 3)).astype(np.float32), {"pads": [1, 1, 1, 1]},
          rng.standard_normal(6).astype(np.float32)),
         ("MatMul", (3, 512), (rng.standard_normal((512, 8)) * 4).astype(np.float16), {}, None),
+        # wider than one column chunk: the weight is taken a chunk of columns at a time
+        ("MatMul", (2, 3, 48), rng.standard_normal((48, 2500)).astype(np.float32), {}, None),
+        ("MatMul", (3, 40), (rng.standard_normal((40, 1100)) * 4).astype(np.float16), {}, None),
     ]
 
 
@@ -254,6 +257,30 @@ def test_float32_products_are_as_tight_as_float64_ones() -> None:
     slack = abs_sum * 8 * 256 * 2.0**-24  # our gamma and the accumulation gamma (2 n u), with room
     assert torch.all((fast_mid - mid).abs() + fast_rad <= rad + slack)
     assert torch.all(fast_rad >= rad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_column_chunked_products_match_one_product(monkeypatch, dtype) -> None:
+    """A wide weight is multiplied a chunk of columns at a time (a reused |w| buffer): the bounds are
+    those of one whole product, to float32 rounding."""
+    import ranum.ops.linear as linear
+
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.standard_normal((2, 64, 2100))).to(dtype)
+    lo = torch.from_numpy(rng.standard_normal((2, 5, 64)))
+    x = Interval.from_full(lo, lo + torch.rand(2, 5, 64, dtype=torch.float64), FLOAT)
+    point = Interval.point(w, FLOAT if dtype == torch.float32 else TensorProto.FLOAT16)
+    calls = []
+    chunked = linear._matmul_by_column_chunks
+    monkeypatch.setattr(linear, "_matmul_by_column_chunks", lambda *a: calls.append(1) or chunked(*a))
+    mid, rad, _ = linear.interval_product(torch.matmul, [x, point], 64)
+    assert calls  # the chunked path ran
+    monkeypatch.setattr(linear, "_COLUMN_CHUNK", 10**6)
+    whole_mid, whole_rad, _ = linear.interval_product(torch.matmul, [x, point], 64)
+    assert len(calls) == 1 and mid.shape == whole_mid.shape == (2, 5, 2100)
+    scale = whole_rad.abs().max()
+    assert torch.allclose(mid, whole_mid, rtol=0, atol=float(scale) * 1e-5)
+    assert torch.allclose(rad, whole_rad, rtol=1e-5, atol=0)
 
 
 def test_float32_products_fall_back_where_float32_would_overflow() -> None:
