@@ -121,7 +121,7 @@ def _few_ranges_hull(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, T
         return None
     firsts, lasts, indices = distinct
     slices = [values.narrow(axis, first, last - first + 1) for first, last in zip(firsts, lasts)]
-    pairs = [(part.amin(axis, keepdim=True), part.amax(axis, keepdim=True)) for part in slices]
+    pairs = [_min_max_along(part, axis) for part in slices]
     lows, highs = torch.cat([p[0] for p in pairs], axis), torch.cat([p[1] for p in pairs], axis)
     low = high = None
     for index in indices:
@@ -129,6 +129,26 @@ def _few_ranges_hull(values: Tensor, axis: int, ranges: Sequence[tuple[Tensor, T
         low = lo if low is None else torch.minimum(low, lo)
         high = hi if high is None else torch.maximum(high, hi)
     return low, high
+
+
+_ROW_SLICE = 256
+
+
+def _min_max_along(values: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+    """``amin`` and ``amax`` along ``axis`` (kept). A long axis is folded slice by slice into one
+    slice's running minimum and maximum (elementwise, in place) before the last reduction: twice as
+    fast as reducing a large embedding table across its rows. NaN propagates as in ``amin``."""
+    length = values.shape[axis]
+    if length < 4 * _ROW_SLICE:
+        return values.amin(axis, keepdim=True), values.amax(axis, keepdim=True)
+    low = values.narrow(axis, 0, _ROW_SLICE).clone()
+    high = low.clone()
+    for start in range(_ROW_SLICE, length, _ROW_SLICE):
+        part = values.narrow(axis, start, min(_ROW_SLICE, length - start))
+        rows = part.shape[axis]
+        torch.minimum(low.narrow(axis, 0, rows), part, out=low.narrow(axis, 0, rows))
+        torch.maximum(high.narrow(axis, 0, rows), part, out=high.narrow(axis, 0, rows))
+    return low.amin(axis, keepdim=True), high.amax(axis, keepdim=True)
 
 
 def _distinct_ranges(ranges: Sequence[tuple[Tensor, Tensor]], n: int

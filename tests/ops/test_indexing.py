@@ -75,6 +75,29 @@ def test_gather_from_a_point_table_hulls_each_index_range_exactly() -> None:
         assert torch.equal(lo[k], rows.amin(0)) and torch.equal(hi[k], rows.amax(0))
 
 
+def test_gather_from_a_long_point_table_folds_rows_exactly() -> None:
+    """A table of thousands of rows (a vocabulary) is reduced slice by slice: same hull as brute
+    force, on either axis, with a NaN row propagating as it does through amin/amax."""
+    from ranum.ops.indexing import _min_max_along
+
+    rng = np.random.default_rng(1)
+    table = torch.from_numpy(rng.standard_normal((2500, 3)).astype(np.float32))
+    case = OpCase("Gather", (Operand((2500, 3)), Operand((2,), I64, 0, 2499)))
+    low, high = torch.tensor([0, 700]), torch.tensor([2499, 1999])
+    out = _run(case, in0=Interval.point(table, FLOAT), in1=Interval.from_full(low, high, I64)).env["out0"]
+    lo, hi = out.full()
+    for k, (a, b) in enumerate(zip(low.tolist(), high.tolist())):
+        rows = table[a:b + 1].double()
+        assert torch.equal(lo[k], rows.amin(0)) and torch.equal(hi[k], rows.amax(0))
+    wide = torch.from_numpy(rng.standard_normal((2, 1500, 4)).astype(np.float32))
+    wide[1, 1300, 2] = float("nan")
+    for axis in range(3):
+        got = _min_max_along(wide, axis)
+        expected = (wide.amin(axis, keepdim=True), wide.amax(axis, keepdim=True))
+        assert all(torch.equal(g.isnan(), e.isnan()) and torch.equal(g.nan_to_num(), e.nan_to_num())
+                   for g, e in zip(got, expected))
+
+
 def test_gather_elements_index_interval() -> None:
     case = OpCase("GatherElements", (Operand((4, 1)), Operand((1, 1), I64, 0, 3)))
     index = Interval.from_full(torch.tensor([[1]]), torch.tensor([[2]]), I64)
