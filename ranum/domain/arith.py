@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["accumulation_gamma", "accumulator_facts", "add", "mul", "nan_to", "reciprocal", "square", "sub",
+__all__ = ["accumulation_gamma", "accumulator_facts", "add", "mul", "nan_to", "reciprocal", "square", "sub", "times",
            "with_accumulation_error"]
+
+_INF = float("inf")
 
 
 def add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
@@ -23,13 +25,14 @@ def add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]
 
 def sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """[l1, u1] - [l2, u2]."""
-    return add(l1, u1, -u2, -l2)
+    return nan_to(l1 - u2, -torch.inf), nan_to(u1 - l2, torch.inf)
 
 
 def mul(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """Product of two intervals: min and max of the four corner products."""
-    corners = torch.stack([_times(l1, l2), _times(l1, u2), _times(u1, l2), _times(u1, u2)])
-    return corners.amin(dim=0), corners.amax(dim=0)
+    a, b, c, d = times(l1, l2), times(l1, u2), times(u1, l2), times(u1, u2)
+    low = torch.minimum(torch.minimum(a, b), torch.minimum(c, d))
+    return low, torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
 
 
 def square(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,14 +51,15 @@ def reciprocal(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     return r_lo, r_hi
 
 
-def _times(a: Tensor, b: Tensor) -> Tensor:
-    product = a * b
-    return torch.where(torch.isnan(product), torch.zeros_like(product), product)
+def times(a: Tensor | float, b: Tensor) -> Tensor:
+    """``a * b`` with ``0 * inf = 0``: the limit at an unbounded end, for bounds only."""
+    return nan_to(a * b, 0.0)
 
 
 def nan_to(x: Tensor, value: float) -> Tensor:
-    """``x`` with NaN bounds replaced by ``value`` (an unbounded end: -inf for a lower, +inf for an upper)."""
-    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
+    """``x`` with NaN bounds replaced by ``value`` (an unbounded end: -inf for a lower, +inf for an upper);
+    infinities stay. One pass (an isnan/where pair took four, on every bound of every rule)."""
+    return torch.nan_to_num(x, nan=value, posinf=_INF, neginf=-_INF)
 
 
 def accumulator_facts(elem_type: int):
@@ -126,4 +130,4 @@ def with_accumulation_error(
 
 def _slack(abs_sum: Tensor, gamma: float) -> Tensor:
     slack = abs_sum * gamma if gamma != float("inf") else torch.full_like(abs_sum, torch.inf)
-    return torch.where(torch.isnan(slack), torch.full_like(slack, torch.inf), slack)
+    return nan_to(slack, torch.inf)

@@ -283,7 +283,7 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
         sizes = torch.tensor(blocks.block_sizes(weights.splits[-2], weights.shape[-2]), dtype=torch.float64)
         columns = (magnitude.to(torch.float64).square() * sizes.reshape(-1, 1)).sum(-2, keepdim=True).sqrt()
     bound = norm * columns * (1 + arith.accumulation_gamma(count + 2, rows.elem_type))
-    bound = torch.where(torch.isnan(bound), torch.full_like(bound, torch.inf), bound)
+    bound = arith.nan_to(bound, torch.inf)
     column = Interval.create(-bound, bound, weights.splits[:-2] + ((0,), weights.splits[-1]),
                              weights.shape[:-2] + (1, weights.shape[-1]), rows.elem_type)
     out_shape = _matmul_shape(rows.shape, weights.shape)

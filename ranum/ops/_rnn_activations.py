@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts
 from ranum.errors import UnsupportedOperator
 
@@ -37,12 +38,6 @@ _NEEDS_BETA = ("Affine", "ScaledTanh", "HardSigmoid")
 _DEFAULT_ALPHA = {"LeakyRelu": 0.01, "HardSigmoid": 0.2, "Elu": 1.0}
 _DEFAULT_BETA = {"HardSigmoid": 0.5}
 _KINK_AT_ZERO = ("LeakyRelu", "Elu")  # piecewise monotone: extremes at the ends or at 0
-
-
-def _times(a: float | Tensor, x: Tensor) -> Tensor:
-    """``a * x`` with ``0 * inf = 0``: the limit at an unbounded end, for bounds only."""
-    product = a * x
-    return torch.where(torch.isnan(product), torch.zeros_like(product), product)
 
 
 def _concrete(name: str, x: Tensor, a: float, b: float) -> Tensor:
@@ -73,15 +68,15 @@ def _concrete(name: str, x: Tensor, a: float, b: float) -> Tensor:
 def _real(name: str, x: Tensor, a: float, b: float) -> Tensor:
     """The real function on float64 bounds, with its limits at infinite ends (never NaN)."""
     if name == "LeakyRelu":
-        return torch.where(x >= 0, x, _times(a, x))
+        return torch.where(x >= 0, x, arith.times(a, x))
     if name == "Affine":
-        return _times(a, x) + b
+        return arith.times(a, x) + b
     if name == "ScaledTanh":
-        return _times(a, torch.tanh(_times(b, x)))
+        return arith.times(a, torch.tanh(arith.times(b, x)))
     if name == "HardSigmoid":
-        return torch.clamp(_times(a, x) + b, 0.0, 1.0)
+        return torch.clamp(arith.times(a, x) + b, 0.0, 1.0)
     if name == "Elu":
-        return torch.where(x >= 0, x, _times(a, torch.expm1(x)))
+        return torch.where(x >= 0, x, arith.times(a, torch.expm1(x)))
     if name == "Softsign":
         return torch.where(torch.isinf(x), torch.sign(x), x / (1 + x.abs()))
     if name == "Softplus":
@@ -139,8 +134,8 @@ class Activation:
             "Tanh": lambda: squash,
             "Relu": lambda: 0.0,
             "LeakyRelu": lambda: eps * size_out,
-            "Affine": lambda: 2 * eps * (_times(abs(self.alpha), size_in) + abs(self.beta)),
-            "HardSigmoid": lambda: 2 * eps * (_times(abs(self.alpha), size_in) + abs(self.beta)),
+            "Affine": lambda: 2 * eps * (arith.times(abs(self.alpha), size_in) + abs(self.beta)),
+            "HardSigmoid": lambda: 2 * eps * (arith.times(abs(self.alpha), size_in) + abs(self.beta)),
             "ScaledTanh": lambda: abs(self.alpha) * (squash + 4 * eps),
             "Elu": lambda: 4 * eps * abs(self.alpha),
             "Softsign": lambda: 3 * eps,

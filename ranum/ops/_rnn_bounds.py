@@ -61,7 +61,7 @@ def cols(total: Sum, start: int, stop: int) -> Sum:
 
 
 def _nan_to_inf(x: Tensor) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, torch.inf), x)
+    return arith.nan_to(x, torch.inf)
 
 
 def center_radius(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,6 +34,7 @@ import torch
 from onnx import TensorProto
 from torch import Tensor
 
+from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
@@ -71,12 +72,6 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 def _compute_facts(elem_type: int) -> FloatFacts:
     """Precision in which onnxruntime evaluates an activation (float32 for 16-bit types)."""
     return float_facts(TensorProto.DOUBLE if elem_type == TensorProto.DOUBLE else TensorProto.FLOAT)
-
-
-def _mul0(a: Tensor | float, b: Tensor) -> Tensor:
-    """``a * b`` with ``0 * inf = 0`` (the limit of the activations below at an infinite end)."""
-    product = a * b
-    return torch.where(torch.isnan(product), torch.zeros_like(product), product)
 
 
 def _extremes(fn: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor,
@@ -196,7 +191,7 @@ class LeakyRelu(UnaryRule):
     ulps = 2.0  # a 16-bit kernel may round alpha to the tensor's type
 
     def fn(self, x: Tensor) -> Tensor:
-        return torch.where(x >= 0, x, _mul0(self.alpha, x))
+        return torch.where(x >= 0, x, arith.times(self.alpha, x))
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         return x.with_bounds(*_extremes(self.fn, x.lower, x.upper, (0.0,)))
@@ -219,8 +214,7 @@ def _prelu_bounds(lx: Tensor, ux: Tensor, ls: Tensor, us: Tensor) -> tuple[Tenso
     lx, ux, ls, us = (t.to(torch.float64) for t in (lx, ux, ls, us))
     zero = torch.zeros_like(lx)
     neg_l, neg_u = torch.minimum(lx, zero), torch.minimum(ux, zero)
-    corners = torch.stack([_mul0(neg_l, ls), _mul0(neg_l, us), _mul0(neg_u, ls), _mul0(neg_u, us)])
-    n_lo, n_hi = corners.amin(dim=0), corners.amax(dim=0)
+    n_lo, n_hi = arith.mul(neg_l, neg_u, ls, us)
     p_lo, p_hi = torch.clamp(lx, min=0.0), torch.clamp(ux, min=0.0)
     lower = torch.where(lx >= 0, p_lo, torch.where(ux <= 0, n_lo, torch.minimum(n_lo, zero)))
     upper = torch.where(lx >= 0, p_hi, torch.where(ux <= 0, n_hi, torch.maximum(n_hi, p_hi)))
@@ -242,7 +236,7 @@ class HardSigmoid(OpRule):
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         eps = _compute_facts(x.elem_type).eps
-        ends = torch.stack([_mul0(self.alpha, x.lower), _mul0(self.alpha, x.upper)])
+        ends = torch.stack([arith.times(self.alpha, x.lower), arith.times(self.alpha, x.upper)])
         a_lo, a_hi = ends.amin(dim=0), ends.amax(dim=0)
         # rounding of alpha * x + beta at the end that gives each bound
         lin_lo = a_lo + self.beta - 2 * eps * (a_lo.abs() + abs(self.beta))
@@ -262,7 +256,7 @@ class HardSwish(UnaryRule):
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         def real(v: Tensor) -> Tensor:
-            return _mul0(v, torch.clamp(v / 6.0 + 0.5, 0.0, 1.0))
+            return arith.times(v, torch.clamp(v / 6.0 + 0.5, 0.0, 1.0))
 
         lower, upper = _extremes(real, x.lower, x.upper, (HARDSWISH_ARGMIN,))
         # |x| * (error of x/6 + 1/2), which only matters where the clamp is inactive (|x| <= 3)
@@ -411,7 +405,7 @@ class Mish(UnaryRule):
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         def real(v: Tensor) -> Tensor:
-            return _mul0(v, torch.tanh(torch.logaddexp(v, torch.zeros_like(v))))
+            return arith.times(v, torch.tanh(torch.logaddexp(v, torch.zeros_like(v))))
 
         lower, upper = _extremes(real, x.lower, x.upper, (MISH_ARGMIN,))
         # 16-bit kernels round softplus(x) (tiny for x << 0) to a subnormal before the product with x
@@ -442,7 +436,7 @@ class Gelu(UnaryRule):
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         argmin = GELU_TANH_ARGMIN if self.approximate == "tanh" else GELU_ARGMIN
-        lower, upper = _extremes(lambda v: _mul0(0.5 * v, self._cdf_times_two(v)), x.lower, x.upper, (argmin,))
+        lower, upper = _extremes(lambda v: arith.times(0.5 * v, self._cdf_times_two(v)), x.lower, x.upper, (argmin,))
         facts = _compute_facts(x.elem_type)
         # 1 + erf (or 1 + tanh) cancels for x < 0: its absolute error is a few eps, times |x| / 2;
         # below -GELU_SATURATION erf and tanh round to exactly -1 and the product is -0

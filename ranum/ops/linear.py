@@ -45,10 +45,6 @@ def center_radius(iv: Interval) -> tuple[Tensor, Tensor]:
     return mid, rad
 
 
-def _nan_to_inf(x: Tensor) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, torch.inf), x)
-
-
 def interval_product(
     fn: Product, operands: Sequence[Interval], count: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -75,13 +71,13 @@ def interval_product(
     if all(exact):
         return mid, torch.zeros_like(mid), fn(*magnitudes)
     widths = [a if e else a + r for a, (_, r), e in zip(magnitudes, pairs, exact)]
-    abs_sum = _nan_to_inf(fn(*widths))
+    abs_sum = arith.nan_to(fn(*widths), torch.inf)
     if len(pairs) == 2 and any(exact):
         # One exact operand: the radius is a single product, free of cancellation.
         args = [a if e else r for a, (_, r), e in zip(magnitudes, pairs, exact)]
-        rad = _nan_to_inf(fn(*args))
+        rad = arith.nan_to(fn(*args), torch.inf)
     else:
-        rad = _nan_to_inf(abs_sum - fn(*magnitudes)).clamp(min=0.0)
+        rad = arith.nan_to(abs_sum - fn(*magnitudes), torch.inf).clamp(min=0.0)
     return mid, rad, abs_sum
 
 
@@ -329,8 +325,8 @@ class Gemm(OpRule):
             if c.numblocks == 1 and c.shape is not None:  # one range: a scalar broadcasts to any grid
                 cm, cr = cm.reshape(-1)[:1].reshape(()), cr.reshape(-1)[:1].reshape(())
             mid = mid + self.beta * cm
-            rad = _nan_to_inf(rad + abs(self.beta) * cr)
-            abs_sum = _nan_to_inf(abs_sum + abs(self.beta) * (cm.abs() + cr))
+            rad = arith.nan_to(rad + abs(self.beta) * cr, torch.inf)
+            abs_sum = arith.nan_to(abs_sum + abs(self.beta) * (cm.abs() + cr), torch.inf)
         return mid, rad, abs_sum
 
 

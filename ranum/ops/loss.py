@@ -149,7 +149,7 @@ def _mean(sel: _Selected, weighted: bool, elem_type: int) -> tuple[Tensor, Tenso
 
 
 def _nan(x: Tensor, value: float) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
+    return arith.nan_to(x, value)
 
 
 def _reduce(sel: _Selected, reduction: str, weighted: bool, shape: Sequence[int], elem_type: int,

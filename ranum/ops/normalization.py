@@ -99,7 +99,7 @@ def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: 
 
 
 def _nan(x: Tensor, value: float) -> Tensor:
-    return torch.where(torch.isnan(x), torch.full_like(x, value), x)
+    return arith.nan_to(x, value)
 
 
 def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:

@@ -19,6 +19,7 @@ import torch
 from onnx import TensorProto
 from torch import Tensor
 
+from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
@@ -32,12 +33,6 @@ SILU_ARGMIN = -1.278464542761073795109358739022980155439
 # |computed sigmoid - sigmoid| in eps of the compute type (observed below 1.8 over every type), plus the
 # rounding of alpha * x (max of |t| * sigmoid'(t) is 0.224)
 _SIGMOID_ERROR = 5.0
-
-
-def _times(a: Tensor, b: Tensor) -> Tensor:
-    """``a * b`` with ``0 * inf = 0`` (Swish's limit at an infinite end where the gate closes)."""
-    product = a * b
-    return torch.where(torch.isnan(product), torch.zeros_like(product), product)
 
 
 def _extremes(fn: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, point: float | None) -> tuple[Tensor, Tensor]:
@@ -70,7 +65,7 @@ class Swish(UnaryRule):
         lo, hi = x.lower.to(torch.float64), x.upper.to(torch.float64)
 
         def real(v: Tensor) -> Tensor:
-            return _times(v, torch.sigmoid(self.alpha * v))
+            return arith.times(v, torch.sigmoid(self.alpha * v))
 
         lower, upper = _extremes(real, lo, hi, SILU_ARGMIN / self.alpha if self.alpha else None)
         compute = TensorProto.DOUBLE if x.elem_type == TensorProto.DOUBLE else TensorProto.FLOAT
