@@ -82,11 +82,9 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         point = lower is upper  # one tensor for both bounds: compare (and select) it once
         if _a_line_all_differs(lower, axis) or (not point and _a_line_all_differs(upper, axis)):
             continue  # neighbouring slices already differ on a line: nothing merges
-        differs = lower.narrow(axis, 1, count - 1) != lower.narrow(axis, 0, count - 1)
-        if not point:
-            differs |= upper.narrow(axis, 1, count - 1) != upper.narrow(axis, 0, count - 1)
-        other = [d for d in range(lower.dim()) if d != axis]
-        keep = differs.any(dim=other) if other else differs
+        keep = _neighbours_differ(lower, axis)
+        if not point and not bool(keep.all()):  # the upper bounds only matter where the lower ones agree
+            keep |= _neighbours_differ(upper, axis)
         if bool(keep.all()):
             continue
         index = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(keep).flatten() + 1])
@@ -95,6 +93,14 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         starts = splits[axis]
         new_splits[axis] = tuple(starts[i] for i in index.tolist())
     return lower, upper, tuple(new_splits)
+
+
+def _neighbours_differ(values: Tensor, axis: int) -> Tensor:
+    """Per pair of neighbouring slices along ``axis``: whether they differ anywhere."""
+    count = values.shape[axis]
+    differs = values.narrow(axis, 1, count - 1) != values.narrow(axis, 0, count - 1)
+    other = [d for d in range(values.dim()) if d != axis]
+    return differs.any(dim=other) if other else differs
 
 
 def _a_line_all_differs(values: Tensor, axis: int) -> bool:
