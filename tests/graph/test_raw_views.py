@@ -54,6 +54,22 @@ def test_large_float_payloads_are_views_and_the_rest_is_parsed(tmp_path: Path) -
     assert not graph.raw_values["w32"].flags.writeable
 
 
+def test_views_keep_their_values_when_the_file_is_replaced(tmp_path: Path) -> None:
+    """The payloads are views of a read-only mapping of the file: replacing the file (as ranum
+    writes its outputs: a new file renamed over the old one) leaves the loaded values as they were."""
+    import os
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_model(_tensors()), str(path))
+    graph, _ = load_model(path)
+    other = _tensors()
+    other[0] = numpy_helper.from_array(np.zeros((70, 50), dtype=np.float32), "w32")
+    onnx.save(_model(other), str(tmp_path / "new.onnx"))
+    os.replace(tmp_path / "new.onnx", path)
+    np.testing.assert_array_equal(initializer_value(graph, "w32"), numpy_helper.to_array(_tensors()[0]))
+    assert load_model(path)[0].raw_values["w32"].max() == 0.0
+
+
 def test_an_in_memory_model_keeps_its_payloads() -> None:
     graph, _ = load_model(_model(_tensors()))
     assert graph.raw_values == {}
