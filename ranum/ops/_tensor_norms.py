@@ -357,7 +357,11 @@ def _weight_values(w: Interval) -> Tensor | None:
     if not w.is_exact:
         return None
     weight = w.exact_value().detach().to(torch.float64)
-    return weight if bool(torch.isfinite(weight).all()) else None
+    # a finite sum has no infinite or NaN term: one pass without a mask (isfinite(...).all() took as
+    # long as the copy); a sum that overflows is settled element by element
+    if math.isfinite(float(weight.sum())) or bool(torch.isfinite(weight).all()):
+        return weight
+    return None
 
 
 def _sigma_max(matrices: Tensor) -> Tensor:
