@@ -134,13 +134,15 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
 
 
 _COLUMN_CHUNK = 1024  # weight columns per step of a chunked product
+_CHUNKED_ELEMENTS = 1 << 22  # weights of more elements (16 MB in float32) are taken in chunks
 
 
 def _chunks_columns(fn: Product, c32: Tensor, stored: Tensor) -> bool:
-    """Whether the product is a plain matmul of wide operands, outside autograd (the fix's
-    optimisation differentiates the one-product path)."""
+    """Whether the product is a plain matmul by a large weight (a language model's output layer),
+    outside autograd (the fix's optimisation differentiates the one-product path). Smaller weights
+    take one product: their |w| is cheap, and the chunks' strided float64 copies are not."""
     return (fn is torch.matmul and c32.dim() >= 2 and stored.dim() >= 2 and stored.shape[-1] > _COLUMN_CHUNK
-            and not (c32.requires_grad or stored.requires_grad))
+            and stored.numel() > _CHUNKED_ELEMENTS and not (c32.requires_grad or stored.requires_grad))
 
 
 def _matmul_by_column_chunks(c32: Tensor, spread_in: Tensor, stored: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,20 +156,27 @@ def _matmul_by_column_chunks(c32: Tensor, spread_in: Tensor, stored: Tensor) -> 
     shape = tuple(batch) + (c32.shape[-2], columns)
     mid = torch.empty(shape, dtype=torch.float64)
     rad = torch.empty(shape, dtype=torch.float64)
-    buffer = torch.empty(stored.shape[:-1] + (_COLUMN_CHUNK,), dtype=torch.float32)
+    # reused float32 buffers: fresh temporaries per chunk would stay in the heap after they are freed
+    magnitudes = torch.empty(stored.shape[:-1] + (_COLUMN_CHUNK,), dtype=torch.float32)
+    converted = None if stored.dtype == torch.float32 else torch.empty_like(magnitudes)
+    products = torch.empty(shape[:-1] + (_COLUMN_CHUNK,), dtype=torch.float32)
     for start in range(0, columns, _COLUMN_CHUNK):
         width = min(_COLUMN_CHUNK, columns - start)
         part = stored.narrow(-1, start, width)
-        magnitude = buffer.narrow(-1, 0, width)
-        if part.dtype == torch.float32:
-            mid.narrow(-1, start, width).copy_(torch.matmul(c32, part))
-            torch.abs(part, out=magnitude)
-        else:
-            magnitude.copy_(part)
-            mid.narrow(-1, start, width).copy_(torch.matmul(c32, magnitude))
-            magnitude.abs_()
-        rad.narrow(-1, start, width).copy_(torch.matmul(spread_in, magnitude))
+        if converted is not None:
+            part = _leading(converted, width).copy_(part)
+        magnitude = torch.abs(part, out=_leading(magnitudes, width))
+        result = _leading(products, width)
+        mid.narrow(-1, start, width).copy_(torch.matmul(c32, part, out=result))
+        rad.narrow(-1, start, width).copy_(torch.matmul(spread_in, magnitude, out=result))
     return mid, rad
+
+
+def _leading(buffer: Tensor, width: int) -> Tensor:
+    """A contiguous tensor of ``buffer``'s shape with ``width`` entries on the last axis, over the first
+    elements of its storage."""
+    shape = buffer.shape[:-1] + (width,)
+    return buffer.view(-1).narrow(0, 0, math.prod(shape)).view(shape)
 
 
 def _split32(lo: Tensor, hi: Tensor, radius_factor: float, center_factor: float) -> tuple[Tensor, Tensor]:

@@ -220,7 +220,10 @@ def _float32_path_cases():
 
 
 @pytest.mark.parametrize("case", _float32_path_cases(), ids=lambda c: f"{c[0]}-{c[2].dtype}")
-def test_float32_products_with_exact_weights_are_sound_in_onnxruntime(case) -> None:
+def test_float32_products_with_exact_weights_are_sound_in_onnxruntime(case, monkeypatch) -> None:
+    import ranum.ops.linear as linear
+
+    monkeypatch.setattr(linear, "_CHUNKED_ELEMENTS", 1000)  # the wide weights below are taken in chunks
     op_type, x_shape, w, attrs, bias = case
     model = _weighted_model(op_type, x_shape, w, attrs, bias)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -270,6 +273,7 @@ def test_column_chunked_products_match_one_product(monkeypatch, dtype) -> None:
     lo = torch.from_numpy(rng.standard_normal((2, 5, 64)))
     x = Interval.from_full(lo, lo + torch.rand(2, 5, 64, dtype=torch.float64), FLOAT)
     point = Interval.point(w, FLOAT if dtype == torch.float32 else TensorProto.FLOAT16)
+    monkeypatch.setattr(linear, "_CHUNKED_ELEMENTS", 1000)  # small weights take the chunked path too
     calls = []
     chunked = linear._matmul_by_column_chunks
     monkeypatch.setattr(linear, "_matmul_by_column_chunks", lambda *a: calls.append(1) or chunked(*a))
