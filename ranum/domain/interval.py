@@ -359,16 +359,24 @@ def _storable(value: Tensor, elem_type: int, finite: bool | None) -> bool:
     return math.isfinite(float(value.sum(dtype=torch.float32)))
 
 
+def _has_nan(values: Tensor) -> bool:
+    """Whether a float tensor holds a NaN: its maximum is NaN exactly then (one reduction, no mask)."""
+    return values.numel() > 0 and math.isnan(float(values.detach().max()))
+
+
 def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
     """Cast bounds to the storage dtype; NaN bounds become infinite (sound), ints round outward."""
     if is_float(elem_type):
         same = lower is upper
         lower = lower.to(torch.float64)
-        if same and not bool(torch.isnan(lower).any()):
+        if same and not _has_nan(lower):
             return lower, lower  # a point keeps one tensor for both bounds
         upper = upper.to(torch.float64)
-        lower = torch.nan_to_num(lower, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
-        upper = torch.nan_to_num(upper, nan=torch.inf, posinf=torch.inf, neginf=-torch.inf)
+        # bounds are rarely NaN: a copy (of every result of every rule) only where one is
+        if _has_nan(lower):
+            lower = torch.nan_to_num(lower, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+        if _has_nan(upper):
+            upper = torch.nan_to_num(upper, nan=torch.inf, posinf=torch.inf, neginf=-torch.inf)
         return lower, upper
     if lower.is_floating_point():
         lower = _to_int64(torch.nan_to_num(lower.to(torch.float64).floor(), nan=-torch.inf))

@@ -292,13 +292,17 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
 
 def _column_norms(stored: Tensor) -> Tensor:
     """The L2 norms (float64) of the columns of ``stored`` (..., K, N), from float32 squares summed in
-    float32 in slices of rows (no full-size square is materialised; ``vector_norm`` along rows is
-    several times slower)."""
-    wide = stored if stored.dtype in (torch.float32, torch.float64) else stored.float()
-    rows = wide.shape[-2]
-    total = wide.narrow(-2, 0, min(rows, _ROW_SLICE)).square().sum(-2, keepdim=True)
+    float32 in slices of rows (no full-size square or 16-bit conversion is materialised; ``vector_norm``
+    along rows is several times slower)."""
+    def slice_squares(start: int) -> Tensor:
+        part = stored.narrow(-2, start, min(_ROW_SLICE, rows - start))
+        wide = part if part.dtype in (torch.float32, torch.float64) else part.float()  # 16-bit: per slice
+        return wide.square().sum(-2, keepdim=True)
+
+    rows = stored.shape[-2]
+    total = slice_squares(0)
     for start in range(_ROW_SLICE, rows, _ROW_SLICE):
-        total += wide.narrow(-2, start, min(_ROW_SLICE, rows - start)).square().sum(-2, keepdim=True)
+        total += slice_squares(start)
     return total.to(torch.float64).sqrt()
 
 
