@@ -19,7 +19,7 @@ import torch
 from onnx import TensorProto
 from torch import Tensor
 
-from ranum.domain import arith
+from ranum.domain import arith, blocks
 from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
@@ -260,20 +260,51 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
     row_axes = range(len(a.shape) - 1) if len(b.shape) == 2 else (len(a.shape) - 2,)
     rows = {axis: a.splits[axis] for axis in row_axes if len(a.splits[axis]) < a.shape[axis]}
     cols = b.splits[-1]
-    if not rows and len(cols) == b.shape[-1]:
+    inner = _contraction_blocks(a, b)
+    if not rows and len(cols) == b.shape[-1] and inner is None:
         mid, rad, abs_sum = product(a, b)
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
     rank = len(a.shape)
     small = a
     for axis in rows:
         small = representatives(small, axis)
-    mid, rad, abs_sum = product(small, representatives(b, -1))
+    right = representatives(b, -1)
+    if inner is not None:
+        small, right = _contracted(small, right, inner)
+    mid, rad, abs_sum = product(small, right)
     out = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
     if len(b.shape) == 2:
         shape = tuple(a.shape[:-1]) + (b.shape[-1],)
     else:
         shape = tuple(out.shape[:-2]) + (a.shape[-2], b.shape[-1])
     return spread(out, {**{axis - rank: starts for axis, starts in rows.items()}, -1: cols}, shape, budget)
+
+
+def _contraction_blocks(a: Interval, b: Interval) -> tuple[int, ...] | None:
+    """Block starts shared by the contracted axis of ``a @ b`` (a's last, b's last but one), where
+    there are at most half as many as terms; None otherwise, and for an exact ``b`` (a weight whose
+    float32 product with every term is bounded as such) or integer operands."""
+    if b.is_point or not is_float(a.elem_type):
+        return None
+    starts = blocks.union(a.splits[-1], b.splits[-2])
+    return starts if 2 * len(starts) <= a.shape[-1] else None
+
+
+def _contracted(a: Interval, b: Interval, starts: tuple[int, ...]) -> tuple[Interval, Interval]:
+    """``a`` and ``b`` with one entry per block of the contracted axis, ``a``'s scaled by the block's
+    size: the terms of a block share their bounds (each pair its own values), so their sum has the
+    bounds of ``size`` times one of them. The product then costs one term per block, with the same
+    bounds (the caller keeps the real number of terms for the rounding error)."""
+    count = len(starts)
+    sizes = torch.tensor(blocks.block_sizes(starts, a.shape[-1]), dtype=torch.float64)
+    last, inner = len(a.shape) - 1, len(b.shape) - 2
+    lower = blocks.regrid(a.lower, last, a.splits[-1], starts) * sizes
+    upper = lower if a.is_point else blocks.regrid(a.upper, last, a.splits[-1], starts) * sizes
+    left = Interval(lower, upper, a.splits[:-1] + (tuple(range(count)),), a.shape[:-1] + (count,), a.elem_type)
+    low = blocks.regrid(b.lower, inner, b.splits[-2], starts)
+    high = blocks.regrid(b.upper, inner, b.splits[-2], starts)
+    splits = b.splits[:-2] + (tuple(range(count)), b.splits[-1])
+    return left, Interval(low, high, splits, b.shape[:-2] + (count, b.shape[-1]), b.elem_type)
 
 
 @register("Gemm")

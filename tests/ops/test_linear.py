@@ -320,3 +320,41 @@ def test_matmul_by_a_weight_is_computed_once_per_block_of_every_row_axis() -> No
     for got, want in zip(out.full(), full.full()):
         assert torch.allclose(got, want, rtol=1e-9, atol=0.0)
     assert len(out.splits[1]) == 3 and len(out.splits[2]) == 2  # still one block per row block
+
+
+@pytest.mark.parametrize("exact_rows", [False, True])
+def test_contracted_axis_is_summed_once_per_block(exact_rows: bool) -> None:
+    """x @ W with the contracted axis cut in a few blocks on both sides (a weight box, a softmax of
+    equal scores): one term per block, scaled by its size, gives the bounds of every term summed,
+    and they hold concrete products of values drawn from the operands."""
+    from ranum.ops.linear import _blockwise_product, finish_sum, interval_product
+
+    rng = np.random.default_rng(4)
+    k = 40
+    x_grid, w_grid = (2, 3, 3), (4, 5)
+    x_splits, w_splits = (0, 10, 30), (0, 10, 25, 30)
+    lo = torch.tensor(rng.uniform(-2, 1, x_grid))
+    hi = lo if exact_rows else lo + torch.tensor(rng.uniform(0, 1, x_grid))
+    x = Interval.create(lo, hi, ((0,), (0, 2, 5), x_splits), (2, 6, k), FLOAT)
+    w_lo = torch.tensor(rng.uniform(-1, 1, w_grid))
+    w = Interval.create(w_lo, w_lo + torch.tensor(rng.uniform(0, 0.5, w_grid)), (w_splits, tuple(range(5))), (k, 5),
+                        FLOAT)
+    calls = []
+
+    def product(a, b):
+        calls.append((tuple(a.shape), tuple(b.shape)))
+        return interval_product(torch.matmul, [a, b], k)
+
+    out = _blockwise_product(x, w, product, k, 1 << 16)
+    # one row per row block; the union of (0, 10, 30) and (0, 10, 25, 30): four blocks
+    assert calls == [((1, 3, 4), (4, 5))]
+    mid, rad, abs_sum = interval_product(torch.matmul, [x, w], k)
+    full = finish_sum(mid, rad, abs_sum, k, FLOAT)
+    for got, want in zip(out.full(), full.full()):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+    (x_lo, x_hi), (v_lo, v_hi), (y_lo, y_hi) = x.full(), w.full(), out.full()
+    for _ in range(20):
+        xs = x_lo + (x_hi - x_lo) * torch.rand(x_lo.shape, dtype=torch.float64)
+        ws = v_lo + (v_hi - v_lo) * torch.rand(v_lo.shape, dtype=torch.float64)
+        y = (xs.float() @ ws.float()).double()
+        assert bool(((y >= y_lo) & (y <= y_hi)).all())
