@@ -177,3 +177,28 @@ def test_float32_rounding_saturates_past_half_an_ulp_of_max() -> None:
     assert Interval.uniform(0.0, top + 0.9 * half_ulp, (1,), F32).widened(1).max() == top
     assert Interval.uniform(0.0, top + 1.1 * half_ulp, (1,), F32).widened(1).max() == math.inf
     assert Interval.uniform(0.1, 0.3, (1,), F32).widened(1).min() == float(torch.tensor(0.1).float())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_compress_merges_exactly_the_equal_neighbours(seed: int) -> None:
+    """Slices are drawn from a few patterns, some only permutations of each other (their bit sums
+    agree) or differing in the sign of a zero (equal values): neighbours merge exactly where equal."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
+    patterns = [rng.choice([-1.0, 0.0, 2.5, np.inf], size=shape[1:]) for _ in range(2)]
+    patterns.append(np.flip(patterns[0]).copy())  # same values in another order: same bit sums
+    patterns.append(np.where(patterns[0] == 0.0, -0.0, patterns[0]))  # equal to the first
+    picks = rng.integers(0, len(patterns), size=shape[0])
+    lower = torch.tensor(np.stack([patterns[i] for i in picks]))
+    upper = lower + torch.tensor(rng.choice([0.0, 1.0], size=shape[:1] + (1,) * (len(shape) - 1)))
+    splits = tuple(tuple(range(n)) for n in shape)
+    for hi in (lower, upper):
+        lo_c, hi_c, merged = blocks.compress(lower, hi, splits)
+        full_lo, full_hi = blocks.expand(lo_c, merged, shape), blocks.expand(hi_c, merged, shape)
+        assert torch.equal(full_lo, lower) and torch.equal(full_hi, hi)  # lossless
+        for axis, starts in enumerate(merged):  # no two remaining neighbours are equal
+            for left, right in zip(range(len(starts) - 1), range(1, len(starts))):
+                same = torch.equal(lo_c.select(axis, left), lo_c.select(axis, right)) and \
+                    torch.equal(hi_c.select(axis, left), hi_c.select(axis, right))
+                assert not same
