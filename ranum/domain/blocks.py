@@ -100,18 +100,23 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
     return lower, upper, tuple(new_splits)
 
 
-_BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+_BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}
 
 
 def _sums_differ(values: Tensor, axis: int) -> Tensor:
     """Per pair of neighbouring slices along ``axis``: True where they certainly differ, because the
-    sums of their values' bit patterns (as integers: exact in any order, wrapping) differ. Equal
-    slices always have equal sums; a pair with equal sums may still differ. One reduction, where
-    comparing every element took two passes and a mask (slices of a causal mask never merge)."""
-    if values.is_floating_point():
-        values = (values + 0.0).view(_BITS[values.element_size()])  # -0.0 and 0.0 alike
+    sums of their values' bit patterns differ. The sums are integer, in the patterns' own width
+    (wrapping: exact in any order, no widened copy), so equal slices always have equal sums; a pair
+    with equal sums may still differ. A float's sign bit is dropped from the sum: a slice's -0.0 in
+    place of 0.0 adds a multiple of the top bit. One reduction, where comparing every element took
+    two passes and a mask (slices of a causal mask never merge)."""
     other = [d for d in range(values.dim()) if d != axis]
-    sums = values.sum(dim=other, dtype=torch.int64) if other else values.to(torch.int64)
+    if values.is_floating_point():
+        bits = values.view(_BITS[values.element_size()])
+        sums = bits.sum(dim=other, dtype=bits.dtype) if other else bits
+        sums = sums & torch.iinfo(bits.dtype).max
+    else:
+        sums = values.sum(dim=other, dtype=torch.int64) if other else values.to(torch.int64)
     return sums[1:] != sums[:-1]
 
 

@@ -180,8 +180,8 @@ def test_float32_rounding_saturates_past_half_an_ulp_of_max() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000))
-def test_compress_merges_exactly_the_equal_neighbours(seed: int) -> None:
+@given(st.integers(0, 10_000), st.sampled_from([torch.float64, torch.float32, torch.float16]))
+def test_compress_merges_exactly_the_equal_neighbours(seed: int, dtype: torch.dtype) -> None:
     """Slices are drawn from a few patterns, some only permutations of each other (their bit sums
     agree) or differing in the sign of a zero (equal values): neighbours merge exactly where equal."""
     rng = np.random.default_rng(seed)
@@ -190,8 +190,8 @@ def test_compress_merges_exactly_the_equal_neighbours(seed: int) -> None:
     patterns.append(np.flip(patterns[0]).copy())  # same values in another order: same bit sums
     patterns.append(np.where(patterns[0] == 0.0, -0.0, patterns[0]))  # equal to the first
     picks = rng.integers(0, len(patterns), size=shape[0])
-    lower = torch.tensor(np.stack([patterns[i] for i in picks]))
-    upper = lower + torch.tensor(rng.choice([0.0, 1.0], size=shape[:1] + (1,) * (len(shape) - 1)))
+    lower = torch.tensor(np.stack([patterns[i] for i in picks])).to(dtype)
+    upper = lower + torch.tensor(rng.choice([0.0, 1.0], size=shape[:1] + (1,) * (len(shape) - 1))).to(dtype)
     splits = tuple(tuple(range(n)) for n in shape)
     for hi in (lower, upper):
         lo_c, hi_c, merged = blocks.compress(lower, hi, splits)
