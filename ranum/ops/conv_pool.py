@@ -31,7 +31,7 @@ from ranum.ops._windows import (
     window_outputs,
 )
 from ranum.ops.hazards import Overflow
-from ranum.ops.linear import center_radius, finish_sum, interval_product
+from ranum.ops.linear import center_radius, contracted, contraction_blocks, finish_sum, interval_product
 from ranum.ops.registry import register
 
 __all__ = ["Conv", "ConvGeometry", "ConvTranspose"]
@@ -109,8 +109,12 @@ class Conv(ConvGeometry, OpRule):
     def _sum(self, x: Interval, w: Interval, b: Interval | None, group: int, count: int,
              budget: int | None) -> Interval:
         """The bounds of the convolution, computed once per run of output positions whose windows
-        read the same blocks of ``x`` (see :mod:`ranum.ops._windows`)."""
+        read the same blocks of ``x`` (see :mod:`ranum.ops._windows`), and once per block of input
+        channels where ``x`` and a box of weights share them (one group)."""
         kernel, strides, dilations, begin, end = self._windows(x.shape, w.shape)
+        channels = contraction_blocks(x, 1, w, 1) if group == 1 else None
+        if channels is not None:
+            x, w = contracted(x, 1, w, 1, channels)
         out_sizes = window_outputs(x.shape[2:], kernel, strides, dilations, begin, end)
         reduced = reduce_windows(x, kernel, strides, dilations, begin, out_sizes)
         if reduced is None:

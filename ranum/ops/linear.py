@@ -28,7 +28,7 @@ from ranum.ops._relations import convex_combination_bounds, meet, norm_product_b
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "interval_product"]
+__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "contracted", "contraction_blocks", "interval_product"]
 
 Product = Callable[..., Tensor]
 
@@ -260,7 +260,7 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
     row_axes = range(len(a.shape) - 1) if len(b.shape) == 2 else (len(a.shape) - 2,)
     rows = {axis: a.splits[axis] for axis in row_axes if len(a.splits[axis]) < a.shape[axis]}
     cols = b.splits[-1]
-    inner = _contraction_blocks(a, b)
+    inner = contraction_blocks(a, len(a.shape) - 1, b, len(b.shape) - 2)
     if not rows and len(cols) == b.shape[-1] and inner is None:
         mid, rad, abs_sum = product(a, b)
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
@@ -270,7 +270,7 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
         small = representatives(small, axis)
     right = representatives(b, -1)
     if inner is not None:
-        small, right = _contracted(small, right, inner)
+        small, right = contracted(small, len(a.shape) - 1, right, len(b.shape) - 2, inner)
     mid, rad, abs_sum = product(small, right)
     out = finish_sum(mid, rad, abs_sum, count, a.elem_type, None)
     if len(b.shape) == 2:
@@ -280,31 +280,38 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
     return spread(out, {**{axis - rank: starts for axis, starts in rows.items()}, -1: cols}, shape, budget)
 
 
-def _contraction_blocks(a: Interval, b: Interval) -> tuple[int, ...] | None:
-    """Block starts shared by the contracted axis of ``a @ b`` (a's last, b's last but one), where
-    there are at most half as many as terms; None otherwise, and for an exact ``b`` (a weight whose
-    float32 product with every term is bounded as such) or integer operands."""
+def contraction_blocks(a: Interval, a_axis: int, b: Interval, b_axis: int) -> tuple[int, ...] | None:
+    """Block starts shared by an axis that a product sums over (``a_axis`` of ``a``, ``b_axis`` of
+    ``b``), where there are at most half as many as terms; None otherwise, and for an exact ``b`` (a
+    weight whose float32 product with every term is bounded as such) or integer operands."""
     if b.is_point or not is_float(a.elem_type):
         return None
-    starts = blocks.union(a.splits[-1], b.splits[-2])
-    return starts if 2 * len(starts) <= a.shape[-1] else None
+    starts = blocks.union(a.splits[a_axis], b.splits[b_axis])
+    return starts if 2 * len(starts) <= a.shape[a_axis] else None
 
 
-def _contracted(a: Interval, b: Interval, starts: tuple[int, ...]) -> tuple[Interval, Interval]:
-    """``a`` and ``b`` with one entry per block of the contracted axis, ``a``'s scaled by the block's
+def contracted(a: Interval, a_axis: int, b: Interval, b_axis: int, starts: tuple[int, ...]
+               ) -> tuple[Interval, Interval]:
+    """``a`` and ``b`` with one entry per block of the summed axis, ``a``'s scaled by the block's
     size: the terms of a block share their bounds (each pair its own values), so their sum has the
     bounds of ``size`` times one of them. The product then costs one term per block, with the same
     bounds (the caller keeps the real number of terms for the rounding error)."""
-    count = len(starts)
-    sizes = torch.tensor(blocks.block_sizes(starts, a.shape[-1]), dtype=torch.float64)
-    last, inner = len(a.shape) - 1, len(b.shape) - 2
-    lower = blocks.regrid(a.lower, last, a.splits[-1], starts) * sizes
-    upper = lower if a.is_point else blocks.regrid(a.upper, last, a.splits[-1], starts) * sizes
-    left = Interval(lower, upper, a.splits[:-1] + (tuple(range(count)),), a.shape[:-1] + (count,), a.elem_type)
-    low = blocks.regrid(b.lower, inner, b.splits[-2], starts)
-    high = blocks.regrid(b.upper, inner, b.splits[-2], starts)
-    splits = b.splits[:-2] + (tuple(range(count)), b.splits[-1])
-    return left, Interval(low, high, splits, b.shape[:-2] + (count, b.shape[-1]), b.elem_type)
+    sizes = torch.tensor(blocks.block_sizes(starts, a.shape[a_axis]), dtype=torch.float64)
+    sizes = sizes.reshape((-1,) + (1,) * (len(a.shape) - 1 - a_axis))
+    return _regridded(a, a_axis, starts, sizes), _regridded(b, b_axis, starts, None)
+
+
+def _regridded(iv: Interval, axis: int, starts: tuple[int, ...], scale: Tensor | None) -> Interval:
+    """One entry per block of ``starts`` (a refinement of the interval's own splits) on ``axis``,
+    times ``scale``."""
+    lower = blocks.regrid(iv.lower, axis, iv.splits[axis], starts)
+    upper = None if iv.is_point else blocks.regrid(iv.upper, axis, iv.splits[axis], starts)
+    if scale is not None:
+        lower = lower * scale
+        upper = None if upper is None else upper * scale
+    splits = tuple(tuple(range(len(starts))) if a == axis else s for a, s in enumerate(iv.splits))
+    shape = tuple(len(starts) if a == axis else n for a, n in enumerate(iv.shape))
+    return Interval(lower, lower if upper is None else upper, splits, shape, iv.elem_type)
 
 
 @register("Gemm")

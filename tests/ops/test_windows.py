@@ -13,6 +13,7 @@ from onnx import TensorProto
 from ranum.domain import blocks
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
+from ranum.ops import conv_pool
 from ranum.ops._base import NodeContext
 from ranum.ops._windows import convolution
 from ranum.ops.conv_pool import Conv
@@ -90,6 +91,36 @@ def test_conv_per_run_matches_the_full_convolution(attrs: dict) -> None:
         y = rule.concrete(None, point.float(), w.exact_value())
         lo, hi = out.full()
         assert bool(((y.double() >= lo) & (y.double() <= hi)).all())
+
+
+def test_conv_by_a_weight_box_sums_each_block_of_input_channels_once() -> None:
+    """A box of weights (derived ranges) and input channels in two blocks: the channels are summed
+    once per block, scaled by its size, with the bounds of the full computation; concrete weights
+    and inputs drawn from the boxes stay inside."""
+    x = _blocky((1, 12, 9, 8), {1: [4], 2: [3], 3: [5]}, seed=3)
+    w = Interval.create(torch.full((1, 1, 1, 1), -0.5, dtype=torch.float64), torch.full((1, 1, 1, 1), 0.25,
+                        dtype=torch.float64), ((0,), (0,), (0,), (0,)), (5, 12, 3, 3), FLOAT)
+    rule = Conv(pads=(1, 1, 1, 1))
+    node = Node("c", "Conv", "", ("x", "w"), ("y",), {})
+    seen = []
+    original = conv_pool.interval_product
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_pool, "interval_product", lambda fn, ops, count: seen.append(ops[0].shape[1]) or
+                      original(fn, ops, count))
+        out = rule.abstract(NodeContext(node, 18, (FLOAT, FLOAT), (FLOAT,), (None,), 1 << 16), x, w)
+    assert seen == [2]  # two channel blocks, not twelve channels
+    kernel, strides, dilations, begin, end = rule._windows(x.shape, w.shape)
+    mid, rad, abs_sum = interval_product(convolution(strides, dilations, begin, end, 1), [x, w], 108)
+    want = finish_sum(mid, rad, abs_sum, 108, FLOAT)
+    for g, e in zip(out.full(), want.full()):
+        assert torch.allclose(g, e, rtol=1e-9, atol=1e-12)
+    rng = torch.Generator().manual_seed(0)
+    (x_lo, x_hi), (w_lo, w_hi), (y_lo, y_hi) = x.full(), w.full(), out.full()
+    for _ in range(10):
+        xs = x_lo + (x_hi - x_lo) * torch.rand(x_lo.shape, generator=rng, dtype=torch.float64)
+        ws = w_lo + (w_hi - w_lo) * torch.rand(w_lo.shape, generator=rng, dtype=torch.float64)
+        y = rule.concrete(None, xs.float(), ws.float()).double()
+        assert bool(((y >= y_lo) & (y <= y_hi)).all())
 
 
 @pytest.mark.parametrize("attrs", [
