@@ -29,7 +29,11 @@ def sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]
 
 
 def mul(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
-    """Product of two intervals: min and max of the four corner products."""
+    """Product of two intervals: min and max of the four corner products (two where one operand is a
+    point, given as one tensor for both bounds)."""
+    if l1 is u1 or l2 is u2:
+        a, b = (times(l1, l2), times(l1, u2)) if l1 is u1 else (times(l1, l2), times(u1, l2))
+        return torch.minimum(a, b), torch.maximum(a, b)
     a, b, c, d = times(l1, l2), times(l1, u2), times(u1, l2), times(u1, u2)
     low = torch.minimum(torch.minimum(a, b), torch.minimum(c, d))
     return low, torch.maximum(torch.maximum(a, b), torch.maximum(c, d))

@@ -412,9 +412,14 @@ def align(intervals: Sequence[Interval], shape: Sequence[int]) -> tuple[Splits, 
         splits.append(common)
     out = []
     for iv in cast:
-        lo, hi = iv.lower, iv.upper
+        lo = iv.lower
         for axis, common in enumerate(splits):
             lo = blocks.regrid(lo, axis, iv.splits[axis], common)
+        if iv.is_point:  # one tensor for both bounds (rules may then take one product, not two)
+            out.append((lo, lo))
+            continue
+        hi = iv.upper
+        for axis, common in enumerate(splits):
             hi = blocks.regrid(hi, axis, iv.splits[axis], common)
         out.append((lo, hi))
     return tuple(splits), out
