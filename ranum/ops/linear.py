@@ -255,7 +255,8 @@ def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: in
     Rows of ``a`` in one block have the same bounds, so do columns of ``b``; their products then
     have identical bounds. A weight with one range costs one column instead of N. With a 2-D ``b``
     (a weight shared by every row), every leading axis of ``a`` is a row axis: ``(N, H, W, C) @ (C, D)``
-    is computed once per block of H and W.
+    is computed once per block of H and W. Where both cut the summed axis into few blocks, it is
+    summed once per block (:func:`contracted`).
     """
     row_axes = range(len(a.shape) - 1) if len(b.shape) == 2 else (len(a.shape) - 2,)
     rows = {axis: a.splits[axis] for axis in row_axes if len(a.splits[axis]) < a.shape[axis]}
