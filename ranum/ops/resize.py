@@ -19,8 +19,9 @@ from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._range_hull import hull_blocks
 from ranum.ops.hazards import Overflow
-from ranum.ops.indexing import F32_EPS, exact_operand, hull_blocks
+from ranum.ops.indexing import F32_EPS, exact_operand
 from ranum.ops.registry import register
 
 __all__ = ["Resize", "Resize10", "Upsample", "Upsample7"]

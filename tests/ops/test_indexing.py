@@ -78,7 +78,7 @@ def test_gather_from_a_point_table_hulls_each_index_range_exactly() -> None:
 def test_gather_from_a_long_point_table_folds_rows_exactly() -> None:
     """A table of thousands of rows (a vocabulary) is reduced slice by slice: same hull as brute
     force, on either axis, with a NaN row propagating as it does through amin/amax."""
-    from ranum.ops.indexing import _min_max_along
+    from ranum.ops._range_hull import min_max_along
 
     rng = np.random.default_rng(1)
     table = torch.from_numpy(rng.standard_normal((2500, 3)).astype(np.float32))
@@ -92,7 +92,7 @@ def test_gather_from_a_long_point_table_folds_rows_exactly() -> None:
     wide = torch.from_numpy(rng.standard_normal((2, 1500, 4)).astype(np.float32))
     wide[1, 1300, 2] = float("nan")
     for axis in range(3):
-        got = _min_max_along(wide, axis)
+        got = min_max_along(wide, axis)
         expected = (wide.amin(axis, keepdim=True), wide.amax(axis, keepdim=True))
         assert all(torch.equal(g.isnan(), e.isnan()) and torch.equal(g.nan_to_num(), e.nan_to_num())
                    for g, e in zip(got, expected))
