@@ -52,16 +52,12 @@ def plus(*sums: Sum) -> Sum:
     mid, rad, mag = sums[0]
     for other in sums[1:]:
         mid, rad, mag = mid + other.mid, rad + other.rad, mag + other.mag
-    return Sum(mid, _nan_to_inf(rad), _nan_to_inf(mag))
+    return Sum(mid, arith.nan_to(rad, torch.inf), arith.nan_to(mag, torch.inf))
 
 
 def cols(total: Sum, start: int, stop: int) -> Sum:
     """Columns ``start:stop`` of the last axis (one gate)."""
     return Sum(*(t[..., start:stop] for t in total))
-
-
-def _nan_to_inf(x: Tensor) -> Tensor:
-    return arith.nan_to(x, torch.inf)
 
 
 def center_radius(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,10 +90,10 @@ class Matrix:
 
     def times(self, mid: Tensor, rad: Tensor) -> Sum:
         """``x @ W^T`` for ``x`` in ``mid +- rad``: |x w - xm wm| <= |xm| wr + xr (|wm| + wr)."""
-        spread = _nan_to_inf(rad @ self.width)
+        spread = arith.nan_to(rad @ self.width, torch.inf)
         center = mid.abs()
-        out_rad = spread if self.rad is None else _nan_to_inf(spread + center @ self.rad)
-        return Sum(mid @ self.mid, out_rad, _nan_to_inf(center @ self.width + spread))
+        out_rad = spread if self.rad is None else arith.nan_to(spread + center @ self.rad, torch.inf)
+        return Sum(mid @ self.mid, out_rad, arith.nan_to(center @ self.width + spread, torch.inf))
 
 
 def sum_bounds(total: Sum, count: int, elem_type: int) -> tuple[Tensor, Tensor]:
@@ -113,7 +109,7 @@ def magnitude(lo: Tensor, hi: Tensor) -> Tensor:
 
 def rounded(lo: Tensor, hi: Tensor, largest: Tensor, ops: int, facts: FloatFacts) -> tuple[Tensor, Tensor]:
     """Widen by ``ops`` float roundings of values at most ``largest`` in magnitude (relative plus underflow)."""
-    slack = _nan_to_inf(ops * (facts.eps * largest + facts.subnormal))
+    slack = arith.nan_to(ops * (facts.eps * largest + facts.subnormal), torch.inf)
     return lo - slack, hi + slack
 
 

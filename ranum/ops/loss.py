@@ -145,11 +145,7 @@ def _mean(sel: _Selected, weighted: bool, elem_type: int) -> tuple[Tensor, Tenso
     lo, hi = m_lo - slack, m_hi + slack
     lo = torch.minimum(lo / (1.0 + gamma), lo / (1.0 - gamma))
     hi = torch.maximum(hi / (1.0 + gamma), hi / (1.0 - gamma))
-    return _nan(lo, -INF), _nan(hi, INF)
-
-
-def _nan(x: Tensor, value: float) -> Tensor:
-    return arith.nan_to(x, value)
+    return arith.nan_to(lo, -INF), arith.nan_to(hi, INF)
 
 
 def _reduce(sel: _Selected, reduction: str, weighted: bool, shape: Sequence[int], elem_type: int,
@@ -270,8 +266,8 @@ def _log_softmax_bounds(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor,
     ls_hi = hi - torch.logaddexp(_lse_excluding(lo), hi)
     eps = float_facts(elem_type).eps
     slack = sum_gamma(2 * c + 16, eps) + eps * (2.0 + math.log(c))
-    ls_lo = _nan(ls_lo * (1.0 + 4 * eps) - slack, -INF)
-    ls_hi = _nan((ls_hi * (1.0 - 4 * eps) + slack).clamp(max=0.0), 0.0)
+    ls_lo = arith.nan_to(ls_lo * (1.0 + 4 * eps) - slack, -INF)
+    ls_hi = arith.nan_to((ls_hi * (1.0 - 4 * eps) + slack).clamp(max=0.0), 0.0)
     return ls_lo, torch.maximum(ls_hi, ls_lo)
 
 

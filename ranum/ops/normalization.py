@@ -86,20 +86,16 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
     s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
     big = amax.amax(1, keepdim=True) > float_facts(elem_type).max / 4
-    return _Stats(d_lo, d_hi, mean_lo - err, mean_hi + err, _nan(s_lo, -1.0), _nan(s_hi, torch.inf), err, delta,
-                  big)
+    return _Stats(d_lo, d_hi, mean_lo - err, mean_hi + err, arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf),
+                  err, delta, big)
 
 
 def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: int) -> tuple[Tensor, Tensor]:
     """Absolute rounding slack of ``count`` steps in the tensor's own precision (16-bit included)."""
     u = float_facts(elem_type).eps
     gamma = 2 * count * u / (1 - count * u)
-    slack = _nan(abs_sum * gamma, torch.inf)
-    return _nan(lo - slack, -torch.inf), _nan(hi + slack, torch.inf)
-
-
-def _nan(x: Tensor, value: float) -> Tensor:
-    return arith.nan_to(x, value)
+    slack = arith.nan_to(abs_sum * gamma, torch.inf)
+    return arith.nan_to(lo - slack, -torch.inf), arith.nan_to(hi + slack, torch.inf)
 
 
 def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:
@@ -127,8 +123,8 @@ def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int,
         # mean, so it is at least (1 - g) (x_i - mean)^2 / n for every i: |z_i| <= sqrt(n / (1 - g)).
         cap = cap.clamp(max=math.sqrt(n / (1 - g)) * (1 + 8 * u))
     cap = torch.where(~st.big, cap, torch.full_like(cap, torch.inf))
-    z_lo = torch.maximum(_nan(z_lo, -torch.inf), -cap)
-    z_hi = torch.minimum(_nan(z_hi, torch.inf), cap)
+    z_lo = torch.maximum(arith.nan_to(z_lo, -torch.inf), -cap)
+    z_hi = torch.minimum(arith.nan_to(z_hi, torch.inf), cap)
     return z_lo, z_hi, st
 
 
@@ -146,7 +142,7 @@ def _affine(z: Interval, scale: Interval | None, bias: Interval | None) -> Inter
             lo, hi = arith.add(lo, hi, b[k], b[k + 1])
         mags = [torch.maximum(b[i].abs(), b[i + 1].abs()) for i in range(0, len(b), 2)]
         abs_sum = mags[0] * mags[1] if scale is not None else mags[0]
-        abs_sum = _nan(abs_sum + (mags[-1] if bias is not None else 0.0), torch.inf)
+        abs_sum = arith.nan_to(abs_sum + (mags[-1] if bias is not None else 0.0), torch.inf)
         return _with_error(lo, hi, abs_sum, 3, z.elem_type)
 
     return elementwise(fn, operands, z.elem_type)
@@ -321,7 +317,7 @@ def _batchnorm_bounds(elem_type: int, xl, xu, kl, ku, ml, mu, bl, bu) -> tuple[T
     lo, hi = arith.mul(lo, hi, kl, ku)
     lo, hi = arith.add(lo, hi, bl, bu)
     mag = [torch.maximum(a.abs(), b.abs()) for a, b in ((xl, xu), (kl, ku), (ml, mu), (bl, bu))]
-    abs_sum = _nan((mag[0] + mag[2]) * mag[1] + mag[3], torch.inf)
+    abs_sum = arith.nan_to((mag[0] + mag[2]) * mag[1] + mag[3], torch.inf)
     # sqrt, division and the three arithmetic steps each round once.
     return _with_error(lo, hi, abs_sum, 8, elem_type)
 
