@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,14 +42,20 @@ def block_sizes(starts: Sequence[int], length: int) -> list[int]:
 
 
 def expand(blocks: Tensor, splits: Splits, shape: Sequence[int]) -> Tensor:
-    """Materialise block values into a full tensor of ``shape``."""
+    """Materialise block values into a full tensor of ``shape``. Axes of one block are broadcast
+    views (no copy): the result is for reading only."""
     out = blocks
+    single = list(out.shape)
     for axis, (starts, length) in enumerate(zip(splits, shape)):
         if len(starts) == length:
             continue
+        if len(starts) == 1:
+            single[axis] = length
+            continue
         sizes = torch.tensor(block_sizes(starts, length), dtype=torch.long)
         out = out.repeat_interleave(sizes, dim=axis)
-    return out
+        single[axis] = length
+    return out.expand(single) if list(out.shape) != single else out
 
 
 def union(first: tuple[int, ...], second: tuple[int, ...]) -> tuple[int, ...]:
@@ -72,8 +79,13 @@ def regrid(blocks: Tensor, axis: int, source: tuple[int, ...], target: tuple[int
     return blocks.index_select(axis, index)
 
 
+_SMALL = 4096  # bounds of at most this many blocks are compared in numpy (a torch op costs ~5 us each)
+
+
 def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tensor, Splits]:
     """Merge adjacent blocks whose lower and upper bounds coincide (lossless)."""
+    if lower.numel() <= _SMALL and lower.dtype != torch.bfloat16 and upper.dtype != torch.bfloat16:
+        return _compress_small(lower, upper, splits)
     new_splits = list(splits)
     for axis in range(lower.dim()):
         count = lower.shape[axis]
@@ -98,6 +110,51 @@ def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tens
         starts = splits[axis]
         new_splits[axis] = tuple(starts[i] for i in index.tolist())
     return lower, upper, tuple(new_splits)
+
+
+def _compress_small(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tensor, Splits]:
+    """:func:`compress` for few blocks, in numpy (a torch op costs ~5 us; shape arithmetic and small
+    constants make up most nodes of an exported graph). Bounds that carry gradients are selected in
+    torch; others become the numpy result's memory."""
+    point = lower is upper
+    lows = lower.detach().numpy()
+    ups = lows if point else upper.detach().numpy()
+    picks: list[np.ndarray | None] = []
+    for axis in range(lows.ndim):
+        if lows.shape[axis] <= 1 or lows.size == 0:
+            picks.append(None)
+            continue
+        keep = _numpy_neighbours_differ(lows, axis)
+        if not point and not keep.all():
+            keep |= _numpy_neighbours_differ(ups, axis)
+        if keep.all():
+            picks.append(None)
+            continue
+        index = np.concatenate(([0], np.flatnonzero(keep) + 1))
+        lows = lows.take(index, axis)
+        ups = lows if point else ups.take(index, axis)
+        picks.append(index)
+    if all(index is None for index in picks):
+        return lower, upper, splits
+    new_splits = tuple(starts if index is None else tuple(starts[i] for i in index.tolist())
+                       for starts, index in zip(splits, picks))
+    if not (lower.requires_grad or upper.requires_grad):
+        lower = torch.from_numpy(lows)
+        return lower, lower if point else torch.from_numpy(ups), new_splits
+    for axis, index in enumerate(picks):
+        if index is not None:
+            lower = lower.index_select(axis, torch.from_numpy(index))
+            upper = lower if point else upper.index_select(axis, torch.from_numpy(index))
+    return lower, upper, new_splits
+
+
+def _numpy_neighbours_differ(values: np.ndarray, axis: int) -> np.ndarray:
+    """Per pair of neighbouring slices along ``axis``: whether they differ anywhere (-0.0 == 0.0)."""
+    if values.ndim == 1:
+        return values[1:] != values[:-1]
+    moved = np.moveaxis(values, axis, 0)
+    differs = moved[1:] != moved[:-1]
+    return differs.reshape(differs.shape[0], -1).any(1)
 
 
 _BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}
@@ -130,14 +187,16 @@ def _neighbours_differ(values: Tensor, axis: int) -> Tensor:
 
 def _a_line_all_differs(values: Tensor, axis: int) -> bool:
     """Whether consecutive entries along ``axis`` all differ on one of a few lines (through the first,
-    middle and last index of every other axis): then no two neighbouring slices are equal."""
+    middle and last index of every other axis): then no two neighbouring slices are equal. Read
+    through a numpy view (no copy; indexing a tensor costs ~10 us a line)."""
     if values.numel() == 0:
         return False
+    array = values.detach().numpy() if values.dtype != torch.bfloat16 else values.detach().float().numpy()
     picks = (0, 1, 2) if values.dim() > 1 else (0,)
     for pick in picks:
-        index = tuple(slice(None) if a == axis else (0, n // 2, n - 1)[pick] for a, n in enumerate(values.shape))
-        line = values[index]
-        if bool((line[1:] != line[:-1]).all()):
+        index = tuple(slice(None) if a == axis else (0, n // 2, n - 1)[pick] for a, n in enumerate(array.shape))
+        line = array[index]
+        if (line[1:] != line[:-1]).all():
             return True
     return False
 

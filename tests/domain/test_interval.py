@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -179,18 +180,22 @@ def test_float32_rounding_saturates_past_half_an_ulp_of_max() -> None:
     assert Interval.uniform(0.1, 0.3, (1,), F32).widened(1).min() == float(torch.tensor(0.1).float())
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000), st.sampled_from([torch.float64, torch.float32, torch.float16]))
-def test_compress_merges_exactly_the_equal_neighbours(seed: int, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("repeats", [0, 4097])  # few blocks (compared in numpy) and many (in torch)
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([torch.float64, torch.float32, torch.float16, torch.bfloat16]))
+def test_compress_merges_exactly_the_equal_neighbours(repeats: int, seed: int, dtype: torch.dtype) -> None:
     """Slices are drawn from a few patterns, some only permutations of each other (their bit sums
-    agree) or differing in the sign of a zero (equal values): neighbours merge exactly where equal."""
+    agree) or differing in the sign of a zero (equal values): neighbours merge exactly where equal.
+    ``repeats``: a last axis of that many equal entries."""
     rng = np.random.default_rng(seed)
-    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
-    patterns = [rng.choice([-1.0, 0.0, 2.5, np.inf], size=shape[1:]) for _ in range(2)]
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4)))) + ((repeats,) if repeats else ())
+    patterns = [rng.choice([-1.0, 0.0, 2.5, np.inf], size=shape[1:len(shape) - bool(repeats)]) for _ in range(2)]
     patterns.append(np.flip(patterns[0]).copy())  # same values in another order: same bit sums
     patterns.append(np.where(patterns[0] == 0.0, -0.0, patterns[0]))  # equal to the first
     picks = rng.integers(0, len(patterns), size=shape[0])
     lower = torch.tensor(np.stack([patterns[i] for i in picks])).to(dtype)
+    if repeats:
+        lower = lower.unsqueeze(-1).expand(shape)
     upper = lower + torch.tensor(rng.choice([0.0, 1.0], size=shape[:1] + (1,) * (len(shape) - 1))).to(dtype)
     splits = tuple(tuple(range(n)) for n in shape)
     for hi in (lower, upper):
@@ -202,3 +207,15 @@ def test_compress_merges_exactly_the_equal_neighbours(seed: int, dtype: torch.dt
                 same = torch.equal(lo_c.select(axis, left), lo_c.select(axis, right)) and \
                     torch.equal(hi_c.select(axis, left), hi_c.select(axis, right))
                 assert not same
+
+
+@pytest.mark.parametrize("repeats", [1, 5000])
+def test_compress_passes_gradients_to_the_kept_blocks(repeats: int) -> None:
+    """Bounds that carry gradients (the fix optimises through them) keep them when blocks merge."""
+    base = torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    lower = base.unsqueeze(-1).expand(3, repeats)
+    upper = lower + 1.0
+    lo, hi, merged = blocks.compress(lower, upper, (tuple(range(3)), tuple(range(repeats))))
+    assert merged == ((0, 2), (0,)) and lo.shape == (2, 1)
+    (lo.sum() + hi.sum()).backward()
+    assert base.grad.tolist() == [2.0, 0.0, 2.0]  # the first of each merged run is kept
