@@ -107,14 +107,18 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
         return None
     if torch.get_float32_matmul_precision() != "highest":  # products in a lower precision: no bound
         return None
-    lo, hi = x.full()  # an infinite bound makes the products below non-finite: then the float64 path
     stored = w.exact_value()
     g = count * _FLOAT32_UNIT / (1 - count * _FLOAT32_UNIT)
     big = arith.accumulation_gamma(count, TensorProto.FLOAT)
     if not g < 0.5 or big == float("inf"):
         return None
+    summed = _summed_rows(fn, x, stored)
+    # an infinite bound makes the products below non-finite: then the float64 path
+    lo, hi = (representatives(x, -1) if summed else x).full()
     c32, spread_in = _split32(lo, hi, 1 + big, g + big)
-    if _chunks_columns(fn, c32, stored):
+    if summed:
+        mid, rad = _block_summed_product(c32, spread_in, stored, x.splits[-1])
+    elif _chunks_columns(fn, c32, stored):
         mid, rad = _matmul_by_column_chunks(c32, spread_in, stored)
     else:
         weight = stored.float()
@@ -133,6 +137,70 @@ def _float32_product(fn: Product, operands: Sequence[Interval], count: int) -> t
     return mid, rad, torch.zeros((), dtype=torch.float64)
 
 
+_SUMMED_BLOCKS = 32  # most blocks on x's summed axis for which w's rows are summed per block
+
+
+def _summed_rows(fn: Product, x: Interval, stored: Tensor) -> bool:
+    """Whether ``x @ w`` (a 2-D weight) is taken once per block of x's summed axis: at most
+    ``_SUMMED_BLOCKS`` blocks, of two terms each on average (after a normalization, a row's bounds are
+    often one range)."""
+    starts = x.splits[-1] if x.shape else ()
+    return (fn is torch.matmul and stored.dim() == 2 and len(x.shape) >= 1
+            and 0 < len(starts) <= _SUMMED_BLOCKS and 2 * len(starts) <= x.shape[-1])
+
+
+def _block_summed_product(c32: Tensor, spread_in: Tensor, stored: Tensor, starts: tuple[int, ...]
+                          ) -> tuple[Tensor, Tensor]:
+    """``c32 @ w`` and a bound of ``spread_in @ |w|`` in float64, where ``c32`` and ``spread_in`` hold one
+    entry per block (``starts``) of w's rows: every row of a block is multiplied by the same values,
+    so the products take each block's float32 sums of ``w`` and of ``|w|`` (one pass over ``w`` each,
+    where the products read it once per row of x).
+
+    A float32 sum of ``n`` terms is within ``g_n sum |terms|`` of the real one (any order), so the
+    midpoint is within ``g |c32| @ |w|`` of the real product, as a float32 product would be; the
+    float64 products add a relative ``k ulp`` for ``k`` blocks. Sums of ``|w|`` are at least
+    ``(1 - g)`` times the real ones, which the caller divides out; the float64 rounding is covered here.
+    """
+    sizes = blocks.block_sizes(starts, stored.shape[-2])
+    sums, magnitudes = [], []
+    for start, size in zip(starts, sizes):
+        part = stored.narrow(-2, start, size)
+        sum_of, magnitude = _column_sums(part)
+        sums.append(sum_of)
+        magnitudes.append(magnitude)
+    mid = torch.matmul(c32.double(), torch.stack(sums).double())
+    rad = torch.matmul(spread_in.double(), torch.stack(magnitudes).double())
+    return mid, rad.mul_(1 + (len(starts) + 2) * 2.0**-52)
+
+
+def _column_sums(part: Tensor) -> tuple[Tensor, Tensor]:
+    """Float32 sums of a weight block's columns and of their magnitudes, in one read of the block:
+    pieces of about ``_PIECE`` elements, outer axis first in memory, are converted into one small
+    float32 buffer, summed, made absolute in place and summed again (``vector_norm`` over the outer
+    axis was six times slower, and ``|w|`` of an output layer is tens of MB). A float32 sum in any
+    grouping has the same error bound as one sum."""
+    rows, columns = part.shape
+    if part.stride(-2) >= part.stride(-1):  # rows outer: pieces of whole rows, summed over rows
+        step = max(1, _PIECE // max(columns, 1))
+        buffer = torch.empty((min(step, rows), columns), dtype=torch.float32)
+        sums, magnitudes = torch.zeros(columns, dtype=torch.float32), torch.zeros(columns, dtype=torch.float32)
+        for start in range(0, rows, step):
+            piece = buffer.narrow(0, 0, min(step, rows - start)).copy_(part.narrow(0, start, min(step, rows - start)))
+            sums += piece.sum(0)
+            magnitudes += piece.abs_().sum(0)
+        return sums, magnitudes
+    step = max(1, _PIECE // max(rows, 1))  # columns outer (a transposed weight): pieces of whole columns
+    buffer = torch.empty((min(step, columns), rows), dtype=torch.float32)
+    sums, magnitudes = [], []
+    for start in range(0, columns, step):
+        width = min(step, columns - start)
+        piece = buffer.narrow(0, 0, width).copy_(part.narrow(1, start, width).t())
+        sums.append(piece.sum(1))
+        magnitudes.append(piece.abs_().sum(1))
+    return torch.cat(sums), torch.cat(magnitudes)
+
+
+_PIECE = 1 << 18  # elements per piece of a weight summed through a float32 buffer (1 MB)
 _COLUMN_CHUNK = 1024  # weight columns per step of a chunked product
 _CHUNKED_ELEMENTS = 1 << 22  # weights of more elements (16 MB in float32) are taken in chunks
 

@@ -244,6 +244,64 @@ def test_float32_products_with_exact_weights_are_sound_in_onnxruntime(case, monk
             assert ((y >= low) & (y <= high)).all(), f"{op_type}: {y[(y < low) | (y > high)][:4]}"
 
 
+def _summed_rows_cases():
+    rng = np.random.default_rng(5)
+    cancel = rng.standard_normal((1024, 16)).astype(np.float32) * 1e3
+    cancel[512:] = -cancel[:512]  # columns sum to ~0: the worst case for the relative error
+    return [
+        ("MatMul", (3, 1024), cancel, {}, (0,)),
+        ("MatMul", (2, 4, 1024), cancel, {}, (0, 100, 700)),
+        ("Gemm", (4, 300), rng.standard_normal((900, 300)).astype(np.float32), {"transB": 1}, (0, 150)),
+        ("MatMul", (3, 512), (rng.standard_normal((512, 600)) * 4).astype(np.float16), {}, (0,)),
+        ("MatMul", (5, 40), (rng.standard_normal((40, 3000)) * 4).astype(np.float16), {}, (0, 7, 30)),
+    ]
+
+
+@pytest.mark.parametrize("case", _summed_rows_cases(), ids=lambda c: f"{c[0]}-{c[2].dtype}-{len(c[4])}")
+def test_products_summed_over_row_blocks_are_sound_in_onnxruntime(case, monkeypatch) -> None:
+    """Where x cuts the summed axis into a few blocks, the weight's rows are summed per block (in
+    float32, through a small buffer): elements drawn anywhere in their blocks' nearly exact bounds
+    give onnxruntime results inside the bounds, which match the one-product path's."""
+    import ranum.ops.linear as linear
+
+    monkeypatch.setattr(linear, "_PIECE", 999)  # several pieces per block, both memory layouts
+    op_type, x_shape, w, attrs, starts = case
+    model = _weighted_model(op_type, x_shape, w, attrs)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph, _ = load_model(model)
+    from onnx import numpy_helper
+
+    weight = Interval.point(torch.from_numpy(numpy_helper.to_array(graph.initializers["w"]).copy()),
+                            graph.initializers["w"].data_type)
+    rng = np.random.default_rng(2)
+    grid = tuple(x_shape[:-1]) + (len(starts),)
+    splits = tuple(tuple(range(n)) for n in x_shape[:-1]) + (starts,)
+    sizes = np.diff(list(starts) + [x_shape[-1]])
+    calls = []
+    summed = linear._block_summed_product
+    monkeypatch.setattr(linear, "_block_summed_product", lambda *a: calls.append(1) or summed(*a))
+    for _ in range(4):
+        lo, hi = _nearly_exact_box(rng, grid, w.dtype)
+        x = Interval.create(torch.from_numpy(lo), torch.from_numpy(hi), splits, x_shape, graph.inputs[0].elem_type)
+        calls.clear()
+        out = run_abstract(graph, {"x": x, "w": weight}).env["y"]
+        assert calls  # the summed path ran
+        low, high = (t.numpy() for t in out.full())
+        full_lo, full_hi = (np.repeat(t, sizes, axis=-1) for t in (lo, hi))
+        for pick in (full_lo, full_hi, np.where(rng.random(x_shape) < 0.5, full_lo, full_hi)):
+            y = session.run(None, {"x": pick.astype(w.dtype)})[0].astype(np.float64)
+            assert ((y >= low) & (y <= high)).all(), f"{op_type}: {y[(y < low) | (y > high)][:4]}"
+        monkeypatch.setattr(linear, "_SUMMED_BLOCKS", 0)
+        one = run_abstract(graph, {"x": x, "w": weight}).env["y"]
+        monkeypatch.setattr(linear, "_SUMMED_BLOCKS", 32)
+        one_lo, one_hi = (t.numpy() for t in one.full())
+        finite = np.isfinite(low) & np.isfinite(high) & np.isfinite(one_lo) & np.isfinite(one_hi)
+        assert finite.mean() > 0.5  # (16-bit results past 65504 are infinite either way)
+        scale = float(np.abs(one_hi - one_lo)[finite].max()) + 1e-30
+        assert np.abs(low[finite] - one_lo[finite]).max() <= 1e-3 * scale
+        assert np.abs(high[finite] - one_hi[finite]).max() <= 1e-3 * scale
+
+
 def test_float32_products_are_as_tight_as_float64_ones() -> None:
     from ranum.ops.linear import interval_product
 
