@@ -374,11 +374,38 @@ def _sigma_max(matrices: Tensor) -> Tensor:
     if matrices.numel() == 0:
         return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
     a = matrices.to(torch.float64)
-    length = a.shape[-1] if a.shape[-2] <= a.shape[-1] else a.shape[-2]
-    gram = a @ a.transpose(-1, -2) if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2) @ a
+    rows = a if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2)  # (..., m, k) with m <= k
+    gram, gamma, absolute = _gram(rows)
     largest = largest_eigenvalue_bound(gram)
-    error = arith.accumulation_gamma(length, TensorProto.DOUBLE) * a.square().sum((-2, -1))
+    error = gamma * a.square().sum((-2, -1)) + absolute
     return ((largest + error) * (1 + _SVD_SLACK)).sqrt()
+
+
+_GRAM_CHUNK = 256  # summed length of one float32 product of a Gram matrix
+_FLOAT32_NORMAL = 2.0**-126  # an underflowing float32 product (flushed to zero or not) is off by less
+
+
+def _gram(rows: Tensor) -> tuple[Tensor, float, float]:
+    """``rows @ rows^T`` in float64, with ``gamma`` and ``absolute``: its error's spectral norm is at
+    most ``gamma ||rows||_F^2 + absolute`` (Weyl then moves no eigenvalue further).
+
+    Float32 values (the weights of a float32 or 16-bit model) take float32 products over chunks of
+    ``_GRAM_CHUNK`` terms, summed in float64: each entry is then within ``gamma_256 sum |a_il a_jl|``
+    (float32) plus the float64 sum's rounding of it, and ``sum_ij (sum_l |a_il a_jl|)^2 <=
+    ||rows||_F^4``. Twice as fast as one float64 product (a ResNet's norm caps were two thirds of its
+    exact-weights run) and, with chunks of 256, as tight to a fraction of a percent."""
+    single = rows.float()
+    length, chunks = rows.shape[-1], -(-rows.shape[-1] // _GRAM_CHUNK)
+    if not torch.equal(single.double(), rows) or chunks < 1:
+        gram = rows @ rows.transpose(-1, -2)
+        return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), 0.0
+    gram = torch.zeros(rows.shape[:-1] + rows.shape[-2:-1], dtype=torch.float64)
+    for start in range(0, length, _GRAM_CHUNK):
+        part = single.narrow(-1, start, min(_GRAM_CHUNK, length - start))
+        gram += (part @ part.transpose(-1, -2)).double()
+    summed = arith.accumulation_gamma(chunks + 1, TensorProto.DOUBLE)
+    gamma = (arith.accumulation_gamma(_GRAM_CHUNK, TensorProto.FLOAT) + summed) * (1 + summed)
+    return gram, gamma, rows.shape[-2] * length * _FLOAT32_NORMAL
 
 
 _RULES = {

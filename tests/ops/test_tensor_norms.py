@@ -207,3 +207,25 @@ def test_convolution_gain_stacks_the_narrow_side_and_bounds_the_operator() -> No
         x = x / x.norm()
     gain = float(torch.nn.functional.conv2d(x, w, padding=1).norm())
     assert gain <= stacked
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 700), (2, 300, 40), (1, 8, 5000)])
+def test_float32_gram_bounds_the_largest_singular_value(shape) -> None:
+    """Float32 weights take their Gram matrix in float32 chunks: the bound still lies above the largest
+    singular value (SVD in float64), within a fraction of a percent of it; rows of mixed magnitudes
+    and near-cancelling pairs stress the rounding."""
+    from ranum.ops import _tensor_norms as norms
+
+    generator = torch.Generator().manual_seed(sum(shape))
+    a = torch.randn(shape, generator=generator, dtype=torch.float64)
+    a[..., 0, :] *= 1e3  # one dominant row
+    a[..., -1, :] = a[..., -2, :] + 2.0**-20  # two rows that nearly cancel in a difference
+    a = a.float().double()  # float32 values, as a float32 model's weights
+    rows = a if shape[-2] <= shape[-1] else a.transpose(-1, -2)
+    assert norms._gram(rows)[2] > 0  # the float32 path (its underflow term)
+    bound = norms._sigma_max(a)
+    exact = torch.linalg.matrix_norm(a, ord=2)
+    assert bool((bound >= exact).all()) and bool((bound <= exact * 1.005).all())
+    wide = a + 2.0**-40  # not float32 values: one float64 product
+    assert norms._gram(wide if shape[-2] <= shape[-1] else wide.transpose(-1, -2))[2] == 0
+    assert bool((norms._sigma_max(wide) >= torch.linalg.matrix_norm(wide, ord=2)).all())
