@@ -22,7 +22,7 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
 Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`` products is within
 ``gamma_n * sum |w| |x|`` of it, and ``sum |w| |x| <= ||w row|| ||x||`` (Cauchy-Schwarz) also bounds
 every partial sum, which must stay below the accumulator's largest value for the cap to apply.
-Largest singular values come from Gram matrices' eigenvalues in float64 (see :func:`_sigma_max`).
+Largest singular values come from Gram matrices' eigenvalues (see :func:`_sigma_max`).
 They cost time, so the interpreter asks for a cap only where an interval reaches infinity (a finding
 otherwise), and downstream of such a place; the operands of a sum are taken cheapest first, and a
 sum whose first norms already pass the limit stops there. The norms are memoised for the run and
@@ -297,15 +297,18 @@ def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -
     offsets = math.prod(w.shape[2:])
     per_group = weight.reshape(group, weight.shape[0] // group, -1, offsets)  # group, c_out, c_in, offset
     # sum over offsets of ||W_o||_F: bounds the sums of |w| |x| (the error) and, loosely, the gain
-    frobenius = per_group.square().sum((1, 2)).sqrt().sum(-1)
+    squares = per_group.square()  # shared by the three norms below (one pass over a float64 copy each)
+    frobenius = squares.sum((1, 2)).sqrt().sum(-1)
     # all offsets at once: ||sum_o W_o S_o x|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||, and the same
     # with the offsets' matrices stacked vertically (the transposed convolution has the same norm):
     # random c_out x c_in matrices give about sqrt(c_out) + sqrt(K c_in), and sqrt(K c_out) + sqrt(c_in)
     # stacked: the narrower side is stacked, unless its Gram matrix is much larger than the other's
-    gain = torch.minimum(frobenius, _sigma_max(_stacked_offsets(per_group)) * math.sqrt(offsets))
+    gain = torch.minimum(frobenius, _sigma_max(_stacked_offsets(per_group), squares.sum((1, 2, 3)))
+                         * math.sqrt(offsets))
     bias = _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
     terms = math.prod(w.shape[1:]) + 1
-    return _accumulated(float(gain.max()), float(frobenius.max()), weight.flatten(1), norms[0], terms, out) + bias
+    row_norm = float(squares.sum((2, 3)).max().sqrt()) if squares.numel() else 0.0
+    return _accumulated(float(gain.max()), float(frobenius.max()), row_norm, norms[0], terms, out) + bias
 
 
 def _stacked_offsets(per_group: Tensor) -> Tensor:
@@ -333,16 +336,16 @@ def _gemm_like(graph: GraphView, node: Node, norms: Sequence[float], out: Interv
     frobenius = float(weight.square().sum().sqrt()) * alpha
     gain = float(_sigma_max(weight.unsqueeze(0))[0]) * alpha
     bias = beta * _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
-    return _accumulated(gain, frobenius, weight.t() * alpha, norms[0], weight.shape[0] + 3, out) + bias
+    row_norm = float(weight.square().sum(0).max().sqrt()) * alpha if weight.numel() else 0.0
+    return _accumulated(gain, frobenius, row_norm, norms[0], weight.shape[0] + 3, out) + bias
 
 
-def _accumulated(gain: float, error_gain: float, rows: Tensor, norm: float, terms: int, out: Interval) -> float:
+def _accumulated(gain: float, error_gain: float, row_norm: float, norm: float, terms: int, out: Interval) -> float:
     """``gain * norm`` plus the accumulation error, or inf where a partial sum could overflow.
 
-    ``error_gain`` bounds the gain of the sums of |w| |x|; ``rows``: one row per output channel,
-    holding the weights of one of its sums.
+    ``error_gain`` bounds the gain of the sums of |w| |x|; ``row_norm``: the largest L2 norm of the
+    weights of one output element's sum.
     """
-    row_norm = float(rows.square().sum(1).sqrt().max()) if rows.numel() else 0.0
     partial = row_norm * norm * (1 + _SVD_SLACK)  # >= every sum of |w| |x| of one output element
     limit = arith.accumulator_facts(out.elem_type).max
     if not partial < 0.5 * limit:
@@ -364,12 +367,13 @@ def _weight_values(w: Interval) -> Tensor | None:
     return None
 
 
-def _sigma_max(matrices: Tensor) -> Tensor:
+def _sigma_max(matrices: Tensor, squares: Tensor | None = None) -> Tensor:
     """Upper bounds of the largest singular value of each matrix of a batch (..., m, n).
 
-    A bound of the largest eigenvalue of the smaller Gram matrix, computed in float64 (see
-    :mod:`ranum.ops._spectral`): its entries are within ``gamma_k * ||A||_F^2`` (k: the summed length)
-    of the real ones, which moves no eigenvalue further (Weyl).
+    A bound of the largest eigenvalue of the smaller Gram matrix (see :func:`_gram` and
+    :mod:`ranum.ops._spectral`): its error's spectral norm is at most ``gamma * ||A||_F^2`` (plus an
+    underflow term), which moves no eigenvalue further (Weyl). ``squares``: each matrix's
+    ``||A||_F^2`` where the caller has it.
     """
     if matrices.numel() == 0:
         return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
@@ -377,7 +381,7 @@ def _sigma_max(matrices: Tensor) -> Tensor:
     rows = a if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2)  # (..., m, k) with m <= k
     gram, gamma, absolute = _gram(rows)
     largest = largest_eigenvalue_bound(gram)
-    error = gamma * a.square().sum((-2, -1)) + absolute
+    error = gamma * (a.square().sum((-2, -1)) if squares is None else squares) + absolute
     return ((largest + error) * (1 + _SVD_SLACK)).sqrt()
 
 
@@ -402,7 +406,7 @@ def _gram(rows: Tensor) -> tuple[Tensor, float, float]:
     gram = torch.zeros(rows.shape[:-1] + rows.shape[-2:-1], dtype=torch.float64)
     for start in range(0, length, _GRAM_CHUNK):
         part = single.narrow(-1, start, min(_GRAM_CHUNK, length - start))
-        gram += (part @ part.transpose(-1, -2)).double()
+        gram.add_(part @ part.transpose(-1, -2))  # a float32 product added in float64, no converted copy
     summed = arith.accumulation_gamma(chunks + 1, TensorProto.DOUBLE)
     gamma = (arith.accumulation_gamma(_GRAM_CHUNK, TensorProto.FLOAT) + summed) * (1 + summed)
     return gram, gamma, rows.shape[-2] * length * _FLOAT32_NORMAL
