@@ -145,16 +145,16 @@ def _summed_rows(fn: Product, x: Interval, stored: Tensor) -> bool:
     ``_SUMMED_BLOCKS`` blocks, of two terms each on average (after a normalization, a row's bounds are
     often one range)."""
     starts = x.splits[-1] if x.shape else ()
-    return (fn is torch.matmul and stored.dim() == 2 and len(x.shape) >= 1
-            and 0 < len(starts) <= _SUMMED_BLOCKS and 2 * len(starts) <= x.shape[-1])
+    return (fn is torch.matmul and stored.dim() == 2 and 0 < len(starts) <= _SUMMED_BLOCKS
+            and 2 * len(starts) <= x.shape[-1])
 
 
 def _block_summed_product(c32: Tensor, spread_in: Tensor, stored: Tensor, starts: tuple[int, ...]
                           ) -> tuple[Tensor, Tensor]:
     """``c32 @ w`` and a bound of ``spread_in @ |w|`` in float64, where ``c32`` and ``spread_in`` hold one
     entry per block (``starts``) of w's rows: every row of a block is multiplied by the same values,
-    so the products take each block's float32 sums of ``w`` and of ``|w|`` (one pass over ``w`` each,
-    where the products read it once per row of x).
+    so the products take each block's float32 sums of ``w`` and of ``|w|`` (one read of ``w``, where
+    the two products read it, and a copy of ``|w|``, once per row of x).
 
     A float32 sum of ``n`` terms is within ``g_n sum |terms|`` of the real one (any order), so the
     midpoint is within ``g |c32| @ |w|`` of the real product, as a float32 product would be; the
