@@ -17,12 +17,14 @@ Weight modes: ``exact`` (the random initial values, taken exactly) and ``derived
 range derived from each weight's values).
 
 ``python benchmarks/zoo.py --check [--size tiny|full] [--models a b ...] [--exporters dynamo torchscript]
-[--prove SECONDS]`` prints per model: nodes, findings in each mode (with ``--prove``: how many
+[--prove SECONDS] [--repeats N]`` prints per model: nodes, findings in each mode (with ``--prove``: how many
 ``ranum confirm`` proved real in onnxruntime, and whether the NaN/Inf reached a model output),
 the load seconds (reading, ONNX checker, shape inference), analysis seconds in each mode (the rest
-of ``ranum.check``), onnxruntime CPU inference seconds (median of 10 after warm-up, 2 threads;
-session creation not counted, as load is not), the analysis/inference ratios and ranum's peak memory
-(growth of a fresh process's resident-set high-water mark over one ``ranum.check``), and writes
+of ``ranum.check``; the median of ``--repeats`` whole checks, 3 by default, all kept in the JSON:
+single runs on a shared machine vary by tens of percent), onnxruntime CPU inference seconds
+(median of 10 after warm-up, 2 threads; session creation not counted, as load is not), the
+analysis/inference ratios and ranum's peak memory (growth of a fresh process's resident-set
+high-water mark over one ``ranum.check``), and writes
 ``benchmarks/out/zoo-<size>.json`` (totals with the load included are there too). ``transformers``
 and ``onnxscript`` come with the ``zoo`` extra (``pip install -e .[zoo]``).
 """
@@ -384,8 +386,9 @@ def prove(path: Path, model_spec: dict, seconds: float = 20.0) -> dict[str, dict
                                       "reaches_outputs": r.reaches_outputs} for r in report.results}
 
 
-def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
-    """One timed ``ranum.check`` (its report and seconds), and its peak memory in bytes.
+def _measure(path: Path, model_spec: dict, repeats: int = 1) -> tuple[object, list[float], int]:
+    """``repeats`` timed ``ranum.check`` runs (the median run's report, and every run's seconds in
+    the order run), and the peak memory in bytes of one more.
 
     The peak is measured in a fresh Python process (Linux): its resident-set high-water mark
     (``VmHWM``, which unlike ``ru_maxrss`` does not inherit the parent's) after ``ranum.check`` less
@@ -395,10 +398,13 @@ def _measure(path: Path, model_spec: dict) -> tuple[object, float, int]:
 
     import ranum
 
-    start = time.perf_counter()
-    report = ranum.check(path, model_spec)
-    seconds = time.perf_counter() - start
-    return report, seconds, _peak_growth(path, model_spec)
+    runs = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        report = ranum.check(path, model_spec)
+        runs.append((time.perf_counter() - start, report))
+    median = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+    return median[1], [seconds for seconds, _ in runs], _peak_growth(path, model_spec)
 
 
 _PEAK_SCRIPT = """
@@ -422,7 +428,7 @@ def _peak_growth(path: Path, model_spec: dict) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def check_row(family: str, size: str, exporter: str, proof_seconds: float = 0.0) -> dict:
+def check_row(family: str, size: str, exporter: str, proof_seconds: float = 0.0, repeats: int = 3) -> dict:
     """Analyse one model in both weight modes and time onnxruntime; one JSON-ready row.
 
     ``seconds`` is the whole ``ranum.check`` (load included); ``analysis_seconds`` leaves out the
@@ -439,13 +445,15 @@ def check_row(family: str, size: str, exporter: str, proof_seconds: float = 0.0)
     inference = ort_inference_seconds(model, feeds(model, ranges))
     row["onnxruntime_seconds"] = inference
     for mode in ("exact", "derived"):
-        report, seconds, peak = _measure(path, spec(family, size, mode))
+        report, runs, peak = _measure(path, spec(family, size, mode), repeats)
+        seconds = sorted(runs)[len(runs) // 2]
         analysis_seconds = seconds - report.phase_seconds["load"]
         row[mode] = {
             "findings": len(report.findings),
             "finding_nodes": [f"{f.op_type}:{f.node}" for f in report.findings],
             "unsupported_ops": list(report.unsupported_ops),
-            "seconds": seconds, "ratio": seconds / inference, "phase_seconds": dict(report.phase_seconds),
+            "seconds": seconds, "seconds_runs": runs, "ratio": seconds / inference,
+            "phase_seconds": dict(report.phase_seconds),
             "analysis_seconds": analysis_seconds, "analysis_ratio": analysis_seconds / inference,
             "peak_bytes": peak,
             "peak_over_model": peak / row["model_bytes"],
@@ -496,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exporters", nargs="*", default=["dynamo"], choices=list(EXPORTERS))
     parser.add_argument("--prove", type=float, default=0.0, metavar="SECONDS",
                         help="put every finding to ranum confirm with this budget per finding (0: do not)")
+    parser.add_argument("--repeats", type=int, default=3, metavar="N",
+                        help="time N whole checks per model and mode, and report the median")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, str(ROOT))
@@ -509,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
                 export(family, args.size, exporter)
                 continue
             try:
-                rows.append(check_row(family, args.size, exporter, args.prove))
+                rows.append(check_row(family, args.size, exporter, args.prove, args.repeats))
             except Exception as exc:  # an exporter failure is a row, not the end of the benchmark
                 rows.append({"model": f"{family}-{args.size}-{exporter}", "error": f"{type(exc).__name__}: {exc}"})
     if args.check:
