@@ -15,18 +15,20 @@ from collections.abc import Iterator
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from ranum import __version__
-from ranum.analysis import analyze
 from ranum.config import AnalysisConfig
-from ranum.detect._check import report_from
-from ranum.domain.ranges import RangeSpec, parse_range_text, parse_spec, parse_weights_mode
 from ranum.errors import RangeSpecError, RanumError
-from ranum.report import render_check
+
+if TYPE_CHECKING:
+    from ranum.domain.ranges import RangeSpec
+
+# The analysis (torch, onnx) is imported by the commands that run it: `ranum --help`, and a bad
+# option, then answer in a fraction of a second instead of the seconds torch takes to import.
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -101,6 +103,10 @@ def check(
     """Find every operator that can receive an invalid input and produce NaN or Inf."""
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    from ranum.analysis import analyze
+    from ranum.detect._check import report_from
+    from ranum.report import render_check
+
     try:
         with _progress() as step:
             source, input_ranges = _model_source(model, inputs, step)
@@ -289,6 +295,8 @@ def ops(
 
 def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str],
                 input_ranges: dict[str, tuple[float, float]] | None = None) -> RangeSpec:
+    from ranum.domain.ranges import RangeSpec, parse_range_text, parse_spec, parse_weights_mode
+
     result = parse_spec(spec) if spec is not None else RangeSpec()
     result = result.with_ranges({**(input_ranges or {}), **dict(parse_range_text(text) for text in ranges)})
     if weights is not None:

@@ -35,6 +35,20 @@ def test_version_and_help() -> None:
     assert result.exit_code == 0 and "check" in result.stdout
 
 
+def test_the_command_line_answers_help_without_importing_torch() -> None:
+    """Options are parsed before the analysis is imported: `ranum --help` takes a fraction of a
+    second, where importing torch takes seconds."""
+    import subprocess
+    import sys
+
+    probe = "import sys, ranum.cli; print('torch' in sys.modules, 'ranum.analysis' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+    names = "import ranum; print(ranum.check.__module__, ranum.RanumError.__name__)"  # the API still resolves
+    done = subprocess.run([sys.executable, "-c", names], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["ranum.detect._check", "RanumError"]
+
+
 def test_findings_exit_1_with_table(log_model: Path) -> None:
     result = invoke("check", log_model, "--range", "x=0,1", "--range", "y=0,1")
     assert result.exit_code == 1, result.output
