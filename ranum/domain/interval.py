@@ -141,7 +141,7 @@ class Interval:
         return self.shape is not None and (self.is_point or bool(torch.equal(self.stored_lower, self.stored_upper)))
 
     def full(self) -> tuple[Tensor, Tensor]:
-        """Full-shape lower and upper bound tensors."""
+        """Full-shape lower and upper bound tensors (for reading: axes of one block are broadcast views)."""
         if self.shape is None:
             raise ValueError("cannot materialise an interval of unknown shape")
         lower = blocks.expand(self.lower, self.splits, self.shape)
