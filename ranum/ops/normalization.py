@@ -36,7 +36,7 @@ from ranum.ops.hazards import GRADIENT, Hazard, HazardHit, Overflow, at_most
 from ranum.ops.registry import register
 
 __all__ = ["BatchNormalization", "GroupNormalization", "InstanceNormalization", "LayerNormalization",
-           "LpNormalization"]
+           "LpNormalization", "SliceVarianceHazard", "layer_norm_bounds"]
 
 
 def _unit(elem_type: int) -> float:
@@ -86,8 +86,10 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
     s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
     big = amax.amax(1, keepdim=True) > float_facts(elem_type).max / 4
-    return _Stats(d_lo, d_hi, mean_lo - err, mean_hi + err, arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf),
-                  err, delta, big)
+    # an infinite bound on both sides of a row makes its sums inf - inf: unbounded, never NaN
+    return _Stats(arith.nan_to(d_lo, -torch.inf), arith.nan_to(d_hi, torch.inf),
+                  arith.nan_to(mean_lo - err, -torch.inf), arith.nan_to(mean_hi + err, torch.inf),
+                  arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf), err, delta, big)
 
 
 def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: int) -> tuple[Tensor, Tensor]:
@@ -357,20 +359,28 @@ class LayerNormalization(OpRule):
         return y.to(x.dtype), mean.to(stash), inv.to(stash)
 
     def abstract(self, ctx: NodeContext, x, scale, bias=None):
-        axis = self.axis % len(x.shape)
-        rep = row_representatives(x, axis)
-        rows = math.prod(rep.shape[:axis])
-        z_lo, z_hi, st = _layer_outputs(rep, rows, self.epsilon, sums_in_double=True, nonneg_variance=True)
-        # z as it is: the affine step's result merges equal blocks (one merge, where two cost as much
-        # as the affine arithmetic on a transformer's rows)
-        z = Interval(z_lo, z_hi, tuple(tuple(range(n)) for n in z_lo.shape), tuple(z_lo.shape), x.elem_type)
-        y = _affine(z, scale, bias)
-        stat_shape = tuple(rep.shape[:axis]) + (1,) * (len(x.shape) - axis)
-        stat_type = ctx.output_type(1, TensorProto.FLOAT)
-        inv_lo, inv_hi = _inv_std(st, x.elem_type)
-        mean = Interval.from_full(st.mean_lo.reshape(stat_shape), st.mean_hi.reshape(stat_shape), stat_type)
-        inv = Interval.from_full(inv_lo.reshape(stat_shape), inv_hi.reshape(stat_shape), stat_type)
-        return tuple(_spread_rows(iv, x, axis, ctx.budget) for iv in (y, mean, inv))
+        return layer_norm_bounds(ctx, x, scale, bias, self.axis, self.epsilon, sums_in_double=True)
+
+
+def layer_norm_bounds(ctx: NodeContext, x: Interval, scale: Interval, bias: Interval | None, axis: int,
+                      epsilon: float, sums_in_double: bool) -> tuple[Interval, Interval, Interval]:
+    """Bounds of a layer normalization over the axes ``[axis, rank)`` whose runtime variance is never
+    below 0 (onnxruntime's): the output, the mean and the inverse standard deviation (their type is
+    the node's output 1, float32 when unknown). ``sums_in_double``: the runtime sums the mean in float64."""
+    axis = axis % len(x.shape)
+    rep = row_representatives(x, axis)
+    rows = math.prod(rep.shape[:axis])
+    z_lo, z_hi, st = _layer_outputs(rep, rows, epsilon, sums_in_double=sums_in_double, nonneg_variance=True)
+    # z as it is: the affine step's result merges equal blocks (one merge, where two cost as much
+    # as the affine arithmetic on a transformer's rows)
+    z = Interval(z_lo, z_hi, tuple(tuple(range(n)) for n in z_lo.shape), tuple(z_lo.shape), x.elem_type)
+    y = _affine(z, scale, bias)
+    stat_shape = tuple(rep.shape[:axis]) + (1,) * (len(x.shape) - axis)
+    stat_type = ctx.output_type(1, TensorProto.FLOAT)
+    inv_lo, inv_hi = _inv_std(st, x.elem_type)
+    mean = Interval.from_full(st.mean_lo.reshape(stat_shape), st.mean_hi.reshape(stat_shape), stat_type)
+    inv = Interval.from_full(inv_lo.reshape(stat_shape), inv_hi.reshape(stat_shape), stat_type)
+    return tuple(_spread_rows(iv, x, axis, ctx.budget) for iv in (y, mean, inv))
 
 
 def row_representatives(x: Interval, axis: int) -> Interval:

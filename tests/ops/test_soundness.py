@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import tests.ops as ops_tests
 from ranum.ops import REGISTRY
-from tests.ops.harness import OpCase, check_case
+from tests.ops.harness import OpCase, check_case, check_case_unbounded
 
 # Operators exercised by dedicated tests instead of the one-node harness: subgraphs (If, Loop),
 # randomness, and GroupNormalization (onnx shape inference gives its output no type, so the harness
@@ -41,7 +41,13 @@ def test_rule_is_sound_and_agrees_with_onnxruntime(case: OpCase, seed: int) -> N
     check_case(case, seed)
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_rule_is_sound_for_unbounded_operands(case: OpCase) -> None:
+    check_case_unbounded(case, seed=0)
+
+
 def test_every_registered_operator_has_a_case() -> None:
-    covered = {c.op_type for c in CASES} | COVERED_ELSEWHERE
-    missing = sorted(set(REGISTRY.op_types()) - covered)
+    covered = {(c.domain, c.op_type) for c in CASES} | {("", op) for op in COVERED_ELSEWHERE}
+    registered = {(domain, op) for domain, op in REGISTRY.versions()}
+    missing = sorted(registered - covered)
     assert not missing, f"operators without a soundness case: {missing}"
