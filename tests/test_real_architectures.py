@@ -115,3 +115,30 @@ def test_extra_families_have_rules_and_only_confirmed_findings(cache, family, ex
     if report.findings:
         results = confirm(path, spec, search_config=SearchConfig(seconds=5)).results
         assert [f"{r.op_type}:{r.node}" for r in results if r.status != "confirmed"] == []
+
+
+# onnxruntime's transformer optimizer fuses these exports into its contrib operators (SkipLayerNormalization,
+# Gelu/BiasGelu/FastGelu, SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization, QuickGelu):
+# family -> (optimizer model type, optimization level)
+FUSED = {"bert": ("bert", 2), "gpt2": ("gpt2", 1), "llama": ("gpt2", 2), "vit": ("vit", 1)}
+
+
+@pytest.mark.parametrize("family", sorted(FUSED))
+def test_onnxruntime_fused_graphs_keep_rules_and_bounds(cache, family):
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    path = _export(cache, family, "torchscript")
+    fused_path = cache / f"{family}-tiny-torchscript-fused.onnx"
+    model_type, level = FUSED[family]
+    optimize_model(str(path), model_type=model_type, num_heads=0, hidden_size=0,
+                   opt_level=level).save_model_to_file(str(fused_path))
+    fused = onnx.load(str(fused_path))
+    contrib = {n.op_type for n in fused.graph.node if n.domain == "com.microsoft"}
+    assert contrib, "the optimizer fused nothing: the test no longer covers contrib operators"
+    spec = zoo.spec(family, "tiny", "exact")
+    plain, optimized = ranum.check(path, spec), ranum.check(fused_path, spec)
+    assert optimized.unsupported_ops == () and not optimized.not_analysed_nodes
+    assert [f.node for f in optimized.findings] == [f.node for f in plain.findings] == []
+    for output in fused.graph.output:  # fused rules as tight as the rules of the operators they fuse
+        (lo, hi), (plain_lo, plain_hi) = optimized.analysis.bounds(output.name), plain.analysis.bounds(output.name)
+        assert float((hi - lo).max()) <= float((plain_hi - plain_lo).max()) * (1 + 1e-3)

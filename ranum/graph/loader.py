@@ -45,6 +45,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
     light = _without_large_weights(model)
+    hidden = _hide_runtime_onnx_ops(light)
     try:
         onnx.checker.check_model(light)
     except (onnx.checker.ValidationError, Exception) as exc:  # checker raises several types
@@ -55,12 +56,38 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
         inferred = shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference errors are many; a model we cannot type is bad input
         raise ModelError(f"shape inference failed: {_first_line(exc)}") from None
+    for node in inferred.graph.node:
+        if node.domain == _HIDDEN_DOMAIN:
+            node.domain = hidden
     _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
     if payloads:
         graph = dataclasses.replace(graph, raw_values=payloads)
     return graph, used
+
+
+# Operators that onnxruntime registers in the ONNX domain although the ONNX standard has none of that
+# name at the model's opset: its transformer optimizer writes them (LayerNormalization below opset 17,
+# SimplifiedLayerNormalization). The checker and shape inference see them in a private domain, the
+# analysis as they are (ranum.ops.contrib has their rules).
+_RUNTIME_ONNX_DOMAIN_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization"})
+_HIDDEN_DOMAIN = "ranum.hidden-from-checker"
+
+
+def _hide_runtime_onnx_ops(light: onnx.ModelProto) -> str:
+    """Move ``light``'s onnxruntime-only ONNX-domain nodes (top-level graph) to a private domain
+    that the checker does not know, so it does not reject them; returns their original domain."""
+    opset = next((imp.version for imp in light.opset_import if imp.domain in ("", "ai.onnx")), 0)
+    original = ""
+    for node in light.graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in _RUNTIME_ONNX_DOMAIN_OPS \
+                and not onnx.defs.has(node.op_type, opset, ""):
+            original = node.domain
+            node.domain = _HIDDEN_DOMAIN
+    if any(node.domain == _HIDDEN_DOMAIN for node in light.graph.node):
+        light.opset_import.append(helper.make_opsetid(_HIDDEN_DOMAIN, 1))
+    return original
 
 
 # Float initializers with more elements than this are typed graph inputs in the copy the ONNX checker

@@ -10,6 +10,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     accumulate,
     activations,
     arithmetic,
+    contrib,
     control,
     conv_pool,
     convert,

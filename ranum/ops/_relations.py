@@ -313,8 +313,10 @@ _MAX_DEPTH = 8
 def row_norm_bound(graph: GraphView, name: str, depth: int = 0) -> float | None:
     """A bound of the L2 norm of every row (along the last axis) of tensor ``name``, or None.
 
-    Known: LayerNormalization over the last axis (``sqrt(n)`` times max |scale|, plus ||bias||),
-    RMS normalisation (see :func:`rms_magnitude_bound`), a norm-bounded row times a per-column
+    Known: LayerNormalization over the last axis (``sqrt(n)`` times max |scale|, plus ||bias||), and
+    onnxruntime's SkipLayerNormalization; RMS normalisation, fused (RMSNormalization, onnxruntime's
+    SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization, over the last axis) or
+    decomposed (see :func:`rms_magnitude_bound`); a norm-bounded row times a per-column
     scale, and Identity / float Cast / last-axis-preserving Reshape of those.
     """
     node = graph.producer(name)
@@ -334,19 +336,57 @@ def row_norm_bound(graph: GraphView, name: str, depth: int = 0) -> float | None:
         if source is None or source.shape is None or not source.shape or source.shape[-1] != out.shape[-1]:
             return None
         return row_norm_bound(graph, node.inputs[0], depth + 1)
-    if node.op_type == "LayerNormalization" and name == node.outputs[0]:
-        return _layer_norm_row_norm(graph, node)
+    if name != node.outputs[0]:
+        return None
+    if node.op_type == "LayerNormalization" and node.domain in _ONNX:
+        return _layer_norm_row_norm(graph, node, 1, 2)
+    if node.op_type == "SkipLayerNormalization" and node.domain == _MS:  # LayerNormalization of a sum
+        return _layer_norm_row_norm(graph, node, 2, 3, -1)
+    if (node.op_type, node.domain) in _RMS_NORMS:
+        return _rms_norm_row_norm(graph, node, *_RMS_NORMS[node.op_type, node.domain])
     if node.op_type in ("Mul", "Div") and len(node.inputs) == 2:
         return _scaled_row_norm(graph, node, depth)
     return None
 
 
-def _layer_norm_row_norm(graph: GraphView, node: Node) -> float | None:
+_ONNX = ("", "ai.onnx")
+_MS = "com.microsoft"
+# RMS normalizations (output 0 = x / sqrt(mean(x^2) + eps) * scale) -> (scale's input index, their
+# axis: None where an attribute gives it)
+_RMS_NORMS = {("RMSNormalization", ""): (1, None), ("RMSNormalization", "ai.onnx"): (1, None),
+              ("SimplifiedLayerNormalization", ""): (1, None), ("SimplifiedLayerNormalization", "ai.onnx"): (1, None),
+              ("SkipSimplifiedLayerNormalization", _MS): (2, -1)}
+
+
+def _last_axis_normalized(graph: GraphView, node: Node, axis: int | None) -> Interval | None:
+    """The normalized input's interval, when the node normalizes over its last axis alone."""
     x = graph.interval(node.inputs[0])
     if x is None or x.shape is None or not x.shape:
         return None
     rank = len(x.shape)
-    if int(node.attributes.get("axis", -1)) % rank != rank - 1:
+    chosen = int(node.attributes.get("axis", -1)) if axis is None else axis
+    return x if chosen % rank == rank - 1 else None
+
+
+def _rms_norm_row_norm(graph: GraphView, node: Node, scale_index: int, axis: int | None) -> float | None:
+    """``||x / sqrt(mean(x^2) + eps)|| <= sqrt(n / c)`` over a row (c: the computed mean square's
+    relative error, as in :mod:`ranum.ops.transformer`), times the largest |scale|."""
+    x = _last_axis_normalized(graph, node, axis)
+    if x is None:
+        return None
+    n = x.shape[-1]
+    gamma = arith.accumulation_gamma(n + 2, x.elem_type)
+    scale = _magnitudes(graph, node.inputs[scale_index])
+    if gamma >= 1 or scale is None:
+        return None
+    unit = max(float_facts(x.elem_type).eps, float_facts(1).eps)
+    return float(scale.detach().max()) * math.sqrt(n / (1 - gamma)) * (1 + 8 * unit)
+
+
+def _layer_norm_row_norm(graph: GraphView, node: Node, scale_index: int, bias_index: int,
+                         axis: int | None = None) -> float | None:
+    x = _last_axis_normalized(graph, node, axis)
+    if x is None:
         return None
     n = x.shape[-1]
     gamma = arith.accumulation_gamma(n + 4, x.elem_type)
@@ -354,10 +394,11 @@ def _layer_norm_row_norm(graph: GraphView, node: Node) -> float | None:
         return None
     unit = max(float_facts(x.elem_type).eps, float_facts(1).eps)
     z_norm = math.sqrt(n / (1 - gamma)) * (1 + 8 * unit)  # two-pass variance: see normalization.py
-    scale = _magnitudes(graph, node.inputs[1])
+    scale = _magnitudes(graph, node.inputs[scale_index])
     if scale is None:
         return None
-    bias = _magnitudes(graph, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    bias = (_magnitudes(graph, node.inputs[bias_index])
+            if len(node.inputs) > bias_index and node.inputs[bias_index] else None)
     bias_norm = 0.0
     if bias is not None:  # a broadcast bias counts once per normalized element
         bias_norm = float(bias.detach().square().sum().sqrt()) * math.sqrt(n / max(bias.numel(), 1))

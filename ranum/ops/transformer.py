@@ -38,7 +38,7 @@ from ranum.ops._base import NodeContext, OpRule, exact_ints
 from ranum.ops.hazards import Hazard, HazardHit, Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Attention", "RMSNormalization", "RotaryEmbedding"]
+__all__ = ["Attention", "RMSNormalization", "RmsZeroHazard", "RotaryEmbedding", "concrete_inverse_rms", "inverse_rms"]
 
 Bounds = tuple[Tensor, Tensor]
 
@@ -210,6 +210,31 @@ def rms_bounds(x: Interval, axis: int, epsilon: float, stash_type: int) -> Bound
     return arith.nan_to(lower, -torch.inf).reshape(x.shape), arith.nan_to(upper, torch.inf).reshape(x.shape)
 
 
+
+def inverse_rms(x: Interval, axis: int, epsilon: float, stash_type: int, elem_type: int) -> Interval:
+    """Bounds of ``1 / sqrt(mean(x^2 over [axis, rank)) + epsilon)`` computed in the stash type, one value
+    per slice (shape ``x.shape[:axis] + (1, ...)``, element type ``elem_type``); +inf where it can be 1/0."""
+    lo, hi = (t.to(torch.float64) for t in x.full())
+    rows = math.prod(x.shape[:axis])
+    lo, hi = lo.reshape(rows, -1), hi.reshape(rows, -1)
+    err = _RmsError.of(lo.shape[1], _stash_type(stash_type, x.elem_type), x.elem_type)
+    near2 = (lo.clamp(min=0.0) - hi.clamp(max=0.0)).square()
+    far2 = torch.maximum(lo.abs(), hi.abs()).square()
+    smallest = (err.c * near2.mean(1, keepdim=True) - err.a).clamp(min=0.0) + epsilon
+    largest = err.big_c * far2.mean(1, keepdim=True) + err.a + epsilon
+    upper = torch.where(smallest > 0, torch.rsqrt(smallest.clamp(min=1e-300)) * (1 + err.eps),
+                        torch.full_like(smallest, math.inf))
+    lower = torch.rsqrt(largest) * (1 - err.eps)
+    shape = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
+    return Interval.from_full(arith.nan_to(lower, 0.0).reshape(shape), arith.nan_to(upper, math.inf).reshape(shape),
+                              elem_type)
+
+
+def concrete_inverse_rms(x: Tensor, axis: int, epsilon: float, stash_type: int) -> Tensor:
+    """``1 / sqrt(mean(x^2 over [axis, rank)) + epsilon)`` in the stash type (keepdim)."""
+    wide = x.to(_stash_dtype(stash_type, x.dtype))
+    mean = (wide * wide).mean(dim=tuple(range(axis, x.dim())), keepdim=True)
+    return 1.0 / torch.sqrt(mean + epsilon)
 
 @register("RMSNormalization", since=23)
 class RMSNormalization(OpRule):

@@ -1,0 +1,66 @@
+"""Soundness cases: onnxruntime's contrib operators of fused transformer graphs (ranum.ops.contrib)."""
+
+from onnx import TensorProto
+
+from tests.ops.harness import OpCase, Operand
+
+F16 = TensorProto.FLOAT16
+MS = "com.microsoft"
+
+
+def _ms(op_type, inputs, name, **kw):
+    return OpCase(op_type, inputs, domain=MS, opset=17, name=f"{op_type}-{name}", **kw)
+
+
+def _skip_ln(name, shape=(2, 3, 8), skip=None, beta=True, bias=True, elem_type=TensorProto.FLOAT, outputs=4,
+             low=-3.0, high=3.0, **kw):
+    hidden = (shape[-1],)
+    inputs = [Operand(shape, elem_type, low, high), Operand(skip or shape, elem_type, low, high),
+              Operand(hidden, elem_type), Operand(hidden, elem_type) if beta else None]
+    if bias:
+        inputs.append(Operand(hidden, elem_type))
+    return _ms("SkipLayerNormalization", tuple(inputs), name, outputs=outputs, **kw)
+
+
+def _skip_rms(name, shape=(2, 3, 8), bias=True, elem_type=TensorProto.FLOAT, outputs=4, low=-3.0, high=3.0, **kw):
+    hidden = (shape[-1],)
+    inputs = [Operand(shape, elem_type, low, high), Operand(shape, elem_type, low, high), Operand(hidden, elem_type)]
+    if bias:
+        inputs.append(Operand(hidden, elem_type))
+    return _ms("SkipSimplifiedLayerNormalization", tuple(inputs), name, outputs=outputs, **kw)
+
+
+NORMALIZATIONS = [
+    _skip_ln("full", attrs={"epsilon": 1e-5}),
+    _skip_ln("no-beta-no-bias", beta=False, bias=False, outputs=1, attrs={"epsilon": 1e-12}),
+    _skip_ln("2d-skip", skip=(3, 8), outputs=1, attrs={"epsilon": 1e-5}),
+    _skip_ln("near-constant", low=100.0, high=100.001, outputs=1, attrs={"epsilon": 1e-12},
+             check_agreement=False),  # ill-conditioned: the float32 centring is off by up to 1e-2
+    _skip_ln("f16", (1, 2, 16), elem_type=F16, outputs=1, attrs={"epsilon": 1e-5}),
+    _skip_rms("full", attrs={"epsilon": 1e-6}, outputs=1),
+    _skip_rms("sum-output", attrs={"epsilon": 1e-6}, rtol=1e-4),
+    _skip_rms("no-bias", bias=False, outputs=1, attrs={"epsilon": 1e-5}),
+    _skip_rms("f16", (1, 2, 16), elem_type=F16, outputs=1, attrs={"epsilon": 1e-5}),
+    OpCase("SimplifiedLayerNormalization", (Operand((2, 3, 8)), Operand((8,))), attrs={"epsilon": 1e-5},
+           opset=17, outputs=2, name="SimplifiedLayerNormalization-inv-rms", rtol=1e-4),
+    OpCase("SimplifiedLayerNormalization", (Operand((4, 5), low=-1e-3, high=1e-3), Operand((5,))),
+           attrs={"epsilon": 1e-6}, opset=14, name="SimplifiedLayerNormalization-small"),
+    OpCase("SimplifiedLayerNormalization", (Operand((2, 16), F16), Operand((16,), F16)), opset=17,
+           name="SimplifiedLayerNormalization-f16"),
+    OpCase("LayerNormalization", (Operand((2, 3, 8)), Operand((8,)), Operand((8,))), opset=14, outputs=3,
+           name="LayerNormalization-contrib-opset14"),
+]
+
+ACTIVATIONS = [
+    _ms("Gelu", (Operand((3, 8), low=-6.0, high=6.0),), "erf"),
+    _ms("Gelu", (Operand((2, 8), F16, -6.0, 6.0),), "f16"),
+    _ms("BiasGelu", (Operand((2, 3, 8), low=-6.0, high=6.0), Operand((8,))), "3d"),
+    _ms("BiasGelu", (Operand((2, 8), F16, -6.0, 6.0), Operand((8,), F16)), "f16"),
+    _ms("FastGelu", (Operand((2, 3, 8), low=-6.0, high=6.0),), "no-bias", rtol=1e-4),
+    _ms("FastGelu", (Operand((2, 3, 8), low=-6.0, high=6.0), Operand((8,))), "bias", rtol=1e-4),
+    _ms("FastGelu", (Operand((2, 8), F16, -6.0, 6.0), Operand((8,), F16)), "f16"),
+    _ms("QuickGelu", (Operand((3, 8), low=-8.0, high=8.0),), "default"),
+    _ms("QuickGelu", (Operand((3, 8), low=-8.0, high=8.0),), "alpha", attrs={"alpha": 1.0}),
+]
+
+CASES = [*NORMALIZATIONS, *ACTIVATIONS]
