@@ -37,7 +37,7 @@ pytest.importorskip("transformers", reason="real-architecture tests need the 'zo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import zoo  # noqa: E402
 
-from tests.zoo.runtime import Runner  # noqa: E402
+from tests.zoo.runtime import Runner, check_sample, sample_feeds, sampled_tensors  # noqa: E402
 
 KNOWN: dict[str, str] = {}  # model -> reason its exact-weights findings are not all real yet (none today)
 EXTRA = [(f.name, "torchscript") for f in zoo.FAMILIES.values() if f.extra]
@@ -117,6 +117,23 @@ def test_extra_families_have_rules_and_only_confirmed_findings(cache, family, ex
         assert [f"{r.op_type}:{r.node}" for r in results if r.status != "confirmed"] == []
 
 
+def _check_sampled_runs(model: onnx.ModelProto, family: str, mode: str, label: str) -> None:
+    """Every tensor of onnxruntime's runs at sampled inputs (and weights, when they are ranges) lies
+    inside its bounds; a NaN or infinity is explained by a finding on its node or upstream."""
+    analysis = ranum.analyze(model, zoo.spec(family, "tiny", mode))
+    weights = {name for name, _, _ in sampled_tensors(analysis)} & {init.name for init in model.graph.initializer}
+    runner, rng = Runner(model, fed=weights), np.random.default_rng(0)
+    for sample in ("low", "high", "mix", "uniform"):
+        check_sample(analysis, runner.run(sample_feeds(analysis, model, sample, rng)), f"{label} [{sample}]")
+
+
+@pytest.mark.parametrize("mode", ["exact", "derived"])
+@pytest.mark.parametrize(("family", "exporter"), MODELS + EXTRA, ids=[f"{f}-{e}" for f, e in MODELS + EXTRA])
+def test_sampled_runs_lie_inside_the_bounds(cache, family, exporter, mode):
+    path = _export(cache, family, exporter)
+    _check_sampled_runs(onnx.load(str(path)), family, mode, f"{family}-{exporter} {mode}")
+
+
 # onnxruntime's transformer optimizer fuses these exports into its contrib operators (SkipLayerNormalization,
 # Gelu/BiasGelu/FastGelu, SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization, QuickGelu):
 # family -> (optimizer model type, optimization level)
@@ -142,3 +159,4 @@ def test_onnxruntime_fused_graphs_keep_rules_and_bounds(cache, family):
     for output in fused.graph.output:  # fused rules as tight as the rules of the operators they fuse
         (lo, hi), (plain_lo, plain_hi) = optimized.analysis.bounds(output.name), plain.analysis.bounds(output.name)
         assert float((hi - lo).max()) <= float((plain_hi - plain_lo).max()) * (1 + 1e-3)
+    _check_sampled_runs(fused, family, "derived", f"fused {family}")

@@ -195,3 +195,27 @@ def test_leave_one_out_sums_agree_with_the_prefix_suffix_scans(seed: int) -> Non
     both_inf = torch.isinf(direct) & torch.isinf(scan) & (direct == scan)
     close = (direct - scan).abs() <= _lse_error(counts, 1)
     assert bool((both_inf | close).all())
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_a_row_that_may_be_masked_everywhere_keeps_its_uniform_softmax(op: str) -> None:
+    """Scores plus a float32-lowest mask round to that value; where every key of a row can be masked
+    (an all-zero attention mask), the row is constant and its softmax uniform. The bound's float64
+    arithmetic cannot resolve the log of the count beside -3.4e38: it must not claim the first
+    element's 1/4 is above 1/2 (GPT-2's causal and padding masks: a sampled run found this)."""
+    body = """
+        lowest = Constant <value = float[1, 3] {-3.4028234663852886e38, -3.4028234663852886e38,
+                                                  -3.4028234663852886e38}> ()
+        s = Concat <axis = 1> (x, lowest)
+        y = OP(s)
+    """.replace("OP", op)
+    model = _model(body, "float[1, 1] x", "float[1, 4] y")
+    lo, hi = _bounds(model, {"x": [-3.4028234663852886e38, 1e4]}, "y")
+    row = np.full((1, 4), -3.4028234663852886e38, dtype=np.float32)
+    expected = np.log(np.full(4, 0.25)) if op == "LogSoftmax" else np.full(4, 0.25)
+    assert (lo[0] <= expected).all() and (expected <= hi[0]).all()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    value = session.run(None, {"x": row[:, :1]})[0]
+    assert ((lo <= value) & (value <= hi)).all()
