@@ -206,7 +206,8 @@ class _AbstractWalker:
         copied = [h for h in (hulls[:1] if mode == COPIES else hulls if mode == COPIES_ALL else []) if h is not None]
         if not copied:
             self._not_analysed(ctx.node, f"{ctx.node.op_type}: an operand has a shape known only at run time "
-                                         "(computed from data, e.g. by NonZero)")
+                                         "(computed from data, e.g. by NonZero, or the output of a node "
+                                         "without a rule)")
             return self._top(ctx)
         joined = functools.reduce(Interval.join, [Interval.create(h.lower, h.upper, (), None, h.elem_type)
                                                   for h in copied])

@@ -160,3 +160,28 @@ def test_onnxruntime_fused_graphs_keep_rules_and_bounds(cache, family):
         (lo, hi), (plain_lo, plain_hi) = optimized.analysis.bounds(output.name), plain.analysis.bounds(output.name)
         assert float((hi - lo).max()) <= float((plain_hi - plain_lo).max()) * (1 + 1e-3)
     _check_sampled_runs(fused, family, "derived", f"fused {family}")
+
+
+@pytest.mark.parametrize("family", ["resnet50", "mobilenetv2", "bert"])
+def test_onnxruntime_session_optimized_graphs_keep_rules_and_bounds(cache, family):
+    """The graph onnxruntime's session optimizer saves (extended level: FusedConv, FusedMatMul, Gemm from
+    MatMul + Add, the fused normalizations) gives the unoptimized export's findings and bounds."""
+    import onnxruntime as ort
+
+    path = _export(cache, family, "torchscript")
+    saved = cache / f"{family}-tiny-torchscript-session.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(saved)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimized_model = onnx.load(str(saved))
+    assert {n.op_type for n in optimized_model.graph.node} & {"FusedConv", "FusedMatMul"}
+    for mode in ("exact", "derived"):
+        spec = zoo.spec(family, "tiny", mode)
+        plain, optimized = ranum.check(path, spec), ranum.check(saved, spec)
+        assert optimized.unsupported_ops == () and not optimized.not_analysed_nodes
+        assert len(optimized.findings) == len(plain.findings)
+        for output in optimized_model.graph.output:
+            (lo, hi), (plain_lo, plain_hi) = optimized.analysis.bounds(output.name), plain.analysis.bounds(output.name)
+            assert float((hi - lo).max()) <= float((plain_hi - plain_lo).max()) * (1 + 1e-3)
+    _check_sampled_runs(optimized_model, family, "derived", f"session-optimized {family}")

@@ -9,7 +9,8 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   zero-padded copy of x (strides and dilations only drop or space out positions), each of norm at
   most ||x||, so ``||conv(x)|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||`` (or with the W_o stacked
   vertically: the adjoint's bound) and ``<= sum_o ||W_o||_F ||x||`` (per group: the largest
-  group's), plus the bias' norm over the output positions.
+  group's), plus the bias' norm over the output positions. onnxruntime's FusedConv: that bound (plus
+  its summand's norm) times the largest gain of its activation.
 * MatMul/Gemm with a 2-D weight: ``sigma_max(W) ||x||``. Only exact weights count: a box of weights
   has a gain about as large as the intervals' growth.
 * ReLU, reshapes, transposes and slices keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
@@ -311,6 +312,28 @@ def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -
     return _accumulated(float(gain.max()), float(frobenius.max()), row_norm, norms[0], terms, out) + bias
 
 
+# onnxruntime's FusedConv activations that never grow a value's magnitude, and LeakyReLU's factor
+_SHRINKING = frozenset({"", "Relu", "Tanh"})
+
+
+def _fused_conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """onnxruntime's ``activation(Conv(x, W, b) + z)``: the convolution's bound plus z's, times the largest
+    factor the activation can scale a value by (none: Sigmoid and HardSigmoid map 0 away from 0)."""
+    activation = node.attributes.get("activation", "")
+    activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+    params = [float(p) for p in node.attributes.get("activation_params", ())]
+    if activation in _SHRINKING:
+        factor = 1.0
+    elif activation == "LeakyRelu" and params:
+        factor = max(1.0, abs(params[0]))
+    elif activation == "Clip" and len(params) == 2 and params[0] <= 0.0 <= params[1]:
+        factor = 1.0
+    else:
+        return math.inf
+    summed = _broadcast(graph, node.inputs[3], norms[3], out) if len(node.inputs) > 3 and node.inputs[3] else 0.0
+    return factor * (_conv(graph, node, norms, out) + summed)
+
+
 def _stacked_offsets(per_group: Tensor) -> Tensor:
     """Per group, the offsets' ``c_out x c_in`` matrices side by side, or one above the other where
     ``c_out < c_in`` and that Gram matrix has an order at most twice the other's (or 256)."""
@@ -424,10 +447,11 @@ _RULES = {
     "ReduceMean": _mean,
     "BatchNormalization": _batch_norm,
     "Conv": _conv,
+    "FusedConv": _fused_conv,
     "MatMul": _gemm_like,
     "Gemm": _gemm_like,
 }
 
-_WEIGHTED = frozenset({"Conv", "MatMul", "Gemm"})
+_WEIGHTED = frozenset({"Conv", "FusedConv", "MatMul", "Gemm"})
 # the operators whose results the interpreter caps (the others keep or cannot bound a norm)
 NORM_CAPPED = frozenset(_RULES)

@@ -28,7 +28,8 @@ from ranum.ops._relations import convex_combination_bounds, meet, norm_product_b
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Einsum", "Gemm", "MatMul", "center_radius", "contracted", "contraction_blocks", "interval_product"]
+__all__ = ["Einsum", "Gemm", "MatMul", "blockwise_product", "center_radius", "contracted", "contraction_blocks",
+           "interval_product"]
 
 Product = Callable[..., Tensor]
 
@@ -308,7 +309,7 @@ class MatMul(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         count = a.shape[-1] if a.shape else 1
         if len(a.shape) >= 2 and len(b.shape) >= 2:
-            out = _blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w], count), count,
+            out = blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w], count), count,
                                     ctx.budget)
             for refined in (convex_combination_bounds(ctx, a, b), norm_product_bounds(ctx, a, b)):
                 out = out if refined is None else meet(out, refined)
@@ -317,7 +318,7 @@ class MatMul(OpRule):
         return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
 
 
-def _blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:
+def blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:
     """``a @ b`` computed once per (row block of a, column block of b), then spread over the blocks.
 
     Rows of ``a`` in one block have the same bounds, so do columns of ``b``; their products then
@@ -412,7 +413,7 @@ class Gemm(OpRule):
             x = _transposed(a) if self.transA else a
             w = _transposed(b) if self.transB else b
             count = x.shape[1] + (2 if c is None or self.beta == 0.0 else 3)
-            out = _blockwise_product(x, w, lambda p, q: self._terms(p, q, c, count), count, ctx.budget)
+            out = blockwise_product(x, w, lambda p, q: self._terms(p, q, c, count), count, ctx.budget)
             return self._norm_refined(ctx, x, w, c, out)
         count = a.shape[0] if self.transA else a.shape[1]
         x, w = (_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB)))

@@ -63,4 +63,32 @@ ACTIVATIONS = [
     _ms("QuickGelu", (Operand((3, 8), low=-8.0, high=8.0),), "alpha", attrs={"alpha": 1.0}),
 ]
 
-CASES = [*NORMALIZATIONS, *ACTIVATIONS]
+
+
+def _fused_conv(name, activation="", params=(), z=False, elem_type=TensorProto.FLOAT, **attrs):
+    inputs = [Operand((1, 2, 5, 5), elem_type), Operand((3, 2, 3, 3), elem_type, -1.0, 1.0),
+              Operand((3,), elem_type)]
+    if z:
+        inputs.append(Operand((1, 3, 5, 5), elem_type))
+    extra = {"activation": activation, **({"activation_params": list(params)} if params else {})} if activation else {}
+    return _ms("FusedConv", tuple(inputs), name, attrs={"pads": [1, 1, 1, 1], **extra, **attrs})
+
+
+PRODUCTS = [
+    _fused_conv("plain"),
+    _fused_conv("relu", "Relu"),
+    _fused_conv("relu-sum", "Relu", z=True),
+    _fused_conv("clip", "Clip", (0.0, 6.0)),
+    _fused_conv("leaky", "LeakyRelu", (0.1,)),
+    _fused_conv("sigmoid", "Sigmoid"),
+    _fused_conv("tanh", "Tanh", strides=[2, 2]),
+    _fused_conv("hardsigmoid", "HardSigmoid", (0.2, 0.5)),
+    _ms("FusedMatMul", (Operand((2, 3, 4)), Operand((2, 5, 4))), "transB-alpha",
+        attrs={"transB": 1, "alpha": 0.125}, rtol=1e-4),
+    _ms("FusedMatMul", (Operand((2, 4, 3)), Operand((4, 5))), "transA", attrs={"transA": 1}, rtol=1e-4),
+    _ms("FusedMatMul", (Operand((3, 4)), Operand((5, 4))), "2d-both", attrs={"transA": 0, "transB": 1,
+                                                                           "alpha": -2.0}, rtol=1e-4),
+    _ms("FusedMatMul", (Operand((1, 2, 8), F16), Operand((8, 4), F16)), "f16", attrs={"alpha": 0.5}),
+]
+
+CASES = [*NORMALIZATIONS, *ACTIVATIONS, *PRODUCTS]

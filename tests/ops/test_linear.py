@@ -357,7 +357,7 @@ def test_float32_products_fall_back_where_float32_would_overflow() -> None:
 def test_matmul_by_a_weight_is_computed_once_per_block_of_every_row_axis() -> None:
     """(N, H, W, C) @ (C, D): blocks of H and W each share their rows' bounds, so the product is
     computed on one row per block, and equals the product over every row."""
-    from ranum.ops.linear import _blockwise_product, finish_sum, interval_product
+    from ranum.ops.linear import blockwise_product, finish_sum, interval_product
 
     rng = np.random.default_rng(0)
     grid = (1, 3, 2, 6)
@@ -371,7 +371,7 @@ def test_matmul_by_a_weight_is_computed_once_per_block_of_every_row_axis() -> No
         calls.append(tuple(a.shape))
         return interval_product(torch.matmul, [a, b], 6)
 
-    out = _blockwise_product(x, w, product, 6, 1 << 16)
+    out = blockwise_product(x, w, product, 6, 1 << 16)
     assert calls == [(1, 3, 2, 6)] and out.shape == (1, 12, 10, 5)
     mid, rad, abs_sum = interval_product(torch.matmul, [x, w], 6)
     full = finish_sum(mid, rad, abs_sum, 6, FLOAT)
@@ -385,7 +385,7 @@ def test_contracted_axis_is_summed_once_per_block(exact_rows: bool) -> None:
     """x @ W with the contracted axis cut in a few blocks on both sides (a weight box, a softmax of
     equal scores): one term per block, scaled by its size, gives the bounds of every term summed,
     and they hold concrete products of values drawn from the operands."""
-    from ranum.ops.linear import _blockwise_product, finish_sum, interval_product
+    from ranum.ops.linear import blockwise_product, finish_sum, interval_product
 
     rng = np.random.default_rng(4)
     k = 40
@@ -403,7 +403,7 @@ def test_contracted_axis_is_summed_once_per_block(exact_rows: bool) -> None:
         calls.append((tuple(a.shape), tuple(b.shape)))
         return interval_product(torch.matmul, [a, b], k)
 
-    out = _blockwise_product(x, w, product, k, 1 << 16)
+    out = blockwise_product(x, w, product, k, 1 << 16)
     # one row per row block; the union of (0, 10, 30) and (0, 10, 25, 30): four blocks
     assert calls == [((1, 3, 4), (4, 5))]
     mid, rad, abs_sum = interval_product(torch.matmul, [x, w], k)
