@@ -22,10 +22,10 @@ from rich.console import Console
 
 from ranum import __version__
 from ranum.config import AnalysisConfig
-from ranum.errors import RangeSpecError, RanumError
+from ranum.errors import ModelError, RangeSpecError, RanumError
 
 if TYPE_CHECKING:
-    from ranum.domain.ranges import RangeSpec
+    from ranum.domain.spec import RangeSpec
 
 # The analysis (torch, onnx) is imported by the commands that run it: `ranum --help`, and a bad
 # option, then answer in a fraction of a second instead of the seconds torch takes to import.
@@ -103,6 +103,7 @@ def check(
     """Find every operator that can receive an invalid input and produce NaN or Inf."""
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    _check_usage(err, model, spec, ranges, weights, dims)
     from ranum.analysis import analyze
     from ranum.detect._check import report_from
     from ranum.report import render_check
@@ -158,11 +159,12 @@ def confirm(
                                     "initializer with more than one element)."),
 ) -> None:
     """Generate failure-exhibiting unit tests for the findings, verified in onnxruntime."""
+    err = Console(stderr=True)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
+    _check_usage(err, model, spec, ranges, weights, dims)
     from ranum.confirm import SearchConfig, SystemConfig
     from ranum.confirm import confirm as run_confirm
 
-    err = Console(stderr=True)
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     try:
         training = SystemConfig(lr=lr, steps=steps, batch=batch, loss=loss, train=tuple(train) or None,
                                 seconds=seconds) if system else None
@@ -220,15 +222,16 @@ def fix(
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Report format."),
 ) -> None:
     """Suggest clipping preconditions, write the patched model, and certify it by re-running detection."""
-    from ranum.fix import FixConfig
-    from ranum.fix import fix as run_fix
-
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
     if output.resolve() == model.resolve():
         _fail(err, "--output would overwrite the input model; choose another path")
     if not output.resolve().parent.is_dir():
         _fail(err, f"output folder does not exist: {output.parent}")
+    _check_usage(err, model, spec, ranges, weights, dims)
+    from ranum.fix import FixConfig
+    from ranum.fix import fix as run_fix
+
     try:
         with _progress() as step:
             source, input_ranges = _model_source(model, inputs, step)
@@ -295,7 +298,7 @@ def ops(
 
 def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str],
                 input_ranges: dict[str, tuple[float, float]] | None = None) -> RangeSpec:
-    from ranum.domain.ranges import RangeSpec, parse_range_text, parse_spec, parse_weights_mode
+    from ranum.domain.spec import RangeSpec, parse_range_text, parse_spec, parse_weights_mode
 
     result = parse_spec(spec) if spec is not None else RangeSpec()
     result = result.with_ranges({**(input_ranges or {}), **dict(parse_range_text(text) for text in ranges)})
@@ -304,6 +307,20 @@ def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims:
     if dims:
         result = result.with_dims(dict(_parse_dim(text) for text in dims))
     return result
+
+
+def _check_usage(err: Console, model: Path, spec: Path | None, ranges: list[str], weights: str | None,
+                 dims: list[str]) -> None:
+    """Reject a missing model file and bad range options before the analysis (torch) is imported: a
+    usage error then answers in a fraction of a second."""
+    text = str(model)
+    path = Path(text.split(".py:")[0] + ".py") if ".py:" in text else model
+    try:
+        if not path.exists():
+            raise ModelError(f"model file not found: {path}")
+        _range_spec(spec, ranges, weights, dims)
+    except RanumError as exc:
+        _fail(err, str(exc))
 
 
 def _model_source(model: Path, inputs: list[str], step) -> tuple[Any, dict[str, tuple[float, float]]]:

@@ -49,6 +49,23 @@ def test_the_command_line_answers_help_without_importing_torch() -> None:
     assert done.stdout.split() == ["ranum.detect._check", "RanumError"]
 
 
+@pytest.mark.parametrize("arguments", [["check", "{model}", "--range", "x=abc"], ["check", "missing.onnx"],
+                                       ["fix", "{model}", "--weights", "foo", "-o", "{out}"],
+                                       ["confirm", "missing.py:make", "--input", "x=1x2", "-o", "{out}"]])
+def test_usage_errors_are_reported_before_the_analysis_is_imported(log_model: Path, tmp_path: Path,
+                                                                  arguments: list[str]) -> None:
+    """A bad option or a missing model file exits 2 without importing torch (seconds) first."""
+    import subprocess
+    import sys
+
+    filled = [a.format(model=log_model, out=tmp_path / "out.onnx") for a in arguments]
+    probe = ("import sys, typer.testing, ranum.cli as c; r = typer.testing.CliRunner().invoke(c.app, sys.argv[1:]); "
+             "print(r.exit_code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, *filled], capture_output=True, text=True, check=True,
+                          cwd=tmp_path)
+    assert done.stdout.split() == ["2", "False"]
+
+
 def test_findings_exit_1_with_table(log_model: Path) -> None:
     result = invoke("check", log_model, "--range", "x=0,1", "--range", "y=0,1")
     assert result.exit_code == 1, result.output
