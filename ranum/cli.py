@@ -103,7 +103,7 @@ def check(
     """Find every operator that can receive an invalid input and produce NaN or Inf."""
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    _check_usage(err, model, spec, ranges, weights, dims)
+    _check_usage(err, model, inputs, spec, ranges, weights, dims)
     from ranum.analysis import analyze
     from ranum.detect._check import report_from
     from ranum.report import render_check
@@ -161,7 +161,7 @@ def confirm(
     """Generate failure-exhibiting unit tests for the findings, verified in onnxruntime."""
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    _check_usage(err, model, spec, ranges, weights, dims)
+    _check_usage(err, model, inputs, spec, ranges, weights, dims)
     from ranum.confirm import SearchConfig, SystemConfig
     from ranum.confirm import confirm as run_confirm
 
@@ -228,7 +228,7 @@ def fix(
         _fail(err, "--output would overwrite the input model; choose another path")
     if not output.resolve().parent.is_dir():
         _fail(err, f"output folder does not exist: {output.parent}")
-    _check_usage(err, model, spec, ranges, weights, dims)
+    _check_usage(err, model, inputs, spec, ranges, weights, dims)
     from ranum.fix import FixConfig
     from ranum.fix import fix as run_fix
 
@@ -309,13 +309,15 @@ def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims:
     return result
 
 
-def _check_usage(err: Console, model: Path, spec: Path | None, ranges: list[str], weights: str | None,
-                 dims: list[str]) -> None:
+def _check_usage(err: Console, model: Path, inputs: list[str], spec: Path | None, ranges: list[str],
+                 weights: str | None, dims: list[str]) -> None:
     """Reject a missing model file and bad range options before the analysis (torch) is imported: a
     usage error then answers in a fraction of a second."""
     text = str(model)
     path = Path(text.split(".py:")[0] + ".py") if ".py:" in text else model
     try:
+        if inputs and ".py:" not in text:
+            _model_source(model, inputs, lambda *_: None)  # raises: --input is for file.py:factory models
         if not path.exists():
             raise ModelError(f"model file not found: {path}")
         _range_spec(spec, ranges, weights, dims)

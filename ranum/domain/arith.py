@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["accumulation_gamma", "accumulator_facts", "add", "mul", "nan_to", "reciprocal", "square", "sub", "times",
-           "with_accumulation_error"]
+__all__ = ["accumulation_gamma", "accumulator_facts", "add", "finite_abs", "mul", "nan_to", "reciprocal", "square",
+           "sub", "times", "with_accumulation_error"]
 
 _INF = float("inf")
 
@@ -58,6 +58,12 @@ def reciprocal(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
 def times(a: Tensor | float, b: Tensor) -> Tensor:
     """``a * b`` with ``0 * inf = 0``: the limit at an unbounded end, for bounds only."""
     return nan_to(a * b, 0.0)
+
+
+def finite_abs(t: Tensor) -> Tensor:
+    """|t| where finite, 0 at infinities: the magnitude a float64 rounding of ``t`` is relative to (an
+    infinite term stays infinite whatever the rounding)."""
+    return torch.where(torch.isfinite(t), t.abs(), torch.zeros_like(t))
 
 
 def nan_to(x: Tensor, value: float) -> Tensor:
@@ -115,8 +121,9 @@ def with_accumulation_error(
         abs_sum_upper: bound of the sum of |upper bounds of terms|, for the upper side.
     """
     gamma = accumulation_gamma(count, elem_type)
-    slack_lo = _slack(abs_sum, gamma)
-    slack_hi = slack_lo if abs_sum_upper is None else _slack(abs_sum_upper, gamma)
+    subnormal = accumulator_facts(elem_type).subnormal
+    slack_lo = _slack(abs_sum, gamma, count * subnormal)
+    slack_hi = slack_lo if abs_sum_upper is None else _slack(abs_sum_upper, gamma, count * subnormal)
     new_lo = lower - slack_lo
     new_hi = upper + slack_hi
     # a partial sum can overflow (and then stay infinite) once the terms' magnitudes add up past
@@ -132,6 +139,9 @@ def with_accumulation_error(
     return nan_to(new_lo, -torch.inf), nan_to(new_hi, torch.inf)
 
 
-def _slack(abs_sum: Tensor, gamma: float) -> Tensor:
+def _slack(abs_sum: Tensor, gamma: float, underflow: float) -> Tensor:
+    """The relative error of the sum, plus, where a term is not exactly 0, the underflow of its product
+    into the subnormal range (half a subnormal each, rounded up to one)."""
     slack = abs_sum * gamma if gamma != float("inf") else torch.full_like(abs_sum, torch.inf)
+    slack = torch.where(abs_sum > 0, slack + underflow, slack)
     return nan_to(slack, torch.inf)

@@ -66,7 +66,8 @@ def interval_product(
         if fast is not None:
             return fast
     pairs = [center_radius(iv) for iv in operands]
-    exact = [iv.is_exact for iv in operands]
+    # an exact infinite value has midpoint 0 and radius inf (inf * 0 is not 0): not exact here
+    exact = [iv.is_exact and not bool(torch.isinf(r).any()) for iv, (_, r) in zip(operands, pairs)]
     mid = fn(*[m for m, _ in pairs])
     magnitudes = [m.abs() for m, _ in pairs]
     if all(exact):

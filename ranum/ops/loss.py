@@ -145,6 +145,11 @@ def _mean(sel: _Selected, weighted: bool, elem_type: int) -> tuple[Tensor, Tenso
     lo, hi = m_lo - slack, m_hi + slack
     lo = torch.minimum(lo / (1.0 + gamma), lo / (1.0 - gamma))
     hi = torch.maximum(hi / (1.0 + gamma), hi / (1.0 - gamma))
+    # the runtime divides a float sum: where the positive (negative) terms can add up past the largest
+    # value, that sum, and the mean, is +inf (-inf)
+    limit = arith.accumulator_facts(elem_type).max / (1.0 + gamma)
+    hi = torch.where(sel.loss_hi.clamp(min=0.0).sum() > limit, torch.full_like(hi, INF), hi)
+    lo = torch.where((-sel.loss_lo).clamp(min=0.0).sum() > limit, torch.full_like(lo, -INF), lo)
     return arith.nan_to(lo, -INF), arith.nan_to(hi, INF)
 
 
@@ -262,12 +267,16 @@ def _log_softmax_bounds(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor,
     """x_c - logsumexp(x): increasing in x_c, decreasing in the others; float error of the max-shifted
     evaluation as a relative and an absolute slack. The result is never positive."""
     c = lo.shape[1]
-    ls_lo = lo - torch.logaddexp(_lse_excluding(hi), lo)
-    ls_hi = hi - torch.logaddexp(_lse_excluding(lo), hi)
+    lse_lo, lse_hi = torch.logaddexp(_lse_excluding(hi), lo), torch.logaddexp(_lse_excluding(lo), hi)
+    ls_lo, ls_hi = lo - lse_lo, hi - lse_hi
     eps = float_facts(elem_type).eps
     slack = sum_gamma(2 * c + 16, eps) + eps * (2.0 + math.log(c))
-    ls_lo = arith.nan_to(ls_lo * (1.0 + 4 * eps) - slack, -INF)
-    ls_hi = arith.nan_to((ls_hi * (1.0 - 4 * eps) + slack).clamp(max=0.0), 0.0)
+    # float64 rounds scores of 1e19 and their log-sum-exp by up to 2**-53 of themselves: more than the
+    # log of the class count that a row of equal scores keeps apart
+    big_lo = 2.0**-50 * (arith.finite_abs(lo) + arith.finite_abs(lse_lo))
+    big_hi = 2.0**-50 * (arith.finite_abs(hi) + arith.finite_abs(lse_hi))
+    ls_lo = arith.nan_to(ls_lo * (1.0 + 4 * eps) - slack - big_lo, -INF)
+    ls_hi = arith.nan_to((ls_hi * (1.0 - 4 * eps) + slack + big_hi).clamp(max=0.0), 0.0)
     return ls_lo, torch.maximum(ls_hi, ls_lo)
 
 

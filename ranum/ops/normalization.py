@@ -85,11 +85,24 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     # cancellation slack of E[x^2] - E[x]^2 does not reach below it; GroupNormalization does go below.
     s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
     s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
-    big = amax.amax(1, keepdim=True) > float_facts(elem_type).max / 4
+    big = amax.amax(1, keepdim=True) > _square_limit(n, elem_type)
     # an infinite bound on both sides of a row makes its sums inf - inf: unbounded, never NaN
     return _Stats(arith.nan_to(d_lo, -torch.inf), arith.nan_to(d_hi, torch.inf),
                   arith.nan_to(mean_lo - err, -torch.inf), arith.nan_to(mean_hi + err, torch.inf),
                   arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf), err, delta, big)
+
+
+_FLOAT32_TINY = float_facts(TensorProto.FLOAT).tiny  # smallest normal float32
+# below this magnitude a float32 square rounds to 0, so a slice of such values has a computed L2 norm of 0
+_SQUARE_FLUSH = 2.0**-76
+
+
+def _square_limit(n: int, elem_type: int) -> float:
+    """The largest magnitude whose squares, summed over ``n`` elements, stay finite in float32 (and
+    whose sums stay below a quarter of the type's range). Above it a runtime that squares or sums in
+    float32 may get an infinite variance (a 0 result) or a centring off by the lost digits."""
+    top = min(float_facts(elem_type).max, float_facts(TensorProto.FLOAT).max)
+    return min(math.sqrt(top / (n + 4)), top / 4 / (n + 4))
 
 
 def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: int) -> tuple[Tensor, Tensor]:
@@ -103,7 +116,9 @@ def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: 
 def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:
     u = _unit(elem_type)
     inv_lo = torch.rsqrt(st.s_hi) * (1 - 2 * u)
-    inv_hi = torch.where(st.s_lo > 0, torch.rsqrt(st.s_lo.clamp(min=1e-300)) * (1 + 2 * u),
+    inv_lo = torch.where(st.big, torch.zeros_like(inv_lo), inv_lo)  # an overflowing variance gives 1/inf = 0
+    # a variance + eps below float32's normal range may be flushed to 0 by the runtime: 1 / sqrt(0)
+    inv_hi = torch.where(st.s_lo >= _FLOAT32_TINY, torch.rsqrt(st.s_lo.clamp(min=1e-300)) * (1 + 2 * u),
                          torch.full_like(st.s_lo, torch.inf))
     return inv_lo, inv_hi
 
@@ -122,8 +137,10 @@ def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int,
     cap = torch.where(epsilon > delta, cap, torch.full_like(cap, torch.inf))
     if nonneg_variance:
         # Two passes: the computed variance is the mean of squared deviations from the computed
-        # mean, so it is at least (1 - g) (x_i - mean)^2 / n for every i: |z_i| <= sqrt(n / (1 - g)).
-        cap = cap.clamp(max=math.sqrt(n / (1 - g)) * (1 + 8 * u))
+        # mean, so it is at least (1 - g) (x_i - mean)^2 / n for every i: |z_i| <= sqrt(n / (1 - g)),
+        # unless variance + eps can underflow float32 (epsilon 0 and a tiny row): then 1 / sqrt(0)
+        unflushed = st.s_lo >= _FLOAT32_TINY
+        cap = torch.where(unflushed, cap.clamp(max=math.sqrt(n / (1 - g)) * (1 + 8 * u)), cap)
     cap = torch.where(~st.big, cap, torch.full_like(cap, torch.inf))
     z_lo = torch.maximum(arith.nan_to(z_lo, -torch.inf), -cap)
     z_hi = torch.minimum(arith.nan_to(z_hi, torch.inf), cap)
@@ -472,6 +489,9 @@ class LpNormalization(OpRule):
     axis: int = -1
     p: int = 2
 
+    # exact inputs take the abstract rule too: the runtime's float32 norm can overflow where float64's does not
+    accumulates = True
+
     def __post_init__(self) -> None:
         if self.p not in (1, 2):
             raise UnsupportedOperator(f"LpNormalization: p={self.p} (only 1 and 2)")
@@ -504,8 +524,15 @@ class LpNormalization(OpRule):
                            self._ratio_far(lo, rest_hi, gamma, facts))
         # Underflowing squares make the computed norm too small: |y| <= sqrt(1.5) at worst.
         cap = (1.0 if self.p == 1 else math.sqrt(1.5)) * (1 + 4 * gamma)
-        return Interval.from_full(y_lo.clamp(min=-cap, max=cap), y_hi.clamp(min=-cap, max=cap), x.elem_type,
-                                  ctx.budget)
+        y_lo, y_hi = y_lo.clamp(min=-cap, max=cap), y_hi.clamp(min=-cap, max=cap)
+        # a norm whose computation can overflow is inf, and every element of its slice x / inf = 0; one whose
+        # squares all round to 0 is 0, and onnxruntime then gives 0 too
+        largest = far.amax(axis, keepdim=True)
+        reach = (largest > _square_limit(n, x.elem_type)) | (largest < _SQUARE_FLUSH) if self.p == 2 else \
+            far.sum(axis, keepdim=True) > facts.max / 2
+        y_lo = torch.where(reach, y_lo.clamp(max=0.0), y_lo)
+        y_hi = torch.where(reach, y_hi.clamp(min=0.0), y_hi)
+        return Interval.from_full(y_lo, y_hi, x.elem_type, ctx.budget)
 
     def _ratio(self, v: Tensor, m: Tensor, rest: Tensor, gamma: float, facts) -> Tensor:
         """Largest |x / ||x|| | for x between m and v (same sign), the rest of the norm at least ``rest``.

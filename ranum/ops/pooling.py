@@ -89,6 +89,7 @@ class AveragePool(_Pool):
     count_include_pad: int = 0
 
     accumulates = True
+    hazards = (Overflow(),)
 
     def _divisor(self, sizes: Sequence[int], begin, end, over, strides, dilations) -> Tensor:
         """Per output position, the number the window sum is divided by (shape (1, 1, *out))."""
@@ -229,6 +230,7 @@ class GlobalAveragePool(OpRule):
     """Mean over every spatial axis (output keeps them as size 1)."""
 
     accumulates = True
+    hazards = (Overflow(),)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
         axes = tuple(range(2, x.dim()))
@@ -238,10 +240,11 @@ class GlobalAveragePool(OpRule):
         axes = tuple(range(2, len(x.shape)))
         lo, hi = (t.to(torch.float64) for t in x.full())
         count = math.prod(x.shape[2:])
-        lo_m, hi_m = lo.mean(dim=axes, keepdim=True), hi.mean(dim=axes, keepdim=True)
-        abs_m = torch.maximum(lo.abs(), hi.abs()).mean(dim=axes, keepdim=True)
-        lo_m, hi_m = arith.with_accumulation_error(lo_m, hi_m, abs_m, count + 1, x.elem_type)
-        return Interval.from_full(lo_m, hi_m, x.elem_type, ctx.budget)
+        # the runtime sums, then divides: the sum's error and its overflow (an infinite mean) come first
+        lo_s, hi_s = lo.sum(dim=axes, keepdim=True), hi.sum(dim=axes, keepdim=True)
+        abs_s = torch.maximum(lo.abs(), hi.abs()).sum(dim=axes, keepdim=True)
+        lo_s, hi_s = arith.with_accumulation_error(lo_s, hi_s, abs_s, count + 1, x.elem_type)
+        return Interval.from_full(lo_s / count, hi_s / count, x.elem_type, ctx.budget)
 
 
 @register("GlobalMaxPool")

@@ -329,6 +329,10 @@ class ReduceMin(ReduceMax):
     largest = False
 
 
+_EXP64_OVERFLOW = 709.78  # float64 exp is inf above log(1.8e308)
+_EXP64_UNDERFLOW = -745.13  # and 0 below log(4.9e-324)
+
+
 @register("ReduceLogSumExp")
 class ReduceLogSumExp(_Reduce):
     """Log of the sum of exponentials (float tensors only), evaluated max-shifted by onnxruntime."""
@@ -348,7 +352,15 @@ class ReduceLogSumExp(_Reduce):
         count, eps = _count(data.shape, dims), float_facts(data.elem_type).eps
         # max-shifted evaluation: exp errors, the float sum and the log, as an absolute slack
         slack = sum_gamma(2 * count + 16, eps) + eps * (1.0 + math.log(count))
-        return lo - slack, hi + slack
+        lo, hi = lo - slack, hi + slack
+        if data.elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16):
+            # onnxruntime sums 16-bit exponentials in float64 without the shift: exp overflows past
+            # 709.78 (the sum of n terms past 709.78 - log n), and a row below -745.13 sums to 0
+            top = data.upper.double().amax(dim=dims, keepdim=True) if dims else data.upper.double()
+            bottom = data.lower.double().amax(dim=dims, keepdim=True) if dims else data.lower.double()
+            hi = torch.where(top > _EXP64_OVERFLOW - math.log(max(count, 1)), torch.full_like(hi, INF), hi)
+            lo = torch.where(bottom < _EXP64_UNDERFLOW, torch.full_like(lo, -INF), lo)
+        return lo, hi
 
 
 @register("ReduceProd")

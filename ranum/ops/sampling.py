@@ -74,8 +74,10 @@ class GridSample16(OpRule):
     plane under zero padding, with weights summing to 1. Nearest and (bi)linear weights are >= 0, so
     the output lies in the plane's range (joined with 0); cubic weights can be negative, with total
     negative mass N = (S**rank - 1) / 2 for S the 1-D bound of sum |w|, giving [l - N(u - l), u + N(u - l)].
-    Whatever the grid (infinite bounds included), the sample location only chooses taps and weights.
-    Float error: the few-term weighted sum and the weights' own rounding (accumulation bound).
+    The sample location only chooses taps and weights while pixel coordinates stay below 2**21; past
+    that, onnxruntime's float32 taps and weights break (weights of 4, or 0, at 2**24) and the bounds
+    are unbounded. Float error: the few-term weighted sum and the weights' own rounding (accumulation
+    bound).
     """
 
     mode: str = "bilinear"
@@ -83,6 +85,7 @@ class GridSample16(OpRule):
     align_corners: int = 0
     hazards = (Overflow(),)
     ulps = 2.0
+    accumulates = True  # exact operands too: the runtime's float32 taps are not the float64 concrete rule's
 
     def __post_init__(self) -> None:
         if self.mode not in _GRID_MODES or self.padding_mode not in _PADDINGS:
@@ -116,6 +119,8 @@ class GridSample16(OpRule):
         mode = _GRID_MODES[self.mode]
         if mode != "nearest":
             lo, hi = self._rounded(lo, hi, mode, x.elem_type)
+        if _past_float_grid(grid, x.shape[2:]):
+            lo, hi = torch.full_like(lo, -torch.inf), torch.full_like(hi, torch.inf)
         shape = (x.shape[0], x.shape[1], *grid.shape[1:-1])
         splits = (tuple(range(shape[0])), tuple(range(shape[1])),
                   *((0,) if n else () for n in shape[2:]))
@@ -153,6 +158,14 @@ class GridSample(GridSample16):
     """GridSample from opset 20: modes renamed linear/cubic (default linear), N-D inputs allowed."""
 
     mode: str = "linear"
+
+
+def _past_float_grid(grid: Interval, sizes) -> bool:
+    """Whether a pixel coordinate (about ``grid * size``) can pass 2**21: onnxruntime's float32 tap
+    positions and weights then stop being exact (at 2**24 a weight of 4, or a 0, comes out), so the
+    result is not a combination of the input's values."""
+    largest = max(abs(grid.min()), abs(grid.max()))
+    return not largest * max(max(sizes, default=1), 1) < 2.0**21
 
 
 # ------------------------------------------------------------------------------ RoiAlign

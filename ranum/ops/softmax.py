@@ -134,14 +134,9 @@ def _gap(x: Tensor, v: Tensor, counts: Tensor, dim: int, lower: bool) -> Tensor:
     # float64 rounds terms as large as a -3.4e38 mask by up to 2**-53 of themselves (about 4e22):
     # x - ref, each v - ref and the log-sum-exp's own magnitude. A row of such masks, whose real gap is
     # the log of an element count, then only keeps the bound that covers every gap.
-    big = _finite_magnitude(shifted) + _finite_magnitude(others)
+    big = arith.finite_abs(shifted) + arith.finite_abs(others)
     slack = _lse_error(counts, dim) + 2.0**-50 * big
     return shifted - others + (-slack if lower else slack)
-
-
-def _finite_magnitude(t: Tensor) -> Tensor:
-    """|t| where finite, 0 at infinities (whose differences stay infinite whatever the rounding)."""
-    return torch.where(torch.isfinite(t), t.abs(), torch.zeros_like(t))
 
 
 # ----------------------------------------------------------------------------- float error model

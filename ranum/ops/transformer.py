@@ -207,7 +207,17 @@ def rms_bounds(x: Interval, axis: int, epsilon: float, stash_type: int) -> Bound
     r_hi = far2.sum(1, keepdim=True) - far2
     upper = _rms_upper(hi, lo, r_lo, r_hi, n, epsilon, err)
     lower = -_rms_upper(-lo, -hi, r_lo, r_hi, n, epsilon, err)
+    # a mean square that can overflow the stash type is inf there, and x / inf = 0
+    overflow = _squares_may_overflow(far2, stash_type, x.elem_type)
+    lower = torch.where(overflow, lower.clamp(max=0.0), lower)
+    upper = torch.where(overflow, upper.clamp(min=0.0), upper)
     return arith.nan_to(lower, -torch.inf).reshape(x.shape), arith.nan_to(upper, torch.inf).reshape(x.shape)
+
+
+def _squares_may_overflow(far2: Tensor, stash_type: int, elem_type: int) -> Tensor:
+    """Per row of ``far2`` (the elements' largest squares), whether their sum can overflow the stash type."""
+    limit = float_facts(_stash_type(stash_type, elem_type)).max / 2
+    return far2.sum(1, keepdim=True) > limit
 
 
 
@@ -225,6 +235,7 @@ def inverse_rms(x: Interval, axis: int, epsilon: float, stash_type: int, elem_ty
     upper = torch.where(smallest > 0, torch.rsqrt(smallest.clamp(min=1e-300)) * (1 + err.eps),
                         torch.full_like(smallest, math.inf))
     lower = torch.rsqrt(largest) * (1 - err.eps)
+    lower = torch.where(_squares_may_overflow(far2, stash_type, x.elem_type), torch.zeros_like(lower), lower)
     shape = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
     return Interval.from_full(arith.nan_to(lower, 0.0).reshape(shape), arith.nan_to(upper, math.inf).reshape(shape),
                               elem_type)

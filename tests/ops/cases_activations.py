@@ -49,6 +49,7 @@ CASES = [
     OpCase("Tanh", (Operand((3, 4), low=-12, high=12),)),
     OpCase("Tanh", (Operand((3, 4), F16, low=-6, high=6),), name="Tanh-f16"),
     OpCase("Tanh", (Operand((3, 4), F64, low=-6, high=6),), name="Tanh-f64"),
+    OpCase("Tanh", (Operand((3, 8), low=20, high=60),), name="Tanh-saturated-blocks"),  # equal results merge blocks
     OpCase("Softplus", (Operand((3, 4), low=-110, high=30),)),
     OpCase("Softplus", (Operand((3, 4), low=-3e38, high=3e38),), name="Softplus-huge"),
     OpCase("Softplus", (Operand((3, 4), F16, low=-20, high=100),), name="Softplus-f16-overflow"),

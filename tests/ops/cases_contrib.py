@@ -49,6 +49,11 @@ NORMALIZATIONS = [
            name="SimplifiedLayerNormalization-f16"),
     OpCase("LayerNormalization", (Operand((2, 3, 8)), Operand((8,)), Operand((8,))), opset=14, outputs=3,
            name="LayerNormalization-contrib-opset14"),
+    _skip_ln("squares-overflow", low=1e20, high=3e20, outputs=1, attrs={"epsilon": 1e-5}, check_agreement=False),
+    _skip_rms("squares-overflow", low=1e20, high=3e20, outputs=1, attrs={"epsilon": 1e-5}, check_agreement=False),
+    OpCase("SimplifiedLayerNormalization", (Operand((2, 3, 16), low=1e20, high=3e20), Operand((16,))),
+           attrs={"epsilon": 1e-5}, opset=17, outputs=2, name="SimplifiedLayerNormalization-squares-overflow",
+           check_agreement=False),
 ]
 
 ACTIVATIONS = [

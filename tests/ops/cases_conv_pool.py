@@ -103,4 +103,9 @@ CASES = [
     OpCase("GlobalLpPool", (Operand((2, 3, 4, 5)),), name="GlobalLpPool"),
     OpCase("GlobalLpPool", (Operand((1, 2, 7)),), attrs={"p": 3}, name="GlobalLpPool-p3"),
     OpCase("GlobalLpPool", (Operand((1, 2, 3, 3), F16),), attrs={"p": 1}, name="GlobalLpPool-f16"),
+    # window sums past float32's range: the runtime's sum overflows before it divides
+    OpCase("GlobalAveragePool", (Operand((1, 3, 8, 8), low=1e37, high=3e37),), name="GlobalAveragePool-sum-overflow",
+           check_agreement=False),
+    OpCase("AveragePool", (Operand((1, 3, 8, 8), low=1e37, high=3e37),), attrs={"kernel_shape": [4, 4]},
+           name="AveragePool-sum-overflow", check_agreement=False),
 ]

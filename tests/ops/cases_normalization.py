@@ -70,4 +70,13 @@ CASES = [
            name="MeanVarianceNormalization-axes-0-2", check_agreement=False),
     OpCase("MeanVarianceNormalization", (Operand((4, 3), low=-1e-3, high=1e-3),), attrs={"axes": [0]},
            name="MeanVarianceNormalization-small", check_agreement=False),
+    # rows past the square root of float32's range: the runtime's squares overflow, its output collapses to 0
+    OpCase("LayerNormalization", (Operand((2, 3, 16), low=1e20, high=3e20), Operand((16,)), Operand((16,))),
+           opset=17, name="LayerNormalization-squares-overflow", check_agreement=False),
+    OpCase("InstanceNormalization", (Operand((1, 2, 16), low=1e20, high=3e20), Operand((2,)), Operand((2,))),
+           name="InstanceNormalization-squares-overflow", check_agreement=False),
+    OpCase("LpNormalization", (Operand((3, 16), low=1e20, high=3e20),), name="LpNormalization-squares-overflow",
+           check_agreement=False),
+    OpCase("LpNormalization", (Operand((3, 16), low=1e37, high=3e37),), attrs={"p": 1},
+           name="LpNormalization-p1-sum-overflow", check_agreement=False),
 ]

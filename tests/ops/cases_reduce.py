@@ -53,6 +53,9 @@ CASES = [
     OpCase("ReduceLogSum", (Operand((4, 5), low=0.01, high=3), _axes(1)), name="ReduceLogSum-positive"),
     OpCase("ReduceLogSumExp", (Operand((4, 7), low=-100, high=100), _axes(1)), name="ReduceLogSumExp"),
     OpCase("ReduceLogSumExp", (Operand((2, 3), low=8e37, high=3.4e38), _axes(1)), name="ReduceLogSumExp-huge"),
+    # float16: onnxruntime's unshifted float64 exponentials overflow past 709.78 and vanish below -745.13
+    OpCase("ReduceLogSumExp", (Operand((3, 40), F16, low=-800, high=800), _axes(1)), check_agreement=False,
+           name="ReduceLogSumExp-f16-float64-exp-limits"),
     OpCase("ReduceSum", (Operand((2, 4), low=-3.4e38, high=-1e38), _axes(1)), name="ReduceSum-overflow"),
     OpCase("ReduceMean", (Operand((2, 4), low=1e38, high=3.4e38), _axes(1)), name="ReduceMean-overflow"),
     OpCase("ReduceMean", (Operand((3, 1000), low=0.0, high=1.0), _axes(1)), name="ReduceMean-long"),

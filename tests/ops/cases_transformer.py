@@ -50,6 +50,8 @@ RMS = [
            name="RMSNormalization-axis1-broadcast"),
     OpCase("RMSNormalization", (Operand((2, 16), F16), Operand((16,), F16)), opset=23,
            name="RMSNormalization-f16"),
+    OpCase("RMSNormalization", (Operand((2, 3, 16), low=1e20, high=3e20), Operand((16,))), opset=23,
+           name="RMSNormalization-squares-overflow", check_agreement=False),
 ]
 
 

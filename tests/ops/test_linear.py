@@ -416,3 +416,17 @@ def test_contracted_axis_is_summed_once_per_block(exact_rows: bool) -> None:
         ws = v_lo + (v_hi - v_lo) * torch.rand(v_lo.shape, dtype=torch.float64)
         y = (xs.float() @ ws.float()).double()
         assert bool(((y >= y_lo) & (y <= y_hi)).all())
+
+
+def test_an_exact_infinite_operand_gives_an_unbounded_product() -> None:
+    """A constant +inf times a weight box is not an exact 0 (its midpoint-radius form is 0 +- inf)."""
+    import torch
+    from onnx import TensorProto
+
+    from ranum.domain.interval import Interval
+    from ranum.ops.linear import finish_sum, interval_product
+
+    x = Interval.uniform(float("inf"), float("inf"), (2, 3), TensorProto.FLOAT)
+    w = Interval.uniform(1.0, 2.0, (3, 2), TensorProto.FLOAT)
+    out = finish_sum(*interval_product(torch.matmul, [x, w], 3), 3, TensorProto.FLOAT)
+    assert out.max() == float("inf")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnx import TensorProto
 
 import tests.ops as ops_tests
 from ranum.ops import REGISTRY
@@ -45,6 +47,31 @@ def test_rule_is_sound_and_agrees_with_onnxruntime(case: OpCase, seed: int) -> N
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_rule_is_sound_for_unbounded_operands(case: OpCase, sides: str) -> None:
     check_case_unbounded(case, seed=0, sides=sides)
+
+
+# float32 operand ranges scaled by these: products and squares underflow into (or past) the subnormal range,
+# or squares and sums overflow, where runtimes take other paths (a flushed variance, an infinite norm)
+SCALES = (1e-38, 1e-20, 1e19)
+# cases that scaling makes malformed: ROI boxes that leave every image, ranges past float32's largest value
+UNSCALABLE = {"MaxRoiPool-free-rois", "MaxRoiPool-free-rois-positive", "Shrink-overflow"}
+
+
+def _scaled(case: OpCase, scale: float) -> OpCase | None:
+    """The case with every free float32 operand's range times ``scale`` (None: nothing to scale)."""
+    operands = [dataclasses.replace(op, low=op.low * scale, high=op.high * scale)
+                if op is not None and op.value is None and op.elem_type == TensorProto.FLOAT else op
+                for op in case.inputs]
+    if operands == list(case.inputs) or case.id in UNSCALABLE:
+        return None
+    return dataclasses.replace(case, inputs=tuple(operands), check_agreement=False)
+
+
+SCALED = [(case, scale) for scale in SCALES for case in CASES if _scaled(case, scale) is not None]
+
+
+@pytest.mark.parametrize(("case", "scale"), SCALED, ids=[f"{c.id}-x{s:g}" for c, s in SCALED])
+def test_rule_is_sound_at_extreme_magnitudes(case: OpCase, scale: float) -> None:
+    check_case(_scaled(case, scale), seed=0, points=4)
 
 
 def test_every_registered_operator_has_a_case() -> None:
