@@ -410,6 +410,8 @@ def _measure(path: Path, model_spec: dict, repeats: int = 1) -> tuple[object, li
 _PEAK_SCRIPT = """
 import json, sys
 import ranum
+for name in ranum.__all__:  # import the analysis (torch, onnx, onnxruntime) before the baseline: growth is the check's
+    getattr(ranum, name)
 def status(key):  # Linux: VmRSS (resident now) and VmHWM (its peak), of this process image only
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))

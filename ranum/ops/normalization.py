@@ -98,11 +98,11 @@ _SQUARE_FLUSH = 2.0**-76
 
 
 def _square_limit(n: int, elem_type: int) -> float:
-    """The largest magnitude whose squares, summed over ``n`` elements, stay finite in float32 (and
-    whose sums stay below a quarter of the type's range). Above it a runtime that squares or sums in
-    float32 may get an infinite variance (a 0 result) or a centring off by the lost digits."""
-    top = min(float_facts(elem_type).max, float_facts(TensorProto.FLOAT).max)
-    return min(math.sqrt(top / (n + 4)), top / 4 / (n + 4))
+    """The largest magnitude whose squares and sums over ``n`` elements stay finite in the compute type
+    (float32, float64 for double), and below a quarter of the element type's range (the centring).
+    Above it the runtime may get an infinite variance (a 0 result) or a centring off by lost digits."""
+    compute = float_facts(TensorProto.DOUBLE if elem_type == TensorProto.DOUBLE else TensorProto.FLOAT).max
+    return min(math.sqrt(compute / (n + 4)), compute / 4 / (n + 4), float_facts(elem_type).max / 4)
 
 
 def _with_error(lo: Tensor, hi: Tensor, abs_sum: Tensor, count: int, elem_type: int) -> tuple[Tensor, Tensor]:
