@@ -62,8 +62,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def rounded_sum(terms: Sequence[Interval]) -> Interval:
     """Bounds of ``t0 + t1 + ...`` added left to right in float, each addition rounded to nearest in
-    the compute type (float32 for 16-bit tensors: the sum is then rounded to the tensor's type by the
-    caller's own final rounding or output)."""
+    the compute type (float32 for 16-bit tensors), and a 16-bit sum rounded once more to its type."""
     total = terms[0]
     compute = TensorProto.DOUBLE if total.elem_type == TensorProto.DOUBLE else TensorProto.FLOAT
     for term in terms[1:]:
