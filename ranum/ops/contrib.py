@@ -82,6 +82,12 @@ def concrete_sum(terms: Sequence[Tensor | None]) -> Tensor:
     return total
 
 
+def skip_terms(inputs: Sequence, bias_index: int) -> list:
+    """The summands of a Skip*Normalization: input, skip and (when given, at ``bias_index``) bias."""
+    bias = inputs[bias_index] if bias_index < len(inputs) else None
+    return [t for t in (inputs[0], inputs[1], bias) if t is not None]
+
+
 # ------------------------------------------------------------------------------ hazards
 @dataclass(frozen=True)
 class OnSkipSum(Hazard):
@@ -104,8 +110,7 @@ class OnSkipSum(Hazard):
         return self.inner.kind
 
     def _terms(self, inputs: Sequence) -> list:
-        bias = inputs[self.bias_index] if self.bias_index < len(inputs) else None
-        return [t for t in (inputs[0], inputs[1], bias) if t is not None]
+        return skip_terms(inputs, self.bias_index)
 
     def check(self, inputs, outputs):
         terms = self._terms(inputs)
@@ -146,10 +151,6 @@ class SimplifiedLayerNormalization(RMSNormalization):
         return y, inverse_rms(x, axis, self.epsilon, self.stash_type, ctx.output_type(1, TensorProto.FLOAT))
 
 
-def _skip_terms(inputs: Sequence, bias_index: int) -> list:
-    bias = inputs[bias_index] if bias_index < len(inputs) else None
-    return [t for t in (inputs[0], inputs[1], bias) if t is not None]
-
 
 def _wanted(ctx: NodeContext, index: int) -> bool:
     return index < len(ctx.node.outputs) and bool(ctx.node.outputs[index])
@@ -176,7 +177,7 @@ class SkipLayerNormalization(OpRule):
     def abstract(self, ctx: NodeContext, x, skip, gamma, beta=None, bias=None):
         if not is_float(x.elem_type):
             raise UnsupportedOperator("SkipLayerNormalization: float tensors only")
-        total = rounded_sum(_skip_terms([x, skip, gamma, beta, bias], 4))
+        total = rounded_sum(skip_terms([x, skip, gamma, beta, bias], 4))
         y, mean, inv = layer_norm_bounds(ctx, total, gamma, beta, -1, self.epsilon, sums_in_double=False)
         return y, mean, inv, total
 
@@ -207,7 +208,7 @@ class SkipSimplifiedLayerNormalization(OpRule):
     def abstract(self, ctx: NodeContext, x, skip, gamma, bias=None):
         if not is_float(x.elem_type):
             raise UnsupportedOperator("SkipSimplifiedLayerNormalization: float tensors only")
-        total = rounded_sum(_skip_terms([x, skip, gamma, bias], 3))
+        total = rounded_sum(skip_terms([x, skip, gamma, bias], 3))
         y = self._norm().abstract(ctx, total, gamma)
         outputs = [y, None, None, total]
         axis = len(x.shape) - 1

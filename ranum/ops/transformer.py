@@ -38,7 +38,8 @@ from ranum.ops._base import NodeContext, OpRule, exact_ints
 from ranum.ops.hazards import Hazard, HazardHit, Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Attention", "RMSNormalization", "RmsZeroHazard", "RotaryEmbedding", "concrete_inverse_rms", "inverse_rms"]
+__all__ = ["Attention", "RMSNormalization", "RmsZeroHazard", "RotaryEmbedding", "concrete_inverse_rms", "inverse_rms",
+           "mean_square"]
 
 Bounds = tuple[Tensor, Tensor]
 
@@ -157,10 +158,7 @@ class RmsZeroHazard(Hazard):
         return HazardHit(bool((far.amax(1) == 0).any()), float(lo.min()), float(hi.max()))
 
     def _mean_square(self, x: Tensor) -> Tensor:
-        axis = self.axis % x.dim()
-        wide = x.to(_stash_dtype(self.stash_type, x.dtype))
-        dims = tuple(range(axis, x.dim()))
-        return ((wide * wide).mean(dim=dims, keepdim=True) + self.epsilon).expand_as(x)
+        return (mean_square(x, self.axis % x.dim(), self.stash_type) + self.epsilon).expand_as(x)
 
     def triggered(self, inputs, outputs):
         return self._mean_square(inputs[0]) <= 0
@@ -194,15 +192,31 @@ def _rms_upper(top: Tensor, bottom: Tensor, r_lo: Tensor, r_hi: Tensor, n: int, 
     return torch.where(top > 0, positive, negative)
 
 
-def rms_bounds(x: Interval, axis: int, epsilon: float, stash_type: int) -> Bounds:
-    """Full-shape bounds of ``x / sqrt(mean(x^2) + eps)`` over the axes ``[axis, rank)``."""
+@dataclass(frozen=True)
+class _RowSquares:
+    """x's bounds as (rows, n) slices over ``[axis, rank)``, with each element's smallest and largest square."""
+
+    lo: Tensor
+    hi: Tensor
+    near2: Tensor
+    far2: Tensor
+    err: _RmsError
+
+
+def _row_squares(x: Interval, axis: int, stash_type: int) -> _RowSquares:
     lo, hi = (t.to(torch.float64) for t in x.full())
     rows = math.prod(x.shape[:axis])
     lo, hi = lo.reshape(rows, -1), hi.reshape(rows, -1)
-    n = lo.shape[1]
-    err = _RmsError.of(n, _stash_type(stash_type, x.elem_type), x.elem_type)
+    err = _RmsError.of(lo.shape[1], _stash_type(stash_type, x.elem_type), x.elem_type)
     near2 = (lo.clamp(min=0.0) - hi.clamp(max=0.0)).square()
-    far2 = torch.maximum(lo.abs(), hi.abs()).square()
+    return _RowSquares(lo, hi, near2, torch.maximum(lo.abs(), hi.abs()).square(), err)
+
+
+def rms_bounds(x: Interval, axis: int, epsilon: float, stash_type: int) -> Bounds:
+    """Full-shape bounds of ``x / sqrt(mean(x^2) + eps)`` over the axes ``[axis, rank)``."""
+    sq = _row_squares(x, axis, stash_type)
+    lo, hi, near2, far2, err = sq.lo, sq.hi, sq.near2, sq.far2, sq.err
+    n = lo.shape[1]
     r_lo = (near2.sum(1, keepdim=True) - near2).clamp(min=0.0)
     r_hi = far2.sum(1, keepdim=True) - far2
     upper = _rms_upper(hi, lo, r_lo, r_hi, n, epsilon, err)
@@ -220,32 +234,32 @@ def _squares_may_overflow(far2: Tensor, stash_type: int, elem_type: int) -> Tens
     return far2.sum(1, keepdim=True) > limit
 
 
-
 def inverse_rms(x: Interval, axis: int, epsilon: float, stash_type: int, elem_type: int) -> Interval:
     """Bounds of ``1 / sqrt(mean(x^2 over [axis, rank)) + epsilon)`` computed in the stash type, one value
     per slice (shape ``x.shape[:axis] + (1, ...)``, element type ``elem_type``); +inf where it can be 1/0."""
-    lo, hi = (t.to(torch.float64) for t in x.full())
-    rows = math.prod(x.shape[:axis])
-    lo, hi = lo.reshape(rows, -1), hi.reshape(rows, -1)
-    err = _RmsError.of(lo.shape[1], _stash_type(stash_type, x.elem_type), x.elem_type)
-    near2 = (lo.clamp(min=0.0) - hi.clamp(max=0.0)).square()
-    far2 = torch.maximum(lo.abs(), hi.abs()).square()
-    smallest = (err.c * near2.mean(1, keepdim=True) - err.a).clamp(min=0.0) + epsilon
-    largest = err.big_c * far2.mean(1, keepdim=True) + err.a + epsilon
+    sq = _row_squares(x, axis, stash_type)
+    err = sq.err
+    smallest = (err.c * sq.near2.mean(1, keepdim=True) - err.a).clamp(min=0.0) + epsilon
+    largest = err.big_c * sq.far2.mean(1, keepdim=True) + err.a + epsilon
     upper = torch.where(smallest > 0, torch.rsqrt(smallest.clamp(min=1e-300)) * (1 + err.eps),
                         torch.full_like(smallest, math.inf))
     lower = torch.rsqrt(largest) * (1 - err.eps)
-    lower = torch.where(_squares_may_overflow(far2, stash_type, x.elem_type), torch.zeros_like(lower), lower)
+    lower = torch.where(_squares_may_overflow(sq.far2, stash_type, x.elem_type), torch.zeros_like(lower), lower)
     shape = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
     return Interval.from_full(arith.nan_to(lower, 0.0).reshape(shape), arith.nan_to(upper, math.inf).reshape(shape),
                               elem_type)
 
 
+def mean_square(x: Tensor, axis: int, stash_type: int) -> Tensor:
+    """``mean(x^2 over [axis, rank))`` computed in the stash type (keepdim), as the runtime does."""
+    wide = x.to(_stash_dtype(stash_type, x.dtype))
+    return (wide * wide).mean(dim=tuple(range(axis, x.dim())), keepdim=True)
+
+
 def concrete_inverse_rms(x: Tensor, axis: int, epsilon: float, stash_type: int) -> Tensor:
     """``1 / sqrt(mean(x^2 over [axis, rank)) + epsilon)`` in the stash type (keepdim)."""
-    wide = x.to(_stash_dtype(stash_type, x.dtype))
-    mean = (wide * wide).mean(dim=tuple(range(axis, x.dim())), keepdim=True)
-    return 1.0 / torch.sqrt(mean + epsilon)
+    return 1.0 / torch.sqrt(mean_square(x, axis, stash_type) + epsilon)
+
 
 @register("RMSNormalization", since=23)
 class RMSNormalization(OpRule):
@@ -272,9 +286,8 @@ class RMSNormalization(OpRule):
         return self.axis % rank
 
     def concrete(self, ctx: NodeContext, x: Tensor, scale: Tensor) -> Tensor:
-        axis = self._axis(x.dim())
         wide = x.to(_stash_dtype(self.stash_type, x.dtype))
-        mean = (wide * wide).mean(dim=tuple(range(axis, x.dim())), keepdim=True)
+        mean = mean_square(x, self._axis(x.dim()), self.stash_type)
         normalized = (wide / torch.sqrt(mean + self.epsilon)).to(x.dtype)
         if x.dtype in (torch.float16, torch.bfloat16):
             return (normalized.float() * scale.float()).to(x.dtype)
