@@ -20,6 +20,7 @@ from ranum.errors import RangeSpecError
 from ranum.graph.loader import ModelSource, load_model
 from ranum.graph.model import Graph
 from ranum.interpret import AbstractRun, run_abstract
+from ranum.ops import parameter_initializers
 
 __all__ = ["Analysis", "analyze", "SpecSource"]
 
@@ -79,7 +80,7 @@ def analyze(model: ModelSource, spec: SpecSource = None, config: AnalysisConfig 
     marks = [time.perf_counter()]
     graph, dims = load_model(model, spec.dims)
     marks.append(time.perf_counter())
-    initial, notes = initial_intervals(graph, spec)
+    initial, notes = initial_intervals(graph, spec, parameter_initializers(graph))
     marks.append(time.perf_counter())
     run = run_abstract(graph, initial, config)
     marks.append(time.perf_counter())

@@ -25,6 +25,7 @@ from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
 from ranum.interpret import run_abstract, run_concrete
+from ranum.ops import parameter_initializers
 from ranum.ops.hazards import Hazard
 
 __all__ = ["Candidate", "SearchConfig", "search"]
@@ -182,7 +183,7 @@ def _soft_minimum(distance: torch.Tensor) -> torch.Tensor:
 def _robust_box(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
                 deadline: float, fraction: float = 1e-3) -> dict[str, np.ndarray] | None:
     """Optimise box centres until the abstract operand has a block wholly inside the invalid region."""
-    base, _ = initial_intervals(problem.full_graph, problem.spec)
+    base, _ = initial_intervals(problem.full_graph, problem.spec, parameter_initializers(problem.full_graph))
     params = {}
     fixed = {}
     for box in problem.boxes:

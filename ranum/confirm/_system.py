@@ -35,6 +35,7 @@ from ranum.errors import RanumError
 from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph
 from ranum.interpret import run_concrete
+from ranum.ops import parameter_initializers
 from ranum.ops.hazards import FORWARD, Hazard
 
 __all__ = ["SystemConfig", "SystemResult", "TrainingRecipe", "resolve_recipe", "run_recipe", "system_search"]
@@ -124,7 +125,9 @@ def resolve_recipe(graph: Graph, config: SystemConfig, dims: Mapping[str, int] |
     if math.prod(info.shape) != 1 or not is_float(info.elem_type):
         raise RanumError(f"--loss '{loss}' is not a float scalar (shape {list(info.shape)})")
     if config.train is None:
-        train = tuple(n for n, p in graph.initializers.items() if is_float(p.data_type) and math.prod(p.dims) > 1)
+        settings = parameter_initializers(graph)
+        train = tuple(n for n, p in graph.initializers.items()
+                      if is_float(p.data_type) and math.prod(p.dims) > 1 and n not in settings)
     else:
         train = tuple(config.train)
         for name in train:
@@ -132,7 +135,8 @@ def resolve_recipe(graph: Graph, config: SystemConfig, dims: Mapping[str, int] |
             if proto is None or not is_float(proto.data_type):
                 raise RanumError(f"--train '{name}' is not a float initializer of the model")
     if not train:
-        raise RanumError("the model has no trainable weights (float initializers with more than one element); "
+        raise RanumError("the model has no trainable weights (float initializers with more than one element, "
+                         "other than settings such as Resize scales); "
                          "name some with --train")
     inputs = tuple(i.name for i in graph.inputs if i.name not in graph.initializers)
     return TrainingRecipe(config.lr, config.steps, config.batch, loss, train, inputs, dict(dims or {}))

@@ -6,8 +6,10 @@ Spec shape (file or dict): ``{"inputs": {"x": [0, 1]}, "weights": {"default": [-
 Tensors are classified without looking at names: graph inputs that are not initializers are
 *inputs*; floating initializers with more than one element are *weights*, except those holding an
 infinity or the dtype's largest finite magnitude (attention masks an exporter folded into an
-initializer: training never produces those values); every other initializer is a *constant* and is
-taken exactly unless a range names it.
+initializer: training never produces those values) and those read only as settings (the caller's
+``parameters``, e.g. Resize's scales or quantization scales: see
+:func:`ranum.ops.parameter_initializers`); every other initializer is a *constant* and is taken
+exactly unless a range names it.
 
 Defaults (documented in README): a float input without a range gets [-1, 1], an integer or boolean
 input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
@@ -55,8 +57,10 @@ DEFAULT_INDEX_INPUT = (0.0, 1.0)
 ZERO_WEIGHT_BOX = (-1.0, 1.0)
 
 
-def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval], list[Assumption]]:
-    """Intervals of every graph input and initializer under ``spec``, and the assumptions made."""
+def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] = frozenset()
+                      ) -> tuple[dict[str, Interval], list[Assumption]]:
+    """Intervals of every graph input and initializer under ``spec``, and the assumptions made;
+    ``parameters``: initializers that hold settings, constants unless the spec names them."""
     names = {info.name for info in graph.inputs} | set(graph.initializers)
     for name in list(spec.inputs) + list(spec.weights):
         if name not in names:
@@ -75,16 +79,18 @@ def initial_intervals(graph: Graph, spec: RangeSpec) -> tuple[dict[str, Interval
         env[info.name] = _box(low, high, info.shape, info.elem_type)
         notes.append(Assumption(info.name, "input", low, high, source))
     for name, proto in graph.initializers.items():
-        iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec)
+        setting = name in parameters and name not in spec.weights
+        iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec, setting)
         env[name] = iv
         notes.append(note)
     return env, notes
 
 
-def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec) -> tuple[Interval, Assumption]:
+def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, setting: bool = False
+                 ) -> tuple[Interval, Assumption]:
     """``value`` may be a read-only view of the model's bytes: it is only read, or copied once."""
     shape = tuple(value.shape)
-    extremes = _extremes(value) if is_float(elem_type) and _count(value) > 1 else None
+    extremes = _extremes(value) if is_float(elem_type) and _count(value) > 1 and not setting else None
     weight = extremes is not None and _is_weight(extremes, elem_type)
     if name in spec.inputs:
         low, high = spec.inputs[name]

@@ -27,6 +27,7 @@ from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
 from ranum.graph.loader import initializer_value
 from ranum.interpret import run_abstract
+from ranum.ops import parameter_initializers
 
 __all__ = ["ClipResult", "FixConfig", "optimise_clips"]
 
@@ -72,7 +73,7 @@ class _Target:
 
 def optimise_clips(analysis: Analysis, tensors: list[str], config: FixConfig) -> ClipResult | None:
     """Search clip bounds for ``tensors`` (inputs/weights with ranges) that remove every finding."""
-    base, _ = initial_intervals(analysis.graph, analysis.spec)
+    base, _ = initial_intervals(analysis.graph, analysis.spec, parameter_initializers(analysis.graph))
     targets = _targets(analysis, tensors)
     if not targets:
         return None

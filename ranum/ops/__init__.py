@@ -41,6 +41,6 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     transformer,
     trig,
 )
-from ranum.ops.registry import REGISTRY, Registry, register
+from ranum.ops.registry import REGISTRY, Registry, parameter_initializers, register
 
-__all__ = ["REGISTRY", "Registry", "register"]
+__all__ = ["REGISTRY", "Registry", "parameter_initializers", "register"]

@@ -94,6 +94,9 @@ class OpRule:
     deterministic: ClassVar[bool] = True
     accumulates: ClassVar[bool] = False  # sums many terms: float error grows with their count
     unknown_shapes: ClassVar[str] = ""  # ELEMENTWISE, COPIES, COPIES_ALL, COUNTS or "" (not analysed)
+    # operand positions that hold settings rather than learned values (Resize's scales, quantization
+    # scales and zero points): an initializer read only at such positions is a constant, never a weight
+    parameter_operands: ClassVar[frozenset[int]] = frozenset()
 
     def concrete(self, ctx: NodeContext, *inputs: Tensor | None) -> Tensor | tuple[Tensor, ...]:
         """Exact ONNX semantics on concrete tensors."""

@@ -308,6 +308,7 @@ class QuantizeLinear(OpRule):
     saturate: int = 1
     hazards = (equal_to(0.0, "quantization divides by a zero scale", name="division-by-zero", operand=1),)
     rounds = False
+    parameter_operands = frozenset({1, 2})  # y_scale, y_zero_point
 
     def __post_init__(self) -> None:
         if self.precision not in (0, TensorProto.FLOAT):
@@ -357,6 +358,7 @@ class DequantizeLinear(OpRule):
     block_size: int = 0
     output_dtype: int = 0
     hazards = (Overflow(),)
+    parameter_operands = frozenset({1, 2})  # x_scale, x_zero_point
 
     def concrete(self, ctx: NodeContext, x: Tensor, scale: Tensor, zero_point: Tensor | None = None) -> Tensor:
         layout = _param_layout(tuple(x.shape), tuple(scale.shape), self.axis, self.block_size, "DequantizeLinear")

@@ -330,6 +330,7 @@ class QLinearMatMul(OpRule):
     hazards = (equal_to(0.0, "requantisation divides by a zero y_scale", name="division-by-zero", operand=6),)
     rounds = False
     accumulates = True
+    parameter_operands = frozenset({1, 2, 4, 5, 6, 7})  # the scales and zero points
 
     def concrete(self, ctx: NodeContext, a: Tensor, a_scale: Tensor, a_zp: Tensor, b: Tensor, b_scale: Tensor,
                  b_zp: Tensor, y_scale: Tensor, y_zp: Tensor) -> Tensor:
@@ -427,6 +428,7 @@ class QLinearConv(_ConvAttributes, OpRule):
     hazards = (equal_to(0.0, "requantisation divides by a zero y_scale", name="division-by-zero", operand=6),)
     rounds = False
     accumulates = True
+    parameter_operands = frozenset({1, 2, 4, 5, 6, 7})  # the scales and zero points
 
     def concrete(self, ctx: NodeContext, x: Tensor, x_scale: Tensor, x_zp: Tensor, w: Tensor, w_scale: Tensor,
                  w_zp: Tensor, y_scale: Tensor, y_zp: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -17,10 +17,10 @@ import torch
 from ranum.errors import UnsupportedOperator
 
 if TYPE_CHECKING:
-    from ranum.graph.model import Node
+    from ranum.graph.model import Graph, Node
     from ranum.ops._base import OpRule
 
-__all__ = ["Registry", "REGISTRY", "register"]
+__all__ = ["Registry", "REGISTRY", "parameter_initializers", "register"]
 
 R = TypeVar("R", bound=type)
 _ONNX_DOMAINS = ("", "ai.onnx")
@@ -104,3 +104,19 @@ def build_rule(cls: type, attributes: dict[str, Any], node: Node | None = None) 
 
 REGISTRY = Registry()
 register = REGISTRY.register
+
+
+def parameter_initializers(graph: Graph, registry: Registry = REGISTRY) -> frozenset[str]:
+    """Initializers that every reader (subgraphs included) takes at one of its rule's
+    ``parameter_operands``: settings such as Resize's scales or a quantization scale vector, which
+    training never changes. The range spec then takes them exactly, as constants, instead of
+    deriving a weight range for them."""
+    settings: set[str] = set()
+    data: set[str] = {info.name for info in graph.outputs}
+    for node in graph.all_nodes():
+        rule = registry.lookup(node.op_type, node.domain, graph.opsets.get(node.domain or "", graph.opset))
+        positions = rule.parameter_operands if rule is not None else frozenset()
+        for index, name in enumerate(node.inputs):
+            if name in graph.initializers:
+                (settings if index in positions else data).add(name)
+    return frozenset(settings - data)

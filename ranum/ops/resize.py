@@ -54,6 +54,8 @@ class Resize(OpRule):
     Linear/cubic tap ranges allow a coordinate error of a few float32 ulps.
     """
 
+    parameter_operands = frozenset({1, 2, 3})  # roi, scales, sizes
+
     mode: str = "nearest"
     coordinate_transformation_mode: str = "half_pixel"
     nearest_mode: str = "round_prefer_floor"
@@ -236,6 +238,8 @@ class Resize10(Resize):
     Nearest picks floor(c) on an axis with scale >= 1 and ceil(c) on one with scale < 1 (onnxruntime's
     rule before opset 11; the ONNX reference only defines integer upsampling, where the two agree).
     """
+
+    parameter_operands = frozenset({1})  # scales
 
     mode: str = "nearest"
     coordinate_transformation_mode: str = "asymmetric"

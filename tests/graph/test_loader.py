@@ -123,3 +123,49 @@ def test_an_initializer_holding_the_lowest_float_is_a_mask_not_a_weight() -> Non
     roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
     assert roles["causal"] == ("constant", "exact")
     assert report.findings == ()  # the diagonal stays unmasked: no row of -inf, no overflow
+
+
+def _resize_then(consumer: str | None) -> onnx.ModelProto:
+    """x -> Resize(scales) (-> consumer(y, scales) where given): the scales are a float initializer."""
+    scales = numpy_helper.from_array(np.array([1.0, 1.0, 2.0, 2.0], np.float32), "scales")
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear")]
+    outputs = [helper.make_tensor_value_info("y", 1, [1, 1, 4, 4])]
+    if consumer:
+        nodes.append(helper.make_node(consumer, ["scales", "scales"], ["z"]))
+        outputs.append(helper.make_tensor_value_info("z", 1, [4]))
+    graph = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info("x", 1, [1, 1, 2, 2])], outputs,
+                              initializer=[scales])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_an_initializer_read_only_as_a_setting_is_a_constant_in_every_weight_mode() -> None:
+    report = ranum.check(_resize_then(None), {"inputs": {"x": [0, 1]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["scales"] == ("constant", "exact")
+    assert report.unsupported_ops == ()  # Resize needs exact scales: a derived weight range had none
+    lo, hi = report.analysis.bounds("y")
+    assert lo.shape == (1, 1, 4, 4) and lo.min() >= 0.0 and hi.max() <= 1.0 + 1e-5  # the taps' hull
+
+
+def test_an_initializer_also_read_as_data_stays_a_weight_unless_the_spec_says_otherwise() -> None:
+    report = ranum.check(_resize_then("Mul"), {"inputs": {"x": [0, 1]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["scales"] == ("weight", "derived")
+    exact = ranum.check(_resize_then("Mul"), {"inputs": {"x": [0, 1]}, "weights": {"scales": "exact"}})
+    assert exact.unsupported_ops == ()
+
+
+def test_per_channel_quantization_scales_are_settings() -> None:
+    weight = numpy_helper.from_array(np.array([[0.5, -0.25], [1.0, 2.0]], np.float32), "w")
+    scale = numpy_helper.from_array(np.array([0.01, 0.02], np.float32), "w_scale")
+    zero = numpy_helper.from_array(np.zeros(2, np.int8), "w_zero")
+    nodes = [helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zero"], ["wq"], axis=0),
+             helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zero"], ["wd"], axis=0),
+             helper.make_node("MatMul", ["x", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", 1, [1, 2])],
+                              [helper.make_tensor_value_info("y", 1, [1, 2])], initializer=[weight, scale, zero])
+    report = ranum.check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+                         {"inputs": {"x": [0, 1]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["w_scale"] == ("constant", "exact") and roles["w"] == ("weight", "derived")
+    assert report.findings == ()  # a derived scale range reached 0: a false division by zero
