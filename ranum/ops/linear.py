@@ -314,9 +314,18 @@ class MatMul(OpRule):
                                     ctx.budget)
             for refined in (convex_combination_bounds(ctx, a, b), norm_product_bounds(ctx, a, b)):
                 out = out if refined is None else meet(out, refined)
-            return out
+            return _non_negative_if_terms_are(out, a, b)
         mid, rad, abs_sum = interval_product(torch.matmul, [a, b], count)
-        return finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget)
+        return _non_negative_if_terms_are(finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget), a, b)
+
+
+def _non_negative_if_terms_are(out: Interval, a: Interval, b: Interval) -> Interval:
+    """``out`` with lower bounds of at least 0 where both factors are >= 0 everywhere: every product is
+    then >= 0 (or +0 on underflow) and so is every float sum of them, whatever the rounding (a Gram
+    matrix of non-negative features, probabilities times non-negative values)."""
+    if not is_float(out.elem_type) or out.shape is None or out.min() >= 0 or a.min() < 0 or b.min() < 0:
+        return out
+    return out.with_bounds(out.lower.clamp(min=0.0), out.upper.clamp(min=0.0))
 
 
 def blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:

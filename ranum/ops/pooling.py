@@ -140,7 +140,8 @@ class AveragePool(_Pool):
         lo_sum, hi_sum = sums(lo), sums(hi)
         abs_sum = sums(torch.maximum(lo.abs(), hi.abs()))
         terms = math.prod(self.kernel_shape) + 1
-        lo_sum, hi_sum = arith.with_accumulation_error(lo_sum, hi_sum, abs_sum, terms, elem_type)
+        nonneg = sums(lo.clamp(max=0.0)) == 0  # a float sum of terms >= 0 (padding included) is >= 0
+        lo_sum, hi_sum = arith.with_accumulation_error(lo_sum, hi_sum, abs_sum, terms, elem_type, nonneg)
         return lo_sum / count, hi_sum / count
 
 
@@ -243,7 +244,8 @@ class GlobalAveragePool(OpRule):
         # the runtime sums, then divides: the sum's error and its overflow (an infinite mean) come first
         lo_s, hi_s = lo.sum(dim=axes, keepdim=True), hi.sum(dim=axes, keepdim=True)
         abs_s = torch.maximum(lo.abs(), hi.abs()).sum(dim=axes, keepdim=True)
-        lo_s, hi_s = arith.with_accumulation_error(lo_s, hi_s, abs_s, count + 1, x.elem_type)
+        nonneg = lo.amin(dim=axes, keepdim=True) >= 0
+        lo_s, hi_s = arith.with_accumulation_error(lo_s, hi_s, abs_s, count + 1, x.elem_type, nonneg)
         return Interval.from_full(lo_s / count, hi_s / count, x.elem_type, ctx.budget)
 
 

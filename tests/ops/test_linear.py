@@ -53,6 +53,20 @@ def test_matmul_interval_radius_is_exact_in_real_arithmetic() -> None:
     assert out.min() == pytest.approx(-12.0, rel=1e-5) and out.max() == pytest.approx(12.0, rel=1e-5)
 
 
+def test_products_and_averages_of_non_negative_values_stay_non_negative() -> None:
+    # the float32 product's error term would put the lower bound below 0, where Sqrt and Log see a
+    # negative operand; terms >= 0 give a float sum >= 0 in any order
+    gram = OpCase("MatMul", (Operand((3, 16)), Operand((16, 3))))
+    assert _case(gram, {"in0": (0.0, 1.0), "in1": (0.0, 1.0)}).env["out0"].min() == 0.0
+    mixed = _case(gram, {"in0": (0.0, 1.0), "in1": (-1e-3, 1.0)}).env["out0"]
+    assert mixed.min() < 0.0
+    weight = OpCase("MatMul", (Operand((3, 16)), Operand((16, 2), value=[0.5] * 32)))
+    assert _case(weight, {"in0": (0.0, 1e-3)}).env["out0"].min() == 0.0
+    for pool in (OpCase("AveragePool", (Operand((1, 2, 6, 6)),), attrs={"kernel_shape": [3, 3], "pads": [1] * 4}),
+                 OpCase("GlobalAveragePool", (Operand((1, 2, 6, 6)),))):
+        assert _case(pool, {"in0": (0.0, 1.0)}).env["out0"].min() == 0.0
+
+
 def test_gemm_overflow_is_reported() -> None:
     case = OpCase("Gemm", (Operand((2, 3)), Operand((3, 2))))
     run = _case(case, {"in0": (1e19, 3e19), "in1": (1e19, 3e19)})
