@@ -197,12 +197,21 @@ def _scatter_abstract(data: Interval, rows: Tensor, updates: Interval, width: in
     return Interval.from_full(lo.reshape(data.shape), hi.reshape(data.shape), data.elem_type, budget)
 
 
-def _scatter_inexact(data: Interval, updates: Interval, reduction: str) -> Interval:
-    """Index intervals: every element keeps its value or takes one of the updates (none/max/min)."""
-    if reduction not in ("none", "max", "min") or updates.numblocks == 0:
+def _scatter_inexact(data: Interval, updates: Interval, reduction: str, reach: int) -> Interval:
+    """Index intervals: every element keeps its value or takes one of the updates (none/max/min), or
+    adds a subset of the at most ``reach`` updates that can land on it (add: each is rounded, like a
+    float sum of ``reach + 1`` terms)."""
+    if reduction not in ("none", "max", "min", "add") or updates.numblocks == 0:
         raise UnsupportedOperator(f"scatter with reduction '{reduction}' needs exact indices")
-    lo = torch.minimum(data.lower, updates.lower.amin().to(data.lower.dtype))
-    hi = torch.maximum(data.upper, updates.upper.amax().to(data.upper.dtype))
+    u_lo, u_hi = updates.lower.amin().to(torch.float64), updates.upper.amax().to(torch.float64)
+    if reduction == "add":
+        lo, hi = data.lower.to(torch.float64), data.upper.to(torch.float64)
+        magnitude = torch.maximum(lo.abs(), hi.abs()) + reach * torch.maximum(u_lo.abs(), u_hi.abs())
+        lo = lo + reach * u_lo.clamp(max=0.0)
+        hi = hi + reach * u_hi.clamp(min=0.0)
+        return data.with_bounds(*arith.with_accumulation_error(lo, hi, magnitude, reach + 1, data.elem_type))
+    lo = torch.minimum(data.lower, u_lo.to(data.lower.dtype))
+    hi = torch.maximum(data.upper, u_hi.to(data.upper.dtype))
     return data.with_bounds(lo, hi)
 
 
@@ -246,8 +255,8 @@ class ScatterElements(_Scatter):
         return out.reshape(data.shape)
 
     def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:
-        if not indices.is_exact:
-            return _scatter_inexact(data, updates, self.reduction)
+        if not indices.is_exact:  # an element can take the updates that share its other coordinates
+            return _scatter_inexact(data, updates, self.reduction, updates.shape[self.axis % len(updates.shape)])
         rows = self._rows(data.shape, indices.exact_value())
         return _scatter_abstract(data, rows, updates, 1, self.reduction, ctx.budget)
 
@@ -265,8 +274,8 @@ class ScatterND(_Scatter):
         return out.reshape(data.shape)
 
     def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:
-        if not indices.is_exact:
-            return _scatter_inexact(data, updates, self.reduction)
+        if not indices.is_exact:  # every index tuple can address the same slice
+            return _scatter_inexact(data, updates, self.reduction, math.prod(indices.shape[:-1]))
         rows, count = _nd_rows(data.shape, indices.exact_value().long(), 0)
         width = math.prod(data.shape) // max(count, 1)
         return _scatter_abstract(data, rows, updates, width, self.reduction, ctx.budget)

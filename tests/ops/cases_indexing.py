@@ -68,6 +68,15 @@ def _scatter() -> list[OpCase]:
     cases.append(OpCase("ScatterND", (Operand((3, 2), low=-9, high=9), Operand((2, 1), I64, -3, 2),
                                       Operand((2, 2), low=-1, high=1)), attrs={"reduction": "max"},
                         name="ScatterND-max-index-interval"))
+    cases += [  # torch's scatter_add with computed indices
+        OpCase("ScatterElements", (Operand((3, 4)), Operand((3, 4), I64, -3, 2), Operand((3, 4), low=-1, high=2)),
+               attrs={"reduction": "add"}, name="ScatterElements-add-index-interval"),
+        OpCase("ScatterElements", (Operand((2, 5), low=0, high=1), Operand((2, 3), I64, 0, 4),
+                                   Operand((2, 3), low=0, high=1)),
+               attrs={"reduction": "add", "axis": 1}, name="ScatterElements-add-index-interval-axis1"),
+        OpCase("ScatterND", (Operand((4, 3)), Operand((3, 1), I64, -4, 3), Operand((3, 3))),
+               attrs={"reduction": "add"}, name="ScatterND-add-index-interval"),
+    ]
     cases += [
         OpCase("Scatter", (Operand((3, 4)), _idx((2, 3), [0, 2, 1, 1, 0, 2]), Operand((2, 3))), opset=9,
                name="Scatter-opset9"),
