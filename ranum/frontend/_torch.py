@@ -216,8 +216,12 @@ def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tup
             q.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
+            # optimize=False: the exporter's optimizer rewrites x + c for a constant c within 1e-8 of 0
+            # into x (an epsilon of 1e-8 under a Sqrt or a division disappears: a defect the module does
+            # not have), and folds weight-derived expressions (weight_norm's g * v / ||v||) into a
+            # constant, hiding what a trained weight can reach
             return torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, input_names=list(names),
-                                     verbose=False, external_data=False)
+                                     verbose=False, external_data=False, optimize=False)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"torch.onnx.export(dynamo=True) failed for {type(module).__name__}: {first}") from exc

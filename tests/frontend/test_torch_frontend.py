@@ -56,6 +56,18 @@ def test_safe_module_reports_nothing() -> None:
     assert defect_report("safe").findings == ()
 
 
+class _TinyEpsilon(torch.nn.Module):
+    """RMS scaling with an epsilon of 1e-8: the exporter's optimizer would rewrite ``+ 1e-8`` into nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-8)
+
+
+def test_the_module_is_analysed_as_written_not_as_the_exporter_optimizes_it() -> None:
+    report = ranum.check(_TinyEpsilon(), torch.rand(2, 8), ranges={"x": (0, 1)})
+    assert report.findings == (), [(f.op_type, f.hazard) for f in report.findings]
+
+
 def test_json_report_has_a_source_per_finding() -> None:
     data = json.loads(defect_report("log").to_json())
     (finding,) = [f for f in data["findings"] if f["op_type"] == "Log"]
