@@ -56,9 +56,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
         inferred = shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - inference errors are many; a model we cannot type is bad input
         raise ModelError(f"shape inference failed: {_first_line(exc)}") from None
-    for node in inferred.graph.node:
-        if node.domain == _HIDDEN_DOMAIN:
-            node.domain = hidden
+    _restore_hidden(inferred.graph, hidden)
     _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
@@ -72,22 +70,42 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
 # SimplifiedLayerNormalization). The checker and shape inference see them in a private domain, the
 # analysis as they are (ranum.ops.contrib has their rules).
 _RUNTIME_ONNX_DOMAIN_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization"})
+# ONNX's experimental operators (removed at opset 10; ranum.ops.experimental has rules for those that
+# onnxruntime runs): the checker knows only their names and prints a warning for them on stdout (into a
+# JSON report), shape inference knows nothing of them. They are hidden as above, except the element-wise
+# ones, which stand as Identity for shape inference: the tensors after them then get types and shapes.
+_EXPERIMENTAL_ONNX_OPS = frozenset({"ATen", "Affine", "ConstantFill", "Crop", "DynamicSlice", "GRUUnit",
+                                    "GivenTensorFill", "ImageScaler", "ParametricSoftplus", "Scale", "ScaledTanh"})
+_SHAPE_KEEPING_OPS = frozenset({"Affine", "ImageScaler", "ParametricSoftplus", "Scale", "ScaledTanh"})
 _HIDDEN_DOMAIN = "ranum.hidden-from-checker"
 
 
-def _hide_runtime_onnx_ops(light: onnx.ModelProto) -> str:
-    """Move ``light``'s onnxruntime-only ONNX-domain nodes (top-level graph) to a private domain
-    that the checker does not know, so it does not reject them; returns their original domain."""
+def _hide_runtime_onnx_ops(light: onnx.ModelProto) -> dict[int, onnx.NodeProto]:
+    """Take ``light``'s onnxruntime-only and experimental ONNX-domain nodes (top-level graph) out of
+    the checker's sight: into a private domain that it does not know, or, for an element-wise
+    experimental operator, an Identity node in its place. Returns those nodes as they were, by position."""
     opset = next((imp.version for imp in light.opset_import if imp.domain in ("", "ai.onnx")), 0)
-    original = ""
-    for node in light.graph.node:
-        if node.domain in ("", "ai.onnx") and node.op_type in _RUNTIME_ONNX_DOMAIN_OPS \
-                and not onnx.defs.has(node.op_type, opset, ""):
-            original = node.domain
+    hidden: dict[int, onnx.NodeProto] = {}
+    for index, node in enumerate(light.graph.node):
+        if node.domain not in ("", "ai.onnx") or node.op_type not in _RUNTIME_ONNX_DOMAIN_OPS | _EXPERIMENTAL_ONNX_OPS \
+                or onnx.defs.has(node.op_type, opset, ""):
+            continue
+        hidden[index] = onnx.NodeProto()
+        hidden[index].CopyFrom(node)
+        if node.op_type in _SHAPE_KEEPING_OPS and len(node.input) == 1 and len(node.output) == 1:
+            node.CopyFrom(helper.make_node("Identity", list(node.input), list(node.output), node.name))
+        else:
             node.domain = _HIDDEN_DOMAIN
     if any(node.domain == _HIDDEN_DOMAIN for node in light.graph.node):
         light.opset_import.append(helper.make_opsetid(_HIDDEN_DOMAIN, 1))
-    return original
+    return hidden
+
+
+def _restore_hidden(graph: onnx.GraphProto, hidden: dict[int, onnx.NodeProto]) -> None:
+    """Put the nodes that :func:`_hide_runtime_onnx_ops` hid back in place (shape inference keeps the
+    order of the nodes)."""
+    for index, node in hidden.items():
+        graph.node[index].CopyFrom(node)
 
 
 # Float initializers with more elements than this are typed graph inputs in the copy the ONNX checker

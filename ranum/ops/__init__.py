@@ -16,6 +16,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     convert,
     deform_conv,
     exp_log,
+    experimental,
     indexing,
     legacy,
     legacy_broadcast,
