@@ -275,16 +275,25 @@ def _batch_norm(graph: GraphView, node: Node, norms: Sequence[float], out: Inter
     if any(iv is None or iv.shape is None for iv in (scale, bias, mean, var)):
         return math.inf
     epsilon = float(node.attributes.get("epsilon", 1e-5))
-    smallest = min(var.min(), math.inf) + epsilon
-    if not smallest > 0:
+    if not min(var.min(), math.inf) + epsilon > 0:
         return math.inf
-    factor = _largest(graph, node.inputs[1]) / math.sqrt(smallest)
+    # per channel: y = f * x + (bias - f * mean), f = scale / sqrt(var + eps); the largest f bounds the
+    # gain (a channel's small variance and another's large scale do not combine), the offsets add
+    f = _magnitudes(scale) / (var.full()[0].to(torch.float64) + epsilon).sqrt()
+    offsets = _magnitudes(bias) + f * _magnitudes(mean)
     channels = out.shape[1] if out.shape and len(out.shape) > 1 else 1
     spread = math.sqrt(math.prod(out.shape) / max(channels, 1))
     shifted = norms[0] + norms[3] * spread
     if not shifted < 0.5 * float_facts(out.elem_type).max:  # x - mean must not overflow either
         return math.inf
-    return (factor * shifted + norms[2] * spread) * (1 + 8 * float_facts(out.elem_type).eps)
+    gain, offset = float(f.max()), float(offsets.square().sum().sqrt())
+    return (gain * norms[0] + offset * spread) * (1 + 8 * float_facts(out.elem_type).eps)
+
+
+def _magnitudes(iv: Interval) -> Tensor:
+    """Full-shape float64 ``max(|lower|, |upper|)``."""
+    lo, hi = iv.full()
+    return torch.maximum(lo.to(torch.float64).abs(), hi.to(torch.float64).abs())
 
 
 def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:

@@ -147,6 +147,38 @@ def test_caps_through_batch_norm_mul_leaky_relu_and_mean_are_sound(monkeypatch: 
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
 
 
+def deep_cnn_uneven_batch_norm(layers: int) -> onnx.ModelProto:
+    """Conv -> BatchNormalization, ``layers`` times: half the channels have scale 10 and variance 100,
+    the others scale 0.1 and variance 0.01, so every channel's factor is 1 (the largest scale over the
+    smallest deviation is 100)."""
+    rng = np.random.default_rng(3)
+    half = CHANNELS // 2
+    scale = np.array([10.0] * half + [0.1] * half, np.float32)
+    var = np.array([100.0] * half + [0.01] * half, np.float32)
+    nodes, inits, current = [], [], "x"
+    for i in range(layers):
+        inits += [_unit_gain_conv(rng, f"w{i}"), numpy_helper.from_array(scale, f"g{i}"),
+                  numpy_helper.from_array(np.zeros(CHANNELS, np.float32), f"be{i}"),
+                  numpy_helper.from_array(np.zeros(CHANNELS, np.float32), f"m{i}"),
+                  numpy_helper.from_array(var, f"v{i}")]
+        nodes += [helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("BatchNormalization", [f"c{i}", f"g{i}", f"be{i}", f"m{i}", f"v{i}"], [f"n{i}"],
+                                   epsilon=0.0)]
+        current = f"n{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
+    nodes += [helper.make_node("ReduceMean", [current], ["avg"], axes=[2, 3], keepdims=0),
+              helper.make_node("MatMul", ["avg", "head"], ["y"])]
+    return _cnn_model(nodes, inits, "deep_cnn_uneven_batch_norm", 17)
+
+
+def test_batch_norm_gain_is_the_largest_factor_of_one_channel() -> None:
+    model = deep_cnn_uneven_batch_norm(LAYERS)
+    analysis = ranum.analyze(model, SPEC)
+    assert not ranum.check(model, SPEC).findings  # 100 per layer (scale 10 over deviation 0.1) overflowed
+    _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
+                                            np.random.default_rng(2).uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
+
+
 def _unit_gain_filters(rng: np.random.Generator, name: str, c_in: int, size: int) -> onnx.TensorProto:
     """A ``size`` x ``size`` filter bank from ``c_in`` to CHANNELS channels with a gain bound of 0.9."""
     w = rng.standard_normal((CHANNELS, c_in, size, size))
