@@ -142,7 +142,7 @@ def _distinct_ranges(ranges: Sequence[tuple[Tensor, Tensor]], n: int
 def block_of(splits: tuple[int, ...], position: Tensor) -> Tensor:
     """Block id of element positions on an axis cut at ``splits``."""
     if splits and splits[-1] == len(splits) - 1:  # blocks start at 0, 1, ..., k - 1: the id is the position
-        return position.clamp(max=len(splits) - 1)  # (an exact table's rows: no tensor of 10**5 starts)
+        return position.clamp(min=-1, max=len(splits) - 1)  # (an exact table's rows: no 10**5-long tensor)
     return torch.searchsorted(torch.tensor(splits, dtype=torch.long), position.contiguous(), right=True) - 1
 
 
