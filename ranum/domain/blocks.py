@@ -84,6 +84,8 @@ _SMALL = 4096  # bounds of at most this many blocks are compared in numpy (a tor
 
 def compress(lower: Tensor, upper: Tensor, splits: Splits) -> tuple[Tensor, Tensor, Splits]:
     """Merge adjacent blocks whose lower and upper bounds coincide (lossless)."""
+    if lower.numel() <= 1:  # one block (or none): nothing to merge
+        return lower, upper, splits
     if lower.numel() <= _SMALL and lower.dtype != torch.bfloat16 and upper.dtype != torch.bfloat16:
         return _compress_small(lower, upper, splits)
     new_splits = list(splits)
