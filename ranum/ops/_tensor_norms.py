@@ -44,7 +44,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._spectral import largest_eigenvalue_bound
+from ranum.ops._eigenvalues import largest_eigenvalue_bound
 
 __all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
 
@@ -403,7 +403,7 @@ def _sigma_max(matrices: Tensor, squares: Tensor | None = None) -> Tensor:
     """Upper bounds of the largest singular value of each matrix of a batch (..., m, n).
 
     A bound of the largest eigenvalue of the smaller Gram matrix (see :func:`_gram` and
-    :mod:`ranum.ops._spectral`): its error's spectral norm is at most ``gamma * ||A||_F^2`` (plus an
+    :mod:`ranum.ops._eigenvalues`): its error's spectral norm is at most ``gamma * ||A||_F^2`` (plus an
     underflow term), which moves no eigenvalue further (Weyl). ``squares``: each matrix's
     ``||A||_F^2`` where the caller has it.
     """

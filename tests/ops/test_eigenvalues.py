@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ranum.ops._spectral import largest_eigenvalue_bound
+from ranum.ops._eigenvalues import largest_eigenvalue_bound
 
 
 def _gram(rows: int, cols: int, scale: float, seed: int) -> torch.Tensor:
