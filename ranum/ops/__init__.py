@@ -38,6 +38,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     shape,
     softmax,
     spatial,
+    spectral,
     swish,
     transformer,
     trig,
