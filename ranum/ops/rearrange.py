@@ -1,9 +1,12 @@
-"""Block rearrangements and generated patterns: DepthToSpace, SpaceToDepth, ReverseSequence, EyeLike.
+"""Block rearrangements and generated patterns: DepthToSpace, SpaceToDepth, ReverseSequence, EyeLike,
+and the distinct values of Unique.
 
 All are exact (``rounds = False``). DepthToSpace and SpaceToDepth keep a one-block interval one block
 (and blocks along the batch axis); other inputs are materialised within the block budget. A
 ReverseSequence whose lengths are a range bounds each moved element by its sequence's values.
-EyeLike's result is exact.
+EyeLike's result is exact. Unique is exact on an exact input; otherwise how many distinct values
+there are depends on the values: its values, first indices and counts get unknown shapes (one
+interval each: the input's hull, positions, counts), the inverse indices their known shape.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ranum.ops._base import NodeContext, OpRule, exact_ints, structural
 from ranum.ops.registry import register
 from ranum.ops.shape import _moved
 
-__all__ = ["DepthToSpace", "EyeLike", "ReverseSequence", "SpaceToDepth"]
+__all__ = ["DepthToSpace", "EyeLike", "ReverseSequence", "SpaceToDepth", "Unique"]
 
 INT64 = TensorProto.INT64
 
@@ -189,3 +192,42 @@ class ReverseSequence(OpRule):
         hull_hi = torch.where(moved, hi, torch.full_like(hi, -top)).amax(1, keepdim=True)
         lo, hi = torch.where(moved, hull_lo, lo), torch.where(moved, hull_hi, hi)
         return Interval.from_full(lo.permute(perm), hi.permute(perm), x.elem_type, ctx.budget)
+
+
+# ------------------------------------------------------------------------------ distinct values
+@register("Unique", since=11)
+class Unique(OpRule):
+    """Distinct values (of the flattened input, or slices along ``axis``), sorted or in order of first
+    occurrence, with each one's first index, every element's index into them, and their counts."""
+
+    axis: int | None = None
+    sorted: int = 1
+
+    rounds = False
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        rows = x.reshape(-1) if self.axis is None else x.movedim(self.axis, 0)
+        values, inverse, counts = torch.unique(rows, sorted=True, return_inverse=True, return_counts=True,
+                                               dim=None if self.axis is None else 0)
+        count = rows.shape[0]
+        first = torch.full((values.shape[0],), count, dtype=torch.long).scatter_reduce(
+            0, inverse, torch.arange(count), "amin")
+        if not self.sorted:  # in order of first occurrence
+            order = torch.argsort(first)
+            rank = torch.argsort(order)
+            values, first, counts, inverse = values[order], first[order], counts[order], rank[inverse]
+        values = values if self.axis is None else values.movedim(0, self.axis)
+        return values, first, inverse.reshape(-1), counts
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> tuple[Interval, ...]:
+        if x.is_exact:
+            outs = self.concrete(ctx, x.exact_value())
+            return tuple(Interval.point(t, x.elem_type if i == 0 else INT64) for i, t in enumerate(outs))
+        count = math.prod(x.shape) if self.axis is None else x.shape[self.axis % len(x.shape)]
+        if count == 0:
+            raise UnsupportedOperator("Unique of an empty tensor")
+        values = Interval.create(x.lower.amin(), x.upper.amax(), (), None, x.elem_type)
+        positions = Interval.create(torch.tensor(0), torch.tensor(count - 1), (), None, INT64)
+        inverse = Interval.uniform(0, count - 1, (count,), INT64)
+        counts = Interval.create(torch.tensor(1), torch.tensor(count), (), None, INT64)
+        return values, positions, inverse, counts

@@ -1,4 +1,4 @@
-"""Soundness cases: Gather*, Scatter*, OneHot, Trilu, Pad, Resize, Upsample, Compress, NonZero.
+"""Soundness cases: Gather*, Scatter*, OneHot, Trilu, Pad, Resize, Upsample, Compress, NonZero, Unique.
 
 Index operands are fixed constants (exact) or free integer intervals (hull over every allowed
 position, negative ones included); reductions with duplicate targets exercise the rounds of
@@ -137,6 +137,13 @@ def _selection() -> list[OpCase]:
                name="Compress-flat"),
         OpCase("NonZero", (Operand((2, 3), value=[0, 1, 0, -2, 0, 3]),), name="NonZero"),
         OpCase("NonZero", (Operand((4,), I64, value=[0, 0, 5, 1]),), name="NonZero-int"),
+        OpCase("Unique", (Operand((6,), value=[2.0, -1.0, 2.0, 0.5, -1.0, 3.0]),), outputs=4, opset=11,
+               name="Unique-exact"),
+        OpCase("Unique", (Operand((3, 2), I64, value=[1, 2, 0, 5, 1, 2]),), attrs={"axis": 0, "sorted": 0},
+               outputs=4, opset=11, name="Unique-rows-first-occurrence"),
+        OpCase("Unique", (Operand((2, 4), I64, -2, 2),), outputs=4, opset=11, name="Unique-range"),
+        OpCase("Unique", (Operand((5,), low=-1.0, high=1.0),), attrs={"sorted": 0}, outputs=4, opset=11,
+               name="Unique-float-range"),
     ]
 
 

@@ -33,8 +33,9 @@ CASES = [
            check_agreement=False),  # ill-conditioned: onnxruntime's float32 centring is off by up to 1e-2
     OpCase("LayerNormalization", (Operand((4, 6)), Operand((6,)), Operand((6,))), attrs={"epsilon": 0.0},
            opset=17, name="LayerNormalization-eps0", check_agreement=False),  # constant slice: exact 0/0 = NaN
+    # slices of 6 draws: a draw can be nearly constant, and float32 centring then differs by ~1e-4 relatively
     OpCase("LayerNormalization", (Operand((3, 2)), Operand((3, 2), value=[1.0] * 6)), attrs={"axis": 0},
-           opset=17, name="LayerNormalization-axis0-exact-scale"),
+           opset=17, name="LayerNormalization-axis0-exact-scale", rtol=1e-3),
     OpCase("LayerNormalization", (Operand((2, 16), F16), Operand((16,), F16), Operand((16,), F16)), opset=17,
            name="LayerNormalization-f16"),
     OpCase("InstanceNormalization", (Operand((2, 3, 4, 5)), Operand((3,)), Operand((3,))),
