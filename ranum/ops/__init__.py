@@ -11,6 +11,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     activations,
     arithmetic,
     contrib,
+    contrib_attention,
     control,
     conv_pool,
     convert,
