@@ -255,14 +255,7 @@ def _finish(rule: OpRule, out: Interval, budget: int) -> Interval:
     """Block budget, outward rounding for float results, then the operator's mathematical range."""
     if out.shape is not None and out.numblocks > budget and not out.is_exact:
         out = Interval.create(out.lower, out.upper, out.splits, out.shape, out.elem_type, budget)
-    if not is_float(out.elem_type):
-        return out
-    if rule.rounds:
-        out = out.widened(rule.ulps)
-    if rule.output_range is not None:
-        low, high = rule.output_range
-        out = out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
-    return out
+    return rule.rounded(out)
 
 
 _SIMPLE_BITS = 12

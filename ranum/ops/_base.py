@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 
@@ -105,6 +106,19 @@ class OpRule:
     def abstract(self, ctx: NodeContext, *inputs: Interval | None) -> Outputs:
         """Sound interval semantics."""
         raise NotImplementedError(f"{self.op_type}: abstract semantics not implemented")
+
+    def rounded(self, out: Interval) -> Interval:
+        """A float result of :meth:`abstract` (real-number bounds) rounded outward by the rule's ``ulps``,
+        then kept in its ``output_range``: how the interpreter finishes every node, and how a composite
+        rule finishes each inner step."""
+        if not is_float(out.elem_type):
+            return out
+        if self.rounds:
+            out = out.widened(self.ulps)
+        if self.output_range is not None:
+            low, high = self.output_range
+            out = out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
+        return out
 
 
 class UnaryRule(OpRule):

@@ -109,17 +109,6 @@ def _exact(value: float | Sequence[float], shape: Sequence[int] = ()) -> Interva
     return Interval.point(torch.tensor(value, dtype=torch.float64).reshape(tuple(shape)), FLOAT)
 
 
-def _finished(rule: OpRule, out: Interval) -> Interval:
-    """An inner step's result as the interpreter finishes a node's: rounded outward by the rule's ulps,
-    then kept in the rule's mathematical range."""
-    if rule.rounds:
-        out = out.widened(rule.ulps)
-    if rule.output_range is not None:
-        low, high = rule.output_range
-        out = out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
-    return out
-
-
 def _times(ctx: NodeContext, x: Interval, factor: float) -> Interval:
     """Real-number bounds of ``x * factor`` (the Mul rule; its rounding is left to the caller)."""
     return Mul().abstract(ctx, x, _exact(factor))
@@ -127,7 +116,7 @@ def _times(ctx: NodeContext, x: Interval, factor: float) -> Interval:
 
 def _scaled(ctx: NodeContext, x: Interval, factor: float) -> Interval:
     """Bounds of the float32 product ``x * factor``, rounded."""
-    return _finished(Mul(), _times(ctx, x, factor))
+    return Mul().rounded(_times(ctx, x, factor))
 
 
 # ------------------------------------------------------------------------------ linear maps
@@ -227,7 +216,7 @@ class ParametricSoftplus(_Float32Kernel):
     def steps(self, ctx: NodeContext, x: Interval) -> Interval:
         softplus = Softplus()
         inner = softplus.abstract(ctx, _scaled(ctx, x, self.beta))
-        inner = _finished(softplus, inner.with_bounds(inner.lower - _SOFTPLUS_SLACK, inner.upper + _SOFTPLUS_SLACK))
+        inner = softplus.rounded(inner.with_bounds(inner.lower - _SOFTPLUS_SLACK, inner.upper + _SOFTPLUS_SLACK))
         return _times(ctx, inner, self.alpha)
 
 
@@ -248,7 +237,7 @@ class ScaledTanh(_Float32Kernel):
 
     def steps(self, ctx: NodeContext, x: Interval) -> Interval:
         tanh = Tanh()
-        return _times(ctx, _finished(tanh, tanh.abstract(ctx, _scaled(ctx, x, self.beta))), self.alpha)
+        return _times(ctx, tanh.rounded(tanh.abstract(ctx, _scaled(ctx, x, self.beta))), self.alpha)
 
 
 # ------------------------------------------------------------------------------ windows
