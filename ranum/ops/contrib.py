@@ -39,7 +39,7 @@ from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
 from ranum.ops.activations import Gelu, HardSigmoid, LeakyRelu, Relu, Sigmoid, Tanh
 from ranum.ops.arithmetic import Clip6
 from ranum.ops.conv_pool import Conv
-from ranum.ops.hazards import Hazard, Overflow
+from ranum.ops.hazards import Hazard, OnDerivedOperands, Overflow
 from ranum.ops.linear import MatMul, blockwise_product, interval_product
 from ranum.ops.normalization import LayerNormalization, SliceVarianceHazard, layer_norm_bounds
 from ranum.ops.registry import register
@@ -90,45 +90,22 @@ def skip_terms(inputs: Sequence, bias_index: int) -> list:
 
 # ------------------------------------------------------------------------------ hazards
 @dataclass(frozen=True)
-class OnSkipSum(Hazard):
+class OnSkipSum(OnDerivedOperands):
     """A hazard of the normalization inside a fused Skip*Normalization, checked on the sum
     ``input + skip (+ bias)`` that it normalizes (inputs 0, 1 and ``bias_index``)."""
 
     inner: Hazard
     bias_index: int
+    suffix = " (of input + skip + bias)"
 
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return f"{self.inner.description} (of input + skip + bias)"
-
-    @property
-    def kind(self) -> str:  # type: ignore[override]
-        return self.inner.kind
-
-    def _terms(self, inputs: Sequence) -> list:
-        return skip_terms(inputs, self.bias_index)
-
-    def check(self, inputs, outputs):
-        terms = self._terms(inputs)
+    def derived_bounds(self, inputs):
+        terms = skip_terms(inputs, self.bias_index)
         if len(terms) < 2 or any(t.shape is None for t in terms):
             return None
-        return self.inner.check([rounded_sum(terms)], outputs)
+        return [rounded_sum(terms)]
 
-    def triggered(self, inputs, outputs):
-        return self.inner.triggered([concrete_sum(self._terms(inputs))], outputs)
-
-    def distance(self, inputs, outputs):
-        return self.inner.distance([concrete_sum(self._terms(inputs))], outputs)
-
-    def invalid_text(self, elem_type):
-        return self.inner.invalid_text(elem_type)
-
-    def repair_operand(self) -> int | None:
-        return None  # the operand is a sum of inputs: no one input's clip excludes the region
+    def derived_values(self, inputs):
+        return [concrete_sum(skip_terms(inputs, self.bias_index))]
 
 
 # ------------------------------------------------------------------------------ normalizations

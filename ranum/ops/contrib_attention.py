@@ -53,7 +53,7 @@ from ranum.ops._attention import AttentionScoreHazard, Layout, _hull
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops._range_hull import hull_blocks, index_ranges
 from ranum.ops.contrib import MS_DOMAIN, concrete_sum, rounded_sum
-from ranum.ops.hazards import Hazard, Overflow
+from ranum.ops.hazards import Hazard, OnDerivedOperands, Overflow
 from ranum.ops.linear import blockwise_product, interval_product
 from ranum.ops.normalization import LayerNormalization, SliceVarianceHazard, layer_norm_bounds
 from ranum.ops.registry import register
@@ -179,42 +179,28 @@ def _wanted(ctx: NodeContext, index: int, op: str, what: str) -> None:
 
 # ------------------------------------------------------------------------------ hazard
 @dataclass(frozen=True)
-class OnAttentionOperands(Hazard):
+class OnAttentionOperands(OnDerivedOperands):
     """The ONNX Attention score hazard (a score of +inf or NaN, or a row of only -inf: the softmax gives
     NaN), checked on the operator's projected Q, K, V with its attention bias as the additive mask.
     The key padding and causal biases are finite and ignored (no row is taken as fully masked)."""
 
     rule: MultiHeadAttention | Attention
+    # the inner hazard's, known without building it (which needs the rule's heads)
+    name = AttentionScoreHazard.name
+    description = AttentionScoreHazard.description
+    kind = AttentionScoreHazard.kind
 
     @property
-    def _inner(self) -> AttentionScoreHazard:
+    def inner(self) -> AttentionScoreHazard:  # type: ignore[override]
         return AttentionScoreHazard(self.rule.heads().onnx_rule())
 
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return AttentionScoreHazard.name
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return AttentionScoreHazard.description
-
-    def check(self, inputs, outputs):
+    def derived_bounds(self, inputs):
         if any(t is not None and t.shape is None for t in inputs):
             return None
-        q, k, v, bias = self.rule.abstract_operands(inputs, _HAZARD_BUDGET)
-        return self._inner.check([q, k, v, bias], outputs)
+        return list(self.rule.abstract_operands(inputs, _HAZARD_BUDGET))
 
-    def triggered(self, inputs, outputs):
-        return self._inner.triggered(list(self.rule.concrete_operands(inputs)), outputs)
-
-    def distance(self, inputs, outputs):
-        return self._inner.distance(list(self.rule.concrete_operands(inputs)), outputs)
-
-    def invalid_text(self, elem_type):
-        return self._inner.invalid_text(elem_type)
-
-    def repair_operand(self) -> int | None:
-        return None  # the scores combine several operands: no one input's clip excludes the region
+    def derived_values(self, inputs):
+        return list(self.rule.concrete_operands(inputs))
 
 
 def _optional(inputs: Sequence, index: int):
@@ -404,35 +390,19 @@ def _embedding_sum(inputs: Sequence) -> Tensor:
 
 
 @dataclass(frozen=True)
-class OnEmbeddingSum(Hazard):
+class OnEmbeddingSum(OnDerivedOperands):
     """A hazard of EmbedLayerNormalization's normalization, checked on the embedding sum it normalizes."""
 
     inner: Hazard
+    suffix = " (of the summed embeddings)"
 
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return f"{self.inner.description} (of the summed embeddings)"
-
-    def check(self, inputs, outputs):
+    def derived_bounds(self, inputs):
         if any(t is not None and t.shape is None for t in inputs):
             return None
-        return self.inner.check([_embedding_sum_bounds(inputs, _HAZARD_BUDGET)], outputs)
+        return [_embedding_sum_bounds(inputs, _HAZARD_BUDGET)]
 
-    def triggered(self, inputs, outputs):
-        return self.inner.triggered([_embedding_sum(inputs)], outputs)
-
-    def distance(self, inputs, outputs):
-        return self.inner.distance([_embedding_sum(inputs)], outputs)
-
-    def invalid_text(self, elem_type):
-        return self.inner.invalid_text(elem_type)
-
-    def repair_operand(self) -> int | None:
-        return None  # the operand is a sum of embedding rows
+    def derived_values(self, inputs):
+        return [_embedding_sum(inputs)]
 
 
 @register("EmbedLayerNormalization", domain=MS_DOMAIN)

@@ -25,6 +25,7 @@ __all__ = [
     "HazardHit",
     "InfiniteOperand",
     "InfiniteRow",
+    "OnDerivedOperands",
     "Overflow",
     "Region",
     "RegionHazard",
@@ -102,6 +103,52 @@ class Hazard(ABC):
     def repair_operand(self) -> int | None:
         """Index of the node input that ``repair`` clips (None: the hazard declares no such clip)."""
         return self.operand if self.operand >= 0 else None
+
+
+class OnDerivedOperands(Hazard):
+    """The hazard ``inner`` of a step inside a fused operator, checked on the operands that the
+    operator derives from its inputs (the sum a fused normalization normalizes, the projected Q, K, V
+    of a fused attention). Subclasses give ``inner``, the derived operands' bounds and values, and
+    what the description adds; no single input's clip excludes the invalid region."""
+
+    inner: Hazard
+    suffix: str = ""
+
+    @abstractmethod
+    def derived_bounds(self, inputs: Sequence[Interval | None]) -> list[Interval | None] | None:
+        """Bounds of the derived operands (None: they cannot be bounded here, nothing is reported)."""
+
+    @abstractmethod
+    def derived_values(self, inputs: Sequence[Tensor | None]) -> list[Tensor | None]:
+        """The derived operands of concrete inputs."""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return self.inner.description + self.suffix
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.inner.kind
+
+    def check(self, inputs, outputs):
+        derived = self.derived_bounds(inputs)
+        return None if derived is None else self.inner.check(derived, outputs)
+
+    def triggered(self, inputs, outputs):
+        return self.inner.triggered(self.derived_values(inputs), outputs)
+
+    def distance(self, inputs, outputs):
+        return self.inner.distance(self.derived_values(inputs), outputs)
+
+    def invalid_text(self, elem_type):
+        return self.inner.invalid_text(elem_type)
+
+    def repair_operand(self) -> int | None:
+        return None
 
 
 @dataclass(frozen=True)
