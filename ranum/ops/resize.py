@@ -2,13 +2,20 @@
 
 Coordinates are computed in float32 as onnxruntime does, so nearest resizing is exact; linear
 interpolation stays inside the hull of its neighbours (plus float slack); cubic can overshoot and is
-bounded by the kernel's negative weight mass S: [(1 + S) l - S u, (1 + S) u - S l]. Before opset 11
+bounded by the kernel's negative weight mass S: [(1 + S) l - S u, (1 + S) u - S l]. With
+``antialias`` (opset 18), linear and cubic shrinking use Pillow's filters stretched by 1 / scale
+(onnxruntime's algorithm): a window of taps with weights normalised to sum 1, taps past an edge
+folded onto it (or dropped, with ``exclude_outside``); bounds are the hull of the window, widened
+by the negative mass as for cubic. ``keep_aspect_ratio_policy`` (with ``sizes``) scales every
+resized axis by one factor, the smallest (``not_larger``) or largest (``not_smaller``) of
+``sizes / input``, and rounds each output length to nearest. Before opset 11
 (Resize-10, Upsample-7/9) coordinates are asymmetric (x / scale) and nearest takes floor(x / scale)
 on an axis that grows and ceil(x / scale) on one that shrinks, as onnxruntime does for these versions.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -45,9 +52,23 @@ def _cubic_weights(t: Tensor, a: float) -> Tensor:
     return torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)])
 
 
+_ASPECT_POLICIES = {"stretch": None, "not_larger": min, "not_smaller": max}
+
+
+def _antialias_filter(x: Tensor, mode: str, a: float) -> Tensor:
+    """Pillow's filters on float32 offsets: the triangle (linear) and Keys cubic with coefficient ``a``."""
+    x = x.abs()
+    zero = torch.zeros_like(x)
+    if mode == "linear":
+        return torch.where(x < 1, 1 - x, zero)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, zero))
+
+
 @register("Resize", since=11)
 class Resize(OpRule):
-    """Nearest / linear / cubic resizing, separable per axis (antialias and aspect policies unsupported).
+    """Nearest / linear / cubic resizing, separable per axis, with antialiasing and aspect policies.
 
     Coordinates are computed in float32 like onnxruntime. Linear results lie in the hull of the
     taps; cubic ones may overshoot it by the kernel's negative weight mass S: [(1+S)l - Su, (1+S)u - Sl].
@@ -81,12 +102,12 @@ class Resize(OpRule):
                 or self.coordinate_transformation_mode not in _COORDINATE_MODES:
             raise UnsupportedOperator(f"Resize: unsupported mode {self.mode}/{self.nearest_mode}/"
                                       f"{self.coordinate_transformation_mode}")
-        if self.antialias or self.keep_aspect_ratio_policy != "stretch":
-            raise UnsupportedOperator("Resize: antialias and keep_aspect_ratio_policy are not supported")
+        if self.keep_aspect_ratio_policy not in _ASPECT_POLICIES:
+            raise UnsupportedOperator(f"Resize: unknown keep_aspect_ratio_policy '{self.keep_aspect_ratio_policy}'")
 
     def _plan(self, shape: Sequence[int], roi: Tensor | None, scales: Tensor | None, sizes: Tensor | None
-              ) -> list[tuple[int, Tensor]]:
-        """(axis, float32 source coordinate of every output position) for each resized axis."""
+              ) -> list[tuple[int, Tensor, Tensor]]:
+        """(axis, float32 source coordinate of every output position, float32 scale) per resized axis."""
         rank = len(shape)
         axes = list(range(rank)) if self.axes is None else [a % rank for a in self.axes]
         inputs = torch.tensor([float(shape[a]) for a in axes], dtype=torch.float32)
@@ -99,8 +120,7 @@ class Resize(OpRule):
                 raise UnsupportedOperator("Resize: with a fractional output length, onnxruntime and the ONNX "
                                           "reference disagree on align_corners / tf_crop_and_resize coordinates")
         elif sizes is not None:
-            out = [int(v) for v in sizes.reshape(-1)]
-            scale = torch.tensor(out, dtype=torch.float32) / inputs
+            out, scale = self._sized(inputs, [int(v) for v in sizes.reshape(-1)])
         else:
             raise UnsupportedOperator("Resize needs scales or sizes")
         unit = torch.tensor([0.0] * len(axes) + [1.0] * len(axes))
@@ -111,8 +131,20 @@ class Resize(OpRule):
             tf_mode = self.coordinate_transformation_mode.startswith("tf_")
             if n == m and bool(scale[i] == 1) and not tf_mode:
                 continue
-            plan.append((axis, self._coords(n, m, scale[i], box[i], box[i + len(axes)])))
+            plan.append((axis, self._coords(n, m, scale[i], box[i], box[i + len(axes)]), scale[i]))
         return plan
+
+    def _sized(self, inputs: Tensor, sizes: list[int]) -> tuple[list[int], Tensor]:
+        """Output lengths and float32 scales for ``sizes`` under the aspect-ratio policy: one scale
+        for every resized axis (the smallest or largest ratio), each length rounded to nearest."""
+        scale = torch.tensor(sizes, dtype=torch.float32) / inputs
+        pick = _ASPECT_POLICIES[self.keep_aspect_ratio_policy]
+        if pick is None:
+            return sizes, scale
+        common = pick(scale.tolist())
+        scale = torch.full_like(scale, common)
+        out = (scale.to(torch.float64) * inputs.to(torch.float64) + 0.5).floor().long().tolist()
+        return out, scale
 
     def _coords(self, n: int, m: int, scale: Tensor, start: Tensor, end: Tensor) -> Tensor:
         x = torch.arange(m, dtype=torch.float32)
@@ -135,8 +167,15 @@ class Resize(OpRule):
             return n / 2 * (1 - adjustment) + base
         return base
 
-    def _taps(self, c: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    @property
+    def _antialiased(self) -> bool:
+        """Whether the taps are the antialiasing filter's (linear or cubic; nearest ignores it)."""
+        return bool(self.antialias) and self.mode != "nearest"
+
+    def _taps(self, c: Tensor, n: int, scale: Tensor) -> tuple[Tensor, Tensor]:
         """Concrete taps: indices (K, m) and float64 weights (K, m)."""
+        if self._antialiased:
+            return self._antialias_taps(c, n, scale)
         if self.mode == "nearest":
             index = _NEAREST[self.nearest_mode](c).clamp(0, n - 1).long().unsqueeze(0)
             return index, torch.ones(index.shape, dtype=torch.float64)
@@ -153,6 +192,39 @@ class Resize(OpRule):
             weights = torch.where((index >= 0) & (index < n), weights, torch.zeros_like(weights))
             weights = weights / weights.sum(0, keepdim=True)
         return index.clamp(0, n - 1), weights
+
+    def _antialias_taps(self, c: Tensor, n: int, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """Taps of the antialiasing filter, as onnxruntime sets them up (float32 arithmetic).
+
+        Around ``center = c + 0.5`` the filter reaches ``support`` = its half-width, times
+        ``1 / scale`` when shrinking; the window is the taps ``floor(center -+ support + 0.5)`` (at
+        most ``2 ceil(support) + 1``). Weights are the filter at ``(tap - center + 0.5) / stretch``,
+        divided by their sum over the window; taps past an edge read the edge (their weight folds
+        onto it), or are dropped first with ``exclude_outside``. A window wholly outside the input
+        has no taps (the output is 0)."""
+        one = torch.tensor(1.0, dtype=torch.float32)
+        stretch = one / scale  # input pixels per output pixel
+        half = 1.0 if self.mode == "linear" else 2.0
+        support = half * stretch if bool(stretch >= 1) else torch.tensor(half, dtype=torch.float32)
+        inverse = one / stretch if bool(stretch >= 1) else one
+        window = int(math.ceil(float(support))) * 2 + 1
+        center = c.to(torch.float32) + 0.5
+        first = torch.floor(center - support + 0.5).long()
+        last = torch.floor(center + support + 0.5).long()
+        last = first + (last - first).clamp(0, window)
+        first_cut, last_cut = first.clamp(0, n), last.clamp(0, n)
+        if self.exclude_outside:
+            first, last = first_cut, last_cut
+        offsets = torch.arange(window).unsqueeze(1)
+        taps = first.unsqueeze(0) + offsets
+        inside = offsets < (last - first).unsqueeze(0)
+        offset = (taps.to(torch.float32) - center.unsqueeze(0) + 0.5) * inverse
+        weights = torch.where(inside, _antialias_filter(offset, self.mode, self.cubic_coeff_a).to(torch.float64),
+                              torch.zeros((), dtype=torch.float64))
+        total = weights.sum(0, keepdim=True)
+        weights = weights / torch.where(total == 0, torch.ones_like(total), total)
+        weights = torch.where((first_cut < last_cut).unsqueeze(0), weights, torch.zeros_like(weights))
+        return taps.clamp(0, n - 1), weights
 
     def _extrapolated(self, c: Tensor, n: int, slack: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
         """(maybe, surely) outside [0, n - 1] under tf_crop_and_resize."""
@@ -171,8 +243,8 @@ class Resize(OpRule):
                  sizes: Tensor | None = None) -> Tensor:
         present = [None if t is None or t.numel() == 0 else t for t in (roi, scales, sizes)]
         out = x.to(torch.float64)
-        for axis, c in self._plan(x.shape, *present):
-            index, weights = self._taps(c, x.shape[axis])
+        for axis, c, scale in self._plan(x.shape, *present):
+            index, weights = self._taps(c, x.shape[axis], scale)
             view = [1] * x.dim()
             view[axis] = -1
             out = sum(w.reshape(view) * out.index_select(axis, i) for i, w in zip(index, weights))
@@ -184,18 +256,23 @@ class Resize(OpRule):
                  sizes: Interval | None = None) -> Interval:
         lo, hi, splits = x.lower, x.upper, list(x.splits)
         shape = list(x.shape)
-        for axis, c in self._plan(x.shape, *self._inputs(roi, scales, sizes)):
-            lo, hi = self._axis_bounds(lo, hi, splits[axis], axis, c, shape[axis], x.elem_type)
+        for axis, c, scale in self._plan(x.shape, *self._inputs(roi, scales, sizes)):
+            lo, hi = self._axis_bounds(lo, hi, splits[axis], axis, c, scale, shape[axis], x.elem_type)
             splits[axis], shape[axis] = tuple(range(c.numel())), c.numel()
         return Interval.create(lo, hi, tuple(splits), shape, x.elem_type, ctx.budget)
 
-    def _axis_bounds(self, lo: Tensor, hi: Tensor, splits: tuple[int, ...], axis: int, c: Tensor, n: int,
-                     elem_type: int) -> tuple[Tensor, Tensor]:
+    def _axis_bounds(self, lo: Tensor, hi: Tensor, splits: tuple[int, ...], axis: int, c: Tensor, scale: Tensor,
+                     n: int, elem_type: int) -> tuple[Tensor, Tensor]:
         nearest = self.mode == "nearest"
         exact_coords = nearest and self.coordinate_transformation_mode != "tf_crop_and_resize"
         delta = 0.0 if exact_coords else 8 * F32_EPS * (c.abs().to(torch.float64) + n + 2)
         low, high = c.to(torch.float64) - delta, c.to(torch.float64) + delta
-        if nearest:
+        if self._antialiased:  # the window's taps, one more on each side for the float coordinates
+            index, weights = self._antialias_taps(c, n, scale)
+            used = weights != 0
+            first = torch.where(used, index, torch.full_like(index, n)).amin(0).sub(1).clamp(0, n - 1)
+            last = torch.where(used, index, torch.full_like(index, -1)).amax(0).add(1).clamp(0, n - 1)
+        elif nearest:
             first, last = (_NEAREST[self.nearest_mode](t).clamp(0, n - 1).long() for t in (low, high))
         else:
             reach = 1 if self.mode == "linear" else 2
@@ -205,19 +282,24 @@ class Resize(OpRule):
         view = [1] * lo.dim()
         view[axis] = -1
         if not nearest:
-            lo, hi = self._overshoot(lo, hi, c, n, delta, view, elem_type)
+            lo, hi = self._overshoot(lo, hi, c, scale, n, delta, view, elem_type)
         maybe, surely = self._extrapolated(c, n, delta)
         value = torch.tensor(self.extrapolation_value, dtype=lo.dtype)
         lo = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.minimum(lo, value), lo))
         hi = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.maximum(hi, value), hi))
         return lo, hi
 
-    def _overshoot(self, lo: Tensor, hi: Tensor, c: Tensor, n: int, delta: Tensor, view: list[int],
+    def _overshoot(self, lo: Tensor, hi: Tensor, c: Tensor, scale: Tensor, n: int, delta: Tensor, view: list[int],
                    elem_type: int) -> tuple[Tensor, Tensor]:
         """Cubic negative-weight overshoot, then the float error of the weighted sum."""
         mass = torch.zeros_like(c, dtype=torch.float64)
-        if self.mode == "cubic":
-            index, weights = self._taps(c, n)
+        antialiased = self._antialiased
+        if antialiased:
+            index, weights = self._antialias_taps(c, n, scale)
+            if self.mode == "cubic":  # float32 weights and coordinates: a generous relative slack
+                mass = weights.clamp(max=0).abs().sum(0) * (1 + 1e-3) + 1e-5
+        elif self.mode == "cubic":
+            index, weights = self._taps(c, n, scale)
             total = weights.sum(0).abs().clamp(min=0.1)
             a = abs(self.cubic_coeff_a)
             mass = weights.clamp(max=0).abs().sum(0) + 4 * delta * (45 * a + 12) / total + 1e-6
@@ -227,7 +309,8 @@ class Resize(OpRule):
         new_hi = scaled(1 + s, hi) - scaled(s, lo)
         magnitude = torch.maximum(lo.abs(), hi.abs()) * (1 + 2 * s)
         nonneg = (lo >= 0) & (s == 0)
-        terms = 4 if self.mode == "linear" else 8  # taps, plus the float error of the weights
+        # taps, plus the float error of the weights (and of their float32 normalisation)
+        terms = 2 * index.shape[0] + 4 if antialiased else (4 if self.mode == "linear" else 8)
         return arith.with_accumulation_error(new_lo, new_hi, magnitude, terms, elem_type, nonneg)
 
 

@@ -189,7 +189,24 @@ def _resize() -> list[OpCase]:
         _resize_case("cubic-exclude", (1, 1, 4, 4), [1.0, 1.0, 2.0, 2.0], mode="cubic", exclude_outside=1,
                      cubic_coeff_a=-0.5),
         _resize_case("cubic-down", (1, 1, 6, 5), s_down, mode="cubic"),
+        _resize_case("aspect-not-larger", (1, 2, 9, 12), sizes=[4, 4], axes=[2, 3], mode="linear",
+                     keep_aspect_ratio_policy="not_larger"),
+        _resize_case("aspect-not-smaller", (1, 2, 9, 12), sizes=[4, 7], axes=[2, 3],
+                     keep_aspect_ratio_policy="not_smaller"),
     ]
+    for mode in ("linear", "cubic"):  # antialiasing filters (opset 18): shrinking, growing, both edge rules
+        cases += [
+            _resize_case(f"{mode}-antialias-down", (1, 2, 8, 9), s_down, mode=mode, antialias=1),
+            _resize_case(f"{mode}-antialias-far-down", (1, 1, 10, 12), [1.0, 1.0, 0.3, 0.25], mode=mode,
+                         antialias=1, exclude_outside=1),
+            _resize_case(f"{mode}-antialias-up", (1, 1, 4, 5), [1.0, 1.0, 2.0, 1.5], mode=mode, antialias=1),
+            _resize_case(f"{mode}-antialias-align", (1, 2, 10, 8), [1.0, 1.0, 0.5, 0.75], mode=mode, antialias=1,
+                         coordinate_transformation_mode="align_corners"),
+            _resize_case(f"{mode}-antialias-crop", (1, 1, 6, 8), [1.0, 1.0, 0.5, 0.75], mode=mode, antialias=1,
+                         roi=[0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2], coordinate_transformation_mode="tf_crop_and_resize",
+                         extrapolation_value=7.0),
+            _resize_case(f"{mode}-antialias-nhwc", (2, 10, 7, 3), [1.0, 0.45, 0.8, 1.0], mode=mode, antialias=1),
+        ]
     return cases + _resize_before_11()
 
 
