@@ -1,4 +1,4 @@
-"""Operators that place input values into a zero-filled output: MaxUnpool, Col2Im, CenterCropPad.
+"""Operators that place input values into an output: MaxUnpool, Col2Im, CenterCropPad, TensorScatter.
 
 MaxUnpool writes each element of X at the flat position its index names (onnxruntime: positions in the
 flat *output* tensor, the last write wins, an index outside it is a runtime error); positions nobody
@@ -7,7 +7,12 @@ bound tensors); with index ranges, a position gets the hull of the elements that
 with 0 unless some element writes it for sure. Col2Im sums overlapping column patches into an image
 (F.fold generalised to any rank): the bounds of each pixel are the sums of the bounds of the entries
 that land on it, widened by the float error of a sum of that many terms. CenterCropPad moves a centred
-window and pads with zeros: exact. Invariants: bounds sound for any input inside the intervals, never
+window and pads with zeros: exact. TensorScatter (a KV cache update) writes ``update`` into
+``past_cache`` along the sequence axis from each batch entry's write index (mod the cache length in
+``circular`` mode): exact indices move the bounds exactly; a range of write indices gives each position
+that some index writes the hull of the update (joined with the cache where a write is not certain).
+In ``linear`` mode a write past the cache is onnxruntime's runtime error, so only indices that fit
+count. Invariants: bounds sound for any input inside the intervals, never
 NaN; ``rounds = False`` except for Col2Im's sums, which round once per addition.
 """
 
@@ -27,7 +32,7 @@ from ranum.ops._base import NodeContext, OpRule, exact_ints, inferred_shape, str
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["CenterCropPad", "Col2Im", "MaxUnpool", "MaxUnpool9", "last_writers", "paint_range_min"]
+__all__ = ["CenterCropPad", "Col2Im", "MaxUnpool", "MaxUnpool9", "TensorScatter", "last_writers", "paint_range_min"]
 
 
 # ------------------------------------------------------------------------------ scatter helpers
@@ -307,3 +312,100 @@ class CenterCropPad(OpRule):
         windows = self._windows(x.shape, exact_ints(shape, "shape", "CenterCropPad"))
         return structural(lambda t: self._move(t, windows), x, ctx.budget)
 
+
+
+@register("TensorScatter", since=24)
+class TensorScatter(OpRule):
+    """``present = past_cache`` with ``update[b]`` written at positions ``write_indices[b] + s`` of ``axis``."""
+
+    axis: int = -2
+    mode: str = "linear"
+    rounds = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("linear", "circular"):
+            raise UnsupportedOperator(f"TensorScatter: unknown mode '{self.mode}' (linear or circular)")
+
+    def _axis(self, cache: Sequence[int] | None, update: Sequence[int] | None) -> int:
+        """The sequence axis, checked: not the batch axis, and the update's shape fits the cache."""
+        if cache is None or update is None:
+            raise UnsupportedOperator("TensorScatter: operands of unknown shape")
+        rank = len(cache)
+        if not -rank <= self.axis < rank or self.axis % rank == 0 or len(update) != rank:
+            raise UnsupportedOperator(f"TensorScatter: axis {self.axis} does not fit a rank-{rank} cache "
+                                      "(axis 0 is the batch)")
+        axis = self.axis % rank
+        if any(u != c for a, (u, c) in enumerate(zip(update, cache)) if a != axis) or update[axis] > cache[axis]:
+            raise UnsupportedOperator(f"TensorScatter: update of shape {list(update)} does not fit a cache of "
+                                      f"shape {list(cache)} on axis {axis}")
+        return axis
+
+    def _positions(self, start: int, count: int, length: int) -> Tensor:
+        """Cache positions written from ``start`` (a write past the cache is an error in linear mode)."""
+        positions = torch.arange(start, start + count)
+        if self.mode == "circular":
+            return positions % length
+        if start < 0 or start + count > length:
+            raise UnsupportedOperator(f"TensorScatter: write index {start} with {count} updates leaves a cache "
+                                      f"of length {length} (onnxruntime fails)")
+        return positions
+
+    def _written(self, cache: Tensor, update: Tensor, starts: Sequence[int], axis: int) -> Tensor:
+        out = cache.clone()
+        for b, start in enumerate(starts):
+            positions = self._positions(start, update.shape[axis], cache.shape[axis])
+            out[b].index_copy_(axis - 1, positions, update[b])
+        return out
+
+    def _starts(self, write_indices: Interval | Tensor | None, batch: int) -> list[int]:
+        starts = exact_ints(write_indices, "write_indices", "TensorScatter")
+        return [0] * batch if starts is None else starts
+
+    def concrete(self, ctx: NodeContext, past_cache: Tensor, update: Tensor,
+                 write_indices: Tensor | None = None) -> Tensor:
+        axis = self._axis(tuple(past_cache.shape), tuple(update.shape))
+        return self._written(past_cache, update, self._starts(write_indices, past_cache.shape[0]), axis)
+
+    def abstract(self, ctx: NodeContext, past_cache: Interval, update: Interval,
+                 write_indices: Interval | None = None) -> Interval:
+        axis = self._axis(past_cache.shape, update.shape)
+        if write_indices is None or write_indices.is_exact:
+            starts = self._starts(write_indices, past_cache.shape[0])
+            (cache_lo, cache_hi), (up_lo, up_hi) = past_cache.full(), update.full()
+            return Interval.from_full(self._written(cache_lo, up_lo, starts, axis),
+                                      self._written(cache_hi, up_hi, starts, axis), past_cache.elem_type, ctx.budget)
+        return self._ranged(past_cache, update, write_indices, axis, ctx.budget)
+
+    def _ranged(self, cache: Interval, update: Interval, write_indices: Interval, axis: int, budget: int) -> Interval:
+        """Write indices in ranges: every position some index writes may hold any update element of its
+        batch entry (and keeps the cache's value unless every index writes it)."""
+        (lo, hi), (up_lo, up_hi) = cache.full(), update.full()
+        lo, hi = lo.clone(), hi.clone()
+        first, last = (t.reshape(-1).tolist() for t in write_indices.full())
+        count, length = update.shape[axis], cache.shape[axis]
+        for b, (low_start, high_start) in enumerate(zip(first, last)):
+            maybe, surely = self._reach(int(low_start), int(high_start), count, length)
+            if not maybe:
+                continue
+            u_lo, u_hi = up_lo[b].amin(axis - 1, keepdim=True), up_hi[b].amax(axis - 1, keepdim=True)
+            for positions, keep in ((maybe, True), (surely, False)):
+                index = torch.tensor(sorted(positions), dtype=torch.long)
+                old_lo, old_hi = lo[b].index_select(axis - 1, index), hi[b].index_select(axis - 1, index)
+                new_lo = torch.minimum(old_lo, u_lo) if keep else u_lo.expand_as(old_lo)
+                new_hi = torch.maximum(old_hi, u_hi) if keep else u_hi.expand_as(old_hi)
+                lo[b].index_copy_(axis - 1, index, new_lo.contiguous())
+                hi[b].index_copy_(axis - 1, index, new_hi.contiguous())
+        return Interval.from_full(lo, hi, cache.elem_type, budget)
+
+    def _reach(self, low_start: int, high_start: int, count: int, length: int) -> tuple[set[int], set[int]]:
+        """Positions that some write index in [low_start, high_start] writes, and those that every one does."""
+        if self.mode == "linear":  # indices whose writes leave the cache fail at run time: they do not count
+            low_start, high_start = max(low_start, 0), min(high_start, length - count)
+        if count == 0 or low_start > high_start:
+            return set(), set()
+        if high_start - low_start + count >= length and self.mode == "circular":
+            maybe = set(range(length))
+        else:
+            maybe = {p % length for p in range(low_start, high_start + count)}
+        surely = {p % length for p in range(high_start, low_start + count)}
+        return maybe, surely

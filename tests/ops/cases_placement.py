@@ -1,7 +1,8 @@
 """Soundness cases: MaxUnpool (exact indices as MaxPool makes them, repeated indices, index ranges,
 1-D to 3-D, opsets 9 to 22; output_shape is in test_placement.py: shape inference leaves that output
 without a shape, which the one-node harness needs), Col2Im (1-D to 3-D, strides, pads, 2-D dilations) and
-CenterCropPad (crop, pad, both, axes, integers)."""
+CenterCropPad (crop, pad, both, axes, integers) and TensorScatter (prefill, exact and ranged write
+indices, linear and circular, other sequence axes)."""
 
 from __future__ import annotations
 
@@ -87,4 +88,27 @@ def _center_crop_pad() -> list[OpCase]:
     return cases
 
 
-CASES = _max_unpool() + _col2im() + _center_crop_pad()
+def _tensor_scatter() -> list[OpCase]:
+    cache, update = Operand((2, 3, 8, 4)), Operand((2, 3, 3, 4), low=5.0, high=9.0)
+
+    def case(name: str, indices: Operand | None, **attrs) -> OpCase:
+        inputs = (cache, update) + ((indices,) if indices else ())
+        return OpCase("TensorScatter", inputs, attrs=attrs, opset=24, name=f"TensorScatter-{name}")
+
+    return [
+        case("prefill", None),
+        case("exact", Operand((2,), I64, value=[1, 5])),
+        case("circular-wraps", Operand((2,), I64, value=[6, 7]), mode="circular"),
+        case("ranged", Operand((2,), I64, low=2, high=4)),
+        case("ranged-circular", Operand((2,), I64, low=3, high=9), mode="circular"),
+        case("ranged-wide-circular", Operand((2,), I64, low=0, high=30), mode="circular"),
+        OpCase("TensorScatter", (Operand((1, 6, 2)), Operand((1, 2, 2), low=-9.0, high=-5.0),
+                                 Operand((1,), I64, low=0, high=4)), attrs={"axis": 1}, opset=24,
+               name="TensorScatter-axis1-ranged"),
+        OpCase("TensorScatter", (Operand((2, 5), I64, -9, 9), Operand((2, 2), I64, 20, 30),
+                                 Operand((2,), I64, value=[0, 3])),
+               attrs={"axis": -1}, opset=24, name="TensorScatter-int64-last-axis"),
+    ]
+
+
+CASES = _max_unpool() + _col2im() + _center_crop_pad() + _tensor_scatter()
