@@ -16,6 +16,7 @@ import numpy as np
 
 from ranum.config import AnalysisConfig
 from ranum.domain.ranges import Assumption, RangeSpec, initial_intervals, parse_spec
+from ranum.domain.sequence import SequenceValue
 from ranum.errors import RangeSpecError
 from ranum.graph.loader import ModelSource, load_model
 from ranum.graph.model import Graph
@@ -41,7 +42,9 @@ class Analysis:
     phase_seconds: Mapping[str, float] = field(default_factory=dict)
 
     def bounds(self, tensor: str) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds of a tensor, as arrays of the tensor's shape.
+        """Lower and upper bounds of a tensor, as arrays of the tensor's shape (0-d arrays bounding every
+        element when the shape is unknown, and for a sequence: bounds of every element of its tensors;
+        NaN for a sequence that is always empty).
 
         Raises:
             RangeSpecError: if the graph has no tensor of that name.
@@ -49,6 +52,8 @@ class Analysis:
         iv = self.run.env.get(tensor)
         if iv is None:
             raise RangeSpecError(f"the graph has no tensor named '{tensor}'")
+        if isinstance(iv, SequenceValue):
+            return np.array(iv.min()), np.array(iv.max())
         if iv.shape is None:
             return iv.lower.detach().numpy(), iv.upper.detach().numpy()
         lo, hi = iv.full()

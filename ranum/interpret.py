@@ -4,6 +4,12 @@ The environment of values is local to one run. Abstract mode records, for every 
 graph and of its subgraphs, the join of all intervals it took (a Loop body runs many times), plus
 the rule used at each node and the nodes that had no usable rule. Exact inputs take a fast path:
 the concrete rule runs on the values and the result stays exact (rounded outward for float ops).
+
+A value is an :class:`Interval` for a tensor and a :class:`SequenceValue` for a sequence of tensors
+(a Python list of tensors in concrete mode). Only rules that read sequences (the sequence operators,
+Identity, If, Loop) receive them; the fast path takes exact tensors only, and a rule whose concrete
+result is a sequence gets its abstract rule instead. Nodes without a rule give sequence-typed outputs
+the widest sequence.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from torch import Tensor
 from ranum.config import AnalysisConfig
 from ranum.domain.dtypes import elem_type_of, is_float, torch_dtype
 from ranum.domain.interval import Interval
+from ranum.domain.sequence import SequenceValue, Value, join_values
 from ranum.errors import AnalysisError, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
-from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, NodeContext, OpRule
+from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, OWN_RULE, NodeContext, OpRule
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.registry import Registry
 
@@ -40,7 +47,8 @@ class AbstractRun:
     """Everything one abstract run computed."""
 
     graph: Graph
-    env: dict[str, Interval] = field(default_factory=dict)
+    # tensor name -> its Interval, or its SequenceValue for a sequence of tensors
+    env: dict[str, Value] = field(default_factory=dict)
     rules: dict[str, OpRule] = field(default_factory=dict)
     # nodes whose operator (or this use of it) has no rule, with the reason
     unsupported: dict[str, str] = field(default_factory=dict)
@@ -49,15 +57,15 @@ class AbstractRun:
     not_analysed: dict[str, str] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
 
-    def record(self, name: str, value: Interval) -> None:
-        """Remember a tensor's interval, joined with what it took before (subgraph re-runs)."""
+    def record(self, name: str, value: Value) -> None:
+        """Remember a tensor's interval (or sequence value), joined with what it took before (subgraph re-runs)."""
         old = self.env.get(name)
-        self.env[name] = value if old is None else old.join(value)
+        self.env[name] = value if old is None else join_values(old, value)
 
 
 def run_abstract(
     graph: Graph,
-    initial: Mapping[str, Interval],
+    initial: Mapping[str, Value],
     config: AnalysisConfig | None = None,
     registry: Registry = REGISTRY,
 ) -> AbstractRun:
@@ -76,8 +84,8 @@ class _AbstractWalker:
         self._producers = {out: node for node in graph.all_nodes() for out in node.outputs if out}
         self._memo: dict = {}
 
-    def run(self, initial: Mapping[str, Interval]) -> AbstractRun:
-        env: dict[str, Interval] = dict(initial)
+    def run(self, initial: Mapping[str, Value]) -> AbstractRun:
+        env: dict[str, Value] = dict(initial)
         for name, value in initial.items():
             self.result.record(name, value)
         self._walk(self.graph, env)
@@ -89,8 +97,8 @@ class _AbstractWalker:
         return self.result
 
     # SubgraphRunner protocol --------------------------------------------------------------
-    def abstract(self, graph: Graph, inputs: Sequence[Interval | None]) -> list[Interval]:
-        local: MutableMapping[str, Interval] = ChainMap({}, self._scope[-1])
+    def abstract(self, graph: Graph, inputs: Sequence[Value | None]) -> list[Value]:
+        local: MutableMapping[str, Value] = ChainMap({}, self._scope[-1])
         for info, value in zip(graph.inputs, inputs):
             if value is not None:
                 local[info.name] = value
@@ -115,16 +123,17 @@ class _AbstractWalker:
         return self._producers.get(name)
 
     def interval(self, name: str) -> Interval | None:
-        return self._scope[-1].get(name) if self._scope else None
+        value = self._scope[-1].get(name) if self._scope else None
+        return value if isinstance(value, Interval) else None
 
     @property
     def memo(self) -> dict:
         return self._memo
 
     # ---------------------------------------------------------------------------------------
-    _scope: list[MutableMapping[str, Interval]]
+    _scope: list[MutableMapping[str, Value]]
 
-    def _walk(self, graph: Graph, env: MutableMapping[str, Interval]) -> None:
+    def _walk(self, graph: Graph, env: MutableMapping[str, Value]) -> None:
         if not hasattr(self, "_scope"):
             self._scope = []
         self._scope.append(env)
@@ -160,8 +169,8 @@ class _AbstractWalker:
             log.warning("node %s: %s; its outputs get the widest interval", node.describe(), reason)
         self.result.not_analysed[node.name] = reason
 
-    def _evaluate(self, graph: Graph, node: Node, env: Mapping[str, Interval]) -> list[Interval]:
-        inputs: list[Interval | None] = []
+    def _evaluate(self, graph: Graph, node: Node, env: Mapping[str, Value]) -> list[Value]:
+        inputs: list[Value | None] = []
         for name in node.inputs:
             if not name:
                 inputs.append(None)
@@ -174,7 +183,8 @@ class _AbstractWalker:
         if rule is None:
             return self._top(ctx)
         try:
-            if any(iv is not None and iv.shape is None for iv in inputs):
+            if rule.unknown_shapes != OWN_RULE and any(isinstance(iv, Interval) and iv.shape is None
+                                                       for iv in inputs):
                 return self._without_shapes(rule, ctx, inputs)
             outputs = self._apply(rule, ctx, inputs)
         except UnsupportedOperator as exc:
@@ -213,28 +223,38 @@ class _AbstractWalker:
                                                   for h in copied])
         return [joined for _ in ctx.node.outputs]
 
-    def _apply(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval]:
+    def _apply(self, rule: OpRule, ctx: NodeContext, inputs: list[Value | None]) -> list[Value]:
         present = [iv for iv in inputs if iv is not None]
-        if rule.deterministic and not rule.accumulates and all(iv.is_exact for iv in present) \
+        outs = None
+        if rule.deterministic and not rule.accumulates and all(isinstance(iv, Interval) and iv.is_exact
+                                                               for iv in present) \
                 and not _has_subgraph(ctx.node):
-            values = [None if iv is None else iv.exact_value() for iv in inputs]
-            float_type = next((iv.elem_type for iv in present if is_float(iv.elem_type)), 0)
-            if rule.rounds:
-                # evaluate rounding ops in float64: the result then has the real result's sign and
-                # lies within a float64 ulp of it, which the outward rounding below covers
-                values = [v.to(torch.float64) if v is not None and v.is_floating_point() else v for v in values]
-            raw = _as_tuple(rule.concrete(ctx, *values))
-            outs = [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
-            if rule.rounds and all(_exactly_simple(out) for out in outs):
+            outs = self._exact(rule, ctx, inputs)
+            if outs is not None and rule.rounds and all(_exactly_simple(out) for out in outs):
                 return outs  # e.g. 16 ** 0.5 = 4 (a grid size): every faithful evaluation gives it exactly
-        else:
-            outs = list(_as_tuple(rule.abstract(ctx, *inputs)))
+        if outs is None:
+            outs = list(_as_outputs(ctx, rule.abstract(ctx, *inputs)))
         outs = [_finish(rule, out, ctx.budget) for out in outs]
-        if outs and ctx.node.op_type in NORM_CAPPED and not outs[0].is_point:
+        if outs and ctx.node.op_type in NORM_CAPPED and isinstance(outs[0], Interval) and not outs[0].is_point:
             outs[0] = capped_by_norm(ctx, outs[0])
         return outs
 
-    def _context(self, graph: Graph, node: Node, inputs: list[Interval | None]) -> NodeContext:
+    def _exact(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval] | None:
+        """The fast path: the concrete rule on exact tensors, its results as points (None when a result is
+        a sequence: the abstract rule, exact on exact operands, then gives it with its element type)."""
+        present = [iv for iv in inputs if iv is not None]
+        values = [None if iv is None else iv.exact_value() for iv in inputs]
+        float_type = next((iv.elem_type for iv in present if is_float(iv.elem_type)), 0)
+        if rule.rounds:
+            # evaluate rounding ops in float64: the result then has the real result's sign and
+            # lies within a float64 ulp of it, which the outward rounding below covers
+            values = [v.to(torch.float64) if v is not None and v.is_floating_point() else v for v in values]
+        raw = _as_outputs(ctx, rule.concrete(ctx, *values))
+        if any(isinstance(v, list) for v in raw):
+            return None
+        return [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
+
+    def _context(self, graph: Graph, node: Node, inputs: list[Value | None]) -> NodeContext:
         infos = [graph.info(o) if o else None for o in node.outputs]
         return NodeContext(
             node=node,
@@ -245,14 +265,19 @@ class _AbstractWalker:
             budget=self.config.block_budget,
             subgraphs=self,
             graph=self,
+            output_sequences=tuple(bool(info and info.sequence) for info in infos),
         )
 
-    def _top(self, ctx: NodeContext) -> list[Interval]:
-        return [Interval.top(shape, etype or 1) for shape, etype in zip(ctx.output_shapes, ctx.output_types)]
+    def _top(self, ctx: NodeContext) -> list[Value]:
+        return [SequenceValue.top(etype or 1, shape) if ctx.output_is_sequence(i) else Interval.top(shape, etype or 1)
+                for i, (shape, etype) in enumerate(zip(ctx.output_shapes, ctx.output_types))]
 
 
-def _finish(rule: OpRule, out: Interval, budget: int) -> Interval:
-    """Block budget, outward rounding for float results, then the operator's mathematical range."""
+def _finish(rule: OpRule, out: Value, budget: int) -> Value:
+    """Block budget, outward rounding for float results, then the operator's mathematical range (a sequence
+    is passed on as it is: sequence rules only move tensors)."""
+    if isinstance(out, SequenceValue):
+        return out
     if out.shape is not None and out.numblocks > budget and not out.is_exact:
         out = Interval.create(out.lower, out.upper, out.splits, out.shape, out.elem_type, budget)
     return rule.rounded(out)
@@ -286,6 +311,14 @@ def _as_tuple(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
+def _as_outputs(ctx: NodeContext, value) -> tuple:
+    """A rule's result as one value per output: a bare list is one sequence when the node's only output
+    is declared a sequence (Identity passing a concrete sequence on), else one entry per output."""
+    if isinstance(value, list) and len(ctx.node.outputs) == 1 and ctx.output_is_sequence(0):
+        return (value,)
+    return _as_tuple(value)
+
+
 def _has_subgraph(node: Node) -> bool:
     return any(isinstance(v, Graph) or isinstance(v, list) and v and isinstance(v[0], Graph)
                for v in node.attributes.values())
@@ -294,9 +327,10 @@ def _has_subgraph(node: Node) -> bool:
 # ------------------------------------------------------------------------------- concrete mode
 @dataclass
 class ConcreteRun:
-    """Values of every tensor in one concrete execution (main graph and last subgraph runs)."""
+    """Values of every tensor in one concrete execution (main graph and last subgraph runs); a sequence's
+    value is a list of tensors."""
 
-    values: dict[str, Tensor] = field(default_factory=dict)
+    values: dict[str, Tensor | list[Tensor]] = field(default_factory=dict)
 
 
 def run_concrete(
@@ -358,15 +392,23 @@ class _ConcreteWalker:
                 ctx = NodeContext(
                     node=node,
                     opset=self.graph.opset,
-                    input_types=tuple(0 if a is None else elem_type_of(a.dtype) for a in args),
+                    input_types=tuple(_concrete_type(a) for a in args),
                     output_types=tuple(i.elem_type if i else 0 for i in infos),
                     output_shapes=tuple(i.shape if i else None for i in infos),
                     budget=0,
                     subgraphs=self,
+                    output_sequences=tuple(bool(i and i.sequence) for i in infos),
                 )
-                for name, value in zip(node.outputs, _as_tuple(rule.concrete(ctx, *args))):
+                for name, value in zip(node.outputs, _as_outputs(ctx, rule.concrete(ctx, *args))):
                     if name:
                         env[name] = value
                         self.result.values[name] = value
         finally:
             self._scope.pop()
+
+
+def _concrete_type(value: Tensor | list[Tensor] | None) -> int:
+    """Element type of a concrete operand (of its tensors for a sequence; 0 when absent or empty)."""
+    if value is None or isinstance(value, list) and not value:
+        return 0
+    return elem_type_of((value[0] if isinstance(value, list) else value).dtype)

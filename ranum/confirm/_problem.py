@@ -15,6 +15,7 @@ import torch
 from ranum.analysis import Analysis
 from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.ranges import RangeSpec
+from ranum.errors import RanumError
 from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph, Node
 
@@ -56,17 +57,27 @@ def make_problem(analysis: Analysis, node_name: str) -> Problem:
     graph = analysis.graph
     node = next(n for n in graph.nodes if n.name == node_name)
     boxes = []
+    pruned = prune(graph, node)
     for a in analysis.assumptions:
         if a.low is None:
             continue
         info = graph.info(a.tensor)
+        if info is not None and info.sequence:
+            _refuse_sequence(pruned, a.tensor)
+            continue
         initial = initializer_value(graph, a.tensor) if a.tensor in graph.initializers else None
         shape = tuple(info.shape) if info is not None and info.shape is not None else tuple(np.shape(initial))
         elem_type = info.elem_type if info is not None else graph.initializers[a.tensor].data_type
         low = max(a.low, -SEARCH_LIMIT)
         high = min(a.high, SEARCH_LIMIT)
         boxes.append(Box(a.tensor, a.role, shape, elem_type, low, high, initial))
-    return Problem(prune(graph, node), graph, node, tuple(boxes), analysis.spec)
+    return Problem(pruned, graph, node, tuple(boxes), analysis.spec)
+
+
+def _refuse_sequence(pruned: Graph, name: str) -> None:
+    """A sequence-typed input that the target depends on cannot be searched (only tensors are)."""
+    if any(name in node.reads() for node in pruned.nodes):
+        raise RanumError(f"input '{name}' is a sequence of tensors: confirm searches tensors only")
 
 
 def prune(graph: Graph, target: Node) -> Graph:

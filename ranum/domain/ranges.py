@@ -15,7 +15,9 @@ Defaults (documented in README): a float input without a range gets [-1, 1], an 
 input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
 with ``lo, hi`` their min and max and ``r = max(hi - lo, max|w|)``, the range is
 ``[lo - r, hi + r]``, kept non-negative (non-positive) when every initial value is; an all-zero
-weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid.
+weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid. A sequence-typed
+graph input may hold any number of tensors (of its declared element shape, when known), each
+inside its range.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
+from ranum.domain.sequence import SequenceValue, Value
 from ranum.domain.spec import (  # noqa: F401  (re-exported: the spec is part of this module's interface)
     WEIGHT_MODES,
     Assumption,
@@ -58,17 +61,17 @@ ZERO_WEIGHT_BOX = (-1.0, 1.0)
 
 
 def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] = frozenset()
-                      ) -> tuple[dict[str, Interval], list[Assumption]]:
+                      ) -> tuple[dict[str, Value], list[Assumption]]:
     """Intervals of every graph input and initializer under ``spec``, and the assumptions made;
     ``parameters``: initializers that hold settings, constants unless the spec names them."""
     names = {info.name for info in graph.inputs} | set(graph.initializers)
     for name in list(spec.inputs) + list(spec.weights):
         if name not in names:
             raise RangeSpecError(f"range given for '{name}', which is neither a graph input nor an initializer")
-    env: dict[str, Interval] = {}
+    env: dict[str, Value] = {}
     notes: list[Assumption] = []
     for info in graph.inputs:
-        if info.shape is None:
+        if info.shape is None and not info.sequence:
             raise RangeSpecError(f"graph input '{info.name}' has no known shape")
         if info.name in spec.inputs:
             low, high = spec.inputs[info.name]
@@ -76,7 +79,8 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
         else:
             low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
             source = "default"
-        env[info.name] = _box(low, high, info.shape, info.elem_type)
+        box = _box(low, high, info.shape, info.elem_type)
+        env[info.name] = SequenceValue.bounded(0, None, box, info.elem_type) if info.sequence else box
         notes.append(Assumption(info.name, "input", low, high, source))
     for name, proto in graph.initializers.items():
         setting = name in parameters and name not in spec.weights

@@ -101,8 +101,8 @@ def _targets(analysis: Analysis, tensors: list[str]) -> list[_Target]:
         if a is None or a.low is None or not math.isfinite(a.low) or not math.isfinite(a.high) or a.high <= a.low:
             continue
         info = analysis.graph.info(name)
-        if not is_float(info.elem_type):  # Clip rejects bool; integer ranges are indices or counts
-            continue
+        if not is_float(info.elem_type) or info.sequence:  # Clip rejects bool and sequences; integer
+            continue  # ranges are indices or counts
         ordinary = None
         if name in analysis.graph.initializers:
             value = initializer_value(analysis.graph, name)

@@ -347,14 +347,25 @@ def _convert_graph(
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
-    if not value.type.HasField("tensor_type"):
+    """Facts about a tensor, or about the tensors of a sequence of tensors; None for other types
+    (optionals, maps, sequences of sequences)."""
+    kind = value.type.WhichOneof("value")
+    if kind == "sequence_type" and value.type.sequence_type.elem_type.WhichOneof("value") == "tensor_type":
+        ttype = value.type.sequence_type.elem_type.tensor_type
+        return TensorInfo(value.name, ttype.elem_type, _shape(ttype), sequence=True)
+    if kind != "tensor_type":
         return None
     ttype = value.type.tensor_type
+    return TensorInfo(value.name, ttype.elem_type, _shape(ttype))
+
+
+def _shape(ttype: onnx.TypeProto.Tensor) -> tuple[int, ...] | None:
+    """A tensor type's shape when every dimension is a number, else None."""
     shape = None
     if ttype.HasField("shape"):
         dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
         shape = None if any(d is None for d in dims) else tuple(int(d) for d in dims)
-    return TensorInfo(value.name, ttype.elem_type, shape)
+    return shape
 
 
 def _topological(graph: onnx.GraphProto, available: set[str], outer: Mapping[str, TensorInfo] | None) -> list:

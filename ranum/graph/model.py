@@ -2,7 +2,8 @@
 
 Invariants: ``Graph.nodes`` is topologically sorted; every node has a unique, stable name (unnamed
 ONNX nodes are named ``<OpType>_<position>``, see :func:`stable_node_names`); shapes in
-``TensorInfo`` are concrete (symbolic dimensions were substituted at load time) or None.
+``TensorInfo`` are concrete (symbolic dimensions were substituted at load time) or None; a
+sequence-typed value has a ``TensorInfo`` describing its tensors, with ``sequence`` set.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ __all__ = ["Graph", "Node", "TensorInfo"]
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """Element type and shape of one tensor (shape None when unknown)."""
+    """Element type and shape of one tensor (shape None when unknown). For a sequence of tensors
+    (``sequence`` True), the element type and shape of its tensors (shape None when unknown or when
+    they differ)."""
 
     name: str
     elem_type: int
     shape: tuple[int, ...] | None
+    sequence: bool = False
 
 
 @dataclass(frozen=True)

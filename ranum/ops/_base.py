@@ -4,6 +4,10 @@ A rule is a frozen dataclass whose fields are the operator's ONNX attributes (wi
 defaults). ``concrete`` implements exact ONNX semantics on torch tensors; ``abstract`` maps input
 intervals to output intervals soundly, for real-number results: the interpreter then rounds float
 results outward by ``ulps`` units (when ``rounds``) and clamps them into ``output_range``.
+
+Sequence values (:class:`~ranum.domain.sequence.SequenceValue` in abstract mode, lists of tensors
+in concrete mode) reach only the rules that read them. A rule returns a sequence output inside a
+tuple (one entry per output): a bare list would read as several outputs.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ if TYPE_CHECKING:
     from ranum.ops.hazards import Hazard
 
 __all__ = [
-    "COPIES", "COPIES_ALL", "COUNTS", "ELEMENTWISE", "GraphView", "NodeContext", "OpRule", "Outputs", "SubgraphRunner",
-    "UnaryRule", "exact_ints", "inferred_shape", "structural",
+    "COPIES", "COPIES_ALL", "COUNTS", "ELEMENTWISE", "OWN_RULE", "GraphView", "NodeContext", "OpRule", "Outputs",
+    "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape", "structural",
 ]
 
 Outputs = Interval | tuple[Interval, ...]
@@ -36,10 +40,12 @@ ELEMENTWISE = "elementwise"  # each output element is the operator on elements o
 COPIES = "copies"  # each output element is an element of the first operand (Reshape, Gather, Slice...)
 COPIES_ALL = "copies-all"  # each output element is an element of one of the operands (Concat)
 COUNTS = "counts"  # each output element is a size or an index: a non-negative int64 (Shape, NonZero...)
+OWN_RULE = "own-rule"  # the rule's abstract semantics take operands of unknown shape themselves (sequences)
 
 
 class SubgraphRunner(Protocol):
-    """Evaluates a subgraph (If branch, Loop body) in the current run's environment."""
+    """Evaluates a subgraph (If branch, Loop body) in the current run's environment (values may also be
+    sequences: SequenceValue in abstract mode, lists of tensors in concrete mode)."""
 
     def abstract(self, graph: Graph, inputs: Sequence[Interval | None]) -> list[Interval]: ...
 
@@ -71,11 +77,18 @@ class NodeContext:
     budget: int
     subgraphs: SubgraphRunner | None = None
     graph: GraphView | None = None
+    # per output, whether its declared type is a sequence of tensors (then output_types/output_shapes
+    # describe its tensors); empty when nothing was declared
+    output_sequences: tuple[bool, ...] = ()
 
     def same_input(self, first: int, second: int) -> bool:
         """Whether two operands are the very same tensor (enables x - x = 0, x * x >= 0)."""
         names = self.node.inputs
         return first < len(names) and second < len(names) and bool(names[first]) and names[first] == names[second]
+
+    def output_is_sequence(self, index: int = 0) -> bool:
+        """Whether an output is declared as a sequence of tensors."""
+        return index < len(self.output_sequences) and self.output_sequences[index]
 
     def output_type(self, index: int = 0, default: int = 0) -> int:
         """Declared element type of an output (``default`` when shape inference did not say)."""
