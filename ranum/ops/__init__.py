@@ -36,6 +36,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     reduce,
     resize,
     sampling,
+    scan,
     sequence,
     shape,
     softmax,
