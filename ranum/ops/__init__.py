@@ -16,6 +16,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     conv_pool,
     convert,
     deform_conv,
+    determinant,
     exp_log,
     experimental,
     indexing,

@@ -1,4 +1,4 @@
-"""Soundness cases: MatMul, Gemm, Einsum."""
+"""Soundness cases: MatMul, Gemm, Einsum, Det."""
 
 from onnx import TensorProto
 
@@ -47,4 +47,10 @@ CASES = [
     OpCase("Einsum", (Operand((3,)), Operand((4,))), attrs={"equation": "i,j->ij"}, name="Einsum-outer"),
     OpCase("Einsum", (Operand((3, 4), I64, -4, 4), Operand((4, 2), I64, -4, 4)), attrs={"equation": "ij,jk->ik"},
            name="Einsum-int64"),
+    # Det: onnxruntime's float32 LU against a symmetric bound (ranges, batches, exact, 1x1)
+    OpCase("Det", (Operand((3, 3), low=-2.0, high=2.0),), opset=11, name="Det-3x3", rtol=1e-3),
+    OpCase("Det", (Operand((2, 4, 4), low=-1.0, high=1.0),), name="Det-batched-4x4", rtol=1e-3),
+    OpCase("Det", (Operand((2, 2), low=1.0, high=3.0),), opset=22, name="Det-2x2-positive", rtol=1e-3),
+    OpCase("Det", (Operand((1, 1), low=-5.0, high=5.0),), name="Det-1x1"),
+    OpCase("Det", (Operand((3, 3), value=[2.0, 1.0, 0.0, 1.0, 3.0, 1.0, 0.0, 1.0, 4.0]),), name="Det-exact"),
 ]
