@@ -12,6 +12,8 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     arithmetic,
     contrib,
     contrib_attention,
+    contrib_quantized,
+    contrib_quantized_reduce,
     control,
     conv_pool,
     convert,
