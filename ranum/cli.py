@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -110,11 +110,11 @@ def check(
 
     try:
         with _progress() as step:
-            source, input_ranges = _model_source(model, inputs, step)
+            source, input_ranges, notes = _model_source(model, inputs, step)
             range_spec = _range_spec(spec, ranges, weights, dims, input_ranges)
             step("analysing")
             analysis = analyze(source, range_spec, AnalysisConfig(block_budget=block_budget))
-            report = report_from(analysis, str(model))
+            report = report_from(analysis, str(model), notes)
     except RanumError as exc:
         _fail(err, str(exc))
     except OSError as exc:
@@ -169,7 +169,8 @@ def confirm(
         training = SystemConfig(lr=lr, steps=steps, batch=batch, loss=loss, train=tuple(train) or None,
                                 seconds=seconds) if system else None
         with _progress() as step:
-            source, input_ranges = _model_source(model, inputs, step)
+            source, input_ranges, notes = _model_source(model, inputs, step)
+            _warn(err, notes)
             range_spec = _range_spec(spec, ranges, weights, dims, input_ranges)
             step("analysing")
             report = run_confirm(source, range_spec, output, nodes or None, SearchConfig(seed=seed, seconds=seconds),
@@ -234,7 +235,8 @@ def fix(
 
     try:
         with _progress() as step:
-            source, input_ranges = _model_source(model, inputs, step)
+            source, input_ranges, notes = _model_source(model, inputs, step)
+            _warn(err, notes)
             range_spec = _range_spec(spec, ranges, weights, dims, input_ranges)
             step(f"searching preconditions (--on {on}, up to {seconds:g} s)")
             report = run_fix(source, range_spec, on, FixConfig(seconds=seconds))
@@ -325,14 +327,22 @@ def _check_usage(err: Console, model: Path, inputs: list[str], spec: Path | None
         _fail(err, str(exc))
 
 
-def _model_source(model: Path, inputs: list[str], step) -> tuple[Any, dict[str, tuple[float, float]]]:
-    """The ONNX file as given, or the module of ``file.py:factory`` exported (with its --input ranges)."""
+def _warn(err: Console, notes: Sequence[str]) -> None:
+    """Print what the user should know about how a module was exported (confirm and fix have no
+    report warnings to carry it)."""
+    for note in notes:
+        err.print(f"warning: {note}", markup=False, highlight=False)
+
+
+def _model_source(model: Path, inputs: list[str], step) -> tuple[Any, dict[str, tuple[float, float]], tuple[str, ...]]:
+    """The ONNX file as given, or the module of ``file.py:factory`` exported (with its --input ranges,
+    and notes on how it was exported)."""
     text = str(model)
     if ".py:" not in text:
         if inputs:
             raise RangeSpecError("--input describes the inputs of a file.py:factory model; for an ONNX file "
                                  "use --range NAME=LO,HI")
-        return model, {}
+        return model, {}, ()
     import torch
 
     from ranum.frontend import export_module, load_factory, parse_input
@@ -343,9 +353,9 @@ def _model_source(model: Path, inputs: list[str], step) -> tuple[Any, dict[str, 
     step(f"loading {text}")
     module = load_factory(text)
     generator = torch.Generator().manual_seed(0)
-    step(f"exporting {type(module).__name__} with torch.onnx.export(dynamo=True)")
+    step(f"exporting {type(module).__name__} with torch.onnx.export")
     exported = export_module(module, tuple(s.example(generator) for s in specs), input_names=[s.name for s in specs])
-    return exported.model, {s.name: (s.low, s.high) for s in specs if s.low is not None}
+    return exported.model, {s.name: (s.low, s.high) for s in specs if s.low is not None}, exported.notes
 
 
 @contextlib.contextmanager

@@ -32,11 +32,14 @@ class Report:
     phase_seconds: Mapping[str, float] = field(default_factory=dict, compare=False)
     # every node left unanalysed (unsupported ones included) -> the reason
     not_analysed_nodes: Mapping[str, str] = field(default_factory=dict)
+    # how a PyTorch module was exported, where the user should know (a traced export's limits)
+    export_notes: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> list[str]:
-        """Assumptions the user should know about (defaults taken, dims substituted, unnamed nodes)."""
-        notes = []
+        """Assumptions the user should know about (how a module was exported, defaults taken, dims
+        substituted, unnamed nodes)."""
+        notes = list(self.export_notes)
         for a in self.analysis.assumptions:
             if a.source == "default":
                 notes.append(f"input '{a.tensor}' has no range; assumed [{a.low:g}, {a.high:g}]")
@@ -77,8 +80,8 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def report_from(analysis: Analysis, model_label: str) -> Report:
-    """Detect hazards on a finished analysis."""
+def report_from(analysis: Analysis, model_label: str, export_notes: Sequence[str] = ()) -> Report:
+    """Detect hazards on a finished analysis (``export_notes``: see :attr:`Report.export_notes`)."""
     start = time.perf_counter()
     found = find_hazards(analysis.run)
     locations = source_locations(analysis.graph.proto, {f.node for f in found})
@@ -96,6 +99,7 @@ def report_from(analysis: Analysis, model_label: str) -> Report:
         seconds=analysis.seconds + detect,
         analysis=analysis,
         phase_seconds={**analysis.phase_seconds, "detect": detect},
+        export_notes=tuple(export_notes),
     )
 
 
@@ -125,10 +129,10 @@ def check(
     """
     from ranum.frontend._torch import export_module, is_module
 
-    label = None
+    label, notes = None, ()
     if is_module(model):
         exported = export_module(model, spec, ranges, input_names)
-        model, spec, label = exported.model, None, exported.label
+        model, spec, label, notes = exported.model, None, exported.label, exported.notes
     range_spec = as_spec(spec)
     if ranges:
         range_spec = range_spec.with_ranges({k: (float(v[0]), float(v[1])) for k, v in ranges.items()})
@@ -138,4 +142,4 @@ def check(
     analysis = analyze(model, range_spec, config)
     if label is None:
         label = str(model) if not hasattr(model, "graph") else (model.graph.name or "<in-memory model>")
-    return report_from(analysis, label)
+    return report_from(analysis, label, notes)

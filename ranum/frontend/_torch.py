@@ -5,8 +5,15 @@ created its operator; :mod:`ranum.frontend._source` turns it into file/line/code
 The exporter needs ``onnxscript`` (extra ``ranum[torch-frontend]``), imported only here and only
 when an export is asked for, so the rest of ranum works without it.
 
+Where the dynamo exporter fails (Python branches on tensor values, some operators it cannot
+convert, such as ``torch.cdist``), the module is exported by tracing instead (``dynamo=False``,
+opset 17): the graph is then the operations that the example input runs, so a branch it does not
+take is not in the graph. That is said in the export's ``notes`` (with the tracer's own warnings,
+which name the lines whose control flow was fixed), which reach the report's warnings.
+
 Invariants: graph inputs are named after the ``forward`` parameters (or ``input_names``); range
-names are checked later, by the analysis, like any range; export failures are :class:`ModelError`.
+names are checked later, by the analysis, like any range; export failures (of both exporters) are
+:class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -60,12 +67,14 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class ExportedModel:
-    """An exported module: the ONNX model, its input names and the ranges given for them."""
+    """An exported module: the ONNX model, its input names and the ranges given for them, and what the
+    user should know about how it was exported (``notes``: empty for a dynamo export)."""
 
     model: onnx.ModelProto
     input_names: tuple[str, ...]
     ranges: Mapping[str, tuple[float, float]]
     label: str
+    notes: tuple[str, ...] = ()
 
 
 def is_module(obj: object) -> bool:
@@ -180,11 +189,10 @@ def export_module(
                          "pip install 'ranum[torch-frontend]'")
     args, kwargs = _split_inputs(example_inputs)
     names = tuple(input_names) if input_names is not None else _parameter_names(module, len(args)) + tuple(kwargs)
-    program = _run_exporter(module, args, kwargs, names)
-    model = program.model_proto
+    model, notes = _run_exporter(module, args, kwargs, names)
     graph_inputs = tuple(v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer})
     checked = {str(k): (float(v[0]), float(v[1])) for k, v in (ranges or {}).items()}
-    return ExportedModel(model, graph_inputs, checked, type(module).__name__)
+    return ExportedModel(model, graph_inputs, checked, type(module).__name__, notes)
 
 
 def _split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
@@ -207,8 +215,63 @@ def _parameter_names(module: torch.nn.Module, count: int) -> tuple[str, ...]:
     return tuple(names) + tuple(f"input_{i}" for i in range(len(names), count))
 
 
-def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tuple[str, ...]) -> Any:
-    """Call the exporter quietly (it logs and warns freely); errors become ModelError."""
+def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tuple[str, ...]
+                  ) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """The exported model and notes on how: the dynamo exporter, else tracing (see the module
+    docstring); both failing is a ModelError."""
+    with _quiet_exporter():
+        try:
+            # optimize=False: the exporter's optimizer rewrites x + c for a constant c within 1e-8 of 0
+            # into x (an epsilon of 1e-8 under a Sqrt or a division disappears: a defect the module does
+            # not have), and folds weight-derived expressions (weight_norm's g * v / ||v||) into a
+            # constant, hiding what a trained weight can reach
+            program = torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, input_names=list(names),
+                                        verbose=False, external_data=False, optimize=False)
+            return program.model_proto, ()
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+            dynamo_error = _first_line(exc)
+        try:
+            model, traced = _traced_export(module, args, kwargs, names)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"torch.onnx.export(dynamo=True) failed for {type(module).__name__}: {dynamo_error}; "
+                             f"exporting by tracing (dynamo=False) failed too: {_first_line(exc)}") from exc
+    note = (f"the dynamo exporter failed ({dynamo_error}); the module was exported by tracing (dynamo=False): "
+            "Python control flow that depends on tensor values follows the example input, so branches it "
+            "does not take are not analysed, and findings carry no source line")
+    return model, (note, *traced)
+
+
+def _traced_export(module: torch.nn.Module, args: tuple, kwargs: dict, names: tuple[str, ...]
+                   ) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """Export by tracing, with the tracer's warnings (each names a line whose control flow or Python
+    value was fixed by the example input)."""
+    if kwargs:
+        raise ModelError("tracing takes positional inputs only")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=_TRACED_OPSET, input_names=list(names),
+                          do_constant_folding=False, verbose=False)
+    traced = []
+    for item in caught:
+        if issubclass(item.category, torch.jit.TracerWarning):
+            text = f"tracing, {Path(item.filename).name}:{item.lineno}: {str(item.message).splitlines()[0]}"
+            if text not in traced:
+                traced.append(text)
+    return onnx.load_model_from_string(buffer.getvalue()), tuple(traced)
+
+
+_TRACED_OPSET = 17  # the tracing exporter's best-tested opset
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporters log and warn freely, and print to stdout (into a JSON report): silence them."""
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [q.level for q in quiet]
     try:
@@ -216,15 +279,7 @@ def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tup
             q.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            # optimize=False: the exporter's optimizer rewrites x + c for a constant c within 1e-8 of 0
-            # into x (an epsilon of 1e-8 under a Sqrt or a division disappears: a defect the module does
-            # not have), and folds weight-derived expressions (weight_norm's g * v / ||v||) into a
-            # constant, hiding what a trained weight can reach
-            return torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, input_names=list(names),
-                                     verbose=False, external_data=False, optimize=False)
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"torch.onnx.export(dynamo=True) failed for {type(module).__name__}: {first}") from exc
+            yield
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)

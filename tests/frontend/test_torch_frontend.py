@@ -163,3 +163,57 @@ def test_cli_input_errors(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "not found" in missing.output
     onnx_with_input = runner.invoke(app, ["check", str(tmp_path / "m.onnx"), "--input", "x=1:0,1"])
     assert onnx_with_input.exit_code == 2 and "--range" in onnx_with_input.output
+
+
+class _BranchesOnValues(torch.nn.Module):
+    """A Python branch on a tensor value: the dynamo exporter refuses it, tracing follows the example."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return torch.log(x)
+        return torch.sqrt(x)
+
+
+class _UnconvertibleByBoth(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.lgamma(x)
+
+
+def test_dynamo_failure_falls_back_to_tracing_and_says_so() -> None:
+    report = ranum.check(_BranchesOnValues(), torch.rand(2, 3) + 0.5, ranges={"x": (0.0, 1.0)})
+    assert [f.op_type for f in report.findings] == ["Log"]  # the branch the example input takes
+    notes = report.warnings
+    assert "exported by tracing" in notes[0] and "branches it does not take are not analysed" in notes[0]
+    assert any(n.startswith("tracing, test_torch_frontend.py:") for n in notes[1:]), notes
+    assert report.to_dict()["warnings"][:len(report.export_notes)] == list(report.export_notes)
+
+
+def test_an_operator_only_tracing_converts_is_analysed() -> None:
+    class Distances(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.log(torch.cdist(x, x))  # the distance of a point to itself is 0
+
+    report = ranum.check(Distances(), torch.rand(4, 3), ranges={"x": (0.0, 1.0)})
+    assert report.export_notes and not report.unsupported_ops
+    assert "Log" in [f.op_type for f in report.findings]
+
+
+def test_dynamo_export_has_no_notes() -> None:
+    report = ranum.check(defects.SqrtOfVariance(), torch.rand(1, 4))
+    assert report.export_notes == ()
+
+
+def test_both_exporters_failing_is_one_clear_error() -> None:
+    with pytest.raises(ModelError, match=r"dynamo=True\) failed .*tracing \(dynamo=False\) failed too"):
+        ranum.check(_UnconvertibleByBoth(), torch.rand(2, 3))
+
+
+def test_cli_prints_the_tracing_note_in_the_json_report(tmp_path: Path) -> None:
+    source = tmp_path / "branchy.py"
+    source.write_text("import torch\n\n\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                      "        if x.sum() > 0:\n            return torch.log(x)\n        return torch.sqrt(x)\n\n\n"
+                      "def make():\n    return M()\n")
+    result = CliRunner().invoke(app, ["check", f"{source}:make", "--input", "x=2x3:0,1", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert "exported by tracing" in warnings[0]
