@@ -14,6 +14,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     contrib_attention,
     contrib_quantized,
     contrib_quantized_reduce,
+    contrib_rotary_attention,
     control,
     conv_pool,
     convert,

@@ -40,7 +40,7 @@ from ranum.ops.softmax import _softmax_bounds
 if TYPE_CHECKING:
     from ranum.ops.transformer import Attention
 
-__all__ = ["AttentionScoreHazard", "Layout", "attention_bounds", "attention_concrete",
+__all__ = ["AttentionScoreHazard", "Layout", "attention_bounds", "attention_concrete", "convex_bounds",
            "layout_of", "present_bounds"]
 
 _REFINE_LIMIT = 1 << 22  # score elements up to which the softmax-weight refinement is computed
@@ -306,9 +306,14 @@ def _weight_spread(count: int, elem_type: int) -> tuple[float, float]:
 
 def _hull(v_lo: Tensor, v_hi: Tensor, lay: Layout, elem_type: int) -> Bounds:
     """Bounds of every convex combination of V's rows, per column: (B, Hq, 1, Dv)."""
-    count = v_lo.shape[2]
-    delta, absolute = _weight_spread(count, elem_type)
     low, high = lay.expand(v_lo.amin(dim=2, keepdim=True)), lay.expand(v_hi.amax(dim=2, keepdim=True))
+    return convex_bounds(low, high, v_lo.shape[2], elem_type)
+
+
+def convex_bounds(low: Tensor, high: Tensor, count: int, elem_type: int) -> Bounds:
+    """Bounds of a computed softmax-weighted sum of ``count`` rows whose values lie in [low, high]: the
+    weights' sum within ``delta`` of 1, plus the accumulation error of the weighted sum."""
+    delta, absolute = _weight_spread(count, elem_type)
     w_lo, w_hi = 1 - delta - absolute, 1 + delta + absolute
     low = torch.where(low < 0, low * w_hi, low * w_lo)
     high = torch.where(high > 0, high * w_hi, high * w_lo)

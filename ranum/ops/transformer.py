@@ -362,13 +362,20 @@ class RotaryEmbedding(OpRule):
 
     def abstract(self, ctx: NodeContext, x: Interval, cos: Interval, sin: Interval,
                  position_ids: Interval | None = None) -> Interval:
-        (c_lo, c_hi), (s_lo, s_hi) = (self._cache_bounds(t, position_ids) for t in (cos, sin))
+        cos_bounds, sin_bounds = (self._cache_bounds(t, position_ids) for t in (cos, sin))
+        return self.rotate_bounds(ctx, x, cos_bounds, sin_bounds)
+
+    def rotate_bounds(self, ctx: NodeContext, x: Interval, cos: Bounds, sin: Bounds,
+                      pair_norm: Tensor | None = None) -> Interval:
+        """Bounds of the rotation of ``x`` by cache bounds (B, S, 1, D / 2); ``pair_norm`` (same shape), when
+        given, bounds ``sqrt(cos^2 + sin^2)`` of the rows reached (else taken from the cache bounds)."""
+        (c_lo, c_hi), (s_lo, s_hi) = cos, sin
         facts = float_facts(x.elem_type)
         x_lo, x_hi = (t.to(torch.float64) for t in x.full())
         l1, l2, l_rest = self._split(self._to_heads(x_lo))
         h1, h2, h_rest = self._split(self._to_heads(x_hi))
-        r_lo, r_hi = _rotated((c_lo, c_hi), (l1, h1), (s_lo, s_hi), (l2, h2), facts, sign=-1.0)
-        i_lo, i_hi = _rotated((s_lo, s_hi), (l1, h1), (c_lo, c_hi), (l2, h2), facts, sign=1.0)
+        r_lo, r_hi = _rotated((c_lo, c_hi), (l1, h1), (s_lo, s_hi), (l2, h2), facts, -1.0, pair_norm)
+        i_lo, i_hi = _rotated((s_lo, s_hi), (l1, h1), (c_lo, c_hi), (l2, h2), facts, 1.0, pair_norm)
         shape = tuple(x.shape)
         lo = self._from_heads(self._join(r_lo, i_lo, l_rest), shape)
         hi = self._from_heads(self._join(r_hi, i_hi, h_rest), shape)
@@ -386,9 +393,11 @@ class RotaryEmbedding(OpRule):
         return lo.amin(0).reshape(1, 1, 1, -1), hi.amax(0).reshape(1, 1, 1, -1)
 
 
-def _rotated(a: Bounds, x: Bounds, b: Bounds, y: Bounds, facts: FloatFacts, sign: float) -> Bounds:
+def _rotated(a: Bounds, x: Bounds, b: Bounds, y: Bounds, facts: FloatFacts, sign: float,
+             pair_norm: Tensor | None = None) -> Bounds:
     """Bounds of ``a x + sign * b y`` with the rounding of two products and a sum, met with
-    Cauchy-Schwarz: ``|a x +- b y| <= sqrt(a^2 + b^2) sqrt(x^2 + y^2)``."""
+    Cauchy-Schwarz: ``|a x +- b y| <= sqrt(a^2 + b^2) sqrt(x^2 + y^2)`` (``pair_norm``, when given, an
+    upper bound of ``sqrt(a^2 + b^2)``)."""
     (a_lo, a_hi), (x_lo, x_hi), (b_lo, b_hi), (y_lo, y_hi) = a, x, b, y
     p_lo, p_hi = arith.mul(a_lo, a_hi, x_lo, x_hi)
     q_lo, q_hi = arith.mul(b_lo, b_hi, y_lo, y_hi)
@@ -396,7 +405,10 @@ def _rotated(a: Bounds, x: Bounds, b: Bounds, y: Bounds, facts: FloatFacts, sign
         q_lo, q_hi = -q_hi, -q_lo
     lo, hi = arith.add(p_lo, p_hi, q_lo, q_hi)
     mag = [torch.maximum(lo_.abs(), hi_.abs()) for lo_, hi_ in ((a_lo, a_hi), (x_lo, x_hi), (b_lo, b_hi), (y_lo, y_hi))]
-    norm = torch.sqrt(mag[0].square() + mag[2].square()) * torch.sqrt(mag[1].square() + mag[3].square())
+    pair = torch.sqrt(mag[0].square() + mag[2].square())
+    if pair_norm is not None:
+        pair = torch.minimum(pair, pair_norm)
+    norm = pair * torch.sqrt(mag[1].square() + mag[3].square())
     slack = arith.nan_to(3 * facts.eps * (mag[0] * mag[1] + mag[2] * mag[3]) + 3 * facts.subnormal, torch.inf)
     cap = arith.nan_to(norm, torch.inf)
     lo = torch.maximum(lo, -cap) - slack
