@@ -303,9 +303,6 @@ class GroupQueryAttention(OpRule):
 
     def __post_init__(self) -> None:
         op = "GroupQueryAttention"
-        if self.num_heads <= 0 or self.kv_num_heads <= 0 or self.num_heads % self.kv_num_heads:
-            raise UnsupportedOperator(f"{op}: num_heads {self.num_heads} must be a positive multiple of "
-                                      f"kv_num_heads {self.kv_num_heads}")
         for flag, what in ((self.causal != 1, "causal = 0"), (self.sliding_window_cache, "sliding_window_cache"),
                            (self.qk_output, "qk_output"), (self.k_quant_type != "NONE" or self.v_quant_type != "NONE"
                                                           or self.kv_cache_bit_width, "quantized caches")):
@@ -334,6 +331,9 @@ class GroupQueryAttention(OpRule):
     def _check(self, ctx: NodeContext | None, inputs: Sequence) -> Geometry:
         op = "GroupQueryAttention"
         q, k, v, past_k, past_v = (_optional(inputs, i) for i in range(5))
+        if self.num_heads <= 0 or self.kv_num_heads <= 0 or self.num_heads % self.kv_num_heads:
+            raise UnsupportedOperator(f"{op}: num_heads {self.num_heads} must be a positive multiple of "
+                                      f"kv_num_heads {self.kv_num_heads}")
         if k is None or v is None:
             raise UnsupportedOperator(f"{op}: packed QKV (key and value absent) is not supported")
         if ctx is not None:
