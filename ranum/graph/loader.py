@@ -80,32 +80,52 @@ _SHAPE_KEEPING_OPS = frozenset({"Affine", "ImageScaler", "ParametricSoftplus", "
 _HIDDEN_DOMAIN = "ranum.hidden-from-checker"
 
 
-def _hide_runtime_onnx_ops(light: onnx.ModelProto) -> dict[int, onnx.NodeProto]:
-    """Take ``light``'s onnxruntime-only and experimental ONNX-domain nodes (top-level graph) out of
+# Where a hidden node stood: per enclosing subgraph, (node index, attribute name, graph index), then its index.
+_NodePath = tuple
+
+
+def _hide_runtime_onnx_ops(light: onnx.ModelProto) -> dict[_NodePath, onnx.NodeProto]:
+    """Take ``light``'s onnxruntime-only and experimental ONNX-domain nodes (subgraphs included) out of
     the checker's sight: into a private domain that it does not know, or, for an element-wise
-    experimental operator, an Identity node in its place. Returns those nodes as they were, by position."""
+    experimental operator, an Identity node in its place. Returns those nodes as they were, by place."""
     opset = next((imp.version for imp in light.opset_import if imp.domain in ("", "ai.onnx")), 0)
-    hidden: dict[int, onnx.NodeProto] = {}
-    for index, node in enumerate(light.graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in _RUNTIME_ONNX_DOMAIN_OPS | _EXPERIMENTAL_ONNX_OPS \
-                or onnx.defs.has(node.op_type, opset, ""):
-            continue
-        hidden[index] = onnx.NodeProto()
-        hidden[index].CopyFrom(node)
-        if node.op_type in _SHAPE_KEEPING_OPS and len(node.input) == 1 and len(node.output) == 1:
-            node.CopyFrom(helper.make_node("Identity", list(node.input), list(node.output), node.name))
-        else:
-            node.domain = _HIDDEN_DOMAIN
-    if any(node.domain == _HIDDEN_DOMAIN for node in light.graph.node):
+    hidden: dict[_NodePath, onnx.NodeProto] = {}
+    _hide_in(light.graph, opset, (), hidden)
+    if any(_node_at(light.graph, place).domain == _HIDDEN_DOMAIN for place in hidden):
         light.opset_import.append(helper.make_opsetid(_HIDDEN_DOMAIN, 1))
     return hidden
 
 
-def _restore_hidden(graph: onnx.GraphProto, hidden: dict[int, onnx.NodeProto]) -> None:
+def _hide_in(graph: onnx.GraphProto, opset: int, place: _NodePath, hidden: dict[_NodePath, onnx.NodeProto]) -> None:
+    for index, node in enumerate(graph.node):
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for k, body in enumerate(bodies):
+                _hide_in(body, opset, place + ((index, attr.name, k),), hidden)
+        if node.domain not in ("", "ai.onnx") or node.op_type not in _RUNTIME_ONNX_DOMAIN_OPS | _EXPERIMENTAL_ONNX_OPS \
+                or onnx.defs.has(node.op_type, opset, ""):
+            continue
+        hidden[place + (index,)] = onnx.NodeProto()
+        hidden[place + (index,)].CopyFrom(node)
+        if node.op_type in _SHAPE_KEEPING_OPS and len(node.input) == 1 and len(node.output) == 1:
+            node.CopyFrom(helper.make_node("Identity", list(node.input), list(node.output), node.name))
+        else:
+            node.domain = _HIDDEN_DOMAIN
+
+
+def _node_at(graph: onnx.GraphProto, place: _NodePath) -> onnx.NodeProto:
+    """The node at ``place`` (see :data:`_NodePath`), a reference into ``graph``."""
+    for index, name, k in place[:-1]:
+        attr = next(a for a in graph.node[index].attribute if a.name == name)
+        graph = attr.g if attr.type == onnx.AttributeProto.GRAPH else attr.graphs[k]
+    return graph.node[place[-1]]
+
+
+def _restore_hidden(graph: onnx.GraphProto, hidden: dict[_NodePath, onnx.NodeProto]) -> None:
     """Put the nodes that :func:`_hide_runtime_onnx_ops` hid back in place (shape inference keeps the
-    order of the nodes)."""
-    for index, node in hidden.items():
-        graph.node[index].CopyFrom(node)
+    order of the nodes, in subgraphs too)."""
+    for place, node in hidden.items():
+        _node_at(graph, place).CopyFrom(node)
 
 
 # Float initializers with more elements than this are typed graph inputs in the copy the ONNX checker

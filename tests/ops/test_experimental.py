@@ -80,6 +80,27 @@ def test_experimental_operators_are_hidden_from_the_checker_and_typed_for_shape_
     assert [node.op_type for node in graph.nodes][0] == "ImageScaler"
 
 
+def test_experimental_operators_inside_subgraphs_are_hidden_too(capfd) -> None:
+    """An If branch holding an ImageScaler: no checker warning on stdout, and the branch is analysed."""
+    scaled = helper.make_graph([helper.make_node("ImageScaler", ["x"], ["y_then"], "branch_scaler", scale=2.0,
+                                                 bias=[1.0, 0.0, -1.0])],
+                               "then", [], [helper.make_tensor_value_info("y_then", FLOAT, [1, 3, 2, 2])])
+    plain = helper.make_graph([helper.make_node("Identity", ["x"], ["y_else"])], "else", [],
+                              [helper.make_tensor_value_info("y_else", FLOAT, [1, 3, 2, 2])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["y"], "choose", then_branch=scaled, else_branch=plain)], "branchy",
+        [helper.make_tensor_value_info("x", FLOAT, [1, 3, 2, 2]),
+         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 3, 2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    model.ir_version = 4
+    report = ranum.check(model, {"inputs": {"x": [0.0, 1.0]}})
+    assert "experimental" not in capfd.readouterr().out
+    assert not report.unsupported_ops and not report.not_analysed_nodes
+    low, high = report.analysis.bounds("y")
+    assert low.min() == -1.0 and high.max() == 3.0  # the scaled branch's extremes, joined with the plain one
+
+
 # ------------------------------------------------------------------------------ hand examples
 def _one_node(op_type: str, shape: tuple[int, ...], opset: int = 8, **attrs) -> onnx.ModelProto:
     node = helper.make_node(op_type, ["x"], ["y"], **attrs)
