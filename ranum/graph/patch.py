@@ -1,6 +1,9 @@
 """Insert Clip nodes into a model and write it.
 
-Clips are inserted in front of chosen consumers (or all of them) of a tensor. Every node of the
+Clips are inserted in front of chosen consumers (or all of them) of a tensor. A consumer may read
+the tensor from inside an If/Loop/Scan body (the outer scope is visible there): such reads are
+rewired too (all of a chosen node's bodies, or the chosen nested nodes), and the Clip goes before the
+top-level node holding them; a body that defines the name itself shadows it. Every node of the
 patched model keeps the name the analysis gave it (unnamed nodes receive their stable names), so
 findings on the original and on the patched model name the same nodes.
 """
@@ -68,13 +71,40 @@ def _rewire(nodes: list[onnx.NodeProto], clip: ClipSpec, clipped: str) -> int:
     """Point the chosen consumers at the clipped tensor; returns where the Clip node must go."""
     first = len(nodes)
     for position, node in enumerate(nodes):
-        if clip.consumers is not None and node.name not in clip.consumers:
-            continue
-        hit = False
-        for i, name in enumerate(node.input):
-            if name == clip.tensor:
-                node.input[i] = clipped
-                hit = True
+        chosen = clip.consumers is None or node.name in clip.consumers
+        hit = _renamed(node, clip.tensor, clipped) if chosen else False
+        hit = _rewire_bodies(node, clip, clipped, chosen) or hit
         if hit:
             first = min(first, position)
     return first if first < len(nodes) else len(nodes)
+
+
+def _renamed(node: onnx.NodeProto, tensor: str, clipped: str) -> bool:
+    """Replace ``node``'s reads of ``tensor``; whether it had any."""
+    hit = False
+    for i, name in enumerate(node.input):
+        if name == tensor:
+            node.input[i] = clipped
+            hit = True
+    return hit
+
+
+def _rewire_bodies(node: onnx.NodeProto, clip: ClipSpec, clipped: str, whole: bool) -> bool:
+    """Rewire outer-scope reads of the tensor inside ``node``'s subgraphs: every read when ``whole`` (the
+    node is a chosen consumer), else those of chosen nested nodes. Whether any was rewired."""
+    hit = False
+    for attr in node.attribute:
+        for body in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            if _defines(body, clip.tensor):
+                continue
+            for inner in body.node:
+                chosen = whole or (clip.consumers is not None and inner.name in clip.consumers)
+                hit = (_renamed(inner, clip.tensor, clipped) if chosen else False) or hit
+                hit = _rewire_bodies(inner, clip, clipped, chosen) or hit
+    return hit
+
+
+def _defines(body: onnx.GraphProto, name: str) -> bool:
+    """Whether a subgraph defines ``name`` itself (then its reads are not the outer tensor's)."""
+    return (any(i.name == name for i in body.input) or any(t.name == name for t in body.initializer)
+            or any(name in n.output for n in body.node))

@@ -102,3 +102,38 @@ def test_cli_fix_json_and_refusals(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "overwrite" in refused.stderr
     bad_mode = runner.invoke(app, ["fix", str(path), "--on", "everything", "-o", str(tmp_path / "x.onnx")])
     assert bad_mode.exit_code == 2 and "--on" in bad_mode.stderr
+
+
+def _loop_reading_outer_input() -> onnx.ModelProto:
+    """A Loop whose body takes Log of the outer input x (x in [0, 1]: Log(0) is the finding)."""
+    from onnx import TensorProto, helper
+
+    body = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["logged"], "body_log"), helper.make_node("Add", ["s", "logged"], ["s_next"]),
+         helper.make_node("Identity", ["cond"], ["cond_next"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("s", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("cond_next", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_next", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "", "s0"], ["s_final"], "loop", body=body)], "outer-read",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("s_final", TensorProto.FLOAT, [2])],
+        [helper.make_tensor("trips", TensorProto.INT64, [], [3]),
+         helper.make_tensor("s0", TensorProto.FLOAT, [2], [0, 0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("mode", ["inputs", "operator"])
+def test_clips_reach_reads_from_inside_a_loop_body(mode: str) -> None:
+    """The body reads x from the outer scope: an input clip must rewire that read, or nothing is fixed."""
+    model = _loop_reading_outer_input()
+    report = fix(model, {"inputs": {"x": [0, 1]}}, mode, CONFIG)
+    assert report.original_findings >= 1
+    assert report.certified, [f.to_dict() for f in report.remaining]
+    body = next(n for n in report.patched.graph.node if n.op_type == "Loop").attribute[0].g
+    log = next(n for n in body.node if n.op_type == "Log")
+    assert log.input[0] != "x"  # it reads a clipped tensor
