@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ranum.config import AnalysisConfig
+from ranum.domain.optional import OptionalValue
 from ranum.domain.ranges import Assumption, RangeSpec, initial_intervals, parse_spec
 from ranum.domain.sequence import SequenceValue
 from ranum.errors import RangeSpecError
@@ -43,8 +44,8 @@ class Analysis:
 
     def bounds(self, tensor: str) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds of a tensor, as arrays of the tensor's shape (0-d arrays bounding every
-        element when the shape is unknown, and for a sequence: bounds of every element of its tensors;
-        NaN for a sequence that is always empty).
+        element when the shape is unknown, and for a sequence or an optional: bounds of every element of
+        the tensors it may hold; NaN for a sequence or optional that is always empty).
 
         Raises:
             RangeSpecError: if the graph has no tensor of that name.
@@ -52,7 +53,7 @@ class Analysis:
         iv = self.run.env.get(tensor)
         if iv is None:
             raise RangeSpecError(f"the graph has no tensor named '{tensor}'")
-        if isinstance(iv, SequenceValue):
+        if isinstance(iv, (SequenceValue, OptionalValue)):
             return np.array(iv.min()), np.array(iv.max())
         if iv.shape is None:
             return iv.lower.detach().numpy(), iv.upper.detach().numpy()

@@ -9,7 +9,10 @@ A value is an :class:`Interval` for a tensor and a :class:`SequenceValue` for a 
 (a Python list of tensors in concrete mode). Only rules that read sequences (the sequence operators,
 Identity, If, Loop) receive them; the fast path takes exact tensors only, and a rule whose concrete
 result is a sequence gets its abstract rule instead. Nodes without a rule give sequence-typed outputs
-the widest sequence.
+the widest sequence. Optionals (:class:`OptionalValue`; None or the held value in concrete mode)
+follow the same pattern: only rules that read them receive them, the fast path never produces one
+(a node with an optional output gets its abstract rule), and nodes without a rule give
+optional-typed outputs the widest optional (empty, or holding anything).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import Tensor
 from ranum.config import AnalysisConfig
 from ranum.domain.dtypes import elem_type_of, is_float, torch_dtype
 from ranum.domain.interval import Interval
+from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
 from ranum.errors import AnalysisError, UnsupportedOperator
 from ranum.graph.model import Graph, Node
@@ -47,7 +51,7 @@ class AbstractRun:
     """Everything one abstract run computed."""
 
     graph: Graph
-    # tensor name -> its Interval, or its SequenceValue for a sequence of tensors
+    # tensor name -> its Interval, its SequenceValue for a sequence of tensors, its OptionalValue for an optional
     env: dict[str, Value] = field(default_factory=dict)
     rules: dict[str, OpRule] = field(default_factory=dict)
     # nodes whose operator (or this use of it) has no rule, with the reason
@@ -241,7 +245,10 @@ class _AbstractWalker:
 
     def _exact(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval] | None:
         """The fast path: the concrete rule on exact tensors, its results as points (None when a result is
-        a sequence: the abstract rule, exact on exact operands, then gives it with its element type)."""
+        a sequence or an optional: the abstract rule, exact on exact operands, then gives it with its
+        element type and kind)."""
+        if any(ctx.output_is_optional(i) for i in range(len(ctx.node.outputs))):
+            return None
         present = [iv for iv in inputs if iv is not None]
         values = [None if iv is None else iv.exact_value() for iv in inputs]
         float_type = next((iv.elem_type for iv in present if is_float(iv.elem_type)), 0)
@@ -250,7 +257,7 @@ class _AbstractWalker:
             # lies within a float64 ulp of it, which the outward rounding below covers
             values = [v.to(torch.float64) if v is not None and v.is_floating_point() else v for v in values]
         raw = _as_outputs(ctx, rule.concrete(ctx, *values))
-        if any(isinstance(v, list) for v in raw):
+        if any(v is None or isinstance(v, list) for v in raw):
             return None
         return [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
 
@@ -266,17 +273,26 @@ class _AbstractWalker:
             subgraphs=self,
             graph=self,
             output_sequences=tuple(bool(info and info.sequence) for info in infos),
+            output_optionals=tuple(bool(info and info.optional) for info in infos),
         )
 
     def _top(self, ctx: NodeContext) -> list[Value]:
-        return [SequenceValue.top(etype or 1, shape) if ctx.output_is_sequence(i) else Interval.top(shape, etype or 1)
+        return [_top_output(ctx, i, shape, etype or 1)
                 for i, (shape, etype) in enumerate(zip(ctx.output_shapes, ctx.output_types))]
+
+
+def _top_output(ctx: NodeContext, index: int, shape: tuple[int, ...] | None, elem_type: int) -> Value:
+    """The widest value of an output of the declared kind (tensor, sequence, optional of either)."""
+    sequence = ctx.output_is_sequence(index)
+    if ctx.output_is_optional(index):
+        return OptionalValue.top(elem_type, shape, sequence)
+    return SequenceValue.top(elem_type, shape) if sequence else Interval.top(shape, elem_type)
 
 
 def _finish(rule: OpRule, out: Value, budget: int) -> Value:
     """Block budget, outward rounding for float results, then the operator's mathematical range (a sequence
-    is passed on as it is: sequence rules only move tensors)."""
-    if isinstance(out, SequenceValue):
+    or an optional is passed on as it is: their rules only move values)."""
+    if not isinstance(out, Interval):
         return out
     if out.shape is not None and out.numblocks > budget and not out.is_exact:
         out = Interval.create(out.lower, out.upper, out.splits, out.shape, out.elem_type, budget)
@@ -375,8 +391,7 @@ class _ConcreteWalker:
 
         local: MutableMapping[str, Tensor] = ChainMap({}, self._scope[-1])
         for info, value in zip(graph.inputs, inputs):
-            if value is not None:
-                local[info.name] = value
+            local[info.name] = value  # None: an empty optional (it shadows an outer name all the same)
         for name, proto in graph.initializers.items():
             local[name] = torch.from_numpy(tensor_value(proto).copy())
         self._walk(graph, local)
@@ -398,6 +413,7 @@ class _ConcreteWalker:
                     budget=0,
                     subgraphs=self,
                     output_sequences=tuple(bool(i and i.sequence) for i in infos),
+                    output_optionals=tuple(bool(i and i.optional) for i in infos),
                 )
                 for name, value in zip(node.outputs, _as_outputs(ctx, rule.concrete(ctx, *args))):
                     if name:

@@ -62,7 +62,7 @@ def make_problem(analysis: Analysis, node_name: str) -> Problem:
         if a.low is None:
             continue
         info = graph.info(a.tensor)
-        if info is not None and info.sequence:
+        if info is not None and (info.sequence or info.optional):
             _refuse_sequence(pruned, a.tensor)
             continue
         initial = initializer_value(graph, a.tensor) if a.tensor in graph.initializers else None
@@ -75,9 +75,9 @@ def make_problem(analysis: Analysis, node_name: str) -> Problem:
 
 
 def _refuse_sequence(pruned: Graph, name: str) -> None:
-    """A sequence-typed input that the target depends on cannot be searched (only tensors are)."""
+    """A sequence- or optional-typed input that the target depends on cannot be searched (only tensors are)."""
     if any(name in node.reads() for node in pruned.nodes):
-        raise RanumError(f"input '{name}' is a sequence of tensors: confirm searches tensors only")
+        raise RanumError(f"input '{name}' is a sequence of tensors or an optional: confirm searches tensors only")
 
 
 def prune(graph: Graph, target: Node) -> Graph:

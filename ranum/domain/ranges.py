@@ -17,7 +17,8 @@ with ``lo, hi`` their min and max and ``r = max(hi - lo, max|w|)``, the range is
 ``[lo - r, hi + r]``, kept non-negative (non-positive) when every initial value is; an all-zero
 weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid. A sequence-typed
 graph input may hold any number of tensors (of its declared element shape, when known), each
-inside its range.
+inside its range. An optional-typed graph input may be empty or hold any value (tensor or sequence,
+as above) inside its range.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
+from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value
 from ranum.domain.spec import (  # noqa: F401  (re-exported: the spec is part of this module's interface)
     WEIGHT_MODES,
@@ -71,7 +73,7 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
     env: dict[str, Value] = {}
     notes: list[Assumption] = []
     for info in graph.inputs:
-        if info.shape is None and not info.sequence:
+        if info.shape is None and not info.sequence and not info.optional:
             raise RangeSpecError(f"graph input '{info.name}' has no known shape")
         if info.name in spec.inputs:
             low, high = spec.inputs[info.name]
@@ -80,7 +82,8 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
             low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
             source = "default"
         box = _box(low, high, info.shape, info.elem_type)
-        env[info.name] = SequenceValue.bounded(0, None, box, info.elem_type) if info.sequence else box
+        held = SequenceValue.bounded(0, None, box, info.elem_type) if info.sequence else box
+        env[info.name] = OptionalValue.holding(held, may_be_empty=True) if info.optional else held
         notes.append(Assumption(info.name, "input", low, high, source))
     for name, proto in graph.initializers.items():
         setting = name in parameters and name not in spec.weights

@@ -12,6 +12,9 @@ uncertain (a certain length always takes the per-position form); ``element`` bou
 of the sequence (the join of ``items`` for a known length) and is None exactly when the sequence
 is surely empty. Elements may differ in shape (their join then has an unknown shape). Concrete
 runs hold a sequence as a Python list of tensors.
+
+``Value`` is what the interpreter holds for a name: an Interval (tensor), a SequenceValue, or an
+:class:`~ranum.domain.optional.OptionalValue` (an optional tensor or sequence).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ranum.domain.interval import Interval
+from ranum.domain.optional import OptionalValue
 
 __all__ = ["SequenceValue", "join_values", "top_like", "sequence_grows", "sequence_widened"]
 
@@ -119,7 +123,7 @@ class SequenceValue:
         return f"SequenceValue(length=[{self.min_length}, {self.max_length}], element={self.element})"
 
 
-Value = Interval | SequenceValue
+Value = Interval | SequenceValue | OptionalValue
 
 
 def _holds(bound: Interval, value: Tensor) -> bool:
@@ -131,7 +135,10 @@ def _holds(bound: Interval, value: Tensor) -> bool:
 def join_values(old: Value, new: Value) -> Value:
     """Join of two values of one tensor name. A tensor and a sequence (only a node without a rule, whose
     output type was not declared, gives a value of the wrong kind) join to the widest tensor interval:
-    consumers of tensors read it soundly, sequence rules refuse it."""
+    consumers of tensors read it soundly, sequence rules refuse it. An optional joined with a plain value
+    may be empty or hold either (see :meth:`OptionalValue.join`)."""
+    if isinstance(old, OptionalValue) or isinstance(new, OptionalValue):
+        return old.join(new) if isinstance(old, OptionalValue) else new.join(old)
     if isinstance(old, SequenceValue) and isinstance(new, SequenceValue):
         return old.join(new)
     if isinstance(old, Interval) and isinstance(new, Interval):
@@ -141,6 +148,11 @@ def join_values(old: Value, new: Value) -> Value:
 
 def top_like(value: Value) -> Value:
     """The widest value of the same kind, element type and (tensor) shape."""
+    if isinstance(value, OptionalValue):
+        held = value.value
+        if held is None:
+            return OptionalValue.top(value.elem_type, sequence=value.sequence)
+        return OptionalValue.holding(top_like(held), may_be_empty=True)
     if isinstance(value, SequenceValue):
         shape = None if value.element is None else value.element.shape
         return SequenceValue.top(value.elem_type, shape)

@@ -101,7 +101,7 @@ def _targets(analysis: Analysis, tensors: list[str]) -> list[_Target]:
         if a is None or a.low is None or not math.isfinite(a.low) or not math.isfinite(a.high) or a.high <= a.low:
             continue
         info = analysis.graph.info(name)
-        if not is_float(info.elem_type) or info.sequence:  # Clip rejects bool and sequences; integer
+        if not is_float(info.elem_type) or info.sequence or info.optional:  # Clip rejects bool, sequences, optionals;
             continue  # ranges are indices or counts
         ordinary = None
         if name in analysis.graph.initializers:

@@ -313,9 +313,9 @@ def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str
     used: dict[str, int] = {}
     initializers = {i.name for i in model.graph.initializer}
     for value in model.graph.input:
-        if value.name in initializers or not _has_shape(value):
+        if value.name in initializers or not _input_tensor_type(value).HasField("shape"):
             continue
-        for dim in value.type.tensor_type.shape.dim:
+        for dim in _input_tensor_type(value).shape.dim:
             if dim.HasField("dim_value"):
                 continue
             key = dim.dim_param or "?"
@@ -332,6 +332,13 @@ def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str
 
 def _has_shape(value: onnx.ValueInfoProto) -> bool:
     return value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")
+
+
+def _input_tensor_type(value: onnx.ValueInfoProto) -> onnx.TypeProto.Tensor:
+    """The tensor type of a tensor input, or of the tensor an optional tensor input may hold."""
+    if value.type.HasField("optional_type") and value.type.optional_type.elem_type.HasField("tensor_type"):
+        return value.type.optional_type.elem_type.tensor_type
+    return value.type.tensor_type
 
 
 def _convert_graph(
@@ -367,16 +374,19 @@ def _convert_graph(
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
-    """Facts about a tensor, or about the tensors of a sequence of tensors; None for other types
-    (optionals, maps, sequences of sequences)."""
-    kind = value.type.WhichOneof("value")
-    if kind == "sequence_type" and value.type.sequence_type.elem_type.WhichOneof("value") == "tensor_type":
-        ttype = value.type.sequence_type.elem_type.tensor_type
-        return TensorInfo(value.name, ttype.elem_type, _shape(ttype), sequence=True)
+    """Facts about a tensor, about the tensors of a sequence of tensors, or about the value of an
+    optional tensor or optional sequence of tensors; None for other types (maps, sequences of
+    sequences, optionals of those)."""
+    vtype, optional = value.type, value.type.WhichOneof("value") == "optional_type"
+    if optional:
+        vtype = vtype.optional_type.elem_type
+    kind = vtype.WhichOneof("value")
+    if kind == "sequence_type" and vtype.sequence_type.elem_type.WhichOneof("value") == "tensor_type":
+        ttype = vtype.sequence_type.elem_type.tensor_type
+        return TensorInfo(value.name, ttype.elem_type, _shape(ttype), sequence=True, optional=optional)
     if kind != "tensor_type":
         return None
-    ttype = value.type.tensor_type
-    return TensorInfo(value.name, ttype.elem_type, _shape(ttype))
+    return TensorInfo(value.name, vtype.tensor_type.elem_type, _shape(vtype.tensor_type), optional=optional)
 
 
 def _shape(ttype: onnx.TypeProto.Tensor) -> tuple[int, ...] | None:

@@ -3,7 +3,8 @@
 Invariants: ``Graph.nodes`` is topologically sorted; every node has a unique, stable name (unnamed
 ONNX nodes are named ``<OpType>_<position>``, see :func:`stable_node_names`); shapes in
 ``TensorInfo`` are concrete (symbolic dimensions were substituted at load time) or None; a
-sequence-typed value has a ``TensorInfo`` describing its tensors, with ``sequence`` set.
+sequence-typed value has a ``TensorInfo`` describing its tensors, with ``sequence`` set; an
+optional-typed one describes the tensor or sequence it may hold, with ``optional`` set.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ __all__ = ["Graph", "Node", "TensorInfo"]
 class TensorInfo:
     """Element type and shape of one tensor (shape None when unknown). For a sequence of tensors
     (``sequence`` True), the element type and shape of its tensors (shape None when unknown or when
-    they differ)."""
+    they differ). For an optional (``optional`` True), the same facts about the value it may hold
+    (``sequence`` True for an optional sequence)."""
 
     name: str
     elem_type: int
     shape: tuple[int, ...] | None
     sequence: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True)

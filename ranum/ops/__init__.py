@@ -32,6 +32,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     logic,
     loss,
     normalization,
+    optional,
     placement,
     pooling,
     quantized,

@@ -7,7 +7,9 @@ results outward by ``ulps`` units (when ``rounds``) and clamps them into ``outpu
 
 Sequence values (:class:`~ranum.domain.sequence.SequenceValue` in abstract mode, lists of tensors
 in concrete mode) reach only the rules that read them. A rule returns a sequence output inside a
-tuple (one entry per output): a bare list would read as several outputs.
+tuple (one entry per output): a bare list would read as several outputs. Optional values
+(:class:`~ranum.domain.optional.OptionalValue`; None or the held value in concrete mode) likewise
+reach only the rules that read them (the optional operators, Identity, If, Loop).
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class NodeContext:
     # per output, whether its declared type is a sequence of tensors (then output_types/output_shapes
     # describe its tensors); empty when nothing was declared
     output_sequences: tuple[bool, ...] = ()
+    # per output, whether its declared type is an optional (then the facts above describe the value it
+    # may hold); empty when nothing was declared
+    output_optionals: tuple[bool, ...] = ()
 
     def same_input(self, first: int, second: int) -> bool:
         """Whether two operands are the very same tensor (enables x - x = 0, x * x >= 0)."""
@@ -89,6 +94,10 @@ class NodeContext:
     def output_is_sequence(self, index: int = 0) -> bool:
         """Whether an output is declared as a sequence of tensors."""
         return index < len(self.output_sequences) and self.output_sequences[index]
+
+    def output_is_optional(self, index: int = 0) -> bool:
+        """Whether an output is declared as an optional tensor or optional sequence."""
+        return index < len(self.output_optionals) and self.output_optionals[index]
 
     def output_type(self, index: int = 0, default: int = 0) -> int:
         """Declared element type of an output (``default`` when shape inference did not say)."""

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ranum.domain.dtypes import torch_dtype
 from ranum.domain.interval import Interval, align
+from ranum.domain.optional import OptionalValue, optional_grows, optional_widened
 from ranum.domain.sequence import SequenceValue, sequence_grows, sequence_widened, top_like
 from ranum.errors import UnsupportedOperator
 from ranum.graph.model import Graph, TensorInfo
@@ -192,6 +193,8 @@ def _grows(old: Interval, new: Interval) -> bool:
     """Whether ``new`` has a value outside ``old``."""
     if isinstance(old, SequenceValue):  # a carried sequence (e.g. a list appended to in the body)
         return sequence_grows(old, new, _grows)
+    if isinstance(old, OptionalValue):  # a carried optional (e.g. "the best so far, if any")
+        return optional_grows(old, new, _grows)
     if old.shape != new.shape or old.shape is None:
         return old.shape != new.shape or bool(new.lower < old.lower) or bool(new.upper > old.upper)
     _, ((lo_old, hi_old), (lo_new, hi_new)) = align([old, new], old.shape)
@@ -202,6 +205,8 @@ def _widen(old: Interval, new: Interval) -> Interval:
     """``new`` (which contains ``old``) with every bound that grew moved to the dtype's extreme."""
     if isinstance(old, SequenceValue):
         return sequence_widened(old, new, _widen)
+    if isinstance(old, OptionalValue):
+        return optional_widened(old, new, _widen)
     if old.shape != new.shape or old.shape is None:
         return Interval.top(None, new.elem_type)
     top = Interval.top(new.shape, new.elem_type)

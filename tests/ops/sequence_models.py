@@ -1,9 +1,11 @@
-"""Small ONNX graphs with sequence values, and the check that compares ranum with onnxruntime on them.
+"""Small ONNX graphs with sequence (and optional) values, and the check that compares ranum with
+onnxruntime on them.
 
 ``assert_sound_and_exact`` analyses a model under input ranges, then for random inputs inside them
 (corners included) runs onnxruntime and ranum's concrete interpreter: concrete results must equal
 onnxruntime's, and every output (tensor or sequence) must lie inside its abstract value. Where
-onnxruntime fails (a position out of range), ranum's concrete run must fail too.
+onnxruntime fails (a position out of range, an empty optional read), ranum's concrete run must fail too.
+An optional graph input is fed None (empty) in about a quarter of the samples.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, Runtime
 
 import ranum
 from ranum.domain.interval import Interval
+from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue
 from ranum.errors import RanumError
 from ranum.graph.loader import load_model
@@ -61,22 +64,26 @@ def _draw(rng: np.random.Generator, low: float, high: float, shape: tuple, elem_
 
 
 def sample_feeds(rng: np.random.Generator, proto: onnx.ModelProto, ranges: Mapping[str, tuple]) -> dict:
-    """Values inside ``ranges`` for every graph input (a sequence input gets 1 to 3 tensors)."""
-    feeds = {}
-    for value in proto.graph.input:
-        low, high = ranges[value.name]
-        if value.type.HasField("sequence_type"):
-            ttype = value.type.sequence_type.elem_type.tensor_type
-            shape = tuple(d.dim_value for d in ttype.shape.dim)
-            feeds[value.name] = [_draw(rng, low, high, shape, ttype.elem_type) for _ in range(rng.integers(1, 4))]
-        else:
-            ttype = value.type.tensor_type
-            shape = tuple(d.dim_value for d in ttype.shape.dim)
-            feeds[value.name] = _draw(rng, low, high, shape, ttype.elem_type)
-    return feeds
+    """Values inside ``ranges`` for every graph input (a sequence input gets 1 to 3 tensors, an optional
+    input is None in about a quarter of the draws)."""
+    return {value.name: _sample(rng, value.type, ranges[value.name]) for value in proto.graph.input}
+
+
+def _sample(rng: np.random.Generator, vtype: onnx.TypeProto, bounds: tuple):
+    low, high = bounds
+    if vtype.HasField("optional_type"):
+        return None if rng.random() < 0.25 else _sample(rng, vtype.optional_type.elem_type, bounds)
+    if vtype.HasField("sequence_type"):
+        ttype = vtype.sequence_type.elem_type.tensor_type
+        shape = tuple(d.dim_value for d in ttype.shape.dim)
+        return [_draw(rng, low, high, shape, ttype.elem_type) for _ in range(rng.integers(1, 4))]
+    ttype = vtype.tensor_type
+    return _draw(rng, low, high, tuple(d.dim_value for d in ttype.shape.dim), ttype.elem_type)
 
 
 def _torch(value):
+    if value is None:
+        return None
     if isinstance(value, list):
         return [torch.from_numpy(v) for v in value]
     return torch.from_numpy(np.asarray(value))
@@ -84,6 +91,8 @@ def _torch(value):
 
 # ----------------------------------------------------------------------------- checking
 def _inside(bound, value) -> bool:
+    if isinstance(bound, OptionalValue):
+        return bound.contains(_torch(value))
     if isinstance(value, list):
         return isinstance(bound, SequenceValue) and bound.contains(_torch(value))
     assert isinstance(bound, Interval), bound
@@ -94,6 +103,9 @@ def _inside(bound, value) -> bool:
 
 
 def _same(got, expected) -> None:
+    if expected is None or got is None:
+        assert got is None and expected is None, (got, expected)
+        return
     if isinstance(expected, list):
         assert isinstance(got, list) and len(got) == len(expected)
         for g, e in zip(got, expected):

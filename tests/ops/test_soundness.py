@@ -19,12 +19,14 @@ from tests.ops.harness import OpCase, check_case, check_case_unbounded
 # randomness, and GroupNormalization (onnx shape inference gives its output no type, so the harness
 # cannot build its one-node model; tests/ops/test_linear.py checks it against onnxruntime directly).
 # Sequence operators read or produce sequences, which the one-node harness does not build:
-# tests/ops/test_sequence.py compares them with onnxruntime.
+# tests/ops/test_sequence.py compares them with onnxruntime. Likewise the optional operators, whose
+# operands and results are optional values: tests/ops/test_optional.py.
 COVERED_ELSEWHERE = {
     "If", "Loop", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli",
     "GroupNormalization", "NonMaxSuppression",
     "ConcatFromSequence", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert",
     "SequenceLength", "SequenceMap", "SplitToSequence",
+    "Optional", "OptionalGetElement", "OptionalHasElement",
 }
 
 
