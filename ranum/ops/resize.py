@@ -267,8 +267,9 @@ class Resize(OpRule):
         exact_coords = nearest and self.coordinate_transformation_mode != "tf_crop_and_resize"
         delta = 0.0 if exact_coords else 8 * F32_EPS * (c.abs().to(torch.float64) + n + 2)
         low, high = c.to(torch.float64) - delta, c.to(torch.float64) + delta
+        taps = self._taps(c, n, scale) if self._antialiased or self.mode == "cubic" else None
         if self._antialiased:  # the window's taps, one more on each side for the float coordinates
-            index, weights = self._antialias_taps(c, n, scale)
+            index, weights = taps
             used = weights != 0
             first = torch.where(used, index, torch.full_like(index, n)).amin(0).sub(1).clamp(0, n - 1)
             last = torch.where(used, index, torch.full_like(index, -1)).amax(0).add(1).clamp(0, n - 1)
@@ -282,24 +283,25 @@ class Resize(OpRule):
         view = [1] * lo.dim()
         view[axis] = -1
         if not nearest:
-            lo, hi = self._overshoot(lo, hi, c, scale, n, delta, view, elem_type)
+            lo, hi = self._overshoot(lo, hi, taps, delta, view, elem_type)
         maybe, surely = self._extrapolated(c, n, delta)
         value = torch.tensor(self.extrapolation_value, dtype=lo.dtype)
         lo = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.minimum(lo, value), lo))
         hi = torch.where(surely.reshape(view), value, torch.where(maybe.reshape(view), torch.maximum(hi, value), hi))
         return lo, hi
 
-    def _overshoot(self, lo: Tensor, hi: Tensor, c: Tensor, scale: Tensor, n: int, delta: Tensor, view: list[int],
-                   elem_type: int) -> tuple[Tensor, Tensor]:
-        """Cubic negative-weight overshoot, then the float error of the weighted sum."""
-        mass = torch.zeros_like(c, dtype=torch.float64)
+    def _overshoot(self, lo: Tensor, hi: Tensor, taps: tuple[Tensor, Tensor] | None, delta: Tensor | float,
+                   view: list[int], elem_type: int) -> tuple[Tensor, Tensor]:
+        """Cubic negative-weight overshoot, then the float error of the weighted sum (``taps``: the axis'
+        indices and weights, given for cubic and antialiased resizing)."""
+        mass = torch.zeros((), dtype=torch.float64)
         antialiased = self._antialiased
         if antialiased:
-            index, weights = self._antialias_taps(c, n, scale)
+            index, weights = taps
             if self.mode == "cubic":  # float32 weights and coordinates: a generous relative slack
                 mass = weights.clamp(max=0).abs().sum(0) * (1 + 1e-3) + 1e-5
         elif self.mode == "cubic":
-            index, weights = self._taps(c, n, scale)
+            index, weights = taps
             total = weights.sum(0).abs().clamp(min=0.1)
             a = abs(self.cubic_coeff_a)
             mass = weights.clamp(max=0).abs().sum(0) + 4 * delta * (45 * a + 12) / total + 1e-6
