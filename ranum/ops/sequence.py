@@ -39,6 +39,7 @@ from ranum.domain.sequence import SequenceValue
 from ranum.errors import UnsupportedOperator
 from ranum.graph.model import Graph
 from ranum.ops._base import OWN_RULE, NodeContext, OpRule, SubgraphRunner, exact_ints
+from ranum.ops.control import _runner
 from ranum.ops.registry import register
 from ranum.ops.shape import Concat, Slice, Squeeze, Unsqueeze
 
@@ -348,12 +349,6 @@ class ConcatFromSequence(_SequenceRule):
 
 
 # ------------------------------------------------------------------------------------ mapping
-def _runner(ctx: NodeContext) -> SubgraphRunner:
-    if ctx.subgraphs is None:
-        raise UnsupportedOperator("SequenceMap: no subgraph runner in this context")
-    return ctx.subgraphs
-
-
 def _tensors(outs: Sequence[object]) -> list[Interval]:
     if not all(isinstance(out, Interval) for out in outs):
         raise UnsupportedOperator("SequenceMap: a body output is not a tensor")
