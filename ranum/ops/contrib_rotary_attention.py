@@ -1,7 +1,7 @@
 """onnxruntime's rotary attention operators (``com.microsoft``): RotaryEmbedding and GroupQueryAttention.
 
 LLMs exported for onnxruntime (onnxruntime-genai, Optimum) use both in every decoder layer. Semantics,
-as measured on onnxruntime 1.32's CPU kernels (float32):
+as measured on onnxruntime 1.32's CPU kernels (float32; float16 below):
 
 * RotaryEmbedding (input, position_ids, cos_cache, sin_cache): the rotation of the ONNX opset-23
   rule (:class:`ranum.ops.transformer.RotaryEmbedding`: halves, or even/odd pairs when
@@ -37,11 +37,22 @@ lets the weights sum to less than 1; present key/value place the new bounds into
 (exact moves). Scores that can overflow (or a bias of +inf) make the softmax NaN: the ONNX Attention
 score hazard is checked on the rotated Q and the present key/value with the attention bias.
 
-Rejected (UnsupportedOperator, with the reason): non-float32 tensors, packed QKV (key/value absent),
-inexact ``seqlens_k`` / ``total_sequence_length``, ``position_ids`` of GroupQueryAttention,
-``causal = 0``, quantized caches (k_scale/v_scale), q/k norm weights, ``query_seqlens``,
-``sliding_window_cache``, the ``output_qk`` output, ``is_packed_batching``, rotary caches whose width is
-not half the rotary dimension. Invariants: bounds are never NaN; every rule is pure.
+A packed query (key and value absent, as onnxruntime-genai's builder writes after one fused Q/K/V
+MatMul) holds the query heads, then the key heads, then the value heads along its last axis: it is
+split into the three inputs above.
+
+float16 (measured on x86-64): the tensors are float16, the arithmetic float32. The rotated Q and K are
+rounded to float16 (present_key holds them), and the output is within half a float16 ulp of the real
+result from those rounded operands. The bounds are the float32 ones with float16 roundings (the
+output's convex-combination slack in float16 terms). The score hazard is checked against float16's
+largest value, as if the scores were float16: an ARM kernel computing Q K^T in float16 can overflow
+there, and a kernel computing in float32 cannot, so this errs on the side of a finding.
+
+Rejected (UnsupportedOperator, with the reason): tensors other than float32 and float16, inexact
+``seqlens_k`` / ``total_sequence_length``, ``position_ids`` of GroupQueryAttention, ``causal = 0``,
+quantized caches (k_scale/v_scale), q/k norm weights, ``query_seqlens``, ``sliding_window_cache``, the
+``output_qk`` output, ``is_packed_batching``, rotary caches whose width is not half the rotary dimension.
+Invariants: bounds are never NaN; every rule is pure.
 """
 
 from __future__ import annotations
@@ -61,7 +72,7 @@ from ranum.ops._attention import AttentionScoreHazard, convex_bounds
 from ranum.ops._base import NodeContext, OpRule, exact_ints
 from ranum.ops._range_hull import range_reduce, select_pick
 from ranum.ops.contrib import MS_DOMAIN
-from ranum.ops.contrib_attention import OnAttentionOperands, _optional, _require_float32, _split
+from ranum.ops.contrib_attention import OnAttentionOperands, _optional, _split
 from ranum.ops.hazards import Hazard, Overflow
 from ranum.ops.registry import register
 
@@ -164,11 +175,14 @@ class RotaryEmbedding(OpRule):
 
     def concrete(self, ctx: NodeContext, x: Tensor, position_ids: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         rule = self._rule(tuple(x.shape), cos.shape[1])
-        return rule.concrete(ctx, x, cos, sin, positions_of(position_ids, *_batch_seq(x.shape)))
+        positions = positions_of(position_ids, *_batch_seq(x.shape))
+        if x.dtype == torch.float16:  # float32 arithmetic, one rounding to float16
+            return rule.concrete(ctx, x.float(), cos.float(), sin.float(), positions).half()
+        return rule.concrete(ctx, x, cos, sin, positions)
 
     def abstract(self, ctx: NodeContext, x: Interval, position_ids: Interval, cos: Interval,
                  sin: Interval) -> Interval:
-        _require_float32("RotaryEmbedding (com.microsoft)", x.elem_type)
+        _require_float_or_half("RotaryEmbedding (com.microsoft)", x.elem_type)
         rule = self._rule(tuple(x.shape), cos.shape[1])
         batch, seq = _batch_seq(x.shape)
         if position_ids.is_exact:
@@ -328,14 +342,29 @@ class GroupQueryAttention(OpRule):
         return self.smooth_softmax == 1
 
     # -------------------------------------------------------------- checks shared by both modes
+    def _unpacked(self, inputs: Sequence) -> list:
+        """``inputs`` with a packed query (key and value absent) split into query, key and value: its last
+        axis holds the ``num_heads`` query heads, then the ``kv_num_heads`` key heads, then the value heads."""
+        q, k, v = (_optional(inputs, i) for i in range(3))
+        if q is None or k is not None or v is not None:
+            return list(inputs)
+        heads = self.num_heads + 2 * self.kv_num_heads
+        if len(q.shape) != 3 or self.num_heads <= 0 or self.kv_num_heads <= 0 or q.shape[2] % heads:
+            raise UnsupportedOperator(f"GroupQueryAttention: packed query of shape {tuple(q.shape)} does not hold "
+                                      f"{self.num_heads} + 2 x {self.kv_num_heads} heads of one size")
+        head = q.shape[2] // heads
+        cuts = (0, self.num_heads * head, (self.num_heads + self.kv_num_heads) * head, q.shape[2])
+        return [*(_last_axis_slice(q, a, b) for a, b in zip(cuts, cuts[1:])), *inputs[3:]]
+
     def _check(self, ctx: NodeContext | None, inputs: Sequence) -> Geometry:
         op = "GroupQueryAttention"
+        inputs = self._unpacked(inputs)
         q, k, v, past_k, past_v = (_optional(inputs, i) for i in range(5))
         if self.num_heads <= 0 or self.kv_num_heads <= 0 or self.num_heads % self.kv_num_heads:
             raise UnsupportedOperator(f"{op}: num_heads {self.num_heads} must be a positive multiple of "
                                       f"kv_num_heads {self.kv_num_heads}")
         if k is None or v is None:
-            raise UnsupportedOperator(f"{op}: packed QKV (key and value absent) is not supported")
+            raise UnsupportedOperator(f"{op}: key and value must be given together")
         if ctx is not None:
             self._check_node(ctx)
         if (past_k is None) != (past_v is None):
@@ -368,23 +397,30 @@ class GroupQueryAttention(OpRule):
     # -------------------------------------------------------------- concrete
     def concrete_operands(self, inputs: Sequence) -> list:
         """(rotated Q (B, N, S, D), present key, present value, attention bias over the present keys)."""
+        inputs = self._unpacked(inputs)
         geo = self._check(None, inputs)
+        half = inputs[0].dtype == torch.float16  # float16 tensors, float32 arithmetic
+        if half:
+            inputs = [t.float() if isinstance(t, Tensor) and t.dtype == torch.float16 else t for t in inputs]
         q, k, v, past_k, past_v = (_optional(inputs, i) for i in range(5))
         qh, kh, vh = _split(q, self.num_heads), _split(k, self.kv_num_heads), _split(v, self.kv_num_heads)
         if self.do_rotary:
             cos, sin = inputs[7], inputs[8]
             rule, positions = self._rotation(qh.shape[-1], cos.shape[1]), geo.positions()
             qh, kh = (rule.concrete(None, t, cos, sin, positions) for t in (qh, kh))  # type: ignore[arg-type]
+            if half:  # the kernel stores the rotated Q and K in float16
+                qh, kh = (t.half().float() for t in (qh, kh))
         bias = _optional(inputs, 10)
         if bias is not None:
             bias = torch.nn.functional.pad(bias.to(q.dtype), (0, geo.present - bias.shape[-1]))
         return [qh, geo.place(kh, past_k), geo.place(vh, past_v), bias, None, None]
 
     def concrete(self, ctx: NodeContext, *inputs: Tensor | None) -> tuple[Tensor, ...]:
-        if inputs[0].dtype not in (torch.float32, torch.float64):  # float64: the interpreter's exact path
-            _require_float32("GroupQueryAttention", TensorProto.FLOAT16)
+        half = inputs[0].dtype == torch.float16
+        if inputs[0].dtype not in (torch.float32, torch.float64) and not half:  # float64: the exact path
+            raise UnsupportedOperator("GroupQueryAttention: float32 and float16 tensors only")
         geo = self._check(ctx, inputs)
-        qh, keys, values, bias, _, _ = self.concrete_operands(inputs)
+        qh, keys, values, bias, _, _ = self.concrete_operands(inputs)  # float32 for float16 tensors
         group = self.num_heads // self.kv_num_heads
         scores = torch.matmul(qh, keys.repeat_interleave(group, 1).transpose(-1, -2)) * self._scale(qh.shape[-1])
         if self.softcap > 0:
@@ -396,7 +432,8 @@ class GroupQueryAttention(OpRule):
         weights = torch.where(geo.keyless(self.local_window_size), 0.0, weights)
         y = torch.matmul(weights, values.repeat_interleave(group, 1))
         y = y.transpose(1, 2).reshape(qh.shape[0], qh.shape[2], -1)
-        return (y, keys, values)[:max(1, min(len(ctx.node.outputs), 3))]
+        outputs = tuple(t.half() for t in (y, keys, values)) if half else (y, keys, values)
+        return outputs[:max(1, min(len(ctx.node.outputs), 3))]
 
     def _softmax(self, scores: Tensor, head_sink: Tensor | None) -> Tensor:
         if head_sink is None and not self._sinks():
@@ -409,6 +446,7 @@ class GroupQueryAttention(OpRule):
     # -------------------------------------------------------------- abstract
     def abstract_operands(self, inputs: Sequence, budget: int) -> list:
         """Bounds of :meth:`concrete_operands` (4-D intervals)."""
+        inputs = self._unpacked(inputs)
         geo = self._check(None, inputs)
         q, k, v, past_k, past_v = (_optional(inputs, i) for i in range(5))
         qh, kh, vh = (self._heads_interval(t, n) for t, n in ((q, self.num_heads), (k, self.kv_num_heads),
@@ -438,7 +476,8 @@ class GroupQueryAttention(OpRule):
         return Interval.from_full(lo, hi, new.elem_type, budget)
 
     def abstract(self, ctx: NodeContext, *inputs: Interval | None) -> tuple[Interval, ...]:
-        _require_float32("GroupQueryAttention", inputs[0].elem_type)
+        elem_type = inputs[0].elem_type
+        _require_float_or_half("GroupQueryAttention", elem_type)
         geo = self._check(ctx, inputs)
         operands = self.abstract_operands(inputs, ctx.budget)
         qh, keys, values = operands[:3]
@@ -452,7 +491,7 @@ class GroupQueryAttention(OpRule):
                             for b in range(geo.batch)])
         group = self.num_heads // self.kv_num_heads
         low, high = (t.repeat_interleave(group, 1) for t in (low, high))
-        low, high = convex_bounds(low, high, geo.present, TensorProto.FLOAT)
+        low, high = convex_bounds(low, high, geo.present, elem_type)
         keyless = geo.keyless(self.local_window_size)
         if self._sinks() or _optional(inputs, 11) is not None \
                 or AttentionScoreHazard(self.score_rule()).check(operands, ()) is not None:
@@ -460,8 +499,20 @@ class GroupQueryAttention(OpRule):
             keyless = torch.ones_like(keyless)
         low, high = torch.where(keyless, low.clamp(max=0.0), low), torch.where(keyless, high.clamp(min=0.0), high)
         lo, hi = (t.transpose(1, 2).reshape(geo.batch, geo.seq, -1) for t in (low, high))
-        y = Interval.from_full(lo, hi, TensorProto.FLOAT, ctx.budget)
+        y = Interval.from_full(lo, hi, elem_type, ctx.budget)
         return (y, keys, values)[:max(1, min(len(ctx.node.outputs), 3))]
+
+
+def _require_float_or_half(op: str, elem_type: int) -> None:
+    if elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        raise UnsupportedOperator(f"{op}: float32 and float16 tensors only")
+
+
+def _last_axis_slice(t: Tensor | Interval, start: int, stop: int) -> Tensor | Interval:
+    if isinstance(t, Interval):
+        lo, hi = (b.narrow(-1, start, stop - start) for b in t.full())
+        return Interval.from_full(lo, hi, t.elem_type)
+    return t.narrow(-1, start, stop - start)
 
 
 def _budget_context(budget: int) -> NodeContext:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
@@ -118,28 +119,36 @@ def test_prompt_then_decode_steps_with_padding_agree_and_lie_inside_the_bounds()
         cache_k, cache_v = next_k, next_v
 
 
-def _decoder_layer(seq: int) -> onnx.ModelProto:
-    """x -> SimplifiedLayerNormalization -> Q/K/V MatMuls -> GroupQueryAttention (rotary) -> MatMul."""
+def _decoder_layer(seq: int, elem_type: int = F, packed: bool = False) -> onnx.ModelProto:
+    """x -> SimplifiedLayerNormalization -> Q/K/V MatMuls -> GroupQueryAttention (rotary) -> MatMul; ``packed``:
+    one MatMul projects Q, K and V together (onnxruntime-genai's form) and GroupQueryAttention splits them."""
     rng = np.random.default_rng(1)
     weights = {"gamma": rng.uniform(0.5, 1.5, HIDDEN), "wq": rng.uniform(-0.3, 0.3, (HIDDEN, HEADS * HEAD)),
                "wk": rng.uniform(-0.3, 0.3, (HIDDEN, KV_HEADS * HEAD)),
                "wv": rng.uniform(-0.3, 0.3, (HIDDEN, KV_HEADS * HEAD)),
                "wo": rng.uniform(-0.3, 0.3, (HEADS * HEAD, HIDDEN)), **_caches()}
-    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    if packed:
+        weights["wqkv"] = np.concatenate([weights.pop(w) for w in ("wq", "wk", "wv")], axis=1)
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    inits = [numpy_helper.from_array(v.astype(dtype), k) for k, v in weights.items()]
     inits += [numpy_helper.from_array(np.array([seq - 1, seq - 2], np.int32), "sk"),
               numpy_helper.from_array(np.array(seq, np.int32), "tsl")]
+    projections = (("wqkv", "q"),) if packed else (("wq", "q"), ("wk", "k"), ("wv", "v"))
+    qkv = ["q", "", ""] if packed else ["q", "k", "v"]
     nodes = [helper.make_node("SimplifiedLayerNormalization", ["x", "gamma"], ["h"], axis=-1, epsilon=1e-5),
-             *(helper.make_node("MatMul", ["h", w], [o]) for w, o in (("wq", "q"), ("wk", "k"), ("wv", "v"))),
-             helper.make_node("GroupQueryAttention", ["q", "k", "v", "", "", "sk", "tsl", "cos", "sin"],
+             *(helper.make_node("MatMul", ["h", w], [o]) for w, o in projections),
+             helper.make_node("GroupQueryAttention", [*qkv, "", "", "sk", "tsl", "cos", "sin"],
                               ["ctx", "present_k", "present_v"], domain=MS, num_heads=HEADS, kv_num_heads=KV_HEADS,
                               do_rotary=1),
              helper.make_node("MatMul", ["ctx", "wo"], ["y"])]
-    x = helper.make_tensor_value_info("x", F, [2, seq, HIDDEN])
+    x = helper.make_tensor_value_info("x", elem_type, [2, seq, HIDDEN])
     return _model(nodes, [x], ["y", "present_k", "present_v"], inits)
 
 
-def test_decoder_layer_is_analysed_without_findings_and_contains_onnxruntime() -> None:
-    model = _decoder_layer(seq=5)
+@pytest.mark.parametrize(("elem_type", "packed"), [(F, False), (F, True), (TensorProto.FLOAT16, True)],
+                         ids=["float32", "float32-packed", "float16-packed"])
+def test_decoder_layer_is_analysed_without_findings_and_contains_onnxruntime(elem_type: int, packed: bool) -> None:
+    model = _decoder_layer(seq=5, elem_type=elem_type, packed=packed)
     report = ranum.check(model, {"inputs": {"x": [-2.0, 2.0]}, "weights": {"default": "exact"}})
     assert not report.unsupported_ops, report.unsupported_nodes
     assert not report.findings, report.findings
@@ -148,7 +157,8 @@ def test_decoder_layer_is_analysed_without_findings_and_contains_onnxruntime() -
     samples = [np.full((2, 5, HIDDEN), 2.0), np.full((2, 5, HIDDEN), -2.0)]
     samples += [rng.uniform(-2.0, 2.0, (2, 5, HIDDEN)) for _ in range(6)]
     for x in samples:
-        for out, value in zip(model.graph.output, session.run(None, {"x": x.astype(np.float32)})):
+        feeds = {"x": x.astype(helper.tensor_dtype_to_np_dtype(elem_type))}
+        for out, value in zip(model.graph.output, session.run(None, feeds)):
             lo, hi = report.analysis.bounds(out.name)
             assert np.isfinite(lo).all() and np.isfinite(hi).all()
             assert ((lo <= value) & (value <= hi)).all(), out.name
@@ -205,10 +215,10 @@ def test_unmodelled_forms_are_rejected_with_a_reason() -> None:
     ranges = {n: [-1.0, 1.0] for n in ("q", "k", "v", "pk", "pv")}
     lengths = {"sk": [0, 3], "tsl": [4, 4]}
     assert "'seqlens_k' must be a constant" in _reasons(_gqa_step(1, 1, 3), {**ranges, **lengths})
-    assert "float32 tensors only" in _reasons(_gqa_step(1, 1, 3, TensorProto.FLOAT16),
-                                              {**ranges, "sk": [3, 3], "tsl": [4, 4]})
     packed = helper.make_node("GroupQueryAttention", ["q", "", "", "", "", "sk", "tsl"], ["y"], domain=MS,
                               num_heads=HEADS, kv_num_heads=KV_HEADS)
-    infos = [helper.make_tensor_value_info("q", F, [1, 2, (HEADS + 2 * KV_HEADS) * HEAD]),
+    infos = [helper.make_tensor_value_info("q", F, [1, 2, (HEADS + 2 * KV_HEADS) * HEAD + 1]),
              helper.make_tensor_value_info("sk", I32, [1]), helper.make_tensor_value_info("tsl", I32, [])]
-    assert "packed QKV" in _reasons(_model([packed], infos, ["y"]), {"q": [-1.0, 1.0], "sk": [1, 1], "tsl": [2, 2]})
+    graph = helper.make_graph([packed], "g", infos, [helper.make_tensor_value_info("y", F, [1, 2, HEADS * HEAD])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
+    assert "packed query" in _reasons(model, {"q": [-1.0, 1.0], "sk": [1, 1], "tsl": [2, 2]})  # onnxruntime rejects it
