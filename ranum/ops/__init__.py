@@ -12,6 +12,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     arithmetic,
     contrib,
     contrib_attention,
+    contrib_dynamic_quantized,
     contrib_nbits,
     contrib_quantized,
     contrib_quantized_reduce,
