@@ -278,6 +278,10 @@ _EXTRA = {
     "convnextv2": ("ConvNextV2Model", "ConvNextV2Config", dict(hidden_sizes=[16, 32], depths=[1, 1], num_stages=2,
                    image_size=32), "image"),
     "wav2vec2": ("Wav2Vec2Model", "Wav2Vec2Config", _TINY_AUDIO, "audio"),
+    # weight-standardised convolutions: the TorchScript export normalizes each weight with a training-mode
+    # BatchNormalization
+    "bit": ("BitModel", "BitConfig", dict(image_size=32, embedding_size=16, hidden_sizes=[32, 64], depths=[1, 1],
+            num_groups=8), "image"),
 }
 
 

@@ -11,7 +11,7 @@ concrete onnxruntime run, or the model is a known false-positive case marked ``x
 with the reason (so that fixing the analysis turns the mark into a failure to remove).
 
 The ``extra`` families of the zoo (DeBERTa-v2, GPT-Neo, Mistral, Gemma-2, Mamba, DINOv2, Swin,
-ConvNeXt-V2, wav2vec 2.0) widen the corpus: every operator has a rule, and every exact-weights finding
+ConvNeXt-V2, wav2vec 2.0, BiT) widen the corpus: every operator has a rule, and every exact-weights finding
 is confirmed by ``ranum confirm`` in onnxruntime (GPT-Neo adds the lowest float32 to an already
 masked score, which overflows to -inf when the attention mask is 0; ConvNeXt-V2's global response
 norm takes the gradient of an L2 norm that is 0 for a constant image).

@@ -98,7 +98,6 @@ class BatchNormalization1(BatchNormalization7):
     is_test: int = 0
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not self.is_test:
             raise UnsupportedOperator("BatchNormalization before opset 7 with is_test=0 normalises with the batch's "
                                       "own statistics (training mode), which is not supported (inference only)")

@@ -20,6 +20,13 @@ CASES = [
     _bn((1, 2, 6), 2, var_low=-0.5, name="BatchNormalization-negative-var", opset=14, attrs={"epsilon": 1e-3}),
     _bn((1, 2, 3, 3), 2, F16, name="BatchNormalization-f16", opset=13),
     _bn((2, 3, 4, 5), 3, name="BatchNormalization9", opset=9),
+    _bn((2, 3, 4, 5), 3, name="BatchNormalization-training", opset=15, outputs=3,
+        attrs={"training_mode": 1, "momentum": 0.8}),
+    # a near-constant channel over sqrt(1e-8): onnxruntime's float32 rounding of the mean is magnified 1e4
+    # times, so only the bounds are checked, not agreement with the float64 reference
+    _bn((1, 4, 7), 4, name="BatchNormalization-training-tiny-eps", opset=14, outputs=3,
+        attrs={"training_mode": 1, "epsilon": 1e-8}, check_agreement=False),
+    _bn((3, 2), 2, F16, name="BatchNormalization-training-f16", opset=15, outputs=3, attrs={"training_mode": 1}),
     _bn((2, 3, 4), 3, name="BatchNormalization7-spatial", opset=7, attrs={"spatial": 1, "epsilon": 1e-3}),
     OpCase("BatchNormalization", (Operand((2, 3, 2, 2)), *[Operand((3, 2, 2)) for _ in range(3)],
                                   Operand((3, 2, 2), low=0.1, high=4.0)),
