@@ -30,7 +30,7 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.config import AnalysisConfig
-from ranum.domain.dtypes import elem_type_of, is_float, torch_dtype
+from ranum.domain.dtypes import elem_type_of, is_float, is_held, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
@@ -282,8 +282,10 @@ class _AbstractWalker:
 
 
 def _top_output(ctx: NodeContext, index: int, shape: tuple[int, ...] | None, elem_type: int) -> Value:
-    """The widest value of an output of the declared kind (tensor, sequence, optional of either)."""
+    """The widest value of an output of the declared kind (tensor, sequence, optional of either); a tensor of a
+    type the analysis does not hold (float8, 4-bit) as any float32 value, which covers every value it holds."""
     sequence = ctx.output_is_sequence(index)
+    elem_type = elem_type if is_held(elem_type) else TensorProto.FLOAT
     if ctx.output_is_optional(index):
         return OptionalValue.top(elem_type, shape, sequence)
     return SequenceValue.top(elem_type, shape) if sequence else Interval.top(shape, elem_type)

@@ -19,6 +19,7 @@ __all__ = [
     "float_facts",
     "is_bool",
     "is_float",
+    "is_held",
     "torch_dtype",
     "type_name",
 ]
@@ -65,6 +66,11 @@ _FLOATS = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorPro
 def is_float(elem_type: int) -> bool:
     """Whether an ONNX element type is a floating type the analysis supports."""
     return elem_type in _FLOATS
+
+
+def is_held(elem_type: int) -> bool:
+    """Whether the analysis holds tensors of an ONNX element type (float8, 4-bit and string types it does not)."""
+    return elem_type in _TORCH_OF
 
 
 def is_bool(elem_type: int) -> bool:

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import onnx
 import torch
 
@@ -91,7 +92,7 @@ def build_rule(cls: type, attributes: dict[str, Any], node: Node | None = None) 
         if key not in names:
             continue
         if isinstance(value, onnx.TensorProto):
-            value = torch.from_numpy(onnx.numpy_helper.to_array(value).copy())
+            value = _attribute_tensor(value, cls.op_type, node)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
@@ -100,6 +101,20 @@ def build_rule(cls: type, attributes: dict[str, Any], node: Node | None = None) 
     except (ValueError, TypeError) as exc:
         where = f" at node {node.describe()}" if node is not None else ""
         raise UnsupportedOperator(f"{cls.op_type}{where}: {exc}") from None
+
+
+def _attribute_tensor(proto: onnx.TensorProto, op_type: str, node: Node | None) -> torch.Tensor:
+    """A tensor attribute (Constant's value, ConstantOfShape's fill) as a torch tensor of its own dtype;
+    bfloat16, which numpy holds as ml_dtypes' type, is reinterpreted from its bits."""
+    array = onnx.numpy_helper.to_array(proto)
+    if proto.data_type == onnx.TensorProto.BFLOAT16:
+        return torch.from_numpy(array.view(np.uint16).copy()).view(torch.bfloat16)
+    try:
+        return torch.from_numpy(array.copy())
+    except TypeError:
+        where = f" at node {node.describe()}" if node is not None else ""
+        name = onnx.helper.tensor_dtype_to_string(proto.data_type)
+        raise UnsupportedOperator(f"{op_type}{where}: a tensor attribute of type {name} is not supported") from None
 
 
 REGISTRY = Registry()

@@ -247,3 +247,38 @@ def test_shrink_of_a_range_joins_its_pieces() -> None:
     graph, _ = load_model(model)
     y = run_abstract(graph, {"x": Interval.uniform(-0.5, 4.0, (3,), FLOAT)}).env["y"]
     assert (y.min(), y.max()) == (-0.5, 2.5)  # 0 in the dead zone, x - 1.5 above 1 (from -0.5 just above it)
+
+
+def _constant_then_cast(value: onnx.TensorProto) -> onnx.ModelProto:
+    nodes = [helper.make_node("Constant", [], ["c"], value=value),
+             helper.make_node("Cast", ["c"], ["cf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "cf"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_bfloat16_constant_nodes_are_exact() -> None:
+    """Falcon's ALiBi export holds a bfloat16 Constant node (numpy's ml_dtypes type): it crashed the rule
+    builder with a TypeError."""
+    import ranum
+
+    values = np.array([0.5, -1.25, 3.0, 0.0078125], np.float32)
+    proto = helper.make_tensor("v", TensorProto.BFLOAT16, [4], values.tolist())
+    model = _constant_then_cast(proto)
+    report = ranum.check(model, {"inputs": {"x": [1.0, 1.0]}})
+    assert not report.unsupported_ops, report.unsupported_nodes
+    lo, hi = report.analysis.bounds("cf")
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.ones(4, np.float32)})[0]
+    np.testing.assert_array_equal(lo, expected)
+    np.testing.assert_array_equal(hi, expected)
+
+
+def test_constant_of_an_unheld_type_is_reported_unsupported_not_a_crash() -> None:
+    import ranum
+
+    proto = helper.make_tensor("v", TensorProto.FLOAT8E4M3FN, [4], [0.5, 1.0, 2.0, 4.0])
+    report = ranum.check(_constant_then_cast(proto), {"inputs": {"x": [0.0, 1.0]}})
+    assert "Constant" in report.unsupported_ops
+    assert "FLOAT8E4M3FN" in " ".join(report.unsupported_nodes.values())
