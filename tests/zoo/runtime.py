@@ -19,6 +19,8 @@ from onnx import helper, numpy_helper
 
 from ranum import Analysis
 from ranum.detect import find_hazards
+from ranum.domain.dtypes import is_float
+from ranum.graph.loader import initializer_value
 
 __all__ = ["SAMPLE_MODES", "Runner", "check_sample", "fill", "sample_feeds", "sampled_tensors", "tensor_types"]
 
@@ -118,24 +120,36 @@ def sample_feeds(analysis: Analysis, model: onnx.ModelProto, mode: str, rng: np.
     return feeds
 
 
+_INITIALIZER = "initializer:"  # prefix of an initializer among the node names of _upstream's sets
+
+
 def _upstream(analysis: Analysis) -> dict[str, set[str]]:
-    """Tensor -> names of its producing node and every node upstream of it."""
+    """Tensor -> names of its producing node and every node upstream of it (and of the initializers read)."""
     producer = {out: node for node in analysis.graph.nodes for out in node.outputs if out}
+    initializers = set(analysis.graph.initializers)
     memo: dict[str, set[str]] = {}
 
     def visit(tensor: str) -> set[str]:
         if tensor not in memo:
             node = producer.get(tensor)
-            memo[tensor] = set() if node is None else {node.name}.union(*(visit(i) for i in node.inputs if i))
+            if node is None:
+                memo[tensor] = {_INITIALIZER + tensor} if tensor in initializers else set()
+            else:
+                memo[tensor] = {node.name}.union(*(visit(i) for i in node.inputs if i))
         return memo[tensor]
 
     return {tensor: visit(tensor) for tensor in producer}
 
 
 def _infinite_constants(analysis: Analysis, values: Mapping[str, np.ndarray]) -> set[str]:
-    """Nodes whose output is an infinite model constant (Constant nodes), e.g. a -inf mask value."""
-    return {node.name for node in analysis.graph.nodes if node.op_type == "Constant"
-            and any(np.isinf(values[o]).any() for o in node.outputs if o)}
+    """Model constants holding an infinity, e.g. a -inf mask value: Constant nodes, and initializers (as
+    ``_INITIALIZER + name``)."""
+    nodes = {node.name for node in analysis.graph.nodes if node.op_type == "Constant"
+             and any(np.isinf(values[o]).any() for o in node.outputs if o)}
+    graph = analysis.graph
+    initializers = {_INITIALIZER + name for name, proto in graph.initializers.items()
+                    if is_float(proto.data_type) and np.isinf(np.asarray(initializer_value(graph, name))).any()}
+    return nodes | initializers
 
 
 def check_sample(analysis: Analysis, values: Mapping[str, np.ndarray], label: str) -> None:
