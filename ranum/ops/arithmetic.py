@@ -5,8 +5,10 @@ unary maps Abs, Neg, Sign, Ceil, Floor, Round, and BitShift (sums of many terms 
 Invariants: bounds are the real-number results for inputs inside the operand intervals; the
 interpreter then rounds float outputs outward (``rounds``) except for the exact operators (Abs, Neg,
 Sign, Ceil, Floor, Round, Max, Min, Clip, Mod), whose float results need no rounding. Precision:
-``x - x`` is exactly 0, ``x * x`` and ``x ** even`` are never negative, Clip with exact limits yields
-exactly those limits. Integer Div truncates toward zero, as ONNX requires.
+``x - x`` is exactly 0 (also for x computed twice alike), ``x - max(s, x) <= 0`` and differences of one
+running sum are bounded by its terms (:mod:`ranum.ops._difference_relations`), ``x * x`` and
+``x ** even`` are never negative, Clip with exact limits yields exactly those limits. Integer Div
+truncates toward zero, as ONNX requires.
 BitShift is exact (see :mod:`ranum.ops._bits`).
 """
 
@@ -26,6 +28,7 @@ from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_float64
+from ranum.ops._difference_relations import refined_difference
 from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops.hazards import (
     FORWARD,
@@ -85,7 +88,9 @@ class Sub(OpRule):
         if ctx.same_input(0, 1):
             zero = torch.zeros_like(a.lower)
             return a.with_bounds(zero, zero)
-        return elementwise(arith.sub if is_float(a.elem_type) else _int_sub, [a, b], a.elem_type)
+        if not is_float(a.elem_type):
+            return elementwise(_int_sub, [a, b], a.elem_type)
+        return refined_difference(ctx, a, b, elementwise(arith.sub, [a, b], a.elem_type))
 
 
 @register("Mul", since=7)

@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import ranum
+from tests.zoo.runtime import Runner
 
 FORMS = {
     "mul-div": """
@@ -235,3 +236,88 @@ def test_a_branch_that_is_not_the_compared_tensor_is_not_refined() -> None:
     """
     report = ranum.check(onnx.parser.parse_model(text), {"inputs": {"x": [-100, 100], "w": [-100, 100]}})
     assert [f.op_type for f in report.findings] == ["Exp"]
+
+
+# ------------------------------------------------------------------------------ differences
+def _graph(inputs: str, outputs: str, body: str) -> onnx.ModelProto:
+    return onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 17]>\ng (' + inputs + ") => (" + outputs + ") {" + body + "\n}")
+
+
+DIFFERENCES = {
+    # RWKV's stable exponent: k + t is written twice, once inside the maximum
+    "max-of-a-recomputed-sum": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        kt = Add(k, t)
+        m = Max(s, kt)
+        kt2 = Add(k, t)
+        d = Sub(kt2, m)
+        y = Exp(d)""", -1),
+    "reduce-max-kept": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        m = ReduceMax<axes = [1], keepdims = 1>(k)
+        d = Sub(k, m)
+        y = Exp(d)""", -1),
+    "min-mirrored": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        m = Min(k, s)
+        d = Sub(m, k)
+        y = Exp(d)""", -1),
+}
+
+
+def _sampled_inside(model: onnx.ModelProto, ranges: dict, analysis, names: list[str]) -> None:
+    runner = Runner(model)
+    rng = np.random.default_rng(0)
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    for _ in range(20):
+        values = runner.run({n: rng.uniform(lo, hi, shapes[n]).astype(np.float32) for n, (lo, hi) in ranges.items()})
+        for name in names:
+            lo, hi = analysis.bounds(name)
+            assert ((lo <= values[name]) & (values[name] <= hi)).all(), name
+
+
+@pytest.mark.parametrize("form", list(DIFFERENCES))
+def test_a_difference_with_its_own_maximum_has_a_sign_and_is_sound(form: str) -> None:
+    inputs, body, sign = DIFFERENCES[form]
+    model = _graph(inputs, "float[4,8] y", body)
+    ranges = {"k": [-100.0, 100.0], "t": [-100.0, 100.0], "s": [-100.0, 100.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]  # exp(400) otherwise
+    lo, hi = report.analysis.bounds("d")
+    assert hi.max() <= 0.0 if sign < 0 else lo.min() >= 0.0
+    _sampled_inside(model, ranges, report.analysis, ["d", "y"])
+
+
+def test_a_difference_with_an_unrelated_maximum_keeps_its_interval() -> None:
+    model = _graph("float[4,8] k, float[4,8] t, float[4,8] s", "float[4,8] y", """
+        m = Max(s, t)
+        d = Sub(k, m)
+        y = Exp(d)""")
+    report = ranum.check(model, {"inputs": {"k": [-100.0, 100.0], "t": [-100.0, 100.0], "s": [-100.0, 100.0]}})
+    assert [f.op_type for f in report.findings] == ["Exp"]
+
+
+def _decay(axis: int) -> onnx.ModelProto:
+    """Mamba-2's chunk decay exp(A_cumsum[..., -1:] - A_cumsum), with increments a * dt <= 0."""
+    return _graph("float[2,16] a, float[2,16] dt", "float[2,16] y", f"""
+        na = Neg(a)
+        inc = Mul(na, dt)
+        ax = Constant<value = int64 {{{axis}}}>()
+        c = CumSum(inc, ax)
+        starts = Constant<value = int64[1] {{-1}}>()
+        ends = Constant<value = int64[1] {{9223372036854775807}}>()
+        axes = Constant<value = int64[1] {{{axis}}}>()
+        last = Slice(c, starts, ends, axes)
+        d = Sub(last, c)
+        y = Exp(d)""")
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_a_difference_of_one_running_sum_is_bounded_by_its_terms_and_sound(axis: int) -> None:
+    model = _decay(axis)
+    ranges = {"a": [0.0, 8.0], "dt": [0.0, 2.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]  # exp(256) otherwise
+    lo, hi = report.analysis.bounds("d")
+    assert hi.max() <= 0.01  # at most 0, up to the running sums' rounding (gamma_16 of 512)
+    assert lo.min() >= -16 * 16.0 * 1.001  # the fifteen increments after position 0, each >= -16
+    assert np.all(lo[:, -1] >= -1e-5)  # c_j - c_j
+    _sampled_inside(model, ranges, report.analysis, ["d", "y"])

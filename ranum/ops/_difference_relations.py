@@ -1,0 +1,196 @@
+"""Relational refinements of a difference ``a - b``: bounds that follow from how b was computed from a.
+
+Same values. Two tensors hold the same value when they are one tensor, or the same output of two
+deterministic nodes of the same operator and attributes whose inputs hold the same values (an exporter
+writes ``k + t`` twice for two uses). Their difference is exactly 0.
+
+Orders. ``x <= Max(..., x, ...)``, ``x <= ReduceMax(x)`` (``keepdims`` 1, so that the maximum broadcasts
+back onto the elements it was taken over), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
+``x - Max(s, x) <= 0`` (the stable exponent ``exp(x - max(s, x))`` of RWKV and of hand-written
+log-sum-exp), ``x - ReduceMax(x) <= 0`` (a hand-written softmax), and the mirrored differences are
+``>= 0``. A float subtraction of ordered operands keeps the sign; with one operand finite it is never NaN.
+
+Differences of a running sum. With ``c = CumSum(y)`` along an axis (not exclusive, not reversed) and
+``a`` the slice of c at one position ``j`` of that axis (every other axis whole), ``a - c`` at position
+``i`` is ``y_(i+1) + ... + y_j`` for ``i <= j`` and minus ``y_(j+1) + ... + y_i`` above: bounded by the
+sums of y's bounds over that stretch, however wide c's own bounds are (Mamba-2's chunk decay
+``exp(A_cumsum[..., -1:] - A_cumsum)`` has increments ``A dt <= 0``, so its exponent is ``<= 0``).
+Rounding: every computed running sum is within ``gamma_n`` times the sum of its |terms| of the real one,
+plus its rounding to the tensor's type; both running sums count (at ``i = j`` one stored value is
+subtracted from itself: exactly 0). The subtraction's rounding is the interpreter's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ranum.domain import arith
+from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.interval import Interval
+from ranum.graph.model import Node
+from ranum.ops._base import GraphView, NodeContext
+
+__all__ = ["refined_difference", "same_value"]
+
+_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
+                     "Multinomial", "Dropout"})
+_DEPTH = 6  # how far up two producers are compared
+
+
+def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -> bool:
+    """Whether two tensors surely hold the same value (see the module docstring)."""
+    if first == second:
+        return bool(first)
+    if depth == 0 or not first or not second:
+        return False
+    a, b = graph.producer(first), graph.producer(second)
+    if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or a.op_type in _RANDOM:
+        return False
+    if a.subgraphs() or len(a.inputs) != len(b.inputs) or a.outputs.index(first) != b.outputs.index(second):
+        return False
+    if dict(a.attributes) != dict(b.attributes):
+        return False
+    return all(same_value(graph, x, y, depth - 1) for x, y in zip(a.inputs, b.inputs))
+
+
+def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval) -> Interval:
+    """``out`` (the interval bounds of the float ``a - b``) met with what the relations above give."""
+    graph = ctx.graph
+    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) < 2:
+        return out
+    first, second = ctx.node.inputs[:2]
+    if same_value(graph, first, second):
+        zero = torch.zeros_like(out.lower)
+        return out.with_bounds(zero, zero)
+    order = _order(graph, first, second, a, b)
+    if order is not None and (_finite(a) or _finite(b)):
+        lo, hi = out.lower, out.upper
+        if order < 0:
+            out = out.with_bounds(torch.minimum(lo, torch.zeros_like(lo)), torch.minimum(hi, torch.zeros_like(hi)))
+        else:
+            out = out.with_bounds(torch.maximum(lo, torch.zeros_like(lo)), torch.maximum(hi, torch.zeros_like(hi)))
+    bounds = _running_sum_difference(graph, first, second, out)
+    if bounds is not None:
+        lo, hi = out.full()
+        out = Interval.from_full(torch.maximum(lo.to(torch.float64), bounds[0]),
+                                 torch.minimum(hi.to(torch.float64), bounds[1]), out.elem_type, ctx.budget)
+    return out
+
+
+def _finite(iv: Interval) -> bool:
+    return bool(torch.isfinite(iv.lower).all() and torch.isfinite(iv.upper).all())
+
+
+# ---------------------------------------------------------------------------------------- orders
+def _order(graph: GraphView, first: str, second: str, a: Interval, b: Interval) -> int | None:
+    """-1 where ``first <= second`` always holds, 1 where ``first >= second``, else None."""
+    if _at_most(graph, first, second, a, b):
+        return -1
+    if _at_most(graph, second, first, b, a):
+        return 1
+    return None
+
+
+def _at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval) -> bool:
+    """Whether ``small <= large`` element-wise (after broadcasting) from how either was computed."""
+    return _bounded_by(graph, large, small, large_iv, small_iv, "Max") or \
+        _bounded_by(graph, small, large, small_iv, large_iv, "Min")
+
+
+def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval, other_iv: Interval,
+                kind: str) -> bool:
+    """Whether ``extreme`` is a Max (Min) of ``other`` with further operands, or its ReduceMax (ReduceMin)
+    keeping the reduced axes."""
+    node = graph.producer(extreme)
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type == kind:
+        return any(same_value(graph, name, other) for name in node.inputs)
+    if node.op_type == f"Reduce{kind}" and node.inputs and same_value(graph, node.inputs[0], other):
+        keeps = int(node.attributes.get("keepdims", 1)) == 1
+        return keeps and extreme_iv.shape is not None and other_iv.shape is not None and \
+            len(extreme_iv.shape) == len(other_iv.shape)
+    return False
+
+
+# ---------------------------------------------------------------------------------------- running sums
+def _running_sum_difference(graph: GraphView, first: str, second: str, out: Interval) -> tuple[Tensor, Tensor] | None:
+    """Full-shape bounds of ``first - second`` where first is one position of the running sum second, or
+    second one position of the running sum first (the difference negated); else None."""
+    found = _one_position_of_running_sum(graph, first, second)
+    if found is not None:
+        return _stretch_sums(graph, *found, out)
+    found = _one_position_of_running_sum(graph, second, first)
+    if found is not None:
+        bounds = _stretch_sums(graph, *found, out)
+        return None if bounds is None else (-bounds[1], -bounds[0])
+    return None
+
+
+def _one_position_of_running_sum(graph: GraphView, picked: str, running: str) -> tuple[Node, int, int] | None:
+    """(the CumSum node, its axis, the position j) where ``running`` is a CumSum's output and ``picked`` the
+    Slice of it at position j of the summed axis, every other axis whole."""
+    cumsum, pick = graph.producer(running), graph.producer(picked)
+    if cumsum is None or pick is None or cumsum.op_type != "CumSum" or pick.op_type != "Slice":
+        return None
+    if int(cumsum.attributes.get("exclusive", 0)) or int(cumsum.attributes.get("reverse", 0)):
+        return None
+    if len(pick.inputs) < 3 or not same_value(graph, pick.inputs[0], running):
+        return None
+    data = graph.interval(running)
+    axis_iv = graph.interval(cumsum.inputs[1]) if len(cumsum.inputs) > 1 else None
+    if data is None or data.shape is None or axis_iv is None or not axis_iv.is_exact or not data.shape:
+        return None
+    axis = int(axis_iv.exact_value().reshape(-1)[0]) % len(data.shape)
+    plan = _slice_plan(graph, pick, data.shape)
+    if plan is None:
+        return None
+    for dim, index in plan:
+        whole = index.numel() == data.shape[dim] and bool((index == torch.arange(data.shape[dim])).all())
+        if dim == axis and index.numel() != 1 or dim != axis and not whole:
+            return None
+    positions = [index for dim, index in plan if dim == axis]
+    if len(positions) != 1:
+        return None
+    return cumsum, axis, int(positions[0][0])
+
+
+def _slice_plan(graph: GraphView, pick: Node, shape: Sequence[int]) -> list[tuple[int, Tensor]] | None:
+    from ranum.ops.shape import Slice  # a rule module: imported here, as the rules import this one
+
+    names = list(pick.inputs[1:5]) + [""] * (5 - len(pick.inputs))  # starts, ends, axes?, steps?
+    operands = [graph.interval(name) if name else None for name in names]
+    if any(name and iv is None for name, iv in zip(names, operands)):
+        return None
+    try:
+        return Slice()._plan(shape, *operands)
+    except Exception:  # noqa: BLE001 (an inexact or malformed operand: no relation)
+        return None
+
+
+def _stretch_sums(graph: GraphView, cumsum: Node, axis: int, j: int, out: Interval) -> tuple[Tensor, Tensor] | None:
+    """Bounds of ``c_j - c_i`` over the running sum c of y, in ``out``'s (broadcast) shape."""
+    y = graph.interval(cumsum.inputs[0])
+    if y is None or y.shape is None or not is_float(y.elem_type):
+        return None
+    lo, hi = (t.to(torch.float64).movedim(axis, -1) for t in y.full())
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        return None
+    low_sums, high_sums = lo.cumsum(-1), hi.cumsum(-1)
+    below = torch.arange(lo.shape[-1]) <= j  # positions i <= j: the sum over (i, j]; else minus over (j, i]
+    at = slice(j, j + 1)
+    d_lo = torch.where(below, low_sums[..., at] - low_sums, high_sums[..., at] - high_sums)
+    d_hi = torch.where(below, high_sums[..., at] - high_sums, low_sums[..., at] - low_sums)
+    magnitudes = torch.maximum(lo.abs(), hi.abs()).cumsum(-1)
+    n = lo.shape[-1]
+    rate = arith.accumulation_gamma(n, y.elem_type) + 2 * float_facts(y.elem_type).eps + 2.0**-50
+    # c_j - c_j subtracts one stored value from itself: exactly 0
+    slack = torch.where(torch.arange(n) == j, 0.0, rate * (magnitudes + magnitudes[..., at]))
+    d_lo, d_hi = (t.movedim(-1, axis) for t in (d_lo - slack, d_hi + slack))
+    try:
+        return d_lo.expand(out.shape), d_hi.expand(out.shape)
+    except RuntimeError:  # shapes that do not broadcast as expected: no relation
+        return None
