@@ -267,3 +267,18 @@ def check_case_unbounded(case: OpCase, seed: int, sides: str = "both", points: i
         feeds = {name: arrs[k] for name, arrs in drawn.items()}
         for j, value in enumerate(session.run(None, feeds)):
             _assert_inside(case, run.env[f"out{j}"], value, feeds)
+
+
+def exact_operands_run(model: onnx.ModelProto, data: dict[str, np.ndarray], output: str = "y"
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The concrete rule's ``output`` for ``data``, and its bounds when every input and initializer is an exact
+    interval (each node with a rule: asserted)."""
+    graph, _ = load_model(model)
+    got = run_concrete(graph, {k: torch.from_numpy(v) for k, v in data.items()}).values[output].numpy()
+    initial = {k: Interval.point(torch.from_numpy(v), graph.info(k).elem_type) for k, v in data.items()}
+    for name, proto in graph.initializers.items():
+        initial[name] = Interval.point(torch.from_numpy(numpy_helper.to_array(proto).copy()), proto.data_type)
+    run = run_abstract(graph, initial)
+    assert not run.unsupported, run.unsupported
+    lo, hi = (t.numpy() for t in run.env[output].full())
+    return got, lo, hi

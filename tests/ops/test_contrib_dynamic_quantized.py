@@ -17,6 +17,7 @@ cases_contrib_dynamic_quantized.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,10 @@ import ranum
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.graph.loader import load_model
-from ranum.interpret import run_abstract, run_concrete
+from ranum.interpret import run_abstract
 from ranum.ops.contrib_dynamic_quantized import _output_shape, _pair_saturation, scale_roles
 from ranum.ops.quantized import _saturation
+from tests.ops.harness import exact_operands_run
 from tests.zoo.runtime import SAMPLE_MODES, Runner, check_sample, sample_feeds
 
 MS = "com.microsoft"
@@ -67,15 +69,8 @@ def _check_exact(model: onnx.ModelProto, data: dict[str, np.ndarray], label: str
     """Concrete rule equal to onnxruntime (NaN too); onnxruntime's value inside the exact operands' bounds, and
     where ``tight`` within a few float32 roundings of the terms (the value and a bias it may cancel)."""
     expected = _session(model).run(None, data)[0]
-    graph, _ = load_model(model)
-    got = run_concrete(graph, {k: torch.from_numpy(v) for k, v in data.items()}).values["y"]
-    np.testing.assert_array_equal(got.numpy(), expected, err_msg=f"{label}: concrete rule")
-    initial = {k: Interval.point(torch.from_numpy(v), graph.info(k).elem_type) for k, v in data.items()}
-    for name, proto in graph.initializers.items():
-        initial[name] = Interval.point(torch.from_numpy(numpy_helper.to_array(proto).copy()), proto.data_type)
-    run = run_abstract(graph, initial)
-    assert not run.unsupported, run.unsupported
-    lo, hi = (t.numpy() for t in run.env["y"].full())
+    got, lo, hi = exact_operands_run(model, data)
+    np.testing.assert_array_equal(got, expected, err_msg=f"{label}: concrete rule")
     v = expected.astype(np.float64)
     assert (np.isnan(v) | ((lo <= v) & (v <= hi))).all(), f"{label}: onnxruntime's value outside the bounds"
     if tight:
@@ -346,19 +341,25 @@ def _float_model(path: Path, shared_input: bool) -> None:
     onnx.save(model, path)
 
 
-@pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("shared_input", [False, True])
-def test_quantize_dynamic_model_is_bounded_soundly(tmp_path: Path, shared_input: bool, per_channel: bool) -> None:
+def _quantized_and_optimized(tmp_path: Path, build: Callable[[Path], None], per_channel: bool) -> onnx.ModelProto:
+    """A float model written by ``build``, through quantize_dynamic (int8 weights) and onnxruntime's extended
+    graph optimisation, as a user saves it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, quantized, optimized = tmp_path / "float.onnx", tmp_path / "quant.onnx", tmp_path / "optimized.onnx"
-    _float_model(src, shared_input)
+    build(src)
     quantize_dynamic(src, quantized, weight_type=QuantType.QInt8, per_channel=per_channel)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(optimized)
     ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
-    model = onnx.load(optimized)
+    return onnx.load(optimized)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("shared_input", [False, True])
+def test_quantize_dynamic_model_is_bounded_soundly(tmp_path: Path, shared_input: bool, per_channel: bool) -> None:
+    model = _quantized_and_optimized(tmp_path, lambda src: _float_model(src, shared_input), per_channel)
     ops = {node.op_type for node in model.graph.node}
     assert "DynamicQuantizeMatMul" in ops and ("MatMulIntegerToFloat" in ops) == shared_input
     spec = {"inputs": {"x": [-1.0, 1.0]}, **EXACT}
@@ -394,16 +395,7 @@ def _float_bert_layer(path: Path) -> None:
 
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_quantize_dynamic_bert_layer_is_bounded_soundly(tmp_path: Path, per_channel: bool) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    src, quantized, optimized = tmp_path / "float.onnx", tmp_path / "quant.onnx", tmp_path / "optimized.onnx"
-    _float_bert_layer(src)
-    quantize_dynamic(src, quantized, weight_type=QuantType.QInt8, per_channel=per_channel)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
-    model = onnx.load(optimized)
+    model = _quantized_and_optimized(tmp_path, _float_bert_layer, per_channel)
     assert {"QEmbedLayerNormalization", "QAttention", "DynamicQuantizeMatMul"} <= {n.op_type for n in model.graph.node}
     spec = {"inputs": {"ids": [0, 29], "segids": [0, 1], "mask": [0, 1]}, **EXACT}
     report = ranum.check(model, spec)

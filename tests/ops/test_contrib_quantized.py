@@ -28,6 +28,7 @@ from ranum.graph.loader import load_model
 from ranum.interpret import run_abstract, run_concrete
 from ranum.ops import REGISTRY
 from ranum.ops.contrib_quantized import _fma32, _logistic32, _table_concrete
+from tests.ops.harness import exact_operands_run
 from tests.zoo.runtime import SAMPLE_MODES, Runner, check_sample, sample_feeds
 
 MS = "com.microsoft"
@@ -59,18 +60,11 @@ def _check_exact(model: onnx.ModelProto, data: dict[str, np.ndarray], label: str
     where ``tight``, within one step (exactly equal where the rule takes the fast path)."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = session.run(None, data)[0]
-    graph, _ = load_model(model)
-    got = run_concrete(graph, {k: torch.from_numpy(v) for k, v in data.items()}).values["y"]
-    np.testing.assert_array_equal(got.numpy(), expected, err_msg=f"{label}: concrete rule")
-    initial = {k: Interval.point(torch.from_numpy(v), graph.info(k).elem_type) for k, v in data.items()}
-    for name, proto in graph.initializers.items():
-        initial[name] = Interval.point(torch.from_numpy(numpy_helper.to_array(proto).copy()), proto.data_type)
-    run = run_abstract(graph, initial)
-    assert not run.unsupported, run.unsupported
-    lo, hi = (t.numpy() for t in run.env["y"].full())
+    got, lo, hi = exact_operands_run(model, data)
+    np.testing.assert_array_equal(got, expected, err_msg=f"{label}: concrete rule")
     v = expected.astype(np.float64)
     assert ((lo <= v) & (v <= hi)).all(), f"{label}: onnxruntime's value outside the exact operands' bounds"
-    rule = REGISTRY.lookup(graph.nodes[0].op_type, MS)
+    rule = REGISTRY.lookup(model.graph.node[0].op_type, MS)
     if tight or not rule.accumulates:
         assert (hi - lo).max() <= (1 if rule.accumulates else 0), f"{label}: bounds wider than expected"
 
