@@ -44,6 +44,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     model, origin, payloads = _read_with_payloads(source)
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
+    _sort_nodes(model.graph)
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
     try:
@@ -427,6 +428,22 @@ def _topological(graph: onnx.GraphProto, available: set[str], outer: Mapping[str
         stuck = next(graph.node[i] for i, count in enumerate(waiting) if count > 0)
         raise ModelError(f"graph has a cycle through node '{stuck.name or stuck.op_type}' ({stuck.op_type})")
     return [graph.node[i] for i in order]
+
+
+def _sort_nodes(graph: onnx.GraphProto) -> None:
+    """Put the top-level nodes in a topological order where they are not (onnxruntime sorts them itself, and
+    tools write such models: onnxruntime's float16 converter with ``keep_io_types`` appends the input Casts
+    last); the ONNX checker rejects them otherwise. A sorted graph is left as it is."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    available |= {i.name for i in graph.sparse_initializer if i.values.name} if graph.sparse_initializer else set()
+    order = _topological(graph, available, None)
+    if all(a is b for a, b in zip(order, graph.node)):
+        return
+    nodes = [onnx.NodeProto() for _ in order]
+    for copy, node in zip(nodes, order):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _captured(node: onnx.NodeProto) -> set[str]:

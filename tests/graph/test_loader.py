@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 import torch
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 import ranum
 from ranum.domain.ranges import derived_range
@@ -169,3 +170,18 @@ def test_per_channel_quantization_scales_are_settings() -> None:
     roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
     assert roles["w_scale"] == ("constant", "exact") and roles["w"] == ("weight", "derived")
     assert report.findings == ()  # a derived scale range reached 0: a false division by zero
+
+
+def test_nodes_out_of_topological_order_are_sorted_not_rejected() -> None:
+    """onnxruntime's float16 converter with keep_io_types appends its input Casts after their consumers;
+    onnxruntime sorts the nodes itself, and so does the loader (the ONNX checker rejects such a graph)."""
+    nodes = [helper.make_node("Log", ["h"], ["y"]), helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(model)
+    report = ranum.check(model, {"inputs": {"x": [0.0, 1.0]}})
+    assert [(f.op_type, f.hazard_id) for f in report.findings] == [("Log", "log-nonpositive")]
+    assert [n.op_type for n in report.analysis.graph.nodes] == ["Cast", "Log"]
+    assert [n.op_type for n in model.graph.node] == ["Log", "Cast"]  # the caller's model is left as it is
