@@ -79,9 +79,18 @@ class Registry:
         if cls is None:
             domain = f"{node.domain}." if node.domain not in _ONNX_DOMAINS else ""
             entries = self._rules.get((_domain_key(node.domain), node.op_type))
-            why = f": its rules start at opset {entries[0][0]} (older versions differ)" if entries else ""
+            why = f": its rules start at opset {entries[0][0]} (older versions differ)" if entries else \
+                _DOMAIN_HINTS.get(node.domain, "")
             raise UnsupportedOperator(f"no rule for operator {domain}{node.op_type} (opset {opset}){why}")
         return build_rule(cls, node.attributes, node)
+
+
+# why a whole domain has no rules, for the message of its operators
+_DOMAIN_HINTS = {
+    "com.microsoft.nchwc": ": onnxruntime writes this domain when a model optimised at ORT_ENABLE_ALL is saved; its "
+                           "blocked layout and reordered weights are specific to the machine it was saved on (analyse "
+                           "the model before that optimisation, or saved at ORT_ENABLE_EXTENDED)",
+}
 
 
 def build_rule(cls: type, attributes: dict[str, Any], node: Node | None = None) -> OpRule:

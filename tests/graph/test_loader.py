@@ -185,3 +185,14 @@ def test_nodes_out_of_topological_order_are_sorted_not_rejected() -> None:
     assert [(f.op_type, f.hazard_id) for f in report.findings] == [("Log", "log-nonpositive")]
     assert [n.op_type for n in report.analysis.graph.nodes] == ["Cast", "Log"]
     assert [n.op_type for n in model.graph.node] == ["Log", "Cast"]  # the caller's model is left as it is
+
+
+def test_an_operator_of_onnxruntimes_layout_domain_is_unsupported_with_the_reason() -> None:
+    node = helper.make_node("ReorderInput", ["x"], ["y"], domain="com.microsoft.nchwc")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft.nchwc", 1)])
+    report = ranum.check(model, {"inputs": {"x": [0.0, 1.0]}})
+    assert report.unsupported_ops == ("ReorderInput",)
+    assert "ORT_ENABLE_ALL" in " ".join(report.unsupported_nodes.values())
