@@ -44,7 +44,11 @@ class Report:
             if a.source == "default":
                 notes.append(f"input '{a.tensor}' has no range; assumed [{a.low:g}, {a.high:g}]")
         for name, value in self.analysis.dims.items():
-            notes.append(f"symbolic dimension '{name}' set to {value}")
+            if name in self.analysis.spec.dims:
+                notes.append(f"symbolic dimension '{name}' set to {value}")
+            else:
+                notes.append(f"symbolic dimension '{name}' set to {value} (no value given: pass --dim {name}=N, or "
+                             f"'dims' in the spec, if the model needs another size)")
         unnamed = sum(1 for n in self.analysis.graph.all_nodes() if not n.named_in_model)
         if unnamed:
             notes.append(f"{unnamed} unnamed node(s) were named <OpType>_<position in the graph>")

@@ -86,8 +86,8 @@ def parse_spec(spec: Mapping[str, Any] | str | Path | None) -> RangeSpec:
             weights[str(key)] = parsed
     dims = {}
     for key, value in _section(spec, "dims").items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise RangeSpecError(f"dims.{key} must be a non-negative integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RangeSpecError(f"dims.{key} must be a positive integer, got {value!r}")
         dims[str(key)] = value
     return RangeSpec(inputs, weights, default, dims)
 

@@ -20,7 +20,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper, shape_inference
 
-from ranum.errors import ModelError
+from ranum.errors import ModelError, RangeSpecError
 from ranum.graph._raw_views import LARGE_ELEMENTS, STRIPPED_TYPES, strip_payloads
 from ranum.graph.model import Graph, Node, TensorInfo
 
@@ -308,11 +308,22 @@ def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
 def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str, int]:
     """Give symbolic dimensions of graph inputs their values (in place, on the loader's own copy).
 
+    Raises:
+        RangeSpecError: ``dims`` names a dimension no input has (a typo would otherwise leave it at 1).
+
     Output shapes with symbolic or unknown dimensions are dropped, so that shape inference derives
     them from the fixed inputs instead of trusting a stale declaration.
     """
     used: dict[str, int] = {}
     initializers = {i.name for i in model.graph.initializer}
+    symbolic = {dim.dim_param or "?" for value in model.graph.input if value.name not in initializers
+                and _input_tensor_type(value).HasField("shape")
+                for dim in _input_tensor_type(value).shape.dim if not dim.HasField("dim_value")}
+    unknown = sorted(set(dims) - symbolic)
+    if unknown:
+        known = ", ".join(f"'{name}'" for name in sorted(symbolic)) or "none: every input shape is static"
+        raise RangeSpecError(f"dims names {', '.join(repr(n) for n in unknown)}, not a symbolic dimension of the "
+                             f"model's inputs (those are: {known})")
     for value in model.graph.input:
         if value.name in initializers or not _input_tensor_type(value).HasField("shape"):
             continue

@@ -196,3 +196,13 @@ def test_an_operator_of_onnxruntimes_layout_domain_is_unsupported_with_the_reaso
     report = ranum.check(model, {"inputs": {"x": [0.0, 1.0]}})
     assert report.unsupported_ops == ("ReorderInput",)
     assert "ORT_ENABLE_ALL" in " ".join(report.unsupported_nodes.values())
+
+
+def test_dims_naming_no_symbolic_dimension_or_not_positive_are_spec_errors() -> None:
+    with pytest.raises(ranum.RangeSpecError, match=r"'btach'.*those are: 'batch'"):
+        ranum.check(_mlp(), {"dims": {"btach": 4}})  # a typo would leave batch at 1 unnoticed
+    with pytest.raises(ranum.RangeSpecError, match="positive integer"):
+        ranum.check(_mlp(), {"dims": {"batch": 0}})
+    report = ranum.check(_mlp(), {})
+    assert any("'batch' set to 1 (no value given: pass --dim batch=N" in w for w in report.warnings)
+    assert any(w == "symbolic dimension 'batch' set to 4" for w in ranum.check(_mlp(), {"dims": {"batch": 4}}).warnings)
