@@ -118,6 +118,9 @@ class FloatFacts:
         tiny: smallest positive normal number.
         subnormal: smallest positive subnormal number.
         log_max: natural log of ``max``; exp of anything larger overflows.
+        flushed: magnitudes below it may be read as 0 by arithmetic with denormals-are-zero: ``tiny``,
+            except for float16, whose values are widened to float32 normals before any arithmetic (CPU
+            kernels; GPUs keep float16 subnormals), so only 0 itself is 0 (``subnormal``).
     """
 
     max: float
@@ -125,6 +128,7 @@ class FloatFacts:
     tiny: float
     subnormal: float
     log_max: float
+    flushed: float
 
 
 @functools.cache
@@ -141,4 +145,5 @@ def float_facts(elem_type: int) -> FloatFacts:
         tiny=float(info.tiny),
         subnormal=sub,
         log_max=float(torch.log(torch.tensor(float(info.max), dtype=torch.float64))),
+        flushed=sub if dtype == torch.float16 else float(info.tiny),
     )

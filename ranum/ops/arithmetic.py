@@ -280,7 +280,7 @@ class Pow(OpRule):
                   lambda f: Region(0.0, 0.0), Region(-_INF, 0.0, False, False)),
         Overflow(),
         PowHazard("pow-zero-gradient", "gradient of x ** e with 0 < e < 1 is infinite at x = 0",
-                  lambda f: Region(0.0, f.tiny, True, False), Region(0.0, 1.0, False, False), GRADIENT),
+                  lambda f: Region(0.0, f.flushed, True, False), Region(0.0, 1.0, False, False), GRADIENT),
     )
     ulps = 4.0
 

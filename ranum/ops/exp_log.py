@@ -41,11 +41,12 @@ class Log(UnaryRule):
 
 @register("Sqrt")
 class Sqrt(UnaryRule):
-    """y = sqrt(x); NaN below 0, infinite derivative at 0 (and below the smallest normal)."""
+    """y = sqrt(x); NaN below 0, infinite derivative at 0 (and below the smallest normal, which arithmetic
+    with denormals-are-zero reads as 0; float16 subnormals become float32 normals first)."""
 
     hazards = (
         below(0.0, "square root of a negative value", name="sqrt-negative"),
-        between(0.0, lambda f: f.tiny, "gradient of sqrt is infinite at 0", name="sqrt-zero-gradient",
+        between(0.0, lambda f: f.flushed, "gradient of sqrt is infinite at 0", name="sqrt-zero-gradient",
                 high_closed=False, kind=GRADIENT),
     )
     output_range = (0.0, torch.inf)

@@ -282,3 +282,22 @@ def test_constant_of_an_unheld_type_is_reported_unsupported_not_a_crash() -> Non
     report = ranum.check(_constant_then_cast(proto), {"inputs": {"x": [0.0, 1.0]}})
     assert "Constant" in report.unsupported_ops
     assert "FLOAT8E4M3FN" in " ".join(report.unsupported_nodes.values())
+
+
+@pytest.mark.parametrize(("elem_type", "low", "flagged"), [
+    (TensorProto.FLOAT16, 1e-6, False),  # a float16 subnormal: a float32 normal once widened, 1 / sqrt finite
+    (TensorProto.FLOAT16, 0.0, True),
+    (TensorProto.FLOAT, 1e-39, True),  # a float32 subnormal: denormals-are-zero arithmetic reads it as 0
+    (TensorProto.FLOAT, 1e-30, False),
+])
+def test_sqrt_gradient_hazard_starts_where_arithmetic_may_read_zero(elem_type: int, low: float, flagged: bool) -> None:
+    """RMSNorm's sqrt(mean(x^2) + 1e-6) in float16 holds the epsilon as a subnormal; it was reported as an
+    infinite gradient, although float16 values are widened to float32 normals before any arithmetic."""
+    import ranum
+
+    graph = helper.make_graph([helper.make_node("Sqrt", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", elem_type, [3])],
+                              [helper.make_tensor_value_info("y", elem_type, [3])])
+    report = ranum.check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                         {"inputs": {"x": [low, 1.0]}})
+    assert ("sqrt-zero-gradient" in {f.hazard_id for f in report.findings}) == flagged
