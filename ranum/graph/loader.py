@@ -319,7 +319,9 @@ def _fix_symbolic_dims(model: onnx.ModelProto, dims: dict[str, int]) -> dict[str
     symbolic = {dim.dim_param or "?" for value in model.graph.input if value.name not in initializers
                 and _input_tensor_type(value).HasField("shape")
                 for dim in _input_tensor_type(value).shape.dim if not dim.HasField("dim_value")}
-    unknown = sorted(set(dims) - symbolic)
+    declared = {dim.dim_param for value in list(model.graph.output) + list(model.graph.value_info)
+                if _has_shape(value) for dim in value.type.tensor_type.shape.dim if dim.dim_param}
+    unknown = sorted(set(dims) - symbolic - declared)  # an output's dimension is inferred, but not a typo
     if unknown:
         known = ", ".join(f"'{name}'" for name in sorted(symbolic)) or "none: every input shape is static"
         raise RangeSpecError(f"dims names {', '.join(repr(n) for n in unknown)}, not a symbolic dimension of the "
@@ -495,5 +497,8 @@ def _attribute(attr: onnx.AttributeProto, opsets: Mapping[str, int], tensors: di
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The message on one line (the checker wraps the node it names onto further lines), at most 400 characters."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= 400 else text[:399] + "…"

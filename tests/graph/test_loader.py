@@ -206,3 +206,11 @@ def test_dims_naming_no_symbolic_dimension_or_not_positive_are_spec_errors() -> 
     report = ranum.check(_mlp(), {})
     assert any("'batch' set to 1 (no value given: pass --dim batch=N" in w for w in report.warnings)
     assert any(w == "symbolic dimension 'batch' set to 4" for w in ranum.check(_mlp(), {"dims": {"batch": 4}}).warnings)
+
+
+def test_a_checker_message_over_several_lines_keeps_the_node_it_names() -> None:
+    graph = helper.make_graph([helper.make_node("Relu", ["h"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    with pytest.raises(ranum.ModelError, match=r"input 'h' of node: name:\s+OpType: Relu is not output"):
+        ranum.check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))

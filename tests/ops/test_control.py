@@ -168,7 +168,7 @@ def test_loop_with_data_dependent_condition_joins_the_exits() -> None:
 
 
 def test_loop_zero_iterations_keeps_the_initial_state() -> None:
-    analysis = _assert_sound(_loop_model(0, _keep_going()), {"x": (0.0, 1.0), "y0": (-2.0, -1.0)}, {"n": 0})
+    analysis = _assert_sound(_loop_model(0, _keep_going()), {"x": (0.0, 1.0), "y0": (-2.0, -1.0)})
     lo, hi = analysis.bounds("y_final")
     assert lo.min() == -2.0 and hi.max() == -1.0
     assert analysis.run.env["ys"].shape == (0, 2)
