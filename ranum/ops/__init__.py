@@ -10,6 +10,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     accumulate,
     activations,
     arithmetic,
+    batch_norm,
     contrib,
     contrib_attention,
     contrib_dynamic_quantized,

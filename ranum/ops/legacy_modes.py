@@ -19,8 +19,8 @@ from torch import Tensor
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext
+from ranum.ops.batch_norm import BatchNormalization
 from ranum.ops.convert import Dropout
-from ranum.ops.normalization import BatchNormalization
 from ranum.ops.registry import register
 
 __all__ = ["BatchNormalization1", "BatchNormalization7", "Dropout1", "Dropout7"]
