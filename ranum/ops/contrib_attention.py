@@ -31,8 +31,14 @@ softmax NaN: :class:`OnAttentionOperands` checks the ONNX Attention score hazard
 operands. The embedding sum is bounded from the gathered rows (rounded outward per addition) and
 normalised by :func:`ranum.ops.normalization.layer_norm_bounds`.
 
-Rejected (UnsupportedOperator, with the reason): float16 and other non-float32 tensors (the CPU
-kernels run float16, with an accumulation precision that is not modelled here), packed QKV / 4-D
+float16 Attention and EmbedLayerNormalization (what onnxruntime's transformer optimizer writes after
+``convert_float_to_float16``): the CPU kernels compute in float32 and round each output once to float16
+(measured: within half a float16 ulp of the real result; the projection is not rounded first). The
+bounds are the float32 ones with float16 roundings, which are wider; the score hazard is checked against
+float16's largest value (a float16 kernel elsewhere could overflow there).
+
+Rejected (UnsupportedOperator, with the reason): float16 MultiHeadAttention and tensors of other types
+(their kernels' precision is not measured here), packed QKV / 4-D
 key and value, past / present key-value caches and their outputs, masks other than a (B, L) 1/0
 mask or (B,) key lengths, ``do_rotary``. Invariants: bounds are never NaN; every rule is pure.
 """
@@ -160,6 +166,13 @@ def _check_shapes(attrs: Heads, q: Sequence[int], k: Sequence[int], v: Sequence[
                                   f"{v[2]} (Q and K equal)")
     if k[1] != v[1] or not q[0] == k[0] == v[0]:
         raise UnsupportedOperator(f"attention: K {tuple(k)} and V {tuple(v)} do not match Q {tuple(q)}")
+
+
+def _require_float32_or_16(op: str, elem_type: int) -> None:
+    """float32, or float16 tensors (onnxruntime's CPU kernels compute those in float32 and round each output
+    once: measured within half a float16 ulp; the bounds' float16 roundings cover that)."""
+    if elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        raise UnsupportedOperator(f"{op}: float32 and float16 tensors only")
 
 
 def _require_float32(op: str, elem_type: int) -> None:
@@ -336,12 +349,16 @@ class Attention(OpRule):
 
     def concrete(self, ctx: NodeContext, x, w, bias=None, mask=None, past=None, attention_bias=None, *rest):
         self._check_node(ctx)
+        half = x.dtype == torch.float16  # float32 arithmetic throughout, one rounding of the output (measured)
+        if half:
+            x, w, bias, attention_bias = (None if t is None else t.float() for t in (x, w, bias, attention_bias))
         q, k, v, attention_bias = self.concrete_operands([x, w, bias, mask, past, attention_bias])
-        return attention_concrete(self.heads(), q, k, v, mask, attention_bias)
+        y = attention_concrete(self.heads(), q, k, v, mask, attention_bias)
+        return y.half() if half else y
 
     def abstract(self, ctx: NodeContext, x, w, bias=None, mask=None, past=None, attention_bias=None, *rest):
         self._check_node(ctx)
-        _require_float32("Attention (com.microsoft)", x.elem_type)
+        _require_float32_or_16("Attention (com.microsoft)", x.elem_type)
         if len(x.shape) != 3 or len(w.shape) != 2:
             raise UnsupportedOperator(f"Attention (com.microsoft): input {tuple(x.shape)} and weights "
                                       f"{tuple(w.shape)} (needs 3-D input, 2-D weights)")
@@ -426,6 +443,12 @@ class EmbedLayerNormalization(OpRule):
 
     def concrete(self, ctx: NodeContext, ids, seg_ids, word, position, segment, gamma, beta, mask=None,
                  position_ids=None):
+        if word.dtype == torch.float16:  # float32 arithmetic, each output rounded once (measured)
+            word, position, segment, gamma, beta = (None if t is None else t.float()
+                                                    for t in (word, position, segment, gamma, beta))
+            y, count, total = self.concrete(ctx, ids, seg_ids, word, position, segment, gamma, beta, mask,
+                                            position_ids)
+            return y.half(), count, total.half()
         inputs = [ids, seg_ids, word, position, segment, gamma, beta, mask, position_ids]
         total = _embedding_sum(inputs)
         y = self._norm().concrete(ctx, total, gamma, beta)[0].to(word.dtype)
@@ -434,7 +457,7 @@ class EmbedLayerNormalization(OpRule):
 
     def abstract(self, ctx: NodeContext, ids, seg_ids, word, position, segment, gamma, beta, mask=None,
                  position_ids=None):
-        _require_float32("EmbedLayerNormalization", word.elem_type)
+        _require_float32_or_16("EmbedLayerNormalization", word.elem_type)
         if len(ids.shape) != 2 or len(word.shape) != 2 or len(position.shape) != 2:
             raise UnsupportedOperator(f"EmbedLayerNormalization: input_ids {tuple(ids.shape)} (needs 2-D) and "
                                       f"2-D embedding tables")

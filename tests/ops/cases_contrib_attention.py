@@ -4,7 +4,7 @@ from onnx import TensorProto
 
 from tests.ops.harness import OpCase, Operand
 
-I32 = TensorProto.INT32
+I32, F16 = TensorProto.INT32, TensorProto.FLOAT16
 MS = "com.microsoft"
 B, S, L, HEADS, HIDDEN = 2, 3, 4, 2, 8
 
@@ -21,10 +21,10 @@ def _mha(name, bias=False, mask=None, attention_bias=None, seq=S, keys=L, agree=
     return _ms("MultiHeadAttention", tuple(inputs), name, attrs={"num_heads": HEADS, **attrs}, check_agreement=agree)
 
 
-def _attention(name, bias=True, mask=None, attention_bias=None, sizes=None, **attrs):
-    columns = sum(sizes) if sizes else 3 * HIDDEN
-    inputs = [Operand((B, S, HIDDEN), low=-2.0, high=2.0), Operand((HIDDEN, columns), low=-0.5, high=0.5),
-              Operand((columns,), low=-1.0, high=1.0) if bias else None, mask, None, attention_bias]
+def _attention(name, bias=True, mask=None, attention_bias=None, sizes=None, elem_type=TensorProto.FLOAT, **attrs):
+    columns, t = sum(sizes) if sizes else 3 * HIDDEN, elem_type
+    inputs = [Operand((B, S, HIDDEN), t, low=-2.0, high=2.0), Operand((HIDDEN, columns), t, low=-0.5, high=0.5),
+              Operand((columns,), t, low=-1.0, high=1.0) if bias else None, mask, None, attention_bias]
     while inputs[-1] is None:
         inputs.pop()
     extra = {"qkv_hidden_sizes": list(sizes)} if sizes else {}
@@ -58,19 +58,23 @@ ATTENTION = [
     _attention("unidirectional", unidirectional=1),
     _attention("scale-bias", scale=0.5, attention_bias=Operand((1, HEADS, S, S))),
     _attention("qkv-sizes", sizes=(HIDDEN, HIDDEN, 2 * HIDDEN)),
+    _attention("float16", elem_type=F16),
+    _attention("float16-mask-2d", mask=SELF_MASK, elem_type=F16),
 ]
 
 VOCAB, POSITIONS, TYPES = 10, 6, 2
 
 
-def _embed(name, segments=True, mask=None, position_ids=None, outputs=2, ids=None, agree=True, epsilon=1e-3):
+def _embed(name, segments=True, mask=None, position_ids=None, outputs=2, ids=None, agree=True, epsilon=1e-3,
+           elem_type=TensorProto.FLOAT):
     """Near-constant embedding rows (point blocks) are ill-conditioned: the float32 centring of onnxruntime
     and of the concrete rule differ by an ulp of the row over sqrt(epsilon), hence a large epsilon where
     agreement is checked."""
-    seg = [Operand((B, S), I32, 0, TYPES - 1), None, Operand((TYPES, HIDDEN))] if segments else [None, None, None]
-    inputs = [ids or Operand((B, S), I32, 0, VOCAB - 1), seg[0], Operand((VOCAB, HIDDEN)),
-              Operand((POSITIONS, HIDDEN)), seg[2], Operand((HIDDEN,), low=0.5, high=1.5), Operand((HIDDEN,)),
-              mask, position_ids]
+    t = elem_type
+    seg = [Operand((B, S), I32, 0, TYPES - 1), None, Operand((TYPES, HIDDEN), t)] if segments else [None] * 3
+    inputs = [ids or Operand((B, S), I32, 0, VOCAB - 1), seg[0], Operand((VOCAB, HIDDEN), t),
+              Operand((POSITIONS, HIDDEN), t), seg[2], Operand((HIDDEN,), t, low=0.5, high=1.5),
+              Operand((HIDDEN,), t), mask, position_ids]
     while inputs[-1] is None:
         inputs.pop()
     return _ms("EmbedLayerNormalization", tuple(inputs), name, outputs=outputs, attrs={"epsilon": epsilon},
@@ -85,6 +89,7 @@ EMBEDDINGS = [
     _embed("position-ids", position_ids=Operand((B, S), I32, 0, POSITIONS - 1)),
     _embed("broadcast-position-ids", position_ids=Operand((1, S), I32, value=[2, 0, 1]), outputs=3),
     _embed("exact-ids", ids=Operand((B, S), I32, value=[1, 2, 3, 9, 0, 4]), outputs=3),
+    _embed("float16", mask=Operand((B, S), I32, value=[1, 1, 0, 1, 0, 2]), outputs=3, elem_type=F16),
 ]
 
 CASES = [*MULTI_HEAD, *ATTENTION, *EMBEDDINGS]
