@@ -448,7 +448,7 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
     tools write such models: onnxruntime's float16 converter with ``keep_io_types`` appends the input Casts
     last); the ONNX checker rejects them otherwise. A sorted graph is left as it is."""
     available = {i.name for i in graph.input} | {i.name for i in graph.initializer}
-    available |= {i.name for i in graph.sparse_initializer if i.values.name} if graph.sparse_initializer else set()
+    available |= {i.values.name for i in graph.sparse_initializer}
     order = _topological(graph, available, None)
     if all(a is b for a, b in zip(order, graph.node)):
         return

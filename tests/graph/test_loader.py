@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ranum
 from ranum.domain.ranges import derived_range
+from ranum.errors import AnalysisError
 from tests.models import LOG_OF_DIFFERENCE, parse
 
 
@@ -214,3 +215,15 @@ def test_a_checker_message_over_several_lines_keeps_the_node_it_names() -> None:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
     with pytest.raises(ranum.ModelError, match=r"input 'h' of node: name:\s+OpType: Relu is not output"):
         ranum.check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_sorting_nodes_reads_sparse_initializer_names_without_crashing() -> None:
+    """The node sort took a sparse initializer's name from a field it does not have (AttributeError); sparse
+    initializers stay unsupported, reported as the clean error they were before."""
+    values = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "w")
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([0, 3], np.int64), "w_idx"), [4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], sparse_initializer=[sparse])
+    with pytest.raises(AnalysisError, match="reads 'w', which nothing defines"):
+        ranum.check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"inputs": {"x": [0, 1]}})
