@@ -104,11 +104,9 @@ class BatchNormalization(OpRule):
     def _training_bounds(self, ctx: NodeContext, x, scale, bias, mean, var) -> tuple[Interval, ...]:
         """Each channel normalized as one row of all its values (InstanceNormalization's bounds on x with
         its channel axis first); the running statistics from the rows' mean and variance bounds."""
-        channels_first = _channels_first(x)
-        z_lo, z_hi, st = _layer_outputs(channels_first, x.shape[1], self.epsilon)
-        z = _channels_first(Interval.from_full(z_lo, z_hi, x.elem_type))
-        y = _affine(Interval.from_full(*z.full(), x.elem_type, ctx.budget), _channel(scale, len(x.shape)),
-                    _channel(bias, len(x.shape)))
+        z_lo, z_hi, st = _layer_outputs(_channels_first(x), x.shape[1], self.epsilon)
+        z = Interval.from_full(z_lo.transpose(0, 1), z_hi.transpose(0, 1), x.elem_type, ctx.budget)
+        y = _affine(z, _channel(scale, len(x.shape)), _channel(bias, len(x.shape)))
         # squares that may overflow the compute type make the variance infinite
         current_var = (st.s_lo - self.epsilon, torch.where(st.big, torch.inf, st.s_hi - self.epsilon))
         running = [self._running(old, (lo.reshape(-1), hi.reshape(-1)))

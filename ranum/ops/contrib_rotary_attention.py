@@ -416,6 +416,7 @@ class GroupQueryAttention(OpRule):
         return [qh, geo.place(kh, past_k), geo.place(vh, past_v), bias, None, None]
 
     def concrete(self, ctx: NodeContext, *inputs: Tensor | None) -> tuple[Tensor, ...]:
+        inputs = self._unpacked(inputs)  # once: the steps below then find key and value present
         half = inputs[0].dtype == torch.float16
         if inputs[0].dtype not in (torch.float32, torch.float64) and not half:  # float64: the exact path
             raise UnsupportedOperator("GroupQueryAttention: float32 and float16 tensors only")
@@ -476,6 +477,7 @@ class GroupQueryAttention(OpRule):
         return Interval.from_full(lo, hi, new.elem_type, budget)
 
     def abstract(self, ctx: NodeContext, *inputs: Interval | None) -> tuple[Interval, ...]:
+        inputs = self._unpacked(inputs)  # once: the steps below then find key and value present
         elem_type = inputs[0].elem_type
         _require_float_or_half("GroupQueryAttention", elem_type)
         geo = self._check(ctx, inputs)
