@@ -15,6 +15,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     contrib_attention,
     contrib_dynamic_quantized,
     contrib_dynamic_quantized_attention,
+    contrib_fused,
     contrib_nbits,
     contrib_quantized,
     contrib_quantized_reduce,

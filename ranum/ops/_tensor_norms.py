@@ -10,9 +10,10 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   most ||x||, so ``||conv(x)|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||`` (or with the W_o stacked
   vertically: the adjoint's bound) and ``<= sum_o ||W_o||_F ||x||`` (per group: the largest
   group's), plus the bias' norm over the output positions. onnxruntime's FusedConv: that bound (plus
-  its summand's norm) times the largest gain of its activation.
-* MatMul/Gemm with a 2-D weight: ``sigma_max(W) ||x||``. Only exact weights count: a box of weights
-  has a gain about as large as the intervals' growth.
+  its summand's norm) times the largest gain of its activation; the product before the activation
+  is capped too (by the rule: an overflow there is the node's, whatever the activation makes of it).
+* MatMul/Gemm (and FusedGemm, as FusedConv) with a 2-D weight: ``sigma_max(W) ||x||``. Only exact
+  weights count: a box of weights has a gain about as large as the intervals' growth.
 * ReLU, reshapes, transposes and slices keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
   Add adds the (broadcast) norms; Concat takes the root of the sum of squares; MaxPool multiplies it
   by the square root of the number of windows that can hold one element; averaging ``n`` elements
@@ -54,10 +55,11 @@ _SVD_SLACK = 1e-6
 _KEEP = frozenset({"Relu", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice"})
 
 
-def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
+def capped_by_norm(ctx: NodeContext, out: Interval, product: bool = False) -> Interval:
     """``out`` met with ``[-B, B]``, ``B`` a bound of the L2 norm of the node's output, where ``out``
     reaches infinity (an overflow finding otherwise) or downstream of an earlier cap; elsewhere (or
-    without a bound) ``out`` as it is."""
+    without a bound) ``out`` as it is. ``product``: ``out`` is a fused node's product before its
+    activation (FusedConv, FusedGemm), bounded without the activation's factor."""
     graph = ctx.graph
     if graph is None or out.shape is None or not is_float(out.elem_type) or out.numblocks == 0:
         return out
@@ -75,7 +77,8 @@ def capped_by_norm(ctx: NodeContext, out: Interval) -> Interval:
         norms[name] = tensor_norm(graph, name)
         if ctx.node.op_type in ("Add", "Sub") and not sum(norms.values()) < limit:
             return out  # a sum of norms: the costlier operands cannot bring it back below the limit
-    bound = _propagate(graph, ctx.node, [norms.get(name, 0.0) for name in ctx.node.inputs], out)
+    inputs = [norms.get(name, 0.0) for name in ctx.node.inputs]
+    bound = _fused_product(graph, ctx.node, inputs, out) if product else _propagate(graph, ctx.node, inputs, out)
     if not bound < limit:
         return out
     lo = torch.maximum(out.lower, torch.full_like(out.lower, -bound))
@@ -321,26 +324,48 @@ def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -
     return _accumulated(float(gain.max()), float(frobenius.max()), row_norm, norms[0], terms, out) + bias
 
 
-# onnxruntime's FusedConv activations that never grow a value's magnitude, and LeakyReLU's factor
-_SHRINKING = frozenset({"", "Relu", "Tanh"})
+# activations of onnxruntime's FusedConv / FusedGemm that never grow a value's magnitude
+# (ThresholdedRelu keeps x or gives 0); LeakyRelu and Elu scale it by at most max(1, |alpha|)
+_SHRINKING = frozenset({"", "Relu", "Tanh", "Softsign", "ThresholdedRelu"})
+_SCALED_BY_ALPHA = {"LeakyRelu": 0.01, "Elu": 1.0}  # their default alpha
 
 
 def _fused_conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
-    """onnxruntime's ``activation(Conv(x, W, b) + z)``: the convolution's bound plus z's, times the largest
-    factor the activation can scale a value by (none: Sigmoid and HardSigmoid map 0 away from 0)."""
+    """onnxruntime's ``activation(Conv(x, W, b) + z)``: the product's bound times the largest factor the
+    activation can scale a value by (none: Sigmoid and HardSigmoid map 0 away from 0)."""
+    return _activation_factor(node) * _fused_product(graph, node, norms, out)
+
+
+def _fused_product(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """The bound of a fused node's product before its activation (FusedConv: plus its summand ``z``),
+    computed once per run (the rule caps the product, the interpreter then the activation's result)."""
+    key = ("l2-product", node.outputs[0])
+    if key not in graph.memo:
+        if node.op_type == "FusedConv":
+            summed = _broadcast(graph, node.inputs[3], norms[3], out) if len(node.inputs) > 3 and node.inputs[3] \
+                else 0.0
+            graph.memo[key] = _conv(graph, node, norms, out) + summed
+        else:
+            graph.memo[key] = _gemm_like(graph, node, norms, out)
+    return graph.memo[key]
+
+
+def _activation_factor(node: Node) -> float:
+    """The largest factor by which a fused node's activation can scale a value's magnitude (inf: none)."""
     activation = node.attributes.get("activation", "")
     activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-    params = [float(p) for p in node.attributes.get("activation_params", ())]
+    if node.op_type == "FusedConv":  # its parameters in one list, in the activation's attribute order
+        params = [float(p) for p in node.attributes.get("activation_params", ())]
+        alpha = params[0] if params else None
+        if activation == "Clip":
+            return 1.0 if len(params) == 2 and params[0] <= 0.0 <= params[1] else math.inf
+    else:  # FusedGemm: the activation's attributes, each prefixed with "activation_"
+        alpha = node.attributes.get("activation_alpha")
     if activation in _SHRINKING:
-        factor = 1.0
-    elif activation == "LeakyRelu" and params:
-        factor = max(1.0, abs(params[0]))
-    elif activation == "Clip" and len(params) == 2 and params[0] <= 0.0 <= params[1]:
-        factor = 1.0
-    else:
-        return math.inf
-    summed = _broadcast(graph, node.inputs[3], norms[3], out) if len(node.inputs) > 3 and node.inputs[3] else 0.0
-    return factor * (_conv(graph, node, norms, out) + summed)
+        return 1.0
+    if activation in _SCALED_BY_ALPHA:
+        return max(1.0, abs(float(_SCALED_BY_ALPHA[activation] if alpha is None else alpha)))
+    return math.inf
 
 
 def _stacked_offsets(per_group: Tensor) -> Tensor:
@@ -353,6 +378,11 @@ def _stacked_offsets(per_group: Tensor) -> Tensor:
     return per_group.flatten(2)
 
 
+def _fused_gemm(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """onnxruntime's ``activation(Gemm(x, W, C))``: the Gemm's bound times the activation's largest factor."""
+    return _activation_factor(node) * _fused_product(graph, node, norms, out)
+
+
 def _gemm_like(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
     """MatMul(x, W) or Gemm(x, W, C) with a 2-D weight (Gemm: transA = 0)."""
     w = graph.interval(node.inputs[1])
@@ -361,10 +391,11 @@ def _gemm_like(graph: GraphView, node: Node, norms: Sequence[float], out: Interv
     weight = _weight_values(w)
     if weight is None:
         return math.inf
-    if node.op_type == "Gemm" and int(node.attributes.get("transB", 0)):
+    gemm = node.op_type in ("Gemm", "FusedGemm")
+    if gemm and int(node.attributes.get("transB", 0)):
         weight = weight.t()
-    alpha = abs(float(node.attributes.get("alpha", 1.0))) if node.op_type == "Gemm" else 1.0
-    beta = abs(float(node.attributes.get("beta", 1.0))) if node.op_type == "Gemm" else 0.0
+    alpha = abs(float(node.attributes.get("alpha", 1.0))) if gemm else 1.0
+    beta = abs(float(node.attributes.get("beta", 1.0))) if gemm else 0.0
     frobenius = float(weight.square().sum().sqrt()) * alpha
     gain = float(_sigma_max(weight.unsqueeze(0))[0]) * alpha
     bias = beta * _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
@@ -459,8 +490,9 @@ _RULES = {
     "FusedConv": _fused_conv,
     "MatMul": _gemm_like,
     "Gemm": _gemm_like,
+    "FusedGemm": _fused_gemm,
 }
 
-_WEIGHTED = frozenset({"Conv", "FusedConv", "MatMul", "Gemm"})
+_WEIGHTED = frozenset({"Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm"})
 # the operators whose results the interpreter caps (the others keep or cannot bound a norm)
 NORM_CAPPED = frozenset(_RULES)

@@ -9,9 +9,8 @@ the decomposed operators of BERT-, GPT- and LLaMA-style graphs into:
 * in ``com.microsoft``: ``SkipLayerNormalization`` and ``SkipSimplifiedLayerNormalization`` (the
   normalization of ``input + skip (+ bias)``, with that sum as an optional output), ``Gelu``,
   ``BiasGelu`` and ``FastGelu`` (erf and tanh GELU of ``x (+ bias)``), ``QuickGelu``
-  (``x * sigmoid(alpha * x)``); and, in graphs onnxruntime's session optimizer saved
-  (``SessionOptions.optimized_model_filepath``), ``FusedConv`` (a convolution with its activation)
-  and ``FusedMatMul`` (a MatMul with transposed operands and a scale).
+  (``x * sigmoid(alpha * x)``). The products fused with their activation that onnxruntime's session
+  optimizer writes (``FusedConv``, ``FusedGemm``, ``FusedMatMul``) are in :mod:`ranum.ops.contrib_fused`.
 
 Each rule composes the rules of the operators it fuses: the sum is bounded as float additions, each
 rounded outward once (onnxruntime adds in the tensor's type, in float32 for float16), then the
@@ -36,18 +35,16 @@ from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
-from ranum.ops.activations import Gelu, HardSigmoid, LeakyRelu, Relu, Sigmoid, Tanh
-from ranum.ops.arithmetic import Clip6
-from ranum.ops.conv_pool import Conv
+from ranum.ops.activations import Gelu
 from ranum.ops.hazards import Hazard, OnDerivedOperands, Overflow
-from ranum.ops.linear import MatMul, blockwise_product, interval_product
 from ranum.ops.normalization import LayerNormalization, SliceVarianceHazard, layer_norm_bounds
 from ranum.ops.registry import register
 from ranum.ops.swish import Swish
 from ranum.ops.transformer import RMSNormalization, RmsZeroHazard, concrete_inverse_rms, inverse_rms
 
-__all__ = ["BiasGelu", "FastGelu", "FusedConv", "FusedMatMul", "MicrosoftGelu", "OnSkipSum", "QuickGelu",
-           "SimplifiedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"]
+__all__ = ["BiasGelu", "FastGelu", "MicrosoftGelu", "OnSkipSum", "QuickGelu", "SimplifiedLayerNormalization",
+           "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "compute_dtype", "concrete_sum",
+           "rounded_sum"]
 
 MS_DOMAIN = "com.microsoft"
 
@@ -55,7 +52,7 @@ MS_DOMAIN = "com.microsoft"
 register("LayerNormalization", since=1)(LayerNormalization)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The type onnxruntime's contrib kernels compute in: float32 for 16-bit floats."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
@@ -75,7 +72,7 @@ def rounded_sum(terms: Sequence[Interval]) -> Interval:
 def concrete_sum(terms: Sequence[Tensor | None]) -> Tensor:
     """``t0 + t1 + ...`` as onnxruntime's contrib kernels add them (in float32 for 16-bit tensors)."""
     present = [t for t in terms if t is not None]
-    dtype = _compute_dtype(present[0].dtype)
+    dtype = compute_dtype(present[0].dtype)
     total = present[0].to(dtype)
     for term in present[1:]:
         total = total + term.to(dtype)
@@ -235,103 +232,3 @@ class QuickGelu(Swish):
     """``x * sigmoid(alpha * x)``, alpha 1.702 by default."""
 
     alpha: float = 1.702
-
-
-# ------------------------------------------------------------------------------ fused products
-# FusedConv's activations -> (rule class, names of its attributes in activation_params' order)
-_ACTIVATIONS = {"Relu": (Relu, ()), "Sigmoid": (Sigmoid, ()), "Tanh": (Tanh, ()), "LeakyRelu": (LeakyRelu, ("alpha",)),
-                "HardSigmoid": (HardSigmoid, ("alpha", "beta")), "Clip": (Clip6, ("min", "max"))}
-
-
-@register("FusedConv", domain=MS_DOMAIN)
-class FusedConv(Conv):
-    """onnxruntime's ``activation(Conv(X, W, B) + Z)`` (its graph optimizer writes it): Conv's attributes,
-    ``activation`` one of Relu, Sigmoid, Tanh, LeakyRelu, HardSigmoid, Clip (its parameters in
-    ``activation_params``), ``Z`` optional. The convolution's result is rounded, then the sum, then the
-    activation's own rounding (``ulps``) is the interpreter's."""
-
-    activation: str = ""
-    activation_params: tuple = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.activation and self.activation not in _ACTIVATIONS:
-            raise UnsupportedOperator(f"FusedConv: activation {self.activation!r}")
-
-    def _activation(self) -> OpRule | None:
-        if not self.activation:
-            return None
-        cls, names = _ACTIVATIONS[self.activation]
-        return cls(**dict(zip(names, (float(p) for p in self.activation_params))))
-
-    @property
-    def ulps(self) -> float:  # type: ignore[override]
-        act = self._activation()
-        return 1.0 if act is None else max(1.0, act.ulps)
-
-    def concrete(self, ctx: NodeContext, x, w, b=None, z=None):
-        y = super().concrete(ctx, x, w, b)
-        if z is not None:
-            y = concrete_sum([y, z]).to(y.dtype)
-        act = self._activation()
-        return y if act is None else act.concrete(ctx, y)
-
-    def abstract(self, ctx: NodeContext, x, w, b=None, z=None):
-        y = super().abstract(ctx, x, w, b).widened(1.0)
-        if z is not None:
-            y = rounded_sum([y, z])
-        act = self._activation()
-        return y if act is None else act.abstract(ctx, y)
-
-
-@register("FusedMatMul", domain=MS_DOMAIN)
-class FusedMatMul(OpRule):
-    """onnxruntime's ``alpha * (A' @ B')``, ``A'``/``B'`` with their last two axes swapped when ``transA``/
-    ``transB`` (its graph optimizer folds Transpose and scaling into MatMul). ``transBatchA/B`` (batch
-    axes moved) are not supported. The row-norm and softmax refinements of MatMul apply unless A is
-    transposed (they read A's rows from the graph)."""
-
-    alpha: float = 1.0
-    transA: int = 0
-    transB: int = 0
-    transBatchA: int = 0
-    transBatchB: int = 0
-
-    hazards = (Overflow(),)
-    accumulates = True
-
-    def __post_init__(self) -> None:
-        if self.transBatchA or self.transBatchB:
-            raise UnsupportedOperator("FusedMatMul: transBatchA / transBatchB")
-
-    def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
-        a = a.transpose(-1, -2) if self.transA else a
-        b = b.transpose(-1, -2) if self.transB else b
-        y = MatMul().concrete(ctx, a, b)
-        return y if self.alpha == 1.0 else (y.to(_compute_dtype(y.dtype)) * self.alpha).to(y.dtype)
-
-    def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
-        if len(a.shape) < 2 or len(b.shape) < 2:
-            raise UnsupportedOperator("FusedMatMul: 1-D operands")
-        b = _swap_last_axes(b) if self.transB else b
-        if self.transA:
-            count = a.shape[-2]
-            a = _swap_last_axes(a)
-            out = blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w], count), count,
-                                    ctx.budget)
-        else:
-            out = MatMul().abstract(ctx, a, b)
-        if self.alpha == 1.0:
-            return out
-        scaled = out.widened(1.0)  # the accumulator rounds before the scaling (which the interpreter rounds)
-        alpha = self.alpha
-        low, high = (scaled.lower * alpha, scaled.upper * alpha) if alpha >= 0 else (scaled.upper * alpha,
-                                                                                      scaled.lower * alpha)
-        return scaled.with_bounds(low, high)
-
-
-def _swap_last_axes(iv: Interval) -> Interval:
-    """The interval of the tensor with its last two axes swapped."""
-    splits = iv.splits[:-2] + (iv.splits[-1], iv.splits[-2])
-    shape = iv.shape[:-2] + (iv.shape[-1], iv.shape[-2])
-    return iv.relaid(lambda t: t.transpose(-1, -2), splits, shape)

@@ -70,13 +70,33 @@ ACTIVATIONS = [
 
 
 
-def _fused_conv(name, activation="", params=(), z=False, elem_type=TensorProto.FLOAT, **attrs):
-    inputs = [Operand((1, 2, 5, 5), elem_type), Operand((3, 2, 3, 3), elem_type, -1.0, 1.0),
+def _fused_conv(name, activation="", params=(), z=False, elem_type=TensorProto.FLOAT, low=-3.0, high=3.0,
+                check_agreement=True, **attrs):
+    inputs = [Operand((1, 2, 5, 5), elem_type, low, high), Operand((3, 2, 3, 3), elem_type, -1.0, 1.0),
               Operand((3,), elem_type)]
     if z:
         inputs.append(Operand((1, 3, 5, 5), elem_type))
     extra = {"activation": activation, **({"activation_params": list(params)} if params else {})} if activation else {}
-    return _ms("FusedConv", tuple(inputs), name, attrs={"pads": [1, 1, 1, 1], **extra, **attrs})
+    return _ms("FusedConv", tuple(inputs), name, attrs={"pads": [1, 1, 1, 1], **extra, **attrs},
+               check_agreement=check_agreement)
+
+
+# onnxruntime's GemmActivationFusion: the activations it fuses, with attributes (activation_<name>)
+_GEMM_ACTIVATIONS = [
+    ("Relu", {}), ("LeakyRelu", {"alpha": 0.1}), ("Sigmoid", {}), ("Tanh", {}), ("Elu", {"alpha": 0.5}),
+    ("Selu", {"alpha": 1.5, "gamma": 2.0}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}),
+    ("Softplus", {}), ("Softsign", {}), ("ThresholdedRelu", {"alpha": 0.5}),
+]
+
+
+def _fused_gemm(activation, params, name="", bias=(5,), transB=0, low=-3.0, high=3.0, **attrs):
+    weight = (5, 4) if transB else (4, 5)
+    inputs = (Operand((3, 4), low=low, high=high), Operand(weight, low=-1.0, high=1.0), Operand(bias))
+    extra = {f"activation_{key}": value for key, value in params.items()}
+    kw = {k: attrs.pop(k) for k in ("check_agreement", "rtol") if k in attrs}
+    label = name or f"{activation}{'-' if params else ''}{'-'.join(str(v) for v in params.values())}"
+    return _ms("FusedGemm", inputs, label, attrs={"activation": activation, "transB": transB, **extra, **attrs},
+               rtol=kw.get("rtol", 1e-4), check_agreement=kw.get("check_agreement", True))
 
 
 PRODUCTS = [
@@ -88,6 +108,11 @@ PRODUCTS = [
     _fused_conv("sigmoid", "Sigmoid"),
     _fused_conv("tanh", "Tanh", strides=[2, 2]),
     _fused_conv("hardsigmoid", "HardSigmoid", (0.2, 0.5)),
+    *[_fused_gemm(activation, params) for activation, params in _GEMM_ACTIVATIONS],
+    _fused_gemm("Relu", {}, "transB-alpha-beta", transB=1, alpha=0.5, beta=-2.0),
+    _fused_gemm("LeakyRelu", {"alpha": 0.2}, "row-bias", bias=(1, 5)),
+    _fused_gemm("Relu", {}, "overflow", low=-2e38, high=2e38, check_agreement=False),
+    _fused_conv("relu-overflow", "Relu", low=-1e38, high=1e38, check_agreement=False),
     _ms("FusedMatMul", (Operand((2, 3, 4)), Operand((2, 5, 4))), "transB-alpha",
         attrs={"transB": 1, "alpha": 0.125}, rtol=1e-4),
     _ms("FusedMatMul", (Operand((2, 4, 3)), Operand((4, 5))), "transA", attrs={"transA": 1}, rtol=1e-4),
