@@ -20,6 +20,10 @@ bit for bit in ``tests/ops/cases_contrib_quantized.py`` and ``tests/ops/test_con
   MlasQuantizeLinear: ``q = fl(d / s_y)``, NaN -> lower limit, clamp to ``[min - z_y, max - z_y]``, round
   half to even, add ``z_y``. QLinearConcat copies an input whose scale and zero point equal the output's.
 
+``QuantizeLinear`` and ``DequantizeLinear`` in ``com.microsoft`` are the ONNX operators (per tensor or per
+axis; 8- and 16-bit, and int32 for DequantizeLinear): onnxruntime's quantization tools write them for
+16-bit types in models below opset 21 (and with ``UseQDQContribOps``), and the ONNX rules apply as they are.
+
 Exact fast path: QLinearMul, QLinearLeakyRelu and QLinearConcat are the same scalar IEEE steps on every
 platform, so exact operands take the concrete rule. QLinearAdd (kernel-specific operation order: AVX2 FMA,
 SSE2, NEON fixed point) and QLinearSigmoid (each platform has its own logistic kernel) set ``accumulates``:
@@ -47,7 +51,7 @@ from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
 from ranum.ops.contrib import MS_DOMAIN
-from ranum.ops.convert import _QUANTIZED
+from ranum.ops.convert import _QUANTIZED, DequantizeLinear, QuantizeLinear
 from ranum.ops.hazards import equal_to
 from ranum.ops.quantized import _rounded32
 from ranum.ops.registry import register
@@ -199,6 +203,10 @@ class _QLinearBinary(OpRule):
     def _scalars(self, *params: Interval | None) -> list[Bounds]:
         names = ("A_scale", "A_zero_point", "B_scale", "B_zero_point", "C_scale", "C_zero_point")
         return [_scalar(p, self.op_type, n) for p, n in zip(params, names)]
+
+
+register("QuantizeLinear", domain=MS_DOMAIN)(QuantizeLinear)
+register("DequantizeLinear", domain=MS_DOMAIN)(DequantizeLinear)
 
 
 @register("QLinearAdd", domain=MS_DOMAIN)

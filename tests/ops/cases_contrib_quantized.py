@@ -200,7 +200,25 @@ QGEMMS = [
     _qgemm("u8s8-no-bias", _q((2, 8)), _q((8, 4), I8, -64, 63), bias=False),
 ]
 
+U16, I16, I32 = TensorProto.UINT16, TensorProto.INT16, TensorProto.INT32
+# QuantizeLinear / DequantizeLinear in com.microsoft (16-bit QDQ below opset 21): the ONNX semantics
+QDQ = [
+    _ms("QuantizeLinear", (Operand((3, 4), low=-10, high=700), _s(value=0.01), Operand((), U16, value=1000)),
+        "uint16-saturating"),
+    _ms("QuantizeLinear", (Operand((3, 4), low=-400, high=400), _s(0.005, 0.02), Operand((), I16, value=-3)),
+        "int16-scale-range"),
+    _ms("QuantizeLinear", (Operand((2, 4, 3)), Operand((4,), F32, value=[0.01, 0.1, 1.0, 2.0]),
+                           Operand((4,), I8, value=[0, 1, -2, 3])), "int8-per-axis"),
+    _ms("QuantizeLinear", (Operand((3, 4), low=-2, high=3), _s(value=0.02)), "no-zero-point"),
+    _ms("DequantizeLinear", (Operand((3, 4), U16, 0, 65535), _s(value=0.01), Operand((), U16, value=1000)),
+        "uint16"),
+    _ms("DequantizeLinear", (Operand((2, 3), I16, -32768, 32767), Operand((3,), F32, value=[0.5, 0.01, 2.0]),
+                             Operand((3,), I16, value=[7, 0, -9])), "int16-per-axis"),
+    _ms("DequantizeLinear", (Operand((3, 4), I32, -5000, 5000), _s(value=0.001)), "int32"),
+]
+
 CASES = [
+    *QDQ,
     *_binaries("QLinearAdd", _s(0.04, 0.06), _s(0.002, 0.004), 60),
     *_binaries("QLinearMul", _s(0.01, 0.02), _s(1e-5, 2e-5), 30),
     *_lookups("QLinearSigmoid", (_s(0.02, 0.1), _s(0.004, 0.006)), (_s(value=0.05), _s(value=0.004)), _sigmoid_zp),

@@ -98,7 +98,8 @@ def build_model(case: OpCase) -> onnx.ModelProto:
 _ORT_TYPES = {"tensor(float)": TensorProto.FLOAT, "tensor(float16)": TensorProto.FLOAT16,
               "tensor(double)": TensorProto.DOUBLE, "tensor(int64)": TensorProto.INT64,
               "tensor(int32)": TensorProto.INT32, "tensor(bool)": TensorProto.BOOL,
-              "tensor(uint8)": TensorProto.UINT8, "tensor(int8)": TensorProto.INT8}
+              "tensor(uint8)": TensorProto.UINT8, "tensor(int8)": TensorProto.INT8,
+              "tensor(uint16)": TensorProto.UINT16, "tensor(int16)": TensorProto.INT16}
 
 
 def _type_outputs_from_onnxruntime(model: onnx.ModelProto) -> None:

@@ -319,9 +319,9 @@ def _float_model(path: Path) -> None:
     onnx.save(model, path)
 
 
-@pytest.mark.parametrize("activation_type", ["QUInt8", "QInt8"])
-def test_static_qoperator_model_is_bounded_soundly(tmp_path: Path, activation_type: str) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _quantized(tmp_path: Path, **options) -> onnx.ModelProto:
+    """The float CNN quantized by ``quantize_static`` with ``options``, calibrated on four random images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -333,8 +333,30 @@ def test_static_qoperator_model_is_bounded_soundly(tmp_path: Path, activation_ty
 
     src, dst = tmp_path / "float.onnx", tmp_path / "quant.onnx"
     _float_model(src)
-    quantize_static(src, dst, Reader(), quant_format=QuantFormat.QOperator,
-                    activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8)
+    quantize_static(src, dst, Reader(), weight_type=QuantType.QInt8, **options)
+    return onnx.load(dst)
+
+
+@pytest.mark.parametrize("activation_type", ["QUInt8", "QInt8"])
+def test_static_qoperator_model_is_bounded_soundly(tmp_path: Path, activation_type: str) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    model = _quantized(tmp_path, quant_format=QuantFormat.QOperator,
+                       activation_type=getattr(QuantType, activation_type))
     ops = {"QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat", "QLinearAveragePool",
            "QLinearGlobalAveragePool", "QGemm", "QLinearSoftmax"}
-    _check_graph(onnx.load(dst), {"inputs": {"x": [-1.0, 1.0]}, "weights": {"default": "exact"}}, ops)
+    _check_graph(model, {"inputs": {"x": [-1.0, 1.0]}, "weights": {"default": "exact"}}, ops)
+
+
+@pytest.mark.parametrize("activation_type", ["QUInt16", "QInt16"])
+def test_sixteen_bit_qdq_model_with_contrib_quantize_linear_is_bounded_soundly(tmp_path: Path,
+                                                                               activation_type: str) -> None:
+    """16-bit QDQ written with ``UseQDQContribOps`` (as onnxruntime's tools do below opset 21): its
+    QuantizeLinear / DequantizeLinear are in com.microsoft, with the ONNX operators' semantics."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    model = _quantized(tmp_path, quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, activation_type),
+                       extra_options={"UseQDQContribOps": True})
+    assert {n.domain for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")} == {MS}
+    _check_graph(model, {"inputs": {"x": [-1.0, 1.0]}, "weights": {"default": "exact"}},
+                 {"QuantizeLinear", "DequantizeLinear", "Conv", "Softmax"})
