@@ -47,10 +47,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     _sort_nodes(model.graph)
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
-    try:
-        onnx.checker.check_model(light)
-    except (onnx.checker.ValidationError, Exception) as exc:  # checker raises several types
-        raise ModelError(f"model fails the ONNX checker: {_first_line(exc)}") from None
+    _check(light)
     used = _fix_symbolic_dims(model, dict(dims or {}))
     _fix_symbolic_dims(light, dict(dims or {}))
     try:
@@ -64,6 +61,32 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     if payloads:
         graph = dataclasses.replace(graph, raw_values=payloads)
     return graph, used
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """The ONNX checker, blind to graph outputs declared without a type or a shape: it requires both,
+    onnxruntime runs such a model (``helper.make_tensor_value_info(name, type, None)`` writes one), and
+    shape inference types them."""
+    outputs = list(model.graph.output)
+    untyped = [o for o in outputs if not _declared_fully(o)]
+    if untyped:
+        del model.graph.output[:]
+        model.graph.output.extend(o for o in outputs if o not in untyped)
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, Exception) as exc:  # checker raises several types
+        raise ModelError(f"model fails the ONNX checker: {_first_line(exc)}") from None
+    finally:
+        if untyped:
+            del model.graph.output[:]
+            model.graph.output.extend(outputs)
+
+
+def _declared_fully(value: onnx.ValueInfoProto) -> bool:
+    """Whether a value's type is declared as the checker wants it (a tensor: element type and shape)."""
+    kind = value.type.WhichOneof("value")
+    tensor = value.type.tensor_type
+    return kind is not None and (kind != "tensor_type" or (tensor.HasField("shape") and tensor.elem_type != 0))
 
 
 # Operators that onnxruntime registers in the ONNX domain although the ONNX standard has none of that

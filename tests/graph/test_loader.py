@@ -227,3 +227,23 @@ def test_sorting_nodes_reads_sparse_initializer_names_without_crashing() -> None
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], sparse_initializer=[sparse])
     with pytest.raises(AnalysisError, match="reads 'w', which nothing defines"):
         ranum.check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"inputs": {"x": [0, 1]}})
+
+
+@pytest.mark.parametrize("declared", ["no shape", "no type"])
+def test_graph_outputs_declared_without_a_shape_or_type_are_typed_by_inference(declared: str) -> None:
+    """``helper.make_tensor_value_info(name, type, None)`` declares an output without a shape; the ONNX checker
+    requires one (and a type), onnxruntime runs the model: the loader checks the rest and infers them."""
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None) if declared == "no shape" else \
+        onnx.ValueInfoProto(name="y")
+    nodes = [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Log", ["h"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(onnx.checker.ValidationError, match="required but missing"):
+        onnx.checker.check_model(model)
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}})
+    assert [(f.op_type, f.hazard_id) for f in report.findings] == [("Log", "log-nonpositive")]
+    assert report.analysis.bounds("y")[0].shape == (2, 3)
+    assert not model.graph.output[0].type.tensor_type.HasField("shape")  # the caller's model is left as it is
+    broken = helper.make_graph([helper.make_node("Relu", ["z"], ["y"])], "g", graph.input, [output])
+    with pytest.raises(ranum.ModelError, match="ONNX checker"):  # the rest of the graph is still checked
+        ranum.check(helper.make_model(broken, opset_imports=[helper.make_opsetid("", 17)]))
