@@ -31,14 +31,15 @@ softmax NaN: :class:`OnAttentionOperands` checks the ONNX Attention score hazard
 operands. The embedding sum is bounded from the gathered rows (rounded outward per addition) and
 normalised by :func:`ranum.ops.normalization.layer_norm_bounds`.
 
-float16 Attention and EmbedLayerNormalization (what onnxruntime's transformer optimizer writes after
-``convert_float_to_float16``): the CPU kernels compute in float32 and round each output once to float16
-(measured: within half a float16 ulp of the real result; the projection is not rounded first). The
+float16 Attention, MultiHeadAttention and EmbedLayerNormalization (what onnxruntime's transformer optimizer
+writes after ``convert_float_to_float16``): the CPU kernels compute in float32 and round each output once to
+float16 (measured: within half a float16 ulp of the real result; the projection or bias sum is not rounded
+first; MultiHeadAttention's output is bit for bit the float32 kernel's, rounded). The
 bounds are the float32 ones with float16 roundings, which are wider; the score hazard is checked against
 float16's largest value (a float16 kernel elsewhere could overflow there).
 
-Rejected (UnsupportedOperator, with the reason): float16 MultiHeadAttention and tensors of other types
-(their kernels' precision is not measured here), packed QKV / 4-D
+Rejected (UnsupportedOperator, with the reason): tensors of other types (their kernels' precision is not
+measured here), packed QKV / 4-D
 key and value, past / present key-value caches and their outputs, masks other than a (B, L) 1/0
 mask or (B,) key lengths, ``do_rotary``. Invariants: bounds are never NaN; every rule is pure.
 """
@@ -175,12 +176,6 @@ def _require_float32_or_16(op: str, elem_type: int) -> None:
         raise UnsupportedOperator(f"{op}: float32 and float16 tensors only")
 
 
-def _require_float32(op: str, elem_type: int) -> None:
-    if elem_type != TensorProto.FLOAT:
-        raise UnsupportedOperator(f"{op}: float32 tensors only (the CPU kernel's float16 accumulation is not "
-                                  "modelled)")
-
-
 def _wanted(ctx: NodeContext, index: int, op: str, what: str) -> None:
     """Reject an optional input or output that the rule does not model."""
     ins, outs = ctx.node.inputs, ctx.node.outputs
@@ -268,12 +263,16 @@ class MultiHeadAttention(OpRule):
 
     def concrete(self, ctx: NodeContext, q, k=None, v=None, bias=None, mask=None, attention_bias=None, *rest):
         self._check_node(ctx, q, k, v)
+        half = q.dtype == torch.float16  # float32 arithmetic throughout, one rounding of the output (measured)
+        if half:
+            q, k, v, bias, attention_bias = (None if t is None else t.float() for t in (q, k, v, bias, attention_bias))
         q, k, v, attention_bias = self.concrete_operands([q, k, v, bias, mask, attention_bias])
-        return attention_concrete(self.heads(), q, k, v, mask, attention_bias)
+        y = attention_concrete(self.heads(), q, k, v, mask, attention_bias)
+        return y.half() if half else y
 
     def abstract(self, ctx: NodeContext, q, k=None, v=None, bias=None, mask=None, attention_bias=None, *rest):
         self._check_node(ctx, q, k, v)
-        _require_float32("MultiHeadAttention", q.elem_type)
+        _require_float32_or_16("MultiHeadAttention", q.elem_type)
         _check_shapes(self.heads(), q.shape, k.shape, v.shape)
         if mask is not None:
             _check_mask(mask.shape, q.shape[0], k.shape[1])

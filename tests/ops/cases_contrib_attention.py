@@ -13,9 +13,11 @@ def _ms(op_type, inputs, name, rtol=1e-4, **kw):
     return OpCase(op_type, inputs, domain=MS, opset=17, name=f"{op_type}-{name}", rtol=rtol, **kw)
 
 
-def _mha(name, bias=False, mask=None, attention_bias=None, seq=S, keys=L, agree=True, **attrs):
-    inputs = [Operand((B, seq, HIDDEN)), Operand((B, keys, HIDDEN)), Operand((B, keys, HIDDEN)),
-              Operand((3 * HIDDEN,), low=-1.0, high=1.0) if bias else None, mask, attention_bias]
+def _mha(name, bias=False, mask=None, attention_bias=None, seq=S, keys=L, agree=True, elem_type=TensorProto.FLOAT,
+         **attrs):
+    t = elem_type
+    inputs = [Operand((B, seq, HIDDEN), t), Operand((B, keys, HIDDEN), t), Operand((B, keys, HIDDEN), t),
+              Operand((3 * HIDDEN,), t, low=-1.0, high=1.0) if bias else None, mask, attention_bias]
     while inputs[-1] is None:
         inputs.pop()
     return _ms("MultiHeadAttention", tuple(inputs), name, attrs={"num_heads": HEADS, **attrs}, check_agreement=agree)
@@ -48,6 +50,10 @@ MULTI_HEAD = [
     _mha("unidirectional-longer-keys", unidirectional=1, mask=PADDING),
     _mha("scale", scale=0.3, mask_filter_value=-100.0, mask=PADDING),
     _mha("wide-scale", bias=True, scale=2.0),
+    _mha("float16", bias=True, elem_type=F16),
+    _mha("float16-padding-bias", mask=PADDING, attention_bias=Operand((1, HEADS, S, L), F16), elem_type=F16),
+    _mha("float16-unidirectional", seq=3, keys=3, unidirectional=1, elem_type=F16),
+    _mha("float16-fully-masked-row", mask=ALL_MASKED, agree=False, elem_type=F16),
 ]
 
 ATTENTION = [
