@@ -1,6 +1,9 @@
 """onnxruntime's quantized contrib reductions and products (``com.microsoft``): QLinearGlobalAveragePool,
 QLinearAveragePool, QLinearSoftmax and QGemm, as ``quantize_static(..., quant_format=QuantFormat.QOperator)``
-writes them. Shared helpers and the measured conventions are in :mod:`ranum.ops.contrib_quantized`.
+writes them, and QLinearConv and NhwcMaxPool, which its NHWC transformer writes (QLinearConv with
+``channels_last`` = 1, between Transposes) when a quantized model is optimised at ORT_ENABLE_ALL: the ONNX
+operators on an input and output in NHWC layout, the weights in the ONNX layout. Shared helpers and the
+measured conventions are in :mod:`ranum.ops.contrib_quantized`.
 
 Semantics measured on onnxruntime 1.32 (x86-64) and checked bit for bit in ``tests/ops/cases_contrib_quantized.py``:
 
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,8 +64,9 @@ from ranum.ops.contrib_quantized import (
 )
 from ranum.ops.convert import _QUANTIZED, _quantized_type
 from ranum.ops.hazards import equal_to
-from ranum.ops.pooling import AveragePool
+from ranum.ops.pooling import AveragePool, MaxPool
 from ranum.ops.quantized import (
+    QLinearConv,
     _bounds,
     _col_layout,
     _int32,
@@ -74,8 +78,10 @@ from ranum.ops.quantized import (
     _rounded32,
 )
 from ranum.ops.registry import register
+from ranum.ops.shape import Transpose
 
-__all__ = ["QGemm", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSoftmax"]
+__all__ = ["MicrosoftQLinearConv", "NhwcMaxPool", "QGemm", "QLinearAveragePool", "QLinearGlobalAveragePool",
+           "QLinearSoftmax"]
 
 _UNIT = 2.0**-24
 _PAIRWISE = 4096  # the longest softmax row bounded through pairwise differences (D * D terms per row)
@@ -378,3 +384,39 @@ class QGemm(OpRule):
         lo, hi = _requantize((acc_lo, acc_hi), mult, valid.expand(acc_lo.shape), _scalar(zy, op, "y_zero_point"),
                              out_type)
         return Interval.from_full(lo, hi, out_type, ctx.budget)
+
+
+def _in_nchw(ctx: NodeContext, x, step: Callable, concrete: bool):
+    """``step`` (an NCHW operator) applied to ``x`` in NHWC layout: transposed to NCHW and its result back."""
+    rank = x.dim() if concrete else len(x.shape)
+    to_nchw, to_nhwc = Transpose(perm=(0, rank - 1, *range(1, rank - 1))), Transpose(perm=(0, *range(2, rank), 1))
+    move = (lambda rule, t: rule.concrete(ctx, t)) if concrete else (lambda rule, t: rule.abstract(ctx, t))
+    return move(to_nhwc, step(move(to_nchw, x)))
+
+
+@register("QLinearConv", domain=MS_DOMAIN)
+class MicrosoftQLinearConv(QLinearConv):
+    """The ONNX QLinearConv, on an NHWC input and output where ``channels_last`` is 1."""
+
+    channels_last: int = 0
+
+    def concrete(self, ctx: NodeContext, x: Tensor, *rest: Tensor | None) -> Tensor:
+        if not self.channels_last:
+            return super().concrete(ctx, x, *rest)
+        return _in_nchw(ctx, x, lambda t: QLinearConv.concrete(self, ctx, t, *rest), concrete=True)
+
+    def abstract(self, ctx: NodeContext, x: Interval, *rest: Interval | None) -> Interval:
+        if not self.channels_last:
+            return super().abstract(ctx, x, *rest)
+        return _in_nchw(ctx, x, lambda t: QLinearConv.abstract(self, ctx, t, *rest), concrete=False)
+
+
+@register("NhwcMaxPool", domain=MS_DOMAIN)
+class NhwcMaxPool(MaxPool):
+    """MaxPool of an int8 / uint8 tensor in NHWC layout (no indices output)."""
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        return _in_nchw(ctx, x, lambda t: MaxPool.concrete(self, ctx, t), concrete=True)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        return _in_nchw(ctx, x, lambda t: MaxPool.abstract(self, ctx, t), concrete=False)

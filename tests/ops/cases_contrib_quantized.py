@@ -217,8 +217,29 @@ QDQ = [
     _ms("DequantizeLinear", (Operand((3, 4), I32, -5000, 5000), _s(value=0.001)), "int32"),
 ]
 
+I32_ = TensorProto.INT32
+
+
+def _nhwc_conv(name, x, w, channels_last=1, bias=None, **attrs):
+    """onnxruntime's QLinearConv (NHWC where ``channels_last``), int8 weights with a zero zero point."""
+    inputs = [x, _s(0.01, 0.03), _zp(x.elem_type), w, _s(0.01, 0.02), _zp(I8, value=0), _s(0.05, 0.5),
+              _zp(x.elem_type)] + ([bias] if bias is not None else [])
+    return _ms("QLinearConv", inputs, name, attrs={"channels_last": channels_last, **attrs})
+
+
+# what onnxruntime's NHWC transformer writes when a quantized model is optimised at ORT_ENABLE_ALL
+NHWC = [
+    _nhwc_conv("nhwc-u8", _q((1, 5, 5, 2)), Operand((3, 2, 3, 3), I8, -64, 63), pads=[1, 1, 1, 1]),
+    _nhwc_conv("nhwc-u8-strides-bias", _q((1, 6, 5, 4)), Operand((4, 2, 3, 3), I8, -64, 63), strides=[2, 1], group=2,
+               bias=Operand((4,), I32_, -500, 500)),
+    _nhwc_conv("nchw-u8", _q((1, 2, 5, 5)), Operand((3, 2, 3, 3), I8, -64, 63), channels_last=0),
+    _ms("NhwcMaxPool", [_q((1, 5, 5, 3))], "u8", attrs={"kernel_shape": [2, 2], "strides": [2, 2]}),
+    _ms("NhwcMaxPool", [_q((1, 6, 5, 2), I8)], "i8-padded", attrs={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+]
+
 CASES = [
     *QDQ,
+    *NHWC,
     *_binaries("QLinearAdd", _s(0.04, 0.06), _s(0.002, 0.004), 60),
     *_binaries("QLinearMul", _s(0.01, 0.02), _s(1e-5, 2e-5), 30),
     *_lookups("QLinearSigmoid", (_s(0.02, 0.1), _s(0.004, 0.006)), (_s(value=0.05), _s(value=0.004)), _sigmoid_zp),

@@ -290,6 +290,16 @@ def test_handmade_qoperator_chain_is_bounded_soundly(dtype) -> None:
                  {"QLinearAdd", "QLinearGlobalAveragePool", "Softmax", "Log"})
 
 
+def _save_cnn(path: Path, nodes: list, weights: dict[str, np.ndarray], classes: int) -> None:
+    """A float32 model of ``nodes`` from an image x [1, 3, 8, 8] to class probabilities y [1, classes]."""
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, classes])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
 def _float_model(path: Path) -> None:
     """A small float CNN whose QOperator quantization uses every contrib operator of this family."""
     rng = np.random.default_rng(0)
@@ -311,16 +321,12 @@ def _float_model(path: Path) -> None:
         helper.make_node("Gemm", ["f1", "w3", "b3"], ["y0"]),
         helper.make_node("Softmax", ["y0"], ["y"], axis=1),
     ]
-    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
-                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    _save_cnn(path, nodes, weights, classes=5)
 
 
-def _quantized(tmp_path: Path, **options) -> onnx.ModelProto:
-    """The float CNN quantized by ``quantize_static`` with ``options``, calibrated on four random images."""
+def _quantized(tmp_path: Path, float_model=_float_model, **options) -> onnx.ModelProto:
+    """A float CNN (``float_model`` writes it) quantized by ``quantize_static`` with ``options``, calibrated on
+    four random images."""
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -332,7 +338,7 @@ def _quantized(tmp_path: Path, **options) -> onnx.ModelProto:
             return next(self.feeds, None)
 
     src, dst = tmp_path / "float.onnx", tmp_path / "quant.onnx"
-    _float_model(src)
+    float_model(src)
     quantize_static(src, dst, Reader(), weight_type=QuantType.QInt8, **options)
     return onnx.load(dst)
 
@@ -360,3 +366,42 @@ def test_sixteen_bit_qdq_model_with_contrib_quantize_linear_is_bounded_soundly(t
     assert {n.domain for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")} == {MS}
     _check_graph(model, {"inputs": {"x": [-1.0, 1.0]}, "weights": {"default": "exact"}},
                  {"QuantizeLinear", "DequantizeLinear", "Conv", "Softmax"})
+
+
+def _pooled_cnn(path: Path) -> None:
+    """Conv -> Relu -> MaxPool -> Conv + skip -> GlobalAveragePool -> Gemm -> Softmax."""
+    rng = np.random.default_rng(2)
+    weights = {"w1": rng.normal(0, 0.3, (8, 3, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+               "w2": rng.normal(0, 0.2, (8, 8, 3, 3)), "b2": rng.normal(0, 0.1, 8),
+               "w3": rng.normal(0, 0.3, (8, 4)), "b3": rng.normal(0, 0.1, 4)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1] * 4),
+        helper.make_node("Add", ["c2", "p1"], ["a1"]),
+        helper.make_node("GlobalAveragePool", ["a1"], ["g1"]),
+        helper.make_node("Flatten", ["g1"], ["f1"]),
+        helper.make_node("Gemm", ["f1", "w3", "b3"], ["y0"]),
+        helper.make_node("Softmax", ["y0"], ["y"], axis=1),
+    ]
+    _save_cnn(path, nodes, weights, classes=4)
+
+
+def test_quantized_cnn_saved_at_the_all_level_is_bounded_soundly(tmp_path: Path) -> None:
+    """onnxruntime's NHWC transformer (ORT_ENABLE_ALL) turns a QDQ CNN into com.microsoft QLinearConv with
+    channels_last = 1 and NhwcMaxPool between Transposes; they were unsupported."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    model = _quantized(tmp_path, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                       float_model=_pooled_cnn)
+    saved = tmp_path / "all.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(saved)
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(saved)
+    assert any(n.op_type == "QLinearConv" and n.domain == MS and a.name == "channels_last" and a.i == 1
+               for n in optimized.graph.node for a in n.attribute)
+    _check_graph(optimized, {"inputs": {"x": [-1.0, 1.0]}, "weights": {"default": "exact"}},
+                 {"QLinearConv", "NhwcMaxPool", "Transpose"})
