@@ -26,6 +26,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule
+from ranum.ops._difference_relations import same_value
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
 
@@ -239,7 +240,49 @@ class _SumOf(_Reduce):
 
 @register("ReduceSum")
 class ReduceSum(_SumOf):
-    """Sum over axes."""
+    """Sum over axes; at least 1 where it sums ``exp(x - ReduceMax(x))`` (see :func:`_stable_exponential_floor`)."""
+
+    def abstract(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval:
+        out = super().abstract(ctx, data, axes)
+        if not is_float(out.elem_type) or out.min() >= 1.0:
+            return out
+        floor = _stable_exponential_floor(ctx, self._dims(len(data.shape), axes, True))
+        if floor is None:
+            return out
+        return out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
+
+
+# exp(0) as an exp kernel computes it: 1 within a few float32 ulps (float16 and float64 give 1 exactly)
+_EXP_OF_ZERO_FLOOR = 1.0 - 2.0**-20
+
+
+def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float | None:
+    """A floor of about 1 where the summed data is ``exp(x - m)``, ``m = ReduceMax(x)`` keeping its axes, and
+    the sum covers every axis the maximum was taken over (a hand-written or decomposed softmax's denominator):
+    each sum then holds the term of an element where x is its maximum, ``exp(x - x) = exp(0)``, and a float sum
+    of non-negative terms is at least each of them, in any order. A NaN (x infinite) is the Sub's finding."""
+    graph = ctx.graph
+    exp = graph.producer(ctx.node.inputs[0]) if graph is not None and ctx.node.inputs else None
+    if exp is None or exp.op_type != "Exp" or exp.domain not in ("", "ai.onnx"):
+        return None
+    sub = graph.producer(exp.inputs[0])
+    if sub is None or sub.op_type != "Sub" or sub.domain not in ("", "ai.onnx"):
+        return None
+    peak = graph.producer(sub.inputs[1])
+    if peak is None or peak.op_type != "ReduceMax" or peak.domain not in ("", "ai.onnx") or \
+            int(peak.attributes.get("keepdims", 1)) != 1 or not same_value(graph, peak.inputs[0], sub.inputs[0]):
+        return None
+    x = graph.interval(sub.inputs[0])
+    axes = graph.interval(peak.inputs[1]) if len(peak.inputs) > 1 and peak.inputs[1] else None
+    if x is None or x.shape is None or (axes is not None and not axes.is_exact):
+        return None
+    rule = ReduceMax(axes=tuple(peak.attributes.get("axes", ())),
+                     noop_with_empty_axes=int(peak.attributes.get("noop_with_empty_axes", 0)))
+    try:
+        peak_dims = rule._dims(len(x.shape), axes, True)
+    except UnsupportedOperator:
+        return None
+    return _EXP_OF_ZERO_FLOOR if set(peak_dims) <= set(dims) else None
 
 
 @register("ReduceMean")

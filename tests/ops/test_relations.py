@@ -321,3 +321,48 @@ def test_a_difference_of_one_running_sum_is_bounded_by_its_terms_and_sound(axis:
     assert lo.min() >= -16 * 16.0 * 1.001  # the fifteen increments after position 0, each >= -16
     assert np.all(lo[:, -1] >= -1e-5)  # c_j - c_j
     _sampled_inside(model, ranges, report.analysis, ["d", "y"])
+
+
+# ------------------------------------------------------------------------------ softmax denominators
+def _softmax_by_hand(opset: int, max_axes: str, sum_axes: str, keepdims: int = 1) -> onnx.ModelProto:
+    """exp(x - max(x)) / sum(exp(x - max(x))): the softmax people write, and onnxruntime's inlined Softmax."""
+    if opset >= 18:
+        peak = f"mx = Constant<value = int64[{len(max_axes.split(','))}] {{{max_axes}}}>()\n" \
+               f"        m = ReduceMax<keepdims = {keepdims}>(x, mx)"
+    else:
+        peak = f"m = ReduceMax<axes = [{max_axes}], keepdims = {keepdims}>(x)"
+    body = f"""
+        {peak}
+        d = Sub(x, m)
+        e = Exp(d)
+        sx = Constant<value = int64[{len(sum_axes.split(','))}] {{{sum_axes}}}>()
+        s = ReduceSum<keepdims = 1>(e, sx)
+        y = Div(e, s)"""
+    return onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {opset}]>\n'
+                                   f"g (float[3,4,6] x) => (float[3,4,6] y) {{{body}\n}}")
+
+
+@pytest.mark.parametrize("opset, max_axes, sum_axes", [(17, "2", "2"), (18, "-1", "2"), (18, "2", "1,2"),
+                                                       (13, "1", "1")])
+def test_a_sum_of_exponentials_of_differences_with_their_maximum_is_at_least_one(opset, max_axes, sum_axes) -> None:
+    """Each sum holds exp(0) from the maximum's element: the division is safe (it was reported, the sum's
+    interval reaching 0 once x spans more than the exponent's underflow)."""
+    model = _softmax_by_hand(opset, max_axes, sum_axes)
+    ranges = {"x": [-200.0, 200.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]
+    assert report.analysis.bounds("s")[0].min() >= 1.0 - 2.0**-20
+    _sampled_inside(model, ranges, report.analysis, ["s", "y"])
+
+
+@pytest.mark.parametrize("max_axes, sum_axes, keepdims", [("1", "2", 1), ("1,2", "2", 1), ("2", "2", 0)])
+def test_a_sum_that_misses_the_maximums_axes_or_broadcasts_it_otherwise_keeps_its_interval(max_axes, sum_axes,
+                                                                                          keepdims) -> None:
+    """Summed over another axis than the maximum's (a sum need not hold the maximum), or a maximum without
+    its axes kept (then it broadcasts onto other elements): the division stays a finding."""
+    model = _softmax_by_hand(17, max_axes, sum_axes, keepdims)
+    if keepdims == 0:  # [3,4] against [3,4,6]: broadcast onto the last two axes needs a matching shape
+        model = _softmax_by_hand(17, "0", sum_axes, keepdims)
+    report = ranum.check(model, {"inputs": {"x": [-200.0, 200.0]}})
+    assert "Div" in [f.op_type for f in report.findings]  # (and Exp: x - m is not <= 0 without keepdims)
+    assert report.analysis.bounds("s")[0].min() == 0.0
