@@ -115,11 +115,26 @@ class CumSum(OpRule):
         full_lo, full_hi = x.full()
         lo, hi = self._scan(full_lo, dim), self._scan(full_hi, dim)
         if is_float(x.elem_type):
-            lo, hi = lo.nan_to_num(nan=-_INF), hi.nan_to_num(nan=_INF)  # -inf + inf in the bounds
-            mag = self._scan(torch.maximum(full_lo.abs(), full_hi.abs()), dim)
-            nonneg = self._scan((full_lo < 0).to(torch.int64), dim) == 0
-            lo, hi = _accumulated(lo, hi, mag, mag, max(x.shape[dim], 1), x.elem_type, nonneg)
+            lo, hi = self._rounded(lo.nan_to_num(nan=-_INF), hi.nan_to_num(nan=_INF), full_lo, full_hi, dim,
+                                   max(x.shape[dim], 1), x.elem_type)
         return Interval.from_full(lo, hi, x.elem_type, ctx.budget)
+
+    def _rounded(self, lo: Tensor, hi: Tensor, full_lo: Tensor, full_hi: Tensor, dim: int, count: int,
+                 elem_type: int) -> tuple[Tensor, Tensor]:
+        """The running sums' bounds widened by the float accumulation. A float sum is monotone in each term,
+        so each side takes its error from its own bounds (a term unbounded below leaves the upper side
+        finite); sums of non-negative (non-positive) terms keep their sign; a side whose terms' magnitudes
+        add up past the largest float may overflow."""
+        nonneg = self._scan((full_lo < 0).to(torch.int64), dim) == 0
+        nonpos = self._scan((full_hi > 0).to(torch.int64), dim) == 0
+        lo, hi = arith.with_accumulation_error(lo, hi, self._scan(full_lo.abs(), dim), count, elem_type, nonneg,
+                                               abs_sum_upper=self._scan(full_hi.abs(), dim))
+        gamma = arith.accumulation_gamma(count, elem_type)
+        hi = torch.where(nonpos, (hi * (1.0 - gamma)).clamp(max=0.0) if gamma < 1 else torch.zeros_like(hi), hi)
+        limit = float_facts(elem_type).max / (1.0 + gamma)
+        rising, falling = self._scan(full_hi.clamp(min=0.0), dim), self._scan((-full_lo).clamp(min=0.0), dim)
+        return (torch.where(~(falling <= limit), torch.full_like(lo, -_INF), lo),
+                torch.where(~(rising <= limit), torch.full_like(hi, _INF), hi))
 
     def _scan(self, t: Tensor, dim: int) -> Tensor:
         if self.reverse:

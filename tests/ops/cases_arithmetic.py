@@ -95,6 +95,9 @@ CASES = [
     OpCase("CumSum", (Operand((3, 4), I64, -9, 9), Operand((), I64, value=1)), name="CumSum-int64"),
     OpCase("CumSum", (Operand((3, 4), I32, -9, 9), Operand((), I32, value=0)), attrs={"reverse": 1},
            name="CumSum-int32"),
+    OpCase("CumSum", (Operand((3, 40), low=-3e37, high=0.0), Operand((), I64, value=1)), name="CumSum-non-positive"),
+    OpCase("CumSum", (Operand((3, 40), low=1e-30, high=2e37), Operand((), I64, value=1)), attrs={"reverse": 1},
+           name="CumSum-positive-overflowing"),
     OpCase("CumSum", (Operand((4,), low=2e38, high=3e38), Operand((), I64, value=0)), name="CumSum-overflow"),
     # CumProd
     OpCase("CumProd", (Operand((3, 4), low=-2, high=2), Operand((), I64, value=1)), opset=26, name="CumProd"),

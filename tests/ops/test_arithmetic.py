@@ -192,6 +192,17 @@ def test_cumsum_exclusive_reverse() -> None:
     assert lo.tolist() == [-1, -2, -3, -4] and hi.tolist() == [2, 4, 6, 8]
 
 
+@pytest.mark.parametrize("low", [-math.inf, -1e30])
+def test_cumsum_of_non_positive_terms_stays_non_positive(low: float) -> None:
+    """exp(cumsum(log p)) for probabilities p (a cumulative product through logs): the running sums of terms
+    in [-inf, 0] are in [-inf, 0], so the Exp cannot overflow. Each side took its rounding error from the
+    largest magnitude of both (an infinite lower bound made the upper one infinite: a false Exp overflow)."""
+    run = _run("a = Constant<value = int64 {0}>()\n c = CumSum(x, a)\n y = Exp(c)", {"x": (low, 0.0)})
+    lo, hi = (t.detach() for t in run.env["c"].full())
+    assert float(hi.max()) == 0.0 and float(lo.min()) <= 4 * low
+    assert not find_hazards(run)
+
+
 # -------------------------------------------------------------------------------- trig
 def test_sin_cos_find_extrema_exactly() -> None:
     run = _run("s = Sin(x)\n y = Cos(x)", {"x": (1.2, 2.0)})
