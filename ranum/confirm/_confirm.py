@@ -148,9 +148,11 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
                                  seconds, written, candidate.strategy, note=_reach_note(verdict.reaches_outputs),
                                  system=system, reaches_outputs=verdict.reaches_outputs)
-        note = ("fires in ranum's concrete semantics (the model's own dtypes) but not in onnxruntime: its kernels "
-                "may compute in a wider type (e.g. float16 operators in float32); if not, report a ranum bug")
-        log.warning("node %s: %s", finding.node, note)
+        if candidate.verified:
+            note = ("fires in ranum's concrete semantics (the model's own dtypes) but not in onnxruntime: its "
+                    "kernels may compute in a wider type (e.g. float16 operators in float32); if not, report a "
+                    "ranum bug")
+            log.warning("node %s: %s", finding.node, note)
     system = None if training is None else {"status": "not_confirmed", "seconds": 0.0, "steps": 0,
                                             "strategy": None, "note": "no unit test to build on"}
     return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed",

@@ -45,17 +45,21 @@ class SearchConfig:
 
     seed: int = 0
     steps: int = 150
-    restarts: int = 4
+    restarts: int = 16
     learning_rate: float = 0.5
     seconds: float = 20.0
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """Values of every free tensor (inputs and changed weights) and how they were found."""
+    """Values of every free tensor (inputs and changed weights) and how they were found. ``verified``: the
+    hazard fires on them in ranum's concrete semantics; an unverified candidate is the nearest point a
+    descent reached, for onnxruntime to judge (its kernels can fire sooner: its Sigmoid gives 0 below
+    about -16, where float32's logistic function is still 1e-7)."""
 
     values: dict[str, np.ndarray]
     strategy: str
+    verified: bool = True
 
 
 def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[Candidate]:
@@ -69,9 +73,11 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
             return
     torch.manual_seed(config.seed)
     for restart in range(config.restarts):
-        found = _descend(problem, hazard, config, rng, restart, deadline)
+        found, nearest = _descend(problem, hazard, config, rng, restart, deadline)
         if found is not None:
             yield Candidate(found, f"gradient (restart {restart})")
+        elif nearest is not None:
+            yield Candidate(nearest, f"gradient's nearest point (restart {restart})", verified=False)
         if time.monotonic() > deadline:
             return
     found = _robust_box(problem, hazard, config, rng, deadline)
@@ -135,8 +141,9 @@ def _node_values(problem: Problem, feeds: dict[str, torch.Tensor]):
 
 
 def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
-             restart: int, deadline: float) -> dict[str, np.ndarray] | None:
-    """Adam on sigmoid-parametrised free tensors toward the hazard's invalid region."""
+             restart: int, deadline: float) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+    """Adam on sigmoid-parametrised free tensors toward the hazard's invalid region: the values where the
+    hazard fires (or None), and the point of least loss reached otherwise."""
     params: dict[str, torch.Tensor] = {}
     fixed: dict[str, np.ndarray] = {}
     for box in problem.boxes:
@@ -147,36 +154,54 @@ def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.ran
         else:
             fixed[box.name] = np.asarray(start)
     if not params:
-        return None
+        return None, None
     optimiser = torch.optim.Adam(list(params.values()), lr=config.learning_rate)
     boxes = {b.name: b for b in problem.boxes}
+    nearest, least = None, float("inf")
     for _ in range(config.steps):
         if time.monotonic() > deadline:
-            return None
+            break
         values = {n: boxes[n].low + (boxes[n].high - boxes[n].low) * torch.sigmoid(p) for n, p in params.items()}
         feeds = {n: v.to(to_tensor(np.zeros(()), boxes[n].elem_type).dtype) for n, v in values.items()}
         feeds.update({n: to_tensor(v, boxes[n].elem_type) for n, v in fixed.items()})
+        point = {**{n: v.detach().numpy() for n, v in feeds.items() if n in params}, **fixed}
         try:
             node_in, node_out = _node_values(problem, feeds)
             if bool(hazard.triggered(node_in, node_out).any()):
-                return {**{n: v.detach().numpy() for n, v in feeds.items() if n in params}, **fixed}
+                return point, None
             distance = hazard.distance(node_in, node_out)
         except (RuntimeError, ValueError, IndexError):
-            return None
-        loss = _soft_minimum(distance.to(torch.float64))
+            break
+        loss = _soft_minimum(distance)
         if not loss.requires_grad or not torch.isfinite(loss):
-            return None
+            break
+        if float(loss.detach()) < least:
+            nearest, least = point, float(loss.detach())
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return None
+    return None, nearest
+
+
+_LOG_FLOOR = -745.0  # below the log of float64's smallest positive value
+_IGNORED = 1e3  # a NaN distance: far from the invalid region, it does not pull the minimum
 
 
 def _soft_minimum(distance: torch.Tensor) -> torch.Tensor:
-    """A smooth stand-in for min(distance), scaled so large magnitudes do not dominate."""
-    flat = distance.reshape(-1)
-    flat = torch.where(torch.isnan(flat), torch.zeros_like(flat), flat)
-    scaled = torch.sign(flat) * torch.log1p(flat.abs())
+    """A smooth stand-in for min(distance) over the logarithms of the distances: large magnitudes do not
+    dominate, and small ones keep their resolution. A sum of nearly equal small distances (the
+    probabilities of a softmax row, which sum to 1) would otherwise hide the smallest one, and the descent
+    would push them all down at once, which cannot be done. The logarithm's slope 1/d is capped at 1 over
+    the model dtype's smallest normal value, so that the gradient flowing back into the model stays finite
+    while d crosses the subnormal values on its way to an underflow."""
+    cap = 1.0 / torch.finfo(distance.dtype).tiny if distance.is_floating_point() else 1.0
+    flat = distance.reshape(-1).to(torch.float64)
+    positive = flat > 0
+    safe = torch.where(positive, flat, torch.ones_like(flat))
+    slope = 1.0 / safe.detach().clamp(min=1.0 / cap)
+    logarithm = torch.log(safe.detach()) + (safe - safe.detach()) * slope
+    scaled = torch.where(positive, logarithm, _LOG_FLOOR + flat)
+    scaled = torch.where(torch.isnan(flat), torch.full_like(flat, _IGNORED), scaled)
     return -torch.logsumexp(-scaled * 4.0, dim=0) / 4.0
 
 

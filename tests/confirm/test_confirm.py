@@ -185,3 +185,39 @@ def test_cli_unwritable_parent(tmp_path: Path) -> None:
     onnx.save(parse(SAFE_DIVISION), str(path))
     result = _cli("confirm", path, "-o", tmp_path / "missing" / "out")
     assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def _linear_then(tail: str, columns: int, seed: int) -> onnx.ModelProto:
+    """x [2, 16] -> x @ W + b (fixed random weights) -> ``tail`` (reading ``z``, writing ``y``)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"])] + [
+        helper.make_node(op, [src], [dst], **({"axis": -1} if op == "Softmax" else {}))
+        for op, src, dst in (tuple(step.split()) for step in tail.split(";"))]
+    graph = helper.make_graph(
+        nodes, "head", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, columns])],
+        initializer=[numpy_helper.from_array(rng.normal(0, 0.25, (16, columns)).astype(np.float32), "w"),
+                     numpy_helper.from_array(rng.normal(0, 0.1, columns).astype(np.float32), "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_log_of_a_softmax_that_underflows_is_confirmed() -> None:
+    """Log(Softmax(z)): one probability reaches 0 only where one logit gap passes about 104. The descent
+    minimised a soft minimum of all probabilities, which sum to 1 (it could not move); it now minimises
+    their logarithms, which single out the smallest."""
+    report = confirm(_linear_then("Softmax z p; Log p y", 10, seed=3), {"inputs": {"x": [-17, 17]},
+                                                                       "weights": {"default": "exact"}})
+    assert [(r.op_type, r.status) for r in report.results] == [("Log", "confirmed")]
+
+
+def test_the_log_of_a_sigmoid_that_onnxruntime_rounds_to_zero_is_confirmed() -> None:
+    """Log(Sigmoid(z)) for logits down to about -63: onnxruntime's Sigmoid gives exactly 0 below about -16,
+    float32's logistic function only below about -104, so no point fires in ranum's own semantics; the
+    descent's nearest point fires in onnxruntime."""
+    report = confirm(_linear_then("Sigmoid z p; Log p y", 4, seed=5), {"inputs": {"x": [-20, 20]},
+                                                                      "weights": {"default": "exact"}})
+    assert [(r.op_type, r.status) for r in report.results] == [("Log", "confirmed")]
+    assert "nearest point" in report.results[0].strategy
