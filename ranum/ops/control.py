@@ -284,7 +284,32 @@ class Loop(OpRule):
         exact = trip is not None and trip.is_exact
         if exact and int(trip.exact_value().reshape(-1)[0]) <= UNROLL_LIMIT:
             return self._unrolled(ctx, body, int(trip.exact_value().reshape(-1)[0]), condition, carried)
-        return self._fixpoint(ctx, body, trip, condition, carried)
+        settled = self._settled(ctx, body, _count_bounds(trip)[1], condition, carried)
+        return settled if settled is not None else self._fixpoint(ctx, body, trip, condition, carried)
+
+    def _settled(self, ctx: NodeContext, body: Graph, most: int, condition: Interval | None,
+                 carried: Sequence[Interval]) -> tuple[Interval, ...] | None:
+        """The loop unrolled where its condition is decided at every iteration and it stops (by its condition or
+        its trip count ``most``) within ``UNROLL_LIMIT`` iterations: a while loop over a known count, as the
+        dynamo exporter writes ``for`` loops (no trip count, the condition ``i + 1 < n``). None otherwise."""
+        if _decided(condition) is not True or most <= UNROLL_LIMIT:
+            return None  # (a trip count this small is unrolled as such)
+        runner, n = _runner(ctx), len(carried)
+        state, iterations = list(carried), []
+        while len(iterations) < UNROLL_LIMIT:
+            inputs = [Interval.point(_counter(body, len(iterations)), INT64), Interval.point(_true(body), BOOL)]
+            outs = runner.abstract(body, inputs + state)
+            state = list(outs[1:1 + n])
+            iterations.append(list(outs[1 + n:]))
+            decided = _decided(outs[0])
+            if decided is None:
+                return None
+            if decided is False:
+                count = len(iterations)
+                scans = [self._unrolled_scan(ctx, body, n, j, iterations, {count})
+                         for j in range(len(body.outputs) - 1 - n)]
+                return tuple(state + scans)
+        return None
 
     def _unrolled(self, ctx: NodeContext, body: Graph, trip: int, condition: Interval | None,
                   carried: Sequence[Interval]) -> tuple[Interval, ...]:

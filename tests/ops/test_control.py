@@ -195,6 +195,31 @@ def test_while_loop_without_trip_count() -> None:
     _assert_sound(model, {"x": (1.5, 2.0), "y0": (0.0, 0.0)})  # y -> 2x > 2.5: it stops
 
 
+def test_counted_while_loop_is_unrolled_while_its_condition_is_decided() -> None:
+    """The dynamo exporter writes ``for i in range(3)`` as a Loop without trip count whose condition is
+    ``i + 1 < 3``: decided at every iteration, it is unrolled, so a Slice at the loop index has exact bounds
+    (the widened fixpoint gave the index a range, which Slice cannot take: the body was not analysed)."""
+    body = helper.make_graph(
+        [helper.make_node("Reshape", ["i", "shape1"], ["start"]),
+         helper.make_node("Add", ["start", "one"], ["end"]),
+         helper.make_node("Slice", ["x", "start", "end"], ["piece"]),
+         helper.make_node("Add", ["acc", "piece"], ["acc_out"]),
+         helper.make_node("Add", ["i", "step"], ["next"]),
+         helper.make_node("Less", ["next", "count"], ["c_out"]),
+         helper.make_node("Identity", ["piece"], ["piece_out"])],
+        "body", [_vi("i", INT64, []), _vi("c_in", BOOL, []), _vi("acc", FLOAT, [1])],
+        [_vi("c_out", BOOL, []), _vi("acc_out", FLOAT, [1]), _vi("piece_out", FLOAT, [1])],
+        initializer=[_const("shape1", [1], np.int64), _const("one", [1], np.int64), _const("step", 1, np.int64),
+                     _const("count", 3, np.int64)])
+    node = helper.make_node("Loop", ["", "cond", "acc0"], ["total", "pieces"], body=body)
+    model = _model([node], [_vi("x", FLOAT, [4]), _vi("acc0", FLOAT, [1])],
+                   [_vi("total", FLOAT, [1]), _vi("pieces", FLOAT, [3, 1])], [_const("cond", True, np.bool_)])
+    analysis = _assert_sound(model, {"x": (-1.0, 2.0), "acc0": (0.0, 0.5)})
+    lo, hi = analysis.bounds("total")
+    assert lo.min() == pytest.approx(-3.0) and hi.max() == pytest.approx(6.5)  # acc0 + x0 + x1 + x2
+    assert analysis.run.env["pieces"].shape == (3, 1)
+
+
 def test_hazard_inside_a_loop_body_is_reported() -> None:
     body = helper.make_graph(
         [helper.make_node("Sub", ["y", "one"], ["y_out"]), helper.make_node("Log", ["y_out"], ["logy"]),
