@@ -20,7 +20,7 @@ import torch
 from ranum.analysis import Analysis, SpecSource, analyze
 from ranum.config import AnalysisConfig
 from ranum.confirm._problem import Problem, make_problem
-from ranum.confirm._replay import run_onnxruntime
+from ranum.confirm._replay import Replayer
 from ranum.confirm._search import Candidate, SearchConfig, search
 from ranum.confirm._system import SystemConfig, TrainingRecipe, resolve_recipe, system_search
 from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
@@ -132,9 +132,11 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
     rule = analysis.run.rules[finding.node]
     hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
     problem = make_problem(analysis, finding.node)
+    replayer = Replayer(problem.full_graph, [*problem.node.inputs, *problem.node.outputs],
+                        {b.name: b.initial for b in problem.boxes if b.initial is not None})
     note = ""
     for candidate in search(problem, hazard, config):
-        verdict = _replay(problem, hazard, candidate)
+        verdict = _replay(problem, hazard, candidate, replayer)
         if verdict is not None:
             written = None
             if staging is not None and model_path is not None and final is not None:
@@ -186,13 +188,13 @@ def _reach_note(reaches_outputs: bool) -> str:
     return "in this run no model output is NaN/Inf: the invalid value is discarded downstream (e.g. by Where)"
 
 
-def _replay(problem: Problem, hazard: Hazard, candidate: Candidate) -> _Replayed | None:
+def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Replayer) -> _Replayed | None:
     """The run's verdict when the hazard fires in onnxruntime (for forward hazards: NaN/Inf appears)."""
     graph = problem.full_graph
     node = problem.node
     feeds, weights = _split(problem, candidate)
     try:
-        values = run_onnxruntime(graph, feeds, weights, [*node.inputs, *node.outputs])
+        values = replayer.run(feeds, weights)
     except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
         log.info("onnxruntime rejected a candidate for %s: %s", node.name, exc)
         return None

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 from ranum.graph.model import Graph
 
-__all__ = ["expose", "run_onnxruntime"]
+__all__ = ["Replayer", "expose", "run_onnxruntime"]
 
 
 def expose(model: onnx.ModelProto, graph: Graph, names: Iterable[str]) -> onnx.ModelProto:
@@ -49,16 +49,39 @@ def run_onnxruntime(
     threads: int = 1,
 ) -> dict[str, np.ndarray]:
     """Execute the prepared model of ``graph`` and return the requested tensors (and the outputs)."""
+    return _run(_session(graph, weights or {}, names, threads), feeds)
+
+
+class Replayer:
+    """onnxruntime runs of one graph exposing ``names``. Candidates that keep the model's own weights (most
+    of them) share one session, built on first use; other weights get a session each."""
+
+    def __init__(self, graph: Graph, names: Iterable[str], own: Mapping[str, np.ndarray]) -> None:
+        self._graph, self._names, self._own = graph, list(names), own
+        self._session: ort.InferenceSession | None = None
+
+    def run(self, feeds: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if any(not np.array_equal(value, self._own[name]) for name, value in weights.items() if name in self._own):
+            return run_onnxruntime(self._graph, feeds, weights, self._names)
+        if self._session is None:
+            self._session = _session(self._graph, {}, self._names)
+        return _run(self._session, feeds)
+
+
+def _session(graph: Graph, weights: Mapping[str, np.ndarray], names: Iterable[str],
+             threads: int = 1) -> ort.InferenceSession:
     if graph.proto is None:
         raise ValueError("graph has no model proto to execute")
     # large weights the loader left out of the parsed model go back in (replaced ones need not)
-    model = expose(substitute(graph.proto, {**graph.raw_values, **(weights or {})}), graph, names)
+    model = expose(substitute(graph.proto, {**graph.raw_values, **weights}), graph, names)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _run(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     wanted = [o.name for o in session.get_outputs()]
-    values = session.run(wanted, dict(feeds))
-    return dict(zip(wanted, values))
+    return dict(zip(wanted, session.run(wanted, dict(feeds))))

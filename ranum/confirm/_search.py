@@ -2,13 +2,17 @@
 
 Strategies, cheapest first: (1) the weights as they are with inputs at range corners, the middle
 and random points, then weights at their range corners; (2) gradient descent (Adam) over the
-free tensors, parametrised into their boxes by a sigmoid, on the hazard's differentiable distance,
-run with ranum's concrete semantics in the model's own dtypes (so float32 underflow and overflow
-happen as they will in the runtime); restarts from random points; (3) RANUM's robust inducing
-box: optimise the centre of a small box around every free tensor, through the differentiable
-abstract interpreter, until some block of the operand lies wholly in the invalid region, and take
-the centre. A candidate counts only when the hazard fires on it; the caller replays it in
-onnxruntime.
+free tensors, parametrised into their boxes by a sigmoid, on the logarithm of the hazard's
+differentiable distance, run with ranum's concrete semantics in the model's own dtypes (so float32
+underflow and overflow happen as they will in the runtime); restarts from random points; (3) for
+integer inputs (ids), which the descent cannot move, random inputs ranked by that distance; (4)
+RANUM's robust inducing box: optimise the centre of a small box around every free tensor, through
+the differentiable abstract interpreter, until some block of the operand lies wholly in the invalid
+region, and take the centre. A candidate is verified when the hazard fires on it in ranum's
+semantics; the points with the model's own weights where it does not, each descent's nearest point
+and the nearest random inputs are yielded unverified, since onnxruntime's kernels round otherwise
+(a mean of equal values) or fail sooner (its Sigmoid is 0 below about -18). The caller replays every
+candidate in onnxruntime; only a failure there counts.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Candidate:
     """Values of every free tensor (inputs and changed weights) and how they were found. ``verified``: the
     hazard fires on them in ranum's concrete semantics; an unverified candidate is the nearest point a
     descent reached, for onnxruntime to judge (its kernels can fire sooner: its Sigmoid gives 0 below
-    about -16, where float32's logistic function is still 1e-7)."""
+    about -18, where float32's logistic function is still 1e-8)."""
 
     values: dict[str, np.ndarray]
     strategy: str
@@ -66,11 +70,15 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
     """Yield candidates on which ``hazard`` fires in ranum's concrete semantics (best first)."""
     rng = np.random.default_rng(config.seed)
     deadline = time.monotonic() + config.seconds
+    unfired = []
     for values, strategy in _cheap_points(problem, rng):
         if _fires(problem, hazard, values):
             yield Candidate(values, strategy)
+        elif strategy.startswith("initial weights"):
+            unfired.append(Candidate(values, strategy, verified=False))
         if time.monotonic() > deadline:
             return
+    yield from unfired  # onnxruntime may fire where ranum's semantics round otherwise (a mean of equal values)
     torch.manual_seed(config.seed)
     for restart in range(config.restarts):
         found, nearest = _descend(problem, hazard, config, rng, restart, deadline)
@@ -78,6 +86,11 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
             yield Candidate(found, f"gradient (restart {restart})")
         elif nearest is not None:
             yield Candidate(nearest, f"gradient's nearest point (restart {restart})", verified=False)
+        if time.monotonic() > deadline:
+            return
+    if any(not box.differentiable for box in problem.boxes if box.initial is None):
+        for distance, values in _sampled(problem, hazard, rng, deadline):
+            yield Candidate(values, "random inputs, nearest by distance", verified=distance == -float("inf"))
         if time.monotonic() > deadline:
             return
     found = _robust_box(problem, hazard, config, rng, deadline)
@@ -95,7 +108,9 @@ def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[
         return {b.name: _point(b, how, rng) for b in boxes}
 
     initial = {b.name: b.initial for b in weights}
-    for how in ("low", "high", "middle", "random", "random", "mixed", "mixed"):
+    # constant inputs inside the range too: a constant signal or column (a zero deviation) at a value
+    # whose mean rounds exactly
+    for how in ("low", "high", "middle", "quarter", "three quarters", "random", "random", "mixed", "mixed"):
         yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}"
     for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
@@ -108,8 +123,9 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
         value = np.full(box.shape, low)
     elif how == "high":
         value = np.full(box.shape, high)
-    elif how == "middle":
-        value = np.full(box.shape, (low + high) / 2)
+    elif how in ("middle", "quarter", "three quarters"):
+        fraction = {"middle": 0.5, "quarter": 0.25, "three quarters": 0.75}[how]
+        value = np.full(box.shape, low + (high - low) * fraction if np.isfinite(high - low) else 0.0)
     elif how == "zero":
         value = np.full(box.shape, min(max(0.0, low), high))
     elif how == "mixed":
@@ -119,6 +135,35 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
     if not is_float(box.elem_type):
         value = np.clip(np.round(value), np.ceil(low), np.floor(high))
     return value
+
+
+_SAMPLES, _KEPT = 256, 3
+
+
+def _sampled(problem: Problem, hazard: Hazard, rng: np.random.Generator,
+             deadline: float) -> list[tuple[float, dict[str, np.ndarray]]]:
+    """Random inputs with the initial weights, the nearest few by the hazard's distance in ranum's semantics
+    (-inf where it fires): for integer inputs (token or item ids), which the descent cannot move."""
+    inputs = [b for b in problem.boxes if b.initial is None]
+    initial = {b.name: b.initial for b in problem.boxes if b.initial is not None}
+    boxes = {b.name: b for b in problem.boxes}
+    ranked: list[tuple[float, dict[str, np.ndarray]]] = []
+    for _ in range(_SAMPLES):
+        if time.monotonic() > deadline:
+            break
+        values = {**{b.name: _point(b, "random", rng) for b in inputs}, **initial}
+        feeds = {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
+        try:
+            with torch.no_grad():
+                node_in, node_out = _node_values(problem, feeds)
+                if bool(hazard.triggered(node_in, node_out).any()):
+                    return [(-float("inf"), values)]
+                distance = float(_soft_minimum(hazard.distance(node_in, node_out)))
+        except (RuntimeError, ValueError, IndexError):
+            continue
+        ranked.append((distance, values))
+    ranked.sort(key=lambda item: item[0])
+    return ranked[:_KEPT]
 
 
 def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray]) -> bool:

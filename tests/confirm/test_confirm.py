@@ -214,10 +214,36 @@ def test_the_log_of_a_softmax_that_underflows_is_confirmed() -> None:
 
 
 def test_the_log_of_a_sigmoid_that_onnxruntime_rounds_to_zero_is_confirmed() -> None:
-    """Log(Sigmoid(z)) for logits down to about -63: onnxruntime's Sigmoid gives exactly 0 below about -16,
-    float32's logistic function only below about -104, so no point fires in ranum's own semantics; the
-    descent's nearest point fires in onnxruntime."""
+    """Log(Sigmoid(z)) for logits down to about -63: onnxruntime's Sigmoid gives exactly 0 below about -18,
+    float32's logistic function only below about -104, so no point fires in ranum's own semantics: the points
+    that do not (the corners, each descent's nearest point) are judged by onnxruntime."""
     report = confirm(_linear_then("Sigmoid z p; Log p y", 4, seed=5), {"inputs": {"x": [-20, 20]},
                                                                       "weights": {"default": "exact"}})
     assert [(r.op_type, r.status) for r in report.results] == [("Log", "confirmed")]
-    assert "nearest point" in report.results[0].strategy
+
+
+def test_a_hazard_reached_through_integer_ids_is_confirmed_by_sampled_ids() -> None:
+    """BPR's -log(sigmoid(score(u, pos) - score(u, neg))) over item ids: the descent cannot move integer
+    inputs, and the score gap (within about +-64 here) never underflows float32's logistic function, while
+    onnxruntime's Sigmoid is 0 below about -18: random ids ranked by the distance are replayed there."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    table = np.random.default_rng(7).normal(0, 1.6, (50, 8)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", name], [f"e_{name}"]) for name in ("u", "pos", "neg")] + [
+        helper.make_node("Sub", ["e_pos", "e_neg"], ["diff"]),
+        helper.make_node("Mul", ["e_u", "diff"], ["terms"]),
+        helper.make_node("ReduceSum", ["terms", "last"], ["gap"], keepdims=0),
+        helper.make_node("Sigmoid", ["gap"], ["p"]),
+        helper.make_node("Log", ["p"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "bpr", [helper.make_tensor_value_info(n, onnx.TensorProto.INT64, [1]) for n in ("u", "pos", "neg")],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        initializer=[numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([-1]), "last")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    ids = {name: [0, 49] for name in ("u", "pos", "neg")}
+    report = confirm(model, {"inputs": ids, "weights": {"default": "exact"}}, search_config=SearchConfig(seconds=5))
+    assert [(r.op_type, r.status) for r in report.results] == [("Log", "confirmed")]
+    # found among the random points, judged by onnxruntime alone (ranum's own semantics never fire here)
+    assert report.results[0].strategy in ("random inputs, nearest by distance", "initial weights, inputs at random",
+                                          "initial weights, inputs at mixed")
