@@ -89,6 +89,7 @@ def analyze(model: ModelSource, spec: SpecSource = None, config: AnalysisConfig 
     initial, notes = initial_intervals(graph, spec, parameter_initializers(graph))
     marks.append(time.perf_counter())
     run = run_abstract(graph, initial, config)
+    run.nan_constants.update(note.tensor for note in notes if note.holds_nan)
     marks.append(time.perf_counter())
     phases = {name: marks[i + 1] - marks[i] for i, name in enumerate(("load", "ranges", "interpret"))}
     return Analysis(graph, run, spec, tuple(notes), dims, marks[-1] - marks[0], phases)

@@ -60,6 +60,8 @@ class AbstractRun:
     # is known only at run time), with the reason: their outputs are top, their hazards unchecked
     not_analysed: dict[str, str] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
+    # constants that hold NaN (initializers, Constant nodes): intervals do not hold NaN, so they are named here
+    nan_constants: set[str] = field(default_factory=set)
 
     def record(self, name: str, value: Value) -> None:
         """Remember a tensor's interval (or sequence value), joined with what it took before (subgraph re-runs)."""
@@ -259,6 +261,9 @@ class _AbstractWalker:
         raw = _as_outputs(ctx, rule.concrete(ctx, *values))
         if any(v is None or isinstance(v, list) for v in raw):
             return None
+        if ctx.node.op_type in _MATERIALISES:
+            self.result.nan_constants.update(name for name, v in zip(ctx.node.outputs, raw)
+                                             if v.is_floating_point() and _has_nan(v))
         return [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
 
     def _context(self, graph: Graph, node: Node, inputs: list[Value | None]) -> NodeContext:
@@ -302,6 +307,14 @@ def _finish(rule: OpRule, out: Value, budget: int) -> Value:
 
 
 _SIMPLE_BITS = 12
+
+
+# operators that write a constant of their attributes into the graph (a NaN there is the model's own)
+_MATERIALISES = frozenset({"Constant", "ConstantOfShape"})
+
+
+def _has_nan(value: torch.Tensor) -> bool:
+    return value.numel() > 0 and bool(torch.isnan(value).any())
 
 
 def _exactly_simple(out: Interval) -> bool:

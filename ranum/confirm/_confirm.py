@@ -24,7 +24,7 @@ from ranum.confirm._replay import Replayer
 from ranum.confirm._search import Candidate, SearchConfig, search
 from ranum.confirm._system import SystemConfig, TrainingRecipe, resolve_recipe, system_search
 from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
-from ranum.detect import Finding, find_hazards
+from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import torch_dtype
 from ranum.errors import RanumError
 from ranum.graph.loader import ModelSource, initializer_value
@@ -130,8 +130,8 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
                  training: tuple[SystemConfig, TrainingRecipe | None] | None = None) -> ConfirmResult:
     start = time.perf_counter()
     rule = analysis.run.rules[finding.node]
-    hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
     problem = make_problem(analysis, finding.node)
+    hazard = hazard_of(rule, finding, problem.node)
     replayer = Replayer(problem.full_graph, [*problem.node.inputs, *problem.node.outputs],
                         {b.name: b.initial for b in problem.boxes if b.initial is not None})
     note = ""

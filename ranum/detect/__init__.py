@@ -7,6 +7,6 @@ the range assumptions; ``certain`` means every value it can take is invalid.
 from __future__ import annotations
 
 from ranum.detect._check import Report, check
-from ranum.detect._findings import Finding, find_hazards
+from ranum.detect._findings import Finding, find_hazards, hazard_of
 
-__all__ = ["Finding", "Report", "check", "find_hazards"]
+__all__ = ["Finding", "Report", "check", "find_hazards", "hazard_of"]

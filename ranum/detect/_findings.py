@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
-from ranum.ops.hazards import FORWARD, Overflow
+from ranum.ops.hazards import FORWARD, ConstantNaN, Hazard, Overflow
 
-__all__ = ["Finding", "find_hazards"]
+__all__ = ["Finding", "find_hazards", "hazard_of"]
 
 
 @dataclass(frozen=True)
@@ -87,4 +88,23 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
                     kind=hazard.kind,
                 )
             )
+        findings.extend(_nan_constant_findings(run, node))
     return findings
+
+
+def _nan_constant_findings(run: AbstractRun, node) -> list[Finding]:
+    """A certain finding per operand of ``node`` that is a constant holding NaN (see :class:`ConstantNaN`)."""
+    if not run.nan_constants:
+        return []
+    hazard = ConstantNaN()
+    return [Finding(node=node.name, op_type=node.op_type, hazard=hazard.description, hazard_id=hazard.name,
+                    operand=name, interval=(-math.inf, math.inf), invalid=hazard.invalid_text(1), certain=True,
+                    kind=hazard.kind)
+            for name in dict.fromkeys(node.inputs) if name in run.nan_constants]
+
+
+def hazard_of(rule, finding: Finding, node) -> Hazard:
+    """The hazard object behind a finding of ``node`` (whose rule is ``rule``)."""
+    if finding.hazard_id == ConstantNaN.name:
+        return ConstantNaN(operand=list(node.inputs).index(finding.operand))
+    return next(h for h in rule.hazards if h.name == finding.hazard_id)

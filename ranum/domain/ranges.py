@@ -104,14 +104,16 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
         role = "weight" if weight else "constant"
         return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec")
     if not weight:
-        return _point(value, elem_type), Assumption(name, "constant", None, None, "exact")
+        nan = is_float(elem_type) and (_holds_nan(value) if extremes is None else math.isnan(extremes[0] + extremes[1]))
+        return _point(value, elem_type), Assumption(name, "constant", None, None, "exact", nan)
     mode = spec.weights.get(name, spec.weights_default)
+    nan = math.isnan(extremes[0]) or math.isnan(extremes[1])  # a NaN weight stays NaN through training
     if mode == "exact":
         finite = math.isfinite(extremes[0]) and math.isfinite(extremes[1])
-        return _point(value, elem_type, finite), Assumption(name, "weight", None, None, "exact")
+        return _point(value, elem_type, finite), Assumption(name, "weight", None, None, "exact", nan)
     if mode == "derived":
         low, high = derived_range(value, extremes)
-        return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "derived")
+        return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "derived", nan)
     low, high = mode
     return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "spec")
 
@@ -154,6 +156,14 @@ def _extremes(value: np.ndarray | torch.Tensor) -> tuple[float, float]:
     except (TypeError, RuntimeError):  # a dtype torch cannot view or reduce
         return float(value.min()), float(value.max())
     return float(low), float(high)
+
+
+def _holds_nan(value: np.ndarray | torch.Tensor) -> bool:
+    """Whether a float tensor holds NaN (its maximum is NaN exactly then)."""
+    try:
+        return _count(value) > 0 and math.isnan(float(torch.amax(_torch_view(value).float())))
+    except (TypeError, RuntimeError):  # a dtype torch cannot view
+        return bool(np.isnan(np.asarray(value, dtype=np.float64)).any())
 
 
 def _count(value: np.ndarray | torch.Tensor) -> int:

@@ -62,6 +62,7 @@ class Assumption:
     low: float | None
     high: float | None
     source: str  # "spec" | "default" | "derived" | "exact"
+    holds_nan: bool = False  # a constant or weight of the model whose values include NaN
 
 
 def parse_spec(spec: Mapping[str, Any] | str | Path | None) -> RangeSpec:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import onnx
 
 from ranum.analysis import Analysis, analyze
-from ranum.detect import Finding, find_hazards
+from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import RangeSpec
 from ranum.errors import RanumError
 from ranum.graph.patch import ClipSpec, clipped_name, insert_clips
-from ranum.ops.hazards import FORWARD, Clamp, Hazard
+from ranum.ops.hazards import FORWARD, Clamp, ConstantNaN, Hazard
 
 __all__ = ["NodeClip", "patch", "repair_rounds"]
 
@@ -114,7 +114,8 @@ def _repair_node(session: _Session, node_name: str, findings: list[Finding], cli
     run = session.analysis.run
     node = next(n for n in run.nodes if n.name == node_name)
     rule = run.rules[node_name]
-    hazards = [next(h for h in rule.hazards if h.name == f.hazard_id) for f in findings]
+    # a constant holding NaN: no clip removes it (Clip of NaN is NaN)
+    hazards = [hazard_of(rule, f, node) for f in findings if f.hazard_id != ConstantNaN.name]
     inputs = [run.env.get(n) if n else None for n in node.inputs]
     declared = [h for h in hazards if h.repair_operand() is not None]
     if _merge(clips, _declared_repairs(session, node, declared, inputs)):

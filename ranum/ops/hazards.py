@@ -21,6 +21,7 @@ from ranum.domain.interval import Interval
 
 __all__ = [
     "Clamp",
+    "ConstantNaN",
     "Hazard",
     "HazardHit",
     "InfiniteOperand",
@@ -412,6 +413,31 @@ def outside(low: float, high: float, description: str, *, name: str, operand: in
             kind: str = FORWARD) -> OutsideHazard:
     """Invalid when operand < low or operand > high."""
     return OutsideHazard(name, description, low, high, kind, operand)
+
+
+@dataclass(frozen=True)
+class ConstantNaN(Hazard):
+    """The operand is a constant of the model (an initializer or a Constant node) that holds NaN: an exporter
+    folded an invalid computation into it (``0 * inf``, ``0 ** -0.5``). Every run reads it, so the finding is
+    certain. It is found from the constants themselves (intervals do not hold NaN), not by :meth:`check`;
+    no clip of the operand removes it."""
+
+    name: str = "nan-constant"
+    description: str = "reads a constant that holds NaN (folded into the model, e.g. 0 * inf at export)"
+    kind: str = FORWARD
+    operand: int = 0
+
+    def check(self, inputs, outputs):
+        return None
+
+    def triggered(self, inputs, outputs):
+        return torch.isnan(inputs[self.operand]).any()
+
+    def distance(self, inputs, outputs):
+        return torch.zeros(())
+
+    def invalid_text(self, elem_type):
+        return "NaN"
 
 
 @dataclass(frozen=True)

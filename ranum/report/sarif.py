@@ -24,6 +24,9 @@ SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 SRCROOT = "%SRCROOT%"
 
 FIX_HINTS = {
+    "nan-constant": "A constant of the model holds NaN: an exporter folded an invalid computation into it (e.g. "
+                    "0 * inf in a degree normalisation). Fix the source (an epsilon, a self-loop, a clamp) and "
+                    "export again; no clip of the constant removes it.",
     "log-nonpositive": "Keep the argument positive: `torch.log(p.clamp_min(eps))`, or compute log-probabilities "
                        "directly with `torch.log_softmax` / `F.cross_entropy` instead of `log(softmax(x))`.",
     "division-by-zero": "Keep the divisor away from 0: `x / (d + eps)` or `x / d.clamp_min(eps)` "
