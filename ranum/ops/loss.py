@@ -27,7 +27,7 @@ from ranum.domain.dtypes import float_facts
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
-from ranum.ops.hazards import Hazard, HazardHit, InfiniteOperand, Overflow
+from ranum.ops.hazards import Hazard, HazardHit, InfiniteRow, Overflow
 from ranum.ops.reduce import float_sum_bounds, sum_gamma
 from ranum.ops.registry import register
 
@@ -242,12 +242,35 @@ class NegativeLogLikelihoodLoss(_Loss):
         return self._loss(ctx, lo, hi, target, weight, x.elem_type)
 
 
+@dataclass(frozen=True)
+class InfiniteLoss(Overflow):
+    """The loss can be infinite: an overflow, or a target class whose score can be -inf (a masked class
+    chosen as the target: its log-probability is -inf), finite scores or not."""
+
+    name: str = "infinite-loss"
+    description: str = "the loss can be infinite (an overflow, or a target whose score can be -inf)"
+
+    def check(self, inputs, outputs):
+        out = outputs[0] if outputs else None
+        if out is None or out.numblocks == 0:
+            return None
+        lowest, highest = float(out.lower.min()), float(out.upper.max())
+        if lowest != -math.inf and highest != math.inf:
+            return None
+        return HazardHit(bool((torch.isinf(out.lower) & (out.lower == out.upper)).all()), lowest, highest)
+
+    def triggered(self, inputs, outputs):
+        return torch.isinf(outputs[0])
+
+
 @register("SoftmaxCrossEntropyLoss", since=12)
 class SoftmaxCrossEntropyLoss(_Loss):
     """NegativeLogLikelihoodLoss of log_softmax(scores, axis=1); second output: the log-probabilities."""
 
-    hazards = (InfiniteOperand(description="an infinite score makes log_softmax NaN (inf - inf)"), Overflow(),
-               ZeroWeightSum())
+    # a -inf score beside finite ones (a masked class) is harmless for log_softmax, unless it is the target's
+    hazards = (InfiniteRow(axis=1, description="a row of scores holding +inf, or only -inf, makes log_softmax NaN "
+                                               "(inf - inf)"),
+               InfiniteLoss(), ZeroWeightSum())
     ulps = 4.0
 
     def concrete(self, ctx: NodeContext, scores: Tensor, target: Tensor,

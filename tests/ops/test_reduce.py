@@ -256,3 +256,32 @@ def test_half_precision_mean_accumulates_without_overflow():
     x = Interval.uniform(3e4, 6e4, (2, 8), TensorProto.FLOAT16)
     run = run_abstract(graph, {"x": x})
     assert run.env["y"].max() < 65504 and not _ids(run)  # the float32 partial sums stay finite
+
+
+SCE = HEADER + """
+    g (float[3, 4] s, int64[3] t) => (float l) { l = SoftmaxCrossEntropyLoss <reduction = "mean"> (s, t) }
+"""
+
+
+def _masked_diagonal_scores(low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores in [low, high] with the classes 0, 1, 2 of rows 0, 1, 2 masked at -inf (NT-Xent's diagonal)."""
+    lo, hi = torch.full((3, 4), float(low)), torch.full((3, 4), float(high))
+    for i in range(3):
+        lo[i, i] = hi[i, i] = -math.inf
+    return lo, hi
+
+
+def test_cross_entropy_with_a_masked_class_that_is_never_the_target_has_no_finding():
+    """A -inf score beside finite ones is harmless for log_softmax: an InfiniteOperand check flagged NT-Xent's
+    masked diagonal, and confirm then said ranum's semantics fired where onnxruntime did not."""
+    targets = torch.tensor([3, 0, 1])
+    run = _run(SCE, s=_masked_diagonal_scores(-10, 10), t=Interval.point(targets, TensorProto.INT64))
+    assert not _ids(run)
+
+
+def test_cross_entropy_whose_target_can_be_the_masked_class_is_an_infinite_loss():
+    any_class = Interval.from_full(torch.zeros(3, dtype=torch.int64), torch.full((3,), 3), TensorProto.INT64)
+    run = _run(SCE, s=_masked_diagonal_scores(-10, 10), t=any_class)
+    assert _ids(run) == {"infinite-loss"}
+    rows = _run(SCE, s=(torch.full((3, 4), -math.inf), torch.full((3, 4), math.inf)), t=any_class)
+    assert "infinite-row" in _ids(rows)
