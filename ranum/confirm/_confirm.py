@@ -193,8 +193,10 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Re
     graph = problem.full_graph
     node = problem.node
     feeds, weights = _split(problem, candidate)
+    initial = {b.name: b.initial for b in problem.boxes}
+    changed = {name: value for name, value in weights.items() if candidate.values[name] is not initial[name]}
     try:
-        values = replayer.run(feeds, weights)
+        values = replayer.run(feeds, changed)
     except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
         log.info("onnxruntime rejected a candidate for %s: %s", node.name, exc)
         return None

@@ -61,6 +61,7 @@ class Replayer:
         self._session: ort.InferenceSession | None = None
 
     def run(self, feeds: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``weights``: those the candidate may have changed (the others are the model's own)."""
         if any(not np.array_equal(value, self._own[name]) for name, value in weights.items() if name in self._own):
             return run_onnxruntime(self._graph, feeds, weights, self._names)
         if self._session is None:
