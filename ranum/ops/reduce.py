@@ -260,7 +260,9 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
     """A floor of about 1 where the summed data is ``exp(x - m)``, ``m = ReduceMax(x)`` keeping its axes, and
     the sum covers every axis the maximum was taken over (a hand-written or decomposed softmax's denominator):
     each sum then holds the term of an element where x is its maximum, ``exp(x - x) = exp(0)``, and a float sum
-    of non-negative terms is at least each of them, in any order. A NaN (x infinite) is the Sub's finding."""
+    of non-negative terms is at least each of them, in any order. Where x can be infinite, ``x - m`` can be NaN
+    (``inf - inf``); the difference's own relation then does not apply (it needs a finite operand), so the Exp
+    of that unbounded difference is a finding upstream."""
     graph = ctx.graph
     exp = graph.producer(ctx.node.inputs[0]) if graph is not None and ctx.node.inputs else None
     if exp is None or exp.op_type != "Exp" or exp.domain not in ("", "ai.onnx"):
