@@ -4,6 +4,8 @@ Where(t > c, t, y) selecting t only above c."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -366,3 +368,10 @@ def test_a_sum_that_misses_the_maximums_axes_or_broadcasts_it_otherwise_keeps_it
     report = ranum.check(model, {"inputs": {"x": [-200.0, 200.0]}})
     assert "Div" in [f.op_type for f in report.findings]  # (and Exp: x - m is not <= 0 without keepdims)
     assert report.analysis.bounds("s")[0].min() == 0.0
+
+
+def test_a_softmax_by_hand_over_values_that_can_be_infinite_keeps_a_finding() -> None:
+    """A row of only -inf gives x - max = -inf - (-inf) = NaN: the floor of the sum does not hide it, the Exp of
+    the unbounded difference is a finding (the difference keeps no sign without a finite operand)."""
+    report = ranum.check(_softmax_by_hand(17, "2", "2"), {"inputs": {"x": [-math.inf, 1.0]}})
+    assert [f.op_type for f in report.findings] == ["Exp"]
