@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
+from ranum.detect._row_relations import rows_keep_finite
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
-from ranum.ops.hazards import FORWARD, ConstantNaN, Hazard, Overflow
+from ranum.ops.hazards import FORWARD, ConstantNaN, Hazard, HazardHit, InfiniteRow, Overflow
 
 __all__ = ["Finding", "find_hazards", "hazard_of"]
 
@@ -65,7 +66,7 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
             continue
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]
-        hits = [(hazard, hazard.check(inputs, outputs)) for hazard in rule.hazards]
+        hits = [_checked(run, node, hazard, inputs, outputs) for hazard in rule.hazards]
         hits = [(hazard, hit) for hazard, hit in hits if hit is not None]
         if any(h.kind == FORWARD and not isinstance(h, Overflow) for h, _ in hits):
             # an infinite result explained by the node's own invalid operand (division by zero,
@@ -90,6 +91,19 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
             )
         findings.extend(_nan_constant_findings(run, node))
     return findings
+
+
+def _checked(run: AbstractRun, node, hazard: Hazard, inputs, outputs) -> tuple[Hazard, HazardHit | None]:
+    """``hazard``'s check; for a row hazard that fires, again where each row keeps a finite element by how it
+    was computed (:mod:`ranum.detect._row_relations`)."""
+    hit = hazard.check(inputs, outputs)
+    if hit is None or not isinstance(hazard, InfiniteRow) or hazard.to_end or hazard.rows_keep_finite:
+        return hazard, hit
+    name = node.inputs[hazard.operand] if hazard.operand < len(node.inputs) else ""
+    if name and rows_keep_finite(run.nodes, run.env, name, hazard.axis):
+        kept = replace(hazard, rows_keep_finite=True)
+        return kept, kept.check(inputs, outputs)
+    return hazard, hit
 
 
 def _nan_constant_findings(run: AbstractRun, node) -> list[Finding]:

@@ -488,6 +488,9 @@ class InfiniteRow(Hazard):
     operand: int = 0
     axis: int = -1
     to_end: bool = False
+    # every row keeps a finite element, by how the operand was computed (detection sets it: a row masked
+    # below one of its own top-k values); then only +inf is invalid
+    rows_keep_finite: bool = False
 
     def _row_axes(self, rank: int) -> tuple[int, ...]:
         axis = self.axis % rank if rank else 0
@@ -499,10 +502,11 @@ class InfiniteRow(Hazard):
             return None
         lo, hi = iv.lower, iv.upper
         axes = self._row_axes(len(iv.shape))
-        possible = bool((hi == torch.inf).any()) or bool((lo == -torch.inf).all(dim=axes).any())
-        if not possible:
+        all_minus = not self.rows_keep_finite and bool((lo == -torch.inf).all(dim=axes).any())
+        if not (bool((hi == torch.inf).any()) or all_minus):
             return None
-        certain = bool((lo == torch.inf).any()) or bool((hi == -torch.inf).all(dim=axes).any())
+        certain = bool((lo == torch.inf).any()) or (not self.rows_keep_finite
+                                                     and bool((hi == -torch.inf).all(dim=axes).any()))
         return HazardHit(certain, float(lo.min()), float(hi.max()))
 
     def triggered(self, inputs, outputs):

@@ -1,0 +1,55 @@
+"""Rows masked below one of their own top-k values keep a finite element: their softmax is not NaN
+(ranum.detect._row_relations), and what is not of that form keeps its finding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import ranum
+
+_HEAD = '<ir_version: 8, opset_import: ["" : 18]>\ng (float[2,10] x, float[2,10] other) => (float[2,10] y) {\n'
+_TOPK = '    k = Constant<value = int64[1] {{1}}>()\n    v, i = TopK<axis = {topk_axis}>({source}, k)\n'
+_SLICE = ('    s = Constant<value = int64[1] {{-1}}>()\n    e = Constant<value = int64[1] {{9223372036854775807}}>()\n'
+          '    ax = Constant<value = int64[1] {{{axis}}}>()\n    t = Slice(v, s, e, ax)\n')
+_GATHER = ('    last = Constant<value = int64 {{-1}}>()\n    g = Gather<axis = 1>(v, last)\n'
+           '    ua = Constant<value = int64[1] {{1}}>()\n    t = Unsqueeze(g, ua)\n')
+_MASK = ('    c = Less(x, t)\n{cast}    minus = Constant<value = float {{-inf}}>()\n'
+         '    m = Where({condition}, minus, x)\n    y = Softmax<axis = -1>(m)\n}}')
+
+
+def _model(threshold: str, source: str = "x", axis: int = 1, cast: bool = False, topk_axis: int = -1
+           ) -> onnx.ModelProto:
+    mask = _MASK.format(cast="    cb = Cast<to = 9>(c)\n" if cast else "", condition="cb" if cast else "c")
+    text = _HEAD + _TOPK.format(source=source, topk_axis=topk_axis) + threshold.format(axis=axis) + mask
+    return onnx.parser.parse_model(text)
+
+
+@pytest.mark.parametrize("form, cast", [("slice", False), ("gather", False), ("slice", True)])
+def test_a_row_masked_below_its_own_top_k_value_keeps_its_softmax_finite(form: str, cast: bool) -> None:
+    model = _model(_SLICE if form == "slice" else _GATHER, cast=cast)
+    ranges = {"x": [-5.0, 5.0], "other": [-5.0, 5.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.hazard_id) for f in report.findings]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        feeds = {name: rng.uniform(-5, 5, (2, 10)).astype(np.float32) for name in ("x", "other")}
+        assert np.isfinite(session.run(None, feeds)[0]).all()
+
+
+@pytest.mark.parametrize("case", ["another tensor's top-k", "another axis's top value", "x can be -inf"])
+def test_a_mask_that_is_not_of_that_form_keeps_the_finding(case: str) -> None:
+    if case == "another tensor's top-k":
+        model = _model(_SLICE, source="other")  # its k-th value can exceed every element of x's row
+    elif case == "another axis's top value":  # the largest of each column: a row can lie wholly below it
+        model = _model(_SLICE, axis=0, topk_axis=0)
+    else:
+        model = _model(_SLICE)
+    ranges = {"x": [-math.inf, 5.0] if case == "x can be -inf" else [-5.0, 5.0], "other": [-5.0, 5.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert "softmax-infinite-input" in [f.hazard_id for f in report.findings]
