@@ -4,7 +4,11 @@ DFT and STFT are linear maps with known coefficients: their abstract rules bound
 midpoints +- the absolute coefficients applied to radii, widened by a sound bound of onnxruntime's
 float error (:mod:`ranum.ops._fourier`, where the derivation is). Both sum many terms (``accumulates``)
 and declare ``Overflow``. Semantics are the spec's and onnxruntime 1.32's; where they part: a one-sided
-DFT inverse (IRFFT) is rejected (onnxruntime's kernel for it is not modelled); a one-sided STFT of a
+DFT inverse (IRFFT, ``torch.fft.irfft``) of ``n // 2 + 1`` bins gives ``n`` real samples (last axis 1),
+the real part of onnxruntime's own full inverse DFT of the Hermitian extension (bin ``n - k`` the
+conjugate of bin ``k``, the imaginary parts of bins 0 and ``n / 2`` kept): measured bit for bit for
+``n`` from 5 to 100, powers of two or not, so its error bound is that transform's; other bin counts
+(onnxruntime pads or cuts them otherwise) are rejected; a one-sided STFT of a
 complex signal gives the first bins of the full transform, as onnxruntime does (the spec excludes it);
 an STFT without window and frame_length transforms the whole signal, as the spec says (onnxruntime
 fails). STFT's ``onesided`` defaults to 1 (onnx's shape inference takes 0 when the attribute is absent).
@@ -94,9 +98,6 @@ def _resolved(op: str, shape: Sequence[int], axis: int, length: list[int] | None
     position = axis + rank if axis < 0 else axis
     if not 0 <= position <= rank - 2:
         raise UnsupportedOperator(f"{op}: axis {axis} out of range for rank {rank}")
-    if onesided and inverse:
-        raise UnsupportedOperator(f"{op}: onesided inverse (IRFFT): onnxruntime 1.32's kernel for it is not "
-                                  "modelled")
     if onesided and shape[-1] == 2:
         raise UnsupportedOperator(f"{op}: onesided needs a real signal")
     n = shape[position] if length is None else length[0]
@@ -139,8 +140,8 @@ class DFT17(OpRule):
     """Discrete Fourier transform along ``axis`` (an attribute here); inputs (input, dft_length?).
 
     The signal's last axis holds 1 (real) or 2 (complex) components; the output is complex (last axis 2)
-    with ``dft_length`` bins, or ``dft_length // 2 + 1`` when ``onesided``. onnxruntime's one-sided inverse
-    (IRFFT) is not modelled."""
+    with ``dft_length`` bins, or ``dft_length // 2 + 1`` when ``onesided``; a one-sided inverse (IRFFT) of
+    ``n // 2 + 1`` complex bins gives ``n`` real samples (see the module doc)."""
 
     inverse: int = 0
     onesided: int = 0
@@ -158,14 +159,44 @@ class DFT17(OpRule):
 
     def concrete(self, ctx: NodeContext, x: Tensor, dft_length: Tensor | None = None,
                  axis: Tensor | None = None) -> Tensor:
+        if self.onesided and self.inverse:
+            position, n = self._hermitian(x.shape, dft_length, axis)
+            spectrum = _complex(x).index_select(position, torch.tensor(_mirrored_bins(n)))
+            upper = torch.arange(n).reshape([-1] + [1] * (spectrum.dim() - position - 1)) > n // 2
+            extended = torch.where(upper, spectrum.conj(), spectrum)
+            return torch.fft.ifft(extended, n=n, dim=position).real.unsqueeze(-1).to(x.dtype)
         position, t = self._setting(x.shape, dft_length, axis)
         return _spectrum(_complex(x), t, position).to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, dft_length: Interval | None = None,
                  axis: Interval | None = None) -> Interval:
         _check_signal(self.op_type, x.elem_type)
+        if self.onesided and self.inverse:
+            position, n = self._hermitian(x.shape, dft_length, axis)
+            spectrum = _dft_interval(ctx, _hermitian_extension(x, position, n), position,
+                                     Transform(n, n, True, x.elem_type))
+            lo, hi = spectrum.full()
+            return Interval.from_full(lo[..., :1], hi[..., :1], x.elem_type, ctx.budget)
         position, t = self._setting(x.shape, dft_length, axis)
         return _dft_interval(ctx, x, position, Transform(t.length, t.count, t.inverse, x.elem_type))
+
+    def _hermitian(self, shape: Sequence[int], dft_length, axis) -> tuple[int, int]:
+        """The axis and length ``n`` of a one-sided inverse DFT (IRFFT) of ``n // 2 + 1`` complex bins."""
+        op, rank = self.op_type, len(shape)
+        if rank < 3 or shape[-1] != 2:
+            raise UnsupportedOperator(f"{op}: onesided inverse (IRFFT) of shape {tuple(shape)} (expected a complex "
+                                      "one-sided spectrum [..., bins, 2])")
+        position = self._axis(axis)
+        position = position + rank if position < 0 else position
+        if not 0 <= position <= rank - 2:
+            raise UnsupportedOperator(f"{op}: axis {self._axis(axis)} out of range for rank {rank}")
+        bins, length = shape[position], exact_ints(dft_length, "dft_length", op)
+        n = 2 * (bins - 1) if length is None else length[0]
+        if n <= 0 or bins != n // 2 + 1:
+            raise UnsupportedOperator(f"{op}: onesided inverse (IRFFT) of {bins} bins to {n} samples: onnxruntime "
+                                      "1.32 pads or cuts such a spectrum otherwise than by its Hermitian extension "
+                                      "(measured); n // 2 + 1 bins are modelled")
+        return position, n
 
 
 @register("DFT", since=20)
@@ -177,6 +208,21 @@ class DFT(DFT17):
     def _axis(self, axis: Tensor | Interval | None) -> int:
         value = exact_ints(axis, "axis", self.op_type)
         return self.axis if value is None else value[0]
+
+
+def _mirrored_bins(n: int) -> list[int]:
+    """The one-sided bin that each bin of a length-``n`` spectrum mirrors (``n - k`` above ``n // 2``)."""
+    return [k if k <= n // 2 else n - k for k in range(n)]
+
+
+def _hermitian_extension(x: Interval, position: int, n: int) -> Interval:
+    """The full spectrum of ``n`` bins of a one-sided one along ``position``: bin ``n - k`` is the conjugate of
+    bin ``k`` (its imaginary bounds negated)."""
+    lo, hi = (t.index_select(position, torch.tensor(_mirrored_bins(n))) for t in x.full())
+    upper = (torch.arange(n) > n // 2).reshape([-1] + [1] * (lo.dim() - position - 2))
+    im_lo = torch.where(upper, -hi[..., 1], lo[..., 1])
+    im_hi = torch.where(upper, -lo[..., 1], hi[..., 1])
+    return Interval.from_full(torch.stack([lo[..., 0], im_lo], -1), torch.stack([hi[..., 0], im_hi], -1), x.elem_type)
 
 
 # ------------------------------------------------------------------------------ STFT

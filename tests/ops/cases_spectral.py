@@ -55,6 +55,13 @@ DFTS = [
     _dft("opset20-axis-input", (2, 4, 6, 2), axis=-3, opset=20),
     _dft("opset20-axis-length", (2, 7, 1), length=9, axis=1, opset=20, onesided=1),
     _dft("opset20-inverse", (3, 8, 2), opset=20, inverse=1),
+    # one-sided inverse (IRFFT) of n // 2 + 1 bins: the real part of the inverse of the Hermitian extension
+    _dft("irfft-8", (2, 5, 2), onesided=1, inverse=1),
+    _dft("irfft-9-length", (2, 5, 2), length=9, onesided=1, inverse=1),
+    _dft("irfft-64", (1, 33, 2), onesided=1, inverse=1, rtol=1e-3),
+    _dft("irfft-100-bluestein", (1, 51, 2), length=100, onesided=1, inverse=1, rtol=2e-2),
+    _dft("irfft-opset20-axis", (2, 7, 3, 2), length=12, axis=1, opset=20, onesided=1, inverse=1),
+    _dft("irfft-double", (2, 6, 2), DOUBLE, length=10, onesided=1, inverse=1),
     # sums past float32's largest value: onnxruntime returns inf or NaN, the bounds are unbounded (Overflow)
     OpCase("DFT", (Operand((1, 64, 1), low=1e37, high=3e38),), opset=17, name="DFT-overflow", check_agreement=False),
     OpCase("DFT", (Operand((1, 12, 2), low=1e35, high=1e36),), opset=17, name="DFT-bluestein-overflow",

@@ -90,7 +90,8 @@ def test_a_ranged_size_or_length_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(("attrs", "shape", "length", "reason"), [
-    ({"onesided": 1, "inverse": 1}, (1, 5, 2), None, "IRFFT"),
+    ({"onesided": 1, "inverse": 1}, (1, 5, 2), 12, "5 bins to 12 samples"),  # padded otherwise (measured)
+    ({"onesided": 1, "inverse": 1}, (1, 8, 1), None, "expected a complex one-sided spectrum"),
     ({"onesided": 1}, (1, 8, 2), None, "real signal"),
     ({}, (1, 100, 1), 3, "overrun"),
     ({"axis": 2}, (1, 8, 1), None, "axis 2 out of range"),
