@@ -7,7 +7,7 @@ and declare ``Overflow``. Semantics are the spec's and onnxruntime 1.32's; where
 DFT inverse (IRFFT, ``torch.fft.irfft``) of ``n // 2 + 1`` bins gives ``n`` real samples (last axis 1),
 the real part of onnxruntime's own full inverse DFT of the Hermitian extension (bin ``n - k`` the
 conjugate of bin ``k``, the imaginary parts of bins 0 and ``n / 2`` kept): measured bit for bit for
-``n`` from 5 to 100, powers of two or not, so its error bound is that transform's; other bin counts
+``n`` = 7, 8, 9, 10, 12, 16, 64 and 100 (powers of two or not), so its error bound is that transform's; other bin counts
 (onnxruntime pads or cuts them otherwise) are rejected; a one-sided STFT of a
 complex signal gives the first bins of the full transform, as onnxruntime does (the spec excludes it);
 an STFT without window and frame_length transforms the whole signal, as the spec says (onnxruntime
