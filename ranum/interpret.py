@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ranum.config import AnalysisConfig
 from ranum.domain.dtypes import elem_type_of, is_float, is_held, torch_dtype
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
 from ranum.errors import AnalysisError, UnsupportedOperator
@@ -263,7 +263,7 @@ class _AbstractWalker:
             return None
         if ctx.node.op_type in _MATERIALISES:
             self.result.nan_constants.update(name for name, v in zip(ctx.node.outputs, raw)
-                                             if v.is_floating_point() and _has_nan(v))
+                                             if v.is_floating_point() and has_nan(v))
         return [Interval.point(v, _result_type(ctx, i, v, float_type, rule.rounds)) for i, v in enumerate(raw)]
 
     def _context(self, graph: Graph, node: Node, inputs: list[Value | None]) -> NodeContext:
@@ -311,10 +311,6 @@ _SIMPLE_BITS = 12
 
 # operators that write a constant of their attributes into the graph (a NaN there is the model's own)
 _MATERIALISES = frozenset({"Constant", "ConstantOfShape"})
-
-
-def _has_nan(value: torch.Tensor) -> bool:
-    return value.numel() > 0 and bool(torch.isnan(value).any())
 
 
 def _exactly_simple(out: Interval) -> bool:

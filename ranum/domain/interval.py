@@ -26,7 +26,7 @@ from ranum.domain import blocks
 from ranum.domain.blocks import Splits
 from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, torch_dtype
 
-__all__ = ["Interval", "align", "elementwise", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
+__all__ = ["Interval", "align", "elementwise", "has_nan", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
 
 DEFAULT_BLOCK_BUDGET = 1 << 16
 _FLOAT64_SLACK = 2.0**-40
@@ -359,7 +359,7 @@ def _storable(value: Tensor, elem_type: int, finite: bool | None) -> bool:
     return math.isfinite(float(value.sum(dtype=torch.float32)))
 
 
-def _has_nan(values: Tensor) -> bool:
+def has_nan(values: Tensor) -> bool:
     """Whether a float tensor holds a NaN: its maximum is NaN exactly then (one reduction, no mask)."""
     return values.numel() > 0 and math.isnan(float(values.detach().max()))
 
@@ -369,13 +369,13 @@ def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Ten
     if is_float(elem_type):
         same = lower is upper
         lower = lower.to(torch.float64)
-        if same and not _has_nan(lower):
+        if same and not has_nan(lower):
             return lower, lower  # a point keeps one tensor for both bounds
         upper = upper.to(torch.float64)
         # bounds are rarely NaN: a copy (of every result of every rule) only where one is
-        if _has_nan(lower):
+        if has_nan(lower):
             lower = torch.nan_to_num(lower, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
-        if _has_nan(upper):
+        if has_nan(upper):
             upper = torch.nan_to_num(upper, nan=torch.inf, posinf=torch.inf, neginf=-torch.inf)
         return lower, upper
     if lower.is_floating_point():

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ranum.domain.dtypes import float_facts, is_float
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value
 from ranum.domain.spec import (  # noqa: F401  (re-exported: the spec is part of this module's interface)
@@ -159,10 +159,10 @@ def _extremes(value: np.ndarray | torch.Tensor) -> tuple[float, float]:
 
 
 def _holds_nan(value: np.ndarray | torch.Tensor) -> bool:
-    """Whether a float tensor holds NaN (its maximum is NaN exactly then)."""
+    """Whether a float tensor holds NaN."""
     try:
-        return _count(value) > 0 and math.isnan(float(torch.amax(_torch_view(value).float())))
-    except (TypeError, RuntimeError):  # a dtype torch cannot view
+        return has_nan(_torch_view(value))
+    except (TypeError, RuntimeError):  # a dtype torch cannot view or reduce
         return bool(np.isnan(np.asarray(value, dtype=np.float64)).any())
 
 
