@@ -534,12 +534,14 @@ class InfiniteRow(Hazard):
 
 @dataclass(frozen=True)
 class Overflow(Hazard):
-    """The result leaves the finite range of its dtype although every operand is finite."""
+    """The result leaves the finite range of its dtype although every operand is finite (or whatever the
+    operands, without ``finite_operands``: a loss made infinite by an infinite score it selects)."""
 
     name: str = "overflow"
     description: str = "result can overflow to infinity"
     kind: str = FORWARD
     operand: int = -1
+    finite_operands: bool = True
 
     def operand_name(self, inputs, outputs):
         return outputs[0] if outputs else ""
@@ -553,14 +555,15 @@ class Overflow(Hazard):
         lowest, highest = float(lo.min()), float(hi.max())
         if lowest != -math.inf and highest != math.inf:
             return None
-        for iv in inputs:
+        for iv in inputs if self.finite_operands else ():
             if iv is not None and is_float(iv.elem_type) and iv.numblocks and not _finite(iv):
                 return None
         certain = bool((torch.isinf(lo) & (lo == hi)).all())
         return HazardHit(certain, lowest, highest)
 
     def triggered(self, inputs, outputs):
-        finite_inputs = all(bool(torch.isfinite(x).all()) for x in inputs if x is not None and x.is_floating_point())
+        finite_inputs = not self.finite_operands or all(
+            bool(torch.isfinite(x).all()) for x in inputs if x is not None and x.is_floating_point())
         return torch.isinf(outputs[0]) & finite_inputs
 
     def distance(self, inputs, outputs):

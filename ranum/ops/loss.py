@@ -242,25 +242,10 @@ class NegativeLogLikelihoodLoss(_Loss):
         return self._loss(ctx, lo, hi, target, weight, x.elem_type)
 
 
-@dataclass(frozen=True)
-class InfiniteLoss(Overflow):
-    """The loss can be infinite: an overflow, or a target class whose score can be -inf (a masked class
-    chosen as the target: its log-probability is -inf), finite scores or not."""
-
-    name: str = "infinite-loss"
-    description: str = "the loss can be infinite (an overflow, or a target whose score can be -inf)"
-
-    def check(self, inputs, outputs):
-        out = outputs[0] if outputs else None
-        if out is None or out.numblocks == 0:
-            return None
-        lowest, highest = float(out.lower.min()), float(out.upper.max())
-        if lowest != -math.inf and highest != math.inf:
-            return None
-        return HazardHit(bool((torch.isinf(out.lower) & (out.lower == out.upper)).all()), lowest, highest)
-
-    def triggered(self, inputs, outputs):
-        return torch.isinf(outputs[0])
+# the loss can be infinite: an overflow, or a target class whose score can be -inf (a masked class chosen as
+# the target: its log-probability is -inf), finite scores or not
+_INFINITE_LOSS = Overflow(name="infinite-loss", finite_operands=False,
+                          description="the loss can be infinite (an overflow, or a target whose score can be -inf)")
 
 
 @register("SoftmaxCrossEntropyLoss", since=12)
@@ -270,7 +255,7 @@ class SoftmaxCrossEntropyLoss(_Loss):
     # a -inf score beside finite ones (a masked class) is harmless for log_softmax, unless it is the target's
     hazards = (InfiniteRow(axis=1, description="a row of scores holding +inf, or only -inf, makes log_softmax NaN "
                                                "(inf - inf)"),
-               InfiniteLoss(), ZeroWeightSum())
+               _INFINITE_LOSS, ZeroWeightSum())
     ulps = 4.0
 
     def concrete(self, ctx: NodeContext, scores: Tensor, target: Tensor,
