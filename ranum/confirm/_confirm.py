@@ -132,8 +132,7 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
     rule = analysis.run.rules[finding.node]
     problem = make_problem(analysis, finding.node)
     hazard = hazard_of(rule, finding, problem.node)
-    replayer = Replayer(problem.full_graph, [*problem.node.inputs, *problem.node.outputs],
-                        {b.name: b.initial for b in problem.boxes if b.initial is not None})
+    replayer = Replayer(problem.full_graph, [*problem.node.inputs, *problem.node.outputs])
     note = ""
     for candidate in search(problem, hazard, config):
         verdict = _replay(problem, hazard, candidate, replayer)
@@ -193,7 +192,7 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Re
     graph = problem.full_graph
     node = problem.node
     feeds, weights = _split(problem, candidate)
-    initial = {b.name: b.initial for b in problem.boxes}
+    initial = {b.name: b.initial for b in problem.boxes}  # the candidates that keep them hold these very arrays
     changed = {name: value for name, value in weights.items() if candidate.values[name] is not initial[name]}
     try:
         values = replayer.run(feeds, changed)

@@ -67,14 +67,15 @@ class Candidate:
 
 
 def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[Candidate]:
-    """Yield candidates on which ``hazard`` fires in ranum's concrete semantics (best first)."""
+    """Yield candidates, best first: those on which ``hazard`` fires in ranum's concrete semantics, and the
+    unverified ones that onnxruntime alone judges (see the module doc)."""
     rng = np.random.default_rng(config.seed)
     deadline = time.monotonic() + config.seconds
     unfired = []
-    for values, strategy in _cheap_points(problem, rng):
+    for values, strategy, own_weights in _cheap_points(problem, rng):
         if _fires(problem, hazard, values):
             yield Candidate(values, strategy)
-        elif strategy.startswith("initial weights"):
+        elif own_weights:
             unfired.append(Candidate(values, strategy, verified=False))
         if time.monotonic() > deadline:
             return
@@ -98,9 +99,11 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
         yield Candidate(found, "robust inducing box")
 
 
-def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[dict[str, np.ndarray], str]]:
+def _cheap_points(problem: Problem, rng: np.random.Generator
+                  ) -> Iterator[tuple[dict[str, np.ndarray], str, bool]]:
     """Initial weights with input corners, middles and random points; then weight corners, and weights
-    at their value nearest to zero (dead units, a degenerate state training can reach)."""
+    at their value nearest to zero (dead units, a degenerate state training can reach). Each point comes
+    with its strategy and whether it keeps the model's own weights."""
     inputs = [b for b in problem.boxes if b.initial is None]
     weights = [b for b in problem.boxes if b.initial is not None]
 
@@ -111,10 +114,10 @@ def _cheap_points(problem: Problem, rng: np.random.Generator) -> Iterator[tuple[
     # constant inputs inside the range too: a constant signal or column (a zero deviation) at a value
     # whose mean rounds exactly
     for how in ("low", "high", "middle", "quarter", "three quarters", "random", "random", "mixed", "mixed"):
-        yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}"
+        yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}", True
     for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
-            yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}"
+            yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}", False
 
 
 def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
@@ -146,16 +149,14 @@ def _sampled(problem: Problem, hazard: Hazard, rng: np.random.Generator,
     (-inf where it fires): for integer inputs (token or item ids), which the descent cannot move."""
     inputs = [b for b in problem.boxes if b.initial is None]
     initial = {b.name: b.initial for b in problem.boxes if b.initial is not None}
-    boxes = {b.name: b for b in problem.boxes}
     ranked: list[tuple[float, dict[str, np.ndarray]]] = []
     for _ in range(_SAMPLES):
         if time.monotonic() > deadline:
             break
         values = {**{b.name: _point(b, "random", rng) for b in inputs}, **initial}
-        feeds = {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
         try:
             with torch.no_grad():
-                node_in, node_out = _node_values(problem, feeds)
+                node_in, node_out = _node_values(problem, _feeds(problem, values))
                 if bool(hazard.triggered(node_in, node_out).any()):
                     return [(-float("inf"), values)]
                 distance = float(_soft_minimum(hazard.distance(node_in, node_out)))
@@ -166,12 +167,15 @@ def _sampled(problem: Problem, hazard: Hazard, rng: np.random.Generator,
     return ranked[:_KEPT]
 
 
-def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray]) -> bool:
+def _feeds(problem: Problem, values: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     boxes = {b.name: b for b in problem.boxes}
-    feeds = {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
+    return {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
+
+
+def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray]) -> bool:
     try:
         with torch.no_grad():
-            node_in, node_out = _node_values(problem, feeds)
+            node_in, node_out = _node_values(problem, _feeds(problem, values))
             return bool(hazard.triggered(node_in, node_out).any())
     except (RuntimeError, ValueError, IndexError):
         return False
