@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ranum.errors import RanumError
 from ranum.graph.loader import stable_node_names
 
 __all__ = ["ClipSpec", "clipped_name", "insert_clips"]
@@ -46,25 +47,67 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
     for name, proto in named:
         proto.name = name
     ordered = [proto for _, proto in named]
+    opset = _default_opset(out)
     for index, clip in enumerate(clips):
         clipped = clipped_name(clip.tensor, index)
-        node_inputs = [clip.tensor]
-        np_type = helper.tensor_dtype_to_np_dtype(elem_types.get(clip.tensor, onnx.TensorProto.FLOAT))
-        for side, value in (("min", clip.min), ("max", clip.max)):
-            if value is None:
-                node_inputs.append("")
-                continue
-            const = f"{clipped}_{side}"
-            graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np_type), const))
-            node_inputs.append(const)
-        while node_inputs and node_inputs[-1] == "":
-            node_inputs.pop()
-        clip_node = helper.make_node("Clip", node_inputs, [clipped], name=f"ranum/clip/{clip.tensor}/{index}")
+        elem_type = elem_types.get(clip.tensor, onnx.TensorProto.FLOAT)
+        if opset < _CLIP_INTEGERS and elem_type not in _FLOAT_TYPES:
+            raise RanumError(f"cannot clip '{clip.tensor}': an opset-{opset} model's Clip takes float tensors only "
+                             f"(integers from opset {_CLIP_INTEGERS})")
+        if opset < _CLIP_BOUND_INPUTS:
+            clip_node = _clip_with_attributes(clip, clipped)
+        else:
+            clip_node = _clip_with_inputs(graph, clip, clipped, elem_type)
+        clip_node.name = f"ranum/clip/{clip.tensor}/{index}"
         first_use = _rewire(ordered, clip, clipped)
         ordered.insert(first_use, clip_node)
     del graph.node[:]
     graph.node.extend(ordered)
     return out
+
+
+_CLIP_BOUND_INPUTS = 11  # Clip takes min and max as inputs from this opset on (attributes before)
+_CLIP_INTEGERS = 12  # and integer operands from this one
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE})
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _clip_with_inputs(graph: onnx.GraphProto, clip: ClipSpec, clipped: str, elem_type: int) -> onnx.NodeProto:
+    """Clip (opset 11 on): the bounds as initializers of the tensor's type, an open side left out."""
+    node_inputs = [clip.tensor]
+    np_type = helper.tensor_dtype_to_np_dtype(elem_type)
+    for side, value in (("min", clip.min), ("max", clip.max)):
+        if value is None:
+            node_inputs.append("")
+            continue
+        const = f"{clipped}_{side}"
+        graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np_type), const))
+        node_inputs.append(const)
+    while node_inputs and node_inputs[-1] == "":
+        node_inputs.pop()
+    return helper.make_node("Clip", node_inputs, [clipped])
+
+
+def _clip_with_attributes(clip: ClipSpec, clipped: str) -> onnx.NodeProto:
+    """Clip before opset 11 (Clip-1 and -6): float32 ``min`` / ``max`` attributes. A bound is rounded to
+    float32 inward (a clip meant to keep a tensor above 1e-40 must not admit 0); an open side is left
+    out (the attribute's default is the float range)."""
+    attributes = {}
+    if clip.min is not None:
+        attributes["min"] = _float32_toward(clip.min, np.inf)
+    if clip.max is not None:
+        attributes["max"] = _float32_toward(clip.max, -np.inf)
+    return helper.make_node("Clip", [clip.tensor], [clipped], **attributes)
+
+
+def _float32_toward(value: float, direction: float) -> float:
+    """``value`` as a float32, moved one step toward ``direction`` where rounding took it the other way."""
+    single = float(np.float32(value))
+    away = single < value < direction or direction < value < single
+    return float(np.nextafter(np.float32(single), np.float32(direction))) if away else single
 
 
 def _rewire(nodes: list[onnx.NodeProto], clip: ClipSpec, clipped: str) -> int:

@@ -137,3 +137,40 @@ def test_clips_reach_reads_from_inside_a_loop_body(mode: str) -> None:
     body = next(n for n in report.patched.graph.node if n.op_type == "Loop").attribute[0].g
     log = next(n for n in body.node if n.op_type == "Log")
     assert log.input[0] != "x"  # it reads a clipped tensor
+
+
+@pytest.mark.parametrize("opset", [7, 9, 10])
+@pytest.mark.parametrize("mode", ["operator", "all"])
+def test_models_before_opset_11_get_clip_with_attributes(opset: int, mode: str) -> None:
+    """Before opset 11 Clip takes min and max as attributes: the patched model must pass the checker,
+    run in onnxruntime, and its bounds must not admit the value the clip keeps out (rounded inward)."""
+    model = parse(LOG_OF_DIFFERENCE.replace('"" : 17', f'"" : {opset}').replace("ir_version: 8", "ir_version: 5"))
+    report = fix(model, {"inputs": {"x": [0, 1], "y": [0, 1]}}, mode, CONFIG)
+    assert report.certified
+    onnx.checker.check_model(report.patched)
+    clips = [n for n in report.patched.graph.node if n.op_type == "Clip"]
+    assert clips and all(len(n.input) == 1 for n in clips)
+    low = next(a.f for a in clips[0].attribute if a.name == "min")
+    assert low > 0
+    feeds = {"x": np.full((2, 3), 0.5, np.float32), "y": np.full((2, 3), 0.5, np.float32)}
+    z = Runner(report.patched).run(feeds)["z"]
+    assert np.isfinite(z).all()
+
+
+def test_float32_bounds_round_inward() -> None:
+    from ranum.graph.patch import _float32_toward
+
+    assert np.float32(_float32_toward(0.1, np.inf)) >= 0.1 and np.float32(_float32_toward(0.1, -np.inf)) <= 0.1
+    assert _float32_toward(1e-46, np.inf) > 0  # below the smallest subnormal: not rounded to 0
+    assert _float32_toward(0.5, np.inf) == 0.5
+
+
+def test_integer_tensor_before_opset_12_is_refused_clearly() -> None:
+    from onnx import TensorProto
+
+    from ranum.errors import RanumError
+    from ranum.graph.patch import ClipSpec, insert_clips
+
+    model = parse(LOG_OF_DIFFERENCE.replace('"" : 17', '"" : 11'))
+    with pytest.raises(RanumError, match="float tensors only"):
+        insert_clips(model, [ClipSpec("x", 0.0, 1.0)], {"x": TensorProto.INT64})
