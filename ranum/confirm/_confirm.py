@@ -29,6 +29,7 @@ from ranum.domain.dtypes import torch_dtype
 from ranum.errors import RanumError
 from ranum.graph.loader import ModelSource, initializer_value
 from ranum.ops.hazards import FORWARD, Hazard, RegionHazard
+from ranum.ops.random import GENERATORS
 
 __all__ = ["ConfirmReport", "ConfirmResult", "confirm"]
 
@@ -149,10 +150,8 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
                                  seconds, written, candidate.strategy, note=_reach_note(verdict.reaches_outputs),
                                  system=system, reaches_outputs=verdict.reaches_outputs)
-        if candidate.verified:
-            note = ("fires in ranum's concrete semantics (the model's own dtypes) but not in onnxruntime: its "
-                    "kernels may compute in a wider type (e.g. float16 operators in float32); if not, report a "
-                    "ranum bug")
+        if candidate.verified and not note:
+            note = _mismatch_note(problem)
             log.warning("node %s: %s", finding.node, note)
     system = None if training is None else {"status": "not_confirmed", "seconds": 0.0, "steps": 0,
                                             "strategy": None, "note": "no unit test to build on"}
@@ -172,6 +171,17 @@ def _system(problem: Problem, hazard: Hazard, finding: Finding, candidate: Candi
                           strategy=result.strategy or "", recipe=result.recipe.to_dict(), data=result.data,
                           trained=result.trained, test_inputs=result.test_inputs)
     return result.summary()
+
+
+def _mismatch_note(problem: Problem) -> str:
+    """Why a candidate that fires in ranum's concrete semantics may not fire in onnxruntime."""
+    drawn = sorted({n.op_type for n in problem.graph.nodes if n.op_type in GENERATORS})
+    if drawn:
+        return (f"fires in ranum's concrete semantics but not in onnxruntime: the model draws random values "
+                f"({', '.join(drawn)}), and onnxruntime's draws are not ranum's")
+    return ("fires in ranum's concrete semantics (the model's own dtypes) but not in onnxruntime: its kernels may "
+            "compute in a wider type (e.g. float16 operators in float32) or round sums in another order; if "
+            "neither, report a ranum bug")
 
 
 @dataclass(frozen=True)

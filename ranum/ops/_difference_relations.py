@@ -32,11 +32,11 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops.random import GENERATORS
 
 __all__ = ["refined_difference", "same_value"]
 
-_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
-                     "Multinomial", "Dropout"})
+_RANDOM = GENERATORS | {"Dropout"}
 _DEPTH = 6  # how far up two producers are compared
 
 

@@ -41,7 +41,12 @@ from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"]
+__all__ = ["GENERATORS", "Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform",
+           "RandomUniformLike"]
+
+GENERATORS = frozenset({"Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform",
+                        "RandomUniformLike"})
+"""The operators that draw random values (each run draws anew: ranum's draws are not onnxruntime's)."""
 
 NORMAL_SAMPLE_CAP = 1024.0  # generous cap on |z| of a generated standard normal sample (see module docstring)
 _WIDE_CALCULATION = (TensorProto.DOUBLE,)

@@ -247,3 +247,23 @@ def test_a_hazard_reached_through_integer_ids_is_confirmed_by_sampled_ids() -> N
     # found among the random points, judged by onnxruntime alone (ranum's own semantics never fire here)
     assert report.results[0].strategy in ("random inputs, nearest by distance", "initial weights, inputs at random",
                                           "initial weights, inputs at mixed")
+
+
+def test_a_mismatch_in_a_model_that_draws_random_values_names_the_draws() -> None:
+    """A point that fires in ranum's semantics and not in onnxruntime's run: in a model with a random
+    generator upstream, the two runs drew different values, which the note says (not a float type)."""
+    from onnx import helper
+
+    from ranum import analyze
+    from ranum.confirm._confirm import _mismatch_note
+    from ranum.confirm._problem import make_problem
+
+    nodes = [helper.make_node("RandomUniform", [], ["r"], shape=[1]), helper.make_node("Sub", ["r", "x"], ["d"]),
+             helper.make_node("Log", ["d"], ["y"], name="log")]
+    graph = helper.make_graph(nodes, "drawn", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    analysis = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                       {"inputs": {"x": [0, 1]}})
+    assert "RandomUniform" in _mismatch_note(make_problem(analysis, "log"))
+    plain = analyze(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
+    assert "wider type" in _mismatch_note(make_problem(plain, "Log_1"))
