@@ -39,6 +39,7 @@ from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, OWN_RULE, NodeContext, OpRule
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
+from ranum.ops.hazards import FORWARD
 from ranum.ops.registry import Registry
 
 __all__ = ["AbstractRun", "ConcreteRun", "run_abstract", "run_concrete"]
@@ -135,6 +136,47 @@ class _AbstractWalker:
     @property
     def memo(self) -> dict:
         return self._memo
+
+    def nan_free(self, name: str) -> bool:
+        """Whether tensor ``name`` is never NaN: every tensor it is computed from has finite bounds (no
+        infinity, so no ``inf - inf`` or ``0 * inf``), no constant among them holds NaN, and no node on the
+        way has a forward hazard that can fire (NaN from finite operands is always such a hazard: 0 / 0,
+        log or sqrt of a negative value...), was left unanalysed or runs a subgraph. Graph inputs and
+        weights take values in their (finite) assumed ranges; a subgraph's own inputs count as unsure."""
+        key = ("nan-free", name)
+        if key not in self._memo:
+            visited: set[str] = set()
+            free = self._nan_free_upstream(name, visited)
+            if free:
+                self._memo.update({("nan-free", seen): True for seen in visited})
+            self._memo[key] = free
+        return self._memo[key]
+
+    def _nan_free_upstream(self, name: str, visited: set[str]) -> bool:
+        graph_inputs = {info.name for info in self.graph.inputs}
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            if current in visited or self._memo.get(("nan-free", current)) is True:
+                continue
+            visited.add(current)
+            value = self.interval(current)
+            if value is None or value.shape is None or current in self.result.nan_constants or not value.is_finite:
+                return False
+            node = self._producers.get(current)
+            if node is None:
+                if current in graph_inputs or current in self.graph.initializers:
+                    continue
+                return False
+            rule = self.result.rules.get(node.name)
+            if rule is None or node.name in self.result.not_analysed or node.subgraphs():
+                return False
+            inputs = [self.interval(n) if n else None for n in node.inputs]
+            outputs = [self.interval(n) if n else None for n in node.outputs]
+            if any(h.kind == FORWARD and h.check(inputs, outputs) is not None for h in rule.hazards):
+                return False
+            pending.extend(n for n in node.inputs if n)
+        return True
 
     # ---------------------------------------------------------------------------------------
     _scope: list[MutableMapping[str, Value]]

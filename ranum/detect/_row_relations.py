@@ -23,24 +23,29 @@ _BOOL = 9  # TensorProto.BOOL
 
 
 class _Producers:
-    """The GraphView that :func:`same_value` reads: each tensor's producing node."""
+    """The GraphView that :func:`same_value` reads: each tensor's producing node and interval."""
 
-    def __init__(self, nodes: list[Node]) -> None:
+    def __init__(self, nodes: list[Node], env: Mapping[str, object]) -> None:
         self._of = {out: node for node in nodes for out in node.outputs if out}
+        self._env = env
 
     def producer(self, name: str) -> Node | None:
         return self._of.get(name)
 
+    def interval(self, name: str) -> Interval | None:
+        value = self._env.get(name)
+        return value if isinstance(value, Interval) else None
+
 
 def rows_keep_finite(nodes: list[Node], env: Mapping[str, object], name: str, axis: int) -> bool:
     """Whether every row of tensor ``name`` along ``axis`` keeps a finite element (see the module doc)."""
-    graph = _Producers(nodes)
+    graph = _Producers(nodes, env)
     where = graph.producer(name)
     if where is None or where.op_type != "Where" or where.domain not in _ONNX or len(where.inputs) != 3:
         return False
     condition, _, kept = where.inputs
     x = env.get(kept)
-    if not isinstance(x, Interval) or x.shape is None or not x.shape or not _finite(x):
+    if not isinstance(x, Interval) or x.shape is None or not x.shape or not x.numblocks or not x.is_finite:
         return False
     axis = axis % len(x.shape)
     compare = graph.producer(condition)
@@ -94,9 +99,6 @@ def _own_top_value(graph: _Producers, env: Mapping[str, object], name: str, x: s
     return (top is not None and top.op_type == "TopK" and top.domain in _ONNX and top.outputs[0] == node.inputs[0]
             and int(top.attributes.get("axis", -1)) % source_rank == axis and same_value(graph, top.inputs[0], x))
 
-
-def _finite(iv: Interval) -> bool:
-    return iv.numblocks > 0 and iv.min() > -float("inf") and iv.max() < float("inf")
 
 
 def _ints(env: Mapping[str, object], name: str) -> list[int] | None:

@@ -155,6 +155,12 @@ class Interval:
             raise ValueError("interval is not exact")
         return blocks.expand(self.stored_lower, self.splits, self.shape).to(torch_dtype(self.elem_type))
 
+    @property
+    def is_finite(self) -> bool:
+        """Whether every bound is finite (an empty tensor: True); bounds hold no NaN, so the smallest lower
+        and the largest upper bound decide."""
+        return self.numblocks == 0 or (self.min() > -math.inf and self.max() < math.inf)
+
     def min(self) -> float:
         """Smallest lower bound over all blocks (for reports, not for propagation)."""
         return float(self.stored_lower.detach().min()) if self.stored_lower.numel() else float("nan")

@@ -61,6 +61,10 @@ class GraphView(Protocol):
 
     def interval(self, name: str) -> Interval | None: ...
 
+    def nan_free(self, name: str) -> bool:
+        """Whether no run within the assumed ranges makes tensor ``name`` NaN (False where unsure)."""
+        ...
+
     @property
     def memo(self) -> dict:
         """Facts derived from the intervals, kept for the rest of the run (e.g. norm bounds)."""

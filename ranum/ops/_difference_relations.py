@@ -18,6 +18,13 @@ sums of y's bounds over that stretch, however wide c's own bounds are (Mamba-2's
 Rounding: every computed running sum is within ``gamma_n`` times the sum of its |terms| of the real one,
 plus its rounding to the tensor's type; both running sums count (at ``i = j`` one stored value is
 subtracted from itself: exactly 0). The subtraction's rounding is the interpreter's.
+
+Pass-throughs. A node whose output provably equals one of its inputs, element for element, is looked
+through before the relations above: Identity, a Cast to the same type, a reshape that keeps the shape,
+``Mul`` by an operand that is exactly 1 everywhere, ``Add`` / ``Sub`` of an operand that is exactly 0, and
+``Where`` whose condition is the same everywhere (both exact in IEEE arithmetic). Converters write such
+forms: tf2onnx lowers TensorFlow's ``reduce_logsumexp`` guard ``where(is_finite(m), m, 0)`` into
+``Cast(is_finite(m)) * m + Cast(!is_finite(m)) * 0``, which is m wherever m is finite.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops.random import GENERATORS
 
-__all__ = ["refined_difference", "same_value"]
+__all__ = ["exactly", "passed_through", "refined_difference", "same_value"]
 
 _RANDOM = GENERATORS | {"Dropout"}
 _DEPTH = 6  # how far up two producers are compared
@@ -46,6 +53,9 @@ def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -
         return bool(first)
     if depth == 0 or not first or not second:
         return False
+    first, second = passed_through(graph, first), passed_through(graph, second)
+    if first == second:
+        return True
     a, b = graph.producer(first), graph.producer(second)
     if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or a.op_type in _RANDOM:
         return False
@@ -54,6 +64,52 @@ def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -
     if dict(a.attributes) != dict(b.attributes):
         return False
     return all(same_value(graph, x, y, depth - 1) for x, y in zip(a.inputs, b.inputs))
+
+
+_RESHAPES = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand"})
+
+
+def passed_through(graph: GraphView, name: str, depth: int = _DEPTH) -> str:
+    """The tensor that ``name`` equals element for element, looking through pass-through nodes (see the
+    module docstring); ``name`` itself where its producer is none."""
+    for _ in range(depth):
+        node = graph.producer(name) if name else None
+        source = _passed_input(graph, node, name) if node is not None and node.domain in ("", "ai.onnx") else None
+        if source is None:
+            return name
+        name = source
+    return name
+
+
+def _passed_input(graph: GraphView, node: Node, name: str) -> str | None:
+    out = graph.interval(name)
+    if out is None or out.shape is None or node.outputs[0] != name:
+        return None
+    candidates: list[str] = []
+    if node.op_type == "Identity" or node.op_type in _RESHAPES or node.op_type == "Cast":
+        candidates = node.inputs[:1]
+    elif node.op_type in ("Mul", "Add", "Sub") and len(node.inputs) == 2:
+        neutral = 1.0 if node.op_type == "Mul" else 0.0
+        sides = [(0, 1), (1, 0)] if node.op_type != "Sub" else [(0, 1)]
+        candidates = [node.inputs[keep] for keep, other in sides if exactly(graph, node.inputs[other], neutral)]
+    elif node.op_type == "Where" and len(node.inputs) == 3:
+        if exactly(graph, node.inputs[0], True):
+            candidates = [node.inputs[1]]
+        elif exactly(graph, node.inputs[0], False):
+            candidates = [node.inputs[2]]
+    for candidate in candidates:
+        iv = graph.interval(candidate) if candidate else None
+        if iv is not None and iv.shape == out.shape and iv.elem_type == out.elem_type:
+            return candidate
+    return None
+
+
+def exactly(graph: GraphView, name: str, value: float | bool) -> bool:
+    """Whether every element of ``name`` is exactly ``value`` in every run."""
+    iv = graph.interval(name) if name else None
+    if iv is None or iv.shape is None or iv.numblocks == 0:
+        return False
+    return iv.min() == float(value) and iv.max() == float(value)  # every lower and upper bound: the value
 
 
 def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval) -> Interval:
@@ -66,7 +122,7 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
         zero = torch.zeros_like(out.lower)
         return out.with_bounds(zero, zero)
     order = _order(graph, first, second, a, b)
-    if order is not None and (_finite(a) or _finite(b)):
+    if order is not None and (a.is_finite or b.is_finite):
         lo, hi = out.lower, out.upper
         if order < 0:
             out = out.with_bounds(torch.minimum(lo, torch.zeros_like(lo)), torch.minimum(hi, torch.zeros_like(hi)))
@@ -78,10 +134,6 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
         out = Interval.from_full(torch.maximum(lo.to(torch.float64), bounds[0]),
                                  torch.minimum(hi.to(torch.float64), bounds[1]), out.elem_type, ctx.budget)
     return out
-
-
-def _finite(iv: Interval) -> bool:
-    return bool(torch.isfinite(iv.lower).all() and torch.isfinite(iv.upper).all())
 
 
 # ---------------------------------------------------------------------------------------- orders
@@ -104,7 +156,7 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
                 kind: str) -> bool:
     """Whether ``extreme`` is a Max (Min) of ``other`` with further operands, or its ReduceMax (ReduceMin)
     keeping the reduced axes."""
-    node = graph.producer(extreme)
+    node = graph.producer(passed_through(graph, extreme))
     if node is None or node.domain not in ("", "ai.onnx"):
         return False
     if node.op_type == kind:

@@ -556,7 +556,7 @@ class Overflow(Hazard):
         if lowest != -math.inf and highest != math.inf:
             return None
         for iv in inputs if self.finite_operands else ():
-            if iv is not None and is_float(iv.elem_type) and iv.numblocks and not _finite(iv):
+            if iv is not None and is_float(iv.elem_type) and not iv.is_finite:
                 return None
         certain = bool((torch.isinf(lo) & (lo == hi)).all())
         return HazardHit(certain, lowest, highest)
@@ -573,6 +573,3 @@ class Overflow(Hazard):
     def invalid_text(self, elem_type):
         return f"|result| > {_num(float_facts(elem_type).max)}"
 
-
-def _finite(iv: Interval) -> bool:
-    return bool(torch.isfinite(iv.stored_lower).all() and (iv.is_point or torch.isfinite(iv.stored_upper).all()))

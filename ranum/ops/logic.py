@@ -12,8 +12,11 @@ Invariants and conventions:
 * ``IsNaN`` is the exception to that convention: its only purpose is to observe values the
   convention leaves out, typically in a NaN guard such as ``Where(IsNaN(x), c, x)``. Assuming
   "never NaN" would make the guard's replacement branch dead and drop ``c`` from the result's
-  bounds. No input interval can prove a float tensor NaN-free, so a non-exact operand gives
-  ``[0, 1]``. (Exact operands take the interpreter's concrete fast path.)
+  bounds. No interval alone can prove a float tensor NaN-free: a non-exact operand gives ``[0, 1]``,
+  unless how it was computed does (every tensor upstream finite, no forward hazard that can fire on
+  the way: see ``GraphView.nan_free``); then False. TensorFlow's ``reduce_logsumexp`` guards its maximum
+  with ``is_finite``, which tf2onnx writes as ``Not(Or(IsInf(m), IsNaN(m)))``. (Exact operands take the
+  interpreter's concrete fast path.)
 * ``IsInf`` is NaN-safe without loss: its lower bound is always 0 (a NaN gives False), its upper
   bound is 1 only where a detected infinity lies inside the operand's interval.
 * ``Where`` selects block-wise: a block whose condition is decided takes that branch's bounds, an
@@ -295,8 +298,9 @@ class IsNaN(OpRule):
         return torch.isnan(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        never = ctx.graph is not None and ctx.graph.nan_free(ctx.node.inputs[0])
         return x.with_bounds(torch.zeros_like(x.lower, dtype=torch.int64),
-                             torch.ones_like(x.lower, dtype=torch.int64), BOOL)
+                             torch.full_like(x.lower, 0 if never else 1, dtype=torch.int64), BOOL)
 
 
 # ----------------------------------------------------------------------------- bitwise

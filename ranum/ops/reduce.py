@@ -26,7 +26,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule
-from ranum.ops._difference_relations import same_value
+from ranum.ops._difference_relations import passed_through, same_value
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
 
@@ -270,7 +270,7 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
     sub = graph.producer(exp.inputs[0])
     if sub is None or sub.op_type != "Sub" or sub.domain not in ("", "ai.onnx"):
         return None
-    peak = graph.producer(sub.inputs[1])
+    peak = graph.producer(passed_through(graph, sub.inputs[1]))
     if peak is None or peak.op_type != "ReduceMax" or peak.domain not in ("", "ai.onnx") or \
             int(peak.attributes.get("keepdims", 1)) != 1 or not same_value(graph, peak.inputs[0], sub.inputs[0]):
         return None

@@ -291,13 +291,17 @@ def test_where_selects_blockwise() -> None:
     assert lo.tolist() == [1, -5, -5, 1] and hi.tolist() == [2, -4, 2, 2]
 
 
-def test_isnan_guard_keeps_the_replacement_value() -> None:
-    nodes = [helper.make_node("IsNaN", ["x"], ["nan"]), helper.make_node("Where", ["nan", "zero", "x"], ["out"])]
-    model = _model(nodes, [_vi("x", FLOAT, [4])], [_vi("out", FLOAT, [4])], [_const("zero", [-7.0], np.float32)])
+@pytest.mark.parametrize("low, kept", [(-1.0, True), (1.0, False)])
+def test_isnan_guard_keeps_the_replacement_value_where_nan_can_arise(low: float, kept: bool) -> None:
+    """sqrt(a) is NaN where a < 0 can occur (a hazard upstream): the guard's replacement stays in the bounds;
+    sqrt of a non-negative input in its range is never NaN, and the guard then always keeps the value."""
+    nodes = [helper.make_node("Sqrt", ["a"], ["x"]), helper.make_node("IsNaN", ["x"], ["nan"]),
+             helper.make_node("Where", ["nan", "zero", "x"], ["out"])]
+    model = _model(nodes, [_vi("a", FLOAT, [4])], [_vi("out", FLOAT, [4])], [_const("zero", [-7.0], np.float32)])
     graph, _ = load_model(model)
-    initial = {"x": _box(1, 2), "zero": Interval.point(torch.tensor([-7.0]), FLOAT)}
+    initial = {"a": _box(low, 4), "zero": Interval.point(torch.tensor([-7.0]), FLOAT)}
     out = run_abstract(graph, initial).env["out"]
-    assert out.lower.min() == -7.0 and out.upper.max() == 2.0
+    assert (out.lower.min() == -7.0) == kept and out.upper.max() == 2.0
 
 
 def test_isinf_is_possible_only_where_an_infinity_is_inside() -> None:

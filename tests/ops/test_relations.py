@@ -375,3 +375,163 @@ def test_a_softmax_by_hand_over_values_that_can_be_infinite_keeps_a_finding() ->
     the unbounded difference is a finding (the difference keeps no sign without a finite operand)."""
     report = ranum.check(_softmax_by_hand(17, "2", "2"), {"inputs": {"x": [-math.inf, 1.0]}})
     assert [f.op_type for f in report.findings] == ["Exp"]
+
+
+# TensorFlow's reduce_logsumexp as tf2onnx writes it: the maximum guarded by is_finite, the select lowered
+# into arithmetic (Cast(c) * m + Cast(!c) * 0), then log(sum(exp(x - guarded))) + guarded
+LOGSUMEXP_TF2ONNX = """
+        m = ReduceMax<axes = [1], keepdims = 1>(x)
+        nan = IsNaN(m)
+        inf = IsInf(m)
+        bad = Or(inf, nan)
+        ok = Not(bad)
+        notok = Not(ok)
+        zero = Constant<value = float {0.0}>()
+        w_bad = Cast<to = 1>(notok)
+        picked_zero = Mul(zero, w_bad)
+        w_ok = Cast<to = 1>(ok)
+        picked_m = Mul(w_ok, m)
+        guarded = Add(picked_m, picked_zero)
+        d = Sub(x, guarded)
+        e = Exp(d)
+        ax = Constant<value = int64[1] {1}>()
+        s = ReduceSum<keepdims = 1>(e, ax)
+        l = Log(s)
+        y = Add(l, guarded)"""
+
+
+def test_tf2onnx_logsumexp_is_safe_and_sound() -> None:
+    """The maximum of finite values is never NaN or infinite, so the guard selects it exactly: x - guarded
+    is at most 0 and the sum at least 1 (an Exp overflow and a Log of 0 were reported)."""
+    model = _graph("float[4,8] x", "float[4,1] y", LOGSUMEXP_TF2ONNX)
+    ranges = {"x": [-400.0, 400.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]
+    assert report.analysis.bounds("ok")[0].min() == 1 and report.analysis.bounds("d")[1].max() <= 0.0
+    _sampled_inside(model, ranges, report.analysis, ["d", "s", "y"])
+
+
+def test_is_nan_stays_undecided_where_a_nan_or_an_infinity_can_flow_in() -> None:
+    """Downstream of a hazard that can fire (0 / 0 here), or of an operand that can be infinite, a value can
+    be NaN: IsNaN keeps [0, 1], so that a guard's replacement value stays in the bounds."""
+    model = _graph("float[4] a, float[4] b", "float[4] y, float[4] z", """
+        q = Div(a, b)
+        n = IsNaN(q)
+        zero = Constant<value = float {0.0}>()
+        y = Where(n, zero, q)
+        s = Sub(a, b)
+        m = IsNaN(s)
+        z = Where(m, zero, s)""")
+    report = ranum.check(model, {"inputs": {"a": [0.0, 1.0], "b": [0.0, 1.0]}})
+    assert report.analysis.bounds("n")[1].max() == 1  # 0 / 0
+    assert report.analysis.bounds("m")[1].max() == 0  # a difference of finite values
+    infinite = ranum.check(model, {"inputs": {"a": [1.0, math.inf], "b": [1.0, math.inf]}})
+    assert infinite.analysis.bounds("m")[1].max() == 1  # inf - inf
+
+
+@pytest.mark.parametrize("body", [
+    "one = Constant<value = float {1.0}>()\n        g = Mul(one, m)",
+    "zero = Constant<value = float {0.0}>()\n        g = Add(m, zero)",
+    "zero = Constant<value = float {0.0}>()\n        g = Sub(m, zero)",
+    "t = Constant<value = bool {1}>()\n        zero = Constant<value = float {0.0}>()\n        g = Where(t, m, zero)",
+    "g = Identity(m)",
+    "shape = Constant<value = int64[2] {4, 1}>()\n        g = Reshape(m, shape)",
+])
+def test_a_maximum_passed_through_a_neutral_node_keeps_the_difference_signed(body: str) -> None:
+    model = _graph("float[4,8] k", "float[4,8] y", f"""
+        m = ReduceMax<axes = [1], keepdims = 1>(k)
+        {body}
+        d = Sub(k, g)
+        y = Exp(d)""")
+    ranges = {"k": [-100.0, 100.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]
+    _sampled_inside(model, ranges, report.analysis, ["d", "y"])
+
+
+def test_a_maximum_scaled_by_a_factor_other_than_one_is_not_passed_through() -> None:
+    model = _graph("float[4,8] k", "float[4,8] y", """
+        m = ReduceMax<axes = [1], keepdims = 1>(k)
+        half = Constant<value = float {0.5}>()
+        g = Mul(half, m)
+        d = Sub(k, g)
+        y = Exp(d)""")
+    assert [f.op_type for f in ranum.check(model, {"inputs": {"k": [-100.0, 100.0]}}).findings] == ["Exp"]
+
+
+MIXTURES = {
+    "keras-gru": "p = Mul(z, a)\n        w = Sub(one, z)\n        q = Mul(w, b)\n        y = Add(p, q)",
+    "swapped": "p = Mul(a, z)\n        w = Sub(one, z)\n        q = Mul(b, w)\n        y = Add(q, p)",
+    "recomputed-gate": "p = Mul(z, a)\n        z2 = Sigmoid(g)\n        w = Sub(one, z2)\n        q = Mul(w, b)\n"
+                       "        y = Add(p, q)",
+}
+
+
+@pytest.mark.parametrize("form", list(MIXTURES))
+def test_a_convex_combination_stays_between_its_values_and_is_sound(form: str) -> None:
+    """z * a + (1 - z) * b with z = sigmoid(g) lies between a and b: [-1, 3] here, where interval
+    arithmetic adds the products' bounds, [-1, 4]."""
+    model = _graph("float[4,8] g, float[4,8] a, float[1,8] b", "float[4,8] y", f"""
+        one = Constant<value = float {{1.0}}>()
+        z = Sigmoid(g)
+        {MIXTURES[form]}""")
+    ranges = {"g": [-30.0, 30.0], "a": [-1.0, 1.0], "b": [2.0, 3.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    lo, hi = report.analysis.bounds("y")
+    assert lo.min() >= -1.0 - 1e-5 and hi.max() <= 3.0 + 1e-5
+    _sampled_inside(model, ranges, report.analysis, ["y"])
+
+
+def test_a_combination_whose_weight_leaves_zero_to_one_keeps_its_interval() -> None:
+    model = _graph("float[4,8] g, float[4,8] a, float[1,8] b", "float[4,8] y", """
+        one = Constant<value = float {1.0}>()
+        z = Tanh(g)
+        p = Mul(z, a)
+        w = Sub(one, z)
+        q = Mul(w, b)
+        y = Add(p, q)""")
+    report = ranum.check(model, {"inputs": {"g": [-30.0, 30.0], "a": [-1.0, 1.0], "b": [2.0, 3.0]}})
+    assert report.analysis.bounds("y")[1].max() >= 7.0  # z in [-1, 1]: (1 - z) b reaches 6
+
+
+def _gru_like_loop(steps: int) -> onnx.ModelProto:
+    """h <- z * h + (1 - z) * tanh(x_t u + h v), z = sigmoid(x_t + h), over ``steps`` counted iterations."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [helper.make_node("Gather", ["xs", "i"], ["x_t"], axis=0),
+         helper.make_node("Add", ["x_t", "h"], ["gate_in"]), helper.make_node("Sigmoid", ["gate_in"], ["z"]),
+         helper.make_node("Mul", ["x_t", "u"], ["xu"]), helper.make_node("Mul", ["h", "v"], ["hv"]),
+         helper.make_node("Add", ["xu", "hv"], ["cand_in"]), helper.make_node("Tanh", ["cand_in"], ["cand"]),
+         helper.make_node("Mul", ["z", "h"], ["kept"]), helper.make_node("Sub", ["one", "z"], ["w"]),
+         helper.make_node("Mul", ["w", "cand"], ["new"]), helper.make_node("Add", ["kept", "new"], ["h_next"]),
+         helper.make_node("Identity", ["cond"], ["cond_out"])],
+        "step", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("h", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [2, 4])],
+        initializer=[numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "", "h0"], ["h_end"], body=body),
+         helper.make_node("Mul", ["h_end", "scale"], ["logit"]), helper.make_node("Exp", ["logit"], ["y"])],
+        "gru", [helper.make_tensor_value_info("xs", TensorProto.FLOAT, [steps, 2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        initializer=[numpy_helper.from_array(np.array(steps, np.int64), "n"),
+                     numpy_helper.from_array(np.zeros((2, 4), np.float32), "h0"),
+                     numpy_helper.from_array(np.array(1.5, np.float32), "u"),
+                     numpy_helper.from_array(np.array(0.5, np.float32), "v"),
+                     numpy_helper.from_array(np.array(80.0, np.float32), "scale")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_gated_recurrent_state_stays_within_its_candidates_range_over_a_loop() -> None:
+    """The state is a convex combination of itself and a tanh: it stays in [-1, 1], so exp(80 h) cannot
+    overflow; without the relation its bound grew by about 1 per step and exp overflowed."""
+    model = _gru_like_loop(16)
+    ranges = {"xs": [-3.0, 3.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]
+    lo, hi = report.analysis.bounds("h_end")
+    assert lo.min() >= -1.001 and hi.max() <= 1.001
+    _sampled_inside(model, ranges, report.analysis, ["h_end", "y"])

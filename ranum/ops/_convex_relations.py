@@ -1,0 +1,87 @@
+"""A relational refinement of a sum ``z * a + (1 - z) * b`` with ``z`` in [0, 1]: a convex combination.
+
+Such a sum lies between a and b, element by element, however wide z's interval is; interval
+arithmetic alone adds the two products' bounds and widens by about ``|a| + |b|``. Recurrent state
+updates are written so (a GRU cell as Keras and tf2onnx write it, ``h = z * h_prev + (1 - z) * h_new``,
+run by a Loop: without the relation its bound grows by the candidate's range at every step), as are
+highway layers, gated residuals and exponential moving averages.
+
+Recognised: ``Add(Mul(z, a), Mul(Sub(1, z'), b))`` in either operand order of the Add and of each Mul,
+where ``1`` is exactly 1, ``z'`` holds the same value as ``z`` (:func:`same_value`) and z's bounds lie in
+[0, 1] up to a small ``d`` (bounds rounded outward, e.g. a Sigmoid's ``1 + 2**-21``): with
+``z = 1 + d`` the sum is ``a + d (a - b)``, so ``2 d M`` more, ``M = max(|a|, |b|)``. Rounding: the real
+result lies in the hull of a and b; the computed one has four roundings (``1 - z``, two products, the
+sum), each relative to a term whose magnitude is at most ``M`` (``|z| + |1 - z| = 1``), so it is within
+``4 eps M`` of it (``eps`` the type's), plus an absolute underflow term per product.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.interval import Interval
+from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._difference_relations import exactly, same_value
+
+__all__ = ["within_convex_hull"]
+
+_ONNX = ("", "ai.onnx")
+
+
+def within_convex_hull(ctx: NodeContext, out: Interval) -> Interval:
+    """``out`` (the interval bounds of a float Add) met with the hull of a convex combination's two
+    values, where the Add is one (see the module docstring)."""
+    graph = ctx.graph
+    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
+        return out
+    first, second = ctx.node.inputs
+    found = _mixed(graph, first, second) or _mixed(graph, second, first)
+    if found is None:
+        return out
+    (a_name, b_name), outside = found
+    a, b = graph.interval(a_name), graph.interval(b_name)
+    if a is None or b is None or a.shape is None or b.shape is None:
+        return out
+    (la, ua), (lb, ub) = a.full(), b.full()
+    try:
+        lo = torch.minimum(la.to(torch.float64), lb.to(torch.float64)).broadcast_to(out.shape)
+        hi = torch.maximum(ua.to(torch.float64), ub.to(torch.float64)).broadcast_to(out.shape)
+    except RuntimeError:  # shapes that do not broadcast onto the output's: no relation
+        return out
+    facts = float_facts(out.elem_type)
+    slack = (4 * facts.eps + 2 * outside) * torch.maximum(lo.abs(), hi.abs()) + 4 * facts.subnormal
+    olo, ohi = out.full()
+    return Interval.from_full(torch.maximum(olo.to(torch.float64), lo - slack),
+                              torch.minimum(ohi.to(torch.float64), hi + slack), out.elem_type, ctx.budget)
+
+
+_OUTSIDE = 2.0**-10  # how far outside [0, 1] z's bounds may reach
+
+
+def _mixed(graph: GraphView, scaled: str, complement: str) -> tuple[tuple[str, str], float] | None:
+    """((a, b), d) where ``scaled`` is ``z * a`` and ``complement`` is ``(1 - z) * b``, z's bounds within
+    ``[-d, 1 + d]``."""
+    left, right = _product(graph, scaled), _product(graph, complement)
+    if left is None or right is None:
+        return None
+    for z, a in (left, left[::-1]):
+        weight = graph.interval(z)
+        if weight is None or weight.numblocks == 0:
+            continue
+        outside = max(0.0, -weight.min(), weight.max() - 1.0)
+        if not outside <= _OUTSIDE:
+            continue
+        for w, b in (right, right[::-1]):
+            sub = graph.producer(w)
+            if sub is not None and sub.op_type == "Sub" and sub.domain in _ONNX and len(sub.inputs) == 2 and \
+                    exactly(graph, sub.inputs[0], 1.0) and same_value(graph, sub.inputs[1], z):
+                return (a, b), outside
+    return None
+
+
+def _product(graph: GraphView, name: str) -> tuple[str, str] | None:
+    node = graph.producer(name)
+    if node is None or node.op_type != "Mul" or node.domain not in _ONNX or len(node.inputs) != 2:
+        return None
+    return node.inputs[0], node.inputs[1]
