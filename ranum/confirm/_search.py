@@ -115,6 +115,10 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
     # whose mean rounds exactly
     for how in ("low", "high", "middle", "quarter", "three quarters", "random", "random", "mixed", "mixed"):
         yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}", True
+    # equal vectors: the cosine of a vector with itself can round above 1 (acos of it is NaN), a distance
+    # to itself is 0 (a division by it)
+    for how in ("tied", "tied", "tied", "tied", "with repeated rows", "with repeated rows"):
+        yield {**_alike(inputs, how, rng), **initial}, f"initial weights, random inputs {how}", True
     for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
             yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}", False
@@ -138,6 +142,20 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
     if not is_float(box.elem_type):
         value = np.clip(np.round(value), np.ceil(low), np.floor(high))
     return value
+
+
+def _alike(inputs: list[Box], how: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random inputs, ``tied``: every float input equal to the first one of its shape (within its own
+    range); ``with repeated rows``: each input's first slice along its first axis repeated along it."""
+    values = {b.name: _point(b, "random", rng) for b in inputs}
+    first_of_shape: dict[tuple[int, ...], str] = {}
+    for box in inputs:
+        if how == "tied" and is_float(box.elem_type):
+            source = first_of_shape.setdefault(box.shape, box.name)
+            values[box.name] = np.clip(values[source], box.low, box.high)
+        elif how != "tied" and len(box.shape) > 0 and box.shape[0] > 1:
+            values[box.name] = np.broadcast_to(values[box.name][:1], box.shape).copy()
+    return values
 
 
 _SAMPLES, _KEPT = 256, 3

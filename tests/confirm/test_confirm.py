@@ -267,3 +267,27 @@ def test_a_mismatch_in_a_model_that_draws_random_values_names_the_draws() -> Non
     assert "RandomUniform" in _mismatch_note(make_problem(analysis, "log"))
     plain = analyze(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
     assert "wider type" in _mismatch_note(make_problem(plain, "Log_1"))
+
+
+def test_acos_of_the_cosine_of_a_vector_with_itself_is_confirmed() -> None:
+    """acos(cos(a, b)) without a clamp: for b = a the rounded cosine can exceed 1 and acos is NaN. Random
+    points almost never make two inputs parallel, nor does the descent; inputs tied to each other do."""
+    body = """
+        aa = Mul(a, a)
+        sa = ReduceSum<keepdims = 1>(aa, ax)
+        na = Sqrt(sa)
+        ua = Div(a, na)
+        bb = Mul(b, b)
+        sb = ReduceSum<keepdims = 1>(bb, ax)
+        nb = Sqrt(sb)
+        ub = Div(b, nb)
+        ab = Mul(ua, ub)
+        c = ReduceSum<keepdims = 0>(ab, ax)
+        y = Acos(c)"""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[4,16] a, float[4,16] b) => (float[4] y)\n"
+                                    "<int64[1] ax = {1}> {" + body + "\n}")
+    report = confirm(model, {"inputs": {"a": [0.1, 1], "b": [0.1, 1]}}, nodes=["Acos_10"],
+                     search_config=SearchConfig(seed=0, seconds=3.0))
+    statuses = {r.hazard: r.status for r in report.results}
+    assert statuses["acos outside [-1, 1] is NaN"] == "confirmed", report.results
