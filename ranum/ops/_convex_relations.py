@@ -7,7 +7,10 @@ run by a Loop: without the relation its bound grows by the candidate's range at 
 highway layers, gated residuals and exponential moving averages.
 
 Recognised: ``Add(Mul(z, a), Mul(Sub(1, z'), b))`` in either operand order of the Add and of each Mul,
-where ``1`` is exactly 1, ``z'`` holds the same value as ``z`` (:func:`same_value`) and z's bounds lie in
+where ``1`` is exactly 1, ``z'`` holds the same value as ``z`` (:func:`same_value`), and likewise
+``Add(Mul(Cast(c), a), Mul(Cast(Not(c')), b))``: a select ``where(c, a, b)`` as tf2onnx lowers it (its
+dropout, ``tf.where``, ``clip_by_norm``), where interval arithmetic gave the hull of 0, a and b. z's
+bounds lie in
 [0, 1] up to a small ``d`` (bounds rounded outward, e.g. a Sigmoid's ``1 + 2**-21``): with
 ``z = 1 + d`` the sum is ``a + d (a - b)``, so ``2 d M`` more, ``M = max(|a|, |b|)``. Rounding: the real
 result lies in the hull of a and b; the computed one has four roundings (``1 - z``, two products, the
@@ -21,6 +24,7 @@ import torch
 
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
+from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._difference_relations import exactly, same_value
 
@@ -73,15 +77,32 @@ def _mixed(graph: GraphView, scaled: str, complement: str) -> tuple[tuple[str, s
         if not outside <= _OUTSIDE:
             continue
         for w, b in (right, right[::-1]):
-            sub = graph.producer(w)
-            if sub is not None and sub.op_type == "Sub" and sub.domain in _ONNX and len(sub.inputs) == 2 and \
-                    exactly(graph, sub.inputs[0], 1.0) and same_value(graph, sub.inputs[1], z):
+            if _complement(graph, w, z):
                 return (a, b), outside
     return None
 
 
+def _complement(graph: GraphView, w: str, z: str) -> bool:
+    """Whether ``w`` is ``1 - z``: ``Sub(1, z)``, or ``Cast(Not(c))`` where z is ``Cast(c)`` (or the mirror),
+    the selection weights of a select lowered into arithmetic."""
+    sub = _node(graph, w, "Sub")
+    if sub is not None and len(sub.inputs) == 2:
+        return exactly(graph, sub.inputs[0], 1.0) and same_value(graph, sub.inputs[1], z)
+    w_cast, z_cast = _node(graph, w, "Cast"), _node(graph, z, "Cast")
+    if w_cast is None or z_cast is None:
+        return False
+    for negated, plain in ((w_cast.inputs[0], z_cast.inputs[0]), (z_cast.inputs[0], w_cast.inputs[0])):
+        inverse = _node(graph, negated, "Not")
+        if inverse is not None and same_value(graph, inverse.inputs[0], plain):
+            return True
+    return False
+
+
+def _node(graph: GraphView, name: str, op_type: str) -> Node | None:
+    node = graph.producer(name) if name else None
+    return node if node is not None and node.op_type == op_type and node.domain in _ONNX and node.inputs else None
+
+
 def _product(graph: GraphView, name: str) -> tuple[str, str] | None:
-    node = graph.producer(name)
-    if node is None or node.op_type != "Mul" or node.domain not in _ONNX or len(node.inputs) != 2:
-        return None
-    return node.inputs[0], node.inputs[1]
+    node = _node(graph, name, "Mul")
+    return (node.inputs[0], node.inputs[1]) if node is not None and len(node.inputs) == 2 else None

@@ -535,3 +535,27 @@ def test_a_gated_recurrent_state_stays_within_its_candidates_range_over_a_loop()
     lo, hi = report.analysis.bounds("h_end")
     assert lo.min() >= -1.001 and hi.max() <= 1.001
     _sampled_inside(model, ranges, report.analysis, ["h_end", "y"])
+
+
+@pytest.mark.parametrize("negated_first", [False, True])
+def test_a_select_lowered_into_arithmetic_stays_between_its_branches(negated_first: bool) -> None:
+    """tf2onnx writes where(c, a, b) as Cast(c) * a + Cast(!c) * b: between a in [1, 2] and b = 3, so the
+    Log of it is safe (interval arithmetic gave [0, 5], and a Log of 0)."""
+    weights = "wn = Cast<to = 1>(nc)\n        wc = Cast<to = 1>(c)" if negated_first else \
+        "wc = Cast<to = 1>(c)\n        wn = Cast<to = 1>(nc)"
+    model = _graph("float[4,8] g, float[4,8] a", "float[4,8] y", f"""
+        zero = Constant<value = float {{0.0}}>()
+        three = Constant<value = float {{3.0}}>()
+        c = Greater(g, zero)
+        nc = Not(c)
+        {weights}
+        p = Mul(wc, a)
+        q = Mul(three, wn)
+        s = Add(q, p)
+        y = Log(s)""")
+    ranges = {"g": [-1.0, 1.0], "a": [1.0, 2.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]
+    lo, hi = report.analysis.bounds("s")
+    assert lo.min() >= 1.0 - 1e-5 and hi.max() <= 3.0 + 1e-5
+    _sampled_inside(model, ranges, report.analysis, ["s", "y"])
