@@ -140,7 +140,7 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
         if verdict is not None:
             written = None
             if staging is not None and model_path is not None and final is not None:
-                _write(staging / name, problem, hazard, finding, candidate, model_path)
+                _write(staging / name, problem, hazard, finding, candidate, model_path, verdict.stops)
                 written = str(final)
             seconds = time.perf_counter() - start
             system = None
@@ -148,7 +148,7 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
                 system = _system(problem, hazard, finding, candidate, training, config.seed,
                                  staging / name if written else None, model_path)
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
-                                 seconds, written, candidate.strategy, note=_reach_note(verdict.reaches_outputs),
+                                 seconds, written, candidate.strategy, note=_verdict_note(verdict),
                                  system=system, reaches_outputs=verdict.reaches_outputs)
         if candidate.verified and not note:
             note = _mismatch_note(problem)
@@ -186,15 +186,32 @@ def _mismatch_note(problem: Problem) -> str:
 
 @dataclass(frozen=True)
 class _Replayed:
-    """A candidate that fired in onnxruntime, and whether NaN/Inf showed in a model output."""
+    """A candidate that fired in onnxruntime, and whether NaN/Inf showed in a model output (or the run
+    stopped at the node with ``stops``, onnxruntime's error: an integer division by zero)."""
 
     reaches_outputs: bool
+    stops: str | None = None
 
 
-def _reach_note(reaches_outputs: bool) -> str:
-    if reaches_outputs:
+def _verdict_note(verdict: _Replayed) -> str:
+    if verdict.stops is not None:
+        return f"onnxruntime stops the run with an error at this node: {verdict.stops}"
+    if verdict.reaches_outputs:
         return ""
     return "in this run no model output is NaN/Inf: the invalid value is discarded downstream (e.g. by Where)"
+
+
+_STOPS = "Integer division by zero"  # onnxruntime's error for an integer Div or Mod by 0
+
+
+def _stops_at(problem: Problem, hazard: Hazard, error: Exception) -> str | None:
+    """onnxruntime's error where it is the hazard itself: an integer division by zero at this node (named
+    in the error as in the model; a node the model leaves unnamed shows as '')."""
+    text, node = str(error), problem.node
+    named = f"Name:'{node.name}'" in text or (not node.named_in_model and "Name:''" in text)
+    if hazard.name == "division-by-zero" and f"running {node.op_type} node" in text and named and _STOPS in text:
+        return _STOPS
+    return None
 
 
 def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Replayer) -> _Replayed | None:
@@ -207,6 +224,9 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Re
     try:
         values = replayer.run(feeds, changed)
     except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
+        stops = _stops_at(problem, hazard, exc)
+        if stops is not None:
+            return _Replayed(True, stops)
         log.info("onnxruntime rejected a candidate for %s: %s", node.name, exc)
         return None
     if not _fires(problem, hazard, values, weights):
@@ -246,10 +266,10 @@ def _tensor(value: np.ndarray) -> torch.Tensor:
 
 
 def _write(folder: Path, problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate,
-           model_path: Path) -> Path:
+           model_path: Path, stops: str | None = None) -> Path:
     feeds, weights = _split(problem, candidate)
-    write_unit_test(folder, inputs=feeds, weights=weights, **_field_args(problem, hazard, finding, candidate,
-                                                                        model_path))
+    write_unit_test(folder, inputs=feeds, weights=weights, stops=stops,
+                    **_field_args(problem, hazard, finding, candidate, model_path))
     return folder
 
 

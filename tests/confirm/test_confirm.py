@@ -291,3 +291,17 @@ def test_acos_of_the_cosine_of_a_vector_with_itself_is_confirmed() -> None:
                      search_config=SearchConfig(seed=0, seconds=3.0))
     statuses = {r.hazard: r.status for r in report.results}
     assert statuses["acos outside [-1, 1] is NaN"] == "confirmed", report.results
+
+
+def test_an_integer_division_by_zero_is_confirmed_by_the_runtime_error(tmp_path: Path) -> None:
+    """onnxruntime stops a run whose integer Div has a zero divisor: the error is the failure (no NaN or
+    Inf shows), and the written test expects it."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (int64[2] a, int64[2] b) => (int64[2] y) { y = Div(a, b) }")
+    report = confirm(model, {"inputs": {"a": [-10, 10], "b": [-3, 3]}}, tmp_path / "out",
+                     search_config=SearchConfig(seed=0, seconds=3.0))
+    (result,) = report.results
+    assert result.status == "confirmed" and "Integer division by zero" in result.note
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
