@@ -27,7 +27,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import RangeSpec
 from ranum.errors import RanumError
-from ranum.graph.patch import ClipSpec, clipped_name, insert_clips
+from ranum.graph.patch import ClipSpec, clippable, clipped_name, insert_clips
 from ranum.ops.hazards import FORWARD, Clamp, ConstantNaN, Hazard
 
 __all__ = ["NodeClip", "patch", "repair_rounds"]
@@ -149,7 +149,7 @@ def _declared_repairs(session: _Session, node, hazards: list[Hazard], inputs) ->
         for hazard in order:
             index = hazard.repair_operand()
             operand = inputs[index] if index is not None and index < len(inputs) else None
-            if operand is None or not is_float(operand.elem_type):
+            if operand is None or not clippable(session.model, operand.elem_type):
                 continue
             narrowed = _narrow(operand, clamps.get(index))
             repair = hazard.repair(narrowed, inputs)

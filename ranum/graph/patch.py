@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from ranum.errors import RanumError
 from ranum.graph.loader import stable_node_names
 
-__all__ = ["ClipSpec", "clipped_name", "insert_clips"]
+__all__ = ["ClipSpec", "clippable", "clipped_name", "insert_clips"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,17 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
 _CLIP_BOUND_INPUTS = 11  # Clip takes min and max as inputs from this opset on (attributes before)
 _CLIP_INTEGERS = 12  # and integer operands from this one
 _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE})
+
+
+_INTEGER_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
+                            onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
+                            onnx.TensorProto.UINT32, onnx.TensorProto.UINT64})
+
+
+def clippable(model: onnx.ModelProto, elem_type: int) -> bool:
+    """Whether ``insert_clips`` can clip a tensor of ``elem_type`` in ``model`` (Clip takes floats, and
+    integers from opset 12)."""
+    return elem_type in _FLOAT_TYPES or (elem_type in _INTEGER_TYPES and _default_opset(model) >= _CLIP_INTEGERS)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:

@@ -290,6 +290,8 @@ class RegionHazard(Hazard):
 
     def repair(self, operand, inputs=()):
         region = self.region(operand.elem_type)
+        if not is_float(operand.elem_type):
+            return _integer_repair(region, operand)
         margin = _margin(region, operand.elem_type)
         if math.isinf(region.low):
             return Clamp(region.high + (margin if region.high_closed else 0.0), None)
@@ -299,6 +301,18 @@ class RegionHazard(Hazard):
         kept_above = operand.max() - above.min
         kept_below = below.max - operand.min()
         return above if kept_above >= kept_below else below
+
+
+def _integer_repair(region: Region, operand: Interval) -> Clamp | None:
+    """The clip of an integer operand to the nearest integers outside the region, on the side that keeps
+    more of its range (an integer divisor in [-3, 3] to [1, 3])."""
+    above = None if math.isinf(region.high) else \
+        Clamp(math.floor(region.high) + 1 if region.high_closed else math.ceil(region.high), None)
+    below = None if math.isinf(region.low) else \
+        Clamp(None, math.ceil(region.low) - 1 if region.low_closed else math.floor(region.low))
+    if above is None or below is None:
+        return above or below
+    return above if operand.max() - above.min >= below.max - operand.min() else below
 
 
 def _margin(region: Region, elem_type: int) -> float:
@@ -351,8 +365,8 @@ class DivisorHazard(RegionHazard):
         clamp = super().repair(operand, inputs)
         numerator = inputs[self.numerator] if self.numerator is not None and self.numerator < len(inputs) else None
         largest = 1.0 if numerator is None else max(abs(numerator.min()), abs(numerator.max()))
-        if clamp is None or not math.isfinite(largest):
-            return clamp
+        if clamp is None or not math.isfinite(largest) or not is_float(operand.elem_type):
+            return clamp  # an integer quotient is at most the dividend in magnitude
         gap = 2.0 * largest / float_facts(operand.elem_type).max
         if clamp.min is not None:
             return Clamp(max(clamp.min, gap), clamp.max)

@@ -174,3 +174,26 @@ def test_integer_tensor_before_opset_12_is_refused_clearly() -> None:
     model = parse(LOG_OF_DIFFERENCE.replace('"" : 17', '"" : 11'))
     with pytest.raises(RanumError, match="float tensors only"):
         insert_clips(model, [ClipSpec("x", 0.0, 1.0)], {"x": TensorProto.INT64})
+
+
+@pytest.mark.parametrize("mode", ["operator", "all"])
+@pytest.mark.parametrize("op", ["Div", "Mod"])
+def test_an_integer_divisor_is_clipped_to_the_nearest_integers_away_from_zero(mode: str, op: str) -> None:
+    """An integer Div or Mod by zero stops onnxruntime's run; the divisor in [-3, 3] is clipped to [1, 3]
+    (the side that keeps more of its range; a float margin would round back to 0)."""
+    model = parse('<ir_version: 8, opset_import: ["" : 17]>\n'
+                  f"g (int64[2] a, int64[2] b) => (int64[2] y) {{ y = {op}(a, b) }}")
+    report = fix(model, {"inputs": {"a": [-10, 10], "b": [-3, 3]}}, mode, CONFIG)
+    assert report.certified
+    (pre,) = report.preconditions
+    assert (pre.tensor, pre.min, pre.max) == ("b", 1, None) or (pre.tensor, pre.min, pre.max) == ("b", None, -1)
+    y = Runner(report.patched).run({"a": np.array([7, -7], np.int64), "b": np.array([0, 0], np.int64)})["y"]
+    assert y.dtype == np.int64
+
+
+def test_an_integer_divisor_before_opset_12_is_left_unclipped_without_an_error() -> None:
+    """Clip takes integers from opset 12: before, the finding stays, reported, and nothing breaks."""
+    model = parse('<ir_version: 7, opset_import: ["" : 11]>\n'
+                  "g (int64[2] a, int64[2] b) => (int64[2] y) { y = Div(a, b) }")
+    report = fix(model, {"inputs": {"a": [-10, 10], "b": [-3, 3]}}, "operator", CONFIG)
+    assert not report.certified and [f.op_type for f in report.remaining] == ["Div"]
