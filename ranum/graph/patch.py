@@ -54,13 +54,16 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
         if opset < _CLIP_INTEGERS and elem_type not in _FLOAT_TYPES:
             raise RanumError(f"cannot clip '{clip.tensor}': an opset-{opset} model's Clip takes float tensors only "
                              f"(integers from opset {_CLIP_INTEGERS})")
-        if opset < _CLIP_BOUND_INPUTS:
-            clip_node = _clip_with_attributes(clip, clipped)
+        if elem_type == onnx.TensorProto.DOUBLE and opset < _CLIP_INTEGERS:
+            clip_nodes = _max_min(graph, clip, clipped, elem_type)  # onnxruntime has no float64 Clip before 12
+        elif opset < _CLIP_BOUND_INPUTS:
+            clip_nodes = [_clip_with_attributes(clip, clipped)]
         else:
-            clip_node = _clip_with_inputs(graph, clip, clipped, elem_type)
-        clip_node.name = f"ranum/clip/{clip.tensor}/{index}"
+            clip_nodes = [_clip_with_inputs(graph, clip, clipped, elem_type)]
+        for part, node in enumerate(clip_nodes):
+            node.name = f"ranum/clip/{clip.tensor}/{index}" + (f"/{part}" if part else "")
         first_use = _rewire(ordered, clip, clipped)
-        ordered.insert(first_use, clip_node)
+        ordered[first_use:first_use] = clip_nodes
     del graph.node[:]
     graph.node.extend(ordered)
     return out
@@ -88,18 +91,39 @@ def _default_opset(model: onnx.ModelProto) -> int:
 
 def _clip_with_inputs(graph: onnx.GraphProto, clip: ClipSpec, clipped: str, elem_type: int) -> onnx.NodeProto:
     """Clip (opset 11 on): the bounds as initializers of the tensor's type, an open side left out."""
-    node_inputs = [clip.tensor]
-    np_type = helper.tensor_dtype_to_np_dtype(elem_type)
-    for side, value in (("min", clip.min), ("max", clip.max)):
-        if value is None:
-            node_inputs.append("")
-            continue
-        const = f"{clipped}_{side}"
-        graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np_type), const))
-        node_inputs.append(const)
+    node_inputs = [clip.tensor, *_bounds(graph, clip, clipped, elem_type)]
     while node_inputs and node_inputs[-1] == "":
         node_inputs.pop()
     return helper.make_node("Clip", node_inputs, [clipped])
+
+
+def _max_min(graph: onnx.GraphProto, clip: ClipSpec, clipped: str, elem_type: int) -> list[onnx.NodeProto]:
+    """``Min(Max(x, min), max)`` (an open side left out; neither: Identity), as Clip would compute it."""
+    low, high = _bounds(graph, clip, clipped, elem_type)
+    steps = [("Max", low), ("Min", high)]
+    steps = [(op, bound) for op, bound in steps if bound]
+    if not steps:
+        return [helper.make_node("Identity", [clip.tensor], [clipped])]
+    nodes, current = [], clip.tensor
+    for position, (op, bound) in enumerate(steps):
+        result = clipped if position == len(steps) - 1 else f"{clipped}_raised"
+        nodes.append(helper.make_node(op, [current, bound], [result]))
+        current = result
+    return nodes
+
+
+def _bounds(graph: onnx.GraphProto, clip: ClipSpec, clipped: str, elem_type: int) -> list[str]:
+    """The names of initializers holding the clip's min and max in the tensor's type ('' for an open side)."""
+    names = []
+    np_type = helper.tensor_dtype_to_np_dtype(elem_type)
+    for side, value in (("min", clip.min), ("max", clip.max)):
+        if value is None:
+            names.append("")
+            continue
+        const = f"{clipped}_{side}"
+        graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np_type), const))
+        names.append(const)
+    return names
 
 
 def _clip_with_attributes(clip: ClipSpec, clipped: str) -> onnx.NodeProto:

@@ -197,3 +197,15 @@ def test_an_integer_divisor_before_opset_12_is_left_unclipped_without_an_error()
                   "g (int64[2] a, int64[2] b) => (int64[2] y) { y = Div(a, b) }")
     report = fix(model, {"inputs": {"a": [-10, 10], "b": [-3, 3]}}, "operator", CONFIG)
     assert not report.certified and [f.op_type for f in report.remaining] == ["Div"]
+
+
+@pytest.mark.parametrize("opset", [9, 11])
+def test_a_float64_operand_before_opset_12_is_clipped_by_max_and_min(opset: int) -> None:
+    """onnxruntime has no float64 Clip kernel before opset 12: the patched model must load and run there."""
+    model = parse(f'<ir_version: 7, opset_import: ["" : {opset}]>\n'
+                  "g (double[3] x, double[3] y) => (double[3] z) { d = Sub(x, y)\n z = Log(d) }")
+    report = fix(model, {"inputs": {"x": [0, 1], "y": [0, 1]}}, "operator", CONFIG)
+    assert report.certified
+    assert "Clip" not in {n.op_type for n in report.patched.graph.node}
+    z = Runner(report.patched).run({"x": np.full(3, 0.5), "y": np.full(3, 0.5)})["z"]
+    assert np.isfinite(z).all()
