@@ -130,6 +130,9 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
                  name: str, model_path: Path | None, final: Path | None,
                  training: tuple[SystemConfig, TrainingRecipe | None] | None = None) -> ConfirmResult:
     start = time.perf_counter()
+    if all(n.name != finding.node for n in analysis.graph.nodes):
+        return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed", 0.0, None,
+                             None, _IN_BODY, None if training is None else _no_system(_IN_BODY))
     rule = analysis.run.rules[finding.node]
     problem = make_problem(analysis, finding.node)
     hazard = hazard_of(rule, finding, problem.node)
@@ -153,11 +156,19 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
         if candidate.verified and not note:
             note = _mismatch_note(problem)
             log.warning("node %s: %s", finding.node, note)
-    system = None if training is None else {"status": "not_confirmed", "seconds": 0.0, "steps": 0,
-                                            "strategy": None, "note": "no unit test to build on"}
+    system = None if training is None else _no_system("no unit test to build on")
     return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed",
                          time.perf_counter() - start, None, None, note or "no failing input found within budget",
                          system)
+
+
+def _no_system(note: str) -> dict:
+    """The system-test summary where no system test was searched."""
+    return {"status": "not_confirmed", "seconds": 0.0, "steps": 0, "strategy": None, "note": note}
+
+
+_IN_BODY = ("the node runs inside a Loop, Scan or If body, whose tensors onnxruntime does not expose: "
+            "confirmation searches the main graph's nodes only")
 
 
 def _system(problem: Problem, hazard: Hazard, finding: Finding, candidate: Candidate,

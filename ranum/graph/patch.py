@@ -3,7 +3,8 @@
 Clips are inserted in front of chosen consumers (or all of them) of a tensor. A consumer may read
 the tensor from inside an If/Loop/Scan body (the outer scope is visible there): such reads are
 rewired too (all of a chosen node's bodies, or the chosen nested nodes), and the Clip goes before the
-top-level node holding them; a body that defines the name itself shadows it. Every node of the
+top-level node holding them; a body that defines the name itself shadows it. A tensor that a body
+computes is clipped inside that body, before its first use there. Every node of the
 patched model keeps the name the analysis gave it (unnamed nodes receive their stable names), so
 findings on the original and on the patched model name the same nodes.
 """
@@ -48,6 +49,8 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
         proto.name = name
     ordered = [proto for _, proto in named]
     opset = _default_opset(out)
+    top_level = {i.name for i in graph.input} | {t.name for t in graph.initializer} | \
+        {name for node in ordered for name in node.output}
     for index, clip in enumerate(clips):
         clipped = clipped_name(clip.tensor, index)
         elem_type = elem_types.get(clip.tensor, onnx.TensorProto.FLOAT)
@@ -62,11 +65,40 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
             clip_nodes = [_clip_with_inputs(graph, clip, clipped, elem_type)]
         for part, node in enumerate(clip_nodes):
             node.name = f"ranum/clip/{clip.tensor}/{index}" + (f"/{part}" if part else "")
-        first_use = _rewire(ordered, clip, clipped)
-        ordered[first_use:first_use] = clip_nodes
+        if clip.tensor in top_level:
+            first_use = _rewire(ordered, clip, clipped)
+            ordered[first_use:first_use] = clip_nodes
+        else:
+            _insert_in_body(ordered, clip, clipped, clip_nodes)
     del graph.node[:]
     graph.node.extend(ordered)
     return out
+
+
+def _insert_in_body(nodes: list[onnx.NodeProto], clip: ClipSpec, clipped: str, clip_nodes: list[onnx.NodeProto]
+                    ) -> None:
+    """Insert the clip into the Loop/If/Scan body that defines ``clip.tensor``, before its first use there."""
+    body = _defining_body(nodes, clip.tensor)
+    if body is None:
+        raise RanumError(f"cannot clip '{clip.tensor}': no graph of the model defines it")
+    inner = list(body.node)
+    first_use = _rewire(inner, clip, clipped)
+    inner[first_use:first_use] = clip_nodes
+    del body.node[:]
+    body.node.extend(inner)
+
+
+def _defining_body(nodes: list[onnx.NodeProto], name: str) -> onnx.GraphProto | None:
+    """The first subgraph (depth first) among ``nodes``' attributes that defines ``name``."""
+    for node in nodes:
+        for attr in node.attribute:
+            for body in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                if _defines(body, name):
+                    return body
+                found = _defining_body(list(body.node), name)
+                if found is not None:
+                    return found
+    return None
 
 
 _CLIP_BOUND_INPUTS = 11  # Clip takes min and max as inputs from this opset on (attributes before)

@@ -305,3 +305,13 @@ def test_an_integer_division_by_zero_is_confirmed_by_the_runtime_error(tmp_path:
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "out")],
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_finding_inside_a_loop_body_is_reported_as_out_of_reach() -> None:
+    """onnxruntime exposes no body tensor: the finding is not confirmed, with that reason (it crashed)."""
+    from tests.fix.test_fix import _loop_reading_outer_input
+
+    report = confirm(_loop_reading_outer_input(computed_in_body=True), {"inputs": {"x": [-1, 1]}},
+                     search_config=SearchConfig(seed=0, seconds=1.0))
+    (result,) = report.results
+    assert result.node == "body_log" and result.status == "not_confirmed" and "body" in result.note

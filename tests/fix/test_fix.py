@@ -104,12 +104,16 @@ def test_cli_fix_json_and_refusals(tmp_path: Path) -> None:
     assert bad_mode.exit_code == 2 and "--on" in bad_mode.stderr
 
 
-def _loop_reading_outer_input() -> onnx.ModelProto:
-    """A Loop whose body takes Log of the outer input x (x in [0, 1]: Log(0) is the finding)."""
+def _loop_reading_outer_input(computed_in_body: bool = False) -> onnx.ModelProto:
+    """A Loop whose body takes Log of the outer input x (x in [0, 1]: Log(0) is the finding), or of a tensor
+    the body computes from it (|x|)."""
     from onnx import TensorProto, helper
 
+    logged = [helper.make_node("Abs", ["x"], ["magnitude"], "body_abs"),
+              helper.make_node("Log", ["magnitude"], ["logged"], "body_log")] if computed_in_body else \
+        [helper.make_node("Log", ["x"], ["logged"], "body_log")]
     body = helper.make_graph(
-        [helper.make_node("Log", ["x"], ["logged"], "body_log"), helper.make_node("Add", ["s", "logged"], ["s_next"]),
+        [*logged, helper.make_node("Add", ["s", "logged"], ["s_next"]),
          helper.make_node("Identity", ["cond"], ["cond_next"])],
         "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
                  helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
@@ -209,3 +213,15 @@ def test_a_float64_operand_before_opset_12_is_clipped_by_max_and_min(opset: int)
     assert "Clip" not in {n.op_type for n in report.patched.graph.node}
     z = Runner(report.patched).run({"x": np.full(3, 0.5), "y": np.full(3, 0.5)})["z"]
     assert np.isfinite(z).all()
+
+
+def test_an_operator_clip_of_a_tensor_a_body_computes_goes_into_that_body() -> None:
+    """Log(|x|) inside a Loop body: the clip of |x| must sit in the body, after Abs (the main graph has no
+    such tensor: the patched model failed the checker)."""
+    report = fix(_loop_reading_outer_input(computed_in_body=True), {"inputs": {"x": [-1, 1]}}, "operator", CONFIG)
+    assert report.certified, [f.to_dict() for f in report.remaining]
+    onnx.checker.check_model(report.patched)
+    body = next(n for n in report.patched.graph.node if n.op_type == "Loop").attribute[0].g
+    assert [n.op_type for n in body.node][:3] == ["Abs", "Clip", "Log"]
+    s_final = Runner(report.patched).run({"x": np.array([0.0, 0.5], np.float32)})["s_final"]
+    assert np.isfinite(s_final).all()
