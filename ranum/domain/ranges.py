@@ -23,6 +23,7 @@ as above) inside its range.
 
 from __future__ import annotations
 
+import difflib
 import math
 import warnings
 
@@ -62,6 +63,15 @@ DEFAULT_INDEX_INPUT = (0.0, 1.0)
 ZERO_WEIGHT_BOX = (-1.0, 1.0)
 
 
+def _suggestion(name: str, inputs: list[str], initializers: list[str]) -> str:
+    """``; did you mean ...?`` with the closest names (a converter's ``x:0`` for ``x``), or the inputs."""
+    close = difflib.get_close_matches(name, inputs + initializers, n=3, cutoff=0.6)
+    close = [c for c in inputs + initializers if c.split(":")[0] == name.split(":")[0]][:1] or close
+    if close:
+        return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    return f" (the graph inputs: {', '.join(repr(i) for i in inputs[:8])}{', ...' if len(inputs) > 8 else ''})"
+
+
 def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] = frozenset()
                       ) -> tuple[dict[str, Value], list[Assumption]]:
     """Intervals of every graph input and initializer under ``spec``, and the assumptions made;
@@ -69,7 +79,8 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
     names = {info.name for info in graph.inputs} | set(graph.initializers)
     for name in list(spec.inputs) + list(spec.weights):
         if name not in names:
-            raise RangeSpecError(f"range given for '{name}', which is neither a graph input nor an initializer")
+            raise RangeSpecError(f"range given for '{name}', which is neither a graph input nor an initializer"
+                                 + _suggestion(name, [info.name for info in graph.inputs], sorted(graph.initializers)))
     env: dict[str, Value] = {}
     notes: list[Assumption] = []
     for info in graph.inputs:

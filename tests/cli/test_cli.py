@@ -159,7 +159,8 @@ def test_cyclic_graph(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["-r", "nosuch=0,1"], "nosuch"),
+        (["-r", "nosuch=0,1"], "the graph inputs: 'x', 'y'"),
+        (["-r", "x:0=0,1"], "did you mean 'x'?"),
         (["-r", "x=1,0"], "greater than"),
         (["-r", "x=nan,1"], "NaN"),
         (["-r", "x=0"], "NAME=LO,HI"),
