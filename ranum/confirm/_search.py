@@ -119,6 +119,11 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
     # to itself is 0 (a division by it)
     for how in ("tied", "tied", "tied", "tied", "with repeated rows", "with repeated rows"):
         yield {**_alike(inputs, how, rng), **initial}, f"initial weights, random inputs {how}", True
+    # one input at its value nearest zero, the others at an end: x ** e at x = 0 with e below 1
+    for how in ("low", "high") if len(inputs) > 1 else ():
+        for box in inputs[:_ZEROED]:
+            values = {**fill(inputs, how), box.name: _point(box, "zero", rng), **initial}
+            yield values, f"initial weights, inputs at {how}, {box.name} at zero", True
     for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
             yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}", False
@@ -142,6 +147,9 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
     if not is_float(box.elem_type):
         value = np.clip(np.round(value), np.ceil(low), np.floor(high))
     return value
+
+
+_ZEROED = 8  # inputs that each get the points with one input at zero
 
 
 def _alike(inputs: list[Box], how: str, rng: np.random.Generator) -> dict[str, np.ndarray]:

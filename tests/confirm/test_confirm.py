@@ -315,3 +315,13 @@ def test_a_finding_inside_a_loop_body_is_reported_as_out_of_reach() -> None:
                      search_config=SearchConfig(seed=0, seconds=1.0))
     (result,) = report.results
     assert result.node == "body_log" and result.status == "not_confirmed" and "body" in result.note
+
+
+def test_a_power_gradient_at_a_zero_base_is_confirmed_by_one_input_at_zero() -> None:
+    """d(x ** e)/dx is infinite at x = 0 for e < 1: x in [-2, 2] and e in [0.5, 1.5] meet it only with x at 0
+    and e below 1, which no corner, middle or descent reached (x at 0 alone, e at its low end, does)."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[3] x, float[3] e) => (float[3] y) { y = Pow(x, e) }")
+    report = confirm(model, {"inputs": {"x": [-2, 2], "e": [0.5, 1.5]}},
+                     search_config=SearchConfig(seed=0, seconds=3.0))
+    assert len(report.results) == 2 and all(r.status == "confirmed" for r in report.results), report.results
