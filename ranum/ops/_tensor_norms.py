@@ -14,7 +14,7 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   is capped too (by the rule: an overflow there is the node's, whatever the activation makes of it).
 * MatMul/Gemm (and FusedGemm, as FusedConv) with a 2-D weight: ``sigma_max(W) ||x||``. Only exact
   weights count: a box of weights has a gain about as large as the intervals' growth.
-* ReLU, reshapes, transposes and slices keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
+* ReLU, reshapes, transposes, slices and zero padding keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
   Add adds the (broadcast) norms; Concat takes the root of the sum of squares; MaxPool multiplies it
   by the square root of the number of windows that can hold one element; averaging ``n`` elements
   divides it by ``sqrt(n)`` (AveragePool: times the root of the window count); BatchNormalization and
@@ -204,6 +204,17 @@ def _largest(graph: GraphView, name: str) -> float:
     if iv is None or iv.numblocks == 0:
         return math.inf
     return max(-iv.min(), iv.max())
+
+
+def _pad(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """Zero padding adds zeros (and negative pads crop): the norm is kept; other modes repeat elements."""
+    mode = node.attributes.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    value = float(node.attributes.get("value", 0.0))  # before opset 11
+    filler = graph.interval(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if filler is not None:
+        value = filler.min() if filler.is_exact and filler.min() == filler.max() else math.nan
+    return norms[0] if mode == "constant" and value == 0.0 else math.inf
 
 
 def _mul(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
@@ -477,6 +488,7 @@ def _gram(rows: Tensor) -> tuple[Tensor, float, float]:
 
 _RULES = {
     "LeakyRelu": _leaky_relu,
+    "Pad": _pad,
     "Add": _add,
     "Sub": _add,
     "Mul": _mul,

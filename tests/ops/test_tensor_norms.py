@@ -261,3 +261,29 @@ def test_float32_gram_bounds_the_largest_singular_value(shape) -> None:
     wide = a + 2.0**-40  # not float32 values: one float64 product
     assert norms._gram(wide if shape[-2] <= shape[-1] else wide.transpose(-1, -2))[2] == 0
     assert bool((norms._sigma_max(wide) >= torch.linalg.matrix_norm(wide, ord=2)).all())
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_zero_padding_keeps_the_norm(value: float) -> None:
+    """Keras pads explicitly (ZeroPadding2D, 'same' convolutions through tf2onnx): a Pad of zeros keeps the
+    norm, so the caps reach past it; a Pad of ones adds to it (no cap: the overflow stays reported)."""
+    model = deep_cnn(LAYERS)
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
+    filler = numpy_helper.from_array(np.array(value, np.float32), "filler")
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            nodes.append(helper.make_node("Pad", [node.input[0], "pads", "filler"], [f"{node.output[0]}_padded"]))
+            nodes.append(helper.make_node("Conv", [f"{node.output[0]}_padded", *node.input[1:]], node.output))
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend([pads, filler])
+    findings = ranum.check(model, SPEC).findings
+    assert bool(findings) == (value != 0.0)
+    if value == 0.0:
+        analysis = ranum.analyze(model, SPEC)
+        rng = np.random.default_rng(1)
+        _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
+                                                rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
