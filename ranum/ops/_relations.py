@@ -38,7 +38,8 @@ from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 
-__all__ = ["convex_combination_bounds", "guarded_branches", "meet", "norm_product_bounds", "rms_magnitude_bound"]
+__all__ = ["convex_combination_bounds", "guarded_branches", "meet", "norm_product_bounds", "rms_bound_of",
+           "rms_magnitude_bound"]
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -54,6 +55,17 @@ def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divide
         return None
     names = ctx.node.inputs
     return _rms_bound(ctx.graph, names[x_index], names[scale_index], divides)
+
+
+def rms_bound_of(graph: GraphView, reciprocal: str) -> tuple[str, float] | None:
+    """(x, B) where ``reciprocal`` is ``c / sqrt(mean(x^2) + eps)`` (or its Reciprocal) and ``|x * reciprocal|
+    <= B`` element-wise; None for another form."""
+    found = _reciprocal_of(graph, reciprocal)
+    stats = _mean_square_under_sqrt(graph, found[1]) if found is not None else None
+    if stats is None:
+        return None
+    bound = _rms_bound(graph, stats[0], reciprocal, divides=False)
+    return None if bound is None else (stats[0], bound)
 
 
 def _rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> float | None:

@@ -28,6 +28,7 @@ from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_float64
+from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import refined_difference
 from ranum.ops._relations import rms_magnitude_bound
@@ -76,7 +77,7 @@ class Add(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if not is_float(a.elem_type):
             return elementwise(_int_add, [a, b], a.elem_type)
-        return within_convex_hull(ctx, elementwise(arith.add, [a, b], a.elem_type))
+        return within_centred_sum(ctx, within_convex_hull(ctx, elementwise(arith.add, [a, b], a.elem_type)))
 
 
 @register("Sub", since=7)

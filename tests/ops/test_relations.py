@@ -559,3 +559,62 @@ def test_a_select_lowered_into_arithmetic_stays_between_its_branches(negated_fir
     lo, hi = report.analysis.bounds("s")
     assert lo.min() >= 1.0 - 1e-5 and hi.max() <= 3.0 + 1e-5
     _sampled_inside(model, ranges, report.analysis, ["s", "y"])
+
+
+CENTRED = {
+    # Keras LayerNormalization through tf2onnx with gamma = 1 and beta = 0 folded away
+    "folded": ("y = Add(xs, ms)", "s = Expand(r, shape)"),
+    # tf.nn.batch_normalization: x * inv + (beta - m * inv)
+    "beta-minus": ("mi = Mul(m, s)\n        off = Sub(beta, mi)\n        y = Add(xs, off)", "s = Mul(r, gamma)"),
+    # Keras 3: -m * inv + beta, then x * inv + that
+    "plus-beta": ("off = Add(ms, beta)\n        y = Add(off, xs)", "s = Mul(gamma, r)"),
+}
+
+
+@pytest.mark.parametrize("form", list(CENTRED))
+def test_a_normalisation_written_as_two_products_is_bounded_by_sqrt_n_and_sound(form: str) -> None:
+    """x * s - m * s with s = gamma / sqrt(mean((x - m)^2) + eps) is (x - m) * s: within beta +- sqrt(16) |gamma|
+    (plus the products' cancellation error), where intervals gave |x| / sqrt(eps), about 3e4 here."""
+    tail, scale = CENTRED[form]
+    model = _graph("float[2,16] x", "float[2,16] y", f"""
+        m = ReduceMean<axes = [1], keepdims = 1>(x)
+        d = Sub(x, m)
+        dd = Mul(d, d)
+        var = ReduceMean<axes = [1], keepdims = 1>(dd)
+        eps = Constant<value = float {{0.001}}>()
+        ve = Add(var, eps)
+        root = Sqrt(ve)
+        r = Reciprocal(root)
+        shape = Constant<value = int64[2] {{2, 1}}>()
+        gamma = Constant<value = float[16] {{{", ".join(["1.5"] * 8 + ["-0.5"] * 8)}}}>()
+        beta = Constant<value = float[16] {{{", ".join(["0.25"] * 16)}}}>()
+        {scale}
+        xs = Mul(x, s)
+        nm = Neg(m)
+        ms = Mul(nm, s)
+        {tail}""")
+    ranges = {"x": [-1000.0, 1000.0]}
+    report = ranum.check(model, {"inputs": ranges})
+    lo, hi = report.analysis.bounds("y")
+    gain = 1.0 if form == "folded" else 1.5
+    offset = 0.0 if form == "folded" else 0.25
+    assert lo.min() >= offset - 4 * gain - 0.1 and hi.max() <= offset + 4 * gain + 0.1
+    _sampled_inside(model, ranges, report.analysis, ["y"])
+
+
+def test_two_products_of_another_tensor_than_the_centred_one_keep_their_interval() -> None:
+    model = _graph("float[2,16] x, float[2,16] z", "float[2,16] y", """
+        m = ReduceMean<axes = [1], keepdims = 1>(x)
+        d = Sub(x, m)
+        dd = Mul(d, d)
+        var = ReduceMean<axes = [1], keepdims = 1>(dd)
+        eps = Constant<value = float {0.001}>()
+        ve = Add(var, eps)
+        root = Sqrt(ve)
+        s = Reciprocal(root)
+        zs = Mul(z, s)
+        nm = Neg(m)
+        ms = Mul(nm, s)
+        y = Add(zs, ms)""")
+    report = ranum.check(model, {"inputs": {"x": [-1000.0, 1000.0], "z": [-1000.0, 1000.0]}})
+    assert report.analysis.bounds("y")[1].max() > 1000.0

@@ -1,0 +1,155 @@
+"""A relational refinement of a normalisation written as two products: ``x * s - m * s`` (+ beta).
+
+TensorFlow's ``tf.nn.batch_normalization`` and Keras' LayerNormalization compute
+``inv = rsqrt(var + eps) * gamma`` and then ``x * inv + (beta - m * inv)`` (or ``x * inv + (-m) * inv``,
+beta added or folded away), where ``var`` is the mean of ``(x - m)^2`` over the normalised axes;
+tf2onnx keeps that form. In real arithmetic the sum is ``(x - m) * inv + beta``, and
+``|(x - m) / sqrt(mean((x - m)^2) + eps)| <= sqrt(n)`` over the ``n`` reduced elements (the RMS bound
+of :mod:`ranum.ops._relations`), so ``|y - beta| <= sqrt(n) |gamma|``. Intervals alone bound each
+product by ``|x| / sqrt(eps)``: a LayerNorm multiplied its input's bound by up to ``1 / sqrt(eps)``, so
+a deep network's bounds overflowed (a Keras ConvNeXt).
+
+Recognised, for ``Add(p, q)`` in either order: ``p = Mul(x, s)`` and ``q`` one of ``Mul(Neg(m), s)``,
+``Add(Mul(Neg(m), s), beta)`` or ``Sub(beta, Mul(m, s))``, the two ``s`` holding the same value, ``s`` a
+reciprocal square root of ``Add(ReduceMean(d * d), eps)`` (through a shape-keeping or broadcasting
+pass, times an optional ``gamma``) and ``d = Sub(x, m)``. Rounding: the two products and the sums
+each round once, and the products can cancel, so ``2 u (|x| + |m|) |s|`` more (``u`` the unit
+roundoff, with the operands' bounds), plus ``4 u`` of the rest.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.interval import Interval
+from ranum.graph.model import Node
+from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._difference_relations import passed_through, same_value
+from ranum.ops._relations import rms_bound_of
+
+__all__ = ["within_centred_sum"]
+
+_ONNX = ("", "ai.onnx")
+
+
+def within_centred_sum(ctx: NodeContext, out: Interval) -> Interval:
+    """``out`` (the interval bounds of a float Add) met with ``beta +- E`` where the Add is a normalisation
+    written as two products (see the module docstring)."""
+    graph = ctx.graph
+    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
+        return out
+    first, second = ctx.node.inputs
+    found = _centred(graph, first, second) or _centred(graph, second, first)
+    if found is None:
+        return out
+    spread, beta = found
+    unit = float_facts(out.elem_type).eps
+    if beta is None:
+        low, high = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    else:
+        b = graph.interval(beta)
+        if b is None or b.shape is None or not b.is_finite:
+            return out
+        low, high = (t.to(torch.float64) for t in b.full())
+        spread += 4 * unit * max(abs(b.min()), abs(b.max()))
+    try:
+        low, high = (low - spread).broadcast_to(out.shape), (high + spread).broadcast_to(out.shape)
+    except RuntimeError:
+        return out
+    olo, ohi = out.full()
+    return Interval.from_full(torch.maximum(olo.to(torch.float64), low), torch.minimum(ohi.to(torch.float64), high),
+                              out.elem_type, ctx.budget)
+
+
+def _centred(graph: GraphView, scaled: str, rest: str) -> tuple[float, str | None] | None:
+    """(E, beta) where ``scaled + rest`` is ``(x - m) * s + beta`` within ``beta +- E``."""
+    product = _node(graph, scaled, "Mul")
+    if product is None or len(product.inputs) != 2:
+        return None
+    for m, s2, beta in _offsets(graph, rest):
+        for x, s in (product.inputs, product.inputs[::-1]):
+            if not same_value(graph, s, s2):
+                continue
+            spread = _spread(graph, x, m, s)
+            if spread is not None:
+                return spread, beta
+    return None
+
+
+def _offsets(graph: GraphView, rest: str) -> list[tuple[str, str, str | None]]:
+    """(m, s, beta) for the forms ``-m * s``, ``-m * s + beta`` and ``beta - m * s`` of ``rest``."""
+    forms = [(rest, None, True)]
+    add, sub = _node(graph, rest, "Add"), _node(graph, rest, "Sub")
+    if add is not None and len(add.inputs) == 2:
+        forms += [(add.inputs[0], add.inputs[1], True), (add.inputs[1], add.inputs[0], True)]
+    if sub is not None and len(sub.inputs) == 2:
+        forms.append((sub.inputs[1], sub.inputs[0], False))
+    found = []
+    for name, beta, negated in forms:
+        product = _node(graph, name, "Mul")
+        if product is None or len(product.inputs) != 2:
+            continue
+        for a, b in (product.inputs, product.inputs[::-1]):
+            neg = _node(graph, a, "Neg")
+            if negated and neg is not None:
+                found.append((neg.inputs[0], b, beta))
+            elif not negated:
+                found.append((a, b, beta))
+    return found
+
+
+def _spread(graph: GraphView, x: str, m: str, s: str) -> float | None:
+    """E for ``x * s - m * s`` where s = c / sqrt(mean((x - m)^2) + eps) [* gamma], else None."""
+    root, gain = _root_and_gain(graph, s)
+    if root is None:
+        return None
+    found = rms_bound_of(graph, root)
+    if found is None:
+        return None
+    centred, bound = found
+    difference = _node(graph, centred, "Sub")
+    if difference is None or len(difference.inputs) != 2 or not same_value(graph, difference.inputs[0], x) \
+            or not same_value(graph, difference.inputs[1], m):
+        return None
+    magnitudes = [_largest(graph, name) for name in (x, m, s)]
+    if any(v is None for v in magnitudes):
+        return None
+    unit = float_facts(graph.interval(x).elem_type).eps
+    cancelled = 2 * unit * (magnitudes[0] + magnitudes[1]) * magnitudes[2]
+    return bound * gain * (1 + 8 * unit) + cancelled
+
+
+def _root_and_gain(graph: GraphView, s: str) -> tuple[str | None, float]:
+    """(the reciprocal square root's tensor, the largest |gamma|) for s = r or r * gamma, looking through
+    pass-throughs and Expand (which repeats values)."""
+    name = _unexpanded(graph, s)
+    product = _node(graph, name, "Mul")
+    if product is not None and len(product.inputs) == 2:
+        for r, gamma in (product.inputs, product.inputs[::-1]):
+            gain = _largest(graph, gamma)
+            if gain is not None and rms_bound_of(graph, _unexpanded(graph, r)) is not None:
+                return _unexpanded(graph, r), gain
+    return name, 1.0
+
+
+def _unexpanded(graph: GraphView, name: str) -> str:
+    for _ in range(4):
+        name = passed_through(graph, name)
+        expand = _node(graph, name, "Expand")
+        if expand is None:
+            return name
+        name = expand.inputs[0]
+    return name
+
+
+def _largest(graph: GraphView, name: str) -> float | None:
+    iv = graph.interval(name) if name else None
+    if iv is None or iv.numblocks == 0 or not iv.is_finite:
+        return None
+    return max(abs(iv.min()), abs(iv.max()))
+
+
+def _node(graph: GraphView, name: str, op_type: str) -> Node | None:
+    node = graph.producer(name) if name else None
+    return node if node is not None and node.op_type == op_type and node.domain in _ONNX and node.inputs else None
