@@ -23,14 +23,12 @@ import torch
 
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
-from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._difference_relations import passed_through, same_value
-from ranum.ops._relations import rms_bound_of
+from ranum.ops._relations import meet_bounds, onnx_producer, rms_bound_of
 
 __all__ = ["within_centred_sum"]
 
-_ONNX = ("", "ai.onnx")
 
 
 def within_centred_sum(ctx: NodeContext, out: Interval) -> Interval:
@@ -53,18 +51,12 @@ def within_centred_sum(ctx: NodeContext, out: Interval) -> Interval:
             return out
         low, high = (t.to(torch.float64) for t in b.full())
         spread += 4 * unit * max(abs(b.min()), abs(b.max()))
-    try:
-        low, high = (low - spread).broadcast_to(out.shape), (high + spread).broadcast_to(out.shape)
-    except RuntimeError:
-        return out
-    olo, ohi = out.full()
-    return Interval.from_full(torch.maximum(olo.to(torch.float64), low), torch.minimum(ohi.to(torch.float64), high),
-                              out.elem_type, ctx.budget)
+    return meet_bounds(out, low - spread, high + spread, ctx.budget)
 
 
 def _centred(graph: GraphView, scaled: str, rest: str) -> tuple[float, str | None] | None:
     """(E, beta) where ``scaled + rest`` is ``(x - m) * s + beta`` within ``beta +- E``."""
-    product = _node(graph, scaled, "Mul")
+    product = onnx_producer(graph, scaled, "Mul")
     if product is None or len(product.inputs) != 2:
         return None
     for m, s2, beta in _offsets(graph, rest):
@@ -80,18 +72,18 @@ def _centred(graph: GraphView, scaled: str, rest: str) -> tuple[float, str | Non
 def _offsets(graph: GraphView, rest: str) -> list[tuple[str, str, str | None]]:
     """(m, s, beta) for the forms ``-m * s``, ``-m * s + beta`` and ``beta - m * s`` of ``rest``."""
     forms = [(rest, None, True)]
-    add, sub = _node(graph, rest, "Add"), _node(graph, rest, "Sub")
+    add, sub = onnx_producer(graph, rest, "Add"), onnx_producer(graph, rest, "Sub")
     if add is not None and len(add.inputs) == 2:
         forms += [(add.inputs[0], add.inputs[1], True), (add.inputs[1], add.inputs[0], True)]
     if sub is not None and len(sub.inputs) == 2:
         forms.append((sub.inputs[1], sub.inputs[0], False))
     found = []
     for name, beta, negated in forms:
-        product = _node(graph, name, "Mul")
+        product = onnx_producer(graph, name, "Mul")
         if product is None or len(product.inputs) != 2:
             continue
         for a, b in (product.inputs, product.inputs[::-1]):
-            neg = _node(graph, a, "Neg")
+            neg = onnx_producer(graph, a, "Neg")
             if negated and neg is not None:
                 found.append((neg.inputs[0], b, beta))
             elif not negated:
@@ -108,7 +100,7 @@ def _spread(graph: GraphView, x: str, m: str, s: str) -> float | None:
     if found is None:
         return None
     centred, bound = found
-    difference = _node(graph, centred, "Sub")
+    difference = onnx_producer(graph, centred, "Sub")
     if difference is None or len(difference.inputs) != 2 or not same_value(graph, difference.inputs[0], x) \
             or not same_value(graph, difference.inputs[1], m):
         return None
@@ -124,7 +116,7 @@ def _root_and_gain(graph: GraphView, s: str) -> tuple[str | None, float]:
     """(the reciprocal square root's tensor, the largest |gamma|) for s = r or r * gamma, looking through
     pass-throughs and Expand (which repeats values)."""
     name = _unexpanded(graph, s)
-    product = _node(graph, name, "Mul")
+    product = onnx_producer(graph, name, "Mul")
     if product is not None and len(product.inputs) == 2:
         for r, gamma in (product.inputs, product.inputs[::-1]):
             gain = _largest(graph, gamma)
@@ -136,7 +128,7 @@ def _root_and_gain(graph: GraphView, s: str) -> tuple[str | None, float]:
 def _unexpanded(graph: GraphView, name: str) -> str:
     for _ in range(4):
         name = passed_through(graph, name)
-        expand = _node(graph, name, "Expand")
+        expand = onnx_producer(graph, name, "Expand")
         if expand is None:
             return name
         name = expand.inputs[0]
@@ -150,6 +142,3 @@ def _largest(graph: GraphView, name: str) -> float | None:
     return max(abs(iv.min()), abs(iv.max()))
 
 
-def _node(graph: GraphView, name: str, op_type: str) -> Node | None:
-    node = graph.producer(name) if name else None
-    return node if node is not None and node.op_type == op_type and node.domain in _ONNX and node.inputs else None

@@ -24,13 +24,12 @@ import torch
 
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
-from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._difference_relations import exactly, same_value
+from ranum.ops._relations import meet_bounds, onnx_producer
 
 __all__ = ["within_convex_hull"]
 
-_ONNX = ("", "ai.onnx")
 
 
 def within_convex_hull(ctx: NodeContext, out: Interval) -> Interval:
@@ -49,15 +48,13 @@ def within_convex_hull(ctx: NodeContext, out: Interval) -> Interval:
         return out
     (la, ua), (lb, ub) = a.full(), b.full()
     try:
-        lo = torch.minimum(la.to(torch.float64), lb.to(torch.float64)).broadcast_to(out.shape)
-        hi = torch.maximum(ua.to(torch.float64), ub.to(torch.float64)).broadcast_to(out.shape)
-    except RuntimeError:  # shapes that do not broadcast onto the output's: no relation
+        lo = torch.minimum(la.to(torch.float64), lb.to(torch.float64))
+        hi = torch.maximum(ua.to(torch.float64), ub.to(torch.float64))
+    except RuntimeError:  # shapes that do not broadcast: no relation
         return out
     facts = float_facts(out.elem_type)
     slack = (4 * facts.eps + 2 * outside) * torch.maximum(lo.abs(), hi.abs()) + 4 * facts.subnormal
-    olo, ohi = out.full()
-    return Interval.from_full(torch.maximum(olo.to(torch.float64), lo - slack),
-                              torch.minimum(ohi.to(torch.float64), hi + slack), out.elem_type, ctx.budget)
+    return meet_bounds(out, lo - slack, hi + slack, ctx.budget)
 
 
 _OUTSIDE = 2.0**-10  # how far outside [0, 1] z's bounds may reach
@@ -85,24 +82,21 @@ def _mixed(graph: GraphView, scaled: str, complement: str) -> tuple[tuple[str, s
 def _complement(graph: GraphView, w: str, z: str) -> bool:
     """Whether ``w`` is ``1 - z``: ``Sub(1, z)``, or ``Cast(Not(c))`` where z is ``Cast(c)`` (or the mirror),
     the selection weights of a select lowered into arithmetic."""
-    sub = _node(graph, w, "Sub")
+    sub = onnx_producer(graph, w, "Sub")
     if sub is not None and len(sub.inputs) == 2:
         return exactly(graph, sub.inputs[0], 1.0) and same_value(graph, sub.inputs[1], z)
-    w_cast, z_cast = _node(graph, w, "Cast"), _node(graph, z, "Cast")
+    w_cast, z_cast = onnx_producer(graph, w, "Cast"), onnx_producer(graph, z, "Cast")
     if w_cast is None or z_cast is None:
         return False
     for negated, plain in ((w_cast.inputs[0], z_cast.inputs[0]), (z_cast.inputs[0], w_cast.inputs[0])):
-        inverse = _node(graph, negated, "Not")
+        inverse = onnx_producer(graph, negated, "Not")
         if inverse is not None and same_value(graph, inverse.inputs[0], plain):
             return True
     return False
 
 
-def _node(graph: GraphView, name: str, op_type: str) -> Node | None:
-    node = graph.producer(name) if name else None
-    return node if node is not None and node.op_type == op_type and node.domain in _ONNX and node.inputs else None
 
 
 def _product(graph: GraphView, name: str) -> tuple[str, str] | None:
-    node = _node(graph, name, "Mul")
+    node = onnx_producer(graph, name, "Mul")
     return (node.inputs[0], node.inputs[1]) if node is not None and len(node.inputs) == 2 else None

@@ -38,8 +38,8 @@ from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 
-__all__ = ["convex_combination_bounds", "guarded_branches", "meet", "norm_product_bounds", "rms_bound_of",
-           "rms_magnitude_bound"]
+__all__ = ["convex_combination_bounds", "guarded_branches", "meet", "meet_bounds", "norm_product_bounds",
+           "onnx_producer", "rms_bound_of", "rms_magnitude_bound"]
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -227,6 +227,25 @@ def convex_combination_bounds(ctx: NodeContext, weights: Interval, values: Inter
                              values.shape[:-2] + (1, values.shape[-1]), values.elem_type)
     out_shape = _matmul_shape(weights.shape, values.shape)
     return column.broadcast_to(out_shape) if out_shape is not None else None
+
+
+def meet_bounds(out: Interval, low: Tensor, high: Tensor, budget: int | None) -> Interval:
+    """``out`` met with float64 bounds ``low`` / ``high`` that broadcast onto its shape (``out`` itself
+    where they do not)."""
+    try:
+        low, high = low.broadcast_to(out.shape), high.broadcast_to(out.shape)
+    except RuntimeError:
+        return out
+    olo, ohi = out.full()
+    return Interval.from_full(torch.maximum(olo.to(torch.float64), low), torch.minimum(ohi.to(torch.float64), high),
+                              out.elem_type, budget)
+
+
+def onnx_producer(graph: GraphView, name: str, op_type: str) -> Node | None:
+    """The default-domain ``op_type`` node (with inputs) that produces ``name``, else None."""
+    node = graph.producer(name) if name else None
+    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") and node.inputs \
+        else None
 
 
 def meet(iv: Interval, other: Interval) -> Interval:
