@@ -26,7 +26,9 @@ Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`
 every partial sum, which must stay below the accumulator's largest value for the cap to apply.
 Largest singular values come from Gram matrices' eigenvalues (see :func:`_sigma_max`).
 They cost time, so the interpreter asks for a cap only where an interval reaches infinity (a finding
-otherwise), and downstream of such a place; the operands of a sum are taken cheapest first, and a
+otherwise) or a magnitude whose square overflows the computation type (a LayerNorm behind it could not use
+its ``sqrt(n)`` bound: a MaxViT's convolution reached 3.6e19 with exact weights, and its attention
+overflowed), and downstream of such a place; the operands of a sum are taken cheapest first, and a
 sum whose first norms already pass the limit stops there. The norms are memoised for the run and
 forgotten when a subgraph runs (its tensors change).
 """
@@ -57,17 +59,18 @@ _KEEP = frozenset({"Relu", "Identity", "Flatten", "Reshape", "Squeeze", "Unsquee
 
 def capped_by_norm(ctx: NodeContext, out: Interval, product: bool = False) -> Interval:
     """``out`` met with ``[-B, B]``, ``B`` a bound of the L2 norm of the node's output, where ``out``
-    reaches infinity (an overflow finding otherwise) or downstream of an earlier cap; elsewhere (or
-    without a bound) ``out`` as it is. ``product``: ``out`` is a fused node's product before its
-    activation (FusedConv, FusedGemm), bounded without the activation's factor."""
+    reaches infinity (an overflow finding otherwise) or a magnitude whose square overflows, or downstream
+    of an earlier cap; elsewhere (or without a bound) ``out`` as it is. ``product``: ``out`` is a fused
+    node's product before its activation (FusedConv, FusedGemm), bounded without the activation's factor."""
     graph = ctx.graph
     if graph is None or out.shape is None or not is_float(out.elem_type) or out.numblocks == 0:
         return out
     sources = _sources(ctx.node)
     tracked = bool(graph.memo) and any(("l2", name) in graph.memo for name in sources)  # downstream of a cap
-    if not tracked and not bool(torch.isinf(out.stored_lower).any() or torch.isinf(out.stored_upper).any()):
-        return out
     limit = float_facts(out.elem_type).max
+    # squares of larger values overflow the computation type (a LayerNorm's variance)
+    if not tracked and not max(-out.min(), out.max()) > math.sqrt(arith.accumulator_facts(out.elem_type).max):
+        return out
     if ctx.node.op_type in _WEIGHTED and not _exact_weight(graph, ctx.node):
         return out
     if any(_huge_constant(graph, name, limit) for name in sources):

@@ -287,3 +287,32 @@ def test_zero_padding_keeps_the_norm(value: float) -> None:
         rng = np.random.default_rng(1)
         _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
                                                 rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
+
+
+def test_a_layer_norm_behind_bounds_whose_squares_overflow_gets_a_cap() -> None:
+    """Convolutions grow the interval past sqrt(float32 max) without reaching infinity: a LayerNormalization
+    there cannot use its sqrt(n) bound (its variance's squares could overflow), so the Exp behind it
+    overflowed; the norm cap now applies there too, and the normalised values stay within sqrt(n)."""
+    rng = np.random.default_rng(3)
+    nodes, inits, current = [], [], "x"
+    for i in range(50):  # the last interval about 2e19 (1.8e19 squares to float32's largest value)
+        inits.append(_unit_gain_conv(rng, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
+        current = f"c{i}"
+    inits += [numpy_helper.from_array(np.ones(CHANNELS * SIZE * SIZE, np.float32).reshape(CHANNELS, SIZE, SIZE),
+                                      "gamma"),
+              numpy_helper.from_array(np.zeros((CHANNELS, SIZE, SIZE), np.float32), "beta"),
+              numpy_helper.from_array(np.full((1, 1, 1, 1), 0.25, np.float32), "quarter")]
+    nodes += [helper.make_node("LayerNormalization", [current, "gamma", "beta"], ["normed"], axis=1),
+              helper.make_node("Mul", ["normed", "quarter"], ["scaled"]), helper.make_node("Exp", ["scaled"], ["e"])]
+    graph = helper.make_graph(nodes, "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                          [1, CHANNELS, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    analysis = ranum.analyze(model, SPEC)
+    last = analysis.bounds(current)[1].max()
+    assert math.isfinite(last)
+    report = ranum.check(model, SPEC)
+    assert not report.findings, [(f.op_type, f.hazard_id) for f in report.findings]
+    _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
+                                            rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
