@@ -54,7 +54,7 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
     for index, clip in enumerate(clips):
         clipped = clipped_name(clip.tensor, index)
         elem_type = elem_types.get(clip.tensor, onnx.TensorProto.FLOAT)
-        if opset < _CLIP_INTEGERS and elem_type not in _FLOAT_TYPES:
+        if not clippable(out, elem_type):
             raise RanumError(f"cannot clip '{clip.tensor}': an opset-{opset} model's Clip takes float tensors only "
                              f"(integers from opset {_CLIP_INTEGERS})")
         if elem_type == onnx.TensorProto.DOUBLE and opset < _CLIP_INTEGERS:
