@@ -21,26 +21,22 @@ from __future__ import annotations
 
 import torch
 
-from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.dtypes import float_facts
 from ranum.domain.interval import Interval
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._difference_relations import passed_through, same_value
-from ranum.ops._relations import meet_bounds, onnx_producer, rms_bound_of
+from ranum.ops._relations import either_order, meet_bounds, onnx_producer, rms_bound_of
 
 __all__ = ["within_centred_sum"]
-
 
 
 def within_centred_sum(ctx: NodeContext, out: Interval) -> Interval:
     """``out`` (the interval bounds of a float Add) met with ``beta +- E`` where the Add is a normalisation
     written as two products (see the module docstring)."""
-    graph = ctx.graph
-    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
-        return out
-    first, second = ctx.node.inputs
-    found = _centred(graph, first, second) or _centred(graph, second, first)
+    found = either_order(ctx, out, _centred)
     if found is None:
         return out
+    graph = ctx.graph
     spread, beta = found
     unit = float_facts(out.elem_type).eps
     if beta is None:

@@ -22,26 +22,22 @@ from __future__ import annotations
 
 import torch
 
-from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.dtypes import float_facts
 from ranum.domain.interval import Interval
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._difference_relations import exactly, same_value
-from ranum.ops._relations import meet_bounds, onnx_producer
+from ranum.ops._relations import either_order, meet_bounds, onnx_producer
 
 __all__ = ["within_convex_hull"]
-
 
 
 def within_convex_hull(ctx: NodeContext, out: Interval) -> Interval:
     """``out`` (the interval bounds of a float Add) met with the hull of a convex combination's two
     values, where the Add is one (see the module docstring)."""
-    graph = ctx.graph
-    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
-        return out
-    first, second = ctx.node.inputs
-    found = _mixed(graph, first, second) or _mixed(graph, second, first)
+    found = either_order(ctx, out, _mixed)
     if found is None:
         return out
+    graph = ctx.graph
     (a_name, b_name), outside = found
     a, b = graph.interval(a_name), graph.interval(b_name)
     if a is None or b is None or a.shape is None or b.shape is None:

@@ -28,6 +28,8 @@ with that side (``t >= c`` when selected by ``t > c``, ``t <= c`` when the condi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -38,7 +40,10 @@ from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 
-__all__ = ["convex_combination_bounds", "guarded_branches", "meet", "meet_bounds", "norm_product_bounds",
+T = TypeVar("T")
+
+__all__ = ["convex_combination_bounds", "either_order", "guarded_branches", "meet", "meet_bounds",
+           "norm_product_bounds",
            "onnx_producer", "rms_bound_of", "rms_magnitude_bound"]
 
 
@@ -239,6 +244,16 @@ def meet_bounds(out: Interval, low: Tensor, high: Tensor, budget: int | None) ->
     olo, ohi = out.full()
     return Interval.from_full(torch.maximum(olo.to(torch.float64), low), torch.minimum(ohi.to(torch.float64), high),
                               out.elem_type, budget)
+
+
+def either_order(ctx: NodeContext, out: Interval, find: Callable[[GraphView, str, str], T | None]) -> T | None:
+    """``find(graph, a, b)`` for a float two-input node's inputs in either order (the first found), where
+    ``out``, the node's bounds, has a shape; None otherwise."""
+    graph = ctx.graph
+    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
+        return None
+    first, second = ctx.node.inputs
+    return find(graph, first, second) or find(graph, second, first)
 
 
 def onnx_producer(graph: GraphView, name: str, op_type: str) -> Node | None:
