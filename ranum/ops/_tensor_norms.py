@@ -314,13 +314,34 @@ def _magnitudes(iv: Interval) -> Tensor:
 
 
 def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    gains = _weight_gains(graph, node, _conv_gains)
+    if gains is None:
+        return math.inf
+    gain, frobenius, row_norm, terms = gains
+    bias = _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
+    return _accumulated(gain, frobenius, row_norm, norms[0], terms, out) + bias
+
+
+_Gains = tuple[float, float, float, int]  # gain, error gain, largest row norm, terms of one sum
+
+
+def _weight_gains(graph: GraphView, node: Node, compute) -> _Gains | None:
+    """``compute(graph, node)``, once per node and run: a weight's gains cost a Gram matrix, and a node's
+    norm is asked both where its result is capped and where a later cap reads it."""
+    key = ("l2-gains", node.outputs[0])
+    if key not in graph.memo:
+        graph.memo[key] = compute(graph, node)
+    return graph.memo[key]
+
+
+def _conv_gains(graph: GraphView, node: Node) -> _Gains | None:
     w = graph.interval(node.inputs[1])
     if w is None or w.shape is None or len(w.shape) < 3:
-        return math.inf
+        return None
     group = int(node.attributes.get("group", 1))
     weight = _weight_values(w)
     if weight is None or weight.shape[0] % group:
-        return math.inf
+        return None
     offsets = math.prod(w.shape[2:])
     per_group = weight.reshape(group, weight.shape[0] // group, -1, offsets)  # group, c_out, c_in, offset
     # sum over offsets of ||W_o||_F: bounds the sums of |w| |x| (the error) and, loosely, the gain
@@ -332,10 +353,8 @@ def _conv(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -
     # stacked: the narrower side is stacked, unless its Gram matrix is much larger than the other's
     gain = torch.minimum(frobenius, _sigma_max(_stacked_offsets(per_group), squares.sum((1, 2, 3)))
                          * math.sqrt(offsets))
-    bias = _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
-    terms = math.prod(w.shape[1:]) + 1
     row_norm = float(squares.sum((2, 3)).max().sqrt()) if squares.numel() else 0.0
-    return _accumulated(float(gain.max()), float(frobenius.max()), row_norm, norms[0], terms, out) + bias
+    return float(gain.max()), float(frobenius.max()), row_norm, math.prod(w.shape[1:]) + 1
 
 
 # activations of onnxruntime's FusedConv / FusedGemm that never grow a value's magnitude
@@ -399,22 +418,31 @@ def _fused_gemm(graph: GraphView, node: Node, norms: Sequence[float], out: Inter
 
 def _gemm_like(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
     """MatMul(x, W) or Gemm(x, W, C) with a 2-D weight (Gemm: transA = 0)."""
+    gains = _weight_gains(graph, node, _gemm_gains)
+    if gains is None:
+        return math.inf
+    gain, frobenius, row_norm, terms = gains
+    gemm = node.op_type in ("Gemm", "FusedGemm")
+    beta = abs(float(node.attributes.get("beta", 1.0))) if gemm else 0.0
+    bias = beta * _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
+    return _accumulated(gain, frobenius, row_norm, norms[0], terms, out) + bias
+
+
+def _gemm_gains(graph: GraphView, node: Node) -> _Gains | None:
     w = graph.interval(node.inputs[1])
     if w is None or w.shape is None or len(w.shape) != 2 or int(node.attributes.get("transA", 0)):
-        return math.inf
+        return None
     weight = _weight_values(w)
     if weight is None:
-        return math.inf
+        return None
     gemm = node.op_type in ("Gemm", "FusedGemm")
     if gemm and int(node.attributes.get("transB", 0)):
         weight = weight.t()
     alpha = abs(float(node.attributes.get("alpha", 1.0))) if gemm else 1.0
-    beta = abs(float(node.attributes.get("beta", 1.0))) if gemm else 0.0
     frobenius = float(weight.square().sum().sqrt()) * alpha
     gain = float(_sigma_max(weight.unsqueeze(0))[0]) * alpha
-    bias = beta * _broadcast(graph, node.inputs[2], norms[2], out) if len(node.inputs) > 2 and node.inputs[2] else 0.0
     row_norm = float(weight.square().sum(0).max().sqrt()) * alpha if weight.numel() else 0.0
-    return _accumulated(gain, frobenius, row_norm, norms[0], weight.shape[0] + 3, out) + bias
+    return gain, frobenius, row_norm, weight.shape[0] + 3
 
 
 def _accumulated(gain: float, error_gain: float, row_norm: float, norm: float, terms: int, out: Interval) -> float:

@@ -67,6 +67,19 @@ def test_norms_remove_the_overflow_of_interval_growth(monkeypatch: pytest.Monkey
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
 
 
+def test_each_weight_gain_is_computed_once_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's norm is asked where its result is capped and again where a later cap reads it: the
+    weight's singular value bound (a Gram matrix) is computed once."""
+    from ranum.ops import _tensor_norms
+
+    matrices: list[float] = []  # each weight of the model is a different random draw: its sum names it
+    sigma_max = _tensor_norms._sigma_max
+    monkeypatch.setattr(_tensor_norms, "_sigma_max",
+                        lambda *args: matrices.append(float(args[0].sum())) or sigma_max(*args))
+    assert not ranum.check(deep_cnn(LAYERS), SPEC).findings
+    assert matrices and len(set(matrices)) == len(matrices)
+
+
 def test_capped_intervals_hold_onnxruntime_values() -> None:
     model = deep_cnn(LAYERS)
     analysis = ranum.analyze(model, SPEC)
