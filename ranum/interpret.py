@@ -89,6 +89,11 @@ class _AbstractWalker:
         self.result = AbstractRun(graph)
         self._rule_cache: dict[int, OpRule | None] = {}
         self._producers = {out: node for node in graph.all_nodes() for out in node.outputs if out}
+        self._consumers: dict[str, list[Node]] = {}
+        for node in graph.all_nodes():
+            for name in dict.fromkeys(node.inputs):
+                if name:
+                    self._consumers.setdefault(name, []).append(node)
         self._memo: dict = {}
 
     def run(self, initial: Mapping[str, Value]) -> AbstractRun:
@@ -128,6 +133,9 @@ class _AbstractWalker:
     # GraphView protocol ---------------------------------------------------------------------
     def producer(self, name: str) -> Node | None:
         return self._producers.get(name)
+
+    def consumers(self, name: str) -> Sequence[Node]:
+        return self._consumers.get(name, ())
 
     def interval(self, name: str) -> Interval | None:
         value = self._scope[-1].get(name) if self._scope else None

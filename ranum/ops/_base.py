@@ -59,6 +59,10 @@ class GraphView(Protocol):
 
     def producer(self, name: str) -> Node | None: ...
 
+    def consumers(self, name: str) -> Sequence[Node]:
+        """The nodes that read tensor ``name`` (as a direct input)."""
+        ...
+
     def interval(self, name: str) -> Interval | None: ...
 
     def nan_free(self, name: str) -> bool:

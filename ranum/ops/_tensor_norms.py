@@ -26,11 +26,13 @@ Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`
 every partial sum, which must stay below the accumulator's largest value for the cap to apply.
 Largest singular values come from Gram matrices' eigenvalues (see :func:`_sigma_max`).
 They cost time, so the interpreter asks for a cap only where an interval reaches infinity (a finding
-otherwise) or a magnitude whose square overflows the computation type (a LayerNorm behind it could not use
-its ``sqrt(n)`` bound: a MaxViT's convolution reached 3.6e19 with exact weights, and its attention
-overflowed), and downstream of such a place; the operands of a sum are taken cheapest first, and a
-sum whose first norms already pass the limit stops there. The norms are memoised for the run and
-forgotten when a subgraph runs (its tensors change).
+otherwise), a magnitude whose square overflows the computation type, or one where a sum of 2**20
+squares does and a sum of squares follows within a few nodes (a LayerNorm behind it could not use its
+``sqrt(n)`` bound: a MaxViT's convolution reached 3.6e19 with exact weights, and a hybrid network's
+residual stream 3e18, which a LayerNorm over 768 channels squares and sums past float32's largest
+value; the attention behind each overflowed), and downstream of such a place; the operands of a sum
+are taken cheapest first, and a sum whose first norms already pass the limit stops there. The norms
+are memoised for the run and forgotten when a subgraph runs (its tensors change).
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ from ranum.ops._eigenvalues import largest_eigenvalue_bound
 
 __all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
 
+# a sum of this many squares of magnitudes below sqrt(max / _SQUARES_SUMMED) cannot overflow: past that, a cap
+# is asked where a sum of squares follows (768 squares of 3e18 overflow float32, although each fits)
+_SQUARES_SUMMED = 2**20
+# operators that sum squares of their first input (or, Pow and Mul(x, x), square it for a sum behind)
+_SUM_SQUARES = frozenset({"LayerNormalization", "GroupNormalization", "InstanceNormalization", "RMSNormalization",
+                          "SimplifiedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
+                          "MeanVarianceNormalization", "LpNormalization", "ReduceSumSquare", "ReduceL2", "Pow"})
+# operators whose result carries their first input's magnitude on to a sum of squares (the centring of a
+# decomposed LayerNorm, reshapes, residual sums)
+_CARRY = frozenset({"Add", "Sub", "Concat", "Cast", "Pad", "Split", "Expand", "Mul", "Div"})
+_SEARCH_DEPTH = 8  # nodes followed downstream to a sum of squares
 _NEAR_OVERFLOW = 2.0**-20  # a constant within this fraction of the dtype's largest value rules out a cap
 _SVD_SLACK = 1e-6
 # norm kept (Slice: its elements are some of the input's)
@@ -68,8 +81,7 @@ def capped_by_norm(ctx: NodeContext, out: Interval, product: bool = False) -> In
     sources = _sources(ctx.node)
     tracked = bool(graph.memo) and any(("l2", name) in graph.memo for name in sources)  # downstream of a cap
     limit = float_facts(out.elem_type).max
-    # squares of larger values overflow the computation type (a LayerNorm's variance)
-    if not tracked and not max(-out.min(), out.max()) > math.sqrt(arith.accumulator_facts(out.elem_type).max):
+    if not tracked and not _too_large(graph, ctx.node.outputs[0], out):
         return out
     if ctx.node.op_type in _WEIGHTED and not _exact_weight(graph, ctx.node):
         return out
@@ -87,6 +99,34 @@ def capped_by_norm(ctx: NodeContext, out: Interval, product: bool = False) -> In
     lo = torch.maximum(out.lower, torch.full_like(out.lower, -bound))
     hi = torch.minimum(out.upper, torch.full_like(out.upper, bound))
     return out.with_bounds(lo, hi)
+
+
+def _too_large(graph: GraphView, name: str, out: Interval) -> bool:
+    """Whether ``out`` has a magnitude whose square overflows the computation type, or one where a sum of
+    ``_SQUARES_SUMMED`` squares does and such a sum follows downstream (a LayerNorm's variance: it could not
+    use its ``sqrt(n)`` bound)."""
+    magnitude = max(-out.min(), out.max())
+    limit = arith.accumulator_facts(out.elem_type).max
+    if magnitude > math.sqrt(limit):
+        return True
+    return magnitude > math.sqrt(limit / _SQUARES_SUMMED) and _squares_summed_downstream(graph, name)
+
+
+def _squares_summed_downstream(graph: GraphView, name: str) -> bool:
+    """Whether tensor ``name`` reaches an operator that sums (or squares) it, within ``_SEARCH_DEPTH``
+    nodes that carry its magnitude on."""
+    frontier, seen = [name], {name}
+    for _ in range(_SEARCH_DEPTH):
+        following = []
+        for current in frontier:
+            for node in graph.consumers(current):
+                if node.op_type in _SUM_SQUARES or node.op_type == "Mul" and node.inputs[:1] * 2 == node.inputs[:2]:
+                    return True
+                if node.op_type in _KEEP or node.op_type in _CARRY:
+                    following.extend(out for out in node.outputs if out and out not in seen)
+                    seen.update(node.outputs)
+        frontier = following
+    return False
 
 
 def _svd_cost(graph: GraphView, name: str) -> int:

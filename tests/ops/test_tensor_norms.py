@@ -302,22 +302,46 @@ def test_zero_padding_keeps_the_norm(value: float) -> None:
                                                 rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
 
 
-def test_a_layer_norm_behind_bounds_whose_squares_overflow_gets_a_cap() -> None:
-    """Convolutions grow the interval past sqrt(float32 max) without reaching infinity: a LayerNormalization
-    there cannot use its sqrt(n) bound (its variance's squares could overflow), so the Exp behind it
-    overflowed; the norm cap now applies there too, and the normalised values stay within sqrt(n)."""
-    rng = np.random.default_rng(3)
+def _unit_gain_stack(layers: int, rng: np.random.Generator) -> tuple[list, list, str]:
     nodes, inits, current = [], [], "x"
-    for i in range(50):  # the last interval about 2e19 (1.8e19 squares to float32's largest value)
+    for i in range(layers):
         inits.append(_unit_gain_conv(rng, f"w{i}"))
         nodes.append(helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
         current = f"c{i}"
-    inits += [numpy_helper.from_array(np.ones(CHANNELS * SIZE * SIZE, np.float32).reshape(CHANNELS, SIZE, SIZE),
-                                      "gamma"),
-              numpy_helper.from_array(np.zeros((CHANNELS, SIZE, SIZE), np.float32), "beta"),
-              numpy_helper.from_array(np.full((1, 1, 1, 1), 0.25, np.float32), "quarter")]
-    nodes += [helper.make_node("LayerNormalization", [current, "gamma", "beta"], ["normed"], axis=1),
-              helper.make_node("Mul", ["normed", "quarter"], ["scaled"]), helper.make_node("Exp", ["scaled"], ["e"])]
+    return nodes, inits, current
+
+
+def _layer_norm(x: str, decomposed: bool) -> tuple[list, list]:
+    """LayerNormalization over axes 1.. of ``x`` (gamma 1, beta 0) into ``normed``, fused or as
+    TorchScript exports it before opset 17 (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div)."""
+    if not decomposed:
+        return ([helper.make_node("LayerNormalization", [x, "gamma", "beta"], ["normed"], axis=1)],
+                [numpy_helper.from_array(np.ones((CHANNELS, SIZE, SIZE), np.float32), "gamma"),
+                 numpy_helper.from_array(np.zeros((CHANNELS, SIZE, SIZE), np.float32), "beta")])
+    axes = numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes")
+    return ([helper.make_node("ReduceMean", [x, "axes"], ["mean"]),
+             helper.make_node("Sub", [x, "mean"], ["centred"]),
+             helper.make_node("Pow", ["centred", "two"], ["squares"]),
+             helper.make_node("ReduceMean", ["squares", "axes"], ["variance"]),
+             helper.make_node("Add", ["variance", "eps"], ["shifted"]),
+             helper.make_node("Sqrt", ["shifted"], ["deviation"]),
+             helper.make_node("Div", ["centred", "deviation"], ["normed"])],
+            [axes, numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array(1e-5, np.float32), "eps")])
+
+
+@pytest.mark.parametrize(("layers", "decomposed"), [(47, False), (50, False), (47, True)])
+def test_a_layer_norm_behind_bounds_whose_squares_overflow_gets_a_cap(layers: int, decomposed: bool) -> None:
+    """Convolutions grow the interval without reaching infinity, 50 layers past sqrt(float32 max) (about
+    2e19), 47 layers to about 1.6e18, where one square fits float32 but the sum of the 512 that a
+    LayerNormalization's variance adds does not: it cannot use its sqrt(n) bound, and the Exp behind it
+    overflowed; the norm cap now applies there too, and the normalised values stay within sqrt(n)."""
+    rng = np.random.default_rng(3)
+    nodes, inits, current = _unit_gain_stack(layers, rng)
+    norm_nodes, norm_inits = _layer_norm(current, decomposed)
+    nodes += norm_nodes + [helper.make_node("Mul", ["normed", "quarter"], ["scaled"]),
+                           helper.make_node("Exp", ["scaled"], ["e"])]
+    inits += norm_inits + [numpy_helper.from_array(np.full((1, 1, 1, 1), 0.25, np.float32), "quarter")]
     graph = helper.make_graph(nodes, "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                                           [1, CHANNELS, SIZE, SIZE])],
                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])], inits)
@@ -329,3 +353,21 @@ def test_a_layer_norm_behind_bounds_whose_squares_overflow_gets_a_cap() -> None:
     assert not report.findings, [(f.op_type, f.hazard_id) for f in report.findings]
     _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
                                             rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
+
+
+def test_no_cap_below_the_square_overflow_where_no_sum_of_squares_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same 47 layers (about 1.6e18) into an average pool: no sum of squares follows, and a cap (a Gram
+    matrix per convolution) is not asked."""
+    from ranum.ops import _tensor_norms
+
+    matrices: list[object] = []
+    sigma_max = _tensor_norms._sigma_max
+    monkeypatch.setattr(_tensor_norms, "_sigma_max", lambda *args: matrices.append(args) or sigma_max(*args))
+    nodes, inits, current = _unit_gain_stack(47, np.random.default_rng(3))
+    nodes.append(helper.make_node("GlobalAveragePool", [current], ["y"]))
+    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [1, CHANNELS, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, CHANNELS, 1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert not ranum.check(model, SPEC).findings
+    assert not matrices
