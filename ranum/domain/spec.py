@@ -2,7 +2,8 @@
 and validated without the analysis (no torch): a command line rejects a bad one at once.
 
 Spec shape: ``{"inputs": {"x": [0, 1]}, "weights": {"default": [-1, 1] | "exact" | "derived",
-"W1": [-2, 2] | "exact"}, "dims": {"batch": 1}}``. :mod:`ranum.domain.ranges` turns a spec into the
+"W1": [-2, 2] | "exact"}, "dims": {"batch": 1}}``; an end given as ``null`` (``--range``: left empty) is
+unbounded. :mod:`ranum.domain.ranges` turns a spec into the
 initial intervals of a graph.
 """
 
@@ -102,9 +103,9 @@ def parse_range_text(text: str) -> tuple[str, Bounds]:
     if len(parts) != 2:
         raise RangeSpecError(f"range '{text}' is not of the form NAME=LO,HI")
     try:
-        values = [float(p) for p in parts]
+        values = [float(p) if p.strip() else None for p in parts]  # an empty end is unbounded
     except ValueError:
-        raise RangeSpecError(f"range '{text}': LO and HI must be numbers") from None
+        raise RangeSpecError(f"range '{text}': LO and HI must be numbers (or empty: unbounded)") from None
     return name, _bounds(values, name)
 
 
@@ -144,12 +145,18 @@ def _weight_entry(value: Any, where: str) -> Bounds | str:
 
 
 def _bounds(value: Any, where: str) -> Bounds:
+    """``[LO, HI]`` as floats; a ``None`` (JSON ``null``) end is unbounded (-inf or +inf), as in RANUM's and
+    DEBAR's range tables (``[1, None]`` for a count)."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise RangeSpecError(f"{where}: a range must be [LO, HI], got {value!r}")
+    ends = (-math.inf if value[0] is None else value[0], math.inf if value[1] is None else value[1])
+    if any(isinstance(end, str) and end.strip().lower() in ("none", "null", "") for end in ends):
+        raise RangeSpecError(f"{where}: an unbounded end is written null (JSON) or left empty (--range), "
+                             f"got {value!r}")
     try:
-        low, high = float(value[0]), float(value[1])
+        low, high = float(ends[0]), float(ends[1])
     except (TypeError, ValueError):
-        raise RangeSpecError(f"{where}: LO and HI must be numbers, got {value!r}") from None
+        raise RangeSpecError(f"{where}: LO and HI must be numbers (or null: unbounded), got {value!r}") from None
     if math.isnan(low) or math.isnan(high):
         raise RangeSpecError(f"{where}: a range bound is NaN")
     if low > high:

@@ -164,6 +164,7 @@ def test_cyclic_graph(tmp_path: Path) -> None:
         (["-r", "x=1,0"], "greater than"),
         (["-r", "x=nan,1"], "NaN"),
         (["-r", "x=0"], "NAME=LO,HI"),
+        (["-r", "x=none,1"], "numbers (or empty: unbounded)"),
         (["--weights", "sometimes"], "--weights"),
         (["--dim", "batch=-3"], "--dim"),
     ],
@@ -178,6 +179,26 @@ def test_bad_spec_file(log_model: Path, tmp_path: Path) -> None:
     _assert_bad_input(invoke("check", log_model, "--spec", spec), "JSON")
     spec.write_text(json.dumps({"inputs": {"x": [0]}}))
     _assert_bad_input(invoke("check", log_model, "--spec", spec), "[LO, HI]")
+
+
+def test_an_unbounded_end_is_null_in_a_spec_and_empty_in_a_range(tmp_path: Path) -> None:
+    """``[1, null]`` (RANUM's ``[1, None]``, a count) and ``--range x=1,`` leave the upper end unbounded:
+    log(x) is then safe; ``[null, 1]`` and ``x=,1`` reach log(0)."""
+    path = tmp_path / "log.onnx"
+    node = helper.make_node("Log", ["x"], ["y"], name="log")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2])],
+                              [helper.make_tensor_value_info("y", 1, [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    spec = tmp_path / "spec.json"
+    for ends, findings, shown in (([1, None], 0, [1.0, "inf"]), ([None, 1], 1, ["-inf", 1.0])):
+        spec.write_text(json.dumps({"inputs": {"x": ends}}))
+        report = json.loads(invoke("check", path, "--spec", spec, "-f", "json").stdout)
+        assert len(report["findings"]) == findings
+        assert report["assumptions"][0]["range"] == shown
+    assert invoke("check", path, "-r", "x=1,").exit_code == 0
+    assert invoke("check", path, "-r", "x=,1").exit_code == 1
+    spec.write_text(json.dumps({"inputs": {"x": ["None", 1]}}))
+    _assert_bad_input(invoke("check", path, "--spec", spec), "written null")
 
 
 def test_output_folder_missing_writes_nothing(log_model: Path, tmp_path: Path) -> None:
