@@ -17,7 +17,9 @@ candidate in onnxruntime; only a failure there counts.
 
 from __future__ import annotations
 
+import math
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -113,7 +115,10 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
     initial = {b.name: b.initial for b in weights}
     # constant inputs inside the range too: a constant signal or column (a zero deviation) at a value
     # whose mean rounds exactly
-    for how in ("low", "high", "middle", "quarter", "three quarters", "random", "random", "mixed", "mixed"):
+    # the value nearest zero (a division by the input, log of it) and random magnitudes, which a wide
+    # range's uniform draws miss (in [-1, 1e30] they are all beyond 1e20)
+    for how in ("low", "high", "middle", "quarter", "three quarters", "zero", "random", "random", "mixed", "mixed",
+                "random magnitudes"):
         yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}", True
     # equal vectors: the cosine of a vector with itself can round above 1 (acos of it is NaN), a distance
     # to itself is 0 (a division by it)
@@ -142,6 +147,8 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
         value = np.full(box.shape, min(max(0.0, low), high))
     elif how == "mixed":
         value = np.where(rng.random(box.shape) < 0.5, low, high)
+    elif how == "random magnitudes":  # its own generator: the other points' draws stay as they were
+        value = _random_magnitudes(low, high, box.shape, np.random.default_rng(zlib.crc32(box.name.encode())))
     else:
         value = rng.uniform(low, high, size=box.shape) if np.isfinite(high - low) else np.zeros(box.shape)
     if not is_float(box.elem_type):
@@ -150,6 +157,18 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
 
 
 _ZEROED = 8  # inputs that each get the points with one input at zero
+_SMALLEST_MAGNITUDE = 1e-45  # float32's smallest subnormal, about
+
+
+def _random_magnitudes(low: float, high: float, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Values of ``[low, high]`` whose magnitudes are spread evenly over their powers of ten (the range's
+    ends clipped to float32's largest value), with random signs where the range allows both."""
+    largest = float(np.finfo(np.float32).max)
+    low, high = max(low, -largest), min(high, largest)
+    top = max(abs(low), abs(high), _SMALLEST_MAGNITUDE)
+    magnitudes = 10.0 ** rng.uniform(math.log10(_SMALLEST_MAGNITUDE), math.log10(top), size=shape)
+    signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0) if low < 0 < high else (-1.0 if high <= 0 else 1.0)
+    return np.clip(signs * magnitudes, low, high)
 
 
 def _alike(inputs: list[Box], how: str, rng: np.random.Generator) -> dict[str, np.ndarray]:

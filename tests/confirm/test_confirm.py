@@ -325,3 +325,30 @@ def test_a_power_gradient_at_a_zero_base_is_confirmed_by_one_input_at_zero() -> 
     report = confirm(model, {"inputs": {"x": [-2, 2], "e": [0.5, 1.5]}},
                      search_config=SearchConfig(seed=0, seconds=3.0))
     assert len(report.results) == 2 and all(r.status == "confirmed" for r in report.results), report.results
+
+
+@pytest.mark.parametrize("high", [1e30, None])
+def test_a_division_by_an_input_with_a_wide_range_is_confirmed_at_zero(high: float | None) -> None:
+    """1 / x for x in [-1, 1e30] or [-1, +inf): the middle and quarter points and uniform draws are all far
+    from 0 (or the middle is not defined), and the descent did not reach it; the input at its value
+    nearest zero does."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[3] x) => (float[3] y) { one = Constant<value_float = 1.0>()\n"
+                                    "y = Div(one, x) }")
+    report = confirm(model, {"inputs": {"x": [-1, high]}}, search_config=SearchConfig(seed=0, seconds=2.0))
+    (result,) = report.results
+    assert result.status == "confirmed" and "zero" in result.strategy, result
+
+
+def test_random_magnitudes_spread_over_the_powers_of_ten_of_a_wide_range() -> None:
+    import numpy as np
+
+    from ranum.confirm._search import _random_magnitudes
+
+    values = _random_magnitudes(-1.0, 1e30, (4000,), np.random.default_rng(0))
+    assert values.min() >= -1.0 and values.max() <= 1e30
+    exponents = np.floor(np.log10(np.abs(values[values != 0])))
+    assert exponents.min() < -30 and exponents.max() > 25 and (values < 0).any()
+    assert (np.abs(values) < 1e-10).mean() > 0.3  # uniform draws would give none
+    positive = _random_magnitudes(2.0, 3.0, (100,), np.random.default_rng(0))
+    assert positive.min() >= 2.0 and positive.max() <= 3.0
