@@ -85,6 +85,7 @@ def analyze(model: ModelSource, spec: SpecSource = None, config: AnalysisConfig 
     spec = as_spec(spec)
     marks = [time.perf_counter()]
     graph, dims = load_model(model, spec.dims)
+    spec = spec.resolved({info.name for info in graph.inputs} | set(graph.initializers))
     marks.append(time.perf_counter())
     initial, notes = initial_intervals(graph, spec, parameter_initializers(graph))
     marks.append(time.perf_counter())

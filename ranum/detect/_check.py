@@ -40,6 +40,8 @@ class Report:
         """Assumptions the user should know about (how a module was exported, defaults taken, dims
         substituted, unnamed nodes)."""
         notes = list(self.export_notes)
+        for given, name in self.analysis.spec.renamed.items():
+            notes.append(f"the range given for '{given}' applies to the tensor '{name}'")
         for a in self.analysis.assumptions:
             if a.source == "default":
                 notes.append(f"input '{a.tensor}' has no range; assumed [{a.low:g}, {a.high:g}]")

@@ -40,6 +40,8 @@ class RangeSpec:
     weights: Mapping[str, Bounds | str] = field(default_factory=dict)
     weights_default: Bounds | str = "derived"
     dims: Mapping[str, int] = field(default_factory=dict)
+    # names given as a TensorFlow op's ("x") for its tensor ("x:0"), or the reverse -> the graph's name
+    renamed: Mapping[str, str] = field(default_factory=dict)
 
     def with_ranges(self, ranges: Mapping[str, Bounds]) -> RangeSpec:
         """Add ``--range`` style overrides (they apply to inputs and initializers alike)."""
@@ -52,6 +54,25 @@ class RangeSpec:
     def with_weights_default(self, mode: Bounds | str) -> RangeSpec:
         """Replace the global weight mode (``--weights``)."""
         return replace(self, weights_default=mode)
+
+    def resolved(self, names: set[str] | frozenset[str]) -> RangeSpec:
+        """The spec with each name the graph lacks replaced by the one tensor it names in TensorFlow's
+        convention: ``x`` for ``x:0`` (a converter's name for op ``x``'s first output), ``x:0`` for ``x``;
+        others stay (an error names them)."""
+        renamed = dict(self.renamed)
+
+        def name_in_graph(name: str) -> str:
+            if name in names:
+                return name
+            other = name[:-2] if name.endswith(":0") else f"{name}:0"
+            if other in names:
+                renamed[name] = other
+                return other
+            return name
+
+        inputs = {name_in_graph(k): v for k, v in self.inputs.items()}
+        weights = {name_in_graph(k): v for k, v in self.weights.items()}
+        return replace(self, inputs=inputs, weights=weights, renamed=renamed)
 
 
 @dataclass(frozen=True)

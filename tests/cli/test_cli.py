@@ -160,7 +160,7 @@ def test_cyclic_graph(tmp_path: Path) -> None:
     ("args", "fragment"),
     [
         (["-r", "nosuch=0,1"], "the graph inputs: 'x', 'y'"),
-        (["-r", "x:0=0,1"], "did you mean 'x'?"),
+        (["-r", "x:1=0,1"], "did you mean 'x'?"),
         (["-r", "x=1,0"], "greater than"),
         (["-r", "x=nan,1"], "NaN"),
         (["-r", "x=0"], "NAME=LO,HI"),
@@ -199,6 +199,26 @@ def test_an_unbounded_end_is_null_in_a_spec_and_empty_in_a_range(tmp_path: Path)
     assert invoke("check", path, "-r", "x=,1").exit_code == 1
     spec.write_text(json.dumps({"inputs": {"x": ["None", 1]}}))
     _assert_bad_input(invoke("check", path, "--spec", spec), "written null")
+
+
+def test_a_range_may_name_a_tensorflow_op_for_its_first_tensor(tmp_path: Path) -> None:
+    """tf2onnx names a placeholder's tensor ``x:0``; RANUM's and DEBAR's range tables, and TensorFlow users,
+    name the op ``x``. The range applies to ``x:0``, with a warning that says so (and ``x:0`` to ``x``)."""
+    for graph_name, given in (("x:0", "x"), ("x", "x:0")):
+        path = tmp_path / "log.onnx"
+        node = helper.make_node("Log", [graph_name], ["y"], name="log")
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(graph_name, 1, [2])],
+                                  [helper.make_tensor_value_info("y", 1, [2])])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        spec = tmp_path / "spec.json"
+        spec.write_text(json.dumps({"inputs": {given: [1, 2]}}))
+        result = invoke("check", path, "--spec", spec, "-f", "json")
+        report = json.loads(result.stdout)
+        assert result.exit_code == 0 and not report["findings"]
+        assert report["assumptions"][0] == {"tensor": graph_name, "role": "input", "range": [1.0, 2.0],
+                                            "source": "spec"}
+        assert f"the range given for '{given}' applies to the tensor '{graph_name}'" in report["warnings"]
+        assert invoke("check", path, "-r", f"{given}=-1,1").exit_code == 1
 
 
 def test_output_folder_missing_writes_nothing(log_model: Path, tmp_path: Path) -> None:
