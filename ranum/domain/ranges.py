@@ -15,7 +15,8 @@ Defaults (documented in README): a float input without a range gets [-1, 1], an 
 input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
 with ``lo, hi`` their min and max and ``r = max(hi - lo, max|w|)``, the range is
 ``[lo - r, hi + r]``, kept non-negative (non-positive) when every initial value is; an all-zero
-weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid. A sequence-typed
+weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid; an unbounded end (null, or
+an infinity) is the dtype's largest finite magnitude (values in range are finite). A sequence-typed
 graph input may hold any number of tensors (of its declared element shape, when known), each
 inside its range. An optional-typed graph input may be empty or hold any value (tensor or sequence,
 as above) inside its range.
@@ -30,7 +31,7 @@ import warnings
 import numpy as np
 import torch
 
-from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_FLOAT_INPUT",
     "DEFAULT_INDEX_INPUT",
     "ZERO_WEIGHT_BOX",
+    "finite_range",
     "initial_intervals",
     "parse_range_text",
     "parse_spec",
@@ -149,8 +151,24 @@ def _torch_view(value: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def _box(low: float, high: float, shape, elem_type: int) -> Interval:
     """One block [low, high], rounded outward to the tensor's dtype grid (a value written as 0.1 is
-    stored as the nearest float32, which may lie just outside [0.1, ...])."""
+    stored as the nearest float32, which may lie just outside [0.1, ...]). An unbounded end stands for
+    the type's largest finite magnitude: a value in its range is finite, so the first operator that can
+    make a large one infinite (x * x for x in [0, +inf)) reports the overflow."""
+    low, high = finite_range(low, high, elem_type)
     return Interval.uniform(low, high, shape, elem_type).to_grid()
+
+
+def finite_range(low: float, high: float, elem_type: int) -> tuple[float, float]:
+    """``[low, high]`` within the finite values of the element type (an unbounded end: its largest)."""
+    if is_float(elem_type):
+        largest = float_facts(elem_type).max
+    else:
+        try:
+            info = torch.iinfo(torch_dtype(elem_type))
+        except (TypeError, ValueError):  # bool
+            return low, high
+        return max(low, float(info.min)), min(high, float(info.max))
+    return max(low, -largest), min(high, largest)
 
 
 def _is_weight(extremes: tuple[float, float], elem_type: int) -> bool:

@@ -24,7 +24,7 @@ from ranum.config import AnalysisConfig
 from ranum.detect import find_hazards
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
-from ranum.domain.ranges import initial_intervals
+from ranum.domain.ranges import finite_range, initial_intervals
 from ranum.graph.loader import initializer_value
 from ranum.interpret import run_abstract
 from ranum.ops import parameter_initializers
@@ -98,16 +98,19 @@ def _targets(analysis: Analysis, tensors: list[str]) -> list[_Target]:
     out = []
     for name in tensors:
         a = by_name.get(name)
-        if a is None or a.low is None or not math.isfinite(a.low) or not math.isfinite(a.high) or a.high <= a.low:
-            continue
         info = analysis.graph.info(name)
+        if a is None or a.low is None or info is None:
+            continue
         if not is_float(info.elem_type) or info.sequence or info.optional:  # Clip rejects bool, sequences, optionals;
             continue  # ranges are indices or counts
+        low, high = finite_range(a.low, a.high, info.elem_type)  # an unbounded end: the type's largest value
+        if not high > low:
+            continue
         ordinary = None
         if name in analysis.graph.initializers:
             value = initializer_value(analysis.graph, name)
             ordinary = (float(value.min()), float(value.max())) if value.size else None
-        out.append(_Target(name, a.low, a.high, tuple(info.shape), info.elem_type, ordinary))
+        out.append(_Target(name, low, high, tuple(info.shape), info.elem_type, ordinary))
     return out
 
 
@@ -168,13 +171,27 @@ def _widen(analysis, base, targets, clips, deadline, rounds: int = 12) -> dict[s
                 good = bad
             else:
                 for _ in range(rounds):
-                    middle = (good + bad) / 2
+                    middle = _between(good, bad)
                     if _try(analysis, base, targets, clips, t, side, middle):
                         good = middle
                     else:
                         bad = middle
             clips[t.name] = _with_side(clips[t.name], side, good)
     return clips
+
+
+_TINY = 2.0**-126  # float32's smallest normal magnitude: what 0 stands for in a geometric middle
+
+
+def _between(good: float, bad: float) -> float:
+    """The next trial between a certified bound and the original end: their middle, or, where the two are
+    orders of magnitude apart on one side of zero (an unbounded range ends at the type's largest value,
+    and a division's certified bound may be 1e-30), their geometric middle, 0 counting as ``_TINY``."""
+    small, big = sorted((abs(good), abs(bad)))
+    if good * bad >= 0 and small * 1024 < big:
+        sign = 1.0 if good + bad > 0 else -1.0
+        return sign * math.sqrt(max(small, _TINY) * big)
+    return (good + bad) / 2
 
 
 def _try(analysis, base, targets, clips, t, side, value) -> bool:

@@ -225,3 +225,28 @@ def test_an_operator_clip_of_a_tensor_a_body_computes_goes_into_that_body() -> N
     assert [n.op_type for n in body.node][:3] == ["Abs", "Clip", "Log"]
     s_final = Runner(report.patched).run({"x": np.array([0.0, 0.5], np.float32)})["s_final"]
     assert np.isfinite(s_final).all()
+
+
+def test_an_input_with_an_unbounded_end_is_clipped_on_its_own_side_of_zero() -> None:
+    """A count in [0, null) divides a sum in [0, 2]: the clip moves the count's low end just above 0 (the
+    widest certified clip, about 2 / float32's largest value), with the unbounded end left at the type's
+    largest value. The input was not a target before (its range was not finite), so inputs-only fixing
+    clipped the others and did not certify."""
+    model = parse('<ir_version: 8, opset_import: ["" : 17]>\n'
+                  "g (float[2] s, float[2] count) => (float[2] y) { y = Div(s, count) }")
+    report = fix(model, {"inputs": {"s": [0, 2], "count": [0, None]}}, "inputs", CONFIG)
+    assert report.certified
+    (pre,) = [p for p in report.preconditions if p.tensor == "count"]
+    assert 0 < pre.min < 1e-30
+    y = Runner(report.patched).run({"s": np.full(2, 2.0, np.float32), "count": np.zeros(2, np.float32)})["y"]
+    assert np.isfinite(y).all()
+
+
+def test_a_square_of_an_input_with_an_unbounded_end_can_overflow() -> None:
+    """x in [0, null) is any finite x >= 0: x * x overflows for x = 1e20 (onnxruntime gives inf). The open
+    end was the value +inf, and an operator whose operand is already infinite reports no overflow."""
+    model = parse('<ir_version: 8, opset_import: ["" : 17]>\n'
+                  "g (float[2] x) => (float[2] y) { y = Mul(x, x) }")
+    report = ranum.check(model, {"inputs": {"x": [0, None]}})
+    assert [(f.op_type, f.hazard_id) for f in report.findings] == [("Mul", "overflow")]
+    assert np.isinf(Runner(model).run({"x": np.full(2, 1e20, np.float32)})["y"]).all()

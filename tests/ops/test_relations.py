@@ -326,14 +326,17 @@ def test_a_difference_of_one_running_sum_is_bounded_by_its_terms_and_sound(axis:
 
 
 # ------------------------------------------------------------------------------ softmax denominators
-def _softmax_by_hand(opset: int, max_axes: str, sum_axes: str, keepdims: int = 1) -> onnx.ModelProto:
-    """exp(x - max(x)) / sum(exp(x - max(x))): the softmax people write, and onnxruntime's inlined Softmax."""
+def _softmax_by_hand(opset: int, max_axes: str, sum_axes: str, keepdims: int = 1, log_of_input: bool = False
+                     ) -> onnx.ModelProto:
+    """exp(x - max(x)) / sum(exp(x - max(x))): the softmax people write, and onnxruntime's inlined Softmax;
+    ``log_of_input``: x is the log of the graph input (-inf where it is 0)."""
     if opset >= 18:
         peak = f"mx = Constant<value = int64[{len(max_axes.split(','))}] {{{max_axes}}}>()\n" \
                f"        m = ReduceMax<keepdims = {keepdims}>(x, mx)"
     else:
         peak = f"m = ReduceMax<axes = [{max_axes}], keepdims = {keepdims}>(x)"
     body = f"""
+        {"x = Log(u)" if log_of_input else ""}
         {peak}
         d = Sub(x, m)
         e = Exp(d)
@@ -341,7 +344,7 @@ def _softmax_by_hand(opset: int, max_axes: str, sum_axes: str, keepdims: int = 1
         s = ReduceSum<keepdims = 1>(e, sx)
         y = Div(e, s)"""
     return onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : {opset}]>\n'
-                                   f"g (float[3,4,6] x) => (float[3,4,6] y) {{{body}\n}}")
+                                   f"g (float[3,4,6] {'u' if log_of_input else 'x'}) => (float[3,4,6] y) {{{body}\n}}")
 
 
 @pytest.mark.parametrize("opset, max_axes, sum_axes", [(17, "2", "2"), (18, "-1", "2"), (18, "2", "1,2"),
@@ -371,10 +374,11 @@ def test_a_sum_that_misses_the_maximums_axes_or_broadcasts_it_otherwise_keeps_it
 
 
 def test_a_softmax_by_hand_over_values_that_can_be_infinite_keeps_a_finding() -> None:
-    """A row of only -inf gives x - max = -inf - (-inf) = NaN: the floor of the sum does not hide it, the Exp of
-    the unbounded difference is a finding (the difference keeps no sign without a finite operand)."""
-    report = ranum.check(_softmax_by_hand(17, "2", "2"), {"inputs": {"x": [-math.inf, 1.0]}})
-    assert [f.op_type for f in report.findings] == ["Exp"]
+    """A row of only -inf (x = log(u), u in [0, e]) gives x - max = -inf - (-inf) = NaN: the floor of the sum
+    does not hide it, the Exp of the unbounded difference is a finding (the difference keeps no sign without a
+    finite operand)."""
+    report = ranum.check(_softmax_by_hand(17, "2", "2", log_of_input=True), {"inputs": {"u": [0.0, math.e]}})
+    assert [f.op_type for f in report.findings] == ["Log", "Exp"]
 
 
 # TensorFlow's reduce_logsumexp as tf2onnx writes it: the maximum guarded by is_finite, the select lowered
@@ -425,8 +429,15 @@ def test_is_nan_stays_undecided_where_a_nan_or_an_infinity_can_flow_in() -> None
     report = ranum.check(model, {"inputs": {"a": [0.0, 1.0], "b": [0.0, 1.0]}})
     assert report.analysis.bounds("n")[1].max() == 1  # 0 / 0
     assert report.analysis.bounds("m")[1].max() == 0  # a difference of finite values
-    infinite = ranum.check(model, {"inputs": {"a": [1.0, math.inf], "b": [1.0, math.inf]}})
-    assert infinite.analysis.bounds("m")[1].max() == 1  # inf - inf
+    exponentials = _graph("float[4] a, float[4] b", "float[4] z", """
+        ea = Exp(a)
+        eb = Exp(b)
+        s = Sub(ea, eb)
+        m = IsNaN(s)
+        zero = Constant<value = float {0.0}>()
+        z = Where(m, zero, s)""")
+    infinite = ranum.check(exponentials, {"inputs": {"a": [1.0, 100.0], "b": [1.0, 100.0]}})
+    assert infinite.analysis.bounds("m")[1].max() == 1  # inf - inf (each Exp can overflow)
 
 
 @pytest.mark.parametrize("body", [

@@ -105,8 +105,12 @@ def test_infinite_input_is_reported_and_finite_input_is_not() -> None:
     model = _model("y = Softmax(x)", "float[2, 3] x", "float[2, 3] y")
     finite = check(model, {"inputs": {"x": [-1e30, 1e30]}, **EXACT})
     assert not finite.findings
-    unbounded = check(model, {"inputs": {"x": ["-inf", "inf"]}, **EXACT})
-    assert [f.hazard_id for f in unbounded.findings] == ["softmax-infinite-input"]
+    # an input's unbounded range is its finite values: softmax of them is finite (x - max(x) <= 0); an
+    # infinity comes from upstream
+    assert not check(model, {"inputs": {"x": ["-inf", "inf"]}, **EXACT}).findings
+    overflowing = _model("e = Exp(x)\n        y = Softmax(e)", "float[2, 3] x", "float[2, 3] y")
+    unbounded = check(overflowing, {"inputs": {"x": [0.0, 100.0]}, **EXACT})
+    assert [f.hazard_id for f in unbounded.findings] == ["exp-overflow", "softmax-infinite-input"]
 
 
 def test_log_softmax_far_below_the_maximum_is_reported_as_underflow() -> None:
