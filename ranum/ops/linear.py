@@ -424,12 +424,25 @@ class Gemm(OpRule):
             w = _transposed(b) if self.transB else b
             count = x.shape[1] + (2 if c is None or self.beta == 0.0 else 3)
             out = blockwise_product(x, w, lambda p, q: self._terms(p, q, c, count), count, ctx.budget)
-            return self._norm_refined(ctx, x, w, c, out)
+            return self._at_least_the_summand(x, w, c, self._norm_refined(ctx, x, w, c, out))
         count = a.shape[0] if self.transA else a.shape[1]
         x, w = (_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB)))
         mid, rad, abs_sum = self._terms(x, w, c, count + 3)
         # alpha and beta scalings round once more each.
-        return self._norm_refined(ctx, x, w, c, finish_sum(mid, rad, abs_sum, count + 3, a.elem_type, ctx.budget))
+        out = self._norm_refined(ctx, x, w, c, finish_sum(mid, rad, abs_sum, count + 3, a.elem_type, ctx.budget))
+        return self._at_least_the_summand(x, w, c, out)
+
+    def _at_least_the_summand(self, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
+        """``out`` with lower bounds of at least ``min(C)`` (0 without C) where every term ``alpha * x * w`` is
+        >= 0: every float sum of such terms is >= 0, and adding them to ``C`` in any order never takes a
+        partial sum below ``C`` (rounding is monotone); a mel filterbank applied to squared magnitudes, plus
+        a small offset before a log. Only ``beta`` 1 (or no C), whose ``C`` is added as it is."""
+        if not is_float(out.elem_type) or out.shape is None or self.alpha < 0 or x.min() < 0 or w.min() < 0:
+            return out
+        floor = 0.0 if c is None or self.beta == 0.0 else c.min() if self.beta == 1.0 else None
+        if floor is None or not out.min() < floor:
+            return out
+        return out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
 
     def _norm_refined(self, ctx: NodeContext, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
         """Meet with ``+-||row|| ||column|| + C`` when x's rows have a known norm (plain x @ w + C only)."""

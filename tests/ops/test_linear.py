@@ -67,6 +67,23 @@ def test_products_and_averages_of_non_negative_values_stay_non_negative() -> Non
         assert _case(pool, {"in0": (0.0, 1.0)}).env["out0"].min() == 0.0
 
 
+@pytest.mark.parametrize("offset", [None, 0.01])
+def test_a_gemm_of_non_negative_terms_stays_above_its_summand(offset: float | None) -> None:
+    """A mel filterbank (weights >= 0) applied to squared magnitudes, plus 0.01, then a log: the float32
+    product's error term took the lower bound below 0 (a false log of a non-positive value); terms >= 0
+    keep every sum at or above C. A negative weight keeps the lower bound below C."""
+    inputs = (Operand((2, 16)), Operand((16, 4), value=list(np.linspace(0.0, 1.0, 64))))
+    if offset is not None:
+        inputs += (Operand((4,), value=[offset] * 4),)
+    floor = float(np.float32(offset or 0.0))
+    gemm = OpCase("Gemm", inputs)
+    assert _case(gemm, {"in0": (0.0, 1e3)}).env["out0"].min() == floor
+    negative = OpCase("Gemm", (inputs[0], Operand((16, 4), value=list(np.linspace(-1e-3, 1.0, 64)))) + inputs[2:])
+    assert _case(negative, {"in0": (0.0, 1e3)}).env["out0"].min() < floor
+    scaled = OpCase("Gemm", inputs, attrs={"alpha": -1.0})
+    assert _case(scaled, {"in0": (0.0, 1e3)}).env["out0"].min() < 0.0
+
+
 def test_gemm_overflow_is_reported() -> None:
     case = OpCase("Gemm", (Operand((2, 3)), Operand((3, 2))))
     run = _case(case, {"in0": (1e19, 3e19), "in1": (1e19, 3e19)})
