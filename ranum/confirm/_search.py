@@ -115,10 +115,11 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
     initial = {b.name: b.initial for b in weights}
     # constant inputs inside the range too: a constant signal or column (a zero deviation) at a value
     # whose mean rounds exactly
-    # the value nearest zero (a division by the input, log of it) and random magnitudes, which a wide
-    # range's uniform draws miss (in [-1, 1e30] they are all beyond 1e20)
+    # the value nearest zero (a division by the input, log of it), random magnitudes, which a wide range's
+    # uniform draws miss (in [-1, 1e30] they are all beyond 1e20), and tiny values, whose squares underflow
+    # to 0 (a hand-written norm of a vector of 1e-25 is 0)
     for how in ("low", "high", "middle", "quarter", "three quarters", "zero", "random", "random", "mixed", "mixed",
-                "random magnitudes"):
+                "random magnitudes", "tiny"):
         yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}", True
     # equal vectors: the cosine of a vector with itself can round above 1 (acos of it is NaN), a distance
     # to itself is 0 (a division by it)
@@ -147,8 +148,12 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
         value = np.full(box.shape, min(max(0.0, low), high))
     elif how == "mixed":
         value = np.where(rng.random(box.shape) < 0.5, low, high)
-    elif how == "random magnitudes":  # its own generator: the other points' draws stay as they were
-        value = _random_magnitudes(low, high, box.shape, np.random.default_rng(zlib.crc32(box.name.encode())))
+    elif how in ("random magnitudes", "tiny"):  # their own generator: the other points' draws stay as they were
+        own = np.random.default_rng(zlib.crc32(box.name.encode()))
+        if how == "tiny":
+            value = np.clip(own.uniform(-1.0, 1.0, size=box.shape) * _TINY_SCALE, low, high)
+        else:
+            value = _random_magnitudes(low, high, box.shape, own)
     else:
         value = rng.uniform(low, high, size=box.shape) if np.isfinite(high - low) else np.zeros(box.shape)
     if not is_float(box.elem_type):
@@ -158,6 +163,7 @@ def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:
 
 _ZEROED = 8  # inputs that each get the points with one input at zero
 _SMALLEST_MAGNITUDE = 1e-45  # float32's smallest subnormal, about
+_TINY_SCALE = 1e-24  # float32 squares of smaller magnitudes are 0 (below half the smallest subnormal)
 
 
 def _random_magnitudes(low: float, high: float, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

@@ -352,3 +352,16 @@ def test_random_magnitudes_spread_over_the_powers_of_ten_of_a_wide_range() -> No
     assert (np.abs(values) < 1e-10).mean() > 0.3  # uniform draws would give none
     positive = _random_magnitudes(2.0, 3.0, (100,), np.random.default_rng(0))
     assert positive.min() >= 2.0 and positive.max() <= 3.0
+
+
+def test_a_hand_written_normalisation_of_a_tiny_vector_is_confirmed() -> None:
+    """x / sqrt(sum(x * x)) then a softmax: for x of magnitude 1e-25 every square underflows to 0, so the
+    division gives inf and the softmax NaN (x at 0 gives 0 / 0 = NaN at the division instead, and no
+    corner, middle, random point or descent reaches the underflow); the inputs at tiny values do."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[1,4] x) => (float[1,4] y) { s = Mul(x, x)\n"
+                                    "t = ReduceSum<keepdims = 1>(s)\n n = Sqrt(t)\n d = Div(x, n)\n"
+                                    "y = Softmax<axis = -1>(d) }")
+    report = confirm(model, {"inputs": {"x": [-1, 1]}}, search_config=SearchConfig(seed=0, seconds=3.0))
+    softmax = [r for r in report.results if r.op_type == "Softmax"]
+    assert len(softmax) == 1 and softmax[0].status == "confirmed" and "tiny" in softmax[0].strategy, report.results
