@@ -9,6 +9,7 @@ back onto the elements it was taken over), and ``Min(..., x, ...) <= x``, ``Redu
 ``x - Max(s, x) <= 0`` (the stable exponent ``exp(x - max(s, x))`` of RWKV and of hand-written
 log-sum-exp), ``x - ReduceMax(x) <= 0`` (a hand-written softmax), and the mirrored differences are
 ``>= 0``. A float subtraction of ordered operands keeps the sign; with one operand finite it is never NaN.
+Likewise ``x - logsumexp(x)`` is at most a few units of rounding above 0 (see :func:`_log_sum_exp_gap`).
 
 Differences of a running sum. With ``c = CumSum(y)`` along an axis (not exclusive, not reversed) and
 ``a`` the slice of c at one position ``j`` of that axis (every other axis whole), ``a - c`` at position
@@ -128,6 +129,10 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
             out = out.with_bounds(torch.minimum(lo, torch.zeros_like(lo)), torch.minimum(hi, torch.zeros_like(hi)))
         else:
             out = out.with_bounds(torch.maximum(lo, torch.zeros_like(lo)), torch.maximum(hi, torch.zeros_like(hi)))
+    gap = _log_sum_exp_gap(graph, first, second, a)
+    if gap is not None:
+        cap = torch.full_like(out.upper, gap)
+        out = out.with_bounds(torch.minimum(out.lower, cap), torch.minimum(out.upper, cap))
     bounds = _running_sum_difference(graph, first, second, out)
     if bounds is not None:
         lo, hi = out.full()
@@ -166,6 +171,76 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
         return keeps and extreme_iv.shape is not None and other_iv.shape is not None and \
             len(extreme_iv.shape) == len(other_iv.shape)
     return False
+
+
+# ---------------------------------------------------------------------------------------- log-sum-exp
+_LSE_ULPS = 16  # exp and log kernels are within a few units in the last place; 16 covers them with the sums
+
+
+def _log_sum_exp_gap(graph: GraphView, first: str, second: str, a: Interval) -> float | None:
+    """An upper bound of ``first - second`` where ``second`` is a log-sum-exp of ``first`` over rows that
+    hold each element (keepdims 1): ``ReduceLogSumExp(x)``, or ``Log(ReduceSum(Exp(x - g))) + g`` as
+    people and converters write it (tf2onnx's ``reduce_logsumexp``, with g its guarded maximum). Each sum
+    holds ``exp(x_i - g)``, so ``log(sum) + g >= x_i`` in real arithmetic; the computed values differ by
+    the roundings of the subtraction, exp, log and the sum (a sum of non-negative terms never rounds below
+    one of them), at most ``_LSE_ULPS`` units of ``max |x| + max |g| + max |log(sum)| + 1``. None where the
+    form does not match or a magnitude is not finite (``-inf`` from an underflowing sum is no bound)."""
+    node = graph.producer(passed_through(graph, second))
+    second_iv = graph.interval(second)
+    if node is None or node.domain not in ("", "ai.onnx") or second_iv is None or not second_iv.is_finite:
+        return None
+    if not a.is_finite or a.shape is None or second_iv.shape is None or len(a.shape) != len(second_iv.shape):
+        return None
+    if node.op_type == "ReduceLogSumExp":
+        if not (node.inputs and same_value(graph, node.inputs[0], first) and _keeps_dims(node)):
+            return None
+        magnitudes = [_magnitude(a), _magnitude(second_iv)]
+    elif node.op_type == "Add" and len(node.inputs) == 2:
+        magnitudes = None
+        for log_name, shift in (node.inputs, node.inputs[::-1]):
+            found = _log_of_shifted_sum(graph, log_name, first, shift)
+            if found is not None:
+                magnitudes = [_magnitude(a), _magnitude(graph.interval(shift)), found]
+                break
+        if magnitudes is None:
+            return None
+    else:
+        return None
+    if not all(m < float("inf") for m in magnitudes):
+        return None
+    unit = float_facts(a.elem_type).eps / 2
+    return _LSE_ULPS * unit * (sum(magnitudes) + 1.0)
+
+
+def _log_of_shifted_sum(graph: GraphView, name: str, x: str, shift: str) -> float | None:
+    """``max |Log(...)|`` where ``name`` is ``Log(ReduceSum(Exp(Sub(x, shift))))`` keeping the reduced axes."""
+    log = graph.producer(passed_through(graph, name))
+    if log is None or log.op_type != "Log" or log.domain not in ("", "ai.onnx"):
+        return None
+    total = graph.producer(passed_through(graph, log.inputs[0]))
+    if total is None or total.op_type != "ReduceSum" or not _keeps_dims(total):
+        return None
+    exp = graph.producer(passed_through(graph, total.inputs[0]))
+    if exp is None or exp.op_type != "Exp":
+        return None
+    sub = graph.producer(passed_through(graph, exp.inputs[0]))
+    if sub is None or sub.op_type != "Sub" or not same_value(graph, sub.inputs[0], x) \
+            or not same_value(graph, sub.inputs[1], shift):
+        return None
+    iv, shift_iv = graph.interval(name), graph.interval(shift)
+    if iv is None or shift_iv is None or not shift_iv.is_finite:
+        return None
+    return _magnitude(iv)
+
+
+def _keeps_dims(node: Node) -> bool:
+    return int(node.attributes.get("keepdims", 1)) == 1
+
+
+def _magnitude(iv: Interval | None) -> float:
+    if iv is None or iv.numblocks == 0:
+        return float("inf")
+    return max(-iv.min(), iv.max())
 
 
 # ---------------------------------------------------------------------------------------- running sums

@@ -415,6 +415,81 @@ def test_tf2onnx_logsumexp_is_safe_and_sound() -> None:
     _sampled_inside(model, ranges, report.analysis, ["d", "s", "y"])
 
 
+_LSE_FORMS = {
+    "tf2onnx": LOGSUMEXP_TF2ONNX + "\n        z = Sub(x, y)",
+    "ReduceLogSumExp": "\n        y = ReduceLogSumExp<axes = [1], keepdims = 1>(x)\n        z = Sub(x, y)",
+}
+
+
+@pytest.mark.parametrize("form", list(_LSE_FORMS))
+def test_a_value_minus_its_log_sum_exp_is_at_most_a_rounding_above_zero(form: str) -> None:
+    """fivo's normalised weights exp(w - logsumexp(w)): each sum holds exp(w_i - m), so the exponent is at
+    most a few units of rounding above 0 however wide w's range (a false Exp overflow before)."""
+    model = _graph("float[4,8] x", "float[4,8] p", _LSE_FORMS[form] + "\n        p = Exp(z)")
+    ranges = {"x": [-1e4, 1e4]}
+    report = ranum.check(model, {"inputs": ranges})
+    assert not report.findings, [(f.op_type, f.node) for f in report.findings]
+    assert 0.0 <= report.analysis.bounds("z")[1].max() < 0.05
+    _sampled_inside(model, ranges, report.analysis, ["z", "p"])
+    dominant = np.full((4, 8), -1e4, np.float32)  # one element far above the rest: z = 0 up to rounding
+    dominant[:, 0] = [1e4, 9999.9, 1.5, -7.25]
+    tied = np.full((4, 8), 9876.5, np.float32)  # log(8) above each
+    for x in (dominant, tied):
+        values = Runner(model).run({"x": x})
+        lo, hi = report.analysis.bounds("z")
+        assert ((lo <= values["z"]) & (values["z"] <= hi)).all()
+
+
+def test_a_value_minus_the_log_sum_exp_of_another_keeps_its_finding() -> None:
+    model = _graph("float[4,8] x, float[4,8] o", "float[4,8] p", """
+        y = ReduceLogSumExp<axes = [1], keepdims = 1>(o)
+        z = Sub(x, y)
+        p = Exp(z)""")
+    report = ranum.check(model, {"inputs": {"x": [-1e4, 1e4], "o": [-1e4, 1e4]}})
+    assert [f.op_type for f in report.findings] == ["Exp"]
+
+
+# tf2onnx's sparse_softmax_cross_entropy_with_logits: the target's probability picked by a one-hot mask
+SPARSE_CROSS_ENTROPY = """
+        m = ReduceMax<axes = [-1], keepdims = 1>(z)
+        d = Sub(z, m)
+        e = Exp(d)
+        last = Constant<value = int64[1] {-1}>()
+        total = ReduceSum<keepdims = 0>(e, last)
+        wide = Cast<to = 7>(t)
+        u = Unsqueeze(wide, last)
+        zero = Constant<value = int64 {0}>()
+        depth = Constant<value = int64 {10}>()
+        one = Constant<value = int64 {1}>()
+        ids = Range(zero, depth, one)
+        hit = Equal(u, ids)
+        mask = Cast<to = 1>(hit)
+        picked = Mul(mask, e)
+        p = ReduceSum<keepdims = 0>(picked, last)
+        q = Div(p, total)
+        y = Log(q)"""
+
+
+@pytest.mark.parametrize(("targets", "logits", "findings"), [((0, 9), 10.0, []), ((0, 10), 10.0, ["Log"]),
+                                                              ((0, 9), 100.0, ["Log"])])
+def test_a_one_hot_pick_of_non_negative_values_is_at_least_the_rows_smallest(targets, logits, findings) -> None:
+    """Each row's mask holds a 1 where every target is a class id: the picked sum is at least the row's
+    smallest exp (about e^-20 for logits in [-10, 10]), so the log is safe (a false log of 0 before). A target
+    of 10 (no such class) picks nothing, and logits 200 apart underflow the exp: both stay findings."""
+    model = _graph("float[2,10] z, int32[2] t", "float[2] y", SPARSE_CROSS_ENTROPY)
+    ranges = {"z": [-logits, logits], "t": list(targets)}
+    report = ranum.check(model, {"inputs": ranges})
+    assert [f.op_type for f in report.findings] == findings, [(f.op_type, f.node) for f in report.findings]
+    if not findings:
+        runner, rng = Runner(model), np.random.default_rng(0)
+        lo, hi = report.analysis.bounds("p")
+        for _ in range(20):
+            feeds = {"z": rng.uniform(-logits, logits, (2, 10)).astype(np.float32),
+                     "t": rng.integers(0, 10, 2).astype(np.int32)}
+            value = runner.run(feeds)["p"]
+            assert ((lo <= value) & (value <= hi)).all()
+
+
 def test_is_nan_stays_undecided_where_a_nan_or_an_infinity_can_flow_in() -> None:
     """Downstream of a hazard that can fire (0 / 0 here), or of an operand that can be infinite, a value can
     be NaN: IsNaN keeps [0, 1], so that a guard's replacement value stays in the bounds."""
