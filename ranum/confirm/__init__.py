@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from ranum.confirm._confirm import ConfirmReport, ConfirmResult, confirm
 from ranum.confirm._search import SearchConfig
-from ranum.confirm._system import SystemConfig
+from ranum.confirm._system import NO_TRAINABLE_WEIGHTS, SystemConfig
 
-__all__ = ["ConfirmReport", "ConfirmResult", "SearchConfig", "SystemConfig", "confirm"]
+__all__ = ["NO_TRAINABLE_WEIGHTS", "ConfirmReport", "ConfirmResult", "SearchConfig", "SystemConfig", "confirm"]

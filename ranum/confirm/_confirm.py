@@ -22,7 +22,7 @@ from ranum.config import AnalysisConfig
 from ranum.confirm._problem import Problem, make_problem
 from ranum.confirm._replay import Replayer
 from ranum.confirm._search import Candidate, SearchConfig, search
-from ranum.confirm._system import SystemConfig, TrainingRecipe, resolve_recipe, system_search
+from ranum.confirm._system import NoTrainableWeights, SystemConfig, TrainingRecipe, resolve_recipe, system_search
 from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import torch_dtype
@@ -63,7 +63,9 @@ class ConfirmReport:
 
     @property
     def all_confirmed(self) -> bool:
-        return all(r.status == "confirmed" for r in self.results)
+        """Every finding's unit test confirmed, and its system test where one was asked for (``--system``)."""
+        return all(r.status == "confirmed" and (r.system is None or r.system["status"] == "confirmed")
+                   for r in self.results)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "results": [asdict(r) for r in self.results]}
@@ -103,7 +105,12 @@ def confirm(
     if output is not None:
         _check_output(Path(output), force)
     analysis = analyze(model, spec, analysis_config)
-    recipe = resolve_recipe(analysis.graph, system, analysis.dims) if system is not None else None
+    recipe, no_training = None, None
+    if system is not None:
+        try:
+            recipe = resolve_recipe(analysis.graph, system, analysis.dims)
+        except NoTrainableWeights as exc:  # unit tests still apply; each finding's system test says why not
+            no_training = str(exc)
     findings = _select(find_hazards(analysis.run), nodes, analysis)
     staging = Path(tempfile.mkdtemp(prefix=".ranum-confirm-", dir=_parent(output))) if output else None
     try:
@@ -116,7 +123,7 @@ def confirm(
             name = slug(finding.node) if counts[finding.node] == 1 else f"{slug(finding.node)}-{finding.hazard_id}"
             final = Path(output).resolve() / name if output is not None else None
             results.append(_confirm_one(analysis, finding, config, staging, name, model_path, final,
-                                        (system, recipe) if system is not None else None))
+                                        (system, recipe) if system is not None else None, no_training))
         if output is not None and staging is not None:
             _publish(staging, Path(output), results)
     finally:
@@ -128,7 +135,8 @@ def confirm(
 
 def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, staging: Path | None,
                  name: str, model_path: Path | None, final: Path | None,
-                 training: tuple[SystemConfig, TrainingRecipe | None] | None = None) -> ConfirmResult:
+                 training: tuple[SystemConfig, TrainingRecipe | None] | None = None,
+                 no_training: str | None = None) -> ConfirmResult:
     start = time.perf_counter()
     if all(n.name != finding.node for n in analysis.graph.nodes):
         return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed", 0.0, None,
@@ -147,7 +155,9 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
                 written = str(final)
             seconds = time.perf_counter() - start
             system = None
-            if training is not None:
+            if no_training is not None:
+                system = _no_system(no_training)
+            elif training is not None:
                 system = _system(problem, hazard, finding, candidate, training, config.seed,
                                  staging / name if written else None, model_path)
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
