@@ -63,7 +63,8 @@ _INPUT_HELP = "NAME=SHAPE[:LO,HI][:DTYPE] for an input of a file.py:factory mode
 # options shared by check, confirm and fix (one declaration each)
 _MODEL = typer.Argument(..., help=_MODEL_HELP)
 _INPUTS = typer.Option([], "--input", "-i", help=_INPUT_HELP)
-_RANGES = typer.Option([], "--range", "-r", help="NAME=LO,HI for a graph input or initializer.")
+_RANGES = typer.Option([], "--range", "-r",
+                       help="NAME=LO,HI for a graph input or initializer (an empty end: unbounded).")
 _SPEC = typer.Option(None, "--spec", help="JSON range spec file.")
 _WEIGHTS = typer.Option(
     None, "--weights", help="Weight ranges: 'derived' (default), 'exact' (trained model) or LO,HI for all."
