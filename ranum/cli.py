@@ -258,7 +258,9 @@ def _render_fix(report, output: Path, console: Console) -> None:
         kept = "" if p.kept_fraction is None else f" (keeps {100 * p.kept_fraction:.1f}% of its range)"
         fallback = " [operator fallback: no input/weight clip certifies]" if p.node and report.mode != "operator" \
             else ""
-        console.print(f"  - {p.describe()}{kept}{fallback}", highlight=False, markup=False)
+        moved = " [excludes some of its stored values: the patched model computes with them clipped]" \
+            if p.keeps_initial_values is False else ""
+        console.print(f"  - {p.describe()}{kept}{fallback}{moved}", highlight=False, markup=False)
     if not report.preconditions:
         console.print("  no precondition found")
     console.print(f"patched model written to {output}", highlight=False)

@@ -103,7 +103,9 @@ def fix(model: ModelSource, spec: SpecSource = None, mode: str = "all", config: 
     if findings and mode in ("operator", "all"):
         base = [_clip_spec(p) for p in preconditions]
         clips = repair_rounds(original, analysis.spec, base, _elem_types(analysis), config.operator_rounds)
-        preconditions = [_node_precondition(analysis, c) for c in clips] + preconditions
+        # a clip that binds on neither side of the tensor's range does nothing: neither reported nor inserted
+        at_nodes = [_node_precondition(analysis, c) for c in clips]
+        preconditions = [p for p in at_nodes if p.min is not None or p.max is not None] + preconditions
     patched, _ = patch(original, [_clip_spec(p) for p in preconditions if p.node is None],
                        [NodeClip(p.node, p.op_type or "", p.tensor, Clamp(p.min, p.max))
                         for p in preconditions if p.node is not None], _elem_types(analysis))

@@ -250,3 +250,36 @@ def test_a_square_of_an_input_with_an_unbounded_end_can_overflow() -> None:
     report = ranum.check(model, {"inputs": {"x": [0, None]}})
     assert [(f.op_type, f.hazard_id) for f in report.findings] == [("Mul", "overflow")]
     assert np.isinf(Runner(model).run({"x": np.full(2, 1e20, np.float32)})["y"]).all()
+
+
+def test_a_weight_clip_that_excludes_stored_values_says_so(tmp_path: Path) -> None:
+    """log(x + w) for x in [0, 1] needs w > 0, and w holds -0.5: the certified clip leaves a stored value
+    outside, so the patched model computes with it clipped. The JSON had keeps_initial_values false; the text
+    report said nothing."""
+    path = tmp_path / "m.onnx"
+    onnx.save(parse('<ir_version: 8, opset_import: ["" : 17]>\n'
+                    "g (float[2] x) => (float[2] y) <float[2] w = {0.5, -0.5}> { s = Add(x, w)\n y = Log(s) }"),
+              str(path))
+    result = CliRunner().invoke(app, ["fix", str(path), "-r", "x=0,1", "--on", "weights", "-o",
+                                      str(tmp_path / "fixed.onnx")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "excludes some of its stored values" in result.stdout
+
+
+def test_an_operator_clip_that_binds_on_no_side_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repair round's clip whose bounds lie outside the tensor's whole range does nothing: it was reported
+    as 'to (-inf, +inf)' and inserted as a Clip node without bounds."""
+    from ranum.fix import _fix
+    from ranum.fix._operator import NodeClip
+    from ranum.ops.hazards import Clamp
+
+    def repair(model, spec, base, elem_types, rounds):
+        return [NodeClip("log", "Log", "d", Clamp(1e-6, None)), NodeClip("log", "Log", "x", Clamp(-5.0, 5.0))]
+
+    monkeypatch.setattr(_fix, "repair_rounds", repair)
+    model = parse('<ir_version: 8, opset_import: ["" : 17]>\n'
+                  "g (float[2] x, float[2] y) => (float[2] z) { d = Sub(x, y)\n z = Log(d) }")
+    model.graph.node[1].name = "log"
+    report = fix(model, {"inputs": {"x": [0, 1], "y": [0, 1]}}, "operator", CONFIG)
+    assert [(p.tensor, p.min, p.max) for p in report.preconditions] == [("d", 1e-6, None)]
+    assert sum(n.op_type == "Clip" for n in report.patched.graph.node) == 1
