@@ -102,7 +102,8 @@ def fix(model: ModelSource, spec: SpecSource = None, mode: str = "all", config: 
             preconditions, optimiser = [], None
     if findings and mode in ("operator", "all"):
         base = [_clip_spec(p) for p in preconditions]
-        clips = repair_rounds(original, analysis.spec, base, _elem_types(analysis), config.operator_rounds)
+        clips = repair_rounds(original, analysis.spec, base, _elem_types(analysis), config.operator_rounds,
+                              seconds=config.seconds)
         # a clip that binds on neither side of the tensor's range does nothing: neither reported nor inserted
         at_nodes = [_node_precondition(analysis, c) for c in clips]
         preconditions = [p for p in at_nodes if p.min is not None or p.max is not None] + preconditions

@@ -16,6 +16,7 @@ a base clip feeds the node-level one; nothing here decides certification, the ca
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def patch(model: onnx.ModelProto, base: Sequence[ClipSpec], clips: Sequence[Node
 
 
 def repair_rounds(model: onnx.ModelProto, spec: RangeSpec, base: Sequence[ClipSpec], elem_types: Mapping[str, int],
-                  rounds: int = 5) -> list[NodeClip]:
+                  rounds: int = 20, seconds: float | None = None) -> list[NodeClip]:
     """Node-level clips that remove the findings left by ``base`` clips (as far as repairs allow).
 
     Args:
@@ -62,13 +63,19 @@ def repair_rounds(model: onnx.ModelProto, spec: RangeSpec, base: Sequence[ClipSp
         spec: the original ranges.
         base: tensor-level clips applied first (inputs/weights), possibly none.
         elem_types: element type per tensor name of the original model.
-        rounds: most analyse-and-repair rounds.
+        rounds: most analyse-and-repair rounds. An overflow clipped at one node can reappear at the next
+            (a deep network's convolutions: each round's clip lets a larger value through to the next
+            layer), so a chain needs a round per node.
+        seconds: no new round starts after this many seconds (None: no limit).
 
     Returns:
         The node-level clips, in the order chosen.
     """
     clips: dict[Key, NodeClip] = {}
+    deadline = None if seconds is None else time.monotonic() + seconds
     for _ in range(rounds):
+        if deadline is not None and clips and time.monotonic() > deadline:
+            break
         session = _Session(model, spec, base, elem_types, clips)
         findings = find_hazards(session.analysis.run)
         if not findings:

@@ -41,14 +41,15 @@ class FixConfig:
         seconds: wall-clock budget for the whole search.
         width_weight: weight of the keep-ranges-wide term.
         check_every: certify with detection every this many steps.
-        operator_rounds: most analyse-and-repair rounds of operator-level clips.
+        operator_rounds: most analyse-and-repair rounds of operator-level clips (none starts after
+            ``seconds``).
     """
 
     steps: int = 200
     seconds: float = 60.0
     width_weight: float = 1e-2
     check_every: int = 5
-    operator_rounds: int = 5
+    operator_rounds: int = 20
 
 
 @dataclass(frozen=True)

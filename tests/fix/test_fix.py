@@ -273,7 +273,7 @@ def test_an_operator_clip_that_binds_on_no_side_is_left_out(monkeypatch: pytest.
     from ranum.fix._operator import NodeClip
     from ranum.ops.hazards import Clamp
 
-    def repair(model, spec, base, elem_types, rounds):
+    def repair(model, spec, base, elem_types, rounds, seconds=None):
         return [NodeClip("log", "Log", "d", Clamp(1e-6, None)), NodeClip("log", "Log", "x", Clamp(-5.0, 5.0))]
 
     monkeypatch.setattr(_fix, "repair_rounds", repair)
@@ -283,3 +283,16 @@ def test_an_operator_clip_that_binds_on_no_side_is_left_out(monkeypatch: pytest.
     report = fix(model, {"inputs": {"x": [0, 1], "y": [0, 1]}}, "operator", CONFIG)
     assert [(p.tensor, p.min, p.max) for p in report.preconditions] == [("d", 1e-6, None)]
     assert sum(n.op_type == "Clip" for n in report.patched.graph.node) == 1
+
+
+def test_an_overflow_that_moves_down_a_chain_is_repaired_round_by_round() -> None:
+    """Fourteen chained Exps of x in [0, 100]: each operator clip (the largest operand whose exp is finite)
+    lets the next Exp overflow in turn, and each analyse-and-repair round reaches a few more. Five rounds did
+    not reach the end (a deep CNN's convolutions behave alike); the rounds now go on within the budget."""
+    body = "\n".join(f"  s{i + 1} = Exp(s{i})" for i in range(14))
+    model = parse('<ir_version: 8, opset_import: ["" : 17]>\n'
+                  f"g (float[2] s0) => (float[2] s14) {{\n{body} }}")
+    report = fix(model, {"inputs": {"s0": [0, 100]}}, "operator", FixConfig(seconds=20.0, steps=60))
+    assert report.certified, [(f.node, f.op_type) for f in report.remaining]
+    y = Runner(report.patched).run({"s0": np.array([100.0, 0.5], np.float32)})["s14"]
+    assert np.isfinite(y).all()
