@@ -14,7 +14,7 @@ import torch
 
 from ranum.analysis import Analysis
 from ranum.domain.dtypes import is_float, torch_dtype
-from ranum.domain.ranges import RangeSpec
+from ranum.domain.ranges import RangeSpec, finite_range
 from ranum.errors import RanumError
 from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph, Node
@@ -68,8 +68,8 @@ def make_problem(analysis: Analysis, node_name: str) -> Problem:
         initial = initializer_value(graph, a.tensor) if a.tensor in graph.initializers else None
         shape = tuple(info.shape) if info is not None and info.shape is not None else tuple(np.shape(initial))
         elem_type = info.elem_type if info is not None else graph.initializers[a.tensor].data_type
-        low = max(a.low, -SEARCH_LIMIT)
-        high = min(a.high, SEARCH_LIMIT)
+        low, high = finite_range(a.low, a.high, elem_type)  # an open end: the type's largest value (float16's)
+        low, high = max(low, -SEARCH_LIMIT), min(high, SEARCH_LIMIT)
         boxes.append(Box(a.tensor, a.role, shape, elem_type, low, high, initial))
     return Problem(pruned, graph, node, tuple(boxes), analysis.spec)
 

@@ -365,3 +365,14 @@ def test_a_hand_written_normalisation_of_a_tiny_vector_is_confirmed() -> None:
     report = confirm(model, {"inputs": {"x": [-1, 1]}}, search_config=SearchConfig(seed=0, seconds=3.0))
     softmax = [r for r in report.results if r.op_type == "Softmax"]
     assert len(softmax) == 1 and softmax[0].status == "confirmed" and "tiny" in softmax[0].strategy, report.results
+
+
+def test_an_open_range_of_a_float16_input_is_searched_within_float16() -> None:
+    """x * x for a float16 x in [0, null): an open end was searched up to 1e30, which float16 holds as inf
+    (an input outside its range, whose square's overflow does not count); it is now float16's largest
+    value, and 65504 squared overflows."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float16[2] x) => (float16[2] y) { y = Mul(x, x) }")
+    report = confirm(model, {"inputs": {"x": [0, None]}}, search_config=SearchConfig(seed=0, seconds=3.0))
+    (result,) = report.results
+    assert result.status == "confirmed", result
