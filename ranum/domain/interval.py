@@ -161,6 +161,10 @@ class Interval:
         and the largest upper bound decide."""
         return self.numblocks == 0 or (self.min() > -math.inf and self.max() < math.inf)
 
+    def magnitude(self) -> float:
+        """Largest ``|value|`` the bounds allow, ``max(-min, max)`` (inf for an interval without blocks)."""
+        return max(-self.min(), self.max()) if self.numblocks else math.inf
+
     def min(self) -> float:
         """Smallest lower bound over all blocks (for reports, not for propagation)."""
         return float(self.stored_lower.detach().min()) if self.stored_lower.numel() else float("nan")

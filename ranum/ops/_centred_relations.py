@@ -135,6 +135,6 @@ def _largest(graph: GraphView, name: str) -> float | None:
     iv = graph.interval(name) if name else None
     if iv is None or iv.numblocks == 0 or not iv.is_finite:
         return None
-    return max(abs(iv.min()), abs(iv.max()))
+    return iv.magnitude()
 
 

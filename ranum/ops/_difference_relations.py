@@ -238,9 +238,7 @@ def _keeps_dims(node: Node) -> bool:
 
 
 def _magnitude(iv: Interval | None) -> float:
-    if iv is None or iv.numblocks == 0:
-        return float("inf")
-    return max(-iv.min(), iv.max())
+    return float("inf") if iv is None else iv.magnitude()
 
 
 # ---------------------------------------------------------------------------------------- running sums

@@ -105,7 +105,7 @@ def _too_large(graph: GraphView, name: str, out: Interval) -> bool:
     """Whether ``out`` has a magnitude whose square overflows the computation type, or one where a sum of
     ``_SQUARES_SUMMED`` squares does and such a sum follows downstream (a LayerNorm's variance: it could not
     use its ``sqrt(n)`` bound)."""
-    magnitude = max(-out.min(), out.max())
+    magnitude = out.magnitude()
     limit = arith.accumulator_facts(out.elem_type).max
     if magnitude > math.sqrt(limit):
         return True
@@ -244,9 +244,7 @@ def _broadcast(graph: GraphView, name: str, norm: float, out: Interval) -> float
 
 def _largest(graph: GraphView, name: str) -> float:
     iv = graph.interval(name) if name else None
-    if iv is None or iv.numblocks == 0:
-        return math.inf
-    return max(-iv.min(), iv.max())
+    return math.inf if iv is None else iv.magnitude()
 
 
 def _pad(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:

@@ -215,7 +215,7 @@ class SliceVarianceHazard(Hazard):
         shape = x.shape
         rows = shape[0] * self.groups if self.groups else math.prod(shape[:self.axis % len(shape)])
         n = math.prod(shape) // max(rows, 1)
-        largest = max(-x.min(), x.max())
+        largest = x.magnitude()
         if not (self.epsilon > 0 and math.isfinite(largest) and _gamma(n + 4, x.elem_type) < 1):
             return False
         delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * largest * largest
