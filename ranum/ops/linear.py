@@ -314,18 +314,20 @@ class MatMul(OpRule):
                                     ctx.budget)
             for refined in (convex_combination_bounds(ctx, a, b), norm_product_bounds(ctx, a, b)):
                 out = out if refined is None else meet(out, refined)
-            return _non_negative_if_terms_are(out, a, b)
+            return _floored_if_terms_are_non_negative(out, a, b)
         mid, rad, abs_sum = interval_product(torch.matmul, [a, b], count)
-        return _non_negative_if_terms_are(finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget), a, b)
+        return _floored_if_terms_are_non_negative(finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget), a, b)
 
 
-def _non_negative_if_terms_are(out: Interval, a: Interval, b: Interval) -> Interval:
-    """``out`` with lower bounds of at least 0 where both factors are >= 0 everywhere: every product is
-    then >= 0 (or +0 on underflow) and so is every float sum of them, whatever the rounding (a Gram
-    matrix of non-negative features, probabilities times non-negative values)."""
-    if not is_float(out.elem_type) or out.shape is None or out.min() >= 0 or a.min() < 0 or b.min() < 0:
+def _floored_if_terms_are_non_negative(out: Interval, a: Interval, b: Interval, floor: float = 0.0) -> Interval:
+    """``out`` with lower bounds of at least ``floor`` (0: a product alone; ``min(C)``: a Gemm adding C as it
+    is) where both factors are >= 0 everywhere: every product is then >= 0 (or +0 on underflow), so is every
+    float sum of them, whatever the rounding, and adding them to C in any order never takes a partial sum
+    below C (rounding is monotone). A Gram matrix of non-negative features, probabilities times
+    non-negative values, a mel filterbank applied to squared magnitudes plus a small offset."""
+    if not is_float(out.elem_type) or out.shape is None or out.min() >= floor or a.min() < 0 or b.min() < 0:
         return out
-    return out.with_bounds(out.lower.clamp(min=0.0), out.upper.clamp(min=0.0))
+    return out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
 
 
 def blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:
@@ -433,16 +435,11 @@ class Gemm(OpRule):
         return self._at_least_the_summand(x, w, c, out)
 
     def _at_least_the_summand(self, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
-        """``out`` with lower bounds of at least ``min(C)`` (0 without C) where every term ``alpha * x * w`` is
-        >= 0: every float sum of such terms is >= 0, and adding them to ``C`` in any order never takes a
-        partial sum below ``C`` (rounding is monotone); a mel filterbank applied to squared magnitudes, plus
-        a small offset before a log. Only ``beta`` 1 (or no C), whose ``C`` is added as it is."""
-        if not is_float(out.elem_type) or out.shape is None or self.alpha < 0 or x.min() < 0 or w.min() < 0:
-            return out
+        """``out`` at or above C where every term ``alpha * x * w`` is >= 0 (only ``beta`` 1, or no C: 0)."""
         floor = 0.0 if c is None or self.beta == 0.0 else c.min() if self.beta == 1.0 else None
-        if floor is None or not out.min() < floor:
+        if floor is None or self.alpha < 0:
             return out
-        return out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
+        return _floored_if_terms_are_non_negative(out, x, w, floor)
 
     def _norm_refined(self, ctx: NodeContext, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
         """Meet with ``+-||row|| ||column|| + C`` when x's rows have a known norm (plain x @ w + C only)."""
