@@ -167,8 +167,7 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
     if node.op_type == kind:
         return any(same_value(graph, name, other) for name in node.inputs)
     if node.op_type == f"Reduce{kind}" and node.inputs and same_value(graph, node.inputs[0], other):
-        keeps = int(node.attributes.get("keepdims", 1)) == 1
-        return keeps and extreme_iv.shape is not None and other_iv.shape is not None and \
+        return _keeps_dims(node) and extreme_iv.shape is not None and other_iv.shape is not None and \
             len(extreme_iv.shape) == len(other_iv.shape)
     return False
 
