@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -22,7 +23,14 @@ from ranum.config import AnalysisConfig
 from ranum.confirm._problem import Problem, make_problem
 from ranum.confirm._replay import Replayer
 from ranum.confirm._search import Candidate, SearchConfig, search
-from ranum.confirm._system import NoTrainableWeights, SystemConfig, TrainingRecipe, resolve_recipe, system_search
+from ranum.confirm._system import (
+    NO_TRAINABLE_WEIGHTS,
+    NoTrainableWeights,
+    SystemConfig,
+    TrainingRecipe,
+    resolve_recipe,
+    system_search,
+)
 from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import torch_dtype
@@ -105,12 +113,10 @@ def confirm(
     if output is not None:
         _check_output(Path(output), force)
     analysis = analyze(model, spec, analysis_config)
-    recipe, no_training = None, None
+    recipe = None  # also with --system on a model without trainable weights: each system test says so
     if system is not None:
-        try:
+        with contextlib.suppress(NoTrainableWeights):  # unit tests still apply
             recipe = resolve_recipe(analysis.graph, system, analysis.dims)
-        except NoTrainableWeights as exc:  # unit tests still apply; each finding's system test says why not
-            no_training = str(exc)
     findings = _select(find_hazards(analysis.run), nodes, analysis)
     staging = Path(tempfile.mkdtemp(prefix=".ranum-confirm-", dir=_parent(output))) if output else None
     try:
@@ -123,7 +129,7 @@ def confirm(
             name = slug(finding.node) if counts[finding.node] == 1 else f"{slug(finding.node)}-{finding.hazard_id}"
             final = Path(output).resolve() / name if output is not None else None
             results.append(_confirm_one(analysis, finding, config, staging, name, model_path, final,
-                                        (system, recipe) if system is not None else None, no_training))
+                                        (system, recipe) if system is not None else None))
         if output is not None and staging is not None:
             _publish(staging, Path(output), results)
     finally:
@@ -135,8 +141,7 @@ def confirm(
 
 def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, staging: Path | None,
                  name: str, model_path: Path | None, final: Path | None,
-                 training: tuple[SystemConfig, TrainingRecipe | None] | None = None,
-                 no_training: str | None = None) -> ConfirmResult:
+                 training: tuple[SystemConfig, TrainingRecipe | None] | None = None) -> ConfirmResult:
     start = time.perf_counter()
     if all(n.name != finding.node for n in analysis.graph.nodes):
         return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed", 0.0, None,
@@ -155,11 +160,10 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
                 written = str(final)
             seconds = time.perf_counter() - start
             system = None
-            if no_training is not None:
-                system = _no_system(no_training)
-            elif training is not None:
-                system = _system(problem, hazard, finding, candidate, training, config.seed,
-                                 staging / name if written else None, model_path)
+            if training is not None:  # a recipe of None: the model has no trainable weights
+                system = _no_system(NO_TRAINABLE_WEIGHTS) if training[1] is None else \
+                    _system(problem, hazard, finding, candidate, training, config.seed,
+                            staging / name if written else None, model_path)
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
                                  seconds, written, candidate.strategy, note=_verdict_note(verdict),
                                  system=system, reaches_outputs=verdict.reaches_outputs)
