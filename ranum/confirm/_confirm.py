@@ -20,6 +20,7 @@ import torch
 
 from ranum.analysis import Analysis, SpecSource, analyze
 from ranum.config import AnalysisConfig
+from ranum.confirm._exact_value import reach_exact_value
 from ranum.confirm._problem import Problem, make_problem
 from ranum.confirm._replay import Replayer
 from ranum.confirm._search import Candidate, SearchConfig, search
@@ -151,8 +152,11 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
     hazard = hazard_of(rule, finding, problem.node)
     replayer = Replayer(problem.full_graph, [*problem.node.inputs, *problem.node.outputs])
     note = ""
+    deadline = time.monotonic() + config.seconds
     for candidate in search(problem, hazard, config):
         verdict = _replay(problem, hazard, candidate, replayer)
+        if verdict is None and candidate.verified:
+            candidate, verdict = _walked_in_onnxruntime(problem, hazard, candidate, replayer, deadline)
         if verdict is not None:
             written = None
             if staging is not None and model_path is not None and final is not None:
@@ -244,10 +248,8 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Re
     graph = problem.full_graph
     node = problem.node
     feeds, weights = _split(problem, candidate)
-    initial = {b.name: b.initial for b in problem.boxes}  # the candidates that keep them hold these very arrays
-    changed = {name: value for name, value in weights.items() if candidate.values[name] is not initial[name]}
     try:
-        values = replayer.run(feeds, changed)
+        values = replayer.run(feeds, _changed(problem, candidate.values, weights))
     except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"
         stops = _stops_at(problem, hazard, exc)
         if stops is not None:
@@ -260,7 +262,36 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Re
     return _Replayed(any(v.dtype.kind == "f" and not np.isfinite(v).all() for v in outputs))
 
 
-def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> bool:
+def _walked_in_onnxruntime(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Replayer,
+                           deadline: float) -> tuple[Candidate, _Replayed | None]:
+    """A one-value hazard (a divisor of exactly 0) that fires in ranum's semantics but not in onnxruntime,
+    whose kernels round a sum in another order: the bisection onto the value again from the candidate,
+    judged by onnxruntime's values of the node's operands. The candidate as it was when that fails."""
+
+    def judge(values: dict[str, np.ndarray]):
+        feeds, weights = _split(problem, Candidate(values, candidate.strategy))
+        try:
+            ran = replayer.run(feeds, _changed(problem, values, weights))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes: this point is not usable
+            raise RuntimeError(str(exc)) from exc
+        return _node_tensors(problem, ran, weights)
+
+    found = reach_exact_value(problem, hazard, candidate.values, deadline, judge)
+    if found is None:
+        return candidate, None
+    moved = Candidate(found, f"{candidate.strategy}, in onnxruntime's arithmetic")
+    verdict = _replay(problem, hazard, moved, replayer)
+    return (moved, verdict) if verdict is not None else (candidate, None)
+
+
+def _changed(problem: Problem, values: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> dict:
+    """The weights a candidate changed (the candidates that keep them hold the very arrays)."""
+    initial = {b.name: b.initial for b in problem.boxes}
+    return {name: value for name, value in weights.items() if values[name] is not initial[name]}
+
+
+def _node_tensors(problem: Problem, values: dict[str, np.ndarray], weights: dict[str, np.ndarray]):
+    """The target node's operands and results from onnxruntime's values (constants from the model)."""
     graph = problem.full_graph
     node = problem.node
     constants = {**{n: _tensor(v) for n, v in weights.items()}}
@@ -269,6 +300,11 @@ def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray], weig
             constants[name] = torch.from_numpy(np.array(initializer_value(graph, name)))
     node_in = [_tensor(values[n]) if n in values else constants.get(n) for n in node.inputs]
     node_out = [_tensor(values[n]) if n in values else None for n in node.outputs]
+    return node_in, node_out
+
+
+def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> bool:
+    node_in, node_out = _node_tensors(problem, values, weights)
     if not bool(hazard.triggered(node_in, node_out).any()):
         return False
     if hazard.kind == FORWARD:

@@ -7,6 +7,7 @@ named. The concrete model is pruned to the ancestors of the target node.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,8 +19,9 @@ from ranum.domain.ranges import RangeSpec, finite_range
 from ranum.errors import RanumError
 from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph, Node
+from ranum.interpret import run_concrete
 
-__all__ = ["Box", "Problem", "make_problem"]
+__all__ = ["Box", "Problem", "feeds_of", "make_problem", "node_values", "to_tensor"]
 
 SEARCH_LIMIT = 1e30  # infinite range ends are searched up to this magnitude
 
@@ -103,3 +105,18 @@ def prune(graph: Graph, target: Node) -> Graph:
 def to_tensor(value: np.ndarray, elem_type: int) -> torch.Tensor:
     """A numpy value as a torch tensor of the element type's dtype."""
     return torch.from_numpy(np.array(value)).to(torch_dtype(elem_type))  # a writable copy
+
+
+def feeds_of(problem: Problem, values: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Values of free tensors as torch tensors of their element types."""
+    boxes = {b.name: b for b in problem.boxes}
+    return {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
+
+
+def node_values(problem: Problem, feeds: Mapping[str, torch.Tensor]
+                ) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+    """The target node's input and output values in ranum's concrete semantics, for ``feeds``."""
+    run = run_concrete(problem.graph, feeds)
+    node = problem.node
+    return ([run.values.get(n) if n else None for n in node.inputs],
+            [run.values.get(n) if n else None for n in node.outputs])

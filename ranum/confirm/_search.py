@@ -4,7 +4,9 @@ Strategies, cheapest first: (1) the weights as they are with inputs at range cor
 and random points, then weights at their range corners; (2) gradient descent (Adam) over the
 free tensors, parametrised into their boxes by a sigmoid, on the logarithm of the hazard's
 differentiable distance, run with ranum's concrete semantics in the model's own dtypes (so float32
-underflow and overflow happen as they will in the runtime); restarts from random points; (3) for
+underflow and overflow happen as they will in the runtime); restarts from random points; a hazard at
+one value (a divisor of exactly 0) continues from each descent's nearest point with a bisection onto
+that value (:mod:`ranum.confirm._exact_value`); (3) for
 integer inputs (ids), which the descent cannot move, random inputs ranked by that distance; (4)
 RANUM's robust inducing box: optimise the centre of a small box around every free tensor, through
 the differentiable abstract interpreter, until some block of the operand lies wholly in the invalid
@@ -26,11 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ranum.confirm._problem import Box, Problem, to_tensor
+from ranum.confirm._exact_value import reach_exact_value
+from ranum.confirm._problem import Box, Problem, feeds_of, node_values, to_tensor
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
-from ranum.interpret import run_abstract, run_concrete
+from ranum.interpret import run_abstract
 from ranum.ops import parameter_initializers
 from ranum.ops.hazards import Hazard
 
@@ -85,8 +88,13 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
     torch.manual_seed(config.seed)
     for restart in range(config.restarts):
         found, nearest = _descend(problem, hazard, config, rng, restart, deadline)
+        if found is None and nearest is not None:
+            found = reach_exact_value(problem, hazard, nearest, deadline)
+            strategy = f"gradient, then bisection onto the invalid value (restart {restart})"
+        else:
+            strategy = f"gradient (restart {restart})"
         if found is not None:
-            yield Candidate(found, f"gradient (restart {restart})")
+            yield Candidate(found, strategy)
         elif nearest is not None:
             yield Candidate(nearest, f"gradient's nearest point (restart {restart})", verified=False)
         if time.monotonic() > deadline:
@@ -207,7 +215,7 @@ def _sampled(problem: Problem, hazard: Hazard, rng: np.random.Generator,
         values = {**{b.name: _point(b, "random", rng) for b in inputs}, **initial}
         try:
             with torch.no_grad():
-                node_in, node_out = _node_values(problem, _feeds(problem, values))
+                node_in, node_out = node_values(problem, feeds_of(problem, values))
                 if bool(hazard.triggered(node_in, node_out).any()):
                     return [(-float("inf"), values)]
                 distance = float(_soft_minimum(hazard.distance(node_in, node_out)))
@@ -218,26 +226,13 @@ def _sampled(problem: Problem, hazard: Hazard, rng: np.random.Generator,
     return ranked[:_KEPT]
 
 
-def _feeds(problem: Problem, values: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    boxes = {b.name: b for b in problem.boxes}
-    return {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
-
-
 def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray]) -> bool:
     try:
         with torch.no_grad():
-            node_in, node_out = _node_values(problem, _feeds(problem, values))
+            node_in, node_out = node_values(problem, feeds_of(problem, values))
             return bool(hazard.triggered(node_in, node_out).any())
     except (RuntimeError, ValueError, IndexError):
         return False
-
-
-def _node_values(problem: Problem, feeds: dict[str, torch.Tensor]):
-    run = run_concrete(problem.graph, feeds)
-    node = problem.node
-    node_in = [run.values.get(n) if n else None for n in node.inputs]
-    node_out = [run.values.get(n) if n else None for n in node.outputs]
-    return node_in, node_out
 
 
 def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
@@ -266,7 +261,7 @@ def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.ran
         feeds.update({n: to_tensor(v, boxes[n].elem_type) for n, v in fixed.items()})
         point = {**{n: v.detach().numpy() for n, v in feeds.items() if n in params}, **fixed}
         try:
-            node_in, node_out = _node_values(problem, feeds)
+            node_in, node_out = node_values(problem, feeds)
             if bool(hazard.triggered(node_in, node_out).any()):
                 return point, None
             distance = hazard.distance(node_in, node_out)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ranum.confirm._problem import Box, Problem, prune, to_tensor
+from ranum.confirm._problem import Box, Problem, node_values, prune, to_tensor
 from ranum.confirm._replay import run_onnxruntime
 from ranum.domain.dtypes import is_float
 from ranum.errors import RanumError
@@ -305,7 +305,7 @@ class _Search:
         feeds = {**{n: torch.from_numpy(v) for n, v in test.items()}, **{n: w.detach() for n, w in weights.items()}}
         try:
             with torch.no_grad():
-                node_in, node_out = _node_values(self.problem, feeds)
+                node_in, node_out = node_values(self.problem, feeds)
                 return bool(self.hazard.triggered(node_in, node_out).any())
         except (RuntimeError, ValueError, IndexError):
             return False
@@ -406,7 +406,7 @@ class _Search:
     def _objective(self, weights, test, targets) -> torch.Tensor | None:
         feeds = {**test, **weights}
         try:
-            node_in, node_out = _node_values(self.problem, feeds)
+            node_in, node_out = node_values(self.problem, feeds)
             distance = self.hazard.distance(node_in, node_out)
         except (RuntimeError, ValueError, IndexError):
             return None
@@ -416,13 +416,6 @@ class _Search:
         if not objective.requires_grad or not bool(torch.isfinite(objective)):
             return None
         return objective
-
-
-def _node_values(problem: Problem, feeds: Mapping[str, torch.Tensor]):
-    run = run_concrete(problem.graph, feeds)
-    node = problem.node
-    return ([run.values.get(n) if n else None for n in node.inputs],
-            [run.values.get(n) if n else None for n in node.outputs])
 
 
 def _soft_minimum(distance: torch.Tensor) -> torch.Tensor:

@@ -80,6 +80,12 @@ class Hazard(ABC):
     def invalid_text(self, elem_type: int) -> str:
         """The invalid region in words or interval notation."""
 
+    def signed_gap(self, inputs: Sequence[Tensor | None], outputs: Sequence[Tensor | None]) -> Tensor | None:
+        """For a hazard whose invalid region is one value (a divisor of 0, atanh at 1): the operand minus
+        that value, element-wise and differentiable; None for any other hazard. Its sign tells on which
+        side of the value an element lies, so that a search can bracket the value and bisect."""
+        return None
+
     def violation(self, inputs: Sequence[Interval | None], outputs: Sequence[Interval | None]) -> Tensor | None:
         """Differentiable measure of how far the abstract operand reaches into the invalid region.
 
@@ -144,6 +150,9 @@ class OnDerivedOperands(Hazard):
 
     def distance(self, inputs, outputs):
         return self.inner.distance(self.derived_values(inputs), outputs)
+
+    def signed_gap(self, inputs, outputs):
+        return self.inner.signed_gap(self.derived_values(inputs), outputs)
 
     def invalid_text(self, elem_type):
         return self.inner.invalid_text(elem_type)
@@ -257,6 +266,13 @@ class RegionHazard(Hazard):
     def distance(self, inputs, outputs):
         x = inputs[self.operand]
         return self.region(_elem_type_of(x)).distance(x)
+
+    def signed_gap(self, inputs, outputs):
+        x = inputs[self.operand]
+        region = self.region(_elem_type_of(x))
+        if region.low != region.high or not (region.low_closed and region.high_closed):
+            return None
+        return x.to(torch.float64) - region.low
 
     def invalid_text(self, elem_type):
         return self.region(elem_type).text()

@@ -376,3 +376,62 @@ def test_an_open_range_of_a_float16_input_is_searched_within_float16() -> None:
     report = confirm(model, {"inputs": {"x": [0, None]}}, search_config=SearchConfig(seed=0, seconds=3.0))
     (result,) = report.results
     assert result.status == "confirmed", result
+
+
+def _exact_value_model(body: str, constants: str, width: int = 3) -> onnx.ModelProto:
+    return onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                   f"g (float[1,{width}] x) => (float[1,{width}] y) <{constants}> {{\n{body}\n}}")
+
+
+@pytest.mark.parametrize("body, constants", [
+    ("e = Exp(x)\n d = Sub(e, c)\n y = Div(one, d)", "float c = {1.7}, float one = {1.0}"),
+    ("t = Tanh(x)\n s = Mul(t, k)\n y = Atanh(s)", "float k = {1.01}"),
+])
+def test_a_hazard_at_one_value_of_a_computed_operand_is_reached_by_bisection(body: str, constants: str) -> None:
+    """1 / (exp(x) - 1.7) and atanh(1.01 tanh(x)) at exactly 1: the descent comes near the pole but keeps
+    jumping over it on float32's grid; a bisection over x's float32 values lands on it."""
+    report = confirm(_exact_value_model(body, constants), {"inputs": {"x": [-3, 3]}, "weights": {"default": "exact"}},
+                     search_config=SearchConfig(seed=0, seconds=5.0))
+    assert all(r.status == "confirmed" for r in report.results), report.results
+    assert any("bisection" in r.strategy for r in report.results), report.results
+
+
+def test_a_divisor_that_onnxruntime_rounds_otherwise_is_bisected_in_its_arithmetic() -> None:
+    """1 / (x W + b): ranum's matrix product and onnxruntime's round differently, so the divisor that is
+    exactly 0 in ranum's semantics is not in onnxruntime's; the bisection is redone on onnxruntime's values."""
+    body = "m = MatMul(x, w)\n d = Add(m, b)\n y = Div(one, d)"
+    constants = "float[2,2] w = {0.3, -0.71, 0.7, 0.33}, float[2] b = {-0.123, 0.0517}, float one = {1.0}"
+    report = confirm(_exact_value_model(body, constants, width=2),
+                     {"inputs": {"x": [-3, 3]}, "weights": {"default": "exact"}},
+                     search_config=SearchConfig(seed=0, seconds=8.0))
+    (result,) = report.results
+    assert result.status == "confirmed" and "bisection" in result.strategy, result
+
+
+def test_the_bisection_gives_up_where_the_float_grid_skips_the_value() -> None:
+    """1 / (x * x - 0.3): whether or not float32's grid holds an exact 0 of the divisor near sqrt(0.3), the
+    walk ends (at two neighbouring values at worst) and every point it reports fires; a hazard whose invalid
+    region is not one value (Log's x <= 0) is left to the descent."""
+    import numpy as np
+
+    from ranum.analysis import analyze
+    from ranum.confirm._exact_value import reach_exact_value
+    from ranum.confirm._problem import feeds_of, make_problem, node_values
+    from ranum.detect import find_hazards, hazard_of
+
+    model = _exact_value_model("s = Mul(x, x)\n d = Sub(s, c)\n y = Div(one, d)", "float c = {0.3}, float one = {1.0}")
+    analysis = analyze(model, {"inputs": {"x": [-3, 3]}, "weights": {"default": "exact"}})
+    (finding,) = find_hazards(analysis.run)
+    problem = make_problem(analysis, finding.node)
+    hazard = hazard_of(analysis.run.rules[finding.node], finding, problem.node)
+    for start in (0.5, 0.6, -0.5, 2.0):
+        found = reach_exact_value(problem, hazard, {"x": np.full((1, 3), start)}, deadline=float("inf"))
+        if found is not None:
+            node_in, node_out = node_values(problem, feeds_of(problem, found))
+            assert bool(hazard.triggered(node_in, node_out).any())
+    log_hazard = _exact_value_model("y = Log(x)", "float unused = {0.0}")
+    analysis = analyze(log_hazard, {"inputs": {"x": [-3, 3]}})
+    (finding,) = [f for f in find_hazards(analysis.run) if f.kind == "forward"]
+    problem = make_problem(analysis, finding.node)
+    hazard = hazard_of(analysis.run.rules[finding.node], finding, problem.node)
+    assert reach_exact_value(problem, hazard, {"x": np.full((1, 3), 0.5)}, deadline=float("inf")) is None
