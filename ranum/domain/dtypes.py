@@ -78,6 +78,18 @@ def is_bool(elem_type: int) -> bool:
     return elem_type == TensorProto.BOOL
 
 
+def narrow_int_range(elem_type: int) -> tuple[int, int] | None:
+    """The value range of an integer element type narrower than int64 (None for int64, uint64, bool and
+    the other types): bounds past it mean the arithmetic wrapped around."""
+    if elem_type in (TensorProto.INT64, TensorProto.UINT64, TensorProto.BOOL) or is_float(elem_type):
+        return None
+    try:
+        info = torch.iinfo(torch_dtype(elem_type))
+    except (TypeError, ValueError):
+        return None
+    return int(info.min), int(info.max)
+
+
 def torch_dtype(elem_type: int) -> torch.dtype:
     """The torch dtype that holds concrete values of an ONNX element type."""
     try:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ranum.domain import blocks
 from ranum.domain.blocks import Splits
-from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, torch_dtype
+from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, narrow_int_range, torch_dtype
 
 __all__ = ["Interval", "align", "elementwise", "has_nan", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
 
@@ -394,8 +394,19 @@ def _sanitise(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Ten
         upper = _to_int64(torch.nan_to_num(upper.to(torch.float64).ceil(), nan=torch.inf))
     lower, upper = lower.to(torch.int64), upper.to(torch.int64)
     if is_bool(elem_type):
-        lower, upper = lower.clamp(0, 1), upper.clamp(0, 1)
-    return lower, upper
+        return lower.clamp(0, 1), upper.clamp(0, 1)
+    limits = narrow_int_range(elem_type)
+    return (lower, upper) if limits is None else _wrapped(lower, upper, *limits)
+
+
+def _wrapped(lower: Tensor, upper: Tensor, smallest: int, largest: int) -> tuple[Tensor, Tensor]:
+    """Blocks whose bounds reach past their integer type's range hold results that wrapped around (two's
+    complement, as onnxruntime's int32 or uint8 arithmetic does): any value of the type."""
+    outside = (lower < smallest) | (upper > largest)
+    if not bool(outside.any()):
+        return lower, upper
+    return (torch.where(outside, torch.full_like(lower, smallest), lower),
+            torch.where(outside, torch.full_like(upper, largest), upper))
 
 
 def _to_int64(values: Tensor) -> Tensor:

@@ -61,6 +61,19 @@ def _int_add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Te
     return torch.where(wraps, torch.full_like(lo, info.min), lo), torch.where(wraps, torch.full_like(hi, info.max), hi)
 
 
+def _int_mul(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer [l1, u1] * [l2, u2] (int64 bounds); a product that may wrap around gets the whole int64 range
+    (torch's int64 products wrap silently, so the corners are also multiplied in float64 to find out)."""
+    info = torch.iinfo(torch.int64)
+    lo, hi = arith.mul(l1, u1, l2, u2)
+    f_lo, f_hi = arith.mul(l1.double(), u1.double(), l2.double(), u2.double())
+    wraps = (f_lo.abs() >= _WRAP) | (f_hi.abs() >= _WRAP)
+    return torch.where(wraps, torch.full_like(lo, info.min), lo), torch.where(wraps, torch.full_like(hi, info.max), hi)
+
+
+_WRAP = 2.0**63 * (1 - 2.0**-50)  # a float64 product this large may stand for an int64 product past the range
+
+
 def _int_sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """Integer [l1, u1] - [l2, u2] (see :func:`_int_add`)."""
     return _int_add(l1, u1, -u2, -l2)
@@ -108,6 +121,8 @@ class Mul(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if ctx.same_input(0, 1):
             return a.with_bounds(*arith.square(a.lower, a.upper))
+        if not is_float(a.elem_type):
+            return elementwise(_int_mul, [a, b], a.elem_type)
         out = elementwise(arith.mul, [a, b], a.elem_type)
         for x_index in (0, 1):
             bound = rms_magnitude_bound(ctx, x_index, 1 - x_index, divides=False)

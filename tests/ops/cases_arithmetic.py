@@ -16,6 +16,12 @@ CASES = [
     OpCase("Div", (Operand((3, 4)), Operand((4,), low=0.5, high=2))),
     OpCase("Div", (Operand((3, 4), TensorProto.INT64, -9, 9), Operand((4,), TensorProto.INT64, 1, 4)), name="Div-int"),
     OpCase("Mul", (Operand((3, 4), low=1e19, high=1e20), Operand((3, 4), low=1e19, high=1e20)), name="Mul-overflow"),
+    # integer results past their type's range wrap around in onnxruntime: the bounds take the whole type
+    OpCase("Add", (Operand((3, 4), I32, 2**31 - 10, 2**31 - 1), Operand((4,), I32, 0, 20)), name="Add-int32-wraps"),
+    OpCase("Sub", (Operand((3, 4), U8, 0, 5), Operand((4,), U8, 0, 9)), name="Sub-uint8-wraps"),
+    OpCase("Mul", (Operand((3, 4), I64, 2**61, 2**62), Operand((4,), I64, 1, 4)), name="Mul-int64-wraps"),
+    OpCase("Mul", (Operand((3, 4), I32, -70000, 70000), Operand((4,), I32, -70000, 70000)), name="Mul-int32-wraps"),
+    OpCase("Mul", (Operand((3, 4), I64, -9, 9), Operand((4,), I64, -3, 3)), name="Mul-int64"),
     # exact unary maps
     OpCase("Abs", (Operand((3, 4)),)),
     OpCase("Abs", (Operand((3, 4), I32, -9, 9),), name="Abs-int32"),
