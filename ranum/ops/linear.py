@@ -309,6 +309,10 @@ class MatMul(OpRule):
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         count = a.shape[-1] if a.shape else 1
+        if count == 1 and len(a.shape) >= 2 and len(b.shape) >= 2 and is_float(a.elem_type):
+            # an outer product: each result is one product, rounded once (the interpreter's rounding);
+            # the midpoint-radius form would lose a mask of -3.4e38 to its error terms
+            return elementwise(arith.mul, [a, b], a.elem_type)
         if len(a.shape) >= 2 and len(b.shape) >= 2:
             out = blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w], count), count,
                                     ctx.budget)
@@ -506,7 +510,22 @@ class Einsum(OpRule):
         ones = [torch.ones(iv.shape, dtype=torch.float64) for iv in operands]
         terms = fn(*ones)
         count = int(terms.max()) if terms.numel() else 1
+        if count == 1 and len(operands) == 2 and is_float(operands[0].elem_type):
+            return _one_product(fn, *operands, ctx.budget)
         # Each term is a product of len(operands) factors: one rounding per multiplication.
         count += len(operands) - 1
         mid, rad, abs_sum = interval_product(fn, operands, count)
         return finish_sum(mid, rad, abs_sum, count, operands[0].elem_type, ctx.budget)
+
+
+def _one_product(fn: Product, a: Interval, b: Interval, budget: int) -> Interval:
+    """Bounds of a bilinear ``fn`` whose every result is one product ``a[i] * b[j]`` (an einsum that sums
+    nothing): the least and greatest of its four corner products, in real arithmetic (the interpreter adds
+    the one rounding)."""
+    (a_lo, a_hi), (b_lo, b_hi) = a.full(), b.full()
+    corners = [arith.nan_to(fn(x.to(torch.float64), y.to(torch.float64)), 0.0)  # 0 * inf: 0, the limit
+               for x in (a_lo, a_hi) for y in (b_lo, b_hi)]
+    low, high = corners[0], corners[0]
+    for corner in corners[1:]:
+        low, high = torch.minimum(low, corner), torch.maximum(high, corner)
+    return Interval.from_full(low, high, a.elem_type, budget)

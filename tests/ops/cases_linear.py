@@ -39,6 +39,13 @@ CASES = [
     OpCase("Einsum", (Operand((2, 3, 4)), Operand((2, 4, 5))), attrs={"equation": "bij, bjk -> bik"},
            name="Einsum-batched"),
     OpCase("Einsum", (Operand((4, 4)),), attrs={"equation": "ii->"}, name="Einsum-trace"),
+    # one product per result (nothing summed), with a mask's -3.4e38 in the operand
+    OpCase("Einsum", (Operand((1, 2, 4, 1), low=-3.4028234663852886e38, high=1.0),
+                      Operand((1, 2, 3, 1), low=-2, high=1)),
+           attrs={"equation": "bcxd,bcyd->bcxy"}, name="Einsum-outer-mask"),
+    OpCase("MatMul", (Operand((2, 4, 1), low=-3.4028234663852886e38, high=1.0), Operand((1, 3), low=-1, high=1)),
+           name="MatMul-outer-mask"),
+    OpCase("MatMul", (Operand((3, 1), low=-2, high=3), Operand((2, 1, 4), low=-1, high=2)), name="MatMul-outer"),
     OpCase("Einsum", (Operand((3, 4)),), attrs={"equation": "ij->ji"}, name="Einsum-transpose"),
     OpCase("Einsum", (Operand((3, 4)), Operand((4,)), Operand((3,))), attrs={"equation": "ij,j,i->"},
            name="Einsum-three"),

@@ -46,6 +46,20 @@ def test_matmul_with_exact_weight_is_tight() -> None:
     assert out.max() == pytest.approx(2.0, rel=1e-5) and out.max() >= 2.0
 
 
+@pytest.mark.parametrize("op, equation", [("MatMul", None), ("Einsum", "bxd,byd->bxy")])
+def test_an_outer_product_with_a_mask_is_exact_and_cannot_overflow(op: str, equation: str | None) -> None:
+    """ones (1, 4, 1) times a mask in [-3.4e38, 1] (1, 1, 3) sums nothing: each result is one product, in
+    [-3.4e38, 1]. The midpoint-radius form gave (-inf, 1.6e32): a false overflow (Longformer's and LED's
+    attention, which multiply a window mask by ones this way)."""
+    ones = Operand((1, 4, 1), value=[1.0] * 4)
+    mask = Operand((1, 1, 3) if op == "MatMul" else (1, 3, 1), low=-3.4028234663852886e38, high=1.0)
+    case = OpCase(op, (ones, mask), attrs={"equation": equation} if equation else {})
+    run = _case(case, {"in1": (-3.4028234663852886e38, 1.0)})
+    out = run.env["out0"]
+    assert out.min() == -3.4028234663852886e38 and 1.0 <= out.max() <= 1.0 + 1e-6
+    assert not find_hazards(run)
+
+
 def test_matmul_interval_radius_is_exact_in_real_arithmetic() -> None:
     # [-1, 1] @ [2, 3] summed over 4 terms: [-12, 12] (midpoint-radius is exact here).
     case = OpCase("MatMul", (Operand((1, 4)), Operand((4, 1))))
