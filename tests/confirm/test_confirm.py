@@ -435,3 +435,14 @@ def test_the_bisection_gives_up_where_the_float_grid_skips_the_value() -> None:
     problem = make_problem(analysis, finding.node)
     hazard = hazard_of(analysis.run.rules[finding.node], finding, problem.node)
     assert reach_exact_value(problem, hazard, {"x": np.full((1, 3), 0.5)}, deadline=float("inf")) is None
+
+
+def test_a_finding_behind_an_operator_without_a_rule_is_not_confirmed_and_says_why() -> None:
+    """check passes over an operator without a rule (its outputs get the widest interval); confirm could not
+    run the model up to the finding and stopped the whole run with an error (falcon's ALiBi export casts to
+    complex128). The finding is now not confirmed, with the reason."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17, "com.example": 1]>\n'
+                                    "g (float[2] x) => (float[2] y) { z = com.example.Mystery(x)\n y = Log(z) }")
+    report = confirm(model, {"inputs": {"x": [1, 2]}}, search_config=SearchConfig(seed=0, seconds=1.0))
+    (result,) = report.results
+    assert result.status == "not_confirmed" and "Mystery" in result.note, result
