@@ -129,11 +129,22 @@ def check(
         else:
             _write_atomically(err, output, text)
     else:
-        console = Console(record=output is not None, width=None if output is None else 160)
+        console = _report_console(record=output is not None)
         render_check(report, console, verbose)
         if output is not None:
             _write_atomically(err, output, console.export_text())
     raise typer.Exit(EXIT_FINDINGS if report.findings else EXIT_CLEAN)
+
+
+_REPORT_WIDTH = 200  # tables written to a file or a pipe: long node names stay on one line
+
+
+def _report_console(record: bool = False) -> Console:
+    """The console a report is written to: a terminal's own width; a file or a pipe (not a terminal, and no
+    COLUMNS set) gets wide lines rather than rich's 80 columns, which fold node names into pieces."""
+    if record or (not sys.stdout.isatty() and "COLUMNS" not in os.environ):
+        return Console(record=record, width=_REPORT_WIDTH)
+    return Console()
 
 
 @app.command()
@@ -186,7 +197,7 @@ def confirm(
              "reaches_outputs": r.reaches_outputs, **({"system": r.system} if r.system is not None else {})}
             for r in report.results]}, indent=2) + "\n")
     else:
-        _render_confirm(report, Console())
+        _render_confirm(report, _report_console())
     raise typer.Exit(EXIT_CLEAN if report.all_confirmed else EXIT_FINDINGS)
 
 
@@ -247,7 +258,7 @@ def fix(
     if output_format is OutputFormat.json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        _render_fix(report, output, Console())
+        _render_fix(report, output, _report_console())
     raise typer.Exit(EXIT_CLEAN if report.certified else EXIT_FINDINGS)
 
 
@@ -298,7 +309,7 @@ def ops(
             name = f"{e.domain}.{e.op_type}" if e.domain else e.op_type
             hazards = "\n".join(f"{h[2]} ({h[1]})" for h in e.hazards) or "-"
             table.add_row(name, ", ".join(str(v) for v in e.since), hazards)
-        Console().print(table)
+        _report_console().print(table)
 
 
 def _range_spec(spec: Path | None, ranges: list[str], weights: str | None, dims: list[str],

@@ -260,3 +260,17 @@ def test_kind_option_keeps_only_findings_of_that_kind(tmp_path: Path) -> None:
     assert json.loads(forward.stdout)["findings"] == []
     assert invoke("check", path, "--range", "x=0,1", "--kind", "gradient").exit_code == 1
     assert invoke("check", path, "--range", "x=0,1", "--kind", "backward").exit_code == 2
+
+
+def test_a_piped_report_keeps_long_node_names_on_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written to a pipe (not a terminal, no COLUMNS), rich drew tables 80 columns wide and folded node names
+    such as '/inner/encoder/layer.1/attention/self/Log' into pieces; the report is now wide enough."""
+    name = "/inner/encoder/layer.1/attention/self/relative_position_bucket/Log"
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    f'g (float[2] x) => (float[2] y) {{ ["{name}"] y = Log(x) }}')
+    path = tmp_path / "long.onnx"
+    onnx.save(model, str(path))
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = CliRunner().invoke(app, ["check", str(path), "--range", "x=0,1"])
+    assert result.exit_code == 1, result.output
+    assert name in result.stdout, result.stdout
