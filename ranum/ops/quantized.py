@@ -75,7 +75,15 @@ def _product(fn: Callable[[Tensor, Tensor], Tensor], a: Bounds, b: Bounds) -> Bo
     (al, ah), (bl, bh) = [(t.to(torch.float64) for t in pair) for pair in (a, b)]
     ca, ra, cb, rb = (al + ah) / 2, (ah - al) / 2, (bl + bh) / 2, (bh - bl) / 2
     mid = fn(ca, cb)
-    rad = fn(ca.abs(), rb) + fn(ra, cb.abs()) + fn(ra, rb)
+    a_point, b_point = not bool(ra.any()), not bool(rb.any())  # exact weights: two products, not four
+    if a_point and b_point:
+        rad = torch.zeros_like(mid)
+    elif b_point:
+        rad = fn(ra, cb.abs())
+    elif a_point:
+        rad = fn(ca.abs(), rb)
+    else:
+        rad = fn(ca.abs(), rb) + fn(ra, cb.abs()) + fn(ra, rb)
     return (mid - rad).floor().to(torch.int64), (mid + rad).ceil().to(torch.int64)
 
 
