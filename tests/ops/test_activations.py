@@ -107,6 +107,37 @@ def test_squashing_ranges_on_unbounded_inputs() -> None:
     assert _range(_unary("HardSigmoid"), -math.inf, math.inf) == (0.0, 1.0)
 
 
+@pytest.mark.parametrize("op", ["Tanh", "Sigmoid"])
+def test_onnxruntime_stays_within_the_declared_overshoot_near_saturation(op: str) -> None:
+    """Every float32 from 4 to 64 (and its negative): onnxruntime's result never passes 1 + UNIT_OVERSHOOT
+    (nor -1 - UNIT_OVERSHOOT for Tanh), the bound ranum's rules keep."""
+    import onnxruntime as ort
+
+    start, stop = (np.array([4.0, 64.0], dtype=np.float32).view(np.uint32)).tolist()
+    x = np.arange(start, stop, dtype=np.uint32).view(np.float32)
+    model = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : 17]>\n g (float[N] x) => (float[N] y) '
+                                    f"{{ y = {op}(x) }}")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    high = session.run(None, {"x": x})[0].max()
+    low = session.run(None, {"x": -x})[0].min()
+    assert float(high) <= 1.0 + activations.UNIT_OVERSHOOT
+    assert float(low) >= (-1.0 - activations.UNIT_OVERSHOOT if op == "Tanh" else 0.0)
+
+
+def test_the_log_probability_correction_of_a_squashed_gaussian_policy_is_safe_with_its_epsilon() -> None:
+    """SAC's log(1 - tanh(u) ** 2 + 1e-6): with 4 ulps of overshoot allowed above 1, tanh(u) ** 2 could
+    reach 1 + 1.4e-6 and the Log's operand -4.3e-7 (a false alarm on every SAC policy); onnxruntime's Tanh
+    passes 1 by 2 ulps at most, which keeps the operand above 0. Without the epsilon it is a real finding."""
+    body = ("t = Tanh(u)\n two = Constant<value_float = 2.0>()\n s = Pow(t, two)\n"
+            "one = Constant<value_float = 1.0>()\n d = Sub(one, s)\n")
+    safe = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n g (float[2] u) => (float[2] y) {'
+                                   + body + "e = Constant<value_float = 1e-6>()\n p = Add(d, e)\n y = Log(p) }")
+    naive = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n g (float[2] u) => (float[2] y) {'
+                                    + body + "y = Log(d) }")
+    assert not check(safe, {"inputs": {"u": [-30, 30]}}).findings
+    assert [f.op_type for f in check(naive, {"inputs": {"u": [-30, 30]}}).findings] == ["Log"]
+
+
 def test_sigmoid_is_tight_on_a_narrow_range() -> None:
     lo, hi = _range(_unary("Sigmoid"), 0.0, 1.0)
     assert 0.5 - 1e-6 < lo <= 0.5
