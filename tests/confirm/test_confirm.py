@@ -446,3 +446,19 @@ def test_a_finding_behind_an_operator_without_a_rule_is_not_confirmed_and_says_w
     report = confirm(model, {"inputs": {"x": [1, 2]}}, search_config=SearchConfig(seed=0, seconds=1.0))
     (result,) = report.results
     assert result.status == "not_confirmed" and "Mystery" in result.note, result
+
+
+def test_the_tests_of_an_in_memory_model_still_pass_after_their_folder_moves(tmp_path: Path) -> None:
+    """A model given in memory (an exported PyTorch module) is saved beside the tests; the tests named it by
+    its absolute path, so a moved or copied output folder failed with FileNotFoundError."""
+    import shutil
+
+    out = tmp_path / "out"
+    report = confirm(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}}, out,
+                     search_config=SearchConfig(seed=0, seconds=2.0))
+    assert any(r.status == "confirmed" for r in report.results)
+    moved = tmp_path / "moved"
+    shutil.move(str(out), str(moved))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+                           str(moved)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
