@@ -353,6 +353,9 @@ def _model_source(model: Path, inputs: list[str], step) -> tuple[Any, dict[str, 
     and notes on how it was exported)."""
     text = str(model)
     if ".py:" not in text:
+        if text.endswith(".py"):
+            raise RangeSpecError(f"a PyTorch model is given as {text}:FACTORY, FACTORY a function of that file "
+                                 "returning the torch.nn.Module")
         if inputs:
             raise RangeSpecError("--input describes the inputs of a file.py:factory model; for an ONNX file "
                                  "use --range NAME=LO,HI")

@@ -24,6 +24,7 @@ import inspect
 import io
 import logging
 import math
+import re
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -188,11 +189,25 @@ def export_module(
         raise RanumError("exporting a PyTorch module needs the onnxscript package: "
                          "pip install 'ranum[torch-frontend]'")
     args, kwargs = _split_inputs(example_inputs)
+    _check_arguments(module, args, kwargs)
     names = tuple(input_names) if input_names is not None else _parameter_names(module, len(args)) + tuple(kwargs)
     model, notes = _run_exporter(module, args, kwargs, names)
     graph_inputs = tuple(v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer})
     checked = {str(k): (float(v[0]), float(v[1])) for k, v in (ranges or {}).items()}
     return ExportedModel(model, graph_inputs, checked, type(module).__name__, notes)
+
+
+def _check_arguments(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    """Inputs that ``forward`` cannot take are the user's mistake: say so before both exporters fail on it."""
+    try:
+        signature = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        given = f"{len(args)} positional input(s)" + (f" and keywords {sorted(kwargs)}" if kwargs else "")
+        raise ModelError(f"{type(module).__name__}.forward{signature} cannot take the {given} given: {exc}") from None
 
 
 def _split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
@@ -265,18 +280,30 @@ _TRACED_OPSET = 17  # the tracing exporter's best-tested opset
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first line of the innermost cause's message (the exporters wrap the cause in boilerplate of
+    their own), without terminal colour codes."""
+    causes = [exc]
+    while causes[-1].__cause__ is not None and len(causes) < 16:
+        causes.append(causes[-1].__cause__)
+    for cause in reversed(causes):
+        text = _ANSI.sub("", str(cause)).strip()
+        if text:
+            return text.splitlines()[0]
+    return type(exc).__name__
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @contextlib.contextmanager
 def _quiet_exporter():
     """The exporters log and warn freely, and print to stdout (into a JSON report): silence them."""
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch._subclasses",
+                                            "torch.fx", "onnxscript")]
     levels = [q.level for q in quiet]
     try:
         for q in quiet:
-            q.setLevel(logging.ERROR)
+            q.setLevel(logging.CRITICAL)  # their errors reach the user in ranum's own message
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield

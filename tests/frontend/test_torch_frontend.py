@@ -208,6 +208,36 @@ def test_both_exporters_failing_is_one_clear_error() -> None:
         ranum.check(_UnconvertibleByBoth(), torch.rand(2, 3))
 
 
+def test_inputs_the_forward_method_cannot_take_are_named_before_exporting() -> None:
+    """Too few inputs: both exporters failed with their own boilerplate (and torch's colour codes), the reason
+    last; the message now names forward's signature and what is missing."""
+    class TwoInputs(torch.nn.Module):
+        def forward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+            return x + eps
+
+    with pytest.raises(ModelError, match=r"TwoInputs.forward\(x: .*eps.*cannot take the 1 positional input\(s\) "
+                                         r"given: missing a required argument: 'eps'"):
+        ranum.check(TwoInputs(), torch.rand(2, 3))
+
+
+def test_an_export_error_gives_the_innermost_cause_without_colour_codes() -> None:
+    from ranum.frontend._torch import _first_line
+
+    try:
+        try:
+            raise ValueError("Cannot find a compatible OpOverload for aten.clamp\nTried overloads: ...")
+        except ValueError as cause:
+            raise RuntimeError("Failed to decompose. \x1b[96mThis is step 2/3\x1b[0m of exporting") from cause
+    except RuntimeError as exc:
+        assert _first_line(exc) == "Cannot find a compatible OpOverload for aten.clamp"
+    assert _first_line(RuntimeError("\x1b[96mstep\x1b[0m two")) == "step two"
+
+
+def test_a_python_file_without_its_factory_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["check", str(DEFECTS_FILE), "--input", "x=1x4:0,1"])
+    assert result.exit_code == 2 and ":FACTORY" in result.output, result.output
+
+
 def test_cli_prints_the_tracing_note_in_the_json_report(tmp_path: Path) -> None:
     source = tmp_path / "branchy.py"
     source.write_text("import torch\n\n\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
