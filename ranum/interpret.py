@@ -37,7 +37,7 @@ from ranum.domain.sequence import SequenceValue, Value, join_values
 from ranum.errors import AnalysisError, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
-from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, OWN_RULE, NodeContext, OpRule
+from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.hazards import FORWARD
 from ranum.ops.registry import Registry
@@ -266,6 +266,10 @@ class _AbstractWalker:
             scalar = dataclasses.replace(ctx, output_shapes=tuple(() for _ in ctx.output_shapes))
             outs = [_finish(rule, out, ctx.budget) for out in _as_tuple(rule.abstract(scalar, *hulls))]
             return [Interval.create(out.lower, out.upper, (), None, out.elem_type) for out in outs]
+        if mode == HULLS:
+            out = rule.without_shapes(ctx, *inputs)
+            if out is not None:
+                return [_finish(rule, out, ctx.budget)]
         if mode == COUNTS:
             return [Interval.create(torch.tensor(0), torch.tensor(torch.iinfo(torch.int64).max), (), None,
                                     TensorProto.INT64) for _ in ctx.node.outputs]
@@ -329,6 +333,7 @@ class _AbstractWalker:
             graph=self,
             output_sequences=tuple(bool(info and info.sequence) for info in infos),
             output_optionals=tuple(bool(info and info.optional) for info in infos),
+            input_shapes=tuple(_static_shape(graph, name) for name in node.inputs),
         )
 
     def _top(self, ctx: NodeContext) -> list[Value]:
@@ -344,6 +349,11 @@ def _top_output(ctx: NodeContext, index: int, shape: tuple[int, ...] | None, ele
     if ctx.output_is_optional(index):
         return OptionalValue.top(elem_type, shape, sequence)
     return SequenceValue.top(elem_type, shape) if sequence else Interval.top(shape, elem_type)
+
+
+def _static_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
+    info = graph.info(name) if name else None
+    return None if info is None or info.sequence or info.optional else info.shape
 
 
 def _finish(rule: OpRule, out: Value, budget: int) -> Value:

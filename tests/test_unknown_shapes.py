@@ -65,11 +65,7 @@ def test_onnxruntime_values_lie_in_the_unknown_shape_bounds(seed: int) -> None:
     rng = np.random.default_rng(seed)
     values = Runner(model).run({"scores": rng.uniform(0, 1, (1, 6)).astype(np.float32),
                                 "boxes": rng.uniform(0, 320, (6, 4)).astype(np.float32)})
-    for node in analysis.graph.nodes:
-        for name in node.outputs:
-            lo, hi = analysis.bounds(name)
-            v = np.asarray(values[name], dtype=np.float64)
-            assert ((v >= lo) & (v <= hi)).all(), name
+    _assert_within_bounds(analysis, values)
 
 
 def test_nonzero_of_a_range_that_excludes_zero_is_exact() -> None:
@@ -120,3 +116,69 @@ def test_if_joins_branches_with_empty_outputs_of_different_shapes() -> None:
     assert not analysis.run.unsupported
     lo, hi = analysis.bounds("y")
     assert (float(lo), float(hi)) == (1.0, 2.0)
+
+
+# a mixture-of-experts layer as TorchScript exports it: the tokens routed to the chosen expert are picked by
+# NonZero, multiplied by that expert's weight (picked by a data-dependent index, its shape still static) and
+# written back by ScatterElements
+EXPERTS = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[4, 3] x, float[4] gate, float[2] score) => (float[4, 2] y)
+<float[2, 3, 2] experts = {0.5, -1.0, 2.0, 0.25, -0.5, 1.0, 1.5, 0.75, -2.0, 0.5, 1.0, -0.25},
+ float[4, 2] zeros = {0, 0, 0, 0, 0, 0, 0, 0}, int64[1] one1 = {1}, int64[1] flat = {-1}> {
+    half = Constant <value = float {0.5}> ()
+    chosen = Greater (gate, half)
+    where = NonZero (chosen)
+    rows = Reshape (where, flat)
+    tokens = Gather <axis = 0> (x, rows)
+    expert = ArgMax <axis = 0, keepdims = 0> (score)
+    weight = Gather <axis = 0> (experts, expert)
+    out = MatMul (tokens, weight)
+    column = Unsqueeze (rows, one1)
+    shape = Shape (out)
+    indices = Expand (column, shape)
+    y = ScatterElements <axis = 0> (zeros, indices, out)
+}
+"""
+EXPERTS_SPEC = {"inputs": {"x": [-1.0, 2.0], "gate": [0.0, 1.0], "score": [0.0, 1.0]}, "weights": {"default": "exact"}}
+
+
+def test_a_mixture_of_experts_layer_is_analysed_past_its_routing() -> None:
+    """MatMul and ScatterElements had no rule for operands of a shape known only at run time: Mixtral's and
+    Qwen2-MoE's TorchScript exports left every expert and everything after them unanalysed. A row of the
+    tokens' hull times the expert weight's matrix (its static shape filled with its hull over the experts)
+    bounds every product; the write-back joins zeros and the products, and keeps y's shape."""
+    analysis = ranum.analyze(onnx.parser.parse_model(EXPERTS), EXPERTS_SPEC)
+    assert not analysis.run.not_analysed and not analysis.run.unsupported
+    lo, hi = analysis.bounds("out")
+    # any token row in [-1, 2]^3 times any weight element in [-2, 2]: |result| <= 3 * 2 * 2
+    assert -12.001 <= float(lo) < 0 < float(hi) <= 12.001
+    assert analysis.bounds("y")[0].shape == (4, 2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_onnxruntime_values_of_a_mixture_of_experts_lie_in_the_bounds(seed: int) -> None:
+    model = onnx.parser.parse_model(EXPERTS)
+    analysis = ranum.analyze(model, EXPERTS_SPEC)
+    rng = np.random.default_rng(seed)
+    values = Runner(model).run({"x": rng.uniform(-1, 2, (4, 3)).astype(np.float32),
+                                "gate": rng.uniform(0, 1, (4,)).astype(np.float32),
+                                "score": rng.uniform(0, 1, (2,)).astype(np.float32)})
+    _assert_within_bounds(analysis, values)
+
+
+def test_a_scatter_that_adds_updates_of_unknown_count_is_not_analysed() -> None:
+    model = onnx.parser.parse_model(EXPERTS.replace("ScatterElements <axis = 0>",
+                                                    'ScatterElements <axis = 0, reduction = "add">'))
+    report = ranum.check(model, EXPERTS_SPEC)
+    (node,) = report.not_analysed_nodes
+    assert node.endswith("ScatterElements") or "Scatter" in node
+
+
+def _assert_within_bounds(analysis, values: dict) -> None:
+    """Every onnxruntime value of every node output lies in its (possibly unknown-shape) bounds."""
+    for node in analysis.graph.nodes:
+        for name in node.outputs:
+            lo, hi = analysis.bounds(name)
+            v = np.asarray(values[name], dtype=np.float64)
+            assert ((v >= lo) & (v <= hi)).all(), name

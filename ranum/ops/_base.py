@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from ranum.ops.hazards import Hazard
 
 __all__ = [
-    "COPIES", "COPIES_ALL", "COUNTS", "ELEMENTWISE", "OWN_RULE", "GraphView", "NodeContext", "OpRule", "Outputs",
-    "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape", "structural",
+    "COPIES", "COPIES_ALL", "COUNTS", "ELEMENTWISE", "HULLS", "OWN_RULE", "GraphView", "NodeContext", "OpRule",
+    "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape", "structural",
 ]
 
 Outputs = Interval | tuple[Interval, ...]
@@ -43,6 +43,7 @@ COPIES = "copies"  # each output element is an element of the first operand (Res
 COPIES_ALL = "copies-all"  # each output element is an element of one of the operands (Concat)
 COUNTS = "counts"  # each output element is a size or an index: a non-negative int64 (Shape, NonZero...)
 OWN_RULE = "own-rule"  # the rule's abstract semantics take operands of unknown shape themselves (sequences)
+HULLS = "hulls"  # the rule's without_shapes bounds its outputs from operands of unknown shape (or gives up)
 
 
 class SubgraphRunner(Protocol):
@@ -93,6 +94,9 @@ class NodeContext:
     # per output, whether its declared type is an optional (then the facts above describe the value it
     # may hold); empty when nothing was declared
     output_optionals: tuple[bool, ...] = ()
+    # per input, its shape where shape inference knows every dimension statically (None elsewhere): an
+    # operand whose interval lost its shape (after a data-dependent index) may still have a static one
+    input_shapes: tuple[tuple[int, ...] | None, ...] = ()
 
     def same_input(self, first: int, second: int) -> bool:
         """Whether two operands are the very same tensor (enables x - x = 0, x * x >= 0)."""
@@ -124,7 +128,7 @@ class OpRule:
     output_range: ClassVar[tuple[float, float] | None] = None
     deterministic: ClassVar[bool] = True
     accumulates: ClassVar[bool] = False  # sums many terms: float error grows with their count
-    unknown_shapes: ClassVar[str] = ""  # ELEMENTWISE, COPIES, COPIES_ALL, COUNTS or "" (not analysed)
+    unknown_shapes: ClassVar[str] = ""  # ELEMENTWISE, COPIES, COPIES_ALL, COUNTS, HULLS or "" (not analysed)
     # operand positions that hold settings rather than learned values (Resize's scales, quantization
     # scales and zero points): an initializer read only at such positions is a constant, never a weight
     parameter_operands: ClassVar[frozenset[int]] = frozenset()
@@ -136,6 +140,12 @@ class OpRule:
     def abstract(self, ctx: NodeContext, *inputs: Interval | None) -> Outputs:
         """Sound interval semantics."""
         raise NotImplementedError(f"{self.op_type}: abstract semantics not implemented")
+
+    def without_shapes(self, ctx: NodeContext, *inputs: Interval | None) -> Interval | None:
+        """For ``unknown_shapes = HULLS``: bounds of the output where an operand's shape is known only at run
+        time (of unknown shape, or of the output's shape where that is still known), before rounding; None
+        where they cannot be had (the node is not analysed)."""
+        return None
 
     def rounded(self, out: Interval) -> Interval:
         """A float result of :meth:`abstract` (real-number bounds) rounded outward by the rule's ``ulps``,

@@ -22,7 +22,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule, structural
+from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, structural
 from ranum.ops._range_hull import block_of, hull_blocks, index_ranges, range_reduce, select_pick
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
@@ -239,6 +239,7 @@ class ScatterElements(_Scatter):
 
     axis: int = 0
     reduction: str = "none"
+    unknown_shapes = HULLS
 
     def _rows(self, shape: Sequence[int], indices: Tensor) -> Tensor:
         axis = self.axis % len(shape)
@@ -254,11 +255,30 @@ class ScatterElements(_Scatter):
         out = _scatter_concrete(data.reshape(-1, 1), rows, updates.reshape(-1, 1), self.reduction)
         return out.reshape(data.shape)
 
+    def without_shapes(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval
+                       ) -> Interval | None:
+        return _scattered_hull(data, updates, self.reduction)
+
     def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:
         if not indices.is_exact:  # an element can take the updates that share its other coordinates
             return _scatter_inexact(data, updates, self.reduction, updates.shape[self.axis % len(updates.shape)])
         rows = self._rows(data.shape, indices.exact_value())
         return _scatter_abstract(data, rows, updates, 1, self.reduction, ctx.budget)
+
+
+def _scattered_hull(data: Interval, updates: Interval, reduction: str) -> Interval | None:
+    """A scatter whose updates (or indices, or data) have a shape known only at run time (the rows a
+    mixture-of-experts layer writes back): without a reduction, or with min or max, each element is its
+    data value or one of the updates, so it lies in data's bounds joined with the updates' hull."""
+    if reduction not in ("none", "min", "max"):
+        return None  # how many updates meet at an element is not known
+    hull = updates.hull()
+    if hull is None:
+        return data
+    if data.shape is not None:
+        low, high = hull.lower.to(data.lower.dtype), hull.upper.to(data.upper.dtype)
+        return data.with_bounds(torch.minimum(data.lower, low), torch.maximum(data.upper, high))
+    return data.join(hull)
 
 
 @register("ScatterND")

@@ -23,7 +23,7 @@ from ranum.domain import arith, blocks
 from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._relations import convex_combination_bounds, meet, norm_product_bounds
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
@@ -303,9 +303,22 @@ class MatMul(OpRule):
 
     hazards = (Overflow(),)
     accumulates = True
+    unknown_shapes = HULLS
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
         return _matmul(a, b)
+
+    def without_shapes(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval | None:
+        """An operand whose shape is known only at run time (the tokens a mixture-of-experts layer routes to
+        one expert, selected by NonZero): where shape inference still knows its shape statically (an expert's
+        weight picked by a data-dependent index), its hull fills that shape; then see _hull_product."""
+        a, b = (_filled(iv, static) if iv.shape is None and static is not None else iv
+                for iv, static in zip((a, b), ctx.input_shapes or (None, None)))
+        if a.shape is None and b.shape is None:
+            return None
+        if a.shape is not None and b.shape is not None:
+            return self.abstract(ctx, a, b)
+        return _hull_product(a, b, ctx.budget)
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         count = a.shape[-1] if a.shape else 1
@@ -321,6 +334,42 @@ class MatMul(OpRule):
             return _floored_if_terms_are_non_negative(out, a, b)
         mid, rad, abs_sum = interval_product(torch.matmul, [a, b], count)
         return _floored_if_terms_are_non_negative(finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget), a, b)
+
+
+def _hull_product(a: Interval, b: Interval, budget: int) -> Interval:
+    """``a @ b`` where one operand's shape is known only at run time: every result sums, over the
+    contraction axis (its length from the known operand), the products of one row of ``a`` and one column
+    of ``b``. So one row of a's hull times b's matrix (b's batches joined), or a's matrix times one column of
+    b's hull, bounds every result; the result is one interval of unknown shape."""
+    if a.shape is None:
+        matrix = _batches_joined(b, vector=(-1, 1))
+        count = matrix.shape[0]
+        x, w = _filled(a, (1, count)), matrix
+    else:
+        matrix = _batches_joined(a, vector=(1, -1))
+        count = matrix.shape[1]
+        x, w = matrix, _filled(b, (count, 1))
+    mid, rad, abs_sum = interval_product(torch.matmul, [x, w], count)
+    out = finish_sum(mid, rad, abs_sum, count, a.elem_type, budget)
+    return Interval.create(out.lower, out.upper, (), None, out.elem_type)
+
+
+def _filled(iv: Interval, shape: tuple[int, ...]) -> Interval:
+    """A tensor of ``shape`` whose every element lies in ``iv``'s hull (one block)."""
+    low, high = iv.lower.min(), iv.upper.max()
+    ones = (1,) * len(shape)
+    return Interval.create(low.reshape(ones), high.reshape(ones), blocks.single_splits(shape), shape, iv.elem_type)
+
+
+def _batches_joined(iv: Interval, vector: tuple[int, int]) -> Interval:
+    """The last two axes of ``iv``, each element bounded over every batch (leading axes); a vector is laid
+    out as ``vector`` ((1, -1): a row, (-1, 1): a column), as matmul promotes it."""
+    low, high = iv.full()
+    if len(iv.shape) == 1:
+        low, high = low.reshape(vector), high.reshape(vector)
+    rows, columns = low.shape[-2:]
+    return Interval.from_full(low.reshape(-1, rows, columns).amin(0), high.reshape(-1, rows, columns).amax(0),
+                              iv.elem_type)
 
 
 def _floored_if_terms_are_non_negative(out: Interval, a: Interval, b: Interval, floor: float = 0.0) -> Interval:
