@@ -317,7 +317,8 @@ class MatMul(OpRule):
         if a.shape is None and b.shape is None:
             return None
         if a.shape is not None and b.shape is not None:
-            return self.abstract(ctx, a, b)
+            rows = b.shape[0] if len(b.shape) == 1 else b.shape[-2]
+            return self.abstract(ctx, a, b) if a.shape[-1] == rows else None  # else a model whose shapes disagree
         return _hull_product(a, b, ctx.budget)
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
