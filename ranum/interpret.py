@@ -241,7 +241,7 @@ class _AbstractWalker:
         try:
             if rule.unknown_shapes != OWN_RULE and any(isinstance(iv, Interval) and iv.shape is None
                                                        for iv in inputs):
-                return self._without_shapes(rule, ctx, inputs)
+                return self._without_shapes(graph, rule, ctx, inputs)
             outputs = self._apply(rule, ctx, inputs)
         except UnsupportedOperator as exc:
             self._unsupported(node, str(exc))
@@ -255,7 +255,8 @@ class _AbstractWalker:
             return self._top(ctx)
         return outputs
 
-    def _without_shapes(self, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]) -> list[Interval]:
+    def _without_shapes(self, graph: Graph, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]
+                        ) -> list[Interval]:
         """Outputs of unknown shape, one interval over all elements, where an operand's shape is unknown:
         an element-wise rule runs on every operand's hull (every output element is the operator on some
         elements of them), a copying rule joins the hulls of the operands it copies, sizes and indices are
@@ -267,7 +268,8 @@ class _AbstractWalker:
             outs = [_finish(rule, out, ctx.budget) for out in _as_tuple(rule.abstract(scalar, *hulls))]
             return [Interval.create(out.lower, out.upper, (), None, out.elem_type) for out in outs]
         if mode == HULLS:
-            out = rule.without_shapes(ctx, *inputs)
+            static = tuple(_static_shape(graph, name) for name in ctx.node.inputs)
+            out = rule.without_shapes(dataclasses.replace(ctx, input_shapes=static), *inputs)
             if out is not None:
                 return [_finish(rule, out, ctx.budget)]
         if mode == COUNTS:
@@ -333,7 +335,6 @@ class _AbstractWalker:
             graph=self,
             output_sequences=tuple(bool(info and info.sequence) for info in infos),
             output_optionals=tuple(bool(info and info.optional) for info in infos),
-            input_shapes=tuple(_static_shape(graph, name) for name in node.inputs),
         )
 
     def _top(self, ctx: NodeContext) -> list[Value]:

@@ -94,8 +94,9 @@ class NodeContext:
     # per output, whether its declared type is an optional (then the facts above describe the value it
     # may hold); empty when nothing was declared
     output_optionals: tuple[bool, ...] = ()
-    # per input, its shape where shape inference knows every dimension statically (None elsewhere): an
-    # operand whose interval lost its shape (after a data-dependent index) may still have a static one
+    # per input, its shape where shape inference knows every dimension statically (None elsewhere), given
+    # to without_shapes only: an operand whose interval lost its shape (after a data-dependent index) may
+    # still have a static one
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
 
     def same_input(self, first: int, second: int) -> bool:
