@@ -53,21 +53,22 @@ _INF = math.inf
 
 def _int_add(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """Integer [l1, u1] + [l2, u2] (int64 bounds); a sum that may wrap around gets the whole int64 range."""
-    info = torch.iinfo(torch.int64)
-    lo, hi = l1 + l2, u1 + u2
     safe = 2.0 ** 62
     wraps = (l1.double().abs() >= safe) | (l2.double().abs() >= safe) | (u1.double().abs() >= safe) | (
         u2.double().abs() >= safe)
-    return torch.where(wraps, torch.full_like(lo, info.min), lo), torch.where(wraps, torch.full_like(hi, info.max), hi)
+    return _whole_int64_where(wraps, l1 + l2, u1 + u2)
 
 
 def _int_mul(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """Integer [l1, u1] * [l2, u2] (int64 bounds); a product that may wrap around gets the whole int64 range
     (torch's int64 products wrap silently, so the corners are also multiplied in float64 to find out)."""
-    info = torch.iinfo(torch.int64)
-    lo, hi = arith.mul(l1, u1, l2, u2)
     f_lo, f_hi = arith.mul(l1.double(), u1.double(), l2.double(), u2.double())
     wraps = (f_lo.abs() >= _WRAP) | (f_hi.abs() >= _WRAP)
+    return _whole_int64_where(wraps, *arith.mul(l1, u1, l2, u2))
+
+
+def _whole_int64_where(wraps: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    info = torch.iinfo(torch.int64)
     return torch.where(wraps, torch.full_like(lo, info.min), lo), torch.where(wraps, torch.full_like(hi, info.max), hi)
 
 

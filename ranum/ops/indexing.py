@@ -275,10 +275,7 @@ def _scattered_hull(data: Interval, updates: Interval, reduction: str) -> Interv
     hull = updates.hull()
     if hull is None:
         return data
-    if data.shape is not None:
-        low, high = hull.lower.to(data.lower.dtype), hull.upper.to(data.upper.dtype)
-        return data.with_bounds(torch.minimum(data.lower, low), torch.maximum(data.upper, high))
-    return data.join(hull)
+    return data.join(hull if data.shape is None else hull.broadcast_to(data.shape))
 
 
 @register("ScatterND")

@@ -38,7 +38,6 @@ from ranum.ops.registry import register
 __all__ = ["ConvInteger", "DynamicQuantizeLinear", "MatMulInteger", "QLinearConv", "QLinearMatMul"]
 
 INT32 = TensorProto.INT32
-_INT32_RANGE = (-(2**31), 2**31 - 1)
 _INT16_RANGE = (-(2**15), 2**15 - 1)
 _UNIT = 2.0**-24  # float32 unit roundoff
 _TINY = 2.0**-149  # smallest float32 subnormal: absolute error of a rounding below the normal range
@@ -75,15 +74,14 @@ def _product(fn: Callable[[Tensor, Tensor], Tensor], a: Bounds, b: Bounds) -> Bo
     (al, ah), (bl, bh) = [(t.to(torch.float64) for t in pair) for pair in (a, b)]
     ca, ra, cb, rb = (al + ah) / 2, (ah - al) / 2, (bl + bh) / 2, (bh - bl) / 2
     mid = fn(ca, cb)
-    a_point, b_point = not bool(ra.any()), not bool(rb.any())  # exact weights: two products, not four
-    if a_point and b_point:
-        rad = torch.zeros_like(mid)
-    elif b_point:
-        rad = fn(ra, cb.abs())
-    elif a_point:
-        rad = fn(ca.abs(), rb)
-    else:
-        rad = fn(ca.abs(), rb) + fn(ra, cb.abs()) + fn(ra, rb)
+    terms = []  # products with a zero radius are zero: exact weights take two products, not four
+    if bool(rb.any()):
+        terms.append(fn(ca.abs(), rb))
+    if bool(ra.any()):
+        terms.append(fn(ra, cb.abs()))
+    if len(terms) == 2:
+        terms.append(fn(ra, rb))
+    rad = sum(terms, torch.zeros_like(mid))
     return (mid - rad).floor().to(torch.int64), (mid + rad).ceil().to(torch.int64)
 
 
@@ -113,12 +111,9 @@ def _saturation(a: Interval, b_lo: Tensor, b_hi: Tensor, count: int, weights_typ
 
 
 def _int32(lo: Tensor, hi: Tensor, shape: Sequence[int], budget: int) -> Interval:
-    """An int32 result: where the int64 bounds leave int32, the sum wraps to any int32 value."""
-    low, high = _INT32_RANGE
-    wraps = (lo < low) | (hi > high)
-    lo = torch.where(wraps, torch.full_like(lo, low), lo).expand(shape)
-    hi = torch.where(wraps, torch.full_like(hi, high), hi).expand(shape)
-    return Interval.from_full(lo, hi, INT32, budget)
+    """An int32 result: where the int64 bounds leave int32, the sum wraps to any int32 value (as every
+    integer interval past its type's range does, see :class:`Interval`)."""
+    return Interval.from_full(lo.expand(shape), hi.expand(shape), INT32, budget)
 
 
 def _multiplier(scales: Sequence[Bounds], y_scale: Bounds) -> tuple[Bounds, Tensor]:
