@@ -11,6 +11,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     activations,
     arithmetic,
     batch_norm,
+    bitcast,
     contrib,
     contrib_attention,
     contrib_dynamic_quantized,

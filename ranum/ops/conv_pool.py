@@ -1,4 +1,4 @@
-"""Convolution: Conv, ConvTranspose (pooling is in :mod:`ranum.ops.pooling`).
+"""Convolution: Conv, ConvTranspose, CausalConvWithState (pooling is in :mod:`ranum.ops.pooling`).
 
 Geometry follows onnxruntime: explicit ``pads`` = ``[begin_0, .., begin_k, end_0, .., end_k]``, or
 ``auto_pad`` SAME_UPPER / SAME_LOWER / VALID (see :mod:`ranum.ops._windows`).
@@ -6,6 +6,11 @@ Abstract rules use the midpoint-radius product of :mod:`ranum.ops.linear` (accum
 ``C/group * prod(kernel)`` terms, plus the bias), once per run of output positions whose windows
 read the same blocks. Invariants: bounds sound for float32 / float16 execution, never NaN; an
 unbounded input end stays unbounded.
+
+CausalConvWithState (opset 27) is its definition composed of these rules: the past state (zeros without
+one) concatenated before the input along the length, a depthwise Conv without padding, rounded, then the
+optional SiLU as Swish rounds it; its present state is the concatenation's last ``k - 1`` positions (exact
+copies).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch import Tensor
 
 from ranum.domain.interval import Interval, representatives, spread
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import NodeContext, OpRule, structural
 from ranum.ops._windows import (
     check_auto_pad,
     convolution,
@@ -33,8 +38,9 @@ from ranum.ops._windows import (
 from ranum.ops.hazards import Overflow
 from ranum.ops.linear import center_radius, contracted, contraction_blocks, finish_sum, interval_product
 from ranum.ops.registry import register
+from ranum.ops.swish import Swish
 
-__all__ = ["Conv", "ConvGeometry", "ConvTranspose"]
+__all__ = ["CausalConvWithState", "Conv", "ConvGeometry", "ConvTranspose"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -209,3 +215,61 @@ class ConvTranspose(OpRule):
         if b is not None:
             mid, rad, abs_sum = _add_bias(mid, rad, abs_sum, b)
         return finish_sum(mid, rad, abs_sum, count, x.elem_type, ctx.budget)
+
+
+# ------------------------------------------------------------------------- causal convolution with state
+_ACTIVATIONS = ("none", "silu", "swish")
+
+
+@register("CausalConvWithState", since=27)
+class CausalConvWithState(OpRule):
+    """Depthwise causal 1-D convolution of ``(batch, channels, length)`` after a carried state of ``k - 1``
+    positions; outputs the result (same shape as the input) and the next state."""
+
+    activation: str = "none"
+    hazards = (Overflow(),)
+    accumulates = True
+    rounds = False  # the composed rules round each step
+
+    def __post_init__(self) -> None:
+        if self._activation() not in _ACTIVATIONS:
+            raise UnsupportedOperator(f"CausalConvWithState: activation {self._activation()!r} (one of {_ACTIVATIONS})")
+
+    def _activation(self) -> str:
+        return self.activation.decode() if isinstance(self.activation, bytes) else str(self.activation)
+
+    @staticmethod
+    def _conv(w_shape: Sequence[int]) -> Conv:
+        if len(w_shape) != 3 or w_shape[1] != 1:
+            raise UnsupportedOperator(f"CausalConvWithState: weight of shape {tuple(w_shape)} (expected (C, 1, k))")
+        return Conv(group=int(w_shape[0]), kernel_shape=(int(w_shape[2]),), pads=(0, 0))
+
+    def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None,
+                 past: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        carried = w.shape[2] - 1
+        if past is None:
+            past = torch.zeros((x.shape[0], x.shape[1], carried), dtype=x.dtype)
+        padded = torch.cat([past, x], 2)
+        y = self._conv(w.shape).concrete(ctx, padded, w, b)
+        if self._activation() != "none":
+            y = Swish().fn(y)
+        return y, padded[:, :, padded.shape[2] - carried:]
+
+    def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None,
+                 past: Interval | None = None) -> tuple[Interval, Interval]:
+        if x.shape is None or w.shape is None or len(x.shape) != 3:
+            raise UnsupportedOperator("CausalConvWithState: input of unknown shape or rank other than 3")
+        carried = w.shape[2] - 1
+        if past is None:
+            past = Interval.point(torch.zeros((x.shape[0], x.shape[1], carried), dtype=torch.float64), x.elem_type)
+        (past_lo, past_hi), (x_lo, x_hi) = past.full(), x.full()
+        padded = Interval.from_full(torch.cat([past_lo, x_lo], 2), torch.cat([past_hi, x_hi], 2), x.elem_type,
+                                    ctx.budget)
+        conv = self._conv(w.shape)
+        y = conv.rounded(conv.abstract(ctx, padded, w, b))
+        if self._activation() != "none":
+            gate = Swish()
+            y = gate.rounded(gate.abstract(ctx, y))
+        length = padded.shape[2]
+        present = structural(lambda t: t[:, :, length - carried:], padded, ctx.budget)
+        return y, present

@@ -1,4 +1,5 @@
-"""Self-gated activation Swish (opset 24): y = x * sigmoid(alpha * x).
+"""Self-gated activations: Swish (opset 24), y = x * sigmoid(alpha * x), and the gated unit SwiGLU (opset 28),
+y = Swish(a) * b.
 
 Real-number bounds: with t = alpha * x, y = g(t) / alpha for g(t) = t * sigmoid(t), whose only critical
 point is its minimum at t* = ``SILU_ARGMIN`` (where 1 + t * (1 - sigmoid(t)) = 0). So y is monotone on
@@ -9,6 +10,10 @@ accurate to a few float32 (float64 for double) eps absolute, and the rounding of
 at most 0.23 eps, so y is within ``_SIGMOID_ERROR`` eps * |x| of x * sigmoid(alpha * x); the product and
 the final conversion are relative (``ulps``). The sigmoid never leaves [0, 1 + 2**-21], so y keeps the
 sign of x. Exact inputs take the same path (``accumulates``): the error is absolute.
+
+SwiGLU is its function body: Swish's bounds rounded as Swish rounds, times b's (one product, rounded by the
+interpreter). onnxruntime 1.32 cannot run it (its Swish kernel is registered for opset 24 only, and the
+function's Swish is not found in a graph of opset 28): its hazards are checked, not confirmable.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, UnaryRule
+from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule
+from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
-__all__ = ["SILU_ARGMIN", "Swish"]
+__all__ = ["SILU_ARGMIN", "SwiGLU", "Swish"]
 
 # argmin of t * sigmoid(t), root of 1 + t * (1 - sigmoid(t)) (mpmath, 40 digits)
 SILU_ARGMIN = -1.278464542761073795109358739022980155439
@@ -73,3 +79,31 @@ class Swish(UnaryRule):
         lower = torch.where(lo >= 0, (lower - slack).clamp(min=0.0), lower - slack)
         upper = torch.where(hi <= 0, (upper + slack).clamp(max=0.0), upper + slack)
         return x.with_bounds(lower, upper)
+
+
+@register("SwiGLU", since=28)
+class SwiGLU(OpRule):
+    """y = Swish_alpha(a) * b for operands of one shape (no broadcasting): the gate of a LLaMA-style MLP."""
+
+    alpha: float = 1.0
+    unknown_shapes = ELEMENTWISE
+    hazards = (Overflow(),)
+
+    def _gate(self) -> Swish:
+        return Swish(alpha=self.alpha)
+
+    def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
+        _check_same_shape(tuple(a.shape), tuple(b.shape))
+        return self._gate().fn(a) * b
+
+    def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
+        if a.shape is not None and b.shape is not None:
+            _check_same_shape(a.shape, b.shape)
+        gate = self._gate()
+        gated = gate.rounded(gate.abstract(ctx, a))
+        return elementwise(arith.mul, [gated, b], a.elem_type)
+
+
+def _check_same_shape(a: tuple[int, ...], b: tuple[int, ...]) -> None:
+    if a != b:
+        raise UnsupportedOperator(f"SwiGLU: operands of shapes {a} and {b} (the operator does not broadcast)")

@@ -109,3 +109,18 @@ CASES = [
     OpCase("AveragePool", (Operand((1, 3, 8, 8), low=1e37, high=3e37),), attrs={"kernel_shape": [4, 4]},
            name="AveragePool-sum-overflow", check_agreement=False),
 ]
+
+# CausalConvWithState (opset 27): with and without bias, past state and SiLU; float16; a kernel of one tap; an
+# input shorter than the carried state (the next state then holds part of the past one)
+_CAUSAL = (
+    ((Operand((2, 3, 6)), Operand((3, 1, 4))), {}, "CausalConvWithState"),
+    ((Operand((1, 3, 5)), Operand((3, 1, 3)), Operand((3,)), Operand((1, 3, 2))), {"activation": "silu"},
+     "CausalConvWithState-bias-past-silu"),
+    ((Operand((1, 2, 4), F16), Operand((2, 1, 3), F16), None, Operand((1, 2, 2), F16)), {"activation": "swish"},
+     "CausalConvWithState-f16-past-swish"),
+    ((Operand((1, 2, 5)), Operand((2, 1, 1)), Operand((2,))), {}, "CausalConvWithState-one-tap"),
+    ((Operand((1, 2, 2), low=-30.0, high=30.0), Operand((2, 1, 4)), None, Operand((1, 2, 3))),
+     {"activation": "silu"}, "CausalConvWithState-short-input"),
+)
+CASES += [OpCase("CausalConvWithState", operands, attrs=attrs, outputs=2, opset=27, name=name)
+          for operands, attrs, name in _CAUSAL]
