@@ -44,7 +44,8 @@ class Report:
             notes.append(f"the range given for '{given}' applies to the tensor '{name}'")
         for a in self.analysis.assumptions:
             if a.source == "default":
-                notes.append(f"input '{a.tensor}' has no range; assumed [{a.low:g}, {a.high:g}]")
+                why = f", {a.reason}" if a.reason else ""
+                notes.append(f"input '{a.tensor}' has no range; assumed [{a.low:g}, {a.high:g}]{why}")
         for name, value in self.analysis.dims.items():
             if name in self.analysis.spec.dims:
                 notes.append(f"symbolic dimension '{name}' set to {value}")
@@ -69,7 +70,8 @@ class Report:
                       "phase_seconds": {k: round(v, 6) for k, v in self.phase_seconds.items()}},
             "assumptions": [
                 {"tensor": a.tensor, "role": a.role, "range": None if a.low is None else
-                 [_json_number(a.low), _json_number(a.high)], "source": a.source}
+                 [_json_number(a.low), _json_number(a.high)], "source": a.source,
+                 **({"reason": a.reason} if a.reason else {})}
                 for a in self.analysis.assumptions if a.role != "constant"
             ],
             "dims": dict(self.analysis.dims),

@@ -12,7 +12,11 @@ initializer: training never produces those values) and those read only as settin
 exactly unless a range names it.
 
 Defaults (documented in README): a float input without a range gets [-1, 1], an integer or boolean
-input [0, 1] (each with a warning). Weights default to a range *derived* from their initial values:
+input [0, 1] (each with a warning), except an integer input whose values index a table of static size:
+``[0, n - 1]`` for the smallest such table (token ids into an embedding; any other value makes the
+lookup fail at run time; negative indices, which Gather also takes, need a range). Its values are
+followed through copies (Reshape, Unsqueeze, integer Cast...) to the index operand of Gather, or of
+onnxruntime's EmbedLayerNormalization. Weights default to a range *derived* from their initial values:
 with ``lo, hi`` their min and max and ``r = max(hi - lo, max|w|)``, the range is
 ``[lo - r, hi + r]``, kept non-negative (non-positive) when every initial value is; an all-zero
 weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid; an unbounded end (null, or
@@ -31,7 +35,7 @@ import warnings
 import numpy as np
 import torch
 
-from ranum.domain.dtypes import float_facts, is_float, torch_dtype
+from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value
@@ -94,16 +98,77 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
         else:
             low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
             source = "default"
+        table = None if source == "spec" or is_float(info.elem_type) or is_bool(info.elem_type) \
+            else smallest_indexed_table(graph, info.name)
+        if table is not None:
+            low, high = 0.0, float(table[0] - 1)
         box = _box(low, high, info.shape, info.elem_type)
         held = SequenceValue.bounded(0, None, box, info.elem_type) if info.sequence else box
         env[info.name] = OptionalValue.holding(held, may_be_empty=True) if info.optional else held
-        notes.append(Assumption(info.name, "input", low, high, source))
+        reason = f"the rows of '{table[1]}' it indexes" if table is not None else ""
+        notes.append(Assumption(info.name, "input", low, high, source, reason=reason))
     for name, proto in graph.initializers.items():
         setting = name in parameters and name not in spec.weights
         iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec, setting)
         env[name] = iv
         notes.append(note)
     return env, notes
+
+
+# operators whose first output holds values of their first input (index values reach a lookup unchanged)
+_COPIES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Transpose", "Cast"})
+# onnxruntime's EmbedLayerNormalization: index operand -> the table it indexes
+_EMBEDDING_TABLES = {0: 2, 1: 4, 8: 3}
+
+
+def smallest_indexed_table(graph: Graph, name: str) -> tuple[int, str] | None:
+    """The size and name of the smallest table of static size whose rows tensor ``name``'s values
+    select (through copies of them), or None."""
+    consumers: dict[str, list] = {}
+    for node in graph.nodes:
+        for operand in node.inputs:
+            consumers.setdefault(operand, []).append(node)
+    best: tuple[int, str] | None = None
+    pending, seen = [name], {name}
+    while pending:
+        current = pending.pop()
+        for node in consumers.get(current, []):
+            for table in _tables_indexed(node, current):
+                size = _axis_size(graph, *table)
+                if size is not None and (best is None or size < best[0]):
+                    best = (size, table[0])
+            if _copies_values(node, current) and node.outputs[0] not in seen:
+                seen.add(node.outputs[0])
+                pending.append(node.outputs[0])
+    return best
+
+
+def _copies_values(node, operand: str) -> bool:
+    if node.op_type not in _COPIES or node.domain not in ("", "ai.onnx") or node.inputs[0] != operand:
+        return False
+    return node.op_type != "Cast" or not (is_float(int(node.attributes.get("to", 0)))
+                                          or is_bool(int(node.attributes.get("to", 0))))
+
+
+def _tables_indexed(node, operand: str) -> list[tuple[str, int]]:
+    """(table, axis) pairs whose entries ``operand`` selects in ``node``."""
+    if node.op_type == "Gather" and node.domain in ("", "ai.onnx") and node.inputs[1:2] == (operand,):
+        return [(node.inputs[0], int(node.attributes.get("axis", 0)))]
+    if node.op_type == "EmbedLayerNormalization" and node.domain == "com.microsoft":
+        return [(node.inputs[table], 0) for index, table in _EMBEDDING_TABLES.items()
+                if index < len(node.inputs) and table < len(node.inputs) and node.inputs[index] == operand
+                and node.inputs[table]]
+    return []
+
+
+def _axis_size(graph: Graph, table: str, axis: int) -> int | None:
+    proto = graph.initializers.get(table)
+    info = graph.info(table)
+    shape = tuple(proto.dims) if proto is not None else (info.shape if info is not None else None)
+    if not shape or not -len(shape) <= axis < len(shape):
+        return None
+    size = shape[axis]
+    return int(size) if isinstance(size, int) and size > 0 else None
 
 
 def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, setting: bool = False

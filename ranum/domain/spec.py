@@ -85,6 +85,7 @@ class Assumption:
     high: float | None
     source: str  # "spec" | "default" | "derived" | "exact"
     holds_nan: bool = False  # a constant or weight of the model whose values include NaN
+    reason: str = ""  # why a default was taken, where it is not the plain one (an index's table)
 
 
 def parse_spec(spec: Mapping[str, Any] | str | Path | None) -> RangeSpec:

@@ -51,6 +51,37 @@ def test_missing_input_range_uses_documented_default_with_warning() -> None:
     assert any("no range" in w and "[-1, 1]" in w for w in report.warnings)
 
 
+def _embedding_lookup() -> onnx.ModelProto:
+    """Token ids (int32, cast to int64 and unsqueezed) select rows of a 50-row table and of a 7-row one (the
+    smaller one bounds valid ids); a mask is multiplied in."""
+    inits = [numpy_helper.from_array(np.ones((50, 4), np.float32), "table"),
+             numpy_helper.from_array(np.ones((7, 4), np.float32), "positions"),
+             numpy_helper.from_array(np.array([0], np.int64), "axis")]
+    nodes = [helper.make_node("Cast", ["ids"], ["ids64"], to=TensorProto.INT64),
+             helper.make_node("Unsqueeze", ["ids64", "axis"], ["batched"]),
+             helper.make_node("Gather", ["table", "batched"], ["rows"]),
+             helper.make_node("Gather", ["positions", "ids"], ["places"]),
+             helper.make_node("Add", ["rows", "places"], ["both"]),
+             helper.make_node("Cast", ["mask"], ["weight"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["both", "weight"], ["y"])]
+    graph = helper.make_graph(nodes, "lookup", [helper.make_tensor_value_info("ids", TensorProto.INT32, [5]),
+                                                helper.make_tensor_value_info("mask", TensorProto.INT64, [1, 5, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 4])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_integer_inputs_that_index_a_table_default_to_its_rows() -> None:
+    report = ranum.check(_embedding_lookup())
+    ranges = {a.tensor: (a.low, a.high, a.reason) for a in report.analysis.assumptions if a.role == "input"}
+    assert ranges["ids"] == (0.0, 6.0, "the rows of 'positions' it indexes")
+    assert ranges["mask"] == (0.0, 1.0, "")  # not an index: the plain default
+    assert any("assumed [0, 6], the rows of 'positions'" in w for w in report.warnings)
+    assert {"tensor": "ids", "role": "input", "range": [0, 6], "source": "default",
+            "reason": "the rows of 'positions' it indexes"} in report.to_dict()["assumptions"]
+    given = ranum.check(_embedding_lookup(), {"inputs": {"ids": [0, 3]}})
+    assert given.analysis.bounds("ids")[1].max() == 3
+
+
 def test_unnamed_nodes_get_stable_names() -> None:
     first = ranum.check(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
     second = ranum.check(parse(LOG_OF_DIFFERENCE), {"inputs": {"x": [0, 1], "y": [0, 1]}})
