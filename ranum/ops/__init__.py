@@ -33,6 +33,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     legacy_broadcast,
     legacy_modes,
     linear,
+    linear_attention,
     local_norm,
     logic,
     loss,

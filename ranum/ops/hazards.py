@@ -29,6 +29,7 @@ __all__ = [
     "InfiniteRow",
     "OnDerivedOperands",
     "Overflow",
+    "OutputOverflow",
     "Region",
     "RegionHazard",
     "above",
@@ -543,3 +544,25 @@ class Overflow(Hazard):
     def invalid_text(self, elem_type):
         return f"|result| > {number_text(float_facts(elem_type).max)}"
 
+
+
+@dataclass(frozen=True)
+class OutputOverflow(Overflow):
+    """Overflow read on output ``output`` of a node with several (a quantization scale, a recurrent state)."""
+
+    output: int = 1
+
+    def operand_name(self, inputs, outputs):
+        return outputs[self.output] if len(outputs) > self.output else ""
+
+    def _chosen(self, outputs):
+        return list(outputs[self.output:self.output + 1])
+
+    def check(self, inputs, outputs):
+        return super().check(inputs, self._chosen(outputs))
+
+    def triggered(self, inputs, outputs):
+        return super().triggered(inputs, self._chosen(outputs))
+
+    def distance(self, inputs, outputs):
+        return super().distance(inputs, self._chosen(outputs))

@@ -32,7 +32,7 @@ from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.conv_pool import Conv, ConvGeometry
 from ranum.ops.convert import _QUANTIZED, _quantized_type, _quotient_bounds
-from ranum.ops.hazards import Overflow, equal_to
+from ranum.ops.hazards import OutputOverflow, equal_to
 from ranum.ops.registry import register
 
 __all__ = ["ConvInteger", "DynamicQuantizeLinear", "MatMulInteger", "QLinearConv", "QLinearMatMul"]
@@ -160,25 +160,6 @@ def _requantize_concrete(acc: Tensor, mult: Tensor, zero_point: Tensor, out_dtyp
 
 
 # ------------------------------------------------------------------------------ DynamicQuantizeLinear
-@dataclass(frozen=True)
-class _ScaleOverflow(Overflow):
-    """The scale output (output 1) overflows to infinity although x is finite."""
-
-    description: str = "the quantization scale (max(x, 0) - min(x, 0)) / 255 overflows to infinity"
-
-    def operand_name(self, inputs, outputs):
-        return outputs[1] if len(outputs) > 1 else ""
-
-    def check(self, inputs, outputs):
-        return super().check(inputs, outputs[1:2])
-
-    def triggered(self, inputs, outputs):
-        return super().triggered(inputs, outputs[1:2])
-
-    def distance(self, inputs, outputs):
-        return super().distance(inputs, outputs[1:2])
-
-
 def _step(x: Tensor, direction: float) -> Tensor:
     """The float32 neighbour of the float32 values ``x`` (float64 tensor) toward ``direction``."""
     x32 = x.to(torch.float32)
@@ -209,7 +190,8 @@ def _dql_scale(x: Interval) -> tuple[Bounds, bool]:
 class DynamicQuantizeLinear(OpRule):
     """y, y_scale, y_zero_point = uint8 quantization of x with a scale and zero point from x's range."""
 
-    hazards = (_ScaleOverflow(),)
+    hazards = (OutputOverflow(description="the quantization scale (max(x, 0) - min(x, 0)) / 255 overflows to "
+                                          "infinity"),)
     rounds = False  # the scale's float32 rounding is bounded by the rule itself
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
