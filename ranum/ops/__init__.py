@@ -20,6 +20,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     contrib_nbits,
     contrib_quantized,
     contrib_quantized_reduce,
+    contrib_recurrent,
     contrib_rotary_attention,
     control,
     conv_pool,

@@ -238,15 +238,18 @@ class CausalConvWithState(OpRule):
     def _activation(self) -> str:
         return self.activation.decode() if isinstance(self.activation, bytes) else str(self.activation)
 
-    @staticmethod
-    def _conv(w_shape: Sequence[int]) -> Conv:
+    def _spacing(self) -> int:
+        """Positions between the kernel's taps (onnxruntime's contrib operator has a dilation)."""
+        return 1
+
+    def _conv(self, w_shape: Sequence[int]) -> Conv:
         if len(w_shape) != 3 or w_shape[1] != 1:
             raise UnsupportedOperator(f"CausalConvWithState: weight of shape {tuple(w_shape)} (expected (C, 1, k))")
-        return Conv(group=int(w_shape[0]), kernel_shape=(int(w_shape[2]),), pads=(0, 0))
+        return Conv(group=int(w_shape[0]), kernel_shape=(int(w_shape[2]),), pads=(0, 0), dilations=(self._spacing(),))
 
     def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None,
                  past: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        carried = w.shape[2] - 1
+        carried = (w.shape[2] - 1) * self._spacing()
         if past is None:
             past = torch.zeros((x.shape[0], x.shape[1], carried), dtype=x.dtype)
         padded = torch.cat([past, x], 2)
@@ -259,7 +262,7 @@ class CausalConvWithState(OpRule):
                  past: Interval | None = None) -> tuple[Interval, Interval]:
         if x.shape is None or w.shape is None or len(x.shape) != 3:
             raise UnsupportedOperator("CausalConvWithState: input of unknown shape or rank other than 3")
-        carried = w.shape[2] - 1
+        carried = (w.shape[2] - 1) * self._spacing()
         if past is None:
             past = Interval.point(torch.zeros((x.shape[0], x.shape[1], carried), dtype=torch.float64), x.elem_type)
         (past_lo, past_hi), (x_lo, x_hi) = past.full(), x.full()

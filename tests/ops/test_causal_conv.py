@@ -71,3 +71,22 @@ def test_bounds_equal_the_unfused_operators_and_contain_onnxruntime() -> None:
         for value, name in zip(onnxruntime_outputs(model, feeds), ("y", "state")):
             lower, upper = (t.numpy() for t in fused[name].full())
             assert ((lower <= value) & (value <= upper)).all(), name
+
+
+def _contrib(attrs: dict) -> onnx.ModelProto:
+    node = helper.make_node("CausalConvWithState", ["x", "w"], ["y", "state"], domain="com.microsoft", **attrs)
+    graph = helper.make_graph([node], "contrib", [helper.make_tensor_value_info("x", FLOAT, [1, 2, 5]),
+                                                  helper.make_tensor_value_info("w", FLOAT, [2, 1, 3])],
+                              [helper.make_tensor_value_info("y", FLOAT, None),
+                               helper.make_tensor_value_info("state", FLOAT, None)])
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets)
+
+
+@pytest.mark.parametrize("attrs", [{"ndim": 2}, {"state_window": 2}, {"state_update_capacity": 1}])
+def test_contrib_settings_without_a_rule_are_not_analysed_rather_than_ignored(attrs: dict) -> None:
+    import ranum
+
+    report = ranum.check(_contrib(attrs), {"inputs": {"x": [-1, 1], "w": [-1, 1]}})
+    assert list(report.unsupported_ops) == ["CausalConvWithState"], report.unsupported_ops
+    assert not ranum.check(_contrib({"dilation": 2}), {"inputs": {"x": [-1, 1], "w": [-1, 1]}}).unsupported_ops
