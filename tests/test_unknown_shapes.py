@@ -167,6 +167,27 @@ def test_onnxruntime_values_of_a_mixture_of_experts_lie_in_the_bounds(seed: int)
     _assert_within_bounds(analysis, values)
 
 
+# the same layer with a biased expert, as TorchScript exports nn.Linear of 2-D tokens: Gemm(tokens, W, b, transB=1)
+BIASED_EXPERTS = EXPERTS.replace("float[4, 2] zeros", "float[2, 3] linear = {0.5, -1.0, 2.0, 0.25, -0.5, 1.0},\n"
+                                 " float[2] bias = {3.0, -4.0}, float[4, 2] zeros").replace(
+    "out = MatMul (tokens, weight)", "out = Gemm <transB = 1, alpha = 2.0> (tokens, linear, bias)")
+
+
+def test_a_biased_expert_gemm_is_analysed_past_its_routing() -> None:
+    model = onnx.parser.parse_model(BIASED_EXPERTS)
+    analysis = ranum.analyze(model, EXPERTS_SPEC)
+    assert not analysis.run.not_analysed and not analysis.run.unsupported
+    lo, hi = analysis.bounds("out")
+    # 2 * (a row in [-1, 2]^3 times a row of linear) + bias: [-9, 12] + 3 and [-4.5, 6] - 4, joined
+    assert -8.501 <= float(lo) <= -8.5 and 15 <= float(hi) <= 15.001
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        values = Runner(model).run({"x": rng.uniform(-1, 2, (4, 3)).astype(np.float32),
+                                    "gate": rng.uniform(0, 1, (4,)).astype(np.float32),
+                                    "score": rng.uniform(0, 1, (2,)).astype(np.float32)})
+        _assert_within_bounds(analysis, values)
+
+
 def test_a_scatter_that_adds_updates_of_unknown_count_is_not_analysed() -> None:
     model = onnx.parser.parse_model(EXPERTS.replace("ScatterElements <axis = 0>",
                                                     'ScatterElements <axis = 0, reduction = "add">'))

@@ -461,9 +461,34 @@ class Gemm(OpRule):
 
     hazards = (Overflow(),)
     accumulates = True
+    unknown_shapes = HULLS
 
     def _operands(self, a, b):
         return (a.t() if self.transA else a), (b.t() if self.transB else b)
+
+    def without_shapes(self, ctx: NodeContext, a: Interval, b: Interval, c: Interval | None = None
+                       ) -> Interval | None:
+        """A or B of a shape known only at run time (routed tokens times an expert's biased linear layer): as
+        MatMul's (see _hull_product), one row of A's hull times B' (or A' times one column of B's hull), plus
+        C's hull where its shape is unknown too; the result is one interval of unknown shape."""
+        statics = tuple(ctx.input_shapes) + (None,) * 3
+        a, b = (_filled(iv, static) if iv.shape is None and static is not None else iv
+                for iv, static in zip((a, b), statics))
+        if a.shape is not None and b.shape is not None and (c is None or c.shape is not None):
+            x, w = (_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB)))
+            return self.abstract(ctx, a, b, c) if x.shape[1] == w.shape[0] else None
+        if (a.shape is None) == (b.shape is None) or any(len(v.shape) != 2 for v in (a, b) if v.shape is not None):
+            return None
+        if a.shape is None:
+            w = _transposed(b) if self.transB else b
+            x = _filled(a, (1, w.shape[0]))
+        else:
+            x = _transposed(a) if self.transA else a
+            w = _filled(b, (x.shape[1], 1))
+        summand = None if c is None else _filled(c, (1, 1)) if c.shape is None else c
+        count = x.shape[1] + 3
+        out = finish_sum(*self._terms(x, w, summand, count), count, a.elem_type, ctx.budget)
+        return Interval.create(out.lower.amin(), out.upper.amax(), (), None, out.elem_type)
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor, c: Tensor | None = None) -> Tensor:
         x, w = self._operands(a, b)
