@@ -117,8 +117,11 @@ def _count_bounds(start: Interval, limit: Interval, delta: Interval) -> int | No
 class Range(OpRule):
     """start, start + delta, ... below limit. onnxruntime accumulates ``delta`` in the element type,
     so float bounds carry a summation error (the rule always runs its abstract semantics). When the
-    length is not the same for every value of the operands, the output has an unknown shape."""
+    length is not the same for every value of the operands, the output has an unknown shape. From
+    opset 27, 16-bit floats accumulate in float32 (``stash_type`` 1, the default) and are rounded once at
+    the end; with ``stash_type`` 0, or before opset 27, in their own type."""
 
+    stash_type: int = 1
     hazards = (equal_to(0.0, "Range with delta 0 is endless (invalid)", name="range-zero-delta", operand=2),)
     rounds = False
     accumulates = True
@@ -145,14 +148,17 @@ class Range(OpRule):
         i = torch.arange(count, dtype=torch.float64)
         lo = start.lower.reshape(()).to(torch.float64) + i * delta.lower.reshape(()).to(torch.float64)
         hi = start.upper.reshape(()).to(torch.float64) + i * delta.upper.reshape(()).to(torch.float64)
-        if is_float(etype):  # element i is a sum of i + 1 terms: |error| <= gamma_i * sum |terms| (Higham)
-            size = torch.maximum(start.lower.abs(), start.upper.abs()).reshape(())
-            step = torch.maximum(delta.lower.abs(), delta.upper.abs()).reshape(())
-            unit = i * (float_facts(etype).eps / 2)
-            gamma = torch.where(unit < 0.5, unit / (1.0 - unit.clamp(max=0.5)), torch.full_like(unit, torch.inf))
-            slack = torch.nan_to_num(gamma * (size + i * step), nan=torch.inf)
-            lo, hi = lo - slack, hi + slack
-        return Interval.from_full(lo, hi, etype)
+        if not is_float(etype):
+            return Interval.from_full(lo, hi, etype)
+        stashed = etype in (TensorProto.FLOAT16, TensorProto.BFLOAT16) and self.stash_type == 1 and ctx.opset >= 27
+        # element i is a sum of i + 1 terms: |error| <= gamma_i * sum |terms| (Higham)
+        size = torch.maximum(start.lower.abs(), start.upper.abs()).reshape(())
+        step = torch.maximum(delta.lower.abs(), delta.upper.abs()).reshape(())
+        unit = i * (float_facts(TensorProto.FLOAT if stashed else etype).eps / 2)
+        gamma = torch.where(unit < 0.5, unit / (1.0 - unit.clamp(max=0.5)), torch.full_like(unit, torch.inf))
+        slack = torch.nan_to_num(gamma * (size + i * step), nan=torch.inf)
+        out = Interval.from_full(lo - slack, hi + slack, etype)
+        return out.widened(1.0) if stashed else out  # the float32 sums rounded to the 16-bit type
 
 
 # ------------------------------------------------------------------------------ conversions

@@ -263,3 +263,21 @@ def test_slice_with_range_starts_is_unsupported():
     starts = Interval.uniform(0, 1, (1,), INT64)
     run, _ = analyze("Slice", [Interval.uniform(0.0, 1.0, (4,), FLOAT), starts, i64(3)])
     assert "must be a constant" in run.unsupported["Slice_0"]
+
+
+@pytest.mark.parametrize(("opset", "stash_type", "widest"), [(27, 1, 3 * 2.0**-10), (27, 0, 0.2), (21, 1, 0.2)])
+def test_float16_range_sums_in_float32_from_opset_27(opset: int, stash_type: int, widest: float) -> None:
+    """start + i * delta accumulated in float32 and rounded once (opset 27's default) stays within an ulp or two
+    of float16 at every element; a float16 sum (stash_type 0, or before opset 27) drifts by many."""
+    attrs = {"stash_type": stash_type} if opset >= 27 else {}
+    inits = [numpy_helper.from_array(np.array(v, np.float16), n) for v, n in ((1000.3, "s"), (1300, "l"), (0.7, "d"))]
+    graph = helper.make_graph([helper.make_node("Range", ["s", "l", "d"], ["y"], **attrs)], "range", [],
+                              [helper.make_tensor_value_info("y", F16, None)], inits)
+    graph_, _ = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+    out = run_abstract(graph_, {n: Interval.point(torch.from_numpy(numpy_helper.to_array(p).copy()), F16)
+                                for n, p in graph_.initializers.items()}).env["y"]
+    lo, hi = (t.numpy() for t in out.full())
+    exact = float(np.float16(1000.3)) + np.arange(lo.shape[0]) * float(np.float16(0.7))
+    assert ((lo <= exact) & (exact <= hi)).all()
+    relative = float(((hi - lo) / exact).max())
+    assert (relative <= widest) if stash_type == 1 and opset >= 27 else (relative >= widest)
