@@ -20,6 +20,7 @@ from ranum.errors import RanumError
 from ranum.graph.loader import initializer_value
 from ranum.graph.model import Graph, Node
 from ranum.interpret import run_concrete
+from ranum.ops import REGISTRY, Registry
 
 __all__ = ["Box", "Problem", "feeds_of", "make_problem", "node_values", "to_tensor"]
 
@@ -113,10 +114,11 @@ def feeds_of(problem: Problem, values: Mapping[str, np.ndarray]) -> dict[str, to
     return {name: to_tensor(np.asarray(v), boxes[name].elem_type) for name, v in values.items()}
 
 
-def node_values(problem: Problem, feeds: Mapping[str, torch.Tensor]
+def node_values(problem: Problem, feeds: Mapping[str, torch.Tensor], registry: Registry = REGISTRY
                 ) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
-    """The target node's input and output values in ranum's concrete semantics, for ``feeds``."""
-    run = run_concrete(problem.graph, feeds)
+    """The target node's input and output values in ranum's concrete semantics, for ``feeds`` (``registry``:
+    rules whose gradients differ, see :mod:`ranum.confirm._saturation`)."""
+    run = run_concrete(problem.graph, feeds, registry)
     node = problem.node
     return ([run.values.get(n) if n else None for n in node.inputs],
             [run.values.get(n) if n else None for n in node.outputs])

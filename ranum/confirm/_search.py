@@ -13,7 +13,7 @@ the differentiable abstract interpreter, until some block of the operand lies wh
 region, and take the centre. A candidate is verified when the hazard fires on it in ranum's
 semantics; the points with the model's own weights where it does not, each descent's nearest point
 and the nearest random inputs are yielded unverified, since onnxruntime's kernels round otherwise
-(a mean of equal values) or fail sooner (its Sigmoid is 0 below about -18). The caller replays every
+(a mean of equal values) or fail sooner. The caller replays every
 candidate in onnxruntime; only a failure there counts.
 """
 
@@ -30,6 +30,7 @@ import torch
 
 from ranum.confirm._exact_value import reach_exact_value
 from ranum.confirm._problem import Box, Problem, feeds_of, node_values, to_tensor
+from ranum.confirm._saturation import DESCENT_REGISTRY
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
@@ -63,8 +64,7 @@ class SearchConfig:
 class Candidate:
     """Values of every free tensor (inputs and changed weights) and how they were found. ``verified``: the
     hazard fires on them in ranum's concrete semantics; an unverified candidate is the nearest point a
-    descent reached, for onnxruntime to judge (its kernels can fire sooner: its Sigmoid gives 0 below
-    about -18, where float32's logistic function is still 1e-8)."""
+    descent reached, for onnxruntime to judge (its kernels can round otherwise and fire sooner)."""
 
     values: dict[str, np.ndarray]
     strategy: str
@@ -86,19 +86,17 @@ def search(problem: Problem, hazard: Hazard, config: SearchConfig) -> Iterator[C
             return
     yield from unfired  # onnxruntime may fire where ranum's semantics round otherwise (a mean of equal values)
     torch.manual_seed(config.seed)
+    # after every second restart, one of short steps from starts of its own: long steps cross the box, but
+    # overshoot a narrow invalid region (every unit of a layer inside a band at once) by as much as they move
+    short_rng = np.random.default_rng([config.seed, 1])
     for restart in range(config.restarts):
-        found, nearest = _descend(problem, hazard, config, rng, restart, deadline)
-        if found is None and nearest is not None:
-            found = reach_exact_value(problem, hazard, nearest, deadline)
-            strategy = f"gradient, then bisection onto the invalid value (restart {restart})"
-        else:
-            strategy = f"gradient (restart {restart})"
-        if found is not None:
-            yield Candidate(found, strategy)
-        elif nearest is not None:
-            yield Candidate(nearest, f"gradient's nearest point (restart {restart})", verified=False)
-        if time.monotonic() > deadline:
-            return
+        runs = [(rng, config.learning_rate, "")]
+        if restart % 2:
+            runs.append((short_rng, config.learning_rate * _SHORT_STEPS, "short steps, "))
+        for generator, rate, how in runs:
+            yield from _descent_candidates(problem, hazard, config, generator, restart, deadline, rate, how)
+            if time.monotonic() > deadline:
+                return
     if any(not box.differentiable for box in problem.boxes if box.initial is None):
         for distance, values in _sampled(problem, hazard, rng, deadline):
             yield Candidate(values, "random inputs, nearest by distance", verified=distance == -float("inf"))
@@ -235,10 +233,27 @@ def _fires(problem: Problem, hazard: Hazard, values: dict[str, np.ndarray]) -> b
         return False
 
 
-def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
-             restart: int, deadline: float) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+def _descent_candidates(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator,
+                        restart: int, deadline: float, rate: float, how: str) -> Iterator[Candidate]:
+    """The candidate of one descent: the values where the hazard fires (reached by the gradient, or by
+    bisection from its nearest point onto a one-value hazard), else that nearest point, unverified."""
+    found, nearest = _descend(problem, hazard, config, rng, restart, deadline, rate)
+    if found is None and nearest is not None:
+        found = reach_exact_value(problem, hazard, nearest, deadline)
+        strategy = f"gradient, then bisection onto the invalid value ({how}restart {restart})"
+    else:
+        strategy = f"gradient ({how}restart {restart})"
+    if found is not None:
+        yield Candidate(found, strategy)
+    elif nearest is not None:
+        yield Candidate(nearest, f"gradient's nearest point ({how}restart {restart})", verified=False)
+
+
+def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.random.Generator, restart: int,
+             deadline: float, rate: float) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
     """Adam on sigmoid-parametrised free tensors toward the hazard's invalid region: the values where the
-    hazard fires (or None), and the point of least loss reached otherwise."""
+    hazard fires (or None), and the point of least loss reached otherwise. Saturated sigmoids and tanhs
+    pass gradients on (see :mod:`ranum.confirm._saturation`)."""
     params: dict[str, torch.Tensor] = {}
     fixed: dict[str, np.ndarray] = {}
     for box in problem.boxes:
@@ -250,7 +265,7 @@ def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.ran
             fixed[box.name] = np.asarray(start)
     if not params:
         return None, None
-    optimiser = torch.optim.Adam(list(params.values()), lr=config.learning_rate)
+    optimiser = torch.optim.Adam(list(params.values()), lr=rate)
     boxes = {b.name: b for b in problem.boxes}
     nearest, least = None, float("inf")
     for _ in range(config.steps):
@@ -261,7 +276,7 @@ def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.ran
         feeds.update({n: to_tensor(v, boxes[n].elem_type) for n, v in fixed.items()})
         point = {**{n: v.detach().numpy() for n, v in feeds.items() if n in params}, **fixed}
         try:
-            node_in, node_out = node_values(problem, feeds)
+            node_in, node_out = node_values(problem, feeds, DESCENT_REGISTRY)
             if bool(hazard.triggered(node_in, node_out).any()):
                 return point, None
             distance = hazard.distance(node_in, node_out)
@@ -278,6 +293,7 @@ def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.ran
     return None, nearest
 
 
+_SHORT_STEPS = 0.2  # the learning rate of the short-step restarts, relative to the configured one
 _LOG_FLOOR = -745.0  # below the log of float64's smallest positive value
 _IGNORED = 1e3  # a NaN distance: far from the invalid region, it does not pull the minimum
 

@@ -331,7 +331,7 @@ class _Search:
                                  f"direct: {how} data, {k} step(s)")
                 elif k == first and self.tests:
                     # the unit test's inputs, judged by onnxruntime itself: its kernels can fail where ranum's
-                    # concrete semantics do not (its Sigmoid is exactly 0 below about -18)
+                    # concrete semantics do not (its kernels round otherwise)
                     yield _Found({n: v[:k].copy() for n, v in data.items()}, self.tests[0], k,
                                  f"direct: {how} data, {k} step(s), unit test inputs")
             if self.late():

@@ -40,6 +40,7 @@ from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule
 from ranum.ops._bits import int_type
+from ranum.ops._logistic import logistic
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -333,14 +334,15 @@ class Celu(_ExpLinear):
 # ----------------------------------------------------------------------------- squashing functions
 @register("Sigmoid")
 class Sigmoid(UnaryRule):
-    """y = 1 / (1 + exp(-x)); onnxruntime's float32 kernel is accurate to ~2 eps absolute."""
+    """y = 1 / (1 + exp(-x)); onnxruntime's float32 kernel is accurate to ~2 eps absolute, and its values are
+    the concrete semantics (exactly 0 below -17.99998: see :mod:`ranum.ops._logistic`)."""
 
     ulps = 2.0
     output_range = (0.0, 1.0 + UNIT_OVERSHOOT)
     accumulates = ABSOLUTE_ERROR
 
     def fn(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(x)
+        return logistic(x) if x.dtype == torch.float32 else torch.sigmoid(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         y = x.map_increasing(torch.sigmoid)

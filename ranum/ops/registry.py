@@ -69,6 +69,14 @@ class Registry:
         """(domain, op_type) -> [(since, rule class), ...] sorted by ``since`` (a copy)."""
         return {key: list(entries) for key, entries in self._rules.items()}
 
+    def substituted(self, substitutes: dict[type, type]) -> Registry:
+        """The same rules, each class in ``substitutes`` replaced by its value (a variant of its concrete
+        semantics for one use, e.g. gradients that do not vanish where a confirmation descends)."""
+        other = Registry()
+        other._rules = {key: [(since, substitutes.get(cls, cls)) for since, cls in entries]
+                        for key, entries in self._rules.items()}
+        return other
+
     def all_rules(self) -> list[type]:
         """Every registered rule class (each version once)."""
         return [cls for entries in self._rules.values() for _, cls in entries]

@@ -215,17 +215,40 @@ def test_the_log_of_a_softmax_that_underflows_is_confirmed() -> None:
 
 def test_the_log_of_a_sigmoid_that_onnxruntime_rounds_to_zero_is_confirmed() -> None:
     """Log(Sigmoid(z)) for logits down to about -63: onnxruntime's Sigmoid gives exactly 0 below about -18,
-    float32's logistic function only below about -104, so no point fires in ranum's own semantics: the points
-    that do not (the corners, each descent's nearest point) are judged by onnxruntime."""
+    float32's logistic function only below about -104 (ranum's concrete Sigmoid is now onnxruntime's)."""
     report = confirm(_linear_then("Sigmoid z p; Log p y", 4, seed=5), {"inputs": {"x": [-20, 20]},
                                                                       "weights": {"default": "exact"}})
     assert [(r.op_type, r.status) for r in report.results] == [("Log", "confirmed")]
 
 
+BAND_OF_SIGMOIDS = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 8] x) => (float y) <float seven = {7.0}, float four = {4.0}, float ten = {10.0}> {
+    d = Sub (x, seven)
+    d2 = Mul (d, d)
+    c = Sub (d2, four)
+    z = Mul (c, ten)
+    p = Sigmoid (z)
+    s = ReduceSum <keepdims = 0> (p)
+    y = Reciprocal (s)
+}
+"""
+
+
+def test_a_sum_of_sigmoids_is_brought_to_zero_from_saturation() -> None:
+    """1 / sum(sigmoid(10 ((x - 7)^2 - 4))) over x in [-20, 20]^8: the sum is 0 only where every x lies
+    within 1.55 of 7 (every sigmoid below -18, where onnxruntime's is 0). Started at random, most units sit
+    saturated at 1, where torch's gradient of the sigmoid is exactly 0, and the long steps overshoot the
+    band: the descent now passes a least slope through saturated sigmoids and takes short steps on every
+    other restart (not confirmed before)."""
+    report = confirm(parse(BAND_OF_SIGMOIDS), {"inputs": {"x": [-20, 20]}}, search_config=SearchConfig(seconds=30))
+    assert [(r.op_type, r.status) for r in report.results] == [("Reciprocal", "confirmed")]
+
+
 def test_a_hazard_reached_through_integer_ids_is_confirmed_by_sampled_ids() -> None:
     """BPR's -log(sigmoid(score(u, pos) - score(u, neg))) over item ids: the descent cannot move integer
-    inputs, and the score gap (within about +-64 here) never underflows float32's logistic function, while
-    onnxruntime's Sigmoid is 0 below about -18: random ids ranked by the distance are replayed there."""
+    inputs, and the score gap is within about +-64 here (onnxruntime's Sigmoid is 0 below about -18): random
+    ids ranked by the distance are replayed."""
     import numpy as np
     from onnx import helper, numpy_helper
 

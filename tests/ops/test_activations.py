@@ -174,3 +174,26 @@ def test_unsupported_attribute_values_fall_back() -> None:
     assert analysis.unsupported
     lo, hi = analysis.bounds("y")
     assert np.isneginf(lo).all() and np.isposinf(hi).all()
+
+
+def test_the_concrete_sigmoid_gives_onnxruntime_float32_values_bit_for_bit() -> None:
+    """onnxruntime's float32 Sigmoid is a clamped rational (0 from -17.99998 down, up to 1 + 2**-23); the
+    concrete rule reproduces it, so a hazard that only its zeros reach fires in ranum's own semantics."""
+    from onnx import TensorProto, helper
+
+    from tests.ops.node_runs import onnxruntime_outputs
+
+    special = [np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40]
+    xs = np.concatenate([np.linspace(-40, 40, 400_001), np.linspace(-18.01, -17.99, 4001),
+                         np.linspace(-1e-3, 1e-3, 1001), special]).astype(np.float32)
+    node = helper.make_node("Sigmoid", ["x"], ["y"])
+    graph = helper.make_graph([node], "sigmoid", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(xs)])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [len(xs)])])
+    (runtime,) = onnxruntime_outputs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), [xs])
+    ours = activations.Sigmoid().fn(torch.from_numpy(xs)).numpy()
+    assert np.array_equal(ours, runtime)
+    assert ours[xs <= -18].max() == 0 and ours.max() > 1  # onnxruntime's own, unlike float32's logistic
+    x = torch.tensor([-30.0, 0.5, 30.0], requires_grad=True)
+    activations.Sigmoid().fn(x).sum().backward()
+    s = torch.sigmoid(x.detach())
+    assert torch.equal(x.grad, s * (1 - s))  # differentiated as torch does
