@@ -2,15 +2,16 @@
 
 torch differentiates the sigmoid and tanh through their rounded outputs: ``y (1 - y)`` and ``1 - y**2``.
 Once ``y`` rounds to exactly 1 (float32: x above about 17 for the sigmoid, 9 for tanh) that gradient is
-exactly 0, although the function still moves, so a descent that must push such a unit back stops there.
-A Dice loss whose denominator ``sum(sigmoid(10 h)) + sum(t)`` is 0 only where every sigmoid underflows
-stopped at 2, with two of them saturated at 1 on its path.
+exactly 0, although the function still moves, so a descent that must push such a unit back stops there:
+``1 / sum(sigmoid(z))`` is infinite only where every z is below -18, and from a random start most units
+sit at 1 and never move.
 
-The variants here compute the same values (the concrete rules' own functions) and differentiate from the
-input instead: ``sigmoid'(x) = e / (1 + e)**2`` and ``tanh'(x) = 4 e2 / (1 + e2)**2`` with ``e =
-exp(-|x|)``, ``e2 = exp(-2 |x|)``, in float64, which stay positive far into the tails (Adam then takes
-steps of its own size whatever their magnitude). Only the search for a failing input uses them: a system
-test's training, which must be what a framework would do, keeps torch's gradients.
+The variants here compute the same values (the concrete rules' own) and differentiate from the input
+instead: the exact slope in float64, but at least ``_FLOOR`` times the steepest one, scaled by the room the
+descent's direction leaves (``y`` where it lowers a sigmoid's value, ``1 - y`` where it raises it), so a
+unit at 1 that must come down gets a push and a unit already at 0 does not. Adam's steps do not depend on
+the gradient's scale, down to its epsilon (1e-8). Only the search for a failing input uses these rules: a
+system test's training, which must be what a framework would do, keeps torch's gradients.
 """
 
 from __future__ import annotations
@@ -26,53 +27,43 @@ __all__ = ["DESCENT_REGISTRY"]
 _FLOOR = 2.0**-16  # least slope, relative to the steepest (Adam's own epsilon, 1e-8, would swallow less)
 
 
-class _SigmoidFromInput(torch.autograd.Function):
-    """``value`` (the rule's own), differentiated as the logistic of ``x``, with a slope of at least ``_FLOOR``
-    times the room the descent's direction leaves (``y`` to go down, ``1 - y`` to go up)."""
+def _sigmoid_slope(x: Tensor, grad: Tensor) -> Tensor:
+    """The logistic function's slope at float64 ``x``, at least ``_FLOOR`` times the room the descent's
+    direction leaves (``y`` to go down, ``1 - y`` to go up: a positive gradient lowers y)."""
+    e, y = torch.exp(-x.abs()), torch.sigmoid(x)
+    return torch.maximum(e / (1 + e) ** 2, _FLOOR * torch.where(grad > 0, y, 1 - y))
+
+
+def _tanh_slope(x: Tensor, grad: Tensor) -> Tensor:
+    """tanh's slope, at least ``_FLOOR`` times the room left (``1 + y`` down, ``1 - y`` up)."""
+    e2, y = torch.exp(-2 * x.abs()), torch.tanh(x)
+    return torch.maximum(4 * e2 / (1 + e2) ** 2, _FLOOR * torch.where(grad > 0, 1 + y, 1 - y))
+
+
+class _FromInput(torch.autograd.Function):
+    """``value`` (the rule's own), differentiated at ``x`` with ``slope(x, grad)`` (in float64)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, value: Tensor, slope) -> Tensor:
         ctx.save_for_backward(x)
+        ctx.slope = slope
         return value.clone()
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        wide = x.double()
-        e = torch.exp(-wide.abs())
-        y = torch.sigmoid(wide)
-        room = torch.where(grad > 0, y, 1 - y)  # a positive gradient: the descent lowers y
-        slope = torch.maximum(e / (1 + e) ** 2, _FLOOR * room)
-        return (grad.double() * slope).to(x.dtype), None
-
-
-class _TanhFromInput(torch.autograd.Function):
-    """``value``, differentiated as tanh of ``x`` with a least slope as above (``1 + y`` down, ``1 - y`` up)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (x,) = ctx.saved_tensors
-        wide = x.double()
-        e2 = torch.exp(-2 * wide.abs())
-        y = torch.tanh(wide)
-        room = torch.where(grad > 0, 1 + y, 1 - y)
-        slope = torch.maximum(4 * e2 / (1 + e2) ** 2, _FLOOR * room)
-        return (grad.double() * slope).to(x.dtype), None
+        wide = grad.double()
+        return (wide * ctx.slope(x.double(), wide)).to(x.dtype), None, None
 
 
 class _DescentSigmoid(Sigmoid):
     def fn(self, x: Tensor) -> Tensor:
-        return _SigmoidFromInput.apply(x, super().fn(x.detach())) if x.requires_grad else super().fn(x)
+        return _FromInput.apply(x, super().fn(x.detach()), _sigmoid_slope) if x.requires_grad else super().fn(x)
 
 
 class _DescentTanh(Tanh):
     def fn(self, x: Tensor) -> Tensor:
-        return _TanhFromInput.apply(x, super().fn(x.detach())) if x.requires_grad else super().fn(x)
+        return _FromInput.apply(x, super().fn(x.detach()), _tanh_slope) if x.requires_grad else super().fn(x)
 
 
 DESCENT_REGISTRY: Registry = REGISTRY.substituted({Sigmoid: _DescentSigmoid, Tanh: _DescentTanh})
