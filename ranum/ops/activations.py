@@ -38,9 +38,9 @@ from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
+from ranum.ops import _mlas
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule
 from ranum.ops._bits import int_type
-from ranum.ops._logistic import logistic
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -335,14 +335,14 @@ class Celu(_ExpLinear):
 @register("Sigmoid")
 class Sigmoid(UnaryRule):
     """y = 1 / (1 + exp(-x)); onnxruntime's float32 kernel is accurate to ~2 eps absolute, and its values are
-    the concrete semantics (exactly 0 below -17.99998: see :mod:`ranum.ops._logistic`)."""
+    the concrete semantics (exactly 0 below -17.99998: see :mod:`ranum.ops._mlas`)."""
 
     ulps = 2.0
     output_range = (0.0, 1.0 + UNIT_OVERSHOOT)
     accumulates = ABSOLUTE_ERROR
 
     def fn(self, x: Tensor) -> Tensor:
-        return logistic(x) if x.dtype == torch.float32 else torch.sigmoid(x)
+        return _mlas.sigmoid(x) if x.dtype == torch.float32 else torch.sigmoid(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         y = x.map_increasing(torch.sigmoid)
@@ -352,14 +352,15 @@ class Sigmoid(UnaryRule):
 @register("Tanh")
 class Tanh(UnaryRule):
     """y = tanh(x). Near float32's smallest normal value onnxruntime's tanh loses its relative accuracy
-    (about 100 ulps at 1e-38): an absolute slack of a few smallest normals covers it, keeping x's sign."""
+    (about 100 ulps at 1e-38): an absolute slack of a few smallest normals covers it, keeping x's sign. Its
+    float32 values are the concrete semantics (up to 1 + 2**-22: see :mod:`ranum.ops._mlas`)."""
 
     ulps = TRANSCENDENTAL_ULPS
     output_range = (-1.0 - UNIT_OVERSHOOT, 1.0 + UNIT_OVERSHOOT)
     accumulates = ABSOLUTE_ERROR
 
     def fn(self, x: Tensor) -> Tensor:
-        return torch.tanh(x)
+        return _mlas.tanh(x) if x.dtype == torch.float32 else torch.tanh(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         lo, hi = x.lower, x.upper
