@@ -16,10 +16,13 @@ system test's training, which must be what a framework would do, keeps torch's g
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from ranum.ops import REGISTRY, Registry
+from ranum.ops._mlas import differentiated
 from ranum.ops.activations import Sigmoid, Tanh
 
 __all__ = ["DESCENT_REGISTRY"]
@@ -40,30 +43,21 @@ def _tanh_slope(x: Tensor, grad: Tensor) -> Tensor:
     return torch.maximum(4 * e2 / (1 + e2) ** 2, _FLOOR * torch.where(grad > 0, 1 + y, 1 - y))
 
 
-class _FromInput(torch.autograd.Function):
-    """``value`` (the rule's own), differentiated at ``x`` with ``slope(x, grad)`` (in float64)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, slope) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (x,) = ctx.saved_tensors
+def _descent_gradient(slope: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    def gradient(x: Tensor, grad: Tensor) -> Tensor:
         wide = grad.double()
-        return (wide * ctx.slope(x.double(), wide)).to(x.dtype), None, None
+        return (wide * slope(x.double(), wide)).to(x.dtype)
+    return gradient
 
 
 class _DescentSigmoid(Sigmoid):
     def fn(self, x: Tensor) -> Tensor:
-        return _FromInput.apply(x, super().fn(x.detach()), _sigmoid_slope) if x.requires_grad else super().fn(x)
+        return differentiated(x, super().fn(x.detach()), _descent_gradient(_sigmoid_slope))
 
 
 class _DescentTanh(Tanh):
     def fn(self, x: Tensor) -> Tensor:
-        return _FromInput.apply(x, super().fn(x.detach()), _tanh_slope) if x.requires_grad else super().fn(x)
+        return differentiated(x, super().fn(x.detach()), _descent_gradient(_tanh_slope))
 
 
 DESCENT_REGISTRY: Registry = REGISTRY.substituted({Sigmoid: _DescentSigmoid, Tanh: _DescentTanh})

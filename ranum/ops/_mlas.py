@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["onnxruntime_logistic", "onnxruntime_tanh", "sigmoid", "tanh"]
+__all__ = ["differentiated", "onnxruntime_logistic", "onnxruntime_tanh", "sigmoid", "tanh"]
 
 _LOGISTIC_RANGE = 18.0
 _LOGISTIC_P = (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03,
@@ -67,37 +67,40 @@ def onnxruntime_tanh(x: Tensor) -> Tensor:
         return _horner(x2, _TANH_P) * clamped / _horner(x2, _TANH_Q)
 
 
-class _Kernel(torch.autograd.Function):
-    """``value`` (onnxruntime's), differentiated at ``x`` by ``derivative``."""
+class _Differentiated(torch.autograd.Function):
+    """``value``, whose gradient with respect to ``x`` is ``gradient(x, grad)``."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, derivative: Callable[[Tensor], Tensor]) -> Tensor:
+    def forward(ctx, x: Tensor, value: Tensor, gradient: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         ctx.save_for_backward(x)
-        ctx.derivative = derivative
+        ctx.gradient = gradient
         return value.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        return grad * ctx.derivative(x), None, None
+        return ctx.gradient(x, grad), None, None
 
 
-def _sigmoid_derivative(x: Tensor) -> Tensor:
+def differentiated(x: Tensor, value: Tensor, gradient: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """``value`` (computed from ``x`` without autograd), differentiable at ``x`` by ``gradient(x, grad)``."""
+    return _Differentiated.apply(x, value, gradient) if x.requires_grad else value
+
+
+def _sigmoid_gradient(x: Tensor, grad: Tensor) -> Tensor:
     s = torch.sigmoid(x)
-    return s * (1 - s)
+    return grad * s * (1 - s)
 
 
-def _tanh_derivative(x: Tensor) -> Tensor:
-    return 1 - torch.tanh(x) ** 2
+def _tanh_gradient(x: Tensor, grad: Tensor) -> Tensor:
+    return grad * (1 - torch.tanh(x) ** 2)
 
 
 def sigmoid(x: Tensor) -> Tensor:
     """The Sigmoid of a float32 tensor as onnxruntime computes it, differentiable as torch.sigmoid."""
-    value = onnxruntime_logistic(x)
-    return _Kernel.apply(x, value, _sigmoid_derivative) if x.requires_grad else value
+    return differentiated(x, onnxruntime_logistic(x), _sigmoid_gradient)
 
 
 def tanh(x: Tensor) -> Tensor:
     """The Tanh of a float32 tensor as onnxruntime computes it, differentiable as torch.tanh."""
-    value = onnxruntime_tanh(x)
-    return _Kernel.apply(x, value, _tanh_derivative) if x.requires_grad else value
+    return differentiated(x, onnxruntime_tanh(x), _tanh_gradient)
