@@ -31,5 +31,10 @@ class UnsupportedOperator(RanumError):
     """An operator (or an attribute value of it) has no rule; callers fall back soundly."""
 
 
+class InconsistentShapes(UnsupportedOperator):
+    """A node's operands have shapes its operator cannot take (operands that do not broadcast, a squeezed axis
+    that is not of size 1): the model is inconsistent there, and onnxruntime refuses to load it."""
+
+
 class AnalysisError(RanumError):
     """The analysis met a situation it cannot handle soundly (names node and operator)."""

@@ -34,7 +34,7 @@ from ranum.domain.dtypes import elem_type_of, is_float, is_held, torch_dtype
 from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
-from ranum.errors import AnalysisError, UnsupportedOperator
+from ranum.errors import AnalysisError, InconsistentShapes, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule
@@ -243,6 +243,10 @@ class _AbstractWalker:
                                                        for iv in inputs):
                 return self._without_shapes(graph, rule, ctx, inputs)
             outputs = self._apply(rule, ctx, inputs)
+        except InconsistentShapes as exc:
+            self._not_analysed(node, f"the model's shapes are inconsistent here ({exc}; onnxruntime refuses such a "
+                                     "model)")
+            return self._top(ctx)
         except UnsupportedOperator as exc:
             self._unsupported(node, str(exc))
             return self._top(ctx)

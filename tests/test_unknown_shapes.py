@@ -104,6 +104,20 @@ def test_an_operator_without_an_unknown_shape_rule_is_reported_not_analysed() ->
     assert f"{report.nodes - 1} of {report.nodes} nodes analysed" in console.export_text()
 
 
+def test_operands_that_do_not_broadcast_are_an_inconsistent_model_not_an_unsupported_operator() -> None:
+    """An exporter's broken graph (onnxruntime refuses to load it): the node is left unanalysed with that
+    reason, and Add is not listed as an operator without a rule (it was: 'internal error in rule Add')."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 4, 3, 32] x, float[4, 32] p) => (float[1, 4, 3, 32] y) {
+        s = Add (x, p)
+        y = Relu (s)
+    }""")
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0], "p": [-1.0, 1.0]}})
+    assert not report.unsupported_ops
+    (node, reason), = report.not_analysed_nodes.items()
+    assert node.startswith("Add") and "inconsistent" in reason and "(1, 4, 3, 32)" in reason
+
+
 def test_if_joins_branches_with_empty_outputs_of_different_shapes() -> None:
     model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
     g (float[3] x, bool c) => (float[N] y) {

@@ -25,6 +25,7 @@ from torch import Tensor
 from ranum.domain import blocks
 from ranum.domain.blocks import Splits
 from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, narrow_int_range, torch_dtype
+from ranum.errors import InconsistentShapes
 
 __all__ = ["Interval", "align", "elementwise", "has_nan", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
 
@@ -456,7 +457,7 @@ def broadcast_shape(*shapes: Sequence[int] | None) -> tuple[int, ...] | None:
         sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
         sizes.discard(1)
         if len(sizes) > 1:
-            raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+            raise InconsistentShapes(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ranum.domain import blocks
 from ranum.domain.interval import Interval
-from ranum.errors import UnsupportedOperator
+from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, NodeContext, OpRule, exact_ints, inferred_shape, structural
 from ranum.ops.registry import register
 
@@ -50,7 +50,7 @@ def _broadcast(first: Sequence[int], second: Sequence[int]) -> tuple[int, ...]:
     rank = max(len(first), len(second))
     a, b = (1,) * (rank - len(first)) + tuple(first), (1,) * (rank - len(second)) + tuple(second)
     if any(m != n and 1 not in (m, n) for m, n in zip(a, b)):
-        raise UnsupportedOperator(f"shapes {tuple(first)} and {tuple(second)} do not broadcast")
+        raise InconsistentShapes(f"shapes {tuple(first)} and {tuple(second)} do not broadcast")
     return tuple(n if m == 1 else m for m, n in zip(a, b))
 
 
@@ -228,7 +228,7 @@ class Squeeze(OpRule):
             return [a for a, n in enumerate(shape) if n == 1]
         dims = sorted({_axis(a, len(shape)) for a in axes})
         if any(shape[a] != 1 for a in dims):
-            raise UnsupportedOperator(f"Squeeze: axes {axes} of shape {tuple(shape)} are not all of size 1")
+            raise InconsistentShapes(f"Squeeze: axes {axes} of shape {tuple(shape)} are not all of size 1")
         return dims
 
     def concrete(self, ctx: NodeContext, x: Tensor, axes: Tensor | None = None) -> Tensor:
