@@ -63,10 +63,10 @@ def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divide
 
 
 def rms_bound_of(graph: GraphView, reciprocal: str) -> tuple[str, float] | None:
-    """(x, B) where ``reciprocal`` is ``c / sqrt(mean(x^2) + eps)`` (or its Reciprocal) and ``|x * reciprocal|
-    <= B`` element-wise; None for another form."""
-    found = _reciprocal_of(graph, reciprocal)
-    stats = _mean_square_under_sqrt(graph, found[1]) if found is not None else None
+    """(x, B) where ``reciprocal`` is ``c / sqrt(mean(x^2) + eps)`` (its Reciprocal, or ``Pow(mean(x^2) + eps,
+    -0.5)``) and ``|x * reciprocal| <= B`` element-wise; None for another form."""
+    found = _inverse_root_of(graph, reciprocal)
+    stats = _mean_square(graph, found[1]) if found is not None else None
     if stats is None:
         return None
     bound = _rms_bound(graph, stats[0], reciprocal, divides=False)
@@ -74,14 +74,15 @@ def rms_bound_of(graph: GraphView, reciprocal: str) -> tuple[str, float] | None:
 
 
 def _rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> float | None:
-    factor = 1.0
-    root = other
-    if not divides:
-        found = _reciprocal_of(graph, other)
-        if found is None:
-            return None
-        factor, root = found
-    stats = _mean_square_under_sqrt(graph, root)
+    if divides:
+        sqrt = graph.producer(other)
+        found = (1.0, sqrt.inputs[0]) if sqrt is not None and sqrt.op_type == "Sqrt" else None
+    else:
+        found = _inverse_root_of(graph, other)
+    if found is None:
+        return None
+    factor, radicand = found
+    stats = _mean_square(graph, radicand)
     if stats is None or stats[0] != x_name:
         return None
     count = stats[1]
@@ -151,13 +152,21 @@ def _reciprocal_of(graph: GraphView, name: str) -> tuple[float, str] | None:
     return None
 
 
-def _mean_square_under_sqrt(graph: GraphView, name: str) -> tuple[str, int] | None:
-    """``Sqrt(Add(ReduceMean(x^2), eps))`` with eps >= 0 exact: returns (x, reduced count)."""
-    sqrt = graph.producer(name)
-    if sqrt is None or sqrt.op_type != "Sqrt":
-        return None
-    add = graph.producer(sqrt.inputs[0])
-    mean_name = sqrt.inputs[0]
+def _inverse_root_of(graph: GraphView, name: str) -> tuple[float, str] | None:
+    """``c / Sqrt(v)``, ``Reciprocal(Sqrt(v))`` or ``Pow(v, -0.5)`` (Gemma 3n's RMSNorm) with an exact scalar c:
+    returns (c, v)."""
+    node = graph.producer(name)
+    if node is not None and node.op_type == "Pow" and _exact_scalar(graph, node.inputs[1]) == -0.5:
+        return 1.0, node.inputs[0]
+    found = _reciprocal_of(graph, name)
+    sqrt = graph.producer(found[1]) if found is not None else None
+    return (found[0], sqrt.inputs[0]) if sqrt is not None and sqrt.op_type == "Sqrt" else None
+
+
+def _mean_square(graph: GraphView, name: str) -> tuple[str, int] | None:
+    """``Add(ReduceMean(x^2), eps)`` with eps >= 0 exact (or the mean alone): returns (x, reduced count)."""
+    add = graph.producer(name)
+    mean_name = name
     if add is not None and add.op_type == "Add":
         for mean_pos, eps_pos in ((0, 1), (1, 0)):
             eps = _exact_scalar(graph, add.inputs[eps_pos])

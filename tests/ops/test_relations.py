@@ -41,6 +41,16 @@ FORMS = {
         v = Add(ms, eps)
         s = Sqrt(v)
         y = Div(x, s)""",
+    # Gemma 3n's RMSNorm: the mean square to the power -0.5
+    "power": """
+        two = Constant<value = float {2.0}>()
+        sq = Pow(x, two)
+        ms = ReduceMean<axes = [-1], keepdims = 1>(sq)
+        eps = Constant<value = float {1e-6}>()
+        v = Add(ms, eps)
+        half = Constant<value = float {-0.5}>()
+        r = Pow(v, half)
+        y = Mul(x, r)""",
 }
 
 
