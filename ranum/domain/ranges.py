@@ -5,8 +5,9 @@ Spec shape (file or dict): ``{"inputs": {"x": [0, 1]}, "weights": {"default": [-
 
 Tensors are classified without looking at names: graph inputs that are not initializers are
 *inputs*; floating initializers with more than one element are *weights*, except those holding an
-infinity or the dtype's largest finite magnitude (attention masks an exporter folded into an
-initializer: training never produces those values) and those read only as settings (the caller's
+infinity or a magnitude of at least the square root of the dtype's largest finite value (attention masks
+and running-maximum seeds such as RWKV's -1e38 that an exporter folded into an initializer: training never
+produces those values, and a square of them overflows) and those read only as settings (the caller's
 ``parameters``, e.g. Resize's scales or quantization scales: see
 :func:`ranum.ops.parameter_initializers`); every other initializer is a *constant* and is taken
 exactly unless a range names it.
@@ -237,10 +238,11 @@ def finite_range(low: float, high: float, elem_type: int) -> tuple[float, float]
 
 
 def _is_weight(extremes: tuple[float, float], elem_type: int) -> bool:
-    """A float tensor of several values, none of them the dtype's extreme (a mask, not a weight)."""
-    extreme = float_facts(elem_type).max
+    """A float tensor of several values, none of a sentinel's magnitude (a mask or a seed, not a weight):
+    at least the square root of the dtype's largest value (1.8e19 for float32, 256 for float16)."""
+    sentinel = math.sqrt(float_facts(elem_type).max)
     lo, hi = extremes
-    return not (lo <= -extreme or hi >= extreme)
+    return not (lo <= -sentinel or hi >= sentinel)
 
 
 def _extremes(value: np.ndarray | torch.Tensor) -> tuple[float, float]:

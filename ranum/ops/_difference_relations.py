@@ -37,12 +37,14 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
-from ranum.domain.interval import Interval
+from ranum.domain.interval import Interval, elementwise
+from ranum.errors import InconsistentShapes
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._relations import meet
 from ranum.ops.random import GENERATORS
 
-__all__ = ["exactly", "passed_through", "refined_difference", "same_value"]
+__all__ = ["exactly", "passed_through", "refined_difference", "rescaled_sum_floor", "same_value"]
 
 _RANDOM = GENERATORS | {"Dropout"}
 _DEPTH = 6  # how far up two producers are compared
@@ -129,6 +131,7 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
             out = out.with_bounds(torch.minimum(lo, torch.zeros_like(lo)), torch.minimum(hi, torch.zeros_like(hi)))
         else:
             out = out.with_bounds(torch.maximum(lo, torch.zeros_like(lo)), torch.maximum(hi, torch.zeros_like(hi)))
+        out = _against_the_other_operand(graph, first, second, a, order, out)
     gap = _log_sum_exp_gap(graph, first, second, a)
     if gap is not None:
         cap = torch.full_like(out.upper, gap)
@@ -170,6 +173,81 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
         return _keeps_dims(node) and extreme_iv.shape is not None and other_iv.shape is not None and \
             len(extreme_iv.shape) == len(other_iv.shape)
     return False
+
+
+def _against_the_other_operand(graph: GraphView, first: str, second: str, a: Interval, order: int,
+                               out: Interval) -> Interval:
+    """``x - Max(x, s) = min(0, x - s)`` and ``x - Min(x, s) = max(0, x - s)`` for a binary Max (Min): exactly 0
+    where s is always below (above) x, as RWKV's first step has it (its running maximum starts at -1e38)."""
+    node = graph.producer(passed_through(graph, second))
+    kind = "Max" if order < 0 else "Min"
+    if node is None or node.op_type != kind or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return out
+    partners = [other for own, other in (node.inputs, node.inputs[::-1]) if same_value(graph, own, first)]
+    s = graph.interval(partners[0]) if partners else None
+    if s is None or s.shape is None or not (a.is_finite and s.is_finite):
+        return out
+    gap = elementwise(arith.sub, [a, s], out.elem_type)
+    clip = torch.minimum if order < 0 else torch.maximum
+    zero = torch.zeros((), dtype=torch.float64)
+    try:
+        return meet(out, gap.with_bounds(clip(gap.lower, zero), clip(gap.upper, zero)))
+    except InconsistentShapes:  # s broadcasts otherwise than the difference: no refinement
+        return out
+
+
+# ---------------------------------------------------------------------------------------- rescaled sums
+def rescaled_sum_floor(ctx: NodeContext, out: Interval) -> Interval:
+    """``out`` (a float Add's bounds) at least ``min(S1, S2)`` where the Add is ``S1 exp(P - M) + S2 exp(Q - M)``
+    with ``M = Max(P, Q)`` finite (a bare ``exp`` has S = 1) and S1, S2 >= 0 and finite: one of the exponents
+    is exactly 0 (``x - x``), its exp exactly 1, and a float sum of non-negative terms is at least each term.
+    This is the denominator of RWKV's stable recurrence (and of an online softmax), ``e1 * den + e2``, which
+    intervals alone let reach 0 once both exponentials' lower bounds underflow."""
+    graph = ctx.graph
+    if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
+        return out
+    terms = [_rescaled_exponential(graph, name) for name in ctx.node.inputs]
+    if any(term is None for term in terms) or not same_value(graph, terms[0][1], terms[1][1]):
+        return out
+    (p, m, first), (q, _, second) = terms
+    node = graph.producer(passed_through(graph, m))
+    maximum = graph.interval(m)
+    if node is None or node.op_type != "Max" or len(node.inputs) != 2 or maximum is None or not maximum.is_finite:
+        return out
+    if not any(same_value(graph, x, p) and same_value(graph, y, q) for x, y in (node.inputs, node.inputs[::-1])):
+        return out
+    floors = [_coefficient_floor(graph, scale) for scale in (first, second)]
+    if any(f is None for f in floors) or min(floors) <= 0:
+        return out
+    floor = torch.tensor(min(floors), dtype=torch.float64)
+    return out.with_bounds(torch.maximum(out.lower, floor), torch.maximum(out.upper, floor))
+
+
+def _rescaled_exponential(graph: GraphView, name: str) -> tuple[str, str, str | None] | None:
+    """(P, M, S) where ``name`` is ``S * Exp(P - M)`` (either order), or (P, M, None) for ``Exp(P - M)``."""
+    node = graph.producer(name)
+    if node is not None and node.op_type == "Mul" and len(node.inputs) == 2:
+        for exp_name, scale in (node.inputs, node.inputs[::-1]):
+            found = _rescaled_exponential(graph, exp_name)
+            if found is not None and found[2] is None:
+                return found[0], found[1], scale
+        return None
+    if node is None or node.op_type != "Exp" or node.domain not in ("", "ai.onnx"):
+        return None
+    sub = graph.producer(node.inputs[0])
+    if sub is None or sub.op_type != "Sub" or len(sub.inputs) != 2:
+        return None
+    return sub.inputs[0], sub.inputs[1], None
+
+
+def _coefficient_floor(graph: GraphView, scale: str | None) -> float | None:
+    """The least value of a non-negative, finite coefficient (1 for none), else None."""
+    if scale is None:
+        return 1.0
+    iv = graph.interval(scale)
+    if iv is None or iv.shape is None or iv.numblocks == 0 or not iv.is_finite or iv.min() < 0:
+        return None
+    return iv.min()
 
 
 # ---------------------------------------------------------------------------------------- log-sum-exp

@@ -30,7 +30,7 @@ from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_float64
 from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
-from ranum.ops._difference_relations import refined_difference
+from ranum.ops._difference_relations import refined_difference, rescaled_sum_floor
 from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops.hazards import (
     FORWARD,
@@ -91,7 +91,8 @@ class Add(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if not is_float(a.elem_type):
             return elementwise(_int_add, [a, b], a.elem_type)
-        return within_centred_sum(ctx, within_convex_hull(ctx, elementwise(arith.add, [a, b], a.elem_type)))
+        out = within_centred_sum(ctx, within_convex_hull(ctx, elementwise(arith.add, [a, b], a.elem_type)))
+        return rescaled_sum_floor(ctx, out)
 
 
 @register("Sub", since=7)

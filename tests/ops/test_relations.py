@@ -714,3 +714,72 @@ def test_two_products_of_another_tensor_than_the_centred_one_keep_their_interval
         y = Add(zs, ms)""")
     report = ranum.check(model, {"inputs": {"x": [-1000.0, 1000.0], "z": [-1000.0, 1000.0]}})
     assert report.analysis.bounds("y")[1].max() > 1000.0
+
+
+# RWKV's stable recurrence (transformers' rwkv_linear_attention_cpu), two steps over 4 channels: a running
+# maximum seeded at -1e38 keeps every exponent <= 0, and one exponential of each pair is exactly 1
+RWKV_STEPS = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[4] k0, float[4] v0, float[4] k1, float[4] v1) => (float[4] o0, float[4] o1)
+<float[4] seed = {-1e38, -1e38, -1e38, -1e38}, float[4] zeros = {0, 0, 0, 0},
+ float[4] first = {0.5, -0.25, 1.0, 0.0}, float[4] decay = {-0.5, -1.0, -2.0, -0.1}> {
+    a0 = Add (k0, first)
+    m0 = Max (seed, a0)
+    p0 = Sub (seed, m0)
+    e0 = Exp (p0)
+    q0 = Sub (a0, m0)
+    f0 = Exp (q0)
+    n0 = Mul (e0, zeros)
+    w0 = Mul (f0, v0)
+    num0 = Add (n0, w0)
+    d0 = Mul (e0, zeros)
+    den0 = Add (d0, f0)
+    o0 = Div (num0, den0)
+    s0 = Add (seed, decay)
+    ms0 = Max (s0, k0)
+    x0 = Sub (s0, ms0)
+    g0 = Exp (x0)
+    y0 = Sub (k0, ms0)
+    h0 = Exp (y0)
+    gn0 = Mul (g0, zeros)
+    hv0 = Mul (h0, v0)
+    ns1 = Add (gn0, hv0)
+    gd0 = Mul (g0, zeros)
+    ds1 = Add (gd0, h0)
+    a1 = Add (k1, first)
+    m1 = Max (ms0, a1)
+    p1 = Sub (ms0, m1)
+    e1 = Exp (p1)
+    q1 = Sub (a1, m1)
+    f1 = Exp (q1)
+    n1 = Mul (e1, ns1)
+    w1 = Mul (f1, v1)
+    num1 = Add (n1, w1)
+    d1 = Mul (e1, ds1)
+    den1 = Add (d1, f1)
+    o1 = Div (num1, den1)
+}
+"""
+
+
+@pytest.mark.parametrize("weights", ["exact", "derived"])
+def test_rwkv_s_stable_recurrence_has_no_false_division_or_overflow(weights: str) -> None:
+    """Before: every exponent's bounds reached above 0 once the seed's interval met the keys', and both
+    exponentials of a pair could underflow at once, so each denominator could be 0 (RWKV with exact weights:
+    91 findings, none real). ``x - Max(s, x)`` is ``min(0, x - s)`` (exactly 0 at the first step), and
+    ``S1 exp(P - M) + S2 exp(Q - M)`` with ``M = Max(P, Q)`` is at least ``min(S1, S2)``. The seed is a
+    constant in both modes (a magnitude no weight has)."""
+    model = onnx.parser.parse_model(RWKV_STEPS)
+    spec = {"inputs": {n: [-30.0, 30.0] for n in ("k0", "v0", "k1", "v1")}, "weights": {"default": weights}}
+    report = ranum.check(model, spec)
+    assert not report.findings, [(f.node, f.hazard_id) for f in report.findings]
+    lo, hi = report.analysis.bounds("den1")
+    assert lo.min() >= 1.0
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        feeds = {n: rng.uniform(-30, 30, 4).astype(np.float32) for n in ("k0", "v0", "k1", "v1")}
+        values = dict(zip(["o0", "o1"], session.run(None, feeds)))
+        for name in ("o0", "o1"):
+            lo, hi = report.analysis.bounds(name)
+            assert np.all((values[name] >= lo) & (values[name] <= hi)), name
