@@ -118,6 +118,18 @@ def test_operands_that_do_not_broadcast_are_an_inconsistent_model_not_an_unsuppo
     assert node.startswith("Add") and "inconsistent" in reason and "(1, 4, 3, 32)" in reason
 
 
+def test_a_transpose_with_negative_axes_is_an_inconsistent_model() -> None:
+    """TorchScript exports of Mamba-2-style mixers write perm {0, -2, -1, 1}, which onnxruntime and the ONNX
+    checker refuse; ranum took it as torch would, silently."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 2, 3, 4] x) => (float[1, 3, 4, 2] y) {
+        y = Transpose <perm = [0, -2, -1, 1]> (x)
+    }""")
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}})
+    (node, reason), = report.not_analysed_nodes.items()
+    assert "inconsistent" in reason and "(0, -2, -1, 1)" in reason and not report.unsupported_ops
+
+
 def test_if_joins_branches_with_empty_outputs_of_different_shapes() -> None:
     model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
     g (float[3] x, bool c) => (float[N] y) {

@@ -279,7 +279,11 @@ class Transpose(OpRule):
     rounds = False
 
     def _perm(self, rank: int) -> list[int]:
-        return list(self.perm) if self.perm is not None else list(range(rank))[::-1]
+        if self.perm is None:
+            return list(range(rank))[::-1]
+        if sorted(self.perm) != list(range(rank)):  # torch takes negative axes; onnxruntime refuses them
+            raise InconsistentShapes(f"Transpose: perm {tuple(self.perm)} is not a permutation of 0..{rank - 1}")
+        return list(self.perm)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
         return x.permute(self._perm(x.dim()))
