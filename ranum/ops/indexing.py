@@ -283,6 +283,15 @@ class ScatterND(_Scatter):
     """data[indices[..., :]] (op)= updates[...]: index tuples address slices of ``data``."""
 
     reduction: str = "none"
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval
+                       ) -> Interval | None:
+        """As ScatterElements; where data's and the indices' shapes are known (a mixture-of-experts layer adding
+        its experts' rows back), an element also adds at most one update per index tuple."""
+        if data.shape is not None and indices.shape is not None and updates.numblocks:
+            return _scatter_inexact(data, updates, self.reduction, math.prod(indices.shape[:-1]))
+        return _scattered_hull(data, updates, self.reduction)
 
     def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
         rows, count = _nd_rows(data.shape, indices.long(), 0)

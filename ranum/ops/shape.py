@@ -366,6 +366,11 @@ class Split(OpRule):
         return tuple(torch.split(x, self._sizes(ctx, x.shape[axis], exact_ints(split, "split", "Split")), dim=axis))
 
     def abstract(self, ctx: NodeContext, x: Interval, split: Interval | None = None) -> tuple[Interval, ...]:
+        if split is not None and not split.is_exact:
+            # sizes computed from data (the tokens a mixture-of-experts layer routes to each expert): every
+            # output holds some of x's elements, in a shape known only at run time
+            return tuple(Interval.create(x.lower.amin(), x.upper.amax(), (), None, x.elem_type)
+                         for _ in ctx.node.outputs)
         axis = _axis(self.axis, len(x.shape))
         sizes = self._sizes(ctx, x.shape[axis], exact_ints(split, "split", "Split"))
         offsets = [sum(sizes[:k]) for k in range(len(sizes))]
