@@ -142,9 +142,9 @@ def _upstream(analysis: Analysis) -> dict[str, set[str]]:
 
 
 def _infinite_constants(analysis: Analysis, values: Mapping[str, np.ndarray]) -> set[str]:
-    """Model constants holding an infinity, e.g. a -inf mask value: Constant nodes, and initializers (as
-    ``_INITIALIZER + name``)."""
-    nodes = {node.name for node in analysis.graph.nodes if node.op_type == "Constant"
+    """Model constants holding an infinity, e.g. a -inf mask value: Constant nodes, ConstantOfShape nodes (a
+    fill of -inf that masked_fill exports to), and initializers (as ``_INITIALIZER + name``)."""
+    nodes = {node.name for node in analysis.graph.nodes if node.op_type in ("Constant", "ConstantOfShape")
              and any(np.isinf(values[o]).any() for o in node.outputs if o)}
     graph = analysis.graph
     initializers = {_INITIALIZER + name for name, proto in graph.initializers.items()
