@@ -8,7 +8,10 @@ Orders. ``x <= Max(..., x, ...)``, ``x <= ReduceMax(x)`` (``keepdims`` 1, so tha
 back onto the elements it was taken over), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
 ``x - Max(s, x) <= 0`` (the stable exponent ``exp(x - max(s, x))`` of RWKV and of hand-written
 log-sum-exp), ``x - ReduceMax(x) <= 0`` (a hand-written softmax), and the mirrored differences are
-``>= 0``. A float subtraction of ordered operands keeps the sign; with one operand finite it is never NaN.
+``>= 0``; for a binary Max, exactly ``min(0, x - s)`` (0 where s is always below x). A float subtraction of
+ordered operands keeps the sign; with one operand finite it is never NaN. The same relation bounds a sum
+below: ``S1 exp(P - M) + S2 exp(Q - M)`` with ``M = Max(P, Q)`` is at least ``min(S1, S2)`` for S1, S2 >= 0,
+since one of its exponents is exactly 0 (RWKV's denominators; see :func:`rescaled_sum_floor`).
 Likewise ``x - logsumexp(x)`` is at most a few units of rounding above 0 (see :func:`_log_sum_exp_gap`).
 
 Differences of a running sum. With ``c = CumSum(y)`` along an axis (not exclusive, not reversed) and
