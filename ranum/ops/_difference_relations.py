@@ -18,7 +18,9 @@ Differences of a running sum. With ``c = CumSum(y)`` along an axis (not exclusiv
 ``a`` the slice of c at one position ``j`` of that axis (every other axis whole), ``a - c`` at position
 ``i`` is ``y_(i+1) + ... + y_j`` for ``i <= j`` and minus ``y_(j+1) + ... + y_i`` above: bounded by the
 sums of y's bounds over that stretch, however wide c's own bounds are (Mamba-2's chunk decay
-``exp(A_cumsum[..., -1:] - A_cumsum)`` has increments ``A dt <= 0``, so its exponent is ``<= 0``).
+``exp(A_cumsum[..., -1:] - A_cumsum)`` has increments ``A dt <= 0``, so its exponent is ``<= 0``). Likewise
+every pair ``c_i - c_j`` of ``Unsqueeze(c, -1) - Unsqueeze(c, -2)`` (chunked linear attention's pairwise
+decay, Qwen3-Next's, masked to -inf above the diagonal before its exp).
 Rounding: every computed running sum is within ``gamma_n`` times the sum of its |terms| of the real one,
 plus its rounding to the tensor's type; both running sums count (at ``i = j`` one stored value is
 subtracted from itself: exactly 0). The subtraction's rounding is the interpreter's.
@@ -332,7 +334,73 @@ def _running_sum_difference(graph: GraphView, first: str, second: str, out: Inte
     if found is not None:
         bounds = _stretch_sums(graph, *found, out)
         return None if bounds is None else (-bounds[1], -bounds[0])
-    return None
+    found = _outer_of_running_sum(graph, first, second)
+    return None if found is None else _outer_stretch_sums(graph, *found, out)
+
+
+def _outer_of_running_sum(graph: GraphView, first: str, second: str) -> tuple[Node, int, int, int] | None:
+    """(the CumSum node, its axis, the output axes of i and of j) where ``first - second`` is ``c_i - c_j``
+    over every pair of positions: ``Unsqueeze(c, a) - Unsqueeze(c, b)`` with each operand's new axis where the
+    other keeps its running axis (chunked linear attention's pairwise decay ``cum.unsqueeze(-1) -
+    cum.unsqueeze(-2)``)."""
+    nodes = [graph.producer(name) for name in (first, second)]
+    if any(node is None or node.op_type != "Unsqueeze" or not node.inputs for node in nodes):
+        return None
+    if not same_value(graph, nodes[0].inputs[0], nodes[1].inputs[0]):
+        return None
+    cumsum = graph.producer(nodes[0].inputs[0])
+    data = graph.interval(nodes[0].inputs[0])
+    if cumsum is None or cumsum.op_type != "CumSum" or data is None or data.shape is None or not data.shape:
+        return None
+    if int(cumsum.attributes.get("exclusive", 0)) or int(cumsum.attributes.get("reverse", 0)):
+        return None
+    axis_iv = graph.interval(cumsum.inputs[1]) if len(cumsum.inputs) > 1 else None
+    inserted = [_one_inserted_axis(graph, node, len(data.shape) + 1) for node in nodes]
+    if axis_iv is None or not axis_iv.is_exact or None in inserted:
+        return None
+    axis = int(axis_iv.exact_value().reshape(-1)[0]) % len(data.shape)
+    running = [axis if axis < new else axis + 1 for new in inserted]  # where each operand's running axis lands
+    if inserted[0] != running[1] or inserted[1] != running[0]:
+        return None
+    return cumsum, axis, running[0], running[1]
+
+
+def _one_inserted_axis(graph: GraphView, node: Node, rank: int) -> int | None:
+    """The one axis an Unsqueeze inserts (in its output of ``rank``), from its operand or attribute."""
+    if len(node.inputs) > 1 and node.inputs[1]:
+        axes_iv = graph.interval(node.inputs[1])
+        axes = axes_iv.exact_value().reshape(-1).tolist() if axes_iv is not None and axes_iv.is_exact else None
+    else:
+        axes = list(node.attributes.get("axes", ()))
+    return int(axes[0]) % rank if axes is not None and len(axes) == 1 else None
+
+
+def _outer_stretch_sums(graph: GraphView, cumsum: Node, axis: int, i_axis: int, j_axis: int, out: Interval
+                        ) -> tuple[Tensor, Tensor] | None:
+    """Bounds of ``c_i - c_j`` over the running sum c of y: the sum of y over (j, i] for i >= j, minus the sum
+    over (i, j] otherwise, each within the running sums' rounding; exactly 0 where i = j (one stored value
+    subtracted from itself). In ``out``'s shape, i along ``i_axis`` and j along ``j_axis``."""
+    terms = _summed_terms(graph, cumsum, axis)
+    if terms is None:
+        return None
+    lo, hi, rate = terms
+    low, high = lo.cumsum(-1), hi.cumsum(-1)
+    n = lo.shape[-1]
+    down = torch.arange(n).unsqueeze(-1) >= torch.arange(n)  # i >= j
+
+    def pairs(sums: Tensor) -> Tensor:
+        return sums.unsqueeze(-1) - sums.unsqueeze(-2)  # [..., i, j] = sums_i - sums_j
+
+    d_lo = torch.where(down, pairs(low), pairs(high))
+    d_hi = torch.where(down, pairs(high), pairs(low))
+    magnitudes = torch.maximum(lo.abs(), hi.abs()).cumsum(-1)
+    slack = torch.where(torch.eye(n, dtype=torch.bool), 0.0,
+                        rate * (magnitudes.unsqueeze(-1) + magnitudes.unsqueeze(-2)))
+    d_lo, d_hi = (torch.movedim(t, (-2, -1), (i_axis, j_axis)) for t in (d_lo - slack, d_hi + slack))
+    try:
+        return d_lo.expand(out.shape), d_hi.expand(out.shape)
+    except RuntimeError:  # shapes that do not broadcast as expected: no relation
+        return None
 
 
 def _one_position_of_running_sum(graph: GraphView, picked: str, running: str) -> tuple[Node, int, int] | None:
@@ -376,14 +444,26 @@ def _slice_plan(graph: GraphView, pick: Node, shape: Sequence[int]) -> list[tupl
         return None
 
 
-def _stretch_sums(graph: GraphView, cumsum: Node, axis: int, j: int, out: Interval) -> tuple[Tensor, Tensor] | None:
-    """Bounds of ``c_j - c_i`` over the running sum c of y, in ``out``'s (broadcast) shape."""
+def _summed_terms(graph: GraphView, cumsum: Node, axis: int) -> tuple[Tensor, Tensor, float] | None:
+    """The running sum's terms' bounds (float64, the summed axis last) and the relative rounding of a
+    difference of two running sums (each within ``gamma_n`` of its |terms|, plus its rounding to the type);
+    None where a bound is infinite."""
     y = graph.interval(cumsum.inputs[0])
     if y is None or y.shape is None or not is_float(y.elem_type):
         return None
     lo, hi = (t.to(torch.float64).movedim(axis, -1) for t in y.full())
     if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
         return None
+    rate = arith.accumulation_gamma(lo.shape[-1], y.elem_type) + 2 * float_facts(y.elem_type).eps + 2.0**-50
+    return lo, hi, rate
+
+
+def _stretch_sums(graph: GraphView, cumsum: Node, axis: int, j: int, out: Interval) -> tuple[Tensor, Tensor] | None:
+    """Bounds of ``c_j - c_i`` over the running sum c of y, in ``out``'s (broadcast) shape."""
+    terms = _summed_terms(graph, cumsum, axis)
+    if terms is None:
+        return None
+    lo, hi, rate = terms
     low_sums, high_sums = lo.cumsum(-1), hi.cumsum(-1)
     below = torch.arange(lo.shape[-1]) <= j  # positions i <= j: the sum over (i, j]; else minus over (j, i]
     at = slice(j, j + 1)
@@ -391,7 +471,6 @@ def _stretch_sums(graph: GraphView, cumsum: Node, axis: int, j: int, out: Interv
     d_hi = torch.where(below, high_sums[..., at] - high_sums, low_sums[..., at] - low_sums)
     magnitudes = torch.maximum(lo.abs(), hi.abs()).cumsum(-1)
     n = lo.shape[-1]
-    rate = arith.accumulation_gamma(n, y.elem_type) + 2 * float_facts(y.elem_type).eps + 2.0**-50
     # c_j - c_j subtracts one stored value from itself: exactly 0
     slack = torch.where(torch.arange(n) == j, 0.0, rate * (magnitudes + magnitudes[..., at]))
     d_lo, d_hi = (t.movedim(-1, axis) for t in (d_lo - slack, d_hi + slack))

@@ -783,3 +783,41 @@ def test_rwkv_s_stable_recurrence_has_no_false_division_or_overflow(weights: str
         for name in ("o0", "o1"):
             lo, hi = report.analysis.bounds(name)
             assert np.all((values[name] >= lo) & (values[name] <= hi)), name
+
+
+# chunked linear attention's pairwise decay (Qwen3-Next, gated DeltaNet): exp(c_i - c_j) for a running sum c of
+# non-positive decays, the pairs above the diagonal masked to -inf first
+PAIRWISE_DECAY = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[2, 3, 8] decay) => (float[2, 3, 8, 8] y)
+<int64 axis = {2}, int64[1] last = {3}, int64[1] before = {2}, float minf = {-inf},
+ bool[8, 8] upper = {0,1,1,1,1,1,1,1, 0,0,1,1,1,1,1,1, 0,0,0,1,1,1,1,1, 0,0,0,0,1,1,1,1,
+                     0,0,0,0,0,1,1,1, 0,0,0,0,0,0,1,1, 0,0,0,0,0,0,0,1, 0,0,0,0,0,0,0,0}> {
+    c = CumSum (decay, axis)
+    ci = Unsqueeze (c, last)
+    cj = Unsqueeze (c, before)
+    d = Sub (ci, cj)
+    masked = Where (upper, minf, d)
+    y = Exp (masked)
+}
+"""
+
+
+def test_pairwise_differences_of_a_running_sum_are_bounded_by_its_stretches() -> None:
+    """c_i - c_j is the sum of the decays over (j, i] below the diagonal (at most 0 here), minus the sum over
+    (i, j] above it, and exactly 0 on it: exp of the masked pairs cannot overflow (before: c's bounds alone,
+    [-40, 0] minus [-40, 0], reached 40 and exp of it was a finding)."""
+    model = onnx.parser.parse_model(PAIRWISE_DECAY)
+    report = ranum.check(model, {"inputs": {"decay": [-5.0, 0.0]}})
+    assert not report.findings, [(f.node, f.hazard_id) for f in report.findings]
+    lo, hi = report.analysis.bounds("d")
+    below = np.tril(np.ones((8, 8), dtype=bool))
+    assert hi[..., below].max() <= 1e-3 and np.all(np.diagonal(hi, axis1=-2, axis2=-1) == 0)
+    assert lo[0, 0, 7, 0] <= -35 and hi[0, 0, 0, 7] >= 35  # seven decays of [-5, 0] either way
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for scale in (0.01, 1.0, 5.0):
+        decay = -rng.uniform(0, scale, (2, 3, 8)).astype(np.float32)
+        (y,) = session.run(None, {"decay": decay})
+        y_lo, y_hi = report.analysis.bounds("y")
+        assert np.all((y >= y_lo) & (y <= y_hi))
