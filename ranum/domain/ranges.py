@@ -51,7 +51,7 @@ from ranum.domain.spec import (  # noqa: F401  (re-exported: the spec is part of
 )
 from ranum.errors import RangeSpecError
 from ranum.graph.loader import initializer_value
-from ranum.graph.model import Graph
+from ranum.graph.model import Graph, Node
 
 __all__ = [
     "Assumption",
@@ -125,7 +125,7 @@ _EMBEDDING_TABLES = {0: 2, 1: 4, 8: 3}
 def smallest_indexed_table(graph: Graph, name: str) -> tuple[int, str] | None:
     """The size and name of the smallest table of static size whose rows tensor ``name``'s values
     select (through copies of them), or None."""
-    consumers: dict[str, list] = {}
+    consumers: dict[str, list[Node]] = {}
     for node in graph.nodes:
         for operand in node.inputs:
             consumers.setdefault(operand, []).append(node)
@@ -144,14 +144,14 @@ def smallest_indexed_table(graph: Graph, name: str) -> tuple[int, str] | None:
     return best
 
 
-def _copies_values(node, operand: str) -> bool:
+def _copies_values(node: Node, operand: str) -> bool:
     if node.op_type not in _COPIES or node.domain not in ("", "ai.onnx") or node.inputs[0] != operand:
         return False
     return node.op_type != "Cast" or not (is_float(int(node.attributes.get("to", 0)))
                                           or is_bool(int(node.attributes.get("to", 0))))
 
 
-def _tables_indexed(node, operand: str) -> list[tuple[str, int]]:
+def _tables_indexed(node: Node, operand: str) -> list[tuple[str, int]]:
     """(table, axis) pairs whose entries ``operand`` selects in ``node``."""
     if node.op_type == "Gather" and node.domain in ("", "ai.onnx") and node.inputs[1:2] == (operand,):
         return [(node.inputs[0], int(node.attributes.get("axis", 0)))]
