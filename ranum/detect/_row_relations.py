@@ -6,6 +6,12 @@ element of the row equal to ``t`` is not below it, so it keeps its value: where 
 all -inf, and a softmax of it is not NaN however many elements are masked. The same holds for any value
 of ``TopK(x)`` along the row's axis (largest or smallest), taken with one position kept along that axis
 and every other axis whole, so that each row is compared with a value of its own.
+
+Guarded masks, as Mask2Former's masked attention writes them: a mask ``p`` is cleared on every row it
+would fill entirely (``mask[mask.sum(-1) == n] = False``), exported as ``And(p, Not(Equal(ReduceSum(p),
+n)))`` with the reduction over the row and n its length. A row of p that is all True has the sum n, so its
+guard is False and the And is all False: every row of the mask holds a False. ``Where(mask, -inf, y)`` with
+y finite keeps y there, and so does a sum of it with a finite tensor.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Mapping
 
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
-from ranum.ops._difference_relations import same_value
+from ranum.ops._difference_relations import passed_through, same_value
 
 __all__ = ["rows_keep_finite"]
 
@@ -40,6 +46,26 @@ class _Producers:
 def rows_keep_finite(nodes: list[Node], env: Mapping[str, object], name: str, axis: int) -> bool:
     """Whether every row of tensor ``name`` along ``axis`` keeps a finite element (see the module doc)."""
     graph = _Producers(nodes, env)
+    return _keeps_finite(graph, env, name, axis) or _sum_keeps_finite(graph, env, name, axis)
+
+
+def _sum_keeps_finite(graph: _Producers, env: Mapping[str, object], name: str, axis: int) -> bool:
+    """``a + b`` with a finite and b's rows keeping a finite element (either order), its sum bounded above."""
+    node = graph.producer(name)
+    out = env.get(name)
+    if node is None or node.op_type != "Add" or node.domain not in _ONNX or len(node.inputs) != 2:
+        return False
+    if not isinstance(out, Interval) or out.shape is None or not out.shape or out.max() == float("inf"):
+        return False
+    for finite, masked in (node.inputs, node.inputs[::-1]):
+        a, b = env.get(finite), env.get(masked)
+        if isinstance(a, Interval) and a.is_finite and isinstance(b, Interval) and b.shape is not None \
+                and len(b.shape) == len(out.shape) and _keeps_finite(graph, env, passed_through(graph, masked), axis):
+            return True
+    return False
+
+
+def _keeps_finite(graph: _Producers, env: Mapping[str, object], name: str, axis: int) -> bool:
     where = graph.producer(name)
     if where is None or where.op_type != "Where" or where.domain not in _ONNX or len(where.inputs) != 3:
         return False
@@ -57,14 +83,60 @@ def rows_keep_finite(nodes: list[Node], env: Mapping[str, object], name: str, ax
         compared, threshold = compare.inputs
     elif compare.op_type == "Greater":
         threshold, compared = compare.inputs
+    elif compare.op_type == "And":
+        compared, threshold = compare.inputs
     else:
         return False
     t = env.get(threshold)
+    if compare.op_type == "And":
+        return _guarded_mask(graph, env, compare.outputs[0], axis % len(x.shape), x.shape[axis % len(x.shape)])
     if not same_value(graph, compared, kept) or not isinstance(t, Interval) or t.shape is None \
             or len(t.shape) != len(x.shape) or t.shape[axis] != 1 \
             or any(t.shape[d] != x.shape[d] for d in range(len(x.shape)) if d != axis):
         return False
     return _own_top_value(graph, env, threshold, kept, axis)
+
+
+def _guarded_mask(graph: _Producers, env: Mapping[str, object], name: str, axis: int, length: int) -> bool:
+    """Whether ``name`` is ``And(p, Not(Equal(ReduceSum(Cast(p)), length)))``, the sum over ``axis``."""
+    node = graph.producer(name)
+    if node is None or node.op_type != "And" or len(node.inputs) != 2:
+        return False
+    for mask, guard in (node.inputs, node.inputs[::-1]):
+        rank = _rank(env, mask)
+        if rank is not None and _row_not_full(graph, env, guard, mask, axis % rank, length):
+            return True
+    return False
+
+
+def _row_not_full(graph: _Producers, env: Mapping[str, object], name: str, mask: str, axis: int,
+                  length: int) -> bool:
+    """Whether ``name`` is ``Not(Equal(ReduceSum(Cast(mask)), length))`` over ``axis`` (keepdims, or an
+    Unsqueeze of that axis back)."""
+    node = graph.producer(name)
+    if node is not None and node.op_type == "Unsqueeze" and len(node.inputs) > 1:
+        if _ints(env, node.inputs[1]) not in ([axis], [axis - _rank(env, name)]):
+            return False
+        node, kept = graph.producer(node.inputs[0]), False
+    else:
+        kept = True
+    while node is not None and node.op_type == "Cast" and int(node.attributes.get("to", 0)) == _BOOL:
+        node = graph.producer(node.inputs[0])  # TorchScript casts the guard to bool once more
+    if node is None or node.op_type != "Not":
+        return False
+    equal = graph.producer(node.inputs[0])
+    if equal is None or equal.op_type != "Equal" or len(equal.inputs) != 2:
+        return False
+    for summed, count in (equal.inputs, equal.inputs[::-1]):
+        total = graph.producer(summed)
+        if _ints(env, count) == [length] and total is not None and total.op_type == "ReduceSum" \
+                and int(total.attributes.get("keepdims", 1)) == int(kept) and len(total.inputs) > 1 \
+                and [a % _rank(env, mask) for a in (_ints(env, total.inputs[1]) or [])] == [axis]:
+            counted = graph.producer(total.inputs[0])
+            source = counted.inputs[0] if counted is not None and counted.op_type == "Cast" else total.inputs[0]
+            if same_value(graph, source, mask):
+                return True
+    return False
 
 
 def _own_top_value(graph: _Producers, env: Mapping[str, object], name: str, x: str, axis: int) -> bool:

@@ -55,3 +55,41 @@ def test_a_mask_that_is_not_of_that_form_keeps_the_finding(case: str) -> None:
     ranges["other"] = [-5.0, 5.0]
     report = ranum.check(model, {"inputs": ranges})
     assert "softmax-infinite-input" in [f.hazard_id for f in report.findings]
+
+
+# Mask2Former's masked attention: a mask p cleared on every row it would fill (mask[mask.sum(-1) == n] = False),
+# as the dynamo exporter writes it, then -inf where it holds, added to the scores
+_GUARDED = """<ir_version: 8, opset_import: ["" : 18]>
+g (float[2,3,4] scores, float[2,3,4] logits) => (float[2,3,4] y) <float half = {0.5}, int64[1] last = {-1},
+ int64 n = {{n}}, float minus = {-inf}, float[2,3,4] zeros = {0,0,0,0, 0,0,0,0, 0,0,0,0, 0,0,0,0, 0,0,0,0, 0,0,0,0}> {
+    p = Less (logits, half)
+    count = Cast <to = 7> (p)
+    total = ReduceSum <keepdims = 0> (count, last)
+    full = Equal (total, n)
+    guard = Not (full)
+    row = Unsqueeze (guard, last)
+    mask = And (p, row)
+    masked = Where (mask, minus, zeros)
+    z = Add (scores, masked)
+    y = Softmax <axis = -1> (z)
+}"""
+
+
+@pytest.mark.parametrize("length", [4, 3])
+def test_a_mask_cleared_on_rows_it_would_fill_keeps_the_softmax_finite(length: int) -> None:
+    """A row of p that is all True sums to n: its guard is False and the row of the mask all False, so every
+    row keeps a finite score (Mask2Former had a finding at each masked cross-attention). A guard that counts
+    to another number than the row's length proves nothing: the finding stays."""
+    model = onnx.parser.parse_model(_GUARDED.replace("{n}", str(length)))
+    report = ranum.check(model, {"inputs": {"scores": [-5.0, 5.0], "logits": [-5.0, 5.0]}})
+    hazards = [f.hazard_id for f in report.findings]
+    if length != 4:
+        assert "softmax-infinite-input" in hazards
+        return
+    assert not hazards, hazards
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for high in (5.0, 0.4):  # below 0.5 every logit is masked: the guard clears the rows
+        feeds = {"scores": rng.uniform(-5, 5, (2, 3, 4)).astype(np.float32),
+                 "logits": rng.uniform(-5, high, (2, 3, 4)).astype(np.float32)}
+        assert np.isfinite(session.run(None, feeds)[0]).all()
