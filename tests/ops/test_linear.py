@@ -266,9 +266,9 @@ def _float32_path_cases():
 
 @pytest.mark.parametrize("case", _float32_path_cases(), ids=lambda c: f"{c[0]}-{c[2].dtype}")
 def test_float32_products_with_exact_weights_are_sound_in_onnxruntime(case, monkeypatch) -> None:
-    import ranum.ops.linear as linear
+    import ranum.ops._float32_products as products
 
-    monkeypatch.setattr(linear, "_CHUNKED_ELEMENTS", 1000)  # the wide weights below are taken in chunks
+    monkeypatch.setattr(products, "_CHUNKED_ELEMENTS", 1000)  # the wide weights below are taken in chunks
     op_type, x_shape, w, attrs, bias = case
     model = _weighted_model(op_type, x_shape, w, attrs, bias)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -307,9 +307,9 @@ def test_products_summed_over_row_blocks_are_sound_in_onnxruntime(case, monkeypa
     """Where x cuts the summed axis into a few blocks, the weight's rows are summed per block (in
     float32, through a small buffer): elements drawn anywhere in their blocks' nearly exact bounds
     give onnxruntime results inside the bounds, which match the one-product path's."""
-    import ranum.ops.linear as linear
+    import ranum.ops._float32_products as products
 
-    monkeypatch.setattr(linear, "_PIECE", 999)  # several pieces per block, both memory layouts
+    monkeypatch.setattr(products, "_PIECE", 999)  # several pieces per block, both memory layouts
     op_type, x_shape, w, attrs, starts = case
     model = _weighted_model(op_type, x_shape, w, attrs)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -323,8 +323,8 @@ def test_products_summed_over_row_blocks_are_sound_in_onnxruntime(case, monkeypa
     splits = tuple(tuple(range(n)) for n in x_shape[:-1]) + (starts,)
     sizes = np.diff(list(starts) + [x_shape[-1]])
     calls = []
-    summed = linear._block_summed_product
-    monkeypatch.setattr(linear, "_block_summed_product", lambda *a: calls.append(1) or summed(*a))
+    summed = products._block_summed_product
+    monkeypatch.setattr(products, "_block_summed_product", lambda *a: calls.append(1) or summed(*a))
     for _ in range(4):
         lo, hi = _nearly_exact_box(rng, grid, w.dtype)
         x = Interval.create(torch.from_numpy(lo), torch.from_numpy(hi), splits, x_shape, graph.inputs[0].elem_type)
@@ -336,9 +336,9 @@ def test_products_summed_over_row_blocks_are_sound_in_onnxruntime(case, monkeypa
         for pick in (full_lo, full_hi, np.where(rng.random(x_shape) < 0.5, full_lo, full_hi)):
             y = session.run(None, {"x": pick.astype(w.dtype)})[0].astype(np.float64)
             assert ((y >= low) & (y <= high)).all(), f"{op_type}: {y[(y < low) | (y > high)][:4]}"
-        monkeypatch.setattr(linear, "_SUMMED_BLOCKS", 0)
+        monkeypatch.setattr(products, "_SUMMED_BLOCKS", 0)
         one = run_abstract(graph, {"x": x, "w": weight}).env["y"]
-        monkeypatch.setattr(linear, "_SUMMED_BLOCKS", 32)
+        monkeypatch.setattr(products, "_SUMMED_BLOCKS", 32)
         one_lo, one_hi = (t.numpy() for t in one.full())
         finite = np.isfinite(low) & np.isfinite(high) & np.isfinite(one_lo) & np.isfinite(one_hi)
         assert finite.mean() > 0.5  # (16-bit results past 65504 are infinite either way)
@@ -369,6 +369,7 @@ def test_float32_products_are_as_tight_as_float64_ones() -> None:
 def test_column_chunked_products_match_one_product(monkeypatch, dtype) -> None:
     """A wide weight is multiplied a chunk of columns at a time (a reused |w| buffer): the bounds are
     those of one whole product, to float32 rounding."""
+    import ranum.ops._float32_products as products
     import ranum.ops.linear as linear
 
     rng = np.random.default_rng(3)
@@ -376,13 +377,13 @@ def test_column_chunked_products_match_one_product(monkeypatch, dtype) -> None:
     lo = torch.from_numpy(rng.standard_normal((2, 5, 64)))
     x = Interval.from_full(lo, lo + torch.rand(2, 5, 64, dtype=torch.float64), FLOAT)
     point = Interval.point(w, FLOAT if dtype == torch.float32 else TensorProto.FLOAT16)
-    monkeypatch.setattr(linear, "_CHUNKED_ELEMENTS", 1000)  # small weights take the chunked path too
+    monkeypatch.setattr(products, "_CHUNKED_ELEMENTS", 1000)  # small weights take the chunked path too
     calls = []
-    chunked = linear._matmul_by_column_chunks
-    monkeypatch.setattr(linear, "_matmul_by_column_chunks", lambda *a: calls.append(1) or chunked(*a))
+    chunked = products._matmul_by_column_chunks
+    monkeypatch.setattr(products, "_matmul_by_column_chunks", lambda *a: calls.append(1) or chunked(*a))
     mid, rad, _ = linear.interval_product(torch.matmul, [x, point], 64)
     assert calls  # the chunked path ran
-    monkeypatch.setattr(linear, "_COLUMN_CHUNK", 10**6)
+    monkeypatch.setattr(products, "_COLUMN_CHUNK", 10**6)
     whole_mid, whole_rad, _ = linear.interval_product(torch.matmul, [x, point], 64)
     assert len(calls) == 1 and mid.shape == whole_mid.shape == (2, 5, 2100)
     scale = whole_rad.abs().max()
