@@ -90,6 +90,7 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
                                  + _suggestion(name, [info.name for info in graph.inputs], sorted(graph.initializers)))
     env: dict[str, Value] = {}
     notes: list[Assumption] = []
+    consumers: dict[str, list[Node]] | None = None
     for info in graph.inputs:
         if info.shape is None and not info.sequence and not info.optional:
             raise RangeSpecError(f"graph input '{info.name}' has no known shape")
@@ -99,8 +100,10 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
         else:
             low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
             source = "default"
-        table = None if source == "spec" or is_float(info.elem_type) or is_bool(info.elem_type) \
-            else smallest_indexed_table(graph, info.name)
+        indexes = source != "spec" and not is_float(info.elem_type) and not is_bool(info.elem_type)
+        if indexes and consumers is None:
+            consumers = consumers_of(graph)  # once per graph, for every integer input without a range
+        table = smallest_indexed_table(graph, info.name, consumers) if indexes else None
         if table is not None:
             low, high = 0.0, float(table[0] - 1)
         box = _box(low, high, info.shape, info.elem_type)
@@ -122,13 +125,18 @@ _COPIES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "
 _EMBEDDING_TABLES = {0: 2, 1: 4, 8: 3}
 
 
-def smallest_indexed_table(graph: Graph, name: str) -> tuple[int, str] | None:
-    """The size and name of the smallest table of static size whose rows tensor ``name``'s values
-    select (through copies of them), or None."""
+def consumers_of(graph: Graph) -> dict[str, list[Node]]:
+    """Tensor name -> the nodes of ``graph`` that read it."""
     consumers: dict[str, list[Node]] = {}
     for node in graph.nodes:
         for operand in node.inputs:
             consumers.setdefault(operand, []).append(node)
+    return consumers
+
+
+def smallest_indexed_table(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> tuple[int, str] | None:
+    """The size and name of the smallest table of static size whose rows tensor ``name``'s values
+    select (through copies of them; ``consumers``: see :func:`consumers_of`), or None."""
     best: tuple[int, str] | None = None
     pending, seen = [name], {name}
     while pending:

@@ -40,9 +40,16 @@ _TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5
 _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
-def _horner(x2: Tensor, coefficients: tuple[float, ...]) -> Tensor:
-    """``((c0 x2 + c1) x2 + c2) ...`` in float32 fused multiply-adds."""
-    constants = [float(torch.tensor(c, dtype=torch.float32)) for c in coefficients]  # float32 constants
+def _float32(coefficients: tuple[float, ...]) -> tuple[float, ...]:
+    """The kernel's constants: the float32 values nearest the written ones (C's ``f`` literals)."""
+    return tuple(float(torch.tensor(c, dtype=torch.float32)) for c in coefficients)
+
+
+_LOGISTIC_P, _LOGISTIC_Q, _TANH_P, _TANH_Q = (_float32(c) for c in (_LOGISTIC_P, _LOGISTIC_Q, _TANH_P, _TANH_Q))
+
+
+def _horner(x2: Tensor, constants: tuple[float, ...]) -> Tensor:
+    """``((c0 x2 + c1) x2 + c2) ...`` in float32 fused multiply-adds (float32 constants)."""
     wide = x2.double()
     value = (wide * constants[0] + constants[1]).float()
     for constant in constants[2:]:
