@@ -253,12 +253,77 @@ def test_experts_split_by_data_dependent_counts_and_added_back_are_analysed() ->
         _assert_within_bounds(analysis, values)
 
 
-def test_a_scatter_that_adds_updates_of_unknown_count_is_not_analysed() -> None:
+def test_a_scatter_that_adds_updates_of_unknown_count_and_either_sign_is_not_analysed() -> None:
     model = onnx.parser.parse_model(EXPERTS.replace("ScatterElements <axis = 0>",
                                                     'ScatterElements <axis = 0, reduction = "add">'))
     report = ranum.check(model, EXPERTS_SPEC)
     (node,) = report.not_analysed_nodes
     assert node.endswith("ScatterElements") or "Scatter" in node
+
+
+# a graph network's degree as torch_geometric computes it with self loops: the edges that are not loops are
+# picked by NonZero (a count known only at run time), the loops appended, and ones added per edge target
+DEGREES = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (int64[2, 5] edges, float[5] w) => (float[3] degree, float[3] scale, float[N] filled)
+<float[3] zeros = {0, 0, 0}, int64[3] loops = {0, 1, 2}, float[3] loop_w = {1, 1, 1}, int64[1] flat = {-1},
+ int64 zero = {0}, int64 one = {1}> {
+    source = Gather <axis = 0> (edges, zero)
+    target = Gather <axis = 0> (edges, one)
+    same = Equal (source, target)
+    differ = Not (same)
+    where = NonZero (differ)
+    kept = Reshape (where, flat)
+    kept_target = Gather (target, kept)
+    kept_w = Gather (w, kept)
+    all_target = Concat <axis = 0> (kept_target, loops)
+    all_w = Concat <axis = 0> (kept_w, loop_w)
+    degree = ScatterElements <axis = 0, reduction = "add"> (zeros, all_target, all_w)
+    half = Constant <value = float {-0.5}> ()
+    scale = Pow (degree, half)
+    count = Shape (kept_w)
+    filled = ConstantOfShape <value = float[1] {2.5}> (count)
+}
+"""
+DEGREES_SPEC = {"inputs": {"edges": [0, 2], "w": [0.0, 1.0]}, "weights": {"default": "exact"}}
+
+
+def test_a_sum_of_non_negative_terms_of_unknown_count_keeps_its_sign() -> None:
+    """ScatterElements adding weights of a NonZero-filtered edge list was not analysed (its degree got the
+    widest interval, and Pow(degree, -0.5) a negative-base finding). Adding any number of terms >= 0 never
+    takes a float sum below its start (rounding is monotone): the degree is >= 0, its upper end unbounded."""
+    model = onnx.parser.parse_model(DEGREES)
+    report = ranum.check(model, DEGREES_SPEC)
+    analysis = report.analysis
+    assert not analysis.run.not_analysed and not analysis.run.unsupported
+    lo, hi = analysis.bounds("degree")
+    assert float(lo.min()) == 0.0 and float(hi.max()) == np.inf
+    hazards = {(f.op_type, f.hazard_id) for f in report.findings}
+    assert ("Pow", "pow-negative-base") not in hazards and ("Pow", "pow-zero-negative-exponent") in hazards
+    # a ConstantOfShape of a shape whose own length is known only at run time holds its value everywhere
+    lo, hi = analysis.bounds("filled")
+    assert float(lo) == float(hi) == 2.5
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        values = Runner(model).run({"edges": rng.integers(0, 3, (2, 5)).astype(np.int64),
+                                    "w": rng.uniform(0, 1, (5,)).astype(np.float32)})
+        _assert_within_bounds(analysis, values)
+
+
+def test_a_sum_of_non_negative_terms_at_data_dependent_places_is_not_negative() -> None:
+    """Each rounding of a sum of terms >= 0 gives a result >= 0: the bounds went below 0 by a subnormal per
+    term (exact targets) or by the whole accumulation error (targets known to a range), which made
+    Pow(sum, -0.5) report a negative base."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[6] u, int64[6] at) => (float[3] fixed, float[3] placed)
+    <float[3] zeros = {0, 0, 0}, int64[6] targets = {0, 1, 2, 0, 1, 2}> {
+        fixed = ScatterElements <axis = 0, reduction = "add"> (zeros, targets, u)
+        placed = ScatterElements <axis = 0, reduction = "add"> (zeros, at, u)
+    }""")
+    analysis = ranum.analyze(model, {"inputs": {"u": [0.0, 2.0], "at": [0, 2]}, "weights": {"default": "exact"}})
+    for name, most in (("fixed", 4.0), ("placed", 12.0)):
+        lo, hi = analysis.bounds(name)
+        assert float(lo.min()) == 0.0 and most <= float(hi.max()) <= most * 1.0001, name
 
 
 def _assert_within_bounds(analysis, values: dict) -> None:

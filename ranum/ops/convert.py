@@ -22,7 +22,7 @@ from ranum.domain import arith, blocks
 from ranum.domain.dtypes import bound_dtype, elem_type_of, float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, exact_ints, inferred_shape
+from ranum.ops._base import ELEMENTWISE, HULLS, NodeContext, OpRule, exact_ints, inferred_shape
 from ranum.ops.hazards import Overflow, equal_to
 from ranum.ops.registry import register
 
@@ -72,6 +72,7 @@ class ConstantOfShape(OpRule):
 
     value: Tensor | None = None
     rounds = False
+    unknown_shapes = HULLS
 
     def _fill(self) -> Tensor:
         return self.value.reshape(()) if self.value is not None else torch.tensor(0.0, dtype=torch.float32)
@@ -79,13 +80,21 @@ class ConstantOfShape(OpRule):
     def concrete(self, ctx: NodeContext, shape: Tensor) -> Tensor:
         return self._fill().expand(exact_ints(shape, "shape", "ConstantOfShape")).clone()
 
+    def without_shapes(self, ctx: NodeContext, shape: Interval) -> Interval:
+        """The shape operand's own length is known only at run time: every element is still the fill value."""
+        return self._unshaped()
+
+    def _unshaped(self) -> Interval:
+        fill = self._fill()
+        etype = elem_type_of(fill.dtype)
+        bound = fill.to(bound_dtype(etype))
+        return Interval.create(bound, bound, (), None, etype)
+
     def abstract(self, ctx: NodeContext, shape: Interval) -> Interval:
         fill = self._fill()
         etype = elem_type_of(fill.dtype)
         if not shape.is_exact and not (ctx.output_shapes and ctx.output_shapes[0] is not None):
-            # a shape computed from data (e.g. a count of boxes): every element is the fill value
-            bound = fill.to(bound_dtype(etype))
-            return Interval.create(bound, bound, (), None, etype)
+            return self._unshaped()  # a shape computed from data (e.g. a count of boxes): every element is the fill
         dims = exact_ints(shape, "shape", "ConstantOfShape") if shape.is_exact else \
             inferred_shape(ctx, "ConstantOfShape", "shape")
         if shape.shape != (len(dims),):

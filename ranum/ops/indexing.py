@@ -48,12 +48,15 @@ def _wrap(index: Tensor, n: int) -> Tensor:
 
 
 def _round_out(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
-    """One rounding of a float result, outward, saturating past the largest finite value."""
+    """One rounding of a float result, outward, saturating past the largest finite value. Rounding keeps a
+    result's sign (it is monotone and 0 is a float): a bound at 0 or beyond stays there."""
     if not is_float(elem_type):
         return lo, hi
     facts = float_facts(elem_type)
-    lo = lo - lo.abs() * facts.eps - facts.subnormal
-    hi = hi + hi.abs() * facts.eps + facts.subnormal
+    lo = torch.where(lo >= 0, (lo - lo.abs() * facts.eps - facts.subnormal).clamp(min=0.0),
+                     lo - lo.abs() * facts.eps - facts.subnormal)
+    hi = torch.where(hi <= 0, (hi + hi.abs() * facts.eps + facts.subnormal).clamp(max=0.0),
+                     hi + hi.abs() * facts.eps + facts.subnormal)
     lo = torch.where(lo < -facts.max, torch.full_like(lo, -torch.inf), lo)
     return lo, torch.where(hi > facts.max, torch.full_like(hi, torch.inf), hi)
 
@@ -207,9 +210,11 @@ def _scatter_inexact(data: Interval, updates: Interval, reduction: str, reach: i
     if reduction == "add":
         lo, hi = data.lower.to(torch.float64), data.upper.to(torch.float64)
         magnitude = torch.maximum(lo.abs(), hi.abs()) + reach * torch.maximum(u_lo.abs(), u_hi.abs())
+        nonneg_terms = (lo >= 0) & (u_lo >= 0)  # a float sum of them is >= 0 too
         lo = lo + reach * u_lo.clamp(max=0.0)
         hi = hi + reach * u_hi.clamp(min=0.0)
-        return data.with_bounds(*arith.with_accumulation_error(lo, hi, magnitude, reach + 1, data.elem_type))
+        return data.with_bounds(*arith.with_accumulation_error(lo, hi, magnitude, reach + 1, data.elem_type,
+                                                               nonneg_terms))
     lo = torch.minimum(data.lower, u_lo.to(data.lower.dtype))
     hi = torch.maximum(data.upper, u_hi.to(data.upper.dtype))
     return data.with_bounds(lo, hi)
@@ -257,6 +262,13 @@ class ScatterElements(_Scatter):
 
     def without_shapes(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval
                        ) -> Interval | None:
+        """Where the updates' (or the indices', the same) shape is known, an element takes at most its length
+        along ``axis`` of them; otherwise any number (a graph network's sum over a list of edges that
+        NonZero filtered)."""
+        known = next((shape for shape in (updates.shape, indices.shape, *ctx.input_shapes[1:3])
+                      if shape is not None), None)
+        if known is not None and updates.numblocks and self.reduction != "mul":
+            return _scatter_inexact(data, updates, self.reduction, known[self.axis % len(known)])
         return _scattered_hull(data, updates, self.reduction)
 
     def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:
@@ -269,12 +281,20 @@ class ScatterElements(_Scatter):
 def _scattered_hull(data: Interval, updates: Interval, reduction: str) -> Interval | None:
     """A scatter whose updates (or indices, or data) have a shape known only at run time (the rows a
     mixture-of-experts layer writes back): without a reduction, or with min or max, each element is its
-    data value or one of the updates, so it lies in data's bounds joined with the updates' hull."""
-    if reduction not in ("none", "min", "max"):
-        return None  # how many updates meet at an element is not known
+    data value or one of the updates, so it lies in data's bounds joined with the updates' hull; adding
+    any number of updates never takes an element below its data value where they are all >= 0 (rounding
+    is monotone), nor above it where they are all <= 0."""
     hull = updates.hull()
     if hull is None:
         return data
+    if reduction == "add":  # any number of them: a float sum only moves the way its terms' signs allow
+        if bool(hull.lower.lt(0).any() and hull.upper.gt(0).any()):
+            return None  # either way, without limit: nothing is known
+        lo = torch.where(hull.lower >= 0, data.lower.to(torch.float64), -torch.inf)
+        hi = torch.where(hull.upper <= 0, data.upper.to(torch.float64), torch.inf)
+        return data.with_bounds(lo, hi)
+    if reduction not in ("none", "min", "max"):
+        return None  # a product of any number of updates
     return data.join(hull if data.shape is None else hull.broadcast_to(data.shape))
 
 
