@@ -14,7 +14,7 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   is capped too (by the rule: an overflow there is the node's, whatever the activation makes of it).
 * MatMul/Gemm (and FusedGemm, as FusedConv) with a 2-D weight: ``sigma_max(W) ||x||``. Only exact
   weights count: a box of weights has a gain about as large as the intervals' growth.
-* ReLU, reshapes, transposes, slices and zero padding keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
+* ReLU, reshapes, transposes, slices, the parts of a Split and zero padding keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
   Add adds the (broadcast) norms; Concat takes the root of the sum of squares; MaxPool multiplies it
   by the square root of the number of windows that can hold one element; averaging ``n`` elements
   divides it by ``sqrt(n)`` (AveragePool: times the root of the window count); BatchNormalization and
@@ -169,6 +169,8 @@ def tensor_norm(graph: GraphView, name: str) -> float:
 def _norm_now(graph: GraphView, name: str, node: Node | None) -> float:
     iv = graph.interval(name)
     own = interval_norm(iv) if iv is not None else math.inf
+    if node is not None and node.op_type == "Split" and iv is not None:  # each part holds some of x's elements
+        return min(own, graph.memo[("l2", node.inputs[0])])
     if node is None or not _propagates(node) or iv is None or name != node.outputs[0]:
         return own
     wanted = _sources(node)
@@ -178,6 +180,8 @@ def _norm_now(graph: GraphView, name: str, node: Node | None) -> float:
 
 def _sources(node: Node) -> list[str]:
     """The inputs whose norms the node's rule reads (a weight's values are read instead)."""
+    if node.op_type == "Split":
+        return node.inputs[:1]
     if node.op_type in _WEIGHTED:
         return [name for i, name in enumerate(node.inputs) if name and i != 1]
     return [name for name in node.inputs if name]
@@ -209,7 +213,7 @@ def interval_norm(iv: Interval) -> float:
 
 
 def _propagates(node: Node) -> bool:
-    return node.op_type in _KEEP or node.op_type in _RULES
+    return node.op_type in _KEEP or node.op_type in _RULES or node.op_type == "Split"
 
 
 def _propagate(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:

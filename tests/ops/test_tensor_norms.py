@@ -236,6 +236,40 @@ def test_caps_through_concat_average_pool_and_slice_are_sound(monkeypatch: pytes
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
 
 
+def deep_split_cnn(layers: int) -> onnx.ModelProto:
+    """YOLO's C2f-like blocks: a 3x3 convolution split in two halves along the channels, one half through
+    another 3x3 convolution, the halves and its result concatenated and mixed by a 1x1 convolution."""
+    rng = np.random.default_rng(11)
+    nodes, inits, current = [], [], "x"
+    inits.append(numpy_helper.from_array(np.array([CHANNELS // 2, CHANNELS // 2], np.int64), "halves"))
+    for i in range(layers):
+        inits += [_unit_gain_filters(rng, f"w{i}", CHANNELS, 3), _unit_gain_filters(rng, f"v{i}", CHANNELS // 2, 3),
+                  _unit_gain_filters(rng, f"m{i}", 2 * CHANNELS, 1)]
+        nodes += [helper.make_node("Conv", [current, f"w{i}"], [f"a{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Split", [f"a{i}", "halves"], [f"p{i}", f"q{i}"], axis=1),
+                  helper.make_node("Conv", [f"q{i}", f"v{i}"], [f"b{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Concat", [f"p{i}", f"q{i}", f"b{i}"], [f"k{i}"], axis=1),
+                  helper.make_node("Conv", [f"k{i}", f"m{i}"], [f"d{i}"])]
+        current = f"d{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
+    nodes += [helper.make_node("GlobalAveragePool", [current], ["gap"]),
+              helper.make_node("Flatten", ["gap"], ["flat"]),
+              helper.make_node("MatMul", ["flat", "head"], ["y"])]
+    return _cnn_model(nodes, inits, "deep_split_cnn", 17)
+
+
+def test_the_parts_of_a_split_keep_their_input_norm() -> None:
+    """Each part of a Split holds some of its input's elements: its norm is at most the input's. Split was
+    not in the chain, so every C2f block of a YOLOv8/YOLO11 restarted from its parts' interval norms (their
+    magnitude times the root of their size): YOLO11n's attention overflowed with exact weights."""
+    model = deep_split_cnn(64)
+    analysis = ranum.analyze(model, SPEC)
+    assert not ranum.check(model, SPEC).findings
+    rng = np.random.default_rng(4)
+    _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
+                                            rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
+
+
 def test_convolution_gain_stacks_the_narrow_side_and_bounds_the_operator() -> None:
     from ranum.ops._tensor_norms import _sigma_max, _stacked_offsets
 
