@@ -7,7 +7,9 @@ Tensors are classified without looking at names: graph inputs that are not initi
 *inputs*; floating initializers with more than one element are *weights*, except those holding an
 infinity or a magnitude of at least the square root of the dtype's largest finite value (attention masks
 and running-maximum seeds such as RWKV's -1e38 that an exporter folded into an initializer: training never
-produces those values, and a square of them overflows) and those read only as settings (the caller's
+produces those values, and a square of them overflows), those holding integers only, not all equal, one of
+them of magnitude 2 or more (counts, sizes and positions an exporter folded: a padded average pooling's
+window sizes), and those read only as settings (the caller's
 ``parameters``, e.g. Resize's scales or quantization scales: see
 :func:`ranum.ops.parameter_initializers`); every other initializer is a *constant* and is taken
 exactly unless a range names it.
@@ -185,7 +187,7 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
     """``value`` may be a read-only view of the model's bytes: it is only read, or copied once."""
     shape = tuple(value.shape)
     extremes = _extremes(value) if is_float(elem_type) and _count(value) > 1 and not setting else None
-    weight = extremes is not None and _is_weight(extremes, elem_type)
+    weight = extremes is not None and _is_weight(extremes, elem_type) and not _folded_counts(value, extremes)
     if name in spec.inputs:
         low, high = spec.inputs[name]
         role = "weight" if weight else "constant"
@@ -251,6 +253,23 @@ def _is_weight(extremes: tuple[float, float], elem_type: int) -> bool:
     sentinel = math.sqrt(float_facts(elem_type).max)
     lo, hi = extremes
     return not (lo <= -sentinel or hi >= sentinel)
+
+
+def _folded_counts(value: np.ndarray | torch.Tensor, extremes: tuple[float, float]) -> bool:
+    """Whether a float tensor holds integers only, not all equal and one of magnitude 2 or more: counts,
+    sizes or positions an exporter computed and folded (a padded pooling's window sizes, feature maps'
+    heights and widths, position ids), not a learned value (no initialisation gives such a tensor; ones
+    and zeros, which a scale or a bias starts from, are all equal, and ternary weights stay below 2)."""
+    lo, hi = extremes
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo == hi or max(-lo, hi) < 2:
+        return False
+    try:
+        flat = _torch_view(value).reshape(-1)
+    except (TypeError, RuntimeError):  # a dtype torch cannot view
+        return False
+    if not float(flat[0]).is_integer():  # a learned tensor's first value already tells (in one read)
+        return False
+    return bool(torch.equal(flat, flat.round()))
 
 
 def _extremes(value: np.ndarray | torch.Tensor) -> tuple[float, float]:

@@ -144,12 +144,16 @@ def _package_root(name: str) -> str | None:
 
 
 def _module_path(scopes_text: str) -> str:
-    """``"['', 'encoder', 'layer', 'linear']"`` -> ``encoder.layer`` (the last scope is the op itself)."""
+    """``"['', 'encoder', 'layer', 'linear']"`` -> ``encoder.layer`` (the last scope is the op itself). Newer
+    exporters write each scope as the whole path so far (``['', 'encoder', 'encoder.layer', 'linear']``): a
+    scope that extends the path replaces it."""
     try:
         scopes = ast.literal_eval(scopes_text) if scopes_text else []
     except (ValueError, SyntaxError):
         return ""
     if not isinstance(scopes, list):
         return ""
-    names = [str(s) for s in scopes[:-1] if s]
-    return ".".join(names)
+    path = ""
+    for name in (str(s) for s in scopes[:-1] if s):
+        path = name if not path or name.startswith(path + ".") else f"{path}.{name}"
+    return path

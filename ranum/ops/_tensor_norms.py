@@ -14,11 +14,11 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   is capped too (by the rule: an overflow there is the node's, whatever the activation makes of it).
 * MatMul/Gemm (and FusedGemm, as FusedConv) with a 2-D weight: ``sigma_max(W) ||x||``. Only exact
   weights count: a box of weights has a gain about as large as the intervals' growth.
-* ReLU, reshapes, transposes, slices, the parts of a Split and zero padding keep the norm; LeakyReLU scales it by ``max(1, |alpha|)``;
-  Add adds the (broadcast) norms; Concat takes the root of the sum of squares; MaxPool multiplies it
-  by the square root of the number of windows that can hold one element; averaging ``n`` elements
-  divides it by ``sqrt(n)`` (AveragePool: times the root of the window count); BatchNormalization and
-  Mul by a bounded factor scale it by the largest factor.
+* ReLU, reshapes, transposes, slices, the parts of a Split and zero padding keep the norm; LeakyReLU
+  scales it by ``max(1, |alpha|)``; Add adds the (broadcast) norms; Concat takes the root of the sum of
+  squares; MaxPool multiplies it by the square root of the number of windows that can hold one element;
+  averaging ``n`` elements divides it by ``sqrt(n)`` (AveragePool: times the root of the window count);
+  BatchNormalization and Mul by a bounded factor scale it by the largest factor.
 * Any tensor's norm is also bounded by its interval (``sqrt(sum of max |bound|^2)``).
 
 Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`` products is within

@@ -52,6 +52,49 @@ def test_operator_inside_a_submodule_names_the_module_path() -> None:
     assert _finding("norm", "Div").source.module == "head"
 
 
+class _Normalise(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+class _Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = _Normalise()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+class _Nested(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([_Block()])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks[0](x)
+
+
+def test_an_operator_two_submodules_deep_names_each_module_once() -> None:
+    """The exporter writes each scope as the whole path so far: joining them named the module
+    ``blocks.blocks.0.blocks.0.norm``."""
+    report = ranum.check(_Nested(), torch.rand(2, 8), ranges={"x": (-1, 1)})
+    (finding,) = [f for f in report.findings if f.op_type == "Div"]
+    assert finding.source.module == "blocks.0.norm"
+
+
+@pytest.mark.parametrize(("scopes", "path"), [
+    ("['', 'encoder', 'layer', 'linear']", "encoder.layer"),
+    ("['', 'encoder', 'encoder.layer', 'encoder.layer.0', 'linear']", "encoder.layer.0"),
+    ("['', 'mul']", ""),
+    ("not a list", ""),
+])
+def test_module_paths_from_either_form_of_the_scopes(scopes: str, path: str) -> None:
+    from ranum.frontend._source import _module_path
+
+    assert _module_path(scopes) == path
+
+
 def test_safe_module_reports_nothing() -> None:
     assert defect_report("safe").findings == ()
 

@@ -158,11 +158,34 @@ def test_an_initializer_holding_the_lowest_float_is_a_mask_not_a_weight() -> Non
     assert report.findings == ()  # the diagonal stays unmasked: no row of -inf, no overflow
 
 
-def _resize_then(consumer: str | None) -> onnx.ModelProto:
+@pytest.mark.parametrize(("values", "role"), [
+    ([[9, 12, 9], [12, 16, 12], [9, 12, 9]], "constant"),  # a padded 3x3 average pooling's window sizes
+    ([[0, 1, 2], [3, 4, 5], [6, 7, 8]], "constant"),  # positions
+    ([[1, 1, 1], [1, 1, 1], [1, 1, 1]], "weight"),  # ones: a scale's initial value
+    ([[1, -1, 0], [0, 1, 1], [-1, 0, 1]], "weight"),  # ternary
+    ([[9, 12, 9], [12, 16, 12], [9, 12, 9.5]], "weight"),
+])
+def test_an_initializer_of_folded_counts_is_a_constant_not_a_weight(values, role: str) -> None:
+    """The dynamo exporter folds a padded AveragePool's divisors (window sizes 9 to 16) into a float
+    initializer: derived ranges took it as a weight, [0, 32], and reported a division by zero."""
+    counts = numpy_helper.from_array(np.array(values, np.float32), "counts")
+    graph = helper.make_graph([helper.make_node("Div", ["x", "counts"], ["y"])], "pool_mean",
+                              [helper.make_tensor_value_info("x", 1, [3, 3])],
+                              [helper.make_tensor_value_info("y", 1, [3, 3])], initializer=[counts])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = ranum.check(model, {"inputs": {"x": [-10, 10]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["counts"] == ((role, "derived") if role == "weight" else (role, "exact"))
+    if values[0][0] == 9 and role == "constant":
+        assert not report.findings  # the divisors are 9 to 16
+
+
+def _resize_then(consumer: str | None, scale: float = 2.0) -> onnx.ModelProto:
     """x -> Resize(scales) (-> consumer(y, scales) where given): the scales are a float initializer."""
-    scales = numpy_helper.from_array(np.array([1.0, 1.0, 2.0, 2.0], np.float32), "scales")
+    scales = numpy_helper.from_array(np.array([1.0, 1.0, scale, scale], np.float32), "scales")
     nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear")]
-    outputs = [helper.make_tensor_value_info("y", 1, [1, 1, 4, 4])]
+    side = int(2 * scale)
+    outputs = [helper.make_tensor_value_info("y", 1, [1, 1, side, side])]
     if consumer:
         nodes.append(helper.make_node(consumer, ["scales", "scales"], ["z"]))
         outputs.append(helper.make_tensor_value_info("z", 1, [4]))
@@ -181,10 +204,11 @@ def test_an_initializer_read_only_as_a_setting_is_a_constant_in_every_weight_mod
 
 
 def test_an_initializer_also_read_as_data_stays_a_weight_unless_the_spec_says_otherwise() -> None:
-    report = ranum.check(_resize_then("Mul"), {"inputs": {"x": [0, 1]}})
+    # scales of 1.5: integers of 2 or more, not all equal, would be folded counts (a constant) anyway
+    report = ranum.check(_resize_then("Mul", 1.5), {"inputs": {"x": [0, 1]}})
     roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
     assert roles["scales"] == ("weight", "derived")
-    exact = ranum.check(_resize_then("Mul"), {"inputs": {"x": [0, 1]}, "weights": {"scales": "exact"}})
+    exact = ranum.check(_resize_then("Mul", 1.5), {"inputs": {"x": [0, 1]}, "weights": {"scales": "exact"}})
     assert exact.unsupported_ops == ()
 
 
