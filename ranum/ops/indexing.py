@@ -23,6 +23,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, structural
+from ranum.ops._difference_relations import EXP_OF_ZERO_FLOOR, segment_softmax_floor
 from ranum.ops._range_hull import block_of, hull_blocks, index_ranges, range_reduce, select_pick
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
@@ -65,10 +66,21 @@ def _round_out(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
 @register("Gather")
 class Gather(OpRule):
     """out = data[..., indices, ...] along ``axis``; block-wise, exact for exact indices."""
-    unknown_shapes = COPIES
+    unknown_shapes = HULLS
 
     axis: int = 0
     rounds = False
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, indices: Interval) -> Interval | None:
+        """Elements of data, of a shape known only at run time: its hull (a graph network's softmax denominator
+        at least about 1, see :meth:`abstract`)."""
+        hull = data.hull()
+        if hull is None:
+            return None
+        out = Interval.create(hull.lower, hull.upper, (), None, hull.elem_type)
+        if ctx.graph is not None and self.axis == 0 and out.min() < EXP_OF_ZERO_FLOOR:
+            out = segment_softmax_floor(ctx.graph, ctx.node, out)
+        return out
 
     def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor) -> Tensor:
         axis = self.axis % data.dim()
@@ -82,7 +94,10 @@ class Gather(OpRule):
         lo, hi = hull_blocks(data.stored_lower, data.stored_upper, data.splits[axis], axis, ranges)
         splits = data.splits[:axis] + indices.splits + data.splits[axis + 1:]
         shape = data.shape[:axis] + indices.shape + data.shape[axis + 1:]
-        return Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)
+        out = Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)
+        if ctx.graph is not None and axis == 0 and out.min() < EXP_OF_ZERO_FLOOR:
+            out = segment_softmax_floor(ctx.graph, ctx.node, out)  # a graph network's softmax denominator
+        return out
 
 
 @register("GatherElements")

@@ -26,7 +26,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule
-from ranum.ops._difference_relations import passed_through, same_value
+from ranum.ops._difference_relations import EXP_OF_ZERO_FLOOR, passed_through, same_value
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
@@ -259,8 +259,6 @@ class ReduceSum(_SumOf):
         return out
 
 
-# exp(0) as an exp kernel computes it: 1 within a few float32 ulps (float16 and float64 give 1 exactly)
-_EXP_OF_ZERO_FLOOR = 1.0 - 2.0**-20
 
 
 def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float | None:
@@ -291,7 +289,7 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
         peak_dims = rule._dims(len(x.shape), axes, True)
     except UnsupportedOperator:
         return None
-    return _EXP_OF_ZERO_FLOOR if set(peak_dims) <= set(dims) else None
+    return EXP_OF_ZERO_FLOOR if set(peak_dims) <= set(dims) else None
 
 
 @register("ReduceMean")
