@@ -14,8 +14,9 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
   is capped too (by the rule: an overflow there is the node's, whatever the activation makes of it).
 * MatMul/Gemm (and FusedGemm, as FusedConv) with a 2-D weight: ``sigma_max(W) ||x||``. Only exact
   weights count: a box of weights has a gain about as large as the intervals' growth.
-* ReLU, reshapes, transposes, slices, the parts of a Split and zero padding keep the norm; LeakyReLU
-  scales it by ``max(1, |alpha|)``; Add adds the (broadcast) norms; Concat takes the root of the sum of
+* ReLU, reshapes, transposes, slices, the parts of a Split and zero padding keep the norm; a nearest
+  Resize multiplies it by the root of the most outputs one element feeds; LeakyReLU scales it by
+  ``max(1, |alpha|)``; Add adds the (broadcast) norms; Concat takes the root of the sum of
   squares; MaxPool multiplies it by the square root of the number of windows that can hold one element;
   averaging ``n`` elements divides it by ``sqrt(n)`` (AveragePool: times the root of the window count);
   BatchNormalization and Mul by a bounded factor scale it by the largest factor.
@@ -47,6 +48,7 @@ from torch import Tensor
 from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
+from ranum.errors import UnsupportedOperator
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._eigenvalues import largest_eigenvalue_bound
@@ -302,6 +304,35 @@ def _average_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Int
     if not math.sqrt(size) * norms[0] * (1 + gamma) < 0.5 * arith.accumulator_facts(out.elem_type).max:
         return math.inf
     return norms[0] * math.sqrt(windows / divisor) * (1 + gamma)
+
+
+def _resize(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
+    """Nearest-neighbour Resize (opset 11 on) copies every output element from one input element: the norm
+    grows by the root of the most outputs one element feeds, the product over the resized axes of the most
+    positions along each that read the same one (2 x 2 for a doubling: a factor of 2)."""
+    from ranum.ops.registry import build_rule
+    from ranum.ops.resize import _NEAREST, Resize
+
+    x = graph.interval(node.inputs[0])
+    mode = node.attributes.get("mode", "nearest")
+    if x is None or x.shape is None or (mode.decode() if isinstance(mode, bytes) else str(mode)) != "nearest" \
+            or len(node.inputs) < 3:  # (X, scales) is opset 10's form
+        return math.inf
+    try:
+        rule = build_rule(Resize, dict(node.attributes), node)
+        if rule.coordinate_transformation_mode == "tf_crop_and_resize" and rule.extrapolation_value != 0:
+            return math.inf  # positions outside the crop take that value, not a copy
+        operands = [graph.interval(name) if name else None for name in node.inputs[1:4]]
+        present = [None if iv is None or iv.numblocks == 0 else iv for iv in operands]
+        present += [None] * (3 - len(present))
+        plan = rule._plan(x.shape, *rule._inputs(*present))
+    except (UnsupportedOperator, ValueError, TypeError):
+        return math.inf
+    repeats = 1
+    for axis, coords, _ in plan:
+        index = _NEAREST[rule.nearest_mode](coords).clamp(0, x.shape[axis] - 1).long()
+        repeats *= int(torch.bincount(index).max()) if index.numel() else 0
+    return norms[0] * math.sqrt(repeats)
 
 
 def _concat(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
@@ -568,6 +599,7 @@ _RULES = {
     "MaxPool": _max_pool,
     "AveragePool": _average_pool,
     "Concat": _concat,
+    "Resize": _resize,
     "GlobalAveragePool": _mean,
     "ReduceMean": _mean,
     "BatchNormalization": _batch_norm,

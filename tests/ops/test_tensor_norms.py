@@ -270,6 +270,42 @@ def test_the_parts_of_a_split_keep_their_input_norm() -> None:
                                             rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
 
 
+def deep_resize_cnn(layers: int, mode: str = "nearest") -> onnx.ModelProto:
+    """A U-Net-like chain: every layer a 2x2 AveragePool down (halving the norm), then a Resize back up (scales
+    2, doubling it)."""
+    rng = np.random.default_rng(13)
+    nodes, inits, current = [], [], "x"
+    inits += [numpy_helper.from_array(np.array([1.0, 1.0, 2.0, 2.0], np.float32), "scales"),
+              numpy_helper.from_array(np.zeros(0, np.float32), "roi")]
+    for i in range(layers):
+        inits.append(_unit_gain_filters(rng, f"w{i}", CHANNELS, 3))
+        nodes += [helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("AveragePool", [f"c{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
+                  helper.make_node("Resize", [f"p{i}", "roi", "scales"], [f"u{i}"], mode=mode,
+                                   coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
+        current = f"u{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
+    nodes += [helper.make_node("GlobalAveragePool", [current], ["gap"]),
+              helper.make_node("Flatten", ["gap"], ["flat"]),
+              helper.make_node("MatMul", ["flat", "head"], ["y"])]
+    return _cnn_model(nodes, inits, "deep_resize_cnn", 13)
+
+
+def test_a_nearest_resize_grows_the_norm_by_the_root_of_its_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each element of a 2x nearest upsampling feeds 4 outputs: the norm doubles. Resize was not in the chain,
+    so a U-Net's or a YOLO neck's chain restarted after every upsampling from the interval's norm."""
+    from ranum.ops import _tensor_norms
+
+    model = deep_resize_cnn(128)
+    analysis = ranum.analyze(model, SPEC)
+    assert not ranum.check(model, SPEC).findings
+    rng = np.random.default_rng(6)
+    _assert_values_inside(model, analysis, [np.full((1, CHANNELS, SIZE, SIZE), 3.0),
+                                            rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
+    monkeypatch.setattr(_tensor_norms, "_RULES", {k: v for k, v in _tensor_norms._RULES.items() if k != "Resize"})
+    assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
+
+
 def test_convolution_gain_stacks_the_narrow_side_and_bounds_the_operator() -> None:
     from ranum.ops._tensor_norms import _sigma_max, _stacked_offsets
 
