@@ -326,6 +326,38 @@ def test_a_sum_of_non_negative_terms_at_data_dependent_places_is_not_negative() 
         assert float(lo.min()) == 0.0 and most <= float(hi.max()) <= most * 1.0001, name
 
 
+# torch_scatter's fallback as TorchScript exports it: an If on whether a size computed from data is 0
+EMPTY_TEST = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[4] x) => (float[N] y) <int64[1] minus_one = {-1}, int64 zero = {0}> {
+    where = NonZero (x)
+    flat = Reshape (where, minus_one)
+    kept = Gather (x, flat)
+    count = Size (kept)
+    empty = Equal (count, zero)
+    y = If (empty) <
+        then_branch = then_g () => (float[1] t) { t = Constant <value = float[1] {0.0}> () },
+        else_branch = else_g () => (float[M] e) { e = Exp (kept) }
+    >
+}
+"""
+
+
+def test_an_if_on_a_condition_of_run_time_shape_runs_its_branches() -> None:
+    """If was left unanalysed where its condition had a shape known only at run time (a GAT's TorchScript
+    export tests sizes of edge lists that NonZero filtered); the condition holds one element whatever its
+    shape, so its bounds decide the branch, or both are joined."""
+    model = onnx.parser.parse_model(EMPTY_TEST)
+    analysis = ranum.analyze(model, {"inputs": {"x": [-1.0, 2.0]}})
+    assert not analysis.run.not_analysed and not analysis.run.unsupported
+    lo, hi = analysis.bounds("y")
+    assert float(lo) == 0.0 and float(np.exp(2.0)) <= float(hi) <= float(np.exp(2.0)) * 1.0001
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        feeds = {"x": np.where(rng.uniform(0, 1, 4) < 0.5, 0, rng.uniform(-1, 2, 4)).astype(np.float32)}
+        _assert_within_bounds(analysis, Runner(model).run(feeds))
+
+
 def _assert_within_bounds(analysis, values: dict) -> None:
     """Every onnxruntime value of every node output lies in its (possibly unknown-shape) bounds."""
     for node in analysis.graph.nodes:

@@ -38,7 +38,7 @@ from ranum.domain.optional import OptionalValue, optional_grows, optional_widene
 from ranum.domain.sequence import SequenceValue, sequence_grows, sequence_widened, top_like
 from ranum.errors import UnsupportedOperator
 from ranum.graph.model import Graph, TensorInfo
-from ranum.ops._base import NodeContext, OpRule, SubgraphRunner
+from ranum.ops._base import OWN_RULE, NodeContext, OpRule, SubgraphRunner
 from ranum.ops.registry import register
 
 __all__ = ["If", "Loop", "UNROLL_LIMIT", "WIDEN_AFTER"]
@@ -82,11 +82,13 @@ def _join_all(items: Sequence[Interval]) -> Interval:
 # ----------------------------------------------------------------------------- If
 @register("If")
 class If(OpRule):
-    """Runs ``then_branch`` or ``else_branch``; outputs are that branch's outputs."""
+    """Runs ``then_branch`` or ``else_branch``; outputs are that branch's outputs. The condition holds one
+    element, so its bounds decide whether its shape is known or not (a test of a size computed from data)."""
 
     then_branch: Graph | None = None
     else_branch: Graph | None = None
     rounds = False
+    unknown_shapes = OWN_RULE
 
     def __post_init__(self) -> None:
         if self.then_branch is None or self.else_branch is None:
