@@ -358,6 +358,29 @@ def test_an_if_on_a_condition_of_run_time_shape_runs_its_branches() -> None:
         _assert_within_bounds(analysis, Runner(model).run(feeds))
 
 
+def test_integer_ranges_of_varying_length_keep_between_start_and_limit() -> None:
+    """Range of a start taken from a NonZero list (a shape known only at run time) or of a limit known to a
+    range: every value lies from start towards limit; both were the widest interval."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x, int64 n) => (int64[N] r, int64[M] s) <int64[1] minus_one = {-1}, int64 zero = {0},
+     int64 one = {1}, int64 four = {4}> {
+        where = NonZero (x)
+        flat = Reshape (where, minus_one)
+        first = ReduceMin <keepdims = 0> (flat)
+        r = Range (first, four, one)
+        s = Range (zero, n, one)
+    }""")
+    analysis = ranum.analyze(model, {"inputs": {"x": [-1.0, 2.0], "n": [2, 6]}})
+    assert not analysis.run.not_analysed and not analysis.run.unsupported
+    assert [int(v) for v in analysis.bounds("s")] == [0, 5]
+    lo, hi = analysis.bounds("r")
+    assert analysis.bounds("first")[0].shape == () and int(lo.min()) == 0 and int(hi.max()) == 3
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        feeds = {"x": rng.uniform(-1.0, 2.0, 4).astype(np.float32), "n": np.array(rng.integers(2, 7), np.int64)}
+        _assert_within_bounds(analysis, Runner(model).run(feeds))
+
+
 def _assert_within_bounds(analysis, values: dict) -> None:
     """Every onnxruntime value of every node output lies in its (possibly unknown-shape) bounds."""
     for node in analysis.graph.nodes:

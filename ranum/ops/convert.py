@@ -103,6 +103,22 @@ class ConstantOfShape(OpRule):
         return Interval.create(bound, bound, blocks.single_splits(dims), dims, etype)
 
 
+def _integer_steps(start: Interval, limit: Interval, delta: Interval) -> Interval | None:
+    """An integer Range of a length that varies with its operands: every value lies from start towards limit,
+    never reaching it (delta of one sign; a float Range's rounding error grows with a length not known)."""
+    if is_float(start.elem_type):
+        return None
+    d_lo, d_hi = int(delta.lower.min()), int(delta.upper.max())
+    s_lo, s_hi = int(start.lower.min()), int(start.upper.max())
+    if d_lo > 0:
+        lo, hi = s_lo, max(s_hi, int(limit.upper.max()) - 1)
+    elif d_hi < 0:
+        lo, hi = min(s_lo, int(limit.lower.min()) + 1), s_hi
+    else:
+        return None
+    return Interval.create(torch.tensor(lo), torch.tensor(hi), (), None, start.elem_type)
+
+
 def _range_count(start: Tensor, limit: Tensor, delta: Tensor) -> int:
     """Element count as onnxruntime computes it: ceil(double(limit - start) / double(delta)), >= 0."""
     return max(math.ceil(float((limit - start).double()) / float(delta.double())), 0)
@@ -134,6 +150,14 @@ class Range(OpRule):
     hazards = (equal_to(0.0, "Range with delta 0 is endless (invalid)", name="range-zero-delta", operand=2),)
     rounds = False
     accumulates = True
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, start: Interval, limit: Interval, delta: Interval) -> Interval:
+        """Operands of a shape known only at run time (each holds one value): as a count that varies."""
+        hulls = [iv.hull() for iv in (start, limit, delta)]
+        if any(h is None for h in hulls):
+            return Interval.top(None, start.elem_type)
+        return _integer_steps(*hulls) or Interval.top(None, start.elem_type)
 
     def concrete(self, ctx: NodeContext, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
         if bool(delta == 0):
@@ -153,7 +177,7 @@ class Range(OpRule):
         if exact:
             count = _range_count(start.exact_value(), limit.exact_value(), delta.exact_value())
         if count is None:
-            return Interval.top(None, etype)
+            return _integer_steps(start, limit, delta) or Interval.top(None, etype)
         i = torch.arange(count, dtype=torch.float64)
         lo = start.lower.reshape(()).to(torch.float64) + i * delta.lower.reshape(()).to(torch.float64)
         hi = start.upper.reshape(()).to(torch.float64) + i * delta.upper.reshape(()).to(torch.float64)
