@@ -265,7 +265,8 @@ def test_a_scatter_that_adds_updates_of_unknown_count_and_either_sign_is_not_ana
 # picked by NonZero (a count known only at run time), the loops appended, and ones added per edge target
 DEGREES = """
 <ir_version: 8, opset_import: ["" : 17]>
-g (int64[2, 5] edges, float[5] w) => (float[3] degree, float[3] scale, float[N] filled)
+g (int64[2, 5] edges, float[5] w) => (float[3] degree, float[3] scale, float[N] filled, int64[1] count,
+                                       float[3] in_degree)
 <float[3] zeros = {0, 0, 0}, int64[3] loops = {0, 1, 2}, float[3] loop_w = {1, 1, 1}, int64[1] flat = {-1},
  int64 zero = {0}, int64 one = {1}> {
     source = Gather <axis = 0> (edges, zero)
@@ -283,23 +284,31 @@ g (int64[2, 5] edges, float[5] w) => (float[3] degree, float[3] scale, float[N] 
     scale = Pow (degree, half)
     count = Shape (kept_w)
     filled = ConstantOfShape <value = float[1] {2.5}> (count)
+    unit = Constant <value = float {1.0}> ()
+    target_shape = Shape (kept_target)
+    ones = Expand (unit, target_shape)
+    in_degree = ScatterElements <axis = 0, reduction = "add"> (zeros, kept_target, ones)
 }
 """
 DEGREES_SPEC = {"inputs": {"edges": [0, 2], "w": [0.0, 1.0]}, "weights": {"default": "exact"}}
 
 
-def test_a_sum_of_non_negative_terms_of_unknown_count_keeps_its_sign() -> None:
+def test_a_sum_of_terms_of_a_count_known_only_at_run_time_is_bounded_by_their_most() -> None:
     """ScatterElements adding weights of a NonZero-filtered edge list was not analysed (its degree got the
-    widest interval, and Pow(degree, -0.5) a negative-base finding). Adding any number of terms >= 0 never
-    takes a float sum below its start (rounding is monotone): the degree is >= 0, its upper end unbounded."""
+    widest interval, and Pow(degree, -0.5) a negative-base finding). Adding terms >= 0 never takes a float
+    sum below its start (rounding is monotone), and NonZero of 5 flags picks at most 5 edges, so with the 3
+    loops at most 8 terms land on one node: the degree lies in [0, 8], and Shape of the picked edges in [0, 5]."""
     model = onnx.parser.parse_model(DEGREES)
     report = ranum.check(model, DEGREES_SPEC)
     analysis = report.analysis
     assert not analysis.run.not_analysed and not analysis.run.unsupported
     lo, hi = analysis.bounds("degree")
-    assert float(lo.min()) == 0.0 and float(hi.max()) == np.inf
+    assert float(lo.min()) == 0.0 and 8.0 <= float(hi.max()) <= 8.0001
+    assert [int(v) for v in analysis.bounds("count")] == [0, 5]
+    lo, hi = analysis.bounds("in_degree")  # ones expanded to the picked targets' shape: at most 5 of them
+    assert float(lo.min()) == 0.0 and 5.0 <= float(hi.max()) <= 5.0001
     hazards = {(f.op_type, f.hazard_id) for f in report.findings}
-    assert ("Pow", "pow-negative-base") not in hazards and ("Pow", "pow-zero-negative-exponent") in hazards
+    assert hazards == {("Pow", "pow-zero-negative-exponent")}
     # a ConstantOfShape of a shape whose own length is known only at run time holds its value everywhere
     lo, hi = analysis.bounds("filled")
     assert float(lo) == float(hi) == 2.5

@@ -23,6 +23,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, structural
+from ranum.ops._counts import most_elements
 from ranum.ops._difference_relations import EXP_OF_ZERO_FLOOR, segment_softmax_floor
 from ranum.ops._range_hull import block_of, hull_blocks, index_ranges, range_reduce, select_pick
 from ranum.ops.hazards import Overflow
@@ -284,6 +285,9 @@ class ScatterElements(_Scatter):
                       if shape is not None), None)
         if known is not None and updates.numblocks and self.reduction != "mul":
             return _scatter_inexact(data, updates, self.reduction, known[self.axis % len(known)])
+        most = most_elements(ctx.graph, ctx.node.inputs[2]) if ctx.graph is not None else None
+        if most is not None and updates.numblocks and self.reduction != "mul":
+            return _scatter_inexact(data, updates, self.reduction, most)  # at most all of them on one element
         return _scattered_hull(data, updates, self.reduction)
 
     def abstract(self, ctx: NodeContext, data: Interval, indices: Interval, updates: Interval) -> Interval:

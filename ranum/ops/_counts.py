@@ -1,0 +1,118 @@
+"""Upper bounds of how many elements a tensor of a shape known only at run time can hold.
+
+NonZero of a tensor of n elements yields at most n positions per axis of it; reshapes, transposes, casts
+and element-wise functions of one tensor keep its count; a Slice or a Compress keeps at most it; a Gather
+takes one slice of its data per index, a GatherND at most one per index too; a Concat adds its parts'
+counts; an Expand to a shape whose values are bounded repeats each element at most the product of those
+bounds (to another tensor's whole shape, at most that tensor's count); an element-wise operator
+broadcasting its operands yields at most the product of their counts; Shape cut by start and end is at most
+that long, Size is one element. A tensor of a known shape holds exactly its shape's product. Anything else
+is not bounded (None).
+
+The interpreter uses them where a count decides a bound: the values of Shape and Size of such a tensor,
+and how many updates a ScatterElements that adds them can pile onto one element (a graph network's sum
+over an edge list that NonZero filtered).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ranum.graph.model import Node
+from ranum.ops._base import GraphView
+
+__all__ = ["most_elements"]
+
+_DEPTH = 16  # producers followed up from a tensor
+# one element out per element in: the count of the first input
+_SAME_COUNT = frozenset({
+    "Identity", "Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Abs", "Neg", "Exp",
+    "Log", "Sqrt", "Relu", "Sigmoid", "Tanh", "Not", "Floor", "Ceil", "Round", "Sign", "Erf", "Reciprocal",
+    "Softplus", "LeakyRelu", "Elu", "Selu", "Sin", "Cos", "IsNaN", "IsInf", "Clip",
+})
+_AT_MOST_FIRST = frozenset({"Slice", "Compress"})
+_BROADCASTING = frozenset({
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "And", "Or", "Xor", "Equal", "Less", "Greater",
+    "LessOrEqual", "GreaterOrEqual", "Mod",
+})
+
+
+def most_elements(graph: GraphView, name: str, depth: int = _DEPTH) -> int | None:
+    """An upper bound of the number of elements of tensor ``name`` in every run (None: not bounded)."""
+    iv = graph.interval(name) if name else None
+    if iv is not None and iv.shape is not None:
+        return math.prod(iv.shape)
+    node = graph.producer(name) if name else None
+    if node is None or depth == 0 or node.domain not in ("", "ai.onnx"):
+        return None
+    count = _count_of(graph, node, depth - 1)
+    return None if count is None or count < 0 else count
+
+
+def _count_of(graph: GraphView, node: Node, depth: int) -> int | None:
+    op, inputs = node.op_type, node.inputs
+    if op in _SAME_COUNT or op in _AT_MOST_FIRST:
+        return most_elements(graph, inputs[0], depth)
+    if op == "NonZero":
+        data = graph.interval(inputs[0])
+        count = most_elements(graph, inputs[0], depth)
+        return None if data is None or data.shape is None or count is None else max(len(data.shape), 1) * count
+    if op == "Size":
+        return 1
+    if op == "Shape":  # as long as the tensor's rank: known here only where start and end (>= 0) cut it
+        start, end = int(node.attributes.get("start", 0)), node.attributes.get("end")
+        return None if end is None or start < 0 or int(end) < start else int(end) - start
+    if op == "Concat":
+        counts = [most_elements(graph, name, depth) for name in inputs if name]
+        return None if any(c is None for c in counts) else sum(counts)
+    if op in ("Gather", "GatherND"):
+        return _gathered(graph, node, depth)
+    if op == "Expand":
+        return _expanded(graph, node, depth)
+    if op in _BROADCASTING:
+        counts = [most_elements(graph, name, depth) for name in inputs if name]
+        return None if any(c is None for c in counts) else math.prod(counts)
+    return None
+
+
+def _gathered(graph: GraphView, node: Node, depth: int) -> int | None:
+    """Gather: one slice of data (its elements off the gathered axis) per index. GatherND (batch_dims 0):
+    at most one slice of data's trailing axes per index tuple, each tuple at least one index long."""
+    data = graph.interval(node.inputs[0])
+    indices = most_elements(graph, node.inputs[1], depth)
+    if data is None or data.shape is None or not data.shape or indices is None:
+        return None
+    if node.op_type == "Gather":
+        axis = int(node.attributes.get("axis", 0)) % len(data.shape)
+        others = math.prod(n for i, n in enumerate(data.shape) if i != axis)
+        return indices * others
+    if int(node.attributes.get("batch_dims", 0)):
+        return None
+    return indices * math.prod(data.shape[1:])
+
+
+def _expanded(graph: GraphView, node: Node, depth: int) -> int | None:
+    """Each output axis is the larger of the input's and the shape's (one of them 1): at most the input's
+    count times the product of the shape's upper bounds."""
+    shape = graph.interval(node.inputs[1]) if len(node.inputs) > 1 else None
+    count = most_elements(graph, node.inputs[0], depth)
+    if count is None:
+        return None
+    source = graph.producer(node.inputs[1]) if len(node.inputs) > 1 else None
+    if source is not None and source.op_type == "Shape" and source.domain in ("", "ai.onnx") and \
+            int(source.attributes.get("start", 0)) == 0 and "end" not in source.attributes:  # the whole shape
+        other = most_elements(graph, source.inputs[0], depth)  # like another tensor: each axis at most as long
+        return None if other is None else count * other
+    if shape is not None and shape.shape is None and shape.numblocks:  # its length known only at run time
+        length, highest = most_elements(graph, node.inputs[1], depth), float(shape.upper.max())
+        if length is None or not math.isfinite(highest):
+            return None
+        return count * max(int(highest), 1) ** length
+    if shape is None or shape.shape is None or len(shape.shape) != 1:
+        return None
+    highest = [float(v) for v in shape.upper.reshape(-1)] if shape.numblocks else []
+    if shape.numblocks and len(highest) != shape.shape[0]:
+        highest = [float(shape.upper.max())] * shape.shape[0]
+    if not all(math.isfinite(v) for v in highest):
+        return None
+    return count * math.prod(max(int(v), 1) for v in highest)
