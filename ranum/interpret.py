@@ -38,7 +38,7 @@ from ranum.errors import AnalysisError, InconsistentShapes, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule
-from ranum.ops._counts import most_elements
+from ranum.ops._counts import largest_dimension, most_elements
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.hazards import FORWARD
 from ranum.ops.registry import Registry
@@ -278,8 +278,9 @@ class _AbstractWalker:
             if out is not None:
                 return [_finish(rule, out, ctx.budget)]
         if mode == COUNTS:
-            # the sizes of a tensor are at most how many elements it can hold
-            most = most_elements(self, ctx.node.inputs[0]) if ctx.node.op_type in ("Shape", "Size") else None
+            # Size is how many elements a tensor holds, Shape's values are its axes' lengths
+            most = most_elements(self, ctx.node.inputs[0]) if ctx.node.op_type == "Size" else \
+                largest_dimension(self, ctx.node.inputs[0]) if ctx.node.op_type == "Shape" else None
             high = torch.iinfo(torch.int64).max if most is None else most
             return [Interval.create(torch.tensor(0), torch.tensor(high), (), None, TensorProto.INT64)
                     for _ in ctx.node.outputs]

@@ -9,9 +9,10 @@ broadcasting its operands yields at most the product of their counts; Shape cut 
 that long, Size is one element. A tensor of a known shape holds exactly its shape's product. Anything else
 is not bounded (None).
 
-The interpreter uses them where a count decides a bound: the values of Shape and Size of such a tensor,
-and how many updates a ScatterElements that adds them can pile onto one element (a graph network's sum
-over an edge list that NonZero filtered).
+The interpreter uses them where a count decides a bound: the value of Size of such a tensor, and how many
+updates a ScatterElements that adds them can pile onto one element (a graph network's sum over an edge list
+that NonZero filtered). Shape's values take :func:`largest_dimension` instead, a bound of each axis' length
+by the same kind of argument: a tensor without elements, (0, 7), has a count of 0 and an axis of 7.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView
 
-__all__ = ["most_elements"]
+__all__ = ["largest_dimension", "most_elements"]
 
 _DEPTH = 16  # producers followed up from a tensor
 # one element out per element in: the count of the first input
@@ -116,3 +117,66 @@ def _expanded(graph: GraphView, node: Node, depth: int) -> int | None:
     if not all(math.isfinite(v) for v in highest):
         return None
     return count * math.prod(max(int(v), 1) for v in highest)
+
+
+def largest_dimension(graph: GraphView, name: str, depth: int = _DEPTH) -> int | None:
+    """An upper bound of every axis' length of tensor ``name`` in every run (None: not bounded). Not its
+    count: a tensor without elements, (0, 7), still has an axis of 7."""
+    iv = graph.interval(name) if name else None
+    if iv is not None and iv.shape is not None:
+        return max(iv.shape, default=1)
+    node = graph.producer(name) if name else None
+    if node is None or depth == 0 or node.domain not in ("", "ai.onnx"):
+        return None
+    longest = _longest_of(graph, node, depth - 1)
+    return None if longest is None or longest < 0 else longest
+
+
+def _longest_of(graph: GraphView, node: Node, depth: int) -> int | None:
+    op, inputs = node.op_type, node.inputs
+    if op in _SAME_COUNT and op not in ("Reshape", "Flatten") or op == "Slice":  # the same axes, or shorter
+        # (Flatten multiplies axes: of a tensor without elements, (0, 5, 7) gives (0, 35); not bounded here)
+        longest = largest_dimension(graph, inputs[0], depth)
+        return None if longest is None else max(longest, 1)  # Unsqueeze adds an axis of 1
+    if op == "NonZero":  # (rank, at most the count)
+        data = graph.interval(inputs[0])
+        count = most_elements(graph, inputs[0], depth)
+        return None if count is None or data is None or data.shape is None else max(count, len(data.shape), 1)
+    if op == "Compress":  # its axes, one shortened, or one axis of at most the count
+        count, longest = most_elements(graph, inputs[0], depth), largest_dimension(graph, inputs[0], depth)
+        return None if count is None or longest is None else max(count, longest, 1)
+    if op == "Reshape":
+        return _reshaped(graph, node, depth)
+    if op in ("Gather", "GatherND"):  # the index's axes and data's
+        data = graph.interval(inputs[0])
+        longest = largest_dimension(graph, inputs[1], depth)
+        return None if data is None or data.shape is None or longest is None else max(longest, *data.shape, 1)
+    if op == "Concat":  # the concatenated axis adds up
+        parts = [largest_dimension(graph, name, depth) for name in inputs if name]
+        return None if any(p is None for p in parts) else sum(parts)
+    if op == "Expand":
+        shape = graph.interval(inputs[1]) if len(inputs) > 1 else None
+        longest = largest_dimension(graph, inputs[0], depth)
+        if shape is None or not shape.numblocks or longest is None or not math.isfinite(float(shape.upper.max())):
+            return None
+        return max(longest, int(shape.upper.max()), 1)
+    if op in _BROADCASTING:
+        parts = [largest_dimension(graph, name, depth) for name in inputs if name]
+        return None if any(p is None for p in parts) else max(parts, default=1)
+    return None
+
+
+def _reshaped(graph: GraphView, node: Node, depth: int) -> int | None:
+    """The target's entries, a 0 copying an input axis (unless allowzero), -1 at most the input's count."""
+    target = graph.interval(node.inputs[1]) if len(node.inputs) > 1 else None
+    if target is None or not target.numblocks:
+        return None
+    lowest, highest = int(target.lower.min()), int(target.upper.max())
+    longest = max(highest, 1)
+    if lowest <= 0:  # a 0 or a -1 may be among them
+        count = most_elements(graph, node.inputs[0], depth)
+        copied = largest_dimension(graph, node.inputs[0], depth)
+        if count is None or copied is None:
+            return None
+        longest = max(longest, count, copied)
+    return longest
