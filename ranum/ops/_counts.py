@@ -2,12 +2,13 @@
 
 NonZero of a tensor of n elements yields at most n positions per axis of it; reshapes, transposes, casts
 and element-wise functions of one tensor keep its count; a Slice or a Compress keeps at most it; a Gather
-takes one slice of its data per index, a GatherND at most one per index too; a Concat adds its parts'
-counts; an Expand to a shape whose values are bounded repeats each element at most the product of those
-bounds (to another tensor's whole shape, at most that tensor's count); an element-wise operator
-broadcasting its operands yields at most the product of their counts; Shape cut by start and end is at most
-that long, Size is one element. A tensor of a known shape holds exactly its shape's product. Anything else
-is not bounded (None).
+takes one slice of its data per index, a GatherND at most one per index too (each at most all of the data
+where its shape is not known); a ConstantOfShape has as many axes as its shape operand holds values, each
+at most their bound; a Concat adds its parts' counts; an Expand to a shape whose values are bounded
+repeats each element at most the product of those bounds (to another tensor's whole shape, at most that
+tensor's count); an element-wise operator broadcasting its operands yields at most the product of their
+counts; Shape cut by start and end is at most that long, Size is one element. A tensor of a known shape
+holds exactly its shape's product. Anything else is not bounded (None).
 
 The interpreter uses them where a count decides a bound: the value of Size of such a tensor, and how many
 updates a ScatterElements that adds them can pile onto one element (a graph network's sum over an edge list
@@ -68,6 +69,12 @@ def _count_of(graph: GraphView, node: Node, depth: int) -> int | None:
         return None if any(c is None for c in counts) else sum(counts)
     if op in ("Gather", "GatherND"):
         return _gathered(graph, node, depth)
+    if op == "ConstantOfShape":  # as many axes as its shape operand's count, each at most its largest value
+        sizes = graph.interval(inputs[0]) if inputs else None
+        length = most_elements(graph, inputs[0], depth) if inputs else None
+        if sizes is None or not sizes.numblocks or length is None or not math.isfinite(float(sizes.upper.max())):
+            return None
+        return max(int(sizes.upper.max()), 1) ** length
     if op == "Expand":
         return _expanded(graph, node, depth)
     if op in _BROADCASTING:
@@ -81,6 +88,9 @@ def _gathered(graph: GraphView, node: Node, depth: int) -> int | None:
     at most one slice of data's trailing axes per index tuple, each tuple at least one index long."""
     data = graph.interval(node.inputs[0])
     indices = most_elements(graph, node.inputs[1], depth)
+    if data is not None and data.shape is None and indices is not None:  # each slice at most all of data
+        count = most_elements(graph, node.inputs[0], depth)
+        return None if count is None or int(node.attributes.get("batch_dims", 0)) else indices * count
     if data is None or data.shape is None or not data.shape or indices is None:
         return None
     if node.op_type == "Gather":
@@ -148,9 +158,13 @@ def _longest_of(graph: GraphView, node: Node, depth: int) -> int | None:
     if op == "Reshape":
         return _reshaped(graph, node, depth)
     if op in ("Gather", "GatherND"):  # the index's axes and data's
-        data = graph.interval(inputs[0])
-        longest = largest_dimension(graph, inputs[1], depth)
-        return None if data is None or data.shape is None or longest is None else max(longest, *data.shape, 1)
+        longest, data = largest_dimension(graph, inputs[1], depth), largest_dimension(graph, inputs[0], depth)
+        return None if longest is None or data is None else max(longest, data, 1)
+    if op == "ConstantOfShape":  # its shape operand's values
+        sizes = graph.interval(inputs[0]) if inputs else None
+        if sizes is None or not sizes.numblocks or not math.isfinite(float(sizes.upper.max())):
+            return None
+        return max(int(sizes.upper.max()), 1)
     if op == "Concat":  # the concatenated axis adds up
         parts = [largest_dimension(graph, name, depth) for name in inputs if name]
         return None if any(p is None for p in parts) else sum(parts)
