@@ -266,9 +266,9 @@ def test_a_scatter_that_adds_updates_of_unknown_count_and_either_sign_is_not_ana
 DEGREES = """
 <ir_version: 8, opset_import: ["" : 17]>
 g (int64[2, 5] edges, float[5] w) => (float[3] degree, float[3] scale, float[N] filled, int64[1] count,
-                                       float[3] in_degree)
+                                       float[3] in_degree, float[3] counted)
 <float[3] zeros = {0, 0, 0}, int64[3] loops = {0, 1, 2}, float[3] loop_w = {1, 1, 1}, int64[1] flat = {-1},
- int64 zero = {0}, int64 one = {1}> {
+ int64 zero = {0}, int64 one = {1}, int64[1] zero_1d = {0}> {
     source = Gather <axis = 0> (edges, zero)
     target = Gather <axis = 0> (edges, one)
     same = Equal (source, target)
@@ -288,6 +288,10 @@ g (int64[2, 5] edges, float[5] w) => (float[3] degree, float[3] scale, float[N] 
     target_shape = Shape (kept_target)
     ones = Expand (unit, target_shape)
     in_degree = ScatterElements <axis = 0, reduction = "add"> (zeros, kept_target, ones)
+    picked = Gather <axis = 0> (target_shape, zero)
+    edges_1d = Unsqueeze (picked, zero_1d)
+    filled_ones = ConstantOfShape <value = float[1] {1.0}> (edges_1d)
+    counted = ScatterElements <axis = 0, reduction = "add"> (zeros, kept_target, filled_ones)
 }
 """
 DEGREES_SPEC = {"inputs": {"edges": [0, 2], "w": [0.0, 1.0]}, "weights": {"default": "exact"}}
@@ -305,8 +309,9 @@ def test_a_sum_of_terms_of_a_count_known_only_at_run_time_is_bounded_by_their_mo
     lo, hi = analysis.bounds("degree")
     assert float(lo.min()) == 0.0 and 8.0 <= float(hi.max()) <= 8.0001
     assert [int(v) for v in analysis.bounds("count")] == [0, 5]
-    lo, hi = analysis.bounds("in_degree")  # ones expanded to the picked targets' shape: at most 5 of them
-    assert float(lo.min()) == 0.0 and 5.0 <= float(hi.max()) <= 5.0001
+    for name in ("in_degree", "counted"):  # ones of the picked targets' shape, or of its first (only) size
+        lo, hi = analysis.bounds(name)
+        assert float(lo.min()) == 0.0 and 5.0 <= float(hi.max()) <= 5.0001, name
     hazards = {(f.op_type, f.hazard_id) for f in report.findings}
     assert hazards == {("Pow", "pow-zero-negative-exponent")}
     # a ConstantOfShape of a shape whose own length is known only at run time holds its value everywhere

@@ -2,13 +2,13 @@
 
 NonZero of a tensor of n elements yields at most n positions per axis of it; reshapes, transposes, casts
 and element-wise functions of one tensor keep its count; a Slice or a Compress keeps at most it; a Gather
-takes one slice of its data per index, a GatherND at most one per index too (each at most all of the data
-where its shape is not known); a ConstantOfShape has as many axes as its shape operand holds values, each
-at most their bound; a Concat adds its parts' counts; an Expand to a shape whose values are bounded
-repeats each element at most the product of those bounds (to another tensor's whole shape, at most that
-tensor's count); an element-wise operator broadcasting its operands yields at most the product of their
-counts; Shape cut by start and end is at most that long, Size is one element. A tensor of a known shape
-holds exactly its shape's product. Anything else is not bounded (None).
+takes one slice of its data per index (one element of a Shape), a GatherND at most one per index too
+(each at most all of the data where its shape is not known); a ConstantOfShape has as many axes as its
+shape operand holds values, each at most their bound; a Concat adds its parts' counts; an Expand to a
+shape whose values are bounded repeats each element at most the product of those bounds (to another
+tensor's whole shape, at most that tensor's count); an element-wise operator broadcasting its operands
+yields at most the product of their counts; Shape cut by start and end is at most that long, Size is one
+element. A tensor of a known shape holds exactly its shape's product. Anything else is not bounded (None).
 
 The interpreter uses them where a count decides a bound: the value of Size of such a tensor, and how many
 updates a ScatterElements that adds them can pile onto one element (a graph network's sum over an edge list
@@ -88,6 +88,9 @@ def _gathered(graph: GraphView, node: Node, depth: int) -> int | None:
     at most one slice of data's trailing axes per index tuple, each tuple at least one index long."""
     data = graph.interval(node.inputs[0])
     indices = most_elements(graph, node.inputs[1], depth)
+    source = graph.producer(node.inputs[0])
+    if indices is not None and source is not None and source.op_type == "Shape" and source.domain in ("", "ai.onnx"):
+        return indices  # a Shape is one axis: one element per index
     if data is not None and data.shape is None and indices is not None:  # each slice at most all of data
         count = most_elements(graph, node.inputs[0], depth)
         return None if count is None or int(node.attributes.get("batch_dims", 0)) else indices * count
