@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
-from ranum.ops._difference_relations import passed_through, same_value
+from ranum.ops._same_values import passed_through, same_value
 
 __all__ = ["rows_keep_finite"]
 

@@ -25,8 +25,8 @@ import torch
 from ranum.domain.dtypes import float_facts
 from ranum.domain.interval import Interval
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._difference_relations import exactly, same_value
 from ranum.ops._relations import either_order, meet_bounds, onnx_producer
+from ranum.ops._same_values import exactly, same_value
 
 __all__ = ["within_convex_hull"]
 

@@ -41,14 +41,20 @@ _BROADCASTING = frozenset({
 
 def most_elements(graph: GraphView, name: str, depth: int = _DEPTH) -> int | None:
     """An upper bound of the number of elements of tensor ``name`` in every run (None: not bounded)."""
+    return _bounded(graph, name, depth, math.prod, _count_of)
+
+
+def _bounded(graph: GraphView, name: str, depth: int, from_shape, from_node) -> int | None:
+    """``from_shape`` of the tensor's shape where it is known, else ``from_node`` of its producer (a standard
+    operator, within ``depth`` producers up); None where neither bounds it."""
     iv = graph.interval(name) if name else None
     if iv is not None and iv.shape is not None:
-        return math.prod(iv.shape)
+        return from_shape(iv.shape)
     node = graph.producer(name) if name else None
     if node is None or depth == 0 or node.domain not in ("", "ai.onnx"):
         return None
-    count = _count_of(graph, node, depth - 1)
-    return None if count is None or count < 0 else count
+    bound = from_node(graph, node, depth - 1)
+    return None if bound is None or bound < 0 else bound
 
 
 def _count_of(graph: GraphView, node: Node, depth: int) -> int | None:
@@ -135,14 +141,7 @@ def _expanded(graph: GraphView, node: Node, depth: int) -> int | None:
 def largest_dimension(graph: GraphView, name: str, depth: int = _DEPTH) -> int | None:
     """An upper bound of every axis' length of tensor ``name`` in every run (None: not bounded). Not its
     count: a tensor without elements, (0, 7), still has an axis of 7."""
-    iv = graph.interval(name) if name else None
-    if iv is not None and iv.shape is not None:
-        return max(iv.shape, default=1)
-    node = graph.producer(name) if name else None
-    if node is None or depth == 0 or node.domain not in ("", "ai.onnx"):
-        return None
-    longest = _longest_of(graph, node, depth - 1)
-    return None if longest is None or longest < 0 else longest
+    return _bounded(graph, name, depth, lambda shape: max(shape, default=1), _longest_of)
 
 
 def _longest_of(graph: GraphView, node: Node, depth: int) -> int | None:

@@ -1,8 +1,7 @@
 """Relational refinements of a difference ``a - b``: bounds that follow from how b was computed from a.
 
-Same values. Two tensors hold the same value when they are one tensor, or the same output of two
-deterministic nodes of the same operator and attributes whose inputs hold the same values (an exporter
-writes ``k + t`` twice for two uses). Their difference is exactly 0.
+Same values (one tensor, or equal computations: see :mod:`ranum.ops._same_values`, which also looks through
+pass-through nodes first) have a difference of exactly 0.
 
 Orders. ``x <= Max(..., x, ...)``, ``x <= ReduceMax(x)`` (``keepdims`` 1, so that the maximum broadcasts
 back onto the elements it was taken over), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
@@ -13,6 +12,8 @@ ordered operands keeps the sign; with one operand finite it is never NaN. The sa
 below: ``S1 exp(P - M) + S2 exp(Q - M)`` with ``M = Max(P, Q)`` is at least ``min(S1, S2)`` for S1, S2 >= 0,
 since one of its exponents is exactly 0 (RWKV's denominators; see :func:`rescaled_sum_floor`).
 Likewise ``x - logsumexp(x)`` is at most a few units of rounding above 0 (see :func:`_log_sum_exp_gap`).
+A segment maximum gathered back (a graph network's softmax) bounds its rows the same way (see
+:mod:`ranum.ops._segment_relations`).
 
 Differences of a running sum. With ``c = CumSum(y)`` along an axis (not exclusive, not reversed) and
 ``a`` the slice of c at one position ``j`` of that axis (every other axis whole), ``a - c`` at position
@@ -24,18 +25,10 @@ decay, Qwen3-Next's, masked to -inf above the diagonal before its exp).
 Rounding: every computed running sum is within ``gamma_n`` times the sum of its |terms| of the real one,
 plus its rounding to the tensor's type; both running sums count (at ``i = j`` one stored value is
 subtracted from itself: exactly 0). The subtraction's rounding is the interpreter's.
-
-Pass-throughs. A node whose output provably equals one of its inputs, element for element, is looked
-through before the relations above: Identity, a Cast to the same type, a reshape that keeps the shape,
-``Mul`` by an operand that is exactly 1 everywhere, ``Add`` / ``Sub`` of an operand that is exactly 0, and
-``Where`` whose condition is the same everywhere (both exact in IEEE arithmetic). Converters write such
-forms: tf2onnx lowers TensorFlow's ``reduce_logsumexp`` guard ``where(is_finite(m), m, 0)`` into
-``Cast(is_finite(m)) * m + Cast(!is_finite(m)) * 0``, which is m wherever m is finite.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -48,78 +41,10 @@ from ranum.errors import InconsistentShapes
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._relations import meet
-from ranum.ops.random import GENERATORS
+from ranum.ops._same_values import passed_through, same_value
+from ranum.ops._segment_relations import segment_extreme
 
-__all__ = ["exactly", "passed_through", "refined_difference", "rescaled_sum_floor", "same_value"]
-
-_RANDOM = GENERATORS | {"Dropout"}
-_DEPTH = 6  # how far up two producers are compared
-
-
-def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -> bool:
-    """Whether two tensors surely hold the same value (see the module docstring)."""
-    if first == second:
-        return bool(first)
-    if depth == 0 or not first or not second:
-        return False
-    first, second = passed_through(graph, first), passed_through(graph, second)
-    if first == second:
-        return True
-    a, b = graph.producer(first), graph.producer(second)
-    if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or a.op_type in _RANDOM:
-        return False
-    if a.subgraphs() or len(a.inputs) != len(b.inputs) or a.outputs.index(first) != b.outputs.index(second):
-        return False
-    if dict(a.attributes) != dict(b.attributes):
-        return False
-    return all(same_value(graph, x, y, depth - 1) for x, y in zip(a.inputs, b.inputs))
-
-
-_RESHAPES = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand"})
-
-
-def passed_through(graph: GraphView, name: str, depth: int = _DEPTH) -> str:
-    """The tensor that ``name`` equals element for element, looking through pass-through nodes (see the
-    module docstring); ``name`` itself where its producer is none."""
-    for _ in range(depth):
-        node = graph.producer(name) if name else None
-        source = _passed_input(graph, node, name) if node is not None and node.domain in ("", "ai.onnx") else None
-        if source is None:
-            return name
-        name = source
-    return name
-
-
-def _passed_input(graph: GraphView, node: Node, name: str) -> str | None:
-    out = graph.interval(name)
-    if out is None or out.shape is None or node.outputs[0] != name:
-        return None
-    candidates: list[str] = []
-    if node.op_type == "Identity" or node.op_type in _RESHAPES or node.op_type == "Cast":
-        candidates = node.inputs[:1]
-    elif node.op_type in ("Mul", "Add", "Sub") and len(node.inputs) == 2:
-        neutral = 1.0 if node.op_type == "Mul" else 0.0
-        sides = [(0, 1), (1, 0)] if node.op_type != "Sub" else [(0, 1)]
-        candidates = [node.inputs[keep] for keep, other in sides if exactly(graph, node.inputs[other], neutral)]
-    elif node.op_type == "Where" and len(node.inputs) == 3:
-        if exactly(graph, node.inputs[0], True):
-            candidates = [node.inputs[1]]
-        elif exactly(graph, node.inputs[0], False):
-            candidates = [node.inputs[2]]
-    for candidate in candidates:
-        iv = graph.interval(candidate) if candidate else None
-        if iv is not None and iv.shape == out.shape and iv.elem_type == out.elem_type:
-            return candidate
-    return None
-
-
-def exactly(graph: GraphView, name: str, value: float | bool) -> bool:
-    """Whether every element of ``name`` is exactly ``value`` in every run."""
-    iv = graph.interval(name) if name else None
-    if iv is None or iv.shape is None or iv.numblocks == 0:
-        return False
-    return iv.min() == float(value) and iv.max() == float(value)  # every lower and upper bound: the value
-
+__all__ = ["refined_difference", "rescaled_sum_floor"]
 
 def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval) -> Interval:
     """``out`` (the interval bounds of the float ``a - b``) met with what the relations above give."""
@@ -178,177 +103,7 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
     if node.op_type == f"Reduce{kind}" and node.inputs and same_value(graph, node.inputs[0], other):
         return _keeps_dims(node) and extreme_iv.shape is not None and other_iv.shape is not None and \
             len(extreme_iv.shape) == len(other_iv.shape)
-    return _segment_extreme(graph, node, other, other_iv, kind.lower())
-
-
-def _segment_extreme(graph: GraphView, gather: Node, other: str, other_iv: Interval, reduction: str) -> bool:
-    """Whether ``gather`` picks, for each row ``e`` of ``other``, the slot of a ScatterElements with reduction
-    max (min) along axis 0 that row ``e`` of ``other`` itself was scattered into: the segment maximum of a
-    graph network's softmax over each node's incoming edges (torch_geometric's ``x - scatter_max(x,
-    index)[index]``). The scatter's indices must give row e the gather's index e on every column."""
-    scatter = _scatter(graph, gather, reduction)
-    if scatter is None or not same_value(graph, scatter.inputs[2], other):
-        return False
-    picked = graph.interval(gather.outputs[0])
-    if picked is None or picked.shape is None or other_iv.shape is None or tuple(picked.shape) != tuple(other_iv.shape):
-        return False  # a broadcast would pair other elements
-    return _rows_match_segments(graph, scatter, gather)
-
-
-def _rows_pick_their_segments(graph: GraphView, indices: str, rows: str, indices_iv: Interval, rows_iv: Interval
-                              ) -> bool:
-    """Whether ``indices[e, ...] == rows[e]`` for every e and every trailing position: by value where both
-    are exact, else both the same tensor in its order, ``indices`` broadcast along its trailing axes."""
-    if indices_iv.is_exact and rows_iv.is_exact:
-        picked = rows_iv.exact_value().reshape((-1,) + (1,) * (len(indices_iv.shape) - 1))
-        return bool(torch.equal(indices_iv.exact_value(), picked.expand(indices_iv.shape)))
-    source = _broadcast_rows_source(graph, indices)
-    return source is not None and _in_order_source(graph, rows) == _in_order_source(graph, source)
-
-
-def _broadcast_rows_source(graph: GraphView, name: str) -> str | None:
-    """The tensor of one value per row that ``name`` repeats along its trailing axes (an Expand of a
-    column), or ``name`` itself where it has a single axis."""
-    iv = graph.interval(name)
-    if iv is None or iv.shape is None:
-        return None
-    if len(iv.shape) == 1:
-        return name
-    node = graph.producer(name)
-    if node is None or node.op_type != "Expand" or node.domain not in ("", "ai.onnx"):
-        return None
-    column = graph.interval(node.inputs[0])
-    if column is None or column.shape is None or len(column.shape) != len(iv.shape) or \
-            column.shape[0] != iv.shape[0] or any(n != 1 for n in column.shape[1:]):
-        return None
-    return node.inputs[0]
-
-
-# exp(0) as an exp kernel computes it: 1 within a few float32 ulps (float16 and float64 give 1 exactly)
-EXP_OF_ZERO_FLOOR = 1.0 - 2.0**-20
-
-
-def segment_softmax_floor(graph: GraphView, gather: Node, out: Interval) -> Interval:
-    """``out`` (the rows ``Gather(S, g)`` of a segment sum ``S = ScatterElements<add>(D, E, u)``, D >= 0) at least
-    about 1 where ``u = Exp(x - Gather(ScatterElements<max>(D', E', x), g'))`` over the same segments and x is
-    finite: a graph network's softmax denominator (torch_geometric's ``softmax(src, index)``). The segment
-    of row e holds the row where x reaches the segment's maximum (D' is at most x there: a ScatterElements
-    with reduction min of x over the same segments, or below x's bounds), whose term is ``exp(0)``, and a
-    float sum of terms >= 0 is at least each of them."""
-    if not is_float(out.elem_type) or out.min() >= EXP_OF_ZERO_FLOOR:
-        return out
-    total = _scatter(graph, gather, "add")
-    if total is None or not _rows_fill_their_slots(graph, total, gather):
-        return out
-    base = graph.interval(total.inputs[0])
-    exp = graph.producer(passed_through(graph, total.inputs[2]))
-    if base is None or base.numblocks == 0 or base.min() < 0 or exp is None or exp.op_type != "Exp":
-        return out
-    sub = graph.producer(passed_through(graph, exp.inputs[0]))
-    if sub is None or sub.op_type != "Sub" or sub.domain not in ("", "ai.onnx"):
-        return out
-    x = graph.interval(sub.inputs[0])
-    peak = graph.producer(passed_through(graph, sub.inputs[1]))
-    if x is None or not x.is_finite or peak is None or not _segment_extreme(graph, peak, sub.inputs[0], x, "max"):
-        return out
-    highest = _scatter(graph, peak, "max")
-    if not _same_segments(graph, highest.inputs[1], total.inputs[1]) or not _below_every_peak(graph, highest, x):
-        return out
-    floor = torch.full_like(out.lower, EXP_OF_ZERO_FLOOR)
-    return out.with_bounds(torch.maximum(out.lower, floor), torch.maximum(out.upper, floor))
-
-
-def _scatter(graph: GraphView, gather: Node, reduction: str) -> Node | None:
-    """The ScatterElements along axis 0 with ``reduction`` whose rows ``gather`` (a Gather along axis 0) picks."""
-    if gather.op_type != "Gather" or int(gather.attributes.get("axis", 0)) != 0 or len(gather.inputs) != 2:
-        return None
-    scatter = graph.producer(passed_through(graph, gather.inputs[0]))
-    if scatter is None or scatter.op_type != "ScatterElements" or scatter.domain not in ("", "ai.onnx") or \
-            int(scatter.attributes.get("axis", 0)) != 0 or len(scatter.inputs) != 3:
-        return None
-    return scatter if _reduction(scatter) == reduction else None
-
-
-def _reduction(scatter: Node) -> str:
-    chosen = scatter.attributes.get("reduction", "none")
-    return chosen.decode() if isinstance(chosen, bytes) else str(chosen)
-
-
-def _rows_match_segments(graph: GraphView, scatter: Node, gather: Node) -> bool:
-    """Whether row e of the gather's result picks the slot that row e of the scatter's updates went to."""
-    indices, rows = graph.interval(scatter.inputs[1]), graph.interval(gather.inputs[1])
-    picked, updates = graph.interval(gather.outputs[0]), graph.interval(scatter.inputs[2])
-    if any(iv is None or iv.shape is None for iv in (indices, rows, picked, updates)) or not indices.shape:
-        return False
-    if tuple(picked.shape) != tuple(updates.shape) or tuple(indices.shape) != tuple(updates.shape) or \
-            math.prod(rows.shape) != indices.shape[0]:
-        return False  # a broadcast would pair other elements
-    return _rows_pick_their_segments(graph, scatter.inputs[1], gather.inputs[1], indices, rows)
-
-
-def _rows_fill_their_slots(graph: GraphView, scatter: Node, gather: Node) -> bool:
-    """Whether every element the gather picks is a slot that its own row's update went to: row e picks slot
-    ``g[e]``, which row e filled on every column; the scatter's data (of a shape known at run time, a count
-    of nodes) has no column beyond the updates' (a ConstantOfShape whose trailing sizes are theirs)."""
-    indices, rows, updates = (graph.interval(name) for name in (scatter.inputs[1], gather.inputs[1],
-                                                                 scatter.inputs[2]))
-    if any(iv is None or iv.shape is None for iv in (indices, rows, updates)) or not indices.shape or \
-            tuple(indices.shape) != tuple(updates.shape) or math.prod(rows.shape) != indices.shape[0]:
-        return False
-    if not _rows_pick_their_segments(graph, scatter.inputs[1], gather.inputs[1], indices, rows):
-        return False
-    data = graph.interval(scatter.inputs[0])
-    if data is not None and data.shape is not None:
-        return tuple(data.shape[1:]) == tuple(updates.shape[1:])
-    filled = graph.producer(passed_through(graph, scatter.inputs[0]))
-    sizes = graph.interval(filled.inputs[0]) if filled is not None and filled.op_type == "ConstantOfShape" else None
-    if sizes is None or sizes.shape is None or sizes.shape != (len(updates.shape),):
-        return False
-    lo, hi = sizes.full()
-    return bool(torch.equal(lo[1:], hi[1:])) and [int(n) for n in lo[1:]] == list(updates.shape[1:])
-
-
-def _same_segments(graph: GraphView, first: str, second: str) -> bool:
-    """Whether two scatters' indices give each row the same slot on every column."""
-    a, b = graph.interval(first), graph.interval(second)
-    if a is None or b is None or a.shape is None or tuple(a.shape) != tuple(b.shape):
-        return False
-    if a.is_exact and b.is_exact:
-        return bool(torch.equal(a.exact_value(), b.exact_value()))
-    if same_value(graph, first, second):
-        return True
-    one, other = _broadcast_rows_source(graph, first), _broadcast_rows_source(graph, second)
-    return one is not None and other is not None and _in_order_source(graph, one) == _in_order_source(graph, other)
-
-
-def _below_every_peak(graph: GraphView, highest: Node, x: Interval) -> bool:
-    """Whether the data a segment maximum starts from is at most the segment's largest x: below x's bounds,
-    or, on the slots the segments fill, a minimum with x itself or with values below x's bounds over the same
-    segments (``include_self=False``, as torch exports it: a minimum with the lowest float first)."""
-    start = graph.interval(highest.inputs[0])
-    if start is not None and start.numblocks and start.max() <= x.min():
-        return True
-    lowest = graph.producer(passed_through(graph, highest.inputs[0]))
-    if lowest is None or lowest.op_type != "ScatterElements" or lowest.domain not in ("", "ai.onnx") or \
-            int(lowest.attributes.get("axis", 0)) != 0 or len(lowest.inputs) != 3 or _reduction(lowest) != "min" or \
-            not _same_segments(graph, lowest.inputs[1], highest.inputs[1]):
-        return False
-    filler = graph.interval(lowest.inputs[2])
-    return same_value(graph, lowest.inputs[2], highest.inputs[2]) or \
-        (filler is not None and filler.numblocks > 0 and filler.max() <= x.min())
-
-
-_IN_ORDER = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
-
-
-def _in_order_source(graph: GraphView, name: str) -> str:
-    """The tensor whose elements ``name`` holds in the same order (looking through reshapes)."""
-    for _ in range(_DEPTH):
-        node = graph.producer(name)
-        if node is None or node.op_type not in _IN_ORDER or node.domain not in ("", "ai.onnx"):
-            return name
-        name = node.inputs[0]
-    return name
+    return segment_extreme(graph, node, other, other_iv, kind.lower())
 
 
 def _against_the_other_operand(graph: GraphView, first: str, second: str, a: Interval, order: int,

@@ -1,4 +1,5 @@
-"""Certified upper bounds of the largest eigenvalue of symmetric positive semi-definite matrices.
+"""Certified upper bounds of the largest eigenvalue of symmetric positive semi-definite matrices, and of
+the largest singular value of a matrix through its Gram matrix (:func:`largest_singular_value_bound`).
 
 A symmetric eigensolver costs about ``9 n^3`` flops and runs mostly single-threaded; large Gram
 matrices (a ResNet's 512 x 4608 convolution kernels) made it the slowest part of a norm cap. Here
@@ -25,9 +26,12 @@ from __future__ import annotations
 import math
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
-__all__ = ["largest_eigenvalue_bound"]
+from ranum.domain import arith
+
+__all__ = ["gram_with_error", "largest_eigenvalue_bound", "largest_singular_value_bound"]
 
 _UNIT = 2.0**-53  # float64 unit roundoff
 _LANCZOS_STEPS = 24
@@ -104,3 +108,51 @@ def _certify(matrix: Tensor, mu: float) -> float | None:
     trace = float(diagonal.sum()) * (1 + 2 * n * _UNIT)  # the summation's own rounding, generously
     slack = gamma * trace / (1 - gamma) + 2 * _UNIT * float(diagonal.max()) + n * n * 2.0**-900
     return (mu + slack) * (1 + 4 * _UNIT)
+
+
+_SINGULAR_SLACK = 1e-6  # relative room left on a singular value bound
+
+
+def largest_singular_value_bound(matrices: Tensor, squares: Tensor | None = None) -> Tensor:
+    """Upper bounds of the largest singular value of each matrix of a batch (..., m, n).
+
+    A bound of the largest eigenvalue of the smaller Gram matrix (see :func:`gram_with_error` and
+    :func:`largest_eigenvalue_bound`): its error's spectral norm is at most ``gamma * ||A||_F^2`` (plus an
+    underflow term), which moves no eigenvalue further (Weyl). ``squares``: each matrix's
+    ``||A||_F^2`` where the caller has it.
+    """
+    if matrices.numel() == 0:
+        return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
+    a = matrices.to(torch.float64)
+    rows = a if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2)  # (..., m, k) with m <= k
+    gram, gamma, absolute = gram_with_error(rows)
+    largest = largest_eigenvalue_bound(gram)
+    error = gamma * (a.square().sum((-2, -1)) if squares is None else squares) + absolute
+    return ((largest + error) * (1 + _SINGULAR_SLACK)).sqrt()
+
+
+_GRAM_CHUNK = 256  # summed length of one float32 product of a Gram matrix
+_FLOAT32_NORMAL = 2.0**-126  # an underflowing float32 product (flushed to zero or not) is off by less
+
+
+def gram_with_error(rows: Tensor) -> tuple[Tensor, float, float]:
+    """``rows @ rows^T`` in float64, with ``gamma`` and ``absolute``: its error's spectral norm is at
+    most ``gamma ||rows||_F^2 + absolute`` (Weyl then moves no eigenvalue further).
+
+    Float32 values (the weights of a float32 or 16-bit model) take float32 products over chunks of
+    ``_GRAM_CHUNK`` terms, summed in float64: each entry is then within ``gamma_256 sum |a_il a_jl|``
+    (float32) plus the float64 sum's rounding of it, and ``sum_ij (sum_l |a_il a_jl|)^2 <=
+    ||rows||_F^4``. Twice as fast as one float64 product (a ResNet's norm caps were two thirds of its
+    exact-weights run) and, with chunks of 256, as tight to a fraction of a percent."""
+    single = rows.float()
+    length, chunks = rows.shape[-1], -(-rows.shape[-1] // _GRAM_CHUNK)
+    if not torch.equal(single.double(), rows) or chunks < 1:
+        gram = rows @ rows.transpose(-1, -2)
+        return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), 0.0
+    gram = torch.zeros(rows.shape[:-1] + rows.shape[-2:-1], dtype=torch.float64)
+    for start in range(0, length, _GRAM_CHUNK):
+        part = single.narrow(-1, start, min(_GRAM_CHUNK, length - start))
+        gram.add_(part @ part.transpose(-1, -2))  # a float32 product added in float64, no converted copy
+    summed = arith.accumulation_gamma(chunks + 1, TensorProto.DOUBLE)
+    gamma = (arith.accumulation_gamma(_GRAM_CHUNK, TensorProto.FLOAT) + summed) * (1 + summed)
+    return gram, gamma, rows.shape[-2] * length * _FLOAT32_NORMAL

@@ -15,7 +15,7 @@ from torch import Tensor
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._difference_relations import passed_through
+from ranum.ops._same_values import passed_through
 
 __all__ = ["one_hot_pick_floor"]
 

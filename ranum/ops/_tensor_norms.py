@@ -25,7 +25,8 @@ float32's largest value, although the network's gain is moderate. Norms grow by 
 Rounding: every op's result is within ``(1 + u)`` of the real one; a sum of ``n`` products is within
 ``gamma_n * sum |w| |x|`` of it, and ``sum |w| |x| <= ||w row|| ||x||`` (Cauchy-Schwarz) also bounds
 every partial sum, which must stay below the accumulator's largest value for the cap to apply.
-Largest singular values come from Gram matrices' eigenvalues (see :func:`_sigma_max`).
+Largest singular values come from Gram matrices' eigenvalues (see
+:func:`ranum.ops._eigenvalues.largest_singular_value_bound`).
 They cost time, so the interpreter asks for a cap only where an interval reaches infinity (a finding
 otherwise), a magnitude whose square overflows the computation type, or one where a sum of 2**20
 squares does and a sum of squares follows within a few nodes (a LayerNorm behind it could not use its
@@ -42,7 +43,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith, blocks
@@ -51,7 +51,7 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._eigenvalues import largest_eigenvalue_bound
+from ranum.ops._eigenvalues import largest_singular_value_bound
 
 __all__ = ["NORM_CAPPED", "capped_by_norm", "tensor_norm"]
 
@@ -308,31 +308,20 @@ def _average_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Int
 
 def _resize(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
     """Nearest-neighbour Resize (opset 11 on) copies every output element from one input element: the norm
-    grows by the root of the most outputs one element feeds, the product over the resized axes of the most
-    positions along each that read the same one (2 x 2 for a doubling: a factor of 2)."""
+    grows by the root of the most outputs one element feeds (see :meth:`Resize.most_copies`)."""
     from ranum.ops.registry import build_rule
-    from ranum.ops.resize import _NEAREST, Resize
+    from ranum.ops.resize import Resize
 
     x = graph.interval(node.inputs[0])
-    mode = node.attributes.get("mode", "nearest")
-    if x is None or x.shape is None or (mode.decode() if isinstance(mode, bytes) else str(mode)) != "nearest" \
-            or len(node.inputs) < 3:  # (X, scales) is opset 10's form
+    if x is None or x.shape is None or len(node.inputs) < 3:  # (X, scales) is opset 10's form
         return math.inf
+    operands = [graph.interval(name) if name else None for name in node.inputs[1:4]]
+    present = [None if iv is None or iv.numblocks == 0 else iv for iv in operands]
     try:
-        rule = build_rule(Resize, dict(node.attributes), node)
-        if rule.coordinate_transformation_mode == "tf_crop_and_resize" and rule.extrapolation_value != 0:
-            return math.inf  # positions outside the crop take that value, not a copy
-        operands = [graph.interval(name) if name else None for name in node.inputs[1:4]]
-        present = [None if iv is None or iv.numblocks == 0 else iv for iv in operands]
-        present += [None] * (3 - len(present))
-        plan = rule._plan(x.shape, *rule._inputs(*present))
+        copies = build_rule(Resize, dict(node.attributes), node).most_copies(x.shape, *present)
     except (UnsupportedOperator, ValueError, TypeError):
         return math.inf
-    repeats = 1
-    for axis, coords, _ in plan:
-        index = _NEAREST[rule.nearest_mode](coords).clamp(0, x.shape[axis] - 1).long()
-        repeats *= int(torch.bincount(index).max()) if index.numel() else 0
-    return norms[0] * math.sqrt(repeats)
+    return math.inf if copies is None else norms[0] * math.sqrt(copies)
 
 
 def _concat(graph: GraphView, node: Node, norms: Sequence[float], out: Interval) -> float:
@@ -424,7 +413,7 @@ def _conv_gains(graph: GraphView, node: Node) -> _Gains | None:
     # with the offsets' matrices stacked vertically (the transposed convolution has the same norm):
     # random c_out x c_in matrices give about sqrt(c_out) + sqrt(K c_in), and sqrt(K c_out) + sqrt(c_in)
     # stacked: the narrower side is stacked, unless its Gram matrix is much larger than the other's
-    gain = torch.minimum(frobenius, _sigma_max(_stacked_offsets(per_group), squares.sum((1, 2, 3)))
+    gain = torch.minimum(frobenius, largest_singular_value_bound(_stacked_offsets(per_group), squares.sum((1, 2, 3)))
                          * math.sqrt(offsets))
     row_norm = float(squares.sum((2, 3)).max().sqrt()) if squares.numel() else 0.0
     return float(gain.max()), float(frobenius.max()), row_norm, math.prod(w.shape[1:]) + 1
@@ -513,7 +502,7 @@ def _gemm_gains(graph: GraphView, node: Node) -> _Gains | None:
         weight = weight.t()
     alpha = abs(float(node.attributes.get("alpha", 1.0))) if gemm else 1.0
     frobenius = float(weight.square().sum().sqrt()) * alpha
-    gain = float(_sigma_max(weight.unsqueeze(0))[0]) * alpha
+    gain = float(largest_singular_value_bound(weight.unsqueeze(0))[0]) * alpha
     row_norm = float(weight.square().sum(0).max().sqrt()) * alpha if weight.numel() else 0.0
     return gain, frobenius, row_norm, weight.shape[0] + 3
 
@@ -543,51 +532,6 @@ def _weight_values(w: Interval) -> Tensor | None:
     if math.isfinite(float(weight.sum())) or bool(torch.isfinite(weight).all()):
         return weight
     return None
-
-
-def _sigma_max(matrices: Tensor, squares: Tensor | None = None) -> Tensor:
-    """Upper bounds of the largest singular value of each matrix of a batch (..., m, n).
-
-    A bound of the largest eigenvalue of the smaller Gram matrix (see :func:`_gram` and
-    :mod:`ranum.ops._eigenvalues`): its error's spectral norm is at most ``gamma * ||A||_F^2`` (plus an
-    underflow term), which moves no eigenvalue further (Weyl). ``squares``: each matrix's
-    ``||A||_F^2`` where the caller has it.
-    """
-    if matrices.numel() == 0:
-        return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
-    a = matrices.to(torch.float64)
-    rows = a if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2)  # (..., m, k) with m <= k
-    gram, gamma, absolute = _gram(rows)
-    largest = largest_eigenvalue_bound(gram)
-    error = gamma * (a.square().sum((-2, -1)) if squares is None else squares) + absolute
-    return ((largest + error) * (1 + _SVD_SLACK)).sqrt()
-
-
-_GRAM_CHUNK = 256  # summed length of one float32 product of a Gram matrix
-_FLOAT32_NORMAL = 2.0**-126  # an underflowing float32 product (flushed to zero or not) is off by less
-
-
-def _gram(rows: Tensor) -> tuple[Tensor, float, float]:
-    """``rows @ rows^T`` in float64, with ``gamma`` and ``absolute``: its error's spectral norm is at
-    most ``gamma ||rows||_F^2 + absolute`` (Weyl then moves no eigenvalue further).
-
-    Float32 values (the weights of a float32 or 16-bit model) take float32 products over chunks of
-    ``_GRAM_CHUNK`` terms, summed in float64: each entry is then within ``gamma_256 sum |a_il a_jl|``
-    (float32) plus the float64 sum's rounding of it, and ``sum_ij (sum_l |a_il a_jl|)^2 <=
-    ||rows||_F^4``. Twice as fast as one float64 product (a ResNet's norm caps were two thirds of its
-    exact-weights run) and, with chunks of 256, as tight to a fraction of a percent."""
-    single = rows.float()
-    length, chunks = rows.shape[-1], -(-rows.shape[-1] // _GRAM_CHUNK)
-    if not torch.equal(single.double(), rows) or chunks < 1:
-        gram = rows @ rows.transpose(-1, -2)
-        return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), 0.0
-    gram = torch.zeros(rows.shape[:-1] + rows.shape[-2:-1], dtype=torch.float64)
-    for start in range(0, length, _GRAM_CHUNK):
-        part = single.narrow(-1, start, min(_GRAM_CHUNK, length - start))
-        gram.add_(part @ part.transpose(-1, -2))  # a float32 product added in float64, no converted copy
-    summed = arith.accumulation_gamma(chunks + 1, TensorProto.DOUBLE)
-    gamma = (arith.accumulation_gamma(_GRAM_CHUNK, TensorProto.FLOAT) + summed) * (1 + summed)
-    return gram, gamma, rows.shape[-2] * length * _FLOAT32_NORMAL
 
 
 _RULES = {

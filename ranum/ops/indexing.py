@@ -24,8 +24,8 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, structural
 from ranum.ops._counts import most_elements
-from ranum.ops._difference_relations import EXP_OF_ZERO_FLOOR, segment_softmax_floor
 from ranum.ops._range_hull import block_of, hull_blocks, index_ranges, range_reduce, select_pick
+from ranum.ops._segment_relations import segment_softmax_floor
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
@@ -79,9 +79,7 @@ class Gather(OpRule):
         if hull is None:
             return None
         out = Interval.create(hull.lower, hull.upper, (), None, hull.elem_type)
-        if ctx.graph is not None and self.axis == 0 and out.min() < EXP_OF_ZERO_FLOOR:
-            out = segment_softmax_floor(ctx.graph, ctx.node, out)
-        return out
+        return out if ctx.graph is None else segment_softmax_floor(ctx.graph, ctx.node, out)
 
     def concrete(self, ctx: NodeContext, data: Tensor, indices: Tensor) -> Tensor:
         axis = self.axis % data.dim()
@@ -96,9 +94,8 @@ class Gather(OpRule):
         splits = data.splits[:axis] + indices.splits + data.splits[axis + 1:]
         shape = data.shape[:axis] + indices.shape + data.shape[axis + 1:]
         out = Interval.create(lo, hi, splits, shape, data.elem_type, ctx.budget)
-        if ctx.graph is not None and axis == 0 and out.min() < EXP_OF_ZERO_FLOOR:
-            out = segment_softmax_floor(ctx.graph, ctx.node, out)  # a graph network's softmax denominator
-        return out
+        # a graph network's softmax denominator is at least about 1
+        return out if ctx.graph is None else segment_softmax_floor(ctx.graph, ctx.node, out)
 
 
 @register("GatherElements")

@@ -26,8 +26,9 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule
-from ranum.ops._difference_relations import EXP_OF_ZERO_FLOOR, passed_through, same_value
 from ranum.ops._pick_relations import one_hot_pick_floor
+from ranum.ops._same_values import passed_through, same_value
+from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
 

@@ -134,6 +134,20 @@ class Resize(OpRule):
             plan.append((axis, self._coords(n, m, scale[i], box[i], box[i + len(axes)]), scale[i]))
         return plan
 
+    def most_copies(self, shape: Sequence[int], roi: Interval | None = None, scales: Interval | None = None,
+                    sizes: Interval | None = None) -> int | None:
+        """How many outputs one input element feeds at most, in nearest mode: the product over the resized
+        axes of the most positions along each that read the same one (4 for a doubling of two axes). None in
+        the other modes, or where a crop extrapolates a non-zero value (those outputs are no copies)."""
+        if self.mode != "nearest" or \
+                self.coordinate_transformation_mode == "tf_crop_and_resize" and self.extrapolation_value != 0:
+            return None
+        copies = 1
+        for axis, coords, _ in self._plan(shape, *self._inputs(roi, scales, sizes)):
+            index = _NEAREST[self.nearest_mode](coords).clamp(0, shape[axis] - 1).long()
+            copies *= int(torch.bincount(index).max()) if index.numel() else 0
+        return copies
+
     def _sized(self, inputs: Tensor, sizes: list[int]) -> tuple[list[int], Tensor]:
         """Output lengths and float32 scales for ``sizes`` under the aspect-ratio policy: one scale
         for every resized axis (the smallest or largest ratio), each length rounded to nearest."""

@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 import ranum
-from ranum.ops._difference_relations import EXP_OF_ZERO_FLOOR
+from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
 from tests.zoo.runtime import Runner
 
 # seg: the target node of each of 6 edges (3 nodes), 2 heads; the maximum starts from a minimum with the lowest

@@ -73,8 +73,8 @@ def test_each_weight_gain_is_computed_once_per_run(monkeypatch: pytest.MonkeyPat
     from ranum.ops import _tensor_norms
 
     matrices: list[float] = []  # each weight of the model is a different random draw: its sum names it
-    sigma_max = _tensor_norms._sigma_max
-    monkeypatch.setattr(_tensor_norms, "_sigma_max",
+    sigma_max = _tensor_norms.largest_singular_value_bound
+    monkeypatch.setattr(_tensor_norms, "largest_singular_value_bound",
                         lambda *args: matrices.append(float(args[0].sum())) or sigma_max(*args))
     assert not ranum.check(deep_cnn(LAYERS), SPEC).findings
     assert matrices and len(set(matrices)) == len(matrices)
@@ -236,6 +236,14 @@ def test_caps_through_concat_average_pool_and_slice_are_sound(monkeypatch: pytes
     assert any(f.hazard_id == "overflow" for f in ranum.check(model, SPEC).findings)
 
 
+def _add_pooled_head(nodes: list, inits: list, rng: np.random.Generator, current: str) -> None:
+    """current -> GlobalAveragePool -> Flatten -> MatMul by a random (CHANNELS, 4) head -> y."""
+    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
+    nodes += [helper.make_node("GlobalAveragePool", [current], ["gap"]),
+              helper.make_node("Flatten", ["gap"], ["flat"]),
+              helper.make_node("MatMul", ["flat", "head"], ["y"])]
+
+
 def deep_split_cnn(layers: int) -> onnx.ModelProto:
     """YOLO's C2f-like blocks: a 3x3 convolution split in two halves along the channels, one half through
     another 3x3 convolution, the halves and its result concatenated and mixed by a 1x1 convolution."""
@@ -251,10 +259,7 @@ def deep_split_cnn(layers: int) -> onnx.ModelProto:
                   helper.make_node("Concat", [f"p{i}", f"q{i}", f"b{i}"], [f"k{i}"], axis=1),
                   helper.make_node("Conv", [f"k{i}", f"m{i}"], [f"d{i}"])]
         current = f"d{i}"
-    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
-    nodes += [helper.make_node("GlobalAveragePool", [current], ["gap"]),
-              helper.make_node("Flatten", ["gap"], ["flat"]),
-              helper.make_node("MatMul", ["flat", "head"], ["y"])]
+    _add_pooled_head(nodes, inits, rng, current)
     return _cnn_model(nodes, inits, "deep_split_cnn", 17)
 
 
@@ -270,7 +275,7 @@ def test_the_parts_of_a_split_keep_their_input_norm() -> None:
                                             rng.uniform(-3, 3, (1, CHANNELS, SIZE, SIZE))])
 
 
-def deep_resize_cnn(layers: int, mode: str = "nearest") -> onnx.ModelProto:
+def deep_resize_cnn(layers: int) -> onnx.ModelProto:
     """A U-Net-like chain: every layer a 2x2 AveragePool down (halving the norm), then a Resize back up (scales
     2, doubling it)."""
     rng = np.random.default_rng(13)
@@ -281,13 +286,10 @@ def deep_resize_cnn(layers: int, mode: str = "nearest") -> onnx.ModelProto:
         inits.append(_unit_gain_filters(rng, f"w{i}", CHANNELS, 3))
         nodes += [helper.make_node("Conv", [current, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
                   helper.make_node("AveragePool", [f"c{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
-                  helper.make_node("Resize", [f"p{i}", "roi", "scales"], [f"u{i}"], mode=mode,
+                  helper.make_node("Resize", [f"p{i}", "roi", "scales"], [f"u{i}"], mode="nearest",
                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
         current = f"u{i}"
-    inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 4)).astype(np.float32) * 0.3, "head"))
-    nodes += [helper.make_node("GlobalAveragePool", [current], ["gap"]),
-              helper.make_node("Flatten", ["gap"], ["flat"]),
-              helper.make_node("MatMul", ["flat", "head"], ["y"])]
+    _add_pooled_head(nodes, inits, rng, current)
     return _cnn_model(nodes, inits, "deep_resize_cnn", 13)
 
 
@@ -307,7 +309,8 @@ def test_a_nearest_resize_grows_the_norm_by_the_root_of_its_copies(monkeypatch: 
 
 
 def test_convolution_gain_stacks_the_narrow_side_and_bounds_the_operator() -> None:
-    from ranum.ops._tensor_norms import _sigma_max, _stacked_offsets
+    from ranum.ops._eigenvalues import largest_singular_value_bound as _sigma_max
+    from ranum.ops._tensor_norms import _stacked_offsets
 
     generator = torch.Generator().manual_seed(3)
     w = torch.randn(4, 32, 3, 3, generator=generator, dtype=torch.float64)
@@ -329,7 +332,7 @@ def test_float32_gram_bounds_the_largest_singular_value(shape) -> None:
     """Float32 weights take their Gram matrix in float32 chunks: the bound still lies above the largest
     singular value (SVD in float64), within a fraction of a percent of it; rows of mixed magnitudes
     and near-cancelling pairs stress the rounding."""
-    from ranum.ops import _tensor_norms as norms
+    from ranum.ops import _eigenvalues as norms
 
     generator = torch.Generator().manual_seed(sum(shape))
     a = torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -337,13 +340,13 @@ def test_float32_gram_bounds_the_largest_singular_value(shape) -> None:
     a[..., -1, :] = a[..., -2, :] + 2.0**-20  # two rows that nearly cancel in a difference
     a = a.float().double()  # float32 values, as a float32 model's weights
     rows = a if shape[-2] <= shape[-1] else a.transpose(-1, -2)
-    assert norms._gram(rows)[2] > 0  # the float32 path (its underflow term)
-    bound = norms._sigma_max(a)
+    assert norms.gram_with_error(rows)[2] > 0  # the float32 path (its underflow term)
+    bound = norms.largest_singular_value_bound(a)
     exact = torch.linalg.matrix_norm(a, ord=2)
     assert bool((bound >= exact).all()) and bool((bound <= exact * 1.005).all())
     wide = a + 2.0**-40  # not float32 values: one float64 product
-    assert norms._gram(wide if shape[-2] <= shape[-1] else wide.transpose(-1, -2))[2] == 0
-    assert bool((norms._sigma_max(wide) >= torch.linalg.matrix_norm(wide, ord=2)).all())
+    assert norms.gram_with_error(wide if shape[-2] <= shape[-1] else wide.transpose(-1, -2))[2] == 0
+    assert bool((norms.largest_singular_value_bound(wide) >= torch.linalg.matrix_norm(wide, ord=2)).all())
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0])
@@ -431,8 +434,9 @@ def test_no_cap_below_the_square_overflow_where_no_sum_of_squares_follows(monkey
     from ranum.ops import _tensor_norms
 
     matrices: list[object] = []
-    sigma_max = _tensor_norms._sigma_max
-    monkeypatch.setattr(_tensor_norms, "_sigma_max", lambda *args: matrices.append(args) or sigma_max(*args))
+    sigma_max = _tensor_norms.largest_singular_value_bound
+    monkeypatch.setattr(_tensor_norms, "largest_singular_value_bound",
+                        lambda *args: matrices.append(args) or sigma_max(*args))
     nodes, inits, current = _unit_gain_stack(47, np.random.default_rng(3))
     nodes.append(helper.make_node("GlobalAveragePool", [current], ["y"]))
     graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT,

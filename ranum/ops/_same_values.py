@@ -1,0 +1,89 @@
+"""Same values and pass-throughs: which tensors surely hold equal values, whatever the run.
+
+Same values. Two tensors hold the same value when they are one tensor, or the same output of two
+deterministic nodes of the same operator and attributes whose inputs hold the same values (an exporter
+writes ``k + t`` twice for two uses).
+
+Pass-throughs. A node whose output provably equals one of its inputs, element for element, is looked
+through before comparing values: Identity, a Cast to the same type, a reshape that keeps the shape,
+``Mul`` by an operand that is exactly 1 everywhere, ``Add`` / ``Sub`` of an operand that is exactly 0, and
+``Where`` whose condition is the same everywhere (both exact in IEEE arithmetic). Converters write such
+forms: tf2onnx lowers TensorFlow's ``reduce_logsumexp`` guard ``where(is_finite(m), m, 0)`` into
+``Cast(is_finite(m)) * m + Cast(!is_finite(m)) * 0``, which is m wherever m is finite.
+"""
+
+from __future__ import annotations
+
+from ranum.graph.model import Node
+from ranum.ops._base import GraphView
+from ranum.ops.random import GENERATORS
+
+__all__ = ["exactly", "passed_through", "same_value"]
+
+_RANDOM = GENERATORS | {"Dropout"}
+_DEPTH = 6  # how far up two producers are compared
+
+
+def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -> bool:
+    """Whether two tensors surely hold the same value (see the module docstring)."""
+    if first == second:
+        return bool(first)
+    if depth == 0 or not first or not second:
+        return False
+    first, second = passed_through(graph, first), passed_through(graph, second)
+    if first == second:
+        return True
+    a, b = graph.producer(first), graph.producer(second)
+    if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or a.op_type in _RANDOM:
+        return False
+    if a.subgraphs() or len(a.inputs) != len(b.inputs) or a.outputs.index(first) != b.outputs.index(second):
+        return False
+    if dict(a.attributes) != dict(b.attributes):
+        return False
+    return all(same_value(graph, x, y, depth - 1) for x, y in zip(a.inputs, b.inputs))
+
+
+_RESHAPES = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand"})
+
+
+def passed_through(graph: GraphView, name: str, depth: int = _DEPTH) -> str:
+    """The tensor that ``name`` equals element for element, looking through pass-through nodes (see the
+    module docstring); ``name`` itself where its producer is none."""
+    for _ in range(depth):
+        node = graph.producer(name) if name else None
+        source = _passed_input(graph, node, name) if node is not None and node.domain in ("", "ai.onnx") else None
+        if source is None:
+            return name
+        name = source
+    return name
+
+
+def _passed_input(graph: GraphView, node: Node, name: str) -> str | None:
+    out = graph.interval(name)
+    if out is None or out.shape is None or node.outputs[0] != name:
+        return None
+    candidates: list[str] = []
+    if node.op_type == "Identity" or node.op_type in _RESHAPES or node.op_type == "Cast":
+        candidates = node.inputs[:1]
+    elif node.op_type in ("Mul", "Add", "Sub") and len(node.inputs) == 2:
+        neutral = 1.0 if node.op_type == "Mul" else 0.0
+        sides = [(0, 1), (1, 0)] if node.op_type != "Sub" else [(0, 1)]
+        candidates = [node.inputs[keep] for keep, other in sides if exactly(graph, node.inputs[other], neutral)]
+    elif node.op_type == "Where" and len(node.inputs) == 3:
+        if exactly(graph, node.inputs[0], True):
+            candidates = [node.inputs[1]]
+        elif exactly(graph, node.inputs[0], False):
+            candidates = [node.inputs[2]]
+    for candidate in candidates:
+        iv = graph.interval(candidate) if candidate else None
+        if iv is not None and iv.shape == out.shape and iv.elem_type == out.elem_type:
+            return candidate
+    return None
+
+
+def exactly(graph: GraphView, name: str, value: float | bool) -> bool:
+    """Whether every element of ``name`` is exactly ``value`` in every run."""
+    iv = graph.interval(name) if name else None
+    if iv is None or iv.shape is None or iv.numblocks == 0:
+        return False
+    return iv.min() == float(value) and iv.max() == float(value)  # every lower and upper bound: the value
