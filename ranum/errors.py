@@ -11,6 +11,7 @@ __all__ = [
     "ModelError",
     "RangeSpecError",
     "UnsupportedOperator",
+    "RunTimeOperand",
     "AnalysisError",
 ]
 
@@ -34,6 +35,11 @@ class UnsupportedOperator(RanumError):
 class InconsistentShapes(UnsupportedOperator):
     """A node's operands have shapes its operator cannot take (operands that do not broadcast, a squeezed axis
     that is not of size 1): the model is inconsistent there, and onnxruntime refuses to load it."""
+
+
+class RunTimeOperand(UnsupportedOperator):
+    """An operand that decides a node's output shape or layout (a shape, axes, split sizes, repeats) is known
+    only at run time: a range, not a constant, and shape inference gives no output shape."""
 
 
 class AnalysisError(RanumError):

@@ -34,7 +34,7 @@ from ranum.domain.dtypes import elem_type_of, is_float, is_held, torch_dtype
 from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
-from ranum.errors import AnalysisError, InconsistentShapes, UnsupportedOperator
+from ranum.errors import AnalysisError, InconsistentShapes, RunTimeOperand, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule
@@ -44,6 +44,9 @@ from ranum.ops.hazards import FORWARD
 from ranum.ops.registry import Registry
 
 __all__ = ["AbstractRun", "ConcreteRun", "run_abstract", "run_concrete"]
+
+# rules whose outputs are bounded from their operands' hulls when their shapes are not known statically
+_COPYING = frozenset({COPIES, COPIES_ALL, COUNTS, HULLS})
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,11 @@ class _AbstractWalker:
             self._not_analysed(node, f"the model's shapes are inconsistent here ({exc}; onnxruntime refuses such a "
                                      "model)")
             return self._top(ctx)
+        except RunTimeOperand as exc:
+            if rule.unknown_shapes in _COPYING:  # each output element is an operand's: bounded by its hull
+                return self._without_shapes(graph, rule, ctx, inputs, str(exc))
+            self._unsupported(node, str(exc))
+            return self._top(ctx)
         except UnsupportedOperator as exc:
             self._unsupported(node, str(exc))
             return self._top(ctx)
@@ -260,10 +268,11 @@ class _AbstractWalker:
             return self._top(ctx)
         return outputs
 
-    def _without_shapes(self, graph: Graph, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None]
-                        ) -> list[Interval]:
-        """Outputs of unknown shape, one interval over all elements, where an operand's shape is unknown:
-        an element-wise rule runs on every operand's hull (every output element is the operator on some
+    def _without_shapes(self, graph: Graph, rule: OpRule, ctx: NodeContext, inputs: list[Interval | None],
+                        reason: str = "") -> list[Interval]:
+        """Outputs of unknown shape, one interval over all elements, where an operand's shape is unknown (or,
+        ``reason``, where an operand that decides the output's shape is known only at run time): an
+        element-wise rule runs on every operand's hull (every output element is the operator on some
         elements of them), a copying rule joins the hulls of the operands it copies, sizes and indices are
         non-negative; any other node is reported as not analysed, its outputs top."""
         mode = rule.unknown_shapes
@@ -286,9 +295,9 @@ class _AbstractWalker:
                     for _ in ctx.node.outputs]
         copied = [h for h in (hulls[:1] if mode == COPIES else hulls if mode == COPIES_ALL else []) if h is not None]
         if not copied:
-            self._not_analysed(ctx.node, f"{ctx.node.op_type}: an operand has a shape known only at run time "
-                                         "(computed from data, e.g. by NonZero, or the output of a node "
-                                         "without a rule)")
+            self._not_analysed(ctx.node, reason or f"{ctx.node.op_type}: an operand has a shape known only at run "
+                                                   "time (computed from data, e.g. by NonZero, or the output of a "
+                                                   "node without a rule)")
             return self._top(ctx)
         joined = functools.reduce(Interval.join, [Interval.create(h.lower, h.upper, (), None, h.elem_type)
                                                   for h in copied])

@@ -402,3 +402,47 @@ def _assert_within_bounds(analysis, values: dict) -> None:
             lo, hi = analysis.bounds(name)
             v = np.asarray(values[name], dtype=np.float64)
             assert ((v >= lo) & (v <= hi)).all(), name
+
+
+# ``std[std == 0] = 1.0`` as torch's dynamo exporter writes it: the fill value is expanded to the number of
+# zeros (a shape computed from data, which shape inference cannot give) and scattered at their places
+MASKED_FILL_BY_INDEX = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[1, 6] x, float[1, 6] y) => (float[1, 6] scaled, float[N] filled)
+<int64[1] minus_one = {-1}, float zero = {0.0}, float one = {1.0}, float tiny = {1e-6}> {
+    std = Abs (x)
+    eq = Equal (std, zero)
+    places = NonZero (eq)
+    indices = Transpose <perm = [1, 0]> (places)
+    flags = Reshape (eq, minus_one)
+    counted = Cast <to = 7> (flags)
+    count = ReduceSum <keepdims = 1> (counted)
+    filled = Expand (one, count)
+    updates = Reshape (filled, minus_one)
+    replaced = ScatterND (std, indices, updates)
+    divisor = Add (replaced, tiny)
+    scaled = Div (y, divisor)
+}
+"""
+MASKED_FILL_SPEC = {"inputs": {"x": [-2.0, 2.0], "y": [-3.0, 3.0]}}
+
+
+def test_an_expand_to_a_count_computed_from_data_keeps_its_value() -> None:
+    model = onnx.parser.parse_model(MASKED_FILL_BY_INDEX)
+    report = ranum.check(model, MASKED_FILL_SPEC)
+    assert not report.not_analysed_nodes and report.unsupported_ops == ()
+    lo, hi = report.analysis.bounds("filled")
+    assert (float(lo), float(hi)) == (1.0, 1.0)
+    assert not report.findings  # the divisor is at least 1e-6: no division by zero
+
+
+@pytest.mark.parametrize("zeros", [0, 2, 6])
+def test_onnxruntime_values_of_a_fill_by_index_lie_in_the_bounds(zeros: int) -> None:
+    model = onnx.parser.parse_model(MASKED_FILL_BY_INDEX)
+    analysis = ranum.analyze(model, MASKED_FILL_SPEC)
+    rng = np.random.default_rng(zeros)
+    x = rng.uniform(-2, 2, (1, 6)).astype(np.float32)
+    x[0, :zeros] = 0.0
+    values = Runner(model).run({"x": x, "y": rng.uniform(-3, 3, (1, 6)).astype(np.float32)})
+    assert values["filled"].shape == (zeros,)
+    _assert_within_bounds(analysis, values)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
-from ranum.errors import UnsupportedOperator
+from ranum.errors import RunTimeOperand
 
 if TYPE_CHECKING:
     from ranum.graph.model import Graph, Node
@@ -195,13 +195,13 @@ def exact_ints(value: Interval | Tensor | None, what: str, op: str) -> list[int]
     """An exact integer operand (shape, axes, indices) as a list; None when absent.
 
     Raises:
-        UnsupportedOperator: the operand is a range, not a constant.
+        RunTimeOperand: the operand is a range, not a constant.
     """
     if value is None:
         return None
     if isinstance(value, Interval):
         if not value.is_exact:
-            raise UnsupportedOperator(f"{op}: operand '{what}' must be a constant, got a range")
+            raise RunTimeOperand(f"{op}: operand '{what}' must be a constant, got a range")
         value = value.exact_value()
     return [int(v) for v in value.reshape(-1).tolist()]
 
@@ -210,7 +210,7 @@ def inferred_shape(ctx: NodeContext, op: str, what: str) -> tuple[int, ...]:
     """The output shape from ONNX shape inference, when an operand that decides it is not exact."""
     shape = ctx.output_shapes[0] if ctx.output_shapes else None
     if shape is None:
-        raise UnsupportedOperator(f"{op}: '{what}' is not constant and shape inference gives no output shape")
+        raise RunTimeOperand(f"{op}: '{what}' is not constant and shape inference gives no output shape")
     return tuple(shape)
 
 
