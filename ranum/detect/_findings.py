@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from ranum.detect._row_relations import rows_keep_finite
+from ranum.domain.interval import Interval
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
 from ranum.ops.hazards import FORWARD, ConstantNaN, Hazard, HazardHit, InfiniteRow, Overflow
@@ -107,14 +108,39 @@ def _checked(run: AbstractRun, node, hazard: Hazard, inputs, outputs) -> tuple[H
 
 
 def _nan_constant_findings(run: AbstractRun, node) -> list[Finding]:
-    """A certain finding per operand of ``node`` that is a constant holding NaN (see :class:`ConstantNaN`)."""
+    """A finding per operand of ``node`` that is a constant holding NaN (see :class:`ConstantNaN`), certain
+    where every run reads it; a branch of a Where that its condition never selects is not read."""
     if not run.nan_constants:
         return []
     hazard = ConstantNaN()
-    return [Finding(node=node.name, op_type=node.op_type, hazard=hazard.description, hazard_id=hazard.name,
-                    operand=name, interval=(-math.inf, math.inf), invalid=hazard.invalid_text(1), certain=True,
-                    kind=hazard.kind)
-            for name in dict.fromkeys(node.inputs) if name in run.nan_constants]
+    findings = []
+    for name in dict.fromkeys(node.inputs):
+        if name not in run.nan_constants:
+            continue
+        read = _where_selects(run, node, name)
+        if read is False:
+            continue
+        findings.append(Finding(node=node.name, op_type=node.op_type, hazard=hazard.description,
+                                hazard_id=hazard.name, operand=name, interval=(-math.inf, math.inf),
+                                invalid=hazard.invalid_text(1), certain=read is not None, kind=hazard.kind))
+    return findings
+
+
+def _where_selects(run: AbstractRun, node, name: str) -> bool | None:
+    """Whether a Where's condition selects its operand ``name`` (a branch) at every element (True), at none
+    (False) or at some (None); True for a node that is not a Where or an operand that is not a branch only."""
+    if node.op_type != "Where" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 3 \
+            or name == node.inputs[0] or node.inputs[1] == node.inputs[2]:
+        return True
+    condition = run.env.get(node.inputs[0])
+    if not isinstance(condition, Interval) or condition.numblocks == 0:
+        return None
+    wanted = 1.0 if name == node.inputs[1] else 0.0  # X where the condition holds, Y where it fails
+    picked = [bool((bound == wanted).all()) for bound in (condition.lower, condition.upper)]
+    never = [bool((bound != wanted).all()) for bound in (condition.lower, condition.upper)]
+    if all(picked):
+        return True
+    return False if all(never) else None
 
 
 def hazard_of(rule, finding: Finding, node) -> Hazard:

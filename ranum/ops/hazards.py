@@ -402,7 +402,10 @@ class ConstantNaN(Hazard):
         return None
 
     def triggered(self, inputs, outputs):
-        return torch.isnan(inputs[self.operand]).any()
+        """Where the NaN is read into a result: a Where that does not select it leaves its result clean."""
+        read = torch.isnan(inputs[self.operand]).any()
+        results = [o for o in outputs if isinstance(o, Tensor) and o.is_floating_point()]
+        return read & torch.stack([torch.isnan(o).any() for o in results]).any() if results else read
 
     def distance(self, inputs, outputs):
         return torch.zeros(())

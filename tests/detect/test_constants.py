@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import ranum
 from ranum.confirm import SearchConfig, confirm
+from ranum.ops.hazards import ConstantNaN
 
 
 def _propagation(constant_node: bool) -> onnx.ModelProto:
@@ -53,3 +55,40 @@ def test_constants_without_nan_are_not_reported() -> None:
     adjacency[np.isnan(adjacency)] = 0.0
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(adjacency, "a"))
     assert not ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}}).findings
+
+
+def _masked_fill(condition: str) -> onnx.ModelProto:
+    """y = Where(condition, NaN, x): a NaN fill (masked_fill(mask, nan)) under a guard built from x."""
+    return onnx.parser.parse_model(f"""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x) => (float[4] y) <float nan = {{nan}}, float zero = {{0.0}}, bool[4] never = {{0, 0, 0, 0}}> {{
+        infinite = IsInf (x)
+        missing = IsNaN (x)
+        invalid = Or (infinite, missing)
+        negative = Less (x, zero)
+        y = Where ({condition}, nan, x)
+    }}""")
+
+
+@pytest.mark.parametrize("condition", ["never", "invalid"])
+def test_a_nan_branch_that_its_condition_never_selects_is_not_read(condition: str) -> None:
+    """A mask that is all False, or that flags infinities and NaNs of a finite input, never picks the NaN."""
+    report = ranum.check(_masked_fill(condition), {"inputs": {"x": [-1.0, 1.0]}})
+    assert not report.findings
+
+
+def test_a_nan_branch_selected_somewhere_is_a_finding_that_is_not_certain() -> None:
+    report = ranum.check(_masked_fill("negative"), {"inputs": {"x": [-1.0, 1.0]}})
+    assert [(f.op_type, f.hazard_id, f.operand, f.certain) for f in report.findings] == \
+        [("Where", "nan-constant", "nan", False)]
+    everywhere = ranum.check(_masked_fill("negative"), {"inputs": {"x": [-1.0, -0.5]}})
+    assert [(f.hazard_id, f.certain) for f in everywhere.findings] == [("nan-constant", True)]
+
+
+def test_a_nan_branch_is_confirmed_only_where_it_is_selected() -> None:
+    report = confirm(_masked_fill("negative"), {"inputs": {"x": [-1.0, 1.0]}}, search_config=SearchConfig(seconds=5))
+    assert [(r.op_type, r.status) for r in report.results] == [("Where", "confirmed")]
+    hazard = ConstantNaN(operand=1)
+    nan, x = torch.tensor(float("nan")), torch.tensor([0.5, -0.5])
+    for condition, fires in (([False, False], False), ([False, True], True)):
+        mask = torch.tensor(condition)
+        assert bool(hazard.triggered([mask, nan, x], [torch.where(mask, nan, x)])) == fires
