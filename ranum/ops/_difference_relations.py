@@ -88,7 +88,38 @@ def _order(graph: GraphView, first: str, second: str, a: Interval, b: Interval) 
 def _at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval) -> bool:
     """Whether ``small <= large`` element-wise (after broadcasting) from how either was computed."""
     return _bounded_by(graph, large, small, large_iv, small_iv, "Max") or \
-        _bounded_by(graph, small, large, small_iv, large_iv, "Min")
+        _bounded_by(graph, small, large, small_iv, large_iv, "Min") or _extremes_of_one_set(graph, small, large)
+
+
+def _extremes_of_one_set(graph: GraphView, small: str, large: str) -> bool:
+    """Whether ``small`` is the minimum and ``large`` the maximum of the same values: ``Min(a, b)`` and
+    ``Max(a, b)`` of the same operands, or ReduceMin and ReduceMax of one tensor over the same axes with
+    the same attributes (a min-max scaling's ``max - min``), over no empty axis (whose minimum is +inf)."""
+    low = graph.producer(passed_through(graph, small))
+    high = graph.producer(passed_through(graph, large))
+    if low is None or high is None or low.domain not in ("", "ai.onnx") or high.domain not in ("", "ai.onnx"):
+        return False
+    if (low.op_type, high.op_type) == ("Min", "Max"):
+        return len(low.inputs) == len(high.inputs) == 2 and any(
+            same_value(graph, low.inputs[0], first) and same_value(graph, low.inputs[1], second)
+            for first, second in (high.inputs, high.inputs[::-1]))
+    if (low.op_type, high.op_type) != ("ReduceMin", "ReduceMax") or not low.inputs or not high.inputs \
+            or not same_value(graph, low.inputs[0], high.inputs[0]) or low.attributes != high.attributes:
+        return False
+    data = graph.interval(low.inputs[0])
+    axes = [_reduced_axes(graph, node) for node in (low, high)]
+    return data is not None and data.shape is not None and all(data.shape) and axes[0] is not None \
+        and axes[0] == axes[1]
+
+
+def _reduced_axes(graph: GraphView, node: Node) -> tuple[int, ...] | None:
+    """A reduction's axes as written (an attribute, or an exact operand from opset 18); None where unknown."""
+    if len(node.inputs) > 1 and node.inputs[1]:
+        axes = graph.interval(node.inputs[1])
+        if axes is None or not axes.is_exact:
+            return None
+        return tuple(int(v) for v in axes.exact_value().reshape(-1).tolist())
+    return tuple(int(v) for v in node.attributes.get("axes", ()))
 
 
 def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval, other_iv: Interval,

@@ -31,11 +31,12 @@ import math
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ranum.domain import arith, blocks
-from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
@@ -103,40 +104,87 @@ def _exact_scalar(graph: GraphView, name: str) -> float | None:
     return float(iv.lower.detach().reshape(()))
 
 
-# comparison -> +1 when true means first > second (or >=), -1 when it means first < second
-_ORDER = {"Greater": 1, "GreaterOrEqual": 1, "Less": -1, "LessOrEqual": -1}
+# comparison -> (+1 when true means first > second (or >=), -1 when first < second; whether that is strict)
+_ORDER = {"Greater": (1, True), "GreaterOrEqual": (1, False), "Less": (-1, True), "LessOrEqual": (-1, False)}
 
 
 def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interval, Interval]:
-    """The branches of ``Where(condition, x, y)``, each met with what its condition guarantees."""
+    """The branches of ``Where(condition, x, y)``, each met with what its condition guarantees: a comparison
+    of a branch with a constant (strict ones exclude the constant: ``where(d > 0, d, 1)`` is never 0), or
+    an equality (``where(d == 0, 1, d)``: d is not 0 where it is selected)."""
     graph = ctx.graph
     if graph is None or len(ctx.node.inputs) != 3:
         return x, y
     condition, x_name, y_name = ctx.node.inputs
     node = graph.producer(condition)
-    if node is None or node.op_type not in _ORDER or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+    if node is None or node.op_type not in (*_ORDER, "Equal") or node.domain not in ("", "ai.onnx") \
+            or len(node.inputs) != 2:
         return x, y
     first, second = node.inputs
-    for tensor, constant, sign in ((first, second, _ORDER[node.op_type]), (second, first, -_ORDER[node.op_type])):
+    if node.op_type == "Equal":
+        for tensor, constant in ((first, second), (second, first)):
+            bound = _exact_scalar(graph, constant)
+            if bound is None or math.isnan(bound):
+                continue
+            if tensor == x_name:  # selected where it equals the constant
+                x = _one_side(_one_side(x, bound, above=True), bound, above=False)
+            if tensor == y_name:  # selected where it differs: an end at the constant moves off it
+                y = _off(y, bound)
+        return x, y
+    order, strict = _ORDER[node.op_type]
+    for tensor, constant, sign in ((first, second, order), (second, first, -order)):
         bound = _exact_scalar(graph, constant)
         if bound is None or math.isnan(bound):
             continue
         if tensor == x_name:  # selected where the condition holds: tensor above (sign > 0) or below the bound
-            x = _one_side(x, bound, above=sign > 0)
-        if tensor == y_name:  # selected where it fails: the other side
-            y = _one_side(y, bound, above=sign < 0)
+            x = _one_side(x, bound, above=sign > 0, strict=strict)
+        if tensor == y_name:  # selected where it fails: the other side (a strict comparison fails on a closed one)
+            y = _one_side(y, bound, above=sign < 0, strict=not strict)
     return x, y
 
 
-def _one_side(iv: Interval, bound: float, above: bool) -> Interval:
-    """``iv`` met with ``[bound, inf)`` (``above``) or ``(-inf, bound]``; a block wholly on the other
-    side (the branch is never selected there) keeps its nearest end, so no block becomes empty."""
+def _one_side(iv: Interval, bound: float, above: bool, strict: bool = False) -> Interval:
+    """``iv`` met with ``[bound, inf)`` (``above``) or ``(-inf, bound]``, open at ``bound`` where ``strict``
+    (the next value of the dtype); a block wholly on the other side (the branch is never selected there)
+    keeps its nearest end, so no block becomes empty."""
     if not is_float(iv.elem_type) or iv.is_point:
         return iv
+    if strict:
+        bound = _next_value(bound, iv.elem_type, up=above)
+        if bound is None:
+            return iv
     lo, hi = iv.lower, iv.upper
     if above:
         return iv.with_bounds(torch.maximum(lo, hi.clamp(max=bound)), hi)
     return iv.with_bounds(lo, torch.minimum(hi, lo.clamp(min=bound)))
+
+
+def _off(iv: Interval, value: float) -> Interval:
+    """``iv`` without ``value`` where ``value`` is one of a block's ends (and the block holds others)."""
+    if not is_float(iv.elem_type) or iv.is_point:
+        return iv
+    up, down = _next_value(value, iv.elem_type, up=True), _next_value(value, iv.elem_type, up=False)
+    if up is None or down is None:
+        return iv
+    lo, hi = iv.lower, iv.upper
+    lo_moved = torch.where((lo == value) & (hi > value), torch.full_like(lo, up), lo)
+    hi_moved = torch.where((hi == value) & (lo < value), torch.full_like(hi, down), hi)
+    return iv.with_bounds(lo_moved, hi_moved)
+
+
+def _next_value(value: float, elem_type: int, up: bool) -> float | None:
+    """The value of the float dtype next to ``value`` (itself one of the dtype's), upwards or downwards;
+    None where numpy has no such dtype (bfloat16) or the value is not finite."""
+    if not math.isfinite(value):
+        return None
+    try:
+        dtype = np.dtype(torch.empty((), dtype=torch_dtype(elem_type)).numpy().dtype)
+    except TypeError:
+        return None
+    here = dtype.type(value)
+    if float(here) != value:
+        return None
+    return float(np.nextafter(here, dtype.type(math.inf if up else -math.inf)))
 
 
 def _reciprocal_of(graph: GraphView, name: str) -> tuple[float, str] | None:

@@ -821,3 +821,82 @@ def test_pairwise_differences_of_a_running_sum_are_bounded_by_its_stretches() ->
         (y,) = session.run(None, {"decay": decay})
         y_lo, y_hi = report.analysis.bounds("y")
         assert np.all((y >= y_lo) & (y <= y_hi))
+
+
+ZERO_GUARDS = {
+    # a divisor kept away from 0 by the guard on it (kornia's colour conversions, a count's where(n == 0, 1, n))
+    "equal-false-branch": ("c = Equal(d, zero)\n        g = Where(c, one, d)", True),
+    "equal-constant-first": ("c = Equal(zero, d)\n        g = Where(c, one, d)", True),
+    "strict-greater": ("c = Greater(d, zero)\n        g = Where(c, d, one)", True),
+    "strict-less-false-branch": ("c = Less(zero, d)\n        g = Where(c, d, one)", True),
+    "closed-greater-or-equal": ("c = GreaterOrEqual(d, zero)\n        g = Where(c, d, one)", False),
+    "less-or-equal-false-branch": ("c = LessOrEqual(d, zero)\n        g = Where(c, one, d)", True),
+}
+
+
+@pytest.mark.parametrize("form", list(ZERO_GUARDS))
+def test_a_guard_that_excludes_zero_keeps_its_branch_off_zero(form: str) -> None:
+    """d in [0, 1]: a strict comparison with 0, or an inequality, leaves the selected d at least the smallest
+    subnormal (a closed comparison lets 0 through); onnxruntime agrees on the bounds."""
+    guard, safe = ZERO_GUARDS[form]
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] d) => (float[4] g) <float zero = {{0.0}}, float one = {{1.0}}> {{
+        {guard}
+    }}""")
+    lo, hi = ranum.analyze(model, {"inputs": {"d": [0.0, 1.0]}}).bounds("g")
+    tiny = float(np.nextafter(np.float32(0), np.float32(1)))
+    assert float(lo.min()) == (tiny if safe else 0.0) and float(hi.max()) == 1.0
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    d = np.array([0.0, tiny, 0.5, 1.0], np.float32)
+    (g,) = session.run(None, {"d": d})
+    assert np.all((g >= lo) & (g <= hi)) and np.all(g > 0) == safe
+
+
+def test_an_equality_guard_pins_its_true_branch_to_the_constant() -> None:
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] d, float[4] e) => (float[4] g) <float half = {0.5}> {
+        c = Equal(d, half)
+        g = Where(c, d, e)
+    }""")
+    lo, hi = ranum.analyze(model, {"inputs": {"d": [0.0, 1.0], "e": [2.0, 3.0]}}).bounds("g")
+    assert (float(lo.min()), float(hi.max())) == (0.5, 3.0)
+
+
+MIN_MAX_SPANS = {
+    # a min-max scaling: (x - min) / (max - min + eps), over an axis, over everything, and elementwise
+    "reduced-axis": ("hi = ReduceMax<axes = [1], keepdims = 1>(x)\n        lo = ReduceMin<axes = [1], keepdims = 1>(x)",
+                     True),
+    "reduced-opset-18-input": ("hi = ReduceMax<keepdims = 0>(x, ax)\n        lo = ReduceMin<keepdims = 0>(x, ax)",
+                               True),
+    "reduced-all": ("hi = ReduceMax<keepdims = 0>(x)\n        lo = ReduceMin<keepdims = 0>(x)", True),
+    "binary": ("hi = Max(x, y)\n        lo = Min(y, x)", True),
+    "other-axes": ("hi = ReduceMax<axes = [1], keepdims = 1>(x)\n        lo = ReduceMin<axes = [0], keepdims = 1>(x)",
+                   False),
+    "other-tensor": ("hi = ReduceMax<axes = [1], keepdims = 1>(x)\n        lo = ReduceMin<axes = [1], keepdims = 1>(y)",
+                     False),
+}
+
+
+@pytest.mark.parametrize("form", list(MIN_MAX_SPANS))
+def test_the_span_of_a_maximum_and_minimum_of_the_same_values_is_not_negative(form: str) -> None:
+    extremes, ordered = MIN_MAX_SPANS[form]
+    opset = 18 if "ax)" in extremes else 17  # ReduceMax's axes became an operand at opset 18
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : {opset}]>
+    g (float[3, 5] x, float[3, 5] y) => (float[Z] z) <float eps = {{1e-6}}, int64[1] ax = {{1}}> {{
+        {extremes}
+        span = Sub(hi, lo)
+        d = Add(span, eps)
+        z = Div(eps, d)
+    }}""")
+    spec = {"inputs": {"x": [-3.0, 3.0], "y": [-3.0, 3.0]}}
+    report = ranum.check(model, spec)
+    lo, hi = report.analysis.bounds("span")
+    assert (float(lo.min()) >= 0.0) == ordered and (not report.findings) == ordered
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.uniform(-3, 3, (3, 5)).astype(np.float32), "y": rng.uniform(-3, 3, (3, 5)).astype(np.float32)}
+    feeds["x"][0] = 1.5  # a constant row: its span is exactly 0
+    span = Runner(model).run(feeds)["span"]
+    assert np.all((span >= lo) & (span <= hi))
