@@ -100,9 +100,17 @@ class NodeContext:
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
 
     def same_input(self, first: int, second: int) -> bool:
-        """Whether two operands are the very same tensor (enables x - x = 0, x * x >= 0)."""
+        """Whether two operands surely hold the same value: one tensor, or equal computations (an exporter
+        writes ``(x - y) * (x - y)`` as two Subs; see :mod:`ranum.ops._same_values`). Enables x - x = 0 and
+        x * x >= 0."""
         names = self.node.inputs
-        return first < len(names) and second < len(names) and bool(names[first]) and names[first] == names[second]
+        if first >= len(names) or second >= len(names) or not names[first] or not names[second]:
+            return False
+        if names[first] == names[second]:
+            return True
+        from ranum.ops._same_values import same_value  # a module built on this one
+
+        return self.graph is not None and same_value(self.graph, names[first], names[second])
 
     def output_is_sequence(self, index: int = 0) -> bool:
         """Whether an output is declared as a sequence of tensors."""

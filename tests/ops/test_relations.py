@@ -900,3 +900,22 @@ def test_the_span_of_a_maximum_and_minimum_of_the_same_values_is_not_negative(fo
     feeds["x"][0] = 1.5  # a constant row: its span is exactly 0
     span = Runner(model).run(feeds)["span"]
     assert np.all((span >= lo) & (span <= hi))
+
+
+@pytest.mark.parametrize("twice", [True, False])
+def test_a_product_of_two_equal_computations_is_a_square(twice: bool) -> None:
+    """(x - y) * (x - y) with the difference written twice (TorchScript exports each use): not negative, so
+    log(1 + d * d) is safe; a product of different differences keeps its sign unknown."""
+    second = "e = Sub(x, y)" if twice else "e = Sub(y, x)"
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x, float[4] y) => (float[4] z) <float one = {{1.0}}> {{
+        d = Sub(x, y)
+        {second}
+        p = Mul(d, e)
+        s = Add(p, one)
+        z = Log(s)
+    }}""")
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0], "y": [-1.0, 1.0]}})
+    lo, _ = report.analysis.bounds("p")
+    assert (float(lo.min()) == 0.0) == twice and (not report.findings) == twice
