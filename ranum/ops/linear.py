@@ -189,13 +189,15 @@ def _batches_joined(iv: Interval, vector: tuple[int, int]) -> Interval:
                               iv.elem_type)
 
 
-def _floored_if_terms_are_non_negative(out: Interval, a: Interval, b: Interval, floor: float = 0.0) -> Interval:
+def _floored_if_terms_are_non_negative(out: Interval, *factors: Interval, floor: float = 0.0) -> Interval:
     """``out`` with lower bounds of at least ``floor`` (0: a product alone; ``min(C)``: a Gemm adding C as it
-    is) where both factors are >= 0 everywhere: every product is then >= 0 (or +0 on underflow), so is every
+    is) where every factor is >= 0 everywhere: every product is then >= 0 (or +0 on underflow), so is every
     float sum of them, whatever the rounding, and adding them to C in any order never takes a partial sum
     below C (rounding is monotone). A Gram matrix of non-negative features, probabilities times
-    non-negative values, a mel filterbank applied to squared magnitudes plus a small offset."""
-    if not is_float(out.elem_type) or out.shape is None or out.min() >= floor or a.min() < 0 or b.min() < 0:
+    non-negative values, a mel filterbank applied to squared magnitudes plus a small offset, a colour matrix
+    applied to linear RGB values (an Einsum)."""
+    if not is_float(out.elem_type) or out.shape is None or out.min() >= floor or \
+            any(factor.min() < 0 for factor in factors):
         return out
     return out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
 
@@ -334,7 +336,7 @@ class Gemm(OpRule):
         floor = 0.0 if c is None or self.beta == 0.0 else c.min() if self.beta == 1.0 else None
         if floor is None or self.alpha < 0:
             return out
-        return _floored_if_terms_are_non_negative(out, x, w, floor)
+        return _floored_if_terms_are_non_negative(out, x, w, floor=floor)
 
     def _norm_refined(self, ctx: NodeContext, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
         """Meet with ``+-||row|| ||column|| + C`` when x's rows have a known norm (plain x @ w + C only)."""
@@ -406,7 +408,8 @@ class Einsum(OpRule):
         # Each term is a product of len(operands) factors: one rounding per multiplication.
         count += len(operands) - 1
         mid, rad, abs_sum = interval_product(fn, operands, count)
-        return finish_sum(mid, rad, abs_sum, count, operands[0].elem_type, ctx.budget)
+        out = finish_sum(mid, rad, abs_sum, count, operands[0].elem_type, ctx.budget)
+        return _floored_if_terms_are_non_negative(out, *operands)
 
 
 def _one_product(fn: Product, a: Interval, b: Interval, budget: int) -> Interval:

@@ -76,6 +76,13 @@ def test_products_and_averages_of_non_negative_values_stay_non_negative() -> Non
     assert mixed.min() < 0.0
     weight = OpCase("MatMul", (Operand((3, 16)), Operand((16, 2), value=[0.5] * 32)))
     assert _case(weight, {"in0": (0.0, 1e-3)}).env["out0"].min() == 0.0
+    # an Einsum of non-negative operands (a colour matrix applied to pixels), two and three of them
+    colour = OpCase("Einsum", (Operand((3, 3), value=[0.4, 0.3, 0.2, 0.2, 0.7, 0.1, 0.0, 0.1, 0.9]),
+                               Operand((1, 3, 4, 4))), attrs={"equation": "ij,bjhw->bihw"})
+    assert _case(colour, {"in1": (0.0, 1.0)}).env["out0"].min() == 0.0
+    triple = OpCase("Einsum", (Operand((2, 8)), Operand((8, 8)), Operand((8, 2))), attrs={"equation": "ij,jk,kl->il"})
+    assert _case(triple, {"in0": (0.0, 1.0), "in1": (0.0, 1.0), "in2": (0.0, 1.0)}).env["out0"].min() == 0.0
+    assert _case(triple, {"in0": (0.0, 1.0), "in1": (-1e-3, 1.0), "in2": (0.0, 1.0)}).env["out0"].min() < 0.0
     for pool in (OpCase("AveragePool", (Operand((1, 2, 6, 6)),), attrs={"kernel_shape": [3, 3], "pads": [1] * 4}),
                  OpCase("GlobalAveragePool", (Operand((1, 2, 6, 6)),))):
         assert _case(pool, {"in0": (0.0, 1.0)}).env["out0"].min() == 0.0
