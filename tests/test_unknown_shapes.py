@@ -118,6 +118,20 @@ def test_operands_that_do_not_broadcast_are_an_inconsistent_model_not_an_unsuppo
     assert node.startswith("Add") and "inconsistent" in reason and "(1, 4, 3, 32)" in reason
 
 
+def test_a_pool_over_an_input_without_channels_is_an_inconsistent_model() -> None:
+    """TorchScript exports a 1-d average pool of a (batch, time) tensor as AveragePool of rank 2, which
+    onnxruntime refuses: the reason says what the input lacks (it said '0-d input')."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 28] x) => (float[1, 26] y) {
+        y = AveragePool <kernel_shape = [3]> (x)
+    }""")
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}})
+    assert not report.unsupported_ops
+    (reason,) = report.not_analysed_nodes.values()
+    assert "inconsistent" in reason and "needs 1 spatial axis after the batch and channel axes; the input has 0" \
+        in reason
+
+
 def test_a_transpose_with_negative_axes_is_an_inconsistent_model() -> None:
     """TorchScript exports of Mamba-2-style mixers write perm {0, -2, -1, 1}, which onnxruntime and the ONNX
     checker refuse; ranum took it as torch would, silently."""

@@ -24,7 +24,7 @@ from torch import Tensor
 from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, spread
-from ranum.errors import UnsupportedOperator
+from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops._windows import (
     check_auto_pad,
@@ -60,9 +60,15 @@ class _Pool(OpRule):
             raise UnsupportedOperator(f"{type(self).__name__}: kernel_shape is required")
 
     def _window(self, sizes: Sequence[int]) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        """The windows' geometry over an input's spatial axes of ``sizes`` (those after batch and channels)."""
         rank = len(self.kernel_shape)
-        if len(sizes) != rank or rank not in _SUM:
-            raise UnsupportedOperator(f"{type(self).__name__}: {len(sizes)}-d input, kernel of rank {rank}")
+        if len(sizes) != rank:
+            axes = "axis" if rank == 1 else "axes"
+            raise InconsistentShapes(f"{type(self).__name__}: a kernel of rank {rank} needs {rank} spatial {axes} "
+                                     f"after the batch and channel axes; the input has {len(sizes)}")
+        if rank not in _SUM:
+            raise UnsupportedOperator(f"{type(self).__name__}: kernels of rank {rank} (rules cover ranks "
+                                      f"{', '.join(map(str, sorted(_SUM)))})")
         strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
         begin, end, over = window_geometry(sizes, self.kernel_shape, strides, dilations, self.pads, self.auto_pad,
                                      self.ceil_mode)
