@@ -919,3 +919,48 @@ def test_a_product_of_two_equal_computations_is_a_square(twice: bool) -> None:
     report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0], "y": [-1.0, 1.0]}})
     lo, _ = report.analysis.bounds("p")
     assert (float(lo.min()) == 0.0) == twice and (not report.findings) == twice
+
+
+def _dice(smooth: float, mask: str = "t") -> onnx.ModelProto:
+    """MONAI's Dice loss as TorchScript exports it: fp = sum(p) - sum(p * t), fn = sum(t) - sum(p * t), then
+    (2 tp + s) / (2 (tp + fp / 2 + fn / 2) + s)."""
+    return onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 2, 4, 4] x, float[1, 2, 4, 4] t, float[1, 2, 4, 4] u) => (float[1, 2] fp, float[1, 2] loss)
+    <int64[2] ax = {{2, 3}}, float half = {{0.5}}, float two = {{2.0}}, float s = {{{smooth}}}> {{
+        p = Sigmoid(x)
+        pt = Mul(p, {mask})
+        tp = ReduceSum<keepdims = 0>(pt, ax)
+        sp = ReduceSum<keepdims = 0>(p, ax)
+        fp = Sub(sp, tp)
+        st = ReduceSum<keepdims = 0>(t, ax)
+        fn = Sub(st, tp)
+        hfp = Mul(fp, half)
+        hfn = Mul(fn, half)
+        a1 = Add(tp, hfp)
+        a2 = Add(a1, hfn)
+        d2 = Mul(a2, two)
+        den = Add(d2, s)
+        n2 = Mul(tp, two)
+        num = Add(n2, s)
+        loss = Div(num, den)
+    }}""")
+
+
+@pytest.mark.parametrize(("smooth", "mask", "safe"), [(1e-5, "t", True), (0.0, "t", False), (1e-5, "u", False)])
+def test_a_sum_less_its_masked_part_is_not_negative(smooth: float, mask: str, safe: bool) -> None:
+    """sum(p) - sum(p * t) >= 0 for p >= 0 and t in [0, 1] (sums in the same order keep the order term by
+    term): a Dice loss with a smoothing term divides by at least that term. Without it the denominator can
+    be 0; a mask read from another tensor u in [-1, 1] breaks the order."""
+    model = _dice(smooth, mask)
+    spec = {"inputs": {"x": [-10.0, 10.0], "t": [0.0, 1.0], "u": [-1.0, 1.0]}}
+    report = ranum.check(model, spec)
+    assert (not report.findings) == safe
+    lo, hi = report.analysis.bounds("fp")
+    assert (float(lo.min()) >= 0.0) == (mask == "t")
+    rng = np.random.default_rng(0)
+    for t in (np.ones((1, 2, 4, 4), np.float32), rng.uniform(0, 1, (1, 2, 4, 4)).astype(np.float32)):
+        feeds = {"x": rng.uniform(-10, 10, (1, 2, 4, 4)).astype(np.float32), "t": t,
+                 "u": rng.uniform(-1, 1, (1, 2, 4, 4)).astype(np.float32)}
+        fp = Runner(model).run(feeds)["fp"]
+        assert np.all((fp >= lo) & (fp <= hi))
