@@ -132,6 +132,19 @@ def test_a_pool_over_an_input_without_channels_is_an_inconsistent_model() -> Non
         in reason
 
 
+def test_a_cross_entropy_of_float_targets_is_an_inconsistent_model() -> None:
+    """TorchScript exports cross_entropy with probability targets as SoftmaxCrossEntropyLoss, whose targets
+    must be class indices (onnxruntime refuses the model); it was an internal error of the rule."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 2, 8] x, float[1, 2, 8] t) => (float y) {
+        y = SoftmaxCrossEntropyLoss <reduction = "mean"> (x, t)
+    }""")
+    report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0], "t": [0.0, 1.0]}})
+    assert not report.unsupported_ops
+    (reason,) = report.not_analysed_nodes.values()
+    assert "inconsistent" in reason and "int32 or int64 class indices of shape (1, 8)" in reason
+
+
 def test_a_transpose_with_negative_axes_is_an_inconsistent_model() -> None:
     """TorchScript exports of Mamba-2-style mixers write perm {0, -2, -1, 1}, which onnxruntime and the ONNX
     checker refuse; ranum took it as torch would, silently."""

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.dtypes import float_facts
+from ranum.domain.dtypes import float_facts, type_name
 from ranum.domain.interval import Interval
-from ranum.errors import UnsupportedOperator
+from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.hazards import Hazard, HazardHit, InfiniteRow, Overflow
 from ranum.ops.reduce import float_sum_bounds, sum_gamma
@@ -224,6 +225,11 @@ class _Loss(OpRule):
 
     def _loss(self, ctx: NodeContext, x_lo: Tensor, x_hi: Tensor, target: Interval, weight: Interval | None,
               elem_type: int) -> Interval:
+        expected = tuple(x_lo.shape[:1]) + tuple(x_lo.shape[2:])
+        if target.elem_type not in (TensorProto.INT32, TensorProto.INT64) or tuple(target.shape or ()) != expected:
+            raise InconsistentShapes(f"{self.op_type}: the target must hold int32 or int64 class indices of shape "
+                                     f"{expected} (the scores' without their class axis), got "
+                                     f"{type_name(target.elem_type)} of shape {target.shape}")
         sel = _select(x_lo, x_hi, target, weight, self.ignore_index)
         return _reduce(sel, self.reduction, weight is not None, target.shape, elem_type, ctx.budget)
 
