@@ -89,16 +89,16 @@ def test_an_operator_without_an_unknown_shape_rule_is_reported_not_analysed() ->
         where = NonZero (x)
         flat = Reshape (where, minus_one)
         values = Gather (x, flat)
-        y = Softmax <axis = 0> (values)
+        y = LogSoftmax <axis = 0> (values)
     }""")
     report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}})
-    softmax = report.analysis.graph.nodes[-1].name
-    assert "shape known only at run time" in report.not_analysed_nodes[softmax]
-    # Softmax has a rule: it is not an unsupported operator, and the JSON report says what was left out
+    log_softmax = report.analysis.graph.nodes[-1].name
+    assert "shape known only at run time" in report.not_analysed_nodes[log_softmax]
+    # LogSoftmax has a rule: it is not an unsupported operator, and the JSON report says what was left out
     assert report.unsupported_ops == () and not report.analysis.run.unsupported
     (entry,) = report.to_dict()["not_analysed"]
-    assert entry["node"] == softmax and entry["op_type"] == "Softmax" and "run time" in entry["reason"]
-    assert any(softmax in warning for warning in report.warnings)
+    assert entry["node"] == log_softmax and entry["op_type"] == "LogSoftmax" and "run time" in entry["reason"]
+    assert any(log_softmax in warning for warning in report.warnings)
     console = Console(record=True, width=200)
     render_check(report, console)
     assert f"{report.nodes - 1} of {report.nodes} nodes analysed" in console.export_text()
@@ -472,4 +472,59 @@ def test_onnxruntime_values_of_a_fill_by_index_lie_in_the_bounds(zeros: int) -> 
     x[0, :zeros] = 0.0
     values = Runner(model).run({"x": x, "y": rng.uniform(-3, 3, (1, 6)).astype(np.float32)})
     assert values["filled"].shape == (zeros,)
+    _assert_within_bounds(analysis, values)
+
+
+# a spline's bins over the rows a mask selects (a neural spline flow's inputs[inside_interval_mask]): softmax
+# widths, their running and whole sums, and a pad, all of a shape known only at run time
+SELECTED_ROWS = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[3, 4] x, float[3, 6] params) => (float[N, 6] widths, float[M, 6] running, float[K] total, float[L, 7] padded,
+                                          int64[P] counted)
+<float low = {-1.0}, float high = {1.0}, float floor = {1e-3}, float scale = {0.994}, int64 last = {-1},
+ int64[1] axes = {1}, int64[4] pads = {0, 1, 0, 0}, float fill = {-0.5}> {
+    above = Greater (x, low)
+    below = Less (x, high)
+    inside = And (above, below)
+    marks = Cast <to = 1> (inside)
+    any = ReduceMax <axes = [1], keepdims = 0> (marks)
+    places = NonZero (any)
+    rows = Transpose <perm = [1, 0]> (places)
+    picked = GatherND (params, rows)
+    probabilities = Softmax <axis = -1> (picked)
+    scaled = Mul (probabilities, scale)
+    widths = Add (scaled, floor)
+    running = CumSum (widths, last)
+    total = ReduceSum <keepdims = 0> (widths, axes)
+    padded = Pad <mode = "constant"> (running, pads, fill)
+    positive = Greater (picked, high)
+    flags = Cast <to = 7> (positive)
+    counted = ReduceSum <keepdims = 0> (flags, axes)
+}
+"""
+
+
+def test_row_rules_over_rows_a_mask_selected_are_analysed() -> None:
+    model = onnx.parser.parse_model(SELECTED_ROWS)
+    report = ranum.check(model, {"inputs": {"x": [-2.0, 2.0], "params": [-5.0, 5.0]}})
+    assert not report.not_analysed_nodes and not report.findings
+    analysis = report.analysis
+    def hull(name: str) -> tuple[float, float]:
+        lo, hi = analysis.bounds(name)
+        return float(np.min(lo)), float(np.max(hi))
+
+    widths, running, total = hull("widths"), hull("running"), hull("total")
+    assert widths[0] >= 1e-3 and widths[1] <= 1.0
+    assert running[0] >= 0.0 and running[1] <= 18.1 and total[0] >= 0.0 and total[1] <= 18.1  # <= 18 terms
+    assert hull("padded")[0] == -0.5
+    assert hull("counted") == (0.0, 18.0)  # integer flags: at most all 18 of the selected rows' elements
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_onnxruntime_values_of_row_rules_over_selected_rows_lie_in_the_bounds(seed: int) -> None:
+    model = onnx.parser.parse_model(SELECTED_ROWS)
+    analysis = ranum.analyze(model, {"inputs": {"x": [-2.0, 2.0], "params": [-5.0, 5.0]}})
+    rng = np.random.default_rng(seed)
+    values = Runner(model).run({"x": rng.uniform(-2, 2, (3, 4)).astype(np.float32),
+                                "params": rng.uniform(-5, 5, (3, 6)).astype(np.float32)})
     _assert_within_bounds(analysis, values)

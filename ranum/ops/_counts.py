@@ -30,7 +30,8 @@ _DEPTH = 16  # producers followed up from a tensor
 _SAME_COUNT = frozenset({
     "Identity", "Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Abs", "Neg", "Exp",
     "Log", "Sqrt", "Relu", "Sigmoid", "Tanh", "Not", "Floor", "Ceil", "Round", "Sign", "Erf", "Reciprocal",
-    "Softplus", "LeakyRelu", "Elu", "Selu", "Sin", "Cos", "IsNaN", "IsInf", "Clip",
+    "Softplus", "LeakyRelu", "Elu", "Selu", "Sin", "Cos", "IsNaN", "IsInf", "Clip", "Softmax", "LogSoftmax",
+    "Hardmax", "CumSum", "Gelu", "HardSigmoid", "HardSwish", "Mish", "Softsign",
 })
 _AT_MOST_FIRST = frozenset({"Slice", "Compress"})
 _BROADCASTING = frozenset({

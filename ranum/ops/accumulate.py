@@ -19,8 +19,10 @@ from ranum.domain.dtypes import FloatFacts, float_facts, is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
-from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, as_float64
+from ranum.ops._base import ELEMENTWISE, HULLS, NodeContext, OpRule, as_float64
+from ranum.ops._counts import most_elements
 from ranum.ops.hazards import Overflow
+from ranum.ops.reduce import sums_of_some
 from ranum.ops.registry import register
 
 __all__ = ["CumProd", "CumSum", "Mean", "Sum"]
@@ -104,6 +106,11 @@ class CumSum(OpRule):
     reverse: int = 0
     hazards = (Overflow(),)
     accumulates = True
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, x: Interval, axis: Interval) -> Interval | None:
+        """Each running sum adds at most all of x's elements (see :func:`~ranum.ops.reduce.sums_of_some`)."""
+        return sums_of_some(x, most_elements(ctx.graph, ctx.node.inputs[0]) if ctx.graph is not None else None)
 
     def concrete(self, ctx: NodeContext, x: Tensor, axis: Tensor) -> Tensor:
         return self._scan(x, int(axis.reshape(-1)[0]) % max(x.dim(), 1))

@@ -432,10 +432,30 @@ class Pad(OpRule):
 
     mode: str = "constant"
     rounds = False
+    unknown_shapes = HULLS
 
     def __post_init__(self) -> None:
         if self.mode not in ("constant", "reflect", "edge", "wrap"):
             raise UnsupportedOperator(f"Pad: unknown mode '{self.mode}'")
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, *rest: Interval | None) -> Interval | None:
+        """Data of a shape known only at run time: its elements, and the fill in constant mode."""
+        hull = data.hull()
+        if hull is None:
+            return None
+        out = Interval.create(hull.lower, hull.upper, (), None, hull.elem_type)
+        if self.mode != "constant":
+            return out
+        fill = self._fill_value(rest[1] if len(rest) > 1 else None, data)
+        return None if fill is None else out.join(fill)
+
+    def _fill_value(self, value: Interval | None, data: Interval) -> Interval | None:
+        """The constant mode's fill as an interval of unknown shape (0 where the operand is absent)."""
+        if value is None or value.numblocks == 0:
+            zero = torch.zeros((), dtype=data.lower.dtype)
+            return Interval.create(zero, zero, (), None, data.elem_type)
+        hull = value.hull()
+        return None if hull is None else Interval.create(hull.lower, hull.upper, (), None, data.elem_type)
 
     def _plan(self, shape: Sequence[int], pads: Tensor, axes: Tensor | None) -> dict[int, Tensor]:
         rank = len(shape)

@@ -63,6 +63,10 @@ class Pad2(Pad):
     def _fill(self, dtype: torch.dtype) -> Tensor:
         return torch.tensor(self.value, dtype=torch.float64).to(dtype)
 
+    def _fill_value(self, value: Interval | None, data: Interval) -> Interval:
+        fill = self._fill(torch_dtype(data.elem_type)).to(data.lower.dtype)
+        return Interval.create(fill, fill, (), None, data.elem_type)
+
     def concrete(self, ctx: NodeContext, data: Tensor) -> Tensor:  # type: ignore[override]
         return super().concrete(ctx, data, _ints(self.pads), self._fill(data.dtype))
 

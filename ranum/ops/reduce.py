@@ -22,10 +22,11 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith, blocks
-from ranum.domain.dtypes import float_facts, is_float
+from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import COPIES, COUNTS, NodeContext, OpRule
+from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule
+from ranum.ops._counts import most_elements
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
@@ -34,7 +35,7 @@ from ranum.ops.registry import register
 
 __all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "ArgMax", "ArgMin", "OutputAtMost", "ReduceL1", "ReduceL2",
            "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
-           "ReduceSumSquare", "TopK", "float_sum_bounds", "sum_gamma"]
+           "ReduceSumSquare", "TopK", "float_sum_bounds", "sum_gamma", "sums_of_some"]
 
 INF = math.inf
 
@@ -44,6 +45,36 @@ def sum_gamma(count: int, eps: float) -> float:
     n_u = max(count, 1) * eps / 2
     return INF if n_u >= 0.5 else 2.0 * n_u / (1.0 - n_u)
 
+
+
+def sums_of_some(data: Interval, most: int | None) -> Interval | None:
+    """Sums of any number of ``data``'s elements, up to ``most`` (None: not bounded), as one interval of
+    unknown shape: the reductions and running sums of a tensor whose shape is known only at run time (the
+    rows a boolean mask selected). Every such sum, of none up to ``most`` terms, lies in
+    ``[min(0, most * lo), max(0, most * hi)]``, widened for floats by the rounding of ``most`` terms; without
+    a count, terms of one sign keep it (up to the type's largest value for integers) and nothing else is
+    known."""
+    hull = data.hull()
+    if hull is None:
+        return None
+    integer = not is_float(data.elem_type)
+    lo, hi = (int(hull.lower), int(hull.upper)) if integer else (float(hull.lower), float(hull.upper))
+    top = torch.iinfo(torch_dtype(data.elem_type)).max if integer else INF
+    if most is None:
+        if lo < 0 < hi:
+            return None
+        low, high = (0, top) if lo >= 0 else (-top, 0)
+    elif is_float(data.elem_type):
+        count = max(most, 1)
+        s_lo, s_hi = float_sum_bounds(torch.tensor([lo], dtype=torch.float64), torch.tensor([hi], dtype=torch.float64),
+                                      torch.tensor([float(count)], dtype=torch.float64), (0,), count, data.elem_type)
+        low, high = min(0.0, float(s_lo.reshape(()))), max(0.0, float(s_hi.reshape(())))
+    else:
+        low, high = max(-top, min(0, most * lo)), min(top, max(0, most * hi))
+    if integer:
+        low, high = int(low), int(high)
+    bounds = torch.tensor([low, high], dtype=hull.lower.dtype)
+    return Interval.create(bounds[0], bounds[1], (), None, data.elem_type)
 
 
 def _fold_sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -243,6 +274,12 @@ class _SumOf(_Reduce):
 @register("ReduceSum")
 class ReduceSum(_SumOf):
     """Sum over axes; at least 1 where it sums ``exp(x - ReduceMax(x))`` (see :func:`_stable_exponential_floor`)."""
+
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval | None:
+        """Sums of at most all of data's elements (see :func:`sums_of_some`)."""
+        return sums_of_some(data, most_elements(ctx.graph, ctx.node.inputs[0]) if ctx.graph is not None else None)
 
     def abstract(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval:
         out = super().abstract(ctx, data, axes)

@@ -33,7 +33,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts, float_facts
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule
+from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops.hazards import Hazard, InfiniteRow, Overflow
 from ranum.ops.registry import register
 
@@ -243,6 +243,16 @@ class _Softmax(_RowRule):
     accumulates = True  # a row sum; also keeps exact rows on the abstract path (absolute error)
     ulps = 2.0
     output_range = (0.0, 1.0)
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, x: Interval) -> Interval | None:
+        """Rows of a length known only at run time: probabilities, where x is finite (its row hazards are
+        checked on its hull)."""
+        hull = x.hull()
+        if hull is None or not hull.is_finite:
+            return None
+        bounds = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        return Interval.create(bounds[0], bounds[1], (), None, x.elem_type)
 
     def _kernel(self, lo, hi, counts, dim, n, elem_type):
         return _softmax_bounds(lo, hi, counts, dim, n, elem_type)
