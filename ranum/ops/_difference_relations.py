@@ -43,6 +43,7 @@ from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._relations import meet
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import segment_extreme
+from ranum.ops._variance_relations import variance_floor
 
 __all__ = ["refined_difference", "rescaled_sum_floor"]
 
@@ -67,6 +68,9 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
     if gap is not None:
         cap = torch.full_like(out.upper, gap)
         out = out.with_bounds(torch.minimum(out.lower, cap), torch.minimum(out.upper, cap))
+    floor = variance_floor(graph, first, second, out.elem_type)
+    if floor is not None:
+        out = out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
     bounds = _running_sum_difference(graph, first, second, out)
     if bounds is not None:
         lo, hi = out.full()

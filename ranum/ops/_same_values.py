@@ -1,6 +1,7 @@
 """Same values and pass-throughs: which tensors surely hold equal values, whatever the run.
 
-Same values. Two tensors hold the same value when they are one tensor, or the same output of two
+Same values. Two tensors hold the same value when they are one tensor, exact tensors (constants) of equal
+shape, type and values (TorchScript writes a constant node per use), or the same output of two
 deterministic nodes of the same operator and attributes whose inputs hold the same values (an exporter
 writes ``k + t`` twice for two uses).
 
@@ -13,6 +14,10 @@ forms: tf2onnx lowers TensorFlow's ``reduce_logsumexp`` guard ``where(is_finite(
 """
 
 from __future__ import annotations
+
+import math
+
+import torch
 
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView
@@ -31,7 +36,7 @@ def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -
     if depth == 0 or not first or not second:
         return False
     first, second = passed_through(graph, first), passed_through(graph, second)
-    if first == second:
+    if first == second or _equal_constants(graph, first, second):
         return True
     a, b = graph.producer(first), graph.producer(second)
     if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or a.op_type in _RANDOM:
@@ -41,6 +46,19 @@ def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -
     if dict(a.attributes) != dict(b.attributes):
         return False
     return all(same_value(graph, x, y, depth - 1) for x, y in zip(a.inputs, b.inputs))
+
+
+_CONSTANT_ELEMENTS = 1 << 16  # larger exact tensors are not compared element by element
+
+
+def _equal_constants(graph: GraphView, first: str, second: str) -> bool:
+    """Whether both tensors are exact (constants, or computed from constants: TorchScript writes a constant
+    node per use, and each use's shape arithmetic) with the same shape, type and values."""
+    a, b = graph.interval(first), graph.interval(second)
+    if a is None or b is None or not a.is_exact or not b.is_exact or a.shape is None or a.shape != b.shape \
+            or a.elem_type != b.elem_type or math.prod(a.shape) > _CONSTANT_ELEMENTS:
+        return False
+    return bool(torch.equal(a.exact_value(), b.exact_value()))
 
 
 _RESHAPES = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand"})

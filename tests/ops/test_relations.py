@@ -964,3 +964,77 @@ def test_a_sum_less_its_masked_part_is_not_negative(smooth: float, mask: str, sa
                  "u": rng.uniform(-1, 1, (1, 2, 4, 4)).astype(np.float32)}
         fp = Runner(model).run(feeds)["fp"]
         assert np.all((fp >= lo) & (fp <= hi))
+
+
+def _variance(eps: float) -> onnx.ModelProto:
+    """var = mean(x * x) - mean(x) ** 2 over 16 values, then sqrt(var + eps) (a hand-written normalisation)."""
+    return onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 16] x) => (float[2, 1] var, float[2, 1] y) <float eps = {{{eps}}}, float two = {{2.0}}> {{
+        sq = Mul(x, x)
+        m2 = ReduceMean<axes = [1], keepdims = 1>(sq)
+        m1 = ReduceMean<axes = [1], keepdims = 1>(x)
+        m1sq = Pow(m1, two)
+        var = Sub(m2, m1sq)
+        ve = Add(var, eps)
+        y = Sqrt(ve)
+    }}""")
+
+
+@pytest.mark.parametrize(("limit", "eps", "safe"), [(1.0, 1e-3, True), (1.0, 1e-7, False), (1000.0, 1e-3, False)])
+def test_a_mean_of_squares_less_a_squared_mean_is_not_negative_up_to_rounding(limit: float, eps: float,
+                                                                              safe: bool) -> None:
+    """Jensen: the real difference is >= 0; the float one is above -(a few units of rounding) * mean(x^2), so an
+    epsilon above that keeps the Sqrt safe, and large values (the formula's cancellation) keep the hazard."""
+    model = _variance(eps)
+    report = ranum.check(model, {"inputs": {"x": [-limit, limit]}})
+    assert (not [f for f in report.findings if f.hazard_id == "sqrt-negative"]) == safe
+    lo, hi = report.analysis.bounds("var")
+    assert float(lo.min()) > -limit * limit * 1e-4
+    rng = np.random.default_rng(0)
+    for x in (rng.uniform(-limit, limit, (2, 16)), np.full((2, 16), limit * 0.7771), np.full((2, 16), -limit / 3)):
+        var = Runner(model).run({"x": x.astype(np.float32)})["var"]
+        assert np.all((var >= lo) & (var <= hi))
+
+
+def _ssim_variance(kernel: str, copies: bool = False) -> onnx.ModelProto:
+    """SSIM's local variance: a separable window (reflect padding, depthwise Convs) over x * x, less the
+    square of the same window over x, plus C2; ``copies``: the mean's window is a second constant of the same
+    values (TorchScript writes one per use)."""
+    mean_h, mean_v = ("kh2", "kv2") if copies else ("kh", "kv")
+    return onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 3, 8, 8] x) => (float[1, 3, 8, 8] var, float[1, 3, 8, 8] z)
+    <float c2 = {{0.0009}}, float one = {{1.0}}, int64[8] ph = {{0, 0, 0, 1, 0, 0, 0, 1}},
+     int64[8] pv = {{0, 0, 1, 0, 0, 0, 1, 0}}, float[3, 1, 1, 3] kh = {{{kernel}}},
+     float[3, 1, 3, 1] kv = {{{kernel}}}, float[3, 1, 1, 3] kh2 = {{{kernel}}}, float[3, 1, 3, 1] kv2 = {{{kernel}}}> {{
+        sq = Mul(x, x)
+        a0 = Pad<mode = "reflect">(sq, ph)
+        a1 = Conv<group = 3>(a0, kh)
+        a2 = Pad<mode = "reflect">(a1, pv)
+        a = Conv<group = 3>(a2, kv)
+        m0 = Pad<mode = "reflect">(x, ph)
+        m1 = Conv<group = 3>(m0, {mean_h})
+        m2 = Pad<mode = "reflect">(m1, pv)
+        m = Conv<group = 3>(m2, {mean_v})
+        msq = Mul(m, m)
+        var = Sub(a, msq)
+        d = Add(var, c2)
+        z = Div(one, d)
+    }}""")
+
+
+@pytest.mark.parametrize("copies", [False, True])
+@pytest.mark.parametrize(("kernel", "safe"), [("0.25, 0.5, 0.25, " * 2 + "0.25, 0.5, 0.25", True),
+                                              ("-0.25, 1.5, -0.25, " * 2 + "-0.25, 1.5, -0.25", False)])
+def test_a_local_variance_under_a_non_negative_window_is_not_negative_up_to_rounding(kernel: str, safe: bool,
+                                                                                     copies: bool) -> None:
+    """A window of weights >= 0 summing to 1 averages: 1 / (var + C2) is safe; a sharpening kernel does not."""
+    model = _ssim_variance(kernel, copies)
+    report = ranum.check(model, {"inputs": {"x": [0.0, 1.0]}, "weights": {"default": "exact"}})
+    assert (not report.findings) == safe
+    lo, hi = report.analysis.bounds("var")
+    rng = np.random.default_rng(1)
+    for x in (rng.uniform(0, 1, (1, 3, 8, 8)), np.full((1, 3, 8, 8), 0.3)):
+        var = Runner(model).run({"x": x.astype(np.float32)})["var"]
+        assert np.all((var >= lo) & (var <= hi))
