@@ -55,8 +55,8 @@ def _equal_constants(graph: GraphView, first: str, second: str) -> bool:
     """Whether both tensors are exact (constants, or computed from constants: TorchScript writes a constant
     node per use, and each use's shape arithmetic) with the same shape, type and values."""
     a, b = graph.interval(first), graph.interval(second)
-    if a is None or b is None or not a.is_exact or not b.is_exact or a.shape is None or a.shape != b.shape \
-            or a.elem_type != b.elem_type or math.prod(a.shape) > _CONSTANT_ELEMENTS:
+    if a is None or b is None or a.shape is None or a.shape != b.shape or a.elem_type != b.elem_type \
+            or math.prod(a.shape) > _CONSTANT_ELEMENTS or not a.is_exact or not b.is_exact:
         return False
     return bool(torch.equal(a.exact_value(), b.exact_value()))
 
