@@ -40,6 +40,7 @@ from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._same_values import passed_through, same_value
 
 T = TypeVar("T")
 
@@ -116,7 +117,9 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
     if graph is None or len(ctx.node.inputs) != 3:
         return x, y
     condition, x_name, y_name = ctx.node.inputs
-    node = graph.producer(condition)
+    node = graph.producer(passed_through(graph, condition))
+    if node is not None and node.op_type == "IsInf" and node.domain in ("", "ai.onnx") and node.inputs:
+        return _finite_where_not_infinite(graph, node, x_name, y_name, x, y)
     if node is None or node.op_type not in (*_ORDER, "Equal") or node.domain not in ("", "ai.onnx") \
             or len(node.inputs) != 2:
         return x, y
@@ -141,6 +144,36 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
         if tensor == y_name:  # selected where it fails: the other side (a strict comparison fails on a closed one)
             y = _one_side(y, bound, above=sign < 0, strict=not strict)
     return x, y
+
+
+def _finite_where_not_infinite(graph: GraphView, node: Node, x_name: str, y_name: str, x: Interval, y: Interval
+                               ) -> tuple[Interval, Interval]:
+    """``Where(IsInf(t), a, t)`` (a reciprocal's infinities replaced, nan_to_num): ``t`` is selected only where
+    it is finite (or not the infinity IsInf detects), so that branch is met with the dtype's finite range
+    on the detected side(s). ``t`` may be read through a Cast to a wider float type (values kept)."""
+    tested = _widened_from(graph, node.inputs[0])
+    if y_name and same_value(graph, _widened_from(graph, y_name), tested) and is_float(y.elem_type):
+        largest = float_facts(y.elem_type).max
+        low = -largest if int(node.attributes.get("detect_negative", 1)) else -math.inf
+        high = largest if int(node.attributes.get("detect_positive", 1)) else math.inf
+        y = y.with_bounds(y.lower.clamp(min=low, max=high), y.upper.clamp(min=low, max=high))
+    return x, y
+
+
+def _widened_from(graph: GraphView, name: str) -> str:
+    """The tensor a chain of float Casts to wider (or the same) float types reads: every value kept."""
+    for _ in range(4):
+        name = passed_through(graph, name)
+        node = graph.producer(name)
+        if node is None or node.op_type != "Cast" or not node.inputs:
+            return name
+        source, target = graph.interval(node.inputs[0]), graph.interval(name)
+        if source is None or target is None or not is_float(source.elem_type) or not is_float(target.elem_type) \
+                or float_facts(target.elem_type).max < float_facts(source.elem_type).max \
+                or float_facts(target.elem_type).eps > float_facts(source.elem_type).eps:
+            return name
+        name = node.inputs[0]
+    return name
 
 
 def _one_side(iv: Interval, bound: float, above: bool, strict: bool = False) -> Interval:

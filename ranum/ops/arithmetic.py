@@ -32,6 +32,7 @@ from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import refined_difference, rescaled_sum_floor
 from ranum.ops._relations import rms_magnitude_bound
+from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
     FORWARD,
     GRADIENT,
@@ -144,7 +145,9 @@ class Div(OpRule):
         return torch.div(a, b, rounding_mode="trunc")
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
-        out = elementwise(_div_bounds, [a, b], a.elem_type)
+        positive = is_float(a.elem_type) and ctx.graph is not None and a.numblocks > 0 and b.numblocks > 0 \
+            and a.min() >= 0 and b.min() == 0 and zeros_are_positive(ctx.graph, ctx.node.inputs[1])
+        out = elementwise(_positive_div_bounds if positive else _div_bounds, [a, b], a.elem_type)
         bound = rms_magnitude_bound(ctx, 0, 1, divides=True)
         return out if bound is None else _clamp_magnitude(out, bound)
 
@@ -162,6 +165,16 @@ def _div_bounds(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor,
     # 0 / y is 0 for every non-zero y; 0 / 0 is NaN, which the hazard reports.
     # Integer outputs: Interval.create rounds these real bounds outward, which covers truncation.
     return torch.where(numerator_zero, zero, lo), torch.where(numerator_zero, zero, hi)
+
+
+def _positive_div_bounds(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
+    """``a / b`` for ``a >= 0`` and ``b >= 0`` whose zeros are +0 (see :mod:`ranum.ops._signed_zeros`): where b
+    reaches 0 the quotient is ``[a_lo / b_hi, +inf]`` (``a / +0 = +inf``; ``0 / 0`` is NaN, which the hazard
+    reports), not unbounded below."""
+    lo, hi = _div_bounds(l1, u1, l2, u2)
+    at_zero = l2 == 0
+    floor = arith.nan_to(l1.to(torch.float64) / u2.to(torch.float64), 0.0)
+    return torch.where(at_zero, floor, lo), torch.where(at_zero, torch.full_like(hi, torch.inf), hi)
 
 
 # ------------------------------------------------------------------------ exact unary maps

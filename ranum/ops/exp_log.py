@@ -8,6 +8,7 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.ops._base import NodeContext, UnaryRule
+from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import GRADIENT, Overflow, above, at_most, below, between, divisor_zero
 from ranum.ops.registry import register
 
@@ -68,4 +69,8 @@ class Reciprocal(UnaryRule):
         return torch.reciprocal(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        return x.with_bounds(*arith.reciprocal(x.lower, x.upper))
+        out = x.with_bounds(*arith.reciprocal(x.lower, x.upper))
+        if ctx.graph is not None and x.numblocks and x.min() == 0 and zeros_are_positive(ctx.graph, ctx.node.inputs[0]):
+            return out.with_bounds(torch.where(x.lower == 0, 1.0 / x.upper, out.lower),
+                                   torch.where(x.lower == 0, torch.full_like(out.upper, torch.inf), out.upper))
+        return out

@@ -1038,3 +1038,57 @@ def test_a_local_variance_under_a_non_negative_window_is_not_negative_up_to_roun
     for x in (rng.uniform(0, 1, (1, 3, 8, 8)), np.full((1, 3, 8, 8), 0.3)):
         var = Runner(model).run({"x": x.astype(np.float32)})["var"]
         assert np.all((var >= lo) & (var <= hi))
+
+
+@pytest.mark.parametrize(("divisor", "positive"), [("Mul(d, d)", True), ("Pow(d, two)", True), ("Abs(d)", True),
+                                                   ("Relu(d)", False), ("Add(r, negzero)", False)])
+@pytest.mark.parametrize("op", ["Reciprocal", "Div"])
+def test_the_reciprocal_of_a_tensor_whose_zeros_are_positive_is_not_negative(divisor: str, positive: bool,
+                                                                              op: str) -> None:
+    """A PSNR: log(1 / mean((a - b)^2)). The mean of squares is +0 at worst (never -0), so its reciprocal is
+    +inf there, not -inf, and the log never sees a negative value; Relu's zero, or a sum with -0, may be -0."""
+    quotient = "q = Reciprocal(mse)" if op == "Reciprocal" else "q = Div(one, mse)"
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 8] a, float[2, 8] b) => (float[2, 1] q, float[2, 1] z)
+    <float two = {{2.0}}, float one = {{1.0}}, float negzero = {{-0.0}}> {{
+        d = Sub(a, b)
+        r = Relu(d)
+        s = {divisor}
+        mse = ReduceMean<axes = [1], keepdims = 1>(s)
+        {quotient}
+        z = Log(q)
+    }}""")
+    report = ranum.check(model, {"inputs": {"a": [0.0, 1.0], "b": [0.0, 1.0]}})
+    found = {f.op_type for f in report.findings}
+    assert op in found  # a mean of 0 is a real division by zero
+    assert ("Log" not in found) == positive
+    lo, hi = report.analysis.bounds("q")
+    assert (float(lo.min()) > 0.99) == positive  # 1 / max(mse), rounded
+    a = np.random.default_rng(0).uniform(0, 1, (2, 8)).astype(np.float32)
+    values = Runner(model).run({"a": a, "b": np.concatenate([a[:1], a[1:] * 0.5])})  # a row of mse = 0
+    q = values["q"]
+    assert np.isinf(q[0]).all() and np.all((q >= lo) & (q <= hi))
+
+
+@pytest.mark.parametrize("widened", [False, True])
+def test_a_branch_selected_where_it_is_not_infinite_is_finite(widened: bool) -> None:
+    """MONAI's Generalized Dice weights: w = 1 / (sum t)^2, then w[isinf(w)] = 0 (TorchScript: IsInf of w cast
+    to double, a Where): the kept w is finite, and positive (its zeros are +0)."""
+    tested = "wd = Cast<to = 11>(w)\n        inf = IsInf(wd)" if widened else "inf = IsInf(w)"
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 8] t) => (float[2, 1] kept) <float zero = {{0.0}}, int64[1] ax = {{1}}> {{
+        s = ReduceSum<keepdims = 1>(t, ax)
+        sq = Mul(s, s)
+        w = Reciprocal(sq)
+        {tested}
+        kept = Where(inf, zero, w)
+    }}""")
+    report = ranum.check(model, {"inputs": {"t": [0.0, 1.0]}})
+    lo, hi = report.analysis.bounds("kept")
+    assert float(lo.min()) == 0.0 and np.isfinite(hi).all()
+    t = np.random.default_rng(0).uniform(0, 1, (2, 8)).astype(np.float32)
+    t[0] = 0.0  # w = inf there, replaced by 0
+    kept = Runner(model).run({"t": t})["kept"]
+    assert kept[0, 0] == 0.0 and np.all((kept >= lo) & (kept <= hi))
