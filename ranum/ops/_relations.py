@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ranum.domain import arith, blocks
-from ranum.domain.dtypes import float_facts, is_float, torch_dtype
+from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
@@ -179,13 +179,14 @@ def _widened_from(graph: GraphView, name: str) -> str:
 def _one_side(iv: Interval, bound: float, above: bool, strict: bool = False) -> Interval:
     """``iv`` met with ``[bound, inf)`` (``above``) or ``(-inf, bound]``, open at ``bound`` where ``strict``
     (the next value of the dtype); a block wholly on the other side (the branch is never selected there)
-    keeps its nearest end, so no block becomes empty."""
-    if not is_float(iv.elem_type) or iv.is_point:
+    keeps its nearest end, so no block becomes empty. Float and integer tensors (not booleans)."""
+    if not _guardable(iv):
         return iv
     if strict:
         bound = _next_value(bound, iv.elem_type, up=above)
         if bound is None:
             return iv
+    bound = _as_bound(bound, iv)
     lo, hi = iv.lower, iv.upper
     if above:
         return iv.with_bounds(torch.maximum(lo, hi.clamp(max=bound)), hi)
@@ -194,22 +195,34 @@ def _one_side(iv: Interval, bound: float, above: bool, strict: bool = False) -> 
 
 def _off(iv: Interval, value: float) -> Interval:
     """``iv`` without ``value`` where ``value`` is one of a block's ends (and the block holds others)."""
-    if not is_float(iv.elem_type) or iv.is_point:
+    if not _guardable(iv):
         return iv
     up, down = _next_value(value, iv.elem_type, up=True), _next_value(value, iv.elem_type, up=False)
     if up is None or down is None:
         return iv
     lo, hi = iv.lower, iv.upper
-    lo_moved = torch.where((lo == value) & (hi > value), torch.full_like(lo, up), lo)
-    hi_moved = torch.where((hi == value) & (lo < value), torch.full_like(hi, down), hi)
+    lo_moved = torch.where((lo == value) & (hi > value), torch.full_like(lo, _as_bound(up, iv)), lo)
+    hi_moved = torch.where((hi == value) & (lo < value), torch.full_like(hi, _as_bound(down, iv)), hi)
     return iv.with_bounds(lo_moved, hi_moved)
 
 
+def _guardable(iv: Interval) -> bool:
+    return not iv.is_point and not is_bool(iv.elem_type)
+
+
+def _as_bound(value: float, iv: Interval) -> float | int:
+    """``value`` in the Python type of ``iv``'s bound tensors (integer bounds stay integers)."""
+    return float(value) if iv.lower.is_floating_point() else int(value)
+
+
 def _next_value(value: float, elem_type: int, up: bool) -> float | None:
-    """The value of the float dtype next to ``value`` (itself one of the dtype's), upwards or downwards;
-    None where numpy has no such dtype (bfloat16) or the value is not finite."""
+    """The value of the dtype next to ``value`` (itself one of the dtype's), upwards or downwards: the next
+    integer, or the next float; None where numpy has no such float dtype (bfloat16) or the value is not
+    finite."""
     if not math.isfinite(value):
         return None
+    if not is_float(elem_type):
+        return value + 1 if up else value - 1 if float(value).is_integer() else None
     try:
         dtype = np.dtype(torch.empty((), dtype=torch_dtype(elem_type)).numpy().dtype)
     except TypeError:

@@ -1092,3 +1092,23 @@ def test_a_branch_selected_where_it_is_not_infinite_is_finite(widened: bool) -> 
     t[0] = 0.0  # w = inf there, replaced by 0
     kept = Runner(model).run({"t": t})["kept"]
     assert kept[0, 0] == 0.0 and np.all((kept >= lo) & (kept <= hi))
+
+
+@pytest.mark.parametrize("guard", ["c = Equal(n, zero)\n        g = Where(c, one, n)",
+                                   "c = Greater(n, zero)\n        g = Where(c, n, one)",
+                                   "c = Less(n, one)\n        g = Where(c, one, n)"])
+def test_an_integer_count_guarded_away_from_zero_is_at_least_one(guard: str) -> None:
+    """A masked mean's count: where(n == 0, 1, n) (or n > 0, or not n < 1) is at least 1, so the mean's
+    division is safe; integers step by one."""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (int64[4] n, float[4] s) => (float[4] y) <int64 zero = {{0}}, int64 one = {{1}}> {{
+        {guard}
+        f = Cast<to = 1>(g)
+        y = Div(s, f)
+    }}""")
+    report = ranum.check(model, {"inputs": {"n": [0, 10], "s": [-1.0, 1.0]}})
+    lo, hi = report.analysis.bounds("g")
+    assert (int(lo.min()), int(hi.max())) == (1, 10) and not report.findings
+    values = Runner(model).run({"n": np.array([0, 1, 5, 10], np.int64), "s": np.ones(4, np.float32)})
+    assert np.all((values["g"] >= lo) & (values["g"] <= hi))
