@@ -40,7 +40,7 @@ from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval, broadcast_shape, elementwise
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._same_values import passed_through, same_value
+from ranum.ops._same_values import exactly, passed_through, same_value
 
 T = TypeVar("T")
 
@@ -118,8 +118,9 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
         return x, y
     condition, x_name, y_name = ctx.node.inputs
     node = graph.producer(passed_through(graph, condition))
-    if node is not None and node.op_type == "IsInf" and node.domain in ("", "ai.onnx") and node.inputs:
-        return _finite_where_not_infinite(graph, node, x_name, y_name, x, y)
+    infinite = _infinity_test(graph, node) if node is not None else None
+    if infinite is not None:
+        return x, _finite_where_not_infinite(graph, infinite, y_name, y)
     if node is None or node.op_type not in (*_ORDER, "Equal") or node.domain not in ("", "ai.onnx") \
             or len(node.inputs) != 2:
         return x, y
@@ -146,18 +147,60 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
     return x, y
 
 
-def _finite_where_not_infinite(graph: GraphView, node: Node, x_name: str, y_name: str, x: Interval, y: Interval
-                               ) -> tuple[Interval, Interval]:
+def _infinity_test(graph: GraphView, node: Node) -> tuple[str, bool, bool] | None:
+    """``(t, negative, positive)`` where ``node`` is true exactly where ``t`` is an infinity of those signs:
+    ``IsInf(t)`` (its detect attributes), or ``And(IsInf(t), t < 0)`` and ``And(IsInf(t), t > 0)`` (isneginf
+    and isposinf as torch.nan_to_num exports them); None otherwise."""
+    if node.domain not in ("", "ai.onnx") or not node.inputs:
+        return None
+    if node.op_type == "IsInf":
+        return (node.inputs[0], bool(int(node.attributes.get("detect_negative", 1))),
+                bool(int(node.attributes.get("detect_positive", 1))))
+    if node.op_type != "And" or len(node.inputs) != 2:
+        return None
+    parts = [graph.producer(passed_through(graph, name)) for name in node.inputs]
+    if any(part is None for part in parts):
+        return None
+    for test, sign in (parts, parts[::-1]):
+        if test.op_type != "IsInf" or sign.op_type not in ("Less", "Greater") or len(sign.inputs) != 2 \
+                or not same_value(graph, _widened_from(graph, sign.inputs[0]), _widened_from(graph, test.inputs[0])) \
+                or not exactly(graph, sign.inputs[1], 0.0):
+            continue
+        negative = sign.op_type == "Less" and bool(int(test.attributes.get("detect_negative", 1)))
+        positive = sign.op_type == "Greater" and bool(int(test.attributes.get("detect_positive", 1)))
+        return test.inputs[0], negative, positive
+    return None
+
+
+def _finite_where_not_infinite(graph: GraphView, infinite: tuple[str, bool, bool], y_name: str, y: Interval
+                               ) -> Interval:
     """``Where(IsInf(t), a, t)`` (a reciprocal's infinities replaced, nan_to_num): ``t`` is selected only where
-    it is finite (or not the infinity IsInf detects), so that branch is met with the dtype's finite range
-    on the detected side(s). ``t`` may be read through a Cast to a wider float type (values kept)."""
-    tested = _widened_from(graph, node.inputs[0])
-    if y_name and same_value(graph, _widened_from(graph, y_name), tested) and is_float(y.elem_type):
+    it is not an infinity of the detected signs, so that branch is met with the dtype's finite range on those
+    sides. ``t`` may be read through a Cast to a wider float type (values kept)."""
+    tested, negative, positive = infinite
+    if y_name and is_float(y.elem_type) and _infinite_only_where(graph, y_name, tested):
         largest = float_facts(y.elem_type).max
-        low = -largest if int(node.attributes.get("detect_negative", 1)) else -math.inf
-        high = largest if int(node.attributes.get("detect_positive", 1)) else math.inf
+        low, high = -largest if negative else -math.inf, largest if positive else math.inf
         y = y.with_bounds(y.lower.clamp(min=low, max=high), y.upper.clamp(min=low, max=high))
-    return x, y
+    return y
+
+
+def _infinite_only_where(graph: GraphView, name: str, tested: str) -> bool:
+    """Whether ``name`` is infinite (of a sign) only where ``tested`` is: the same value, or an earlier step
+    of nan_to_num, ``Where(c, finite constant, v)`` of such a ``v`` (dynamo tests the quotient itself while
+    it selects from the previous step's result)."""
+    tested = _widened_from(graph, tested)
+    for _ in range(4):
+        if same_value(graph, _widened_from(graph, name), tested):
+            return True
+        node = graph.producer(passed_through(graph, name))
+        if node is None or node.op_type != "Where" or len(node.inputs) != 3:
+            return False
+        fill = graph.interval(node.inputs[1])
+        if fill is None or not fill.is_exact or not fill.is_finite:
+            return False
+        name = node.inputs[2]
+    return False
 
 
 def _widened_from(graph: GraphView, name: str) -> str:

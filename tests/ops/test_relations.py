@@ -1112,3 +1112,36 @@ def test_an_integer_count_guarded_away_from_zero_is_at_least_one(guard: str) -> 
     assert (int(lo.min()), int(hi.max())) == (1, 10) and not report.findings
     values = Runner(model).run({"n": np.array([0, 1, 5, 10], np.int64), "s": np.ones(4, np.float32)})
     assert np.all((values["g"] >= lo) & (values["g"] <= hi))
+
+
+NAN_TO_NUM = """
+<ir_version: 8, opset_import: ["" : 18]>
+g (float[6] a, float[6] b) => (float[6] y) <float zero = {0.0}, float low = {-3.4028234663852886e+38},
+ float high = {3.4028234663852886e+38}> {
+    q = Div(a, b)
+    nan = IsNaN(q)
+    w0 = Where(nan, zero, q)
+    negative = Less(q, zero)
+    infinite = IsInf(q)
+    neg_inf = And(negative, infinite)
+    w1 = Where(neg_inf, low, w0)
+    positive = Greater(q, zero)
+    pos_inf = And(positive, infinite)
+    y = Where(pos_inf, high, w1)
+}
+"""
+
+
+def test_nan_to_num_as_the_dynamo_exporter_writes_it_is_finite() -> None:
+    """torch.nan_to_num: NaN to 0, then -inf and +inf (isneginf, isposinf: IsInf and a sign test of the
+    quotient) to the extreme finite values; each step selects from the previous one, whose infinities are the
+    quotient's. The result is finite (the division by zero before it stays a finding)."""
+    model = onnx.parser.parse_model(NAN_TO_NUM)
+    report = ranum.check(model, {"inputs": {"a": [-1.0, 1.0], "b": [-1.0, 1.0]}})
+    assert [f.op_type for f in report.findings] == ["Div"]
+    lo, hi = report.analysis.bounds("y")
+    assert np.isfinite(lo).all() and np.isfinite(hi).all()
+    a = np.array([1.0, -1.0, 0.0, 0.5, -0.25, 1.0], np.float32)
+    b = np.array([0.0, 0.0, 0.0, 0.5, 1e-38, 1e-30], np.float32)
+    y = Runner(model).run({"a": a, "b": b})["y"]
+    assert np.isfinite(y).all() and np.all((y >= lo) & (y <= hi))
