@@ -9,7 +9,8 @@ from ranum.detect._row_relations import rows_keep_finite
 from ranum.domain.interval import Interval
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
-from ranum.ops.hazards import FORWARD, ConstantNaN, Hazard, HazardHit, InfiniteRow, Overflow
+from ranum.ops._relations import magnitude_floor
+from ranum.ops.hazards import FORWARD, ConstantNaN, DivisorHazard, Hazard, HazardHit, InfiniteRow, Overflow
 
 __all__ = ["Finding", "find_hazards", "hazard_of"]
 
@@ -96,8 +97,12 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
 
 def _checked(run: AbstractRun, node, hazard: Hazard, inputs, outputs) -> tuple[Hazard, HazardHit | None]:
     """``hazard``'s check; for a row hazard that fires, again where each row keeps a finite element by how it
-    was computed (:mod:`ranum.detect._row_relations`)."""
+    was computed (:mod:`ranum.detect._row_relations`); for a divisor, none where a guard keeps its magnitude
+    above 0 on both sides (:func:`ranum.ops._relations.magnitude_floor`)."""
     hit = hazard.check(inputs, outputs)
+    if hit is not None and isinstance(hazard, DivisorHazard) and hazard.low == hazard.high == 0 \
+            and hazard.operand < len(node.inputs) and magnitude_floor(_RunView(run), node.inputs[hazard.operand]) > 0:
+        return hazard, None
     if hit is None or not isinstance(hazard, InfiniteRow) or hazard.to_end or hazard.rows_keep_finite:
         return hazard, hit
     name = node.inputs[hazard.operand] if hazard.operand < len(node.inputs) else ""
@@ -105,6 +110,29 @@ def _checked(run: AbstractRun, node, hazard: Hazard, inputs, outputs) -> tuple[H
         kept = replace(hazard, rows_keep_finite=True)
         return kept, kept.check(inputs, outputs)
     return hazard, hit
+
+
+class _RunView:
+    """A finished run read as a :class:`~ranum.ops._base.GraphView` (producers and intervals), for the
+    relations that detection consults."""
+
+    def __init__(self, run: AbstractRun) -> None:
+        self._run = run
+        self._producers = {name: node for node in run.nodes for name in node.outputs if name}
+        self.memo: dict = {}
+
+    def producer(self, name: str):
+        return self._producers.get(name)
+
+    def consumers(self, name: str):
+        return [node for node in self._run.nodes if name in node.inputs]
+
+    def interval(self, name: str):
+        value = self._run.env.get(name)
+        return value if isinstance(value, Interval) else None
+
+    def nan_free(self, name: str) -> bool:
+        return False
 
 
 def _nan_constant_findings(run: AbstractRun, node) -> list[Finding]:

@@ -44,7 +44,7 @@ from ranum.ops._same_values import exactly, passed_through, same_value
 
 T = TypeVar("T")
 
-__all__ = ["convex_combination_bounds", "either_order", "guarded_branches", "meet", "meet_bounds",
+__all__ = ["convex_combination_bounds", "either_order", "guarded_branches", "magnitude_floor", "meet", "meet_bounds",
            "norm_product_bounds",
            "onnx_producer", "rms_bound_of", "rms_magnitude_bound"]
 
@@ -145,6 +145,39 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
         if tensor == y_name:  # selected where it fails: the other side (a strict comparison fails on a closed one)
             y = _one_side(y, bound, above=sign < 0, strict=not strict)
     return x, y
+
+
+def magnitude_floor(graph: GraphView, name: str, depth: int = 4) -> float:
+    """A lower bound of ``|name|`` everywhere (0 where none is known): its interval's distance from 0, or, for
+    ``Where(|t| > c, t, other)`` (``where(z.abs() > eps, z, 1)`` before a reciprocal; also the mirrored
+    forms), the least of c (just above it for a strict comparison) and ``other``'s floor: a guard that keeps
+    a divisor away from 0 on both sides, which an interval (one hull) cannot hold."""
+    iv = graph.interval(name) if name else None
+    if iv is None or iv.numblocks == 0 or iv.shape is None or not is_float(iv.elem_type):
+        return 0.0
+    low, high = iv.min(), iv.max()
+    own = low if low > 0 else -high if high < 0 else 0.0
+    node = graph.producer(passed_through(graph, name))
+    if own > 0 or depth == 0 or node is None or node.op_type != "Where" or len(node.inputs) != 3:
+        return max(own, 0.0)
+    test = graph.producer(passed_through(graph, node.inputs[0]))
+    if test is None or test.op_type not in _ORDER or len(test.inputs) != 2:
+        return 0.0
+    order, strict = _ORDER[test.op_type]
+    first, second = test.inputs
+    for magnitude, constant, sign in ((first, second, order), (second, first, -order)):
+        absolute = graph.producer(passed_through(graph, magnitude))
+        bound = _exact_scalar(graph, constant)
+        if absolute is None or absolute.op_type != "Abs" or bound is None or not bound >= 0:
+            continue
+        # the branch selected where |t| is above c: X where the test says "above", Y where it says "below"
+        kept, other = (node.inputs[1], node.inputs[2]) if sign > 0 else (node.inputs[2], node.inputs[1])
+        open_at_c = strict if sign > 0 else not strict
+        if not same_value(graph, kept, absolute.inputs[0]):
+            continue
+        floor = _next_value(bound, iv.elem_type, up=True) if open_at_c else bound
+        return min(floor or bound, magnitude_floor(graph, other, depth - 1))
+    return 0.0
 
 
 def _infinity_test(graph: GraphView, node: Node) -> tuple[str, bool, bool] | None:

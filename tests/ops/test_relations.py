@@ -1145,3 +1145,41 @@ def test_nan_to_num_as_the_dynamo_exporter_writes_it_is_finite() -> None:
     b = np.array([0.0, 0.0, 0.0, 0.5, 1e-38, 1e-30], np.float32)
     y = Runner(model).run({"a": a, "b": b})["y"]
     assert np.isfinite(y).all() and np.all((y >= lo) & (y <= hi))
+
+
+MAGNITUDE_GUARDS = {
+    # kornia's convert_points_from_homogeneous: where(|z| > eps, z, 1) before a reciprocal
+    "greater": ("c = Greater(m, eps)\n        g = Where(c, z, one)", "safe"),
+    "less-or-equal": ("c = LessOrEqual(m, eps)\n        g = Where(c, one, z)", "safe"),
+    "constant-first": ("c = Less(eps, m)\n        g = Where(c, z, one)", "safe"),
+    "eps-zero": ("c = Greater(m, zero)\n        g = Where(c, z, one)", "overflow"),
+    "other-tensor": ("c = Greater(m, eps)\n        g = Where(c, w, one)", "division"),
+}
+
+
+@pytest.mark.parametrize("op", ["Reciprocal", "Div"])
+@pytest.mark.parametrize("form", list(MAGNITUDE_GUARDS))
+def test_a_divisor_guarded_away_from_zero_in_magnitude_is_not_a_division_by_zero(form: str, op: str) -> None:
+    """A divisor kept at |z| > eps on both sides of 0 (one interval cannot say so) gives |1 / z| < 1 / eps; with
+    eps = 0 the quotient can still overflow (z the smallest subnormal); a guard on another tensor proves
+    nothing."""
+    guard, expected = MAGNITUDE_GUARDS[form]
+    quotient = "y = Reciprocal(g)" if op == "Reciprocal" else "y = Div(s, g)"
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[6] z, float[6] w, float[6] s) => (float[6] y)
+    <float eps = {{1e-8}}, float zero = {{0.0}}, float one = {{1.0}}> {{
+        m = Abs(z)
+        {guard}
+        {quotient}
+    }}""")
+    report = ranum.check(model, {"inputs": {"z": [-1.0, 1.0], "w": [-1.0, 1.0], "s": [-2.0, 2.0]}})
+    hazards = {f.hazard_id for f in report.findings}
+    assert hazards == {"safe": set(), "overflow": {"overflow"}, "division": {"division-by-zero"}}[expected]
+    lo, hi = report.analysis.bounds("y")
+    z = np.array([1e-9, -1e-9, 2e-8, -2e-8, 0.0, 1.0], np.float32)
+    y = Runner(model).run({"z": z, "w": z, "s": np.full(6, 2.0, np.float32)})["y"]
+    finite = np.isfinite(y)
+    assert np.all((y[finite] >= lo[finite]) & (y[finite] <= hi[finite]))
+    if expected == "safe":
+        assert np.isfinite(hi).all() and finite.all()
