@@ -9,7 +9,7 @@ from ranum.detect._row_relations import rows_keep_finite
 from ranum.domain.interval import Interval
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
-from ranum.ops._relations import magnitude_floor
+from ranum.ops._guard_relations import magnitude_floor
 from ranum.ops.hazards import FORWARD, ConstantNaN, DivisorHazard, Hazard, HazardHit, InfiniteRow, Overflow
 
 __all__ = ["Finding", "find_hazards", "hazard_of"]

@@ -31,7 +31,8 @@ from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_floa
 from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import refined_difference, rescaled_sum_floor
-from ranum.ops._relations import magnitude_floor, rms_magnitude_bound
+from ranum.ops._guard_relations import magnitude_floor
+from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
     FORWARD,

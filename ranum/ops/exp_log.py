@@ -8,7 +8,7 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.ops._base import NodeContext, UnaryRule
-from ranum.ops._relations import magnitude_floor
+from ranum.ops._guard_relations import magnitude_floor
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import GRADIENT, Overflow, above, at_most, below, between, divisor_zero
 from ranum.ops.registry import register

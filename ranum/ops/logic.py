@@ -38,7 +38,7 @@ from torch import Tensor
 from ranum.domain.interval import Interval, elementwise
 from ranum.ops import _bits as int_bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
-from ranum.ops._relations import guarded_branches
+from ranum.ops._guard_relations import guarded_branches
 from ranum.ops.registry import register
 
 __all__ = [
