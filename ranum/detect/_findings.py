@@ -62,13 +62,14 @@ def _json_number(value: float) -> float | str:
 def find_hazards(run: AbstractRun) -> list[Finding]:
     """Check every declared hazard of every evaluated node (graph order, subgraphs included)."""
     findings: list[Finding] = []
+    view = _RunView(run)
     for node in run.nodes:
         rule = run.rules.get(node.name)
         if rule is None or node.name in run.not_analysed:
             continue
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]
-        hits = [_checked(run, node, hazard, inputs, outputs) for hazard in rule.hazards]
+        hits = [_checked(run, view, node, hazard, inputs, outputs) for hazard in rule.hazards]
         hits = [(hazard, hit) for hazard, hit in hits if hit is not None]
         if any(h.kind == FORWARD and not isinstance(h, Overflow) for h, _ in hits):
             # an infinite result explained by the node's own invalid operand (division by zero,
@@ -95,13 +96,14 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
     return findings
 
 
-def _checked(run: AbstractRun, node, hazard: Hazard, inputs, outputs) -> tuple[Hazard, HazardHit | None]:
+def _checked(run: AbstractRun, view: _RunView, node, hazard: Hazard, inputs, outputs
+             ) -> tuple[Hazard, HazardHit | None]:
     """``hazard``'s check; for a row hazard that fires, again where each row keeps a finite element by how it
     was computed (:mod:`ranum.detect._row_relations`); for a divisor, none where a guard keeps its magnitude
     above 0 on both sides (:func:`ranum.ops._relations.magnitude_floor`)."""
     hit = hazard.check(inputs, outputs)
     if hit is not None and isinstance(hazard, DivisorHazard) and hazard.low == hazard.high == 0 \
-            and hazard.operand < len(node.inputs) and magnitude_floor(_RunView(run), node.inputs[hazard.operand]) > 0:
+            and hazard.operand < len(node.inputs) and magnitude_floor(view, node.inputs[hazard.operand]) > 0:
         return hazard, None
     if hit is None or not isinstance(hazard, InfiniteRow) or hazard.to_end or hazard.rows_keep_finite:
         return hazard, hit
@@ -118,10 +120,12 @@ class _RunView:
 
     def __init__(self, run: AbstractRun) -> None:
         self._run = run
-        self._producers = {name: node for node in run.nodes for name in node.outputs if name}
+        self._producers: dict | None = None  # built on first use: most runs ask no relation
         self.memo: dict = {}
 
     def producer(self, name: str):
+        if self._producers is None:
+            self._producers = {out: node for node in self._run.nodes for out in node.outputs if out}
         return self._producers.get(name)
 
     def consumers(self, name: str):
