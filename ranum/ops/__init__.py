@@ -50,6 +50,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     resize,
     sampling,
     scan,
+    selection,
     sequence,
     shape,
     softmax,

@@ -27,8 +27,8 @@ from ranum.ops.arithmetic import Clip6
 from ranum.ops.convert import Cast
 from ranum.ops.indexing import Pad, ScatterElements
 from ranum.ops.pooling import GlobalLpPool, LpPool
-from ranum.ops.reduce import TopK
 from ranum.ops.registry import register
+from ranum.ops.selection import TopK
 from ranum.ops.shape import Concat, Reshape, Slice, Tile
 
 __all__ = ["Cast1", "Clip1", "Concat1", "GlobalLpPool1", "LpPool1", "Pad1", "Pad2", "Reshape1", "Scatter", "Selu1",

@@ -1,4 +1,5 @@
-"""Reductions: ReduceSum/Mean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare, ArgMax, ArgMin, TopK.
+"""Reductions: ReduceSum/Mean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare (ArgMax, ArgMin and TopK:
+:mod:`ranum.ops.selection`).
 
 Block-wise where cheap: a block of ``s`` elements in ``[l, u]`` on a reduced axis contributes
 ``[s*l, s*u]`` to a sum, ``[l, u]`` to a max or min and ``[l, u]^s`` (independent factors) to a
@@ -8,7 +9,7 @@ product, so an output keeps the block grid of the kept axes and has one block pe
 Invariants: outputs contain every onnxruntime result for inputs in the intervals. Float sums are
 widened by the rounding error of any summation order, by intermediate overflow and, for products
 and squares, by underflow. Empty reduced axes are unsupported (widest interval); integer sums and
-products are assumed not to wrap. ArgMax, ArgMin and TopK only select values: exact, no rounding.
+products are assumed not to wrap.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule
+from ranum.ops._base import COPIES, HULLS, NodeContext, OpRule
 from ranum.ops._counts import most_elements
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops._same_values import passed_through, same_value
@@ -33,9 +34,9 @@ from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
 from ranum.ops.registry import register
 
-__all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "ArgMax", "ArgMin", "OutputAtMost", "ReduceL1", "ReduceL2",
-           "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
-           "ReduceSumSquare", "TopK", "float_sum_bounds", "sum_gamma", "sums_of_some"]
+__all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "OutputAtMost", "ReduceL1", "ReduceL2", "ReduceLogSum",
+           "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare",
+           "float_sum_bounds", "sum_gamma", "sums_of_some"]
 
 INF = math.inf
 
@@ -509,108 +510,3 @@ def _product_error(p_lo: Tensor, p_hi: Tensor, lo: Tensor, hi: Tensor, weights: 
     new_hi = torch.where(over & (p_hi > 0), torch.full_like(new_hi, INF), new_hi)
     new_lo = torch.where(over & (p_lo < 0), torch.full_like(new_lo, -INF), new_lo)
     return new_lo, new_hi
-
-
-# ------------------------------------------------------------------------------------ selections
-@dataclass(frozen=True)
-class _ArgExtremum(OpRule):
-    """ArgMax / ArgMin: int64 indices; candidates are the elements that can reach the extremum."""
-    unknown_shapes = COUNTS
-
-    axis: int = 0
-    keepdims: int = 1
-    select_last_index: int = 0
-    largest = True
-
-    def concrete(self, ctx: NodeContext, data: Tensor) -> Tensor:
-        axis = _axis(self.axis, data.dim())
-        x = data.flip(axis) if self.select_last_index else data
-        idx = x.argmax(dim=axis, keepdim=True) if self.largest else x.argmin(dim=axis, keepdim=True)
-        idx = data.shape[axis] - 1 - idx if self.select_last_index else idx
-        return idx if self.keepdims else idx.squeeze(axis)
-
-    def abstract(self, ctx: NodeContext, data: Interval) -> Interval:
-        axis = _axis(self.axis, len(data.shape))
-        if data.shape[axis] == 0:
-            raise UnsupportedOperator(f"{self.op_type} over an empty axis")
-        lo, hi = (b.to(torch.float64) for b in data.full())
-        if not self.largest:
-            lo, hi = -hi, -lo
-        # a winner reaches every element, strictly those it wins the tie against (integers beyond
-        # 2**53 may round to equal float64 values: no strictness there)
-        rivals = _strict_rivals(lo, axis, bool(self.select_last_index))
-        beats = hi > rivals if is_float(data.elem_type) else hi >= rivals
-        cand = (hi >= lo.amax(dim=axis, keepdim=True)) & beats
-        first, last = _candidate_range(cand, axis)
-        shrink = (lambda t: t) if self.keepdims else (lambda t: t.squeeze(axis))
-        return Interval.from_full(shrink(first), shrink(last), TensorProto.INT64, ctx.budget)
-
-
-def _strict_rivals(lo: Tensor, axis: int, last: bool) -> Tensor:
-    """Largest lower bound among the elements before (after, with ``last``) each element."""
-    x = lo.flip(axis) if last else lo
-    running = x.cummax(dim=axis).values
-    pad = torch.full_like(x.narrow(axis, 0, 1), -INF)
-    shifted = torch.cat([pad, running.narrow(axis, 0, x.shape[axis] - 1)], dim=axis)
-    return shifted.flip(axis) if last else shifted
-
-
-def _candidate_range(cand: Tensor, axis: int) -> tuple[Tensor, Tensor]:
-    """Smallest and largest index along ``axis`` where ``cand`` holds (keepdim)."""
-    n = cand.shape[axis]
-    idx = torch.arange(n, dtype=torch.int64).reshape([-1 if a == axis else 1 for a in range(cand.dim())])
-    first = torch.where(cand, idx, torch.full_like(idx, n)).amin(dim=axis, keepdim=True)
-    last = torch.where(cand, idx, torch.full_like(idx, -1)).amax(dim=axis, keepdim=True)
-    return first, last
-
-
-@register("ArgMax")
-class ArgMax(_ArgExtremum):
-    """Index of the (first, or last with select_last_index) maximum along an axis."""
-
-
-@register("ArgMin")
-class ArgMin(_ArgExtremum):
-    """Index of the (first, or last with select_last_index) minimum along an axis."""
-    largest = False
-
-
-@register("TopK", since=10)
-class TopK(OpRule):
-    """The k largest (or smallest) values along an axis and their int64 indices (ties: lower index
-    first). Sorted outputs are order statistics, monotone in every element: sorted bounds bound them."""
-
-    axis: int = -1
-    largest: int = 1
-    sorted: int = 1
-    rounds = False
-
-    def __post_init__(self) -> None:  # sorted=0: the runtime picks the order, so no concrete fast path
-        object.__setattr__(self, "deterministic", bool(self.sorted))
-
-    def concrete(self, ctx: NodeContext, x: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        axis = _axis(self.axis, x.dim())
-        values, idx = torch.sort(x, dim=axis, descending=bool(self.largest), stable=True)
-        count = int(k.reshape(-1)[0])
-        return values.narrow(axis, 0, count).clone(), idx.narrow(axis, 0, count).clone()
-
-    def abstract(self, ctx: NodeContext, x: Interval, k: Interval) -> tuple[Interval, Interval]:
-        axis = _axis(self.axis, len(x.shape))
-        count = (_exact_ints(k, "k") or [0])[0]
-        if not 0 <= count <= x.shape[axis]:
-            raise UnsupportedOperator(f"TopK: k={count} outside [0, {x.shape[axis]}]")
-        lo, hi = x.full()
-        descending = bool(self.largest)
-        s_lo = lo.sort(dim=axis, descending=descending).values.narrow(axis, 0, count)
-        s_hi = hi.sort(dim=axis, descending=descending).values.narrow(axis, 0, count)
-        if count == 0:
-            empty = s_lo.to(torch.int64)
-            return (Interval.from_full(s_lo, s_hi, x.elem_type), Interval.from_full(empty, empty, TensorProto.INT64))
-        if not self.sorted:  # any order: each output lies in the hull of the top-k set
-            s_lo = s_lo.amin(dim=axis, keepdim=True).expand_as(s_lo)
-            s_hi = s_hi.amax(dim=axis, keepdim=True).expand_as(s_hi)
-        kth = (s_lo if descending else s_hi).narrow(axis, count - 1, 1)
-        first, last = _candidate_range(hi >= kth if descending else lo <= kth, axis)
-        shape = s_lo.shape
-        return (Interval.from_full(s_lo, s_hi, x.elem_type, ctx.budget),
-                Interval.from_full(first.expand(shape), last.expand(shape), TensorProto.INT64, ctx.budget))
