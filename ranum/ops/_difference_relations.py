@@ -117,15 +117,13 @@ def _sums_in_order(graph: GraphView, small: str, large: str) -> bool:
     low = graph.producer(passed_through(graph, small))
     high = graph.producer(passed_through(graph, large))
     if low is None or high is None or low.op_type != "ReduceSum" or high.op_type != "ReduceSum" \
-            or low.domain not in ("", "ai.onnx") or high.domain not in ("", "ai.onnx") \
-            or low.attributes != high.attributes or not low.inputs or not high.inputs:
+            or low.domain not in ("", "ai.onnx") or high.domain not in ("", "ai.onnx") or not low.inputs \
+            or not _same_reduction(graph, low, high):
         return False
     a, b = graph.interval(low.inputs[0]), graph.interval(high.inputs[0])
     if a is None or b is None or a.shape is None or a.shape != b.shape or a.elem_type != b.elem_type:
         return False
-    axes = _reduced_axes(graph, low)
-    return axes is not None and axes == _reduced_axes(graph, high) and \
-        _at_most(graph, low.inputs[0], high.inputs[0], a, b)
+    return _at_most(graph, low.inputs[0], high.inputs[0], a, b)
 
 
 def _extremes_of_one_set(graph: GraphView, small: str, large: str) -> bool:
@@ -140,23 +138,18 @@ def _extremes_of_one_set(graph: GraphView, small: str, large: str) -> bool:
         return len(low.inputs) == len(high.inputs) == 2 and any(
             same_value(graph, low.inputs[0], first) and same_value(graph, low.inputs[1], second)
             for first, second in (high.inputs, high.inputs[::-1]))
-    if (low.op_type, high.op_type) != ("ReduceMin", "ReduceMax") or not low.inputs or not high.inputs \
-            or not same_value(graph, low.inputs[0], high.inputs[0]) or low.attributes != high.attributes:
+    if (low.op_type, high.op_type) != ("ReduceMin", "ReduceMax") or not low.inputs \
+            or not same_value(graph, low.inputs[0], high.inputs[0]) or not _same_reduction(graph, low, high):
         return False
     data = graph.interval(low.inputs[0])
-    axes = [_reduced_axes(graph, node) for node in (low, high)]
-    return data is not None and data.shape is not None and all(data.shape) and axes[0] is not None \
-        and axes[0] == axes[1]
+    return data is not None and data.shape is not None and all(data.shape)
 
 
-def _reduced_axes(graph: GraphView, node: Node) -> tuple[int, ...] | None:
-    """A reduction's axes as written (an attribute, or an exact operand from opset 18); None where unknown."""
-    if len(node.inputs) > 1 and node.inputs[1]:
-        axes = graph.interval(node.inputs[1])
-        if axes is None or not axes.is_exact:
-            return None
-        return tuple(int(v) for v in axes.exact_value().reshape(-1).tolist())
-    return tuple(int(v) for v in node.attributes.get("axes", ()))
+def _same_reduction(graph: GraphView, low: Node, high: Node) -> bool:
+    """Whether two reductions take the same axes: equal attributes, and axes operands (opset 18) holding the
+    same values."""
+    return low.attributes == high.attributes and len(low.inputs) == len(high.inputs) and \
+        all(same_value(graph, x, y) for x, y in zip(low.inputs[1:], high.inputs[1:]))
 
 
 def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval, other_iv: Interval,

@@ -40,7 +40,7 @@ from ranum.ops._base import GraphView, NodeContext
 T = TypeVar("T")
 
 __all__ = ["convex_combination_bounds", "either_order", "exact_scalar", "meet", "meet_bounds", "norm_product_bounds",
-           "onnx_producer", "rms_bound_of", "rms_magnitude_bound"]
+           "onnx_producer", "reduced_axes", "rms_bound_of", "rms_magnitude_bound"]
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -145,7 +145,7 @@ def _mean_square(graph: GraphView, name: str) -> tuple[str, int] | None:
     x = graph.interval(x_name)
     if x is None or x.shape is None:
         return None
-    axes = _axes(graph, mean, len(x.shape))
+    axes = reduced_axes(graph, mean, len(x.shape))
     if axes is None:
         return None
     return x_name, math.prod(x.shape[a] for a in axes)
@@ -161,7 +161,9 @@ def _squared(graph: GraphView, node) -> str | None:
     return None
 
 
-def _axes(graph: GraphView, mean, rank: int) -> list[int] | None:
+def reduced_axes(graph: GraphView, mean: Node, rank: int) -> list[int] | None:
+    """A reduction's axes (an attribute, or an exact operand from opset 18), in order; None where they are
+    not known or it reduces nothing (``noop_with_empty_axes``)."""
     axes = mean.attributes.get("axes")
     if axes is None and len(mean.inputs) > 1 and mean.inputs[1]:
         iv: Interval | None = graph.interval(mean.inputs[1])

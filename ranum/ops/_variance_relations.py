@@ -28,6 +28,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import float_facts
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView
+from ranum.ops._relations import reduced_axes
 from ranum.ops._same_values import exactly, passed_through, same_value
 
 __all__ = ["variance_floor"]
@@ -134,26 +135,13 @@ def _terms(graph: GraphView, node: Node) -> tuple[int, float] | None:
         return None
     shape = data.shape
     if node.op_type == "ReduceMean":
-        axes = _axes(graph, node, len(shape))
+        axes = reduced_axes(graph, node, len(shape))
         return None if axes is None else (max(math.prod(shape[a] for a in axes), 1), 1.0)
     if node.op_type == "GlobalAveragePool":
         return max(math.prod(shape[2:]), 1), 1.0
     if node.op_type == "AveragePool":
         return max(math.prod(int(k) for k in node.attributes.get("kernel_shape", ())), 1), 1.0
     return _averaging_conv_terms(graph, node)
-
-
-def _axes(graph: GraphView, node: Node, rank: int) -> list[int] | None:
-    if len(node.inputs) > 1 and node.inputs[1]:
-        iv = graph.interval(node.inputs[1])
-        if iv is None or not iv.is_exact:
-            return None
-        axes = [int(v) for v in iv.exact_value().reshape(-1).tolist()]
-    else:
-        axes = [int(v) for v in node.attributes.get("axes", ())]
-    if not axes:
-        return None if int(node.attributes.get("noop_with_empty_axes", 0)) else list(range(rank))
-    return [a % rank for a in axes]
 
 
 def _averaging_conv_terms(graph: GraphView, node: Node) -> tuple[int, float] | None:
