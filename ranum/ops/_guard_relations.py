@@ -24,7 +24,7 @@ from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._relations import exact_scalar
 from ranum.ops._same_values import exactly, passed_through, same_value
 
-__all__ = ["guarded_branches", "magnitude_floor"]
+__all__ = ["guarded_branches", "magnitude_floor", "straddling_divisor_floor"]
 
 
 # comparison -> (+1 when true means first > second (or >=), -1 when first < second; whether that is strict)
@@ -100,6 +100,15 @@ def magnitude_floor(graph: GraphView, name: str, depth: int = 4) -> float:
         floor = _next_value(bound, iv.elem_type, up=True) if open_at_c else bound
         return min(floor or bound, magnitude_floor(graph, other, depth - 1))
     return 0.0
+
+
+def straddling_divisor_floor(ctx: NodeContext, index: int, divisor: Interval) -> float:
+    """:func:`magnitude_floor` of operand ``index`` where its interval holds 0 (a guard keeps it off 0 on both
+    sides); 0 where it does not hold 0 (its interval already bounds a quotient) or nothing is known."""
+    if ctx.graph is None or not is_float(divisor.elem_type) or divisor.numblocks == 0 \
+            or divisor.min() > 0 or divisor.max() < 0:
+        return 0.0
+    return magnitude_floor(ctx.graph, ctx.node.inputs[index])
 
 
 def _infinity_test(graph: GraphView, node: Node) -> tuple[str, bool, bool] | None:

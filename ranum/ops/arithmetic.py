@@ -31,7 +31,7 @@ from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_floa
 from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import refined_difference, rescaled_sum_floor
-from ranum.ops._guard_relations import magnitude_floor
+from ranum.ops._guard_relations import straddling_divisor_floor
 from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
@@ -149,9 +149,8 @@ class Div(OpRule):
         positive = is_float(a.elem_type) and ctx.graph is not None and a.numblocks > 0 and b.numblocks > 0 \
             and a.min() >= 0 and b.min() == 0 and zeros_are_positive(ctx.graph, ctx.node.inputs[1])
         out = elementwise(_positive_div_bounds if positive else _div_bounds, [a, b], a.elem_type)
-        floor = magnitude_floor(ctx.graph, ctx.node.inputs[1]) if ctx.graph is not None and is_float(a.elem_type) \
-            else 0.0
-        if floor > 0 and a.numblocks and not b.min() > 0 and not b.max() < 0:  # |b| >= floor on both sides of 0
+        floor = straddling_divisor_floor(ctx, 1, b) if is_float(a.elem_type) and a.numblocks else 0.0
+        if floor > 0:  # |b| >= floor on both sides of 0
             out = _clamp_magnitude(out, max(abs(a.min()), abs(a.max())) / floor)
         bound = rms_magnitude_bound(ctx, 0, 1, divides=True)
         return out if bound is None else _clamp_magnitude(out, bound)

@@ -8,7 +8,7 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.interval import Interval
 from ranum.ops._base import NodeContext, UnaryRule
-from ranum.ops._guard_relations import magnitude_floor
+from ranum.ops._guard_relations import straddling_divisor_floor
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import GRADIENT, Overflow, above, at_most, below, between, divisor_zero
 from ranum.ops.registry import register
@@ -74,8 +74,8 @@ class Reciprocal(UnaryRule):
         if ctx.graph is not None and x.numblocks and x.min() == 0 and zeros_are_positive(ctx.graph, ctx.node.inputs[0]):
             return out.with_bounds(torch.where(x.lower == 0, 1.0 / x.upper, out.lower),
                                    torch.where(x.lower == 0, torch.full_like(out.upper, torch.inf), out.upper))
-        floor = magnitude_floor(ctx.graph, ctx.node.inputs[0]) if ctx.graph is not None else 0.0
-        if floor > 0 and not x.min() > 0 and not x.max() < 0:  # a divisor guarded away from 0 on both sides
+        floor = straddling_divisor_floor(ctx, 0, x)
+        if floor > 0:  # a divisor guarded away from 0 on both sides
             cap = 1.0 / floor
             return out.with_bounds(out.lower.clamp(min=-cap, max=cap), out.upper.clamp(min=-cap, max=cap))
         return out
