@@ -35,6 +35,7 @@ import torch
 from onnx import TensorProto
 from torch import Tensor
 
+from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval, elementwise
 from ranum.ops import _bits as int_bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
@@ -112,9 +113,14 @@ class _Comparison(OpRule):
         return self.compare(a, b)
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
-        if ctx.same_input(0, 1):
-            return _constant(a, int(self.reflexive))
+        if ctx.same_input(0, 1) and (not self.reflexive or _never_nan(ctx, a)):
+            return _constant(a, int(self.reflexive))  # x < x is False even for NaN; x == x only where x is no NaN
         return elementwise(type(self).bounds, [a, b], BOOL)
+
+
+def _never_nan(ctx: NodeContext, a: Interval) -> bool:
+    """Whether the first operand can never be NaN (an integer, or a float no run can make NaN)."""
+    return not is_float(a.elem_type) or (ctx.graph is not None and ctx.graph.nan_free(ctx.node.inputs[0]))
 
 
 @register("Equal", since=7)

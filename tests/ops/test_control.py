@@ -17,6 +17,7 @@ from ranum.domain.interval import Interval
 from ranum.graph.loader import load_model
 from ranum.graph.model import Graph
 from ranum.interpret import run_abstract, run_concrete
+from tests.zoo.runtime import Runner
 
 FLOAT, INT64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
 SAMPLES = 40
@@ -282,6 +283,19 @@ def test_comparing_a_tensor_with_itself_is_decided() -> None:
         graph, _ = load_model(model)
         out = _run(graph, a=_box(0, 1, elem_type=elem))
         assert out.is_exact and int(out.lower.min()) == expected, op
+
+
+@pytest.mark.parametrize("op, values", [("Equal", [0, 1]), ("GreaterOrEqual", [0, 1]), ("LessOrEqual", [0, 1]),
+                                        ("Greater", [0, 0]), ("Less", [0, 0])])
+def test_comparing_a_tensor_that_can_be_nan_with_itself(op: str, values: list[int]) -> None:
+    """``x == x`` is False where x is NaN (the ``x != x`` test of nanmean): ``a / b`` is 0 / 0 at a = b = 0."""
+    nodes = [helper.make_node("Div", ["a", "b"], ["d"]), helper.make_node(op, ["d", "d"], ["out"])]
+    model = _model(nodes, [_vi("a", FLOAT, [2]), _vi("b", FLOAT, [2])], [_vi("out", BOOL, [2])])
+    lo, hi = ranum.analyze(model, {"inputs": {"a": [0, 1], "b": [0, 1]}}).bounds("out")
+    assert [int(lo.min()), int(hi.max())] == values
+    zeros = np.zeros(2, np.float32)
+    out = Runner(model).run({"a": zeros, "b": zeros})["out"]
+    assert ((lo <= out) & (out <= hi)).all()
 
 
 def test_where_selects_blockwise() -> None:
