@@ -45,7 +45,7 @@ from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import segment_extreme
 from ranum.ops._variance_relations import variance_floor
 
-__all__ = ["refined_difference", "rescaled_sum_floor"]
+__all__ = ["at_most", "refined_difference", "rescaled_sum_floor"]
 
 def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval) -> Interval:
     """``out`` (the interval bounds of the float ``a - b``) met with what the relations above give."""
@@ -82,14 +82,14 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
 # ---------------------------------------------------------------------------------------- orders
 def _order(graph: GraphView, first: str, second: str, a: Interval, b: Interval) -> int | None:
     """-1 where ``first <= second`` always holds, 1 where ``first >= second``, else None."""
-    if _at_most(graph, first, second, a, b):
+    if at_most(graph, first, second, a, b):
         return -1
-    if _at_most(graph, second, first, b, a):
+    if at_most(graph, second, first, b, a):
         return 1
     return None
 
 
-def _at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval) -> bool:
+def at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval) -> bool:
     """Whether ``small <= large`` element-wise (after broadcasting) from how either was computed."""
     return _bounded_by(graph, large, small, large_iv, small_iv, "Max") or \
         _bounded_by(graph, small, large, small_iv, large_iv, "Min") or _extremes_of_one_set(graph, small, large) \
@@ -123,7 +123,7 @@ def _sums_in_order(graph: GraphView, small: str, large: str) -> bool:
     a, b = graph.interval(low.inputs[0]), graph.interval(high.inputs[0])
     if a is None or b is None or a.shape is None or a.shape != b.shape or a.elem_type != b.elem_type:
         return False
-    return _at_most(graph, low.inputs[0], high.inputs[0], a, b)
+    return at_most(graph, low.inputs[0], high.inputs[0], a, b)
 
 
 def _extremes_of_one_set(graph: GraphView, small: str, large: str) -> bool:

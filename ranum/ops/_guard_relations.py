@@ -21,6 +21,7 @@ from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._difference_relations import at_most
 from ranum.ops._relations import exact_scalar
 from ranum.ops._same_values import exactly, passed_through, same_value
 
@@ -56,7 +57,7 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
                 x = _one_side(_one_side(x, bound, above=True), bound, above=False)
             if tensor == y_name:  # selected where it differs: an end at the constant moves off it
                 y = _off(y, bound)
-        return x, y
+        return x, _where_unequal(graph, first, second, y_name, y)
     order, strict = _ORDER[node.op_type]
     for tensor, constant, sign in ((first, second, order), (second, first, -order)):
         bound = exact_scalar(graph, constant)
@@ -67,6 +68,30 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
         if tensor == y_name:  # selected where it fails: the other side (a strict comparison fails on a closed one)
             y = _one_side(y, bound, above=sign < 0, strict=not strict)
     return x, y
+
+
+def _where_unequal(graph: GraphView, first: str, second: str, name: str, y: Interval) -> Interval:
+    """``y`` (``name``) where ``first != second``: their difference is not 0 (in IEEE arithmetic with
+    subnormals, ``p - q == 0`` only where ``p == q``; an infinite operand gives an infinity or NaN), and one
+    of them known to be at most the other (a set's minimum and maximum) is strictly above the smaller one's
+    least value (``where(max == min, 1, max)``: a maximum of values >= 0 is > 0 there)."""
+    if not is_float(y.elem_type) or y.shape is None:
+        return y
+    node = graph.producer(passed_through(graph, name))
+    if node is not None and node.op_type == "Sub" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2 \
+            and any(same_value(graph, node.inputs[0], p) and same_value(graph, node.inputs[1], q)
+                    for p, q in ((first, second), (second, first))):
+        return _off(y, 0.0)
+    for own, other in ((first, second), (second, first)):
+        own_iv, other_iv = graph.interval(own), graph.interval(other)
+        if not same_value(graph, name, own) or own_iv is None or other_iv is None or other_iv.shape is None \
+                or other_iv.numblocks == 0:
+            continue
+        if at_most(graph, other, own, other_iv, own_iv):
+            return _one_side(y, other_iv.min(), above=True, strict=True)
+        if at_most(graph, own, other, own_iv, other_iv):
+            return _one_side(y, other_iv.max(), above=False, strict=True)
+    return y
 
 
 def magnitude_floor(graph: GraphView, name: str, depth: int = 4) -> float:

@@ -32,6 +32,7 @@ from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import refined_difference, rescaled_sum_floor
 from ranum.ops._guard_relations import straddling_divisor_floor
+from ranum.ops._range_relations import range_ratio_bounds
 from ranum.ops._relations import rms_magnitude_bound
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
@@ -153,12 +154,19 @@ class Div(OpRule):
         if floor > 0:  # |b| >= floor on both sides of 0
             out = _clamp_magnitude(out, max(abs(a.min()), abs(a.max())) / floor)
         bound = rms_magnitude_bound(ctx, 0, 1, divides=True)
-        return out if bound is None else _clamp_magnitude(out, bound)
+        out = out if bound is None else _clamp_magnitude(out, bound)
+        ratio = range_ratio_bounds(ctx, a, b) if is_float(a.elem_type) else None
+        return out if ratio is None else _clamp(out, *ratio)
 
 
 def _clamp_magnitude(out: Interval, bound: float) -> Interval:
     """Intersect with [-bound, bound] (a bound proven by a relational refinement)."""
-    return out.with_bounds(out.lower.clamp(min=-bound, max=bound), out.upper.clamp(min=-bound, max=bound))
+    return _clamp(out, -bound, bound)
+
+
+def _clamp(out: Interval, low: float, high: float) -> Interval:
+    """Intersect with [low, high] (bounds proven by a relational refinement)."""
+    return out.with_bounds(out.lower.clamp(min=low, max=high), out.upper.clamp(min=low, max=high))
 
 
 def _div_bounds(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
