@@ -301,7 +301,9 @@ class _AbstractWalker:
             return self._top(ctx)
         joined = functools.reduce(Interval.join, [Interval.create(h.lower, h.upper, (), None, h.elem_type)
                                                   for h in copied])
-        return [joined for _ in ctx.node.outputs]
+        # where shape inference gives an output's shape (a Gather by indices of static shape), keep it
+        return [Interval.uniform(joined.lower, joined.upper, shape, joined.elem_type) if _full_shape(shape)
+                else joined for shape, _ in zip(ctx.output_shapes or [None] * len(ctx.node.outputs), ctx.node.outputs)]
 
     def _apply(self, rule: OpRule, ctx: NodeContext, inputs: list[Value | None]) -> list[Value]:
         present = [iv for iv in inputs if iv is not None]
@@ -368,6 +370,10 @@ def _top_output(ctx: NodeContext, index: int, shape: tuple[int, ...] | None, ele
     if ctx.output_is_optional(index):
         return OptionalValue.top(elem_type, shape, sequence)
     return SequenceValue.top(elem_type, shape) if sequence else Interval.top(shape, elem_type)
+
+
+def _full_shape(shape: tuple[int, ...] | None) -> bool:
+    return shape is not None and all(isinstance(n, int) and n >= 0 for n in shape)
 
 
 def _static_shape(graph: Graph, name: str) -> tuple[int, ...] | None:

@@ -1,19 +1,28 @@
 """Upper bounds of how many elements a tensor of a shape known only at run time can hold.
 
 NonZero of a tensor of n elements yields at most n positions per axis of it; reshapes, transposes, casts
-and element-wise functions of one tensor keep its count; a Slice or a Compress keeps at most it; a Gather
+and element-wise functions of one tensor keep its count; a Slice, a Compress, a scatter or any of Unique's
+outputs keeps at most it; a ConstantOfShape of another tensor's Shape holds as many as that tensor; a Gather
 takes one slice of its data per index (one element of a Shape), a GatherND at most one per index too
 (each at most all of the data where its shape is not known); a ConstantOfShape has as many axes as its
 shape operand holds values, each at most their bound; a Concat adds its parts' counts; an Expand to a
 shape whose values are bounded repeats each element at most the product of those bounds (to another
 tensor's whole shape, at most that tensor's count); an element-wise operator broadcasting its operands
-yields at most the product of their counts; Shape cut by start and end is at most that long, Size is one
-element. A tensor of a known shape holds exactly its shape's product. Anything else is not bounded (None).
+yields at most the product of their counts; a reduction of a tensor that cannot be empty at most its count;
+Shape cut by start and end is at most that long, Size is one element. A tensor of a known shape holds exactly
+its shape's product. Anything else is not bounded (None).
 
 The interpreter uses them where a count decides a bound: the value of Size of such a tensor, and how many
 updates a ScatterElements that adds them can pile onto one element (a graph network's sum over an edge list
 that NonZero filtered). Shape's values take :func:`largest_dimension` instead, a bound of each axis' length
 by the same kind of argument: a tensor without elements, (0, 7), has a count of 0 and an axis of 7.
+
+:func:`least_elements` bounds the count from below: whether a reduction can see no element at all
+(onnxruntime's ReduceMax of nothing is -inf, its ReduceMean 0). A known shape gives its product; reshapes,
+casts, element-wise functions and scatters keep their first input's; a broadcasting operator gives at
+least its largest operand's where none can be empty; a Gather gives one slice per index of data that is
+not empty; each of Unique's outputs holds at least one element of a non-empty input; a ConstantOfShape
+of another tensor's Shape as many as that tensor. Anything else may be empty (0).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import math
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView
 
-__all__ = ["largest_dimension", "most_elements"]
+__all__ = ["largest_dimension", "least_elements", "most_elements"]
 
 _DEPTH = 16  # producers followed up from a tensor
 # one element out per element in: the count of the first input
@@ -33,7 +42,9 @@ _SAME_COUNT = frozenset({
     "Softplus", "LeakyRelu", "Elu", "Selu", "Sin", "Cos", "IsNaN", "IsInf", "Clip", "Softmax", "LogSoftmax",
     "Hardmax", "CumSum", "Gelu", "HardSigmoid", "HardSwish", "Mish", "Softsign",
 })
-_AT_MOST_FIRST = frozenset({"Slice", "Compress"})
+# every output holds at most as many elements as the first input (a scatter's equally many; each of Unique's
+# outputs at most one per input element)
+_AT_MOST_FIRST = frozenset({"Slice", "Compress", "ScatterElements", "ScatterND", "Scatter", "Unique"})
 _BROADCASTING = frozenset({
     "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "And", "Or", "Xor", "Equal", "Less", "Greater",
     "LessOrEqual", "GreaterOrEqual", "Mod",
@@ -68,6 +79,8 @@ def _count_of(graph: GraphView, node: Node, depth: int) -> int | None:
         return None if data is None or data.shape is None or count is None else max(len(data.shape), 1) * count
     if op == "Size":
         return 1
+    if op.startswith("Reduce") or op in ("ArgMax", "ArgMin"):  # of a non-empty tensor: one per kept position
+        return most_elements(graph, inputs[0], depth) if inputs and least_elements(graph, inputs[0]) else None
     if op == "Shape":  # as long as the tensor's rank: known here only where start and end (>= 0) cut it
         start, end = int(node.attributes.get("start", 0)), node.attributes.get("end")
         return None if end is None or start < 0 or int(end) < start else int(end) - start
@@ -76,6 +89,11 @@ def _count_of(graph: GraphView, node: Node, depth: int) -> int | None:
         return None if any(c is None for c in counts) else sum(counts)
     if op in ("Gather", "GatherND"):
         return _gathered(graph, node, depth)
+    if op == "ConstantOfShape" and inputs:
+        shape_of = graph.producer(inputs[0])
+        if shape_of is not None and shape_of.op_type == "Shape" and shape_of.domain in ("", "ai.onnx") \
+                and not shape_of.attributes.get("start") and shape_of.attributes.get("end") is None:
+            return most_elements(graph, shape_of.inputs[0], depth)  # shaped like that tensor: as many elements
     if op == "ConstantOfShape":  # as many axes as its shape operand's count, each at most its largest value
         sizes = graph.interval(inputs[0]) if inputs else None
         length = most_elements(graph, inputs[0], depth) if inputs else None
@@ -137,6 +155,31 @@ def _expanded(graph: GraphView, node: Node, depth: int) -> int | None:
     if not all(math.isfinite(v) for v in highest):
         return None
     return count * math.prod(max(int(v), 1) for v in highest)
+
+
+def least_elements(graph: GraphView, name: str, depth: int = _DEPTH) -> int:
+    """A lower bound of the number of elements of tensor ``name`` in every run (0 where it may be empty)."""
+    iv = graph.interval(name) if name else None
+    if iv is not None and iv.shape is not None:
+        return math.prod(iv.shape)
+    node = graph.producer(name) if name else None
+    if node is None or depth == 0 or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return 0
+    op, inputs = node.op_type, node.inputs
+    if op in _SAME_COUNT or op in ("ScatterElements", "ScatterND", "Scatter"):
+        return least_elements(graph, inputs[0], depth - 1)
+    if op in _BROADCASTING:
+        counts = [least_elements(graph, x, depth - 1) for x in inputs if x]
+        return 0 if not counts or min(counts) == 0 else max(counts)
+    if op == "Gather" and len(inputs) == 2:
+        return least_elements(graph, inputs[1], depth - 1) if least_elements(graph, inputs[0], depth - 1) else 0
+    if op == "Unique":
+        return min(1, least_elements(graph, inputs[0], depth - 1))
+    shape_of = graph.producer(inputs[0]) if op == "ConstantOfShape" else None
+    if shape_of is not None and shape_of.op_type == "Shape" and shape_of.domain in ("", "ai.onnx") \
+            and not shape_of.attributes.get("start") and shape_of.attributes.get("end") is None:
+        return least_elements(graph, shape_of.inputs[0], depth - 1)
+    return 0
 
 
 def largest_dimension(graph: GraphView, name: str, depth: int = _DEPTH) -> int | None:

@@ -25,7 +25,7 @@ from ranum.ops._difference_relations import at_most
 from ranum.ops._relations import exact_scalar
 from ranum.ops._same_values import exactly, passed_through, same_value
 
-__all__ = ["guarded_branches", "magnitude_floor", "straddling_divisor_floor"]
+__all__ = ["guarded_branches", "implied_sides", "magnitude_floor", "met_with", "straddling_divisor_floor"]
 
 
 # comparison -> (+1 when true means first > second (or >=), -1 when first < second; whether that is strict)
@@ -44,30 +44,55 @@ def guarded_branches(ctx: NodeContext, x: Interval, y: Interval) -> tuple[Interv
     infinite = _infinity_test(graph, node) if node is not None else None
     if infinite is not None:
         return x, _finite_where_not_infinite(graph, infinite, y_name, y)
-    if node is None or node.op_type not in (*_ORDER, "Equal") or node.domain not in ("", "ai.onnx") \
-            or len(node.inputs) != 2:
-        return x, y
-    first, second = node.inputs
-    if node.op_type == "Equal":
-        for tensor, constant in ((first, second), (second, first)):
-            bound = exact_scalar(graph, constant)
-            if bound is None or math.isnan(bound):
-                continue
-            if tensor == x_name:  # selected where it equals the constant
-                x = _one_side(_one_side(x, bound, above=True), bound, above=False)
-            if tensor == y_name:  # selected where it differs: an end at the constant moves off it
-                y = _off(y, bound)
-        return x, _where_unequal(graph, first, second, y_name, y)
-    order, strict = _ORDER[node.op_type]
-    for tensor, constant, sign in ((first, second, order), (second, first, -order)):
-        bound = exact_scalar(graph, constant)
-        if bound is None or math.isnan(bound):
-            continue
-        if tensor == x_name:  # selected where the condition holds: tensor above (sign > 0) or below the bound
-            x = _one_side(x, bound, above=sign > 0, strict=strict)
-        if tensor == y_name:  # selected where it fails: the other side (a strict comparison fails on a closed one)
-            y = _one_side(y, bound, above=sign < 0, strict=not strict)
+    x = met_with(x, implied_sides(graph, condition, x_name, True))
+    y = met_with(y, implied_sides(graph, condition, y_name, False))
+    if node is not None and node.op_type == "Equal" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2:
+        y = _where_unequal(graph, *node.inputs, y_name, y)
     return x, y
+
+
+Fact = tuple[str, float, bool]  # ("above" | "below", bound, strict) or ("off", value, False)
+
+
+def implied_sides(graph: GraphView, condition: str, tensor: str, holds: bool, depth: int = 8) -> list[Fact]:
+    """What ``condition`` being ``holds`` (True or False) says of ``tensor`` at the same position: a
+    comparison of ``tensor`` with an exact scalar (a failed one gives the other side, a failed strict one
+    the closed side, as far as ``tensor`` is not NaN, which the bounds do not hold anyway), an equality
+    (pinned to the constant; off it where it fails), through Not, And that holds and Or that fails
+    (``x[~((x < eps) | isnan(x))]``). Broadcasting maps every position of the condition onto the same
+    element of ``tensor`` as onto the branch or data it guards, which is ``tensor`` itself."""
+    node = graph.producer(passed_through(graph, condition)) if depth > 0 else None
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return []
+    op = node.op_type
+    if op == "Not" and len(node.inputs) == 1:
+        return implied_sides(graph, node.inputs[0], tensor, not holds, depth - 1)
+    if op in ("And", "Or") and len(node.inputs) == 2:
+        if (op == "And") != holds:  # a true Or or a false And: either part may be the reason
+            return []
+        return [fact for part in node.inputs for fact in implied_sides(graph, part, tensor, holds, depth - 1)]
+    if op not in (*_ORDER, "Equal") or len(node.inputs) != 2:
+        return []
+    facts: list[Fact] = []
+    first, second = node.inputs
+    for compared, constant, sign in ((first, second, 1), (second, first, -1)):
+        bound = exact_scalar(graph, constant)
+        if bound is None or math.isnan(bound) or not same_value(graph, compared, tensor):
+            continue
+        if op == "Equal":
+            facts += [("above", bound, False), ("below", bound, False)] if holds else [("off", bound, False)]
+            continue
+        order, strict = _ORDER[op]
+        above = (order * sign > 0) == holds
+        facts.append(("above" if above else "below", bound, strict if holds else not strict))
+    return facts
+
+
+def met_with(iv: Interval, facts: list[Fact]) -> Interval:
+    """``iv`` met with each of ``facts`` (see :func:`implied_sides`)."""
+    for kind, bound, strict in facts:
+        iv = _off(iv, bound) if kind == "off" else _one_side(iv, bound, above=kind == "above", strict=strict)
+    return iv
 
 
 def _where_unequal(graph: GraphView, first: str, second: str, name: str, y: Interval) -> Interval:

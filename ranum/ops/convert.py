@@ -105,15 +105,18 @@ class ConstantOfShape(OpRule):
 
 def _integer_steps(start: Interval, limit: Interval, delta: Interval) -> Interval | None:
     """An integer Range of a length that varies with its operands: every value lies from start towards limit,
-    never reaching it (delta of one sign; a float Range's rounding error grows with a length not known)."""
+    never reaching it (delta of one sign; a float Range's rounding error grows with a length not known). A
+    start beyond the limit gives no value at all (a ReduceMin of no element starts at the type's largest)."""
     if is_float(start.elem_type):
         return None
     d_lo, d_hi = int(delta.lower.min()), int(delta.upper.max())
     s_lo, s_hi = int(start.lower.min()), int(start.upper.max())
     if d_lo > 0:
-        lo, hi = s_lo, max(s_hi, int(limit.upper.max()) - 1)
+        hi = int(limit.upper.max()) - 1
+        lo = min(s_lo, hi)
     elif d_hi < 0:
-        lo, hi = min(s_lo, int(limit.lower.min()) + 1), s_hi
+        lo = int(limit.lower.min()) + 1
+        hi = max(s_hi, lo)
     else:
         return None
     return Interval.create(torch.tensor(lo), torch.tensor(hi), (), None, start.elem_type)

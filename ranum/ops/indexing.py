@@ -24,7 +24,9 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, structural
 from ranum.ops._counts import most_elements
+from ranum.ops._guard_relations import implied_sides, met_with
 from ranum.ops._range_hull import block_of, hull_blocks, index_ranges, range_reduce, select_pick
+from ranum.ops._same_values import passed_through
 from ranum.ops._segment_relations import segment_softmax_floor
 from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
@@ -140,8 +142,10 @@ def _nd_rows(shape: Sequence[int], indices: Tensor, batch_dims: int) -> tuple[Te
 
 @register("GatherND")
 class GatherND(OpRule):
-    """Gathers slices addressed by index tuples (last axis of ``indices``) after ``batch_dims``."""
-    unknown_shapes = COPIES
+    """Gathers slices addressed by index tuples (last axis of ``indices``) after ``batch_dims``. The elements a
+    boolean mask selects, ``x[mask]`` (``GatherND(x, Transpose(NonZero(mask)))``), keep what the mask says
+    of them (``x[x > eps]`` is above eps: see :func:`ranum.ops._guard_relations.implied_sides`)."""
+    unknown_shapes = HULLS
 
     batch_dims: int = 0
     rounds = False
@@ -160,7 +164,37 @@ class GatherND(OpRule):
         shape = tuple(indices.shape[:-1]) + tuple(data.shape[self.batch_dims + k:])
         if data.numblocks == 0:
             return Interval.top(shape, data.elem_type)
-        return Interval.uniform(data.lower.amin(), data.upper.amax(), shape, data.elem_type)
+        return self._masked(ctx, Interval.uniform(data.lower.amin(), data.upper.amax(), shape, data.elem_type))
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, indices: Interval) -> Interval | None:
+        """Indices computed from data (NonZero), or data of a length known only at run time: the data's hull
+        (in the output's shape where shape inference gives it), and what a mask says of what it selects."""
+        hull = data.hull()
+        if hull is None:
+            return None
+        shape = ctx.output_shapes[0] if ctx.output_shapes else None
+        if shape is not None and all(isinstance(n, int) and n >= 0 for n in shape):  # from shape inference
+            return self._masked(ctx, Interval.uniform(hull.lower, hull.upper, shape, hull.elem_type))
+        return self._masked(ctx, Interval.create(hull.lower, hull.upper, (), None, hull.elem_type))
+
+    def _masked(self, ctx: NodeContext, out: Interval) -> Interval:
+        """``out`` met with what the mask says of the elements it selects, where the indices are
+        ``Transpose(NonZero(mask))`` of a mask of the data's shape."""
+        graph = ctx.graph
+        if graph is None or self.batch_dims != 0 or len(ctx.node.inputs) != 2:
+            return out
+        data_name, indices_name = ctx.node.inputs
+        transpose = graph.producer(passed_through(graph, indices_name))
+        if transpose is None or transpose.op_type != "Transpose" or list(transpose.attributes.get("perm", [1, 0])) \
+                != [1, 0]:
+            return out
+        nonzero = graph.producer(passed_through(graph, transpose.inputs[0]))
+        if nonzero is None or nonzero.op_type != "NonZero" or nonzero.domain not in ("", "ai.onnx"):
+            return out
+        mask, data = graph.interval(nonzero.inputs[0]), graph.interval(data_name)
+        if mask is None or data is None or mask.shape is None or mask.shape != data.shape:
+            return out
+        return met_with(out, implied_sides(graph, nonzero.inputs[0], data_name, True))
 
 
 # ------------------------------------------------------------------------------ scattering

@@ -26,8 +26,8 @@ from ranum.domain import arith, blocks
 from ranum.domain.dtypes import float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import COPIES, HULLS, NodeContext, OpRule
-from ranum.ops._counts import most_elements
+from ranum.ops._base import HULLS, NodeContext, OpRule
+from ranum.ops._counts import least_elements, most_elements
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
@@ -335,6 +335,33 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
 class ReduceMean(_SumOf):
     """Mean over axes (integers: the sum divided with truncation)."""
 
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval | None:
+        """Means of up to all of data's elements (float): within data's hull, widened by the rounding of a
+        float sum of that many terms (within ``gamma_n`` times the sum of their magnitudes, so the mean within
+        ``gamma_n`` times the largest), where that sum cannot overflow; without a count, terms of one sign
+        keep it (the sum may overflow to an infinity of that sign). onnxruntime's mean of no element is 0:
+        joined in where the operand may be empty."""
+        hull = data.hull()
+        if hull is None or ctx.graph is None or not is_float(data.elem_type):
+            return None
+        most = most_elements(ctx.graph, ctx.node.inputs[0])
+        lo, hi = float(hull.lower), float(hull.upper)
+        largest = max(abs(lo), abs(hi))
+        gamma = arith.accumulation_gamma(most, data.elem_type) if most is not None else INF
+        if math.isfinite(largest) and math.isfinite(gamma) \
+                and most * largest * (1 + gamma) < arith.accumulator_facts(data.elem_type).max:
+            low, high = lo - gamma * largest, hi + gamma * largest
+        elif lo >= 0 or hi <= 0:
+            low, high = (0.0, INF) if lo >= 0 else (-INF, 0.0)
+        else:
+            return None
+        if least_elements(ctx.graph, ctx.node.inputs[0]) == 0:
+            low, high = min(low, 0.0), max(high, 0.0)
+        return Interval.create(torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64),
+                               (), None, data.elem_type)
+
     def _exact(self, x, dims):
         if x.is_floating_point() or not dims:
             return x.mean(dim=dims, keepdim=True) if dims else x.clone()
@@ -395,11 +422,27 @@ class ReduceLogSum(_SumOf):
 @register("ReduceMax")
 class ReduceMax(_Reduce):
     """Maximum over axes: exact, block-wise."""
-    unknown_shapes = COPIES
+    unknown_shapes = HULLS
+
+    def without_shapes(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval | None:
+        """Extremes of some of data's elements: its hull, joined with onnxruntime's extreme of no element (-inf
+        for a maximum, +inf for a minimum; an integer type's own extreme) where the operand may be empty."""
+        hull = data.hull()
+        if hull is None:
+            return None
+        low, high = hull.lower, hull.upper
+        if ctx.graph is None or least_elements(ctx.graph, ctx.node.inputs[0]) == 0:
+            if is_float(data.elem_type):
+                empty = -INF if self.largest else INF
+            else:
+                info = torch.iinfo(torch_dtype(data.elem_type))
+                empty = info.min if self.largest else info.max
+            low, high = torch.clamp(low, max=empty), torch.clamp(high, min=empty)
+        return Interval.create(low, high, (), None, data.elem_type)
 
     accumulates = False
     rounds = False
-    hazards = ()  # selects an input value: never creates NaN or Inf
+    hazards = ()  # selects an input value: never creates NaN (of no element: an infinity, see without_shapes)
     largest = True
 
     def _exact(self, x, dims):
