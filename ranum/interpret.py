@@ -187,7 +187,7 @@ class _AbstractWalker:
             outputs = [self.interval(n) if n else None for n in node.outputs]
             if any(h.kind == FORWARD and h.check(inputs, outputs) is not None for h in rule.hazards):
                 return False
-            pending.extend(n for n in node.inputs if n)
+            pending.extend(n for n in _read_operands(node, inputs) if n)
         return True
 
     # ---------------------------------------------------------------------------------------
@@ -370,6 +370,19 @@ def _top_output(ctx: NodeContext, index: int, shape: tuple[int, ...] | None, ele
     if ctx.output_is_optional(index):
         return OptionalValue.top(elem_type, shape, sequence)
     return SequenceValue.top(elem_type, shape) if sequence else Interval.top(shape, elem_type)
+
+
+def _read_operands(node: Node, inputs: list) -> tuple[str, ...]:
+    """The operands whose values reach the node's output: a Where whose condition is decided reads one
+    branch only (``masked_fill(mask, nan)`` with a mask that is never set)."""
+    condition = inputs[0] if node.op_type == "Where" and node.domain in ("", "ai.onnx") and len(inputs) == 3 \
+        else None
+    if isinstance(condition, Interval) and condition.numblocks and condition.shape is not None:
+        if int(condition.upper.max()) == 0:
+            return node.inputs[0], node.inputs[2]
+        if int(condition.lower.min()) == 1:
+            return node.inputs[0], node.inputs[1]
+    return node.inputs
 
 
 def _full_shape(shape: tuple[int, ...] | None) -> bool:
