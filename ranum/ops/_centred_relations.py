@@ -24,7 +24,8 @@ import torch
 from ranum.domain.dtypes import float_facts
 from ranum.domain.interval import Interval
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._relations import either_order, meet_bounds, onnx_producer, rms_bound_of
+from ranum.ops._relations import either_order, meet_bounds, onnx_producer
+from ranum.ops._rms_relations import rms_bound_of
 from ranum.ops._same_values import passed_through, same_value
 
 __all__ = ["within_centred_sum"]

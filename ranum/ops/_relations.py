@@ -1,11 +1,7 @@
 """Relational refinements: bounds that follow from how operands were computed, not only their ranges.
 
-RMS normalisation ``y = x * c / sqrt(mean(x^2) + eps)`` (RMSNorm, T5LayerNorm), exported as
-``Mul(x, Div(c, Sqrt(Add(ReduceMean(Pow(x, 2)), eps))))``, ``Mul(x, Reciprocal(Sqrt(...)))`` or
-``Div(x, Sqrt(...))``: since ``x_i^2 <= n * mean(x^2)`` over the ``n`` reduced elements,
-``|y_i| <= |c| * sqrt(n)``, whatever the range of x. Intervals alone only give ``|x| * c / sqrt(eps)``.
-Rounding: the float mean of squares is at least ``(1 - gamma) * mean`` and each of pow, sqrt, div,
-mul rounds once, so the bound is widened by ``1 / sqrt(1 - gamma)`` and a few units of roundoff.
+RMS and L2 normalisations (a tensor over a root of its own mean of squares) are in
+:mod:`ranum.ops._rms_relations`.
 
 Attention ``MatMul(Softmax(s), V)`` over the softmax axis: each output is a convex combination of
 a column of V (weights >= 0 summing to 1), so it lies between that column's least lower and
@@ -40,56 +36,7 @@ from ranum.ops._base import GraphView, NodeContext
 T = TypeVar("T")
 
 __all__ = ["convex_combination_bounds", "either_order", "exact_scalar", "meet", "meet_bounds", "norm_product_bounds",
-           "onnx_producer", "reduced_axes", "rms_bound_of", "rms_magnitude_bound"]
-
-
-def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
-    """A bound of |output| when the node computes x times (or divided by) an RMS statistic of x.
-
-    Args:
-        ctx: the node's context (needs the graph view).
-        x_index: which input is x.
-        scale_index: which input is ``c / sqrt(...)`` (``divides=False``) or ``sqrt(...)`` (``divides=True``).
-        divides: the node divides x by the square root instead of multiplying by its reciprocal.
-    """
-    if ctx.graph is None:
-        return None
-    names = ctx.node.inputs
-    return _rms_bound(ctx.graph, names[x_index], names[scale_index], divides)
-
-
-def rms_bound_of(graph: GraphView, reciprocal: str) -> tuple[str, float] | None:
-    """(x, B) where ``reciprocal`` is ``c / sqrt(mean(x^2) + eps)`` (its Reciprocal, or ``Pow(mean(x^2) + eps,
-    -0.5)``) and ``|x * reciprocal| <= B`` element-wise; None for another form."""
-    found = _inverse_root_of(graph, reciprocal)
-    stats = _mean_square(graph, found[1]) if found is not None else None
-    if stats is None:
-        return None
-    bound = _rms_bound(graph, stats[0], reciprocal, divides=False)
-    return None if bound is None else (stats[0], bound)
-
-
-def _rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> float | None:
-    if divides:
-        sqrt = graph.producer(other)
-        found = (1.0, sqrt.inputs[0]) if sqrt is not None and sqrt.op_type == "Sqrt" else None
-    else:
-        found = _inverse_root_of(graph, other)
-    if found is None:
-        return None
-    factor, radicand = found
-    stats = _mean_square(graph, radicand)
-    if stats is None or stats[0] != x_name:
-        return None
-    count = stats[1]
-    x = graph.interval(x_name)
-    if x is None or not is_float(x.elem_type) or count < 1:
-        return None
-    unit = float_facts(x.elem_type).eps
-    gamma = arith.accumulation_gamma(count + 2, x.elem_type)
-    if gamma >= 1:
-        return None
-    return abs(factor) * math.sqrt(count / (1 - gamma)) * (1 + 16 * unit)
+           "onnx_producer", "reduced_axes"]
 
 
 def exact_scalar(graph: GraphView, name: str) -> float | None:
@@ -97,68 +44,6 @@ def exact_scalar(graph: GraphView, name: str) -> float | None:
     if iv is None or not iv.is_exact or iv.numblocks != 1:
         return None
     return float(iv.lower.detach().reshape(()))
-
-
-def _reciprocal_of(graph: GraphView, name: str) -> tuple[float, str] | None:
-    """``c / s`` or ``Reciprocal(s)`` with an exact scalar c: returns (c, s)."""
-    node = graph.producer(name)
-    if node is None:
-        return None
-    if node.op_type == "Reciprocal":
-        return 1.0, node.inputs[0]
-    if node.op_type == "Div" and len(node.inputs) == 2:
-        c = exact_scalar(graph, node.inputs[0])
-        return None if c is None else (c, node.inputs[1])
-    return None
-
-
-def _inverse_root_of(graph: GraphView, name: str) -> tuple[float, str] | None:
-    """``c / Sqrt(v)``, ``Reciprocal(Sqrt(v))`` or ``Pow(v, -0.5)`` (Gemma 3n's RMSNorm) with an exact scalar c:
-    returns (c, v)."""
-    node = graph.producer(name)
-    if node is not None and node.op_type == "Pow" and exact_scalar(graph, node.inputs[1]) == -0.5:
-        return 1.0, node.inputs[0]
-    found = _reciprocal_of(graph, name)
-    sqrt = graph.producer(found[1]) if found is not None else None
-    return (found[0], sqrt.inputs[0]) if sqrt is not None and sqrt.op_type == "Sqrt" else None
-
-
-def _mean_square(graph: GraphView, name: str) -> tuple[str, int] | None:
-    """``Add(ReduceMean(x^2), eps)`` with eps >= 0 exact (or the mean alone): returns (x, reduced count)."""
-    add = graph.producer(name)
-    mean_name = name
-    if add is not None and add.op_type == "Add":
-        for mean_pos, eps_pos in ((0, 1), (1, 0)):
-            eps = exact_scalar(graph, add.inputs[eps_pos])
-            if eps is not None and eps >= 0:
-                mean_name = add.inputs[mean_pos]
-                break
-        else:
-            return None
-    mean = graph.producer(mean_name)
-    if mean is None or mean.op_type != "ReduceMean" or not int(mean.attributes.get("keepdims", 1)):
-        return None
-    square = graph.producer(mean.inputs[0])
-    x_name = _squared(graph, square)
-    if x_name is None:
-        return None
-    x = graph.interval(x_name)
-    if x is None or x.shape is None:
-        return None
-    axes = reduced_axes(graph, mean, len(x.shape))
-    if axes is None:
-        return None
-    return x_name, math.prod(x.shape[a] for a in axes)
-
-
-def _squared(graph: GraphView, node) -> str | None:
-    if node is None:
-        return None
-    if node.op_type == "Mul" and len(node.inputs) == 2 and node.inputs[0] == node.inputs[1]:
-        return node.inputs[0]
-    if node.op_type == "Pow" and exact_scalar(graph, node.inputs[1]) == 2.0:
-        return node.inputs[0]
-    return None
 
 
 def reduced_axes(graph: GraphView, mean: Node, rank: int) -> list[int] | None:
@@ -429,7 +314,9 @@ def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
     for row_pos in ((0, 1) if node.op_type == "Mul" else (0,)):
         # RMS normalisation: ||y|| = |c| ||x|| / sqrt(mean(x^2) + eps) obeys the bound of each |y_i|
         # (the mean may run over more axes than the last: a row's norm is at most the slice's).
-        rms = _rms_bound(graph, node.inputs[row_pos], node.inputs[1 - row_pos], node.op_type == "Div")
+        from ranum.ops._rms_relations import rms_bound  # noqa: PLC0415 (that module is built on this one)
+
+        rms = rms_bound(graph, node.inputs[row_pos], node.inputs[1 - row_pos], node.op_type == "Div")
         if rms is not None:
             return rms
         inner = row_norm_bound(graph, node.inputs[row_pos], depth + 1)

@@ -45,7 +45,23 @@ def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -
         return False
     if dict(a.attributes) != dict(b.attributes):
         return False
+    if a.op_type.startswith("Reduce") and len(a.inputs) == 2 and _same_axes(graph, a.inputs[1], b.inputs[1],
+                                                                             a.inputs[0]):
+        return same_value(graph, a.inputs[0], b.inputs[0], depth - 1)  # axes [3] and [-1] of a rank-4 tensor
     return all(same_value(graph, x, y, depth - 1) for x, y in zip(a.inputs, b.inputs))
+
+
+def _same_axes(graph: GraphView, first: str, second: str, data: str) -> bool:
+    """Whether two exact axes operands of reductions of ``data`` name the same axes (negative ones counted
+    from the end of data's rank)."""
+    a, b, x = graph.interval(first), graph.interval(second), graph.interval(data)
+    if a is None or b is None or x is None or x.shape is None or not a.is_exact or not b.is_exact:
+        return False
+    rank = len(x.shape)
+    mine, theirs = (iv.exact_value().reshape(-1).tolist() for iv in (a, b))
+    if any(not -rank <= v < rank for v in mine + theirs):
+        return False
+    return sorted({v % rank for v in mine}) == sorted({v % rank for v in theirs})
 
 
 _CONSTANT_ELEMENTS = 1 << 16  # larger exact tensors are not compared element by element

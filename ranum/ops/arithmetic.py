@@ -33,7 +33,7 @@ from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import refined_difference, rescaled_sum_floor
 from ranum.ops._guard_relations import straddling_divisor_floor
 from ranum.ops._range_relations import range_ratio_bounds
-from ranum.ops._relations import rms_magnitude_bound
+from ranum.ops._rms_relations import rms_magnitude_bound
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
     FORWARD,
