@@ -45,7 +45,7 @@ from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import segment_extreme
 from ranum.ops._variance_relations import variance_floor
 
-__all__ = ["at_most", "refined_difference", "rescaled_sum_floor"]
+__all__ = ["at_most", "refined_difference", "rescaled_sum_floor", "slice_plan"]
 
 def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval) -> Interval:
     """``out`` (the interval bounds of the float ``a - b``) met with what the relations above give."""
@@ -405,7 +405,7 @@ def _one_position_of_running_sum(graph: GraphView, picked: str, running: str) ->
     if data is None or data.shape is None or axis_iv is None or not axis_iv.is_exact or not data.shape:
         return None
     axis = int(axis_iv.exact_value().reshape(-1)[0]) % len(data.shape)
-    plan = _slice_plan(graph, pick, data.shape)
+    plan = slice_plan(graph, pick, data.shape)
     if plan is None:
         return None
     for dim, index in plan:
@@ -418,7 +418,8 @@ def _one_position_of_running_sum(graph: GraphView, picked: str, running: str) ->
     return cumsum, axis, int(positions[0][0])
 
 
-def _slice_plan(graph: GraphView, pick: Node, shape: Sequence[int]) -> list[tuple[int, Tensor]] | None:
+def slice_plan(graph: GraphView, pick: Node, shape: Sequence[int]) -> list[tuple[int, Tensor]] | None:
+    """The axes and indices a Slice node keeps of a tensor of ``shape`` (exact operands); None otherwise."""
     from ranum.ops.shape import Slice  # a rule module: imported here, as the rules import this one
 
     names = list(pick.inputs[1:5]) + [""] * (5 - len(pick.inputs))  # starts, ends, axes?, steps?

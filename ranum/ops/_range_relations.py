@@ -43,6 +43,7 @@ from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._difference_relations import slice_plan
 from ranum.ops._relations import exact_scalar
 from ranum.ops._same_values import passed_through, same_value
 
@@ -423,9 +424,7 @@ def _picked(graph: GraphView, node: Node, name: str) -> tuple[str, int, int] | N
             return None
         return node.inputs[0], axis, sum(s[axis] for s in sizes[:which])
     if op == "Slice":
-        from ranum.ops._difference_relations import _slice_plan  # noqa: PLC0415 (rules import that module)
-
-        plan = _slice_plan(graph, node, shape)
+        plan = slice_plan(graph, node, shape)
         if plan is None:
             return None
         narrowed = [(axis, index) for axis, index in plan
