@@ -37,7 +37,7 @@ from ranum.domain.sequence import SequenceValue, Value, join_values
 from ranum.errors import AnalysisError, InconsistentShapes, RunTimeOperand, UnsupportedOperator
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
-from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule
+from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule, full_shape
 from ranum.ops._counts import largest_dimension, most_elements
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.hazards import FORWARD
@@ -302,7 +302,7 @@ class _AbstractWalker:
         joined = functools.reduce(Interval.join, [Interval.create(h.lower, h.upper, (), None, h.elem_type)
                                                   for h in copied])
         # where shape inference gives an output's shape (a Gather by indices of static shape), keep it
-        return [Interval.uniform(joined.lower, joined.upper, shape, joined.elem_type) if _full_shape(shape)
+        return [Interval.uniform(joined.lower, joined.upper, shape, joined.elem_type) if full_shape(shape)
                 else joined for shape, _ in zip(ctx.output_shapes or [None] * len(ctx.node.outputs), ctx.node.outputs)]
 
     def _apply(self, rule: OpRule, ctx: NodeContext, inputs: list[Value | None]) -> list[Value]:
@@ -383,10 +383,6 @@ def _read_operands(node: Node, inputs: list) -> tuple[str, ...]:
         if int(condition.lower.min()) == 1:
             return node.inputs[0], node.inputs[1]
     return node.inputs
-
-
-def _full_shape(shape: tuple[int, ...] | None) -> bool:
-    return shape is not None and all(isinstance(n, int) and n >= 0 for n in shape)
 
 
 def _static_shape(graph: Graph, name: str) -> tuple[int, ...] | None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COPIES", "COPIES_ALL", "COUNTS", "ELEMENTWISE", "HULLS", "OWN_RULE", "GraphView", "NodeContext", "OpRule",
-    "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "inferred_shape", "structural",
+    "Outputs", "SubgraphRunner", "UnaryRule", "exact_ints", "full_shape", "inferred_shape", "structural",
 ]
 
 Outputs = Interval | tuple[Interval, ...]
@@ -220,6 +220,11 @@ def inferred_shape(ctx: NodeContext, op: str, what: str) -> tuple[int, ...]:
     if shape is None:
         raise RunTimeOperand(f"{op}: '{what}' is not constant and shape inference gives no output shape")
     return tuple(shape)
+
+
+def full_shape(shape: Sequence[int] | None) -> bool:
+    """Whether a shape (from shape inference) is known on every axis."""
+    return shape is not None and all(isinstance(n, int) and n >= 0 for n in shape)
 
 
 def as_float64(x: Tensor) -> Tensor:

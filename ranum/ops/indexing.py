@@ -22,7 +22,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, structural
+from ranum.ops._base import COPIES, COUNTS, HULLS, NodeContext, OpRule, full_shape, structural
 from ranum.ops._counts import most_elements
 from ranum.ops._guard_relations import implied_sides, met_with
 from ranum.ops._range_hull import block_of, hull_blocks, index_ranges, range_reduce, select_pick
@@ -173,7 +173,7 @@ class GatherND(OpRule):
         if hull is None:
             return None
         shape = ctx.output_shapes[0] if ctx.output_shapes else None
-        if shape is not None and all(isinstance(n, int) and n >= 0 for n in shape):  # from shape inference
+        if full_shape(shape):  # from shape inference
             return self._masked(ctx, Interval.uniform(hull.lower, hull.upper, shape, hull.elem_type))
         return self._masked(ctx, Interval.create(hull.lower, hull.upper, (), None, hull.elem_type))
 
