@@ -40,6 +40,7 @@ from ranum.domain.interval import Interval, elementwise
 from ranum.ops import _bits as int_bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule
 from ranum.ops._guard_relations import guarded_branches
+from ranum.ops._support_relations import first_position_holds
 from ranum.ops.registry import register
 
 __all__ = [
@@ -115,7 +116,7 @@ class _Comparison(OpRule):
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if ctx.same_input(0, 1) and (not self.reflexive or _never_nan(ctx, a)):
             return _constant(a, int(self.reflexive))  # x < x is False even for NaN; x == x only where x is no NaN
-        return elementwise(type(self).bounds, [a, b], BOOL)
+        return first_position_holds(ctx, elementwise(type(self).bounds, [a, b], BOOL))
 
 
 def _never_nan(ctx: NodeContext, a: Interval) -> bool:
