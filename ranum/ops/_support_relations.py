@@ -5,7 +5,8 @@ keeps the positions ``k`` with ``k * z_k > cumsum(z)_k - 1``; the count of kept 
 threshold. Intervals hold both sides of that test over the whole row, so the count may be 0: a false
 division by zero. At the first position of the running sum's axis, ``r_1 * z_1`` with ``r_1 = 1`` is
 ``z_1`` exactly, and so is the running sum's first element, so the test reads ``z_1 > fl(z_1 - c)`` for the
-subtracted constant c > 0: true wherever c is above an ulp of ``|z_1|`` (``fl(z - c) <= z - c + ulp/2 < z``).
+subtracted constant c > 0: true wherever c is above an ulp of ``|z_1|`` (``fl(z - c) <= z - c + ulp/2 < z``;
+a row shifted by its maximum before sorting has ``z_1 = 0`` exactly, see TopK).
 The comparison (``>``, ``>=``, or ``<`` and ``<=`` with the operands swapped) is then True at that position
 of every row, and a sum of it is at least 1.
 """
@@ -40,7 +41,8 @@ def first_position_holds(ctx: NodeContext, out: Interval) -> Interval:
             or not _first_scaled_by_one(graph, large, z_name, z.shape, axis):
         return out
     facts = float_facts(z.elem_type)
-    if not c > max(abs(z.min()), abs(z.max())) * facts.eps + facts.subnormal:
+    first_lo, first_hi = (t.select(axis, 0) for t in z.full())  # z_1 of every row
+    if not c > float(torch.maximum(first_lo.abs(), first_hi.abs()).max()) * facts.eps + facts.subnormal:
         return out
     lo, hi = (t.clone() for t in out.full())
     first = tuple(0 if a == axis else slice(None) for a in range(len(out.shape)))

@@ -17,6 +17,8 @@ from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import COUNTS, NodeContext, OpRule
+from ranum.ops._relations import reduced_axes
+from ranum.ops._same_values import passed_through, same_value
 from ranum.ops.reduce import _axis, _exact_ints
 from ranum.ops.registry import register
 
@@ -121,8 +123,29 @@ class TopK(OpRule):
         if not self.sorted:  # any order: each output lies in the hull of the top-k set
             s_lo = s_lo.amin(dim=axis, keepdim=True).expand_as(s_lo)
             s_hi = s_hi.amax(dim=axis, keepdim=True).expand_as(s_hi)
+        if descending and self.sorted and _shifted_by_its_maximum(ctx, x, axis):
+            s_lo, s_hi = s_lo.clone(), s_hi.clone()
+            s_lo.select(axis, 0).fill_(0.0)  # the row's largest value less itself: exactly 0
+            s_hi.select(axis, 0).fill_(0.0)
         kth = (s_lo if descending else s_hi).narrow(axis, count - 1, 1)
         first, last = _candidate_range(hi >= kth if descending else lo <= kth, axis)
         shape = s_lo.shape
         return (Interval.from_full(s_lo, s_hi, x.elem_type, ctx.budget),
                 Interval.from_full(first.expand(shape), last.expand(shape), TensorProto.INT64, ctx.budget))
+
+
+def _shifted_by_its_maximum(ctx: NodeContext, x: Interval, axis: int) -> bool:
+    """Whether ``x`` is ``v - ReduceMax(v)`` over ``axis`` alone (keeping it), v finite: each row's largest
+    value is then exactly 0 (its maximum less itself; ``a - b`` is 0 only where ``a == b``)."""
+    graph = ctx.graph
+    sub = graph.producer(passed_through(graph, ctx.node.inputs[0])) if graph is not None else None
+    if sub is None or sub.op_type != "Sub" or sub.domain not in ("", "ai.onnx") or len(sub.inputs) != 2 \
+            or not is_float(x.elem_type):
+        return False
+    peak = graph.producer(passed_through(graph, sub.inputs[1]))
+    v = graph.interval(sub.inputs[0])
+    if peak is None or peak.op_type != "ReduceMax" or peak.domain not in ("", "ai.onnx") or v is None \
+            or v.shape is None or v.shape != x.shape or not v.is_finite \
+            or not int(peak.attributes.get("keepdims", 1)) or not same_value(graph, peak.inputs[0], sub.inputs[0]):
+        return False
+    return reduced_axes(graph, peak, len(v.shape)) == [axis]
