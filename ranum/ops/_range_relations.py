@@ -44,7 +44,7 @@ from ranum.domain.interval import Interval
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._difference_relations import slice_plan
-from ranum.ops._relations import exact_scalar
+from ranum.ops._relations import exact_scalar, reduced_axes
 from ranum.ops._same_values import passed_through, same_value
 
 __all__ = ["range_ratio_bounds"]
@@ -192,10 +192,13 @@ def _extremes(graph: GraphView, high: str, low: str | None) -> _Extremes | None:
             if len(high_node.inputs) != 2 or any(_shape(graph, x) != shape for x in high_node.inputs):
                 return None
             return _Extremes(high, candidate, None, (), tuple(high_node.inputs), shape)
-        axes = _reduced_axes(graph, high_node)
+        data = graph.interval(high_node.inputs[0])
+        if data is None or data.shape is None or not all(data.shape):  # no empty axis (its maximum is -inf)
+            return None
+        axes = reduced_axes(graph, high_node, len(data.shape))
         if axes is None:
             return None
-        return _Extremes(high, candidate, high_node.inputs[0], axes, (), shape)
+        return _Extremes(high, candidate, high_node.inputs[0], tuple(axes), (), shape)
     return None
 
 
@@ -212,31 +215,8 @@ def _min_of_same(graph: GraphView, low: Node, high: Node) -> bool:
         and all(same_value(graph, a, b) for a, b in zip(low.inputs, high.inputs))
 
 
-def _reduced_axes(graph: GraphView, node: Node) -> tuple[int, ...] | None:
-    """The axes a ReduceMax takes (non-negative), over non-empty axes; None where unknown or where it
-    reduces nothing."""
-    data = graph.interval(node.inputs[0])
-    if data is None or data.shape is None or not all(data.shape):
-        return None
-    rank = len(data.shape)
-    axes = node.attributes.get("axes")
-    if len(node.inputs) > 1 and node.inputs[1]:
-        operand = graph.interval(node.inputs[1])
-        if operand is None or not operand.is_exact:
-            return None
-        axes = [int(v) for v in operand.lower.flatten().tolist()]
-    if axes is None or len(axes) == 0:
-        if node.attributes.get("noop_with_empty_axes", 0):
-            return None
-        axes = list(range(rank))
-    if any(not -rank <= a < rank for a in axes):
-        return None
-    return tuple(sorted({a % rank for a in axes}))
-
-
 def _hull_of(graph: GraphView, names: tuple[str, ...]) -> Interval | None:
-    """The first operand's interval, where every operand's is finite (their hull's magnitude is what counts:
-    the caller reads min and max of the first only where the others lie within it)."""
+    """One interval holding every operand's values (their hull), or None where one is unknown."""
     ivs = [graph.interval(name) for name in names]
     if any(iv is None or iv.shape is None or iv.numblocks == 0 for iv in ivs):
         return None
