@@ -12,6 +12,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     arithmetic,
     batch_norm,
     bitcast,
+    classical_ml,
     contrib,
     contrib_attention,
     contrib_dynamic_quantized,

@@ -30,6 +30,9 @@ COVERED_ELSEWHERE = {
     "SequenceLength", "SequenceMap", "SplitToSequence",
     "Optional", "OptionalGetElement", "OptionalHasElement",
 }
+# ZipMap's result is a sequence of maps, which the one-node harness does not compare:
+# tests/ops/test_classical_ml.py checks it in a whole pipeline
+COVERED_ELSEWHERE_IN_DOMAINS = {("ai.onnx.ml", "ZipMap")}
 
 
 def _all_cases() -> list[OpCase]:
@@ -89,7 +92,8 @@ def test_rule_is_sound_at_extreme_magnitudes(case: OpCase, scale: float) -> None
 
 
 def test_every_registered_operator_has_a_case() -> None:
-    covered = {(c.domain, c.op_type) for c in CASES} | {("", op) for op in COVERED_ELSEWHERE}
+    covered = {(c.domain, c.op_type) for c in CASES} | {("", op) for op in COVERED_ELSEWHERE} \
+        | COVERED_ELSEWHERE_IN_DOMAINS
     registered = {(domain, op) for domain, op in REGISTRY.versions()}
     missing = sorted(registered - covered)
     assert not missing, f"operators without a soundness case: {missing}"

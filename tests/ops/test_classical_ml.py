@@ -1,0 +1,103 @@
+"""The ai.onnx.ml operators in whole pipelines as skl2onnx writes them (ZipMap's sequence of maps included),
+and their hazards confirmed in onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+import ranum
+from ranum.confirm import SearchConfig, confirm
+
+ML = "ai.onnx.ml"
+
+
+def _pipeline(nodes: list[onnx.NodeProto], outputs: list[onnx.ValueInfoProto], rows: int = 2) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "pipeline", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, 3])],
+                              outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ML, 3)])
+    model.ir_version = 8
+    return model
+
+
+def _classifier_pipeline() -> onnx.ModelProto:
+    """StandardScaler, then a three-class logistic regression's scores as probabilities, zipped to maps."""
+    nodes = [
+        helper.make_node("Scaler", ["x"], ["scaled"], domain=ML, offset=[0.5, -1.0, 2.0], scale=[2.0, 0.5, 0.25]),
+        helper.make_node("LinearClassifier", ["scaled"], ["label", "scores"], domain=ML,
+                         coefficients=[0.5, -1.25, 2.0, 0.75, -0.3, 1.5, 1.0, 0.25, -2.0], intercepts=[0.5, -1.0, 0.0],
+                         classlabels_ints=[3, 7, 9], post_transform="LOGISTIC"),
+        helper.make_node("Normalizer", ["scores"], ["probabilities"], domain=ML, norm="L1"),
+        helper.make_node("ZipMap", ["probabilities"], ["maps"], domain=ML, classlabels_int64s=[3, 7, 9]),
+    ]
+    maps = helper.make_sequence_type_proto(helper.make_map_type_proto(
+        TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, None)))
+    outputs = [helper.make_tensor_value_info("label", TensorProto.INT64, [2]),
+               helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [2, 3]),
+               helper.make_value_info("maps", maps)]
+    return _pipeline(nodes, outputs)
+
+
+def test_a_classifier_pipeline_is_analysed_whole_and_its_bounds_hold_in_onnxruntime() -> None:
+    model = _classifier_pipeline()
+    report = ranum.check(model, {"inputs": {"x": [-5, 5]}})
+    assert not report.unsupported_ops and not report.not_analysed_nodes
+    assert not report.findings  # a logistic never underflows a whole row to 0 before the L1 norm
+    analysis = ranum.analyze(model, {"inputs": {"x": [-5, 5]}})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.uniform(-5, 5, size=(2, 3)).astype(np.float32)
+        label, probabilities, maps = session.run(None, {"x": x})
+        for name, value in (("label", label), ("probabilities", probabilities)):
+            lo, hi = analysis.bounds(name)
+            assert ((value >= lo) & (value <= hi)).all(), name
+        assert [sorted(m) for m in maps] == [[3, 7, 9]] * 2
+
+
+@pytest.mark.parametrize(("low", "high", "found"), [(-5.0, 5.0, False), (-1e20, 1e20, True), (0.0, 2e19, True)])
+def test_an_l2_normalizer_is_reported_exactly_where_a_square_can_overflow(low: float, high: float,
+                                                                         found: bool) -> None:
+    model = _pipeline([helper.make_node("Normalizer", ["x"], ["y"], domain=ML, norm="L2")],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    report = ranum.check(model, {"inputs": {"x": [low, high]}})
+    assert [f.hazard_id for f in report.findings] == (["normalizer-square-overflow"] if found else [])
+
+
+def _post_transform_model(op: str, transform: str, scale: float) -> onnx.ModelProto:
+    # without intercepts, x = 0 gives every score 0: no exponential for SOFTMAX_ZERO to sum
+    intercepts = [0.0, 0.0] if transform == "SOFTMAX_ZERO" else [0.1, 0.0]
+    linear = {"coefficients": [0.3, 0.2, 0.1, 0.4, -0.2, 0.3], "intercepts": intercepts}
+    if op == "LinearClassifier":
+        node = helper.make_node(op, ["scaled"], ["label", "y"], domain=ML, classlabels_ints=[0, 1],
+                                post_transform=transform, **linear)
+        outputs = [helper.make_tensor_value_info("label", TensorProto.INT64, [2]),
+                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])]
+    else:
+        node = helper.make_node(op, ["scaled"], ["y"], domain=ML, targets=2, post_transform=transform, **linear)
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])]
+    scaler = helper.make_node("Scaler", ["x"], ["scaled"], domain=ML, offset=[0.0], scale=[scale])
+    return _pipeline([scaler, node], outputs)
+
+
+@pytest.mark.parametrize(("op", "transform", "hazard"), [("LinearRegressor", "PROBIT", "probit-outside-unit"),
+                                                         ("LinearClassifier", "PROBIT", "probit-outside-unit"),
+                                                         ("LinearClassifier", "SOFTMAX_ZERO",
+                                                          "softmax-zero-empty-row")])
+def test_post_transform_hazards_are_found_and_confirmed(op: str, transform: str, hazard: str, tmp_path) -> None:
+    model = _post_transform_model(op, transform, 1.0)
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    spec = {"inputs": {"x": [-2, 2]}}
+    assert hazard in {f.hazard_id for f in ranum.check(path, spec).findings}
+    results = confirm(path, spec, search_config=SearchConfig(seconds=5)).results
+    assert any(r.status == "confirmed" for r in results if r.op_type == op)
+
+
+def test_probit_of_scores_inside_the_unit_interval_is_clean() -> None:
+    model = _post_transform_model("LinearRegressor", "PROBIT", 1.0)
+    report = ranum.check(model, {"inputs": {"x": [0.5, 0.9]}})  # scores within [0.35, 0.73] and [0.2, 0.36]
+    assert not report.findings
