@@ -22,6 +22,7 @@ from onnx import external_data_helper, helper, shape_inference
 
 from ranum.errors import ModelError, RangeSpecError
 from ranum.graph._raw_views import LARGE_ELEMENTS, STRIPPED_TYPES, strip_payloads
+from ranum.graph.functions import inline_local_functions
 from ranum.graph.model import Graph, Node, TensorInfo
 
 __all__ = ["initializer_value", "load_model", "ModelSource", "read_model", "stable_node_names", "tensor_value"]
@@ -44,6 +45,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     model, origin, payloads = _read_with_payloads(source)
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
+    inline_local_functions(model)
     _sort_nodes(model.graph)
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
@@ -225,9 +227,12 @@ def initializer_value(graph: Graph, name: str) -> np.ndarray:
 
 
 def read_model(source: ModelSource) -> onnx.ModelProto:
-    """The model as the user gave it (external data read), without checks or rewriting."""
+    """The model as the user gave it (external data read), without checks or rewriting, except that
+    model-local functions are inlined as the analysis reads them (its node names are theirs)."""
     model, _ = _read(source)
-    return _copy(model)
+    model = _copy(model)
+    inline_local_functions(model)
+    return model
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
