@@ -123,7 +123,7 @@ def _root(graph: GraphView, name: str, depth: int) -> _Root | None:
         return _reduction(graph, node, node.inputs[0], 1, name)
     if op == "Expand":
         return _root(graph, node.inputs[0], depth - 1)
-    inner, low = _raised(graph, node)
+    inner, low = raised(graph, node)
     if inner is None:
         return None
     found = _root(graph, inner, depth - 1)
@@ -150,14 +150,14 @@ def _radicand(graph: GraphView, name: str, depth: int, shaped: str | None = None
     elif op in _RESHAPES:
         found = _radicand(graph, node.inputs[0], depth - 1, shaped or name)
     elif shaped is None:
-        inner, low = _raised(graph, node)
+        inner, low = raised(graph, node)
         if inner is not None:
             found = _radicand(graph, inner, depth - 1)
             found = None if found is None else _Root(found.x, found.count, max(found.floor, low))
     return None if found is None else _Root(found.x, found.count, max(found.floor, least))
 
 
-def _raised(graph: GraphView, node: Node) -> tuple[str | None, float]:
+def raised(graph: GraphView, node: Node) -> tuple[str | None, float]:
     """(v, k) where ``node`` is at least v and at least k >= 0: ``Add(v, k)``, ``Clip(v, k)`` without a
     maximum, ``Max(v, k)`` (k an exact scalar); (None, 0) otherwise."""
     op, inputs = node.op_type, node.inputs

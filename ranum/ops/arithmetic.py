@@ -34,6 +34,7 @@ from ranum.ops._difference_relations import refined_difference, rescaled_sum_flo
 from ranum.ops._guard_relations import straddling_divisor_floor
 from ranum.ops._range_relations import range_ratio_bounds
 from ranum.ops._rms_relations import rms_magnitude_bound
+from ranum.ops._share_relations import share_bounds
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
     FORWARD,
@@ -155,8 +156,10 @@ class Div(OpRule):
             out = _clamp_magnitude(out, max(abs(a.min()), abs(a.max())) / floor)
         bound = rms_magnitude_bound(ctx, 0, 1, divides=True)
         out = out if bound is None else _clamp_magnitude(out, bound)
-        ratio = range_ratio_bounds(ctx, a, b) if is_float(a.elem_type) else None
-        return out if ratio is None else _clamp(out, *ratio)
+        for refine in (range_ratio_bounds, share_bounds) if is_float(a.elem_type) else ():
+            found = refine(ctx, a, b)
+            out = out if found is None else _clamp(out, *found)
+        return out
 
 
 def _clamp_magnitude(out: Interval, bound: float) -> Interval:
