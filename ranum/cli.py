@@ -1,6 +1,7 @@
 """Command-line interface: the only place that prints and chooses exit codes.
 
-Exit codes: 0 no finding, 1 findings, 2 bad input or usage (one-line message on stderr).
+Exit codes: 0 no finding, 1 findings, 2 bad input or usage (one-line message on stderr); with ``check
+--strict``, 3 where nothing was found but some node was not analysed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 # The analysis (torch, onnx) is imported by the commands that run it: `ranum --help`, and a bad
 # option, then answer in a fraction of a second instead of the seconds torch takes to import.
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 app = typer.Typer(
     add_completion=False,
@@ -101,6 +102,8 @@ def check(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every assumption."),
     kind: FindingKind = typer.Option(FindingKind.all, "--kind", help="Report only findings of this kind: forward "
                                      "(NaN/Inf at inference), gradient (only training breaks) or all."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with 3, not 0, when nothing is found but some node "
+                                "was not analysed (an unsupported operator): a gate for CI."),
 ) -> None:
     """Find every operator that can receive an invalid input and produce NaN or Inf."""
     err = Console(stderr=True)
@@ -135,7 +138,9 @@ def check(
         render_check(report, console, verbose)
         if output is not None:
             _write_atomically(err, output, console.export_text())
-    raise typer.Exit(EXIT_FINDINGS if report.findings else EXIT_CLEAN)
+    if report.findings:
+        raise typer.Exit(EXIT_FINDINGS)
+    raise typer.Exit(EXIT_INCOMPLETE if strict and report.not_analysed_nodes else EXIT_CLEAN)
 
 
 _REPORT_WIDTH = 200  # tables written to a file or a pipe: long node names stay on one line

@@ -114,6 +114,28 @@ def test_unknown_operator_is_a_warning_and_sound(tmp_path: Path) -> None:
     assert [f["op_type"] for f in data["findings"]] == ["Log"]
 
 
+UNKNOWN_LAST = """
+<ir_version: 8, opset_import: ["" : 17, "custom.domain" : 1]>
+g (float[3] x) => (float[3] z) {
+  u = Exp(x)
+  z = custom.domain.Mystery(u)
+}
+"""
+
+
+def test_strict_exits_3_when_nothing_is_found_but_a_node_was_not_analysed(tmp_path: Path) -> None:
+    path = tmp_path / "unknown_last.onnx"
+    onnx.save(parse(UNKNOWN_LAST), str(path))
+    assert invoke("check", path, "-r", "x=1,2").exit_code == 0
+    result = invoke("check", path, "-r", "x=1,2", "--strict")
+    assert result.exit_code == 3, result.output
+    assert "1 of 2 nodes analysed" in result.stdout
+    assert invoke("check", path, "-r", "x=1,100", "--strict").exit_code == 1  # Exp overflows: a finding wins
+    clean = tmp_path / "div.onnx"
+    onnx.save(parse(SAFE_DIVISION), str(clean))
+    assert invoke("check", clean, "--range", "x=-1,1", "--range", "keep_prob=0.5,1", "--strict").exit_code == 0
+
+
 def _assert_bad_input(result, fragment: str) -> None:
     assert result.exit_code == 2, result.output
     assert fragment in result.stderr
