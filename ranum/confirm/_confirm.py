@@ -37,7 +37,7 @@ from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import torch_dtype
 from ranum.errors import RanumError, UnsupportedOperator
 from ranum.graph.loader import ModelSource, initializer_value
-from ranum.ops.hazards import FORWARD, Hazard, RegionHazard
+from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, RegionHazard
 from ranum.ops.random import GENERATORS
 
 __all__ = ["ConfirmReport", "ConfirmResult", "confirm"]
@@ -182,7 +182,7 @@ def _searched(problem: Problem, hazard: Hazard, finding: Finding, config: Search
                     _system(problem, hazard, finding, candidate, training, config.seed,
                             staging / name if written else None, model_path)
             return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "confirmed",
-                                 seconds, written, candidate.strategy, note=_verdict_note(verdict),
+                                 seconds, written, candidate.strategy, note=_verdict_note(verdict, finding.kind),
                                  system=system, reaches_outputs=verdict.reaches_outputs)
         if candidate.verified and not note:
             note = _mismatch_note(problem)
@@ -235,10 +235,10 @@ class _Replayed:
     stops: str | None = None
 
 
-def _verdict_note(verdict: _Replayed) -> str:
+def _verdict_note(verdict: _Replayed, kind: str) -> str:
     if verdict.stops is not None:
         return f"onnxruntime stops the run with an error at this node: {verdict.stops}"
-    if verdict.reaches_outputs:
+    if verdict.reaches_outputs or kind == GRADIENT:  # a gradient hazard leaves the forward run finite
         return ""
     return "in this run no model output is NaN/Inf: the invalid value is discarded downstream (e.g. by Where)"
 

@@ -24,6 +24,7 @@ import inspect
 import io
 import logging
 import math
+import os
 import re
 import sys
 import warnings
@@ -304,9 +305,29 @@ def _quiet_exporter():
     try:
         for q in quiet:
             q.setLevel(logging.CRITICAL)  # their errors reach the user in ranum's own message
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _native_stdout_silenced():
             warnings.simplefilter("ignore")
             yield
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced():
+    """File descriptor 1 pointed at the null device: the TorchScript exporter's C++ code prints the graph it
+    failed on ("Torch IR graph at exception") there, past Python's ``sys.stdout``."""
+    try:
+        saved = os.dup(1)
+    except OSError:  # no descriptor 1 to silence
+        yield
+        return
+    sys.stdout.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)

@@ -350,6 +350,15 @@ def test_a_power_gradient_at_a_zero_base_is_confirmed_by_one_input_at_zero() -> 
     assert len(report.results) == 2 and all(r.status == "confirmed" for r in report.results), report.results
 
 
+def test_a_confirmed_gradient_hazard_is_not_said_to_be_discarded() -> None:
+    """A gradient hazard leaves the forward run finite by nature: no note that a Where discarded it."""
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[3] x) => (float[3] y) { y = Sqrt(x) }")
+    (result,) = confirm(model, {"inputs": {"x": [0, 1]}}, search_config=SearchConfig(seed=0, seconds=3.0)).results
+    assert result.kind == "gradient" and result.status == "confirmed"
+    assert result.note == ""
+
+
 @pytest.mark.parametrize("high", [1e30, None])
 def test_a_division_by_an_input_with_a_wide_range_is_confirmed_at_zero(high: float | None) -> None:
     """1 / x for x in [-1, 1e30] or [-1, +inf): the middle and quarter points and uniform draws are all far

@@ -251,6 +251,17 @@ def test_both_exporters_failing_is_one_clear_error() -> None:
         ranum.check(_UnconvertibleByBoth(), torch.rand(2, 3))
 
 
+def test_a_failed_export_prints_nothing_on_stdout(tmp_path: Path) -> None:
+    """The tracing exporter's C++ code printed the graph it failed on to stdout, into a report piped there."""
+    factory = tmp_path / "lgamma.py"
+    factory.write_text("import torch\n\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                       "        return torch.lgamma(x)\n\ndef make_model():\n    return M()\n")
+    result = subprocess.run([sys.executable, "-m", "ranum", "check", f"{factory}:make_model", "--input", "x=1x8:0,5",
+                             "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "failed too" in result.stderr
+    assert result.stdout == ""
+
+
 def test_inputs_the_forward_method_cannot_take_are_named_before_exporting() -> None:
     """Too few inputs: both exporters failed with their own boilerplate (and torch's colour codes), the reason
     last; the message now names forward's signature and what is missing."""
