@@ -19,6 +19,7 @@ candidate in onnxruntime; only a failure there counts.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import zlib
@@ -136,9 +137,52 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
         for box in inputs[:_ZEROED]:
             values = {**fill(inputs, how), box.name: _point(box, "zero", rng), **initial}
             yield values, f"initial weights, inputs at {how}, {box.name} at zero", True
+    yield from _extreme_patterns(inputs, initial)
     for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
             yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}", False
+
+
+_PATTERNED = 3  # float inputs that take every combination of a spike and a dip
+_CONSTANTS = 6  # constant inputs at drawn values
+
+
+def _extreme_patterns(inputs: list[Box], initial: dict[str, np.ndarray]
+                      ) -> Iterator[tuple[dict[str, np.ndarray], str, bool]]:
+    """Inputs in patterns that no corner or uniform draw gives, with the initial weights: a *spike* (the first
+    element of each last-axis row at the range's top, the rest at its bottom) or a *dip* (the reverse), in
+    every combination over the first float inputs: a softmax row whose other entries underflow, against an
+    input that makes the opposite one (KL divergence of two softmaxes); and every input constant at drawn
+    values: a mean of squares less the squared mean of a constant rounds below 0 at some values only. Their
+    draws have a generator of their own (the other points' draws stay as they were)."""
+    own = np.random.default_rng(_PATTERN_SEED)
+    patterned = [b for b in inputs if is_float(b.elem_type) and b.shape and np.isfinite(b.high - b.low)][:_PATTERNED]
+    for shapes in itertools.product(("spike", "dip"), repeat=len(patterned)):
+        values = {b.name: _point(b, "middle", own) for b in inputs}
+        values.update({b.name: _spiked(b, how) for b, how in zip(patterned, shapes)})
+        label = ", ".join(f"{b.name} a {how}" for b, how in zip(patterned, shapes))
+        yield {**values, **initial}, f"initial weights, inputs in a pattern ({label})", True
+    for _ in range(_CONSTANTS if inputs else 0):
+        fraction = own.random()
+        values = {b.name: _constant(b, fraction) for b in inputs}
+        yield {**values, **initial}, f"initial weights, constant inputs at {fraction:.3f} of their ranges", True
+
+
+_PATTERN_SEED = 2023  # any fixed seed: the same points on every run
+
+
+def _spiked(box: Box, how: str) -> np.ndarray:
+    top, bottom = (box.high, box.low) if how == "spike" else (box.low, box.high)
+    value = np.full(box.shape, bottom, dtype=np.float64)
+    value[..., 0] = top
+    return value
+
+
+def _constant(box: Box, fraction: float) -> np.ndarray:
+    if not np.isfinite(box.high - box.low):
+        return _point(box, "zero", np.random.default_rng(0))
+    value = np.full(box.shape, box.low + (box.high - box.low) * fraction)
+    return value if is_float(box.elem_type) else np.clip(np.round(value), np.ceil(box.low), np.floor(box.high))
 
 
 def _point(box: Box, how: str, rng: np.random.Generator) -> np.ndarray:

@@ -350,6 +350,32 @@ def test_a_power_gradient_at_a_zero_base_is_confirmed_by_one_input_at_zero() -> 
     assert len(report.results) == 2 and all(r.status == "confirmed" for r in report.results), report.results
 
 
+def test_a_variance_by_moments_is_confirmed_negative_with_a_constant_input() -> None:
+    """sqrt(E[x^2] - E[x]^2): the difference rounds below 0 only where x is constant at some values, which no
+    corner, middle or uniform draw gave; constants at drawn values do."""
+    model = onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 18]>\n'
+        "g (float[2, 64] x) => (float[2, 1] y) { axes = Constant<value = int64[1] {1}>()\n"
+        "squares = Mul(x, x)\n second = ReduceMean(squares, axes)\n first = ReduceMean(x, axes)\n"
+        "squared = Mul(first, first)\n variance = Sub(second, squared)\n y = Sqrt(variance) }")
+    results = confirm(model, {"inputs": {"x": [-1, 1]}}, search_config=SearchConfig(seed=0, seconds=3.0)).results
+    (negative,) = [r for r in results if r.hazard == "square root of a negative value"]
+    assert negative.status == "confirmed" and "constant inputs" in negative.strategy
+
+
+def test_one_dominant_logit_is_tried() -> None:
+    """log(1 - max softmax(x)) is log 0 only where one logit leads every other by about 17: corners give equal
+    logits, and random or mixed ones several leaders; a spike (one element at the top, the rest at the
+    bottom) confirms it among the cheap points, before any descent (which took a restart of its own)."""
+    model = onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 18]>\n'
+        "g (float[2, 8] x) => (float[2, 1] y) { axes = Constant<value = int64[1] {1}>()\n"
+        "one = Constant<value_float = 1.0>()\n p = Softmax<axis = 1>(x)\n top = ReduceMax(p, axes)\n"
+        "rest = Sub(one, top)\n y = Log(rest) }")
+    (result,) = confirm(model, {"inputs": {"x": [-12, 12]}}, search_config=SearchConfig(seed=0, seconds=3.0)).results
+    assert result.status == "confirmed" and "spike" in result.strategy
+
+
 def test_a_confirmed_gradient_hazard_is_not_said_to_be_discarded() -> None:
     """A gradient hazard leaves the forward run finite by nature: no note that a Where discarded it."""
     model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
