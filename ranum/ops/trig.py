@@ -4,9 +4,12 @@ Asinh, Acosh, Atanh, Erf.
 Invariants: bounds contain the real function's values over the input intervals (computed in float64);
 the interpreter rounds them outward by ``ulps`` (measured onnxruntime float32 errors: below 1.5 ulps,
 below 4.3 for Asin/Acos, hence 4 and 8). Sin and Cos find the extrema a block reaches exactly and fall
-back to [-1, 1] on blocks at least one period wide; Tan is unbounded on blocks that reach a pole
-(within a float64 safety margin). Inverse functions clamp their input to the domain first: values
-outside give NaN, which the declared hazards report.
+back to [-1, 1] on blocks at least one period wide. Tan is unbounded on blocks that reach a pole (within a
+float64 safety margin), except on float32 operands: no float32 value is a pole, so tan is largest in magnitude
+at the float32 values nearest each pole the block holds (2.4e8 near the first three thousand poles), which
+onnxruntime's float32 tan computes within 1e-7 (measured); blocks holding more poles than a node's budget
+of evaluations allows (about 800 thousand in all), or values past 2**20, stay unbounded. Inverse functions
+clamp their input to the domain first: values outside give NaN, which the declared hazards report.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain.interval import Interval
@@ -93,8 +97,42 @@ class Tan(_Transcendental):
         lo = torch.where(narrow, lo, torch.zeros_like(lo))
         hi = torch.where(narrow, hi, torch.zeros_like(hi))
         wide = ~narrow | _reaches(lo, hi, math.pi / 2, math.pi, torch.where(narrow, margin, 0.0))
-        inf = torch.full_like(lo, math.inf)
-        return x.with_bounds(torch.where(wide, -inf, torch.tan(lo)), torch.where(wide, inf, torch.tan(hi)))
+        reach = _float32_tan_magnitude(x.lower, x.upper) if x.elem_type == TensorProto.FLOAT and bool(wide.any()) \
+            else torch.full_like(lo, math.inf)
+        return x.with_bounds(torch.where(wide, -reach, torch.tan(lo)), torch.where(wide, reach, torch.tan(hi)))
+
+
+_CANDIDATES_EVALUATED = 1 << 22  # most float32 values near poles evaluated for one node (blocks x poles x 5)
+_POLE_REACH = 2.0**20  # beyond it float64's k * pi + pi / 2 is too coarse to find a pole's float32 neighbours
+_NEIGHBOURS = 2  # float32 values on each side of a pole's rounding evaluated (the nearest on each side among them)
+_TAN_SLACK = 2.0**-20  # onnxruntime's float32 tan near a pole: within 1e-7 of the real value (measured)
+
+
+def _float32_tan_magnitude(lo: Tensor, hi: Tensor) -> Tensor:
+    """Per block, a bound of |tan| over the float32 values in [lo, hi] (inf where not found): the largest
+    |tan| at the float32 values nearest each pole in the block, and at the ends (tan is monotone between
+    poles). A pole's float32 rounding and its neighbours on both sides hold its nearest float32 values."""
+    finite = torch.isfinite(lo) & torch.isfinite(hi) & (lo.abs() <= _POLE_REACH) & (hi.abs() <= _POLE_REACH)
+    low = torch.where(finite, lo, torch.zeros_like(lo)).to(torch.float64)
+    high = torch.where(finite, hi, torch.zeros_like(hi)).to(torch.float64)
+    first = torch.ceil((low - math.pi / 2) / math.pi)
+    count = torch.floor((high - math.pi / 2) / math.pi) - first + 1
+    followed = min(int(count.max()) if count.numel() else 0,
+                   _CANDIDATES_EVALUATED // ((2 * _NEIGHBOURS + 1) * max(count.numel(), 1)))
+    steps = torch.arange(max(followed, 1), dtype=torch.float64)
+    poles = ((first.unsqueeze(-1) + steps) * math.pi + math.pi / 2).to(torch.float32)
+    candidates = [poles]
+    for direction in (math.inf, -math.inf):
+        step = poles
+        for _ in range(_NEIGHBOURS):
+            step = torch.nextafter(step, torch.tensor(direction, dtype=torch.float32))
+            candidates.append(step)
+    values = torch.stack(candidates, -1).to(torch.float64)
+    inside = (values >= low[..., None, None]) & (values <= high[..., None, None])
+    magnitudes = torch.where(inside, torch.tan(values).abs(), torch.zeros_like(values)).amax((-2, -1))
+    ends = torch.maximum(torch.tan(low).abs(), torch.tan(high).abs())
+    bound = torch.maximum(magnitudes, ends) * (1 + _TAN_SLACK)
+    return torch.where(finite & (count <= followed), bound, torch.full_like(bound, math.inf))
 
 
 def _clamped(x: Interval, low: float, high: float) -> tuple[Tensor, Tensor]:
