@@ -36,7 +36,7 @@ from ranum.confirm._write import slug, template_fields, write_system_test, write
 from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import torch_dtype
 from ranum.errors import RanumError, UnsupportedOperator
-from ranum.graph.loader import ModelSource, initializer_value
+from ranum.graph.loader import ModelSource, initializer_value, read_model
 from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, RegionHazard
 from ranum.ops.random import GENERATORS
 
@@ -403,10 +403,12 @@ def _parent(output: Path | None) -> Path:
 
 
 def _model_path(model: ModelSource, analysis: Analysis, staging: Path | None) -> Path | None:
-    if isinstance(model, onnx.ModelProto):
+    """The model the tests run: the given file, or a copy beside the tests of a ModelProto, or of the model
+    with its local functions inlined (the tests expose tensors of a function's body by their inlined names)."""
+    if isinstance(model, onnx.ModelProto) or analysis.graph.inlined_functions:
         if staging is None:
             return None
-        onnx.save(model, str(staging / "model.onnx"))
+        onnx.save(read_model(model) if analysis.graph.inlined_functions else model, str(staging / "model.onnx"))
         return staging / "model.onnx"
     return Path(model).resolve()
 

@@ -45,7 +45,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     model, origin, payloads = _read_with_payloads(source)
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
-    inline_local_functions(model)
+    inlined = inline_local_functions(model)
     _sort_nodes(model.graph)
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
@@ -60,8 +60,8 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
-    if payloads:
-        graph = dataclasses.replace(graph, raw_values=payloads)
+    if payloads or inlined:
+        graph = dataclasses.replace(graph, raw_values=payloads, inlined_functions=inlined)
     return graph, used
 
 

@@ -78,6 +78,9 @@ class Graph:
     # payloads of large weights that ``proto`` holds without their data: read-only views of the model
     # file's bytes (see graph._raw_views); read initializers with graph.loader.initializer_value
     raw_values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # whether the model's local functions were inlined (see graph.functions): its node and tensor names are
+    # those of the inlined model, which graph.loader.read_model gives
+    inlined_functions: bool = False
 
     @property
     def opset(self) -> int:

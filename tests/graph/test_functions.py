@@ -3,6 +3,9 @@ attributes, and the bounds hold in onnxruntime, which runs the functions themsel
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,6 +14,7 @@ import torch
 from onnx import TensorProto, helper
 
 import ranum
+from ranum.confirm import confirm
 from ranum.errors import ModelError
 from ranum.graph.loader import read_model
 
@@ -76,6 +80,18 @@ def test_inlined_bounds_hold_in_onnxruntime() -> None:
     assert not inlined.functions
     again = ort.InferenceSession(inlined.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(again.run(None, feeds)[0], session.run(None, feeds)[0])
+
+
+def test_a_confirmed_failure_inside_a_function_has_a_unit_test_that_passes(tmp_path) -> None:
+    """The unit test exposes the Log's operand by its inlined name: it runs the inlined copy of the model."""
+    path = tmp_path / "functions.onnx"
+    onnx.save(_two_calls(), path)
+    (result,) = confirm(path, {"inputs": {"x": [1, 2], "shift": [0, 1]}}, output=tmp_path / "out").results
+    assert result.status == "confirmed" and result.node == "second/Log_3"
+    assert not onnx.load(str(tmp_path / "out" / "model.onnx")).functions
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
 
 
 def test_a_call_inside_a_branch_is_inlined() -> None:
