@@ -7,7 +7,9 @@ strict, an equality pins its true branch to the constant and moves a block's end
 branch (``where(d == 0, 1, d)``); integers step by one. ``Where(IsInf(t), a, t)`` and torch's
 ``nan_to_num`` (isneginf / isposinf as IsInf and a sign test) keep t's finite range. A guard of the
 magnitude, ``where(|z| > eps, z, 1)``, holds values on both sides of 0 that one interval cannot separate:
-:func:`magnitude_floor` gives the least |value| for the reciprocals and divisions that read it.
+:func:`magnitude_floor` gives the least |value| for the reciprocals and divisions that read it; so does a
+replaced zero, ``where(t == 0, c, t)`` or ``t + c * (t == 0)``, whose least |value| is the dtype's least
+positive one (a quotient by it may still overflow, which is then reported instead of a division by 0).
 """
 
 from __future__ import annotations
@@ -130,9 +132,15 @@ def magnitude_floor(graph: GraphView, name: str, depth: int = 4) -> float:
     low, high = iv.min(), iv.max()
     own = low if low > 0 else -high if high < 0 else 0.0
     node = graph.producer(passed_through(graph, name))
-    if own > 0 or depth == 0 or node is None or node.op_type != "Where" or len(node.inputs) != 3:
+    if own > 0 or depth == 0 or node is None or node.domain not in ("", "ai.onnx"):
         return max(own, 0.0)
+    if node.op_type == "Add" and len(node.inputs) == 2:
+        return _zero_replaced_by_sum(graph, node, iv.elem_type)
+    if node.op_type != "Where" or len(node.inputs) != 3:
+        return 0.0
     test = graph.producer(passed_through(graph, node.inputs[0]))
+    if test is not None and test.op_type == "Equal" and len(test.inputs) == 2:
+        return _zero_replaced(graph, test, node.inputs[1], node.inputs[2], iv.elem_type)
     if test is None or test.op_type not in _ORDER or len(test.inputs) != 2:
         return 0.0
     order, strict = _ORDER[test.op_type]
@@ -149,6 +157,37 @@ def magnitude_floor(graph: GraphView, name: str, depth: int = 4) -> float:
             continue
         floor = _next_value(bound, iv.elem_type, up=True) if open_at_c else bound
         return min(floor or bound, magnitude_floor(graph, other, depth - 1))
+    return 0.0
+
+
+def _zero_replaced(graph: GraphView, test: Node, chosen: str, other: str, elem_type: int) -> float:
+    """``Where(t == 0, c, t)`` (``masked_fill(t == 0, c)``) with an exact ``c != 0``: t where it is not 0, so
+    at least the dtype's least positive value in magnitude, or c."""
+    for compared, zero in (test.inputs, test.inputs[::-1]):
+        c = exact_scalar(graph, chosen)
+        if exact_scalar(graph, zero) == 0.0 and c is not None and c != 0 and same_value(graph, compared, other):
+            return min(abs(c), float_facts(elem_type).subnormal)
+    return 0.0
+
+
+def _zero_replaced_by_sum(graph: GraphView, node: Node, elem_type: int) -> float:
+    """``t + c * Cast(t == 0)`` (either order of each operation) with an exact ``c != 0``: c where t is 0, and
+    ``t + 0 = t`` elsewhere (the same float), so at least the dtype's least positive value or c."""
+    for t, scaled in (node.inputs, node.inputs[::-1]):
+        product = graph.producer(passed_through(graph, scaled))
+        if product is None or product.op_type != "Mul" or len(product.inputs) != 2:
+            continue
+        for factor, mask in (product.inputs, product.inputs[::-1]):
+            c = exact_scalar(graph, factor)
+            cast = graph.producer(mask)
+            test = graph.producer(passed_through(graph, cast.inputs[0])) if cast is not None \
+                and cast.op_type == "Cast" and cast.inputs else None
+            if c is None or not math.isfinite(c) or c == 0 or test is None or test.op_type != "Equal" \
+                    or len(test.inputs) != 2:
+                continue
+            if any(exact_scalar(graph, zero) == 0.0 and same_value(graph, compared, t)
+                   for compared, zero in (test.inputs, test.inputs[::-1])):
+                return min(abs(c), float_facts(elem_type).subnormal)
     return 0.0
 
 

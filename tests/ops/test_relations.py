@@ -1154,6 +1154,14 @@ MAGNITUDE_GUARDS = {
     "constant-first": ("c = Less(eps, m)\n        g = Where(c, z, one)", "safe"),
     "eps-zero": ("c = Greater(m, zero)\n        g = Where(c, z, one)", "overflow"),
     "other-tensor": ("c = Greater(m, eps)\n        g = Where(c, w, one)", "division"),
+    # a replaced zero (masked_fill(z == 0, eps), z + eps * (z == 0)): z is never 0 where it is kept, but may be
+    # the smallest subnormal, whose reciprocal overflows
+    "replaced-zero": ("c = Equal(z, zero)\n        g = Where(c, eps, z)", "overflow"),
+    "replaced-zero-first": ("c = Equal(zero, z)\n        g = Where(c, eps, z)", "overflow"),
+    "replaced-zero-sum": ("c = Equal(z, zero)\n        f = Cast<to = 1>(c)\n        e = Mul(eps, f)\n"
+                          "        g = Add(z, e)", "overflow"),
+    "replaced-by-zero": ("c = Equal(z, zero)\n        g = Where(c, zero, z)", "division"),
+    "replaced-other": ("c = Equal(w, zero)\n        g = Where(c, eps, z)", "division"),
 }
 
 
