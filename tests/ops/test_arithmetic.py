@@ -220,12 +220,13 @@ def test_sin_cos_find_extrema_exactly() -> None:
     assert not find_hazards(wide)
 
 
-def test_tan_is_unbounded_only_across_a_pole() -> None:
+def test_tan_is_wide_only_across_a_pole() -> None:
     run = _run("y = Tan(x)", {"x": (-1.0, 1.0)})
     lo, hi = _bounds(run)
     assert _close(lo, math.tan(-1.0)) and _close(hi, math.tan(1.0))
-    pole = _run("y = Tan(x)", {"x": (1.0, 2.0)})
-    assert _bounds(pole) == (-math.inf, math.inf) and "overflow" in _hazard_ids(pole)
+    pole = _run("y = Tan(x)", {"x": (1.0, 2.0)})  # float32: largest at the float32 values nearest pi / 2
+    lo, hi = _bounds(pole)
+    assert -3e7 < lo < -2e7 and 2e7 < hi < 3e7 and "overflow" not in _hazard_ids(pole)
 
 
 @pytest.mark.parametrize(("op", "low", "high", "hazards"), [
