@@ -342,13 +342,22 @@ def _linear_concrete(x: Tensor, weights: Tensor, intercepts: Tensor) -> Tensor:
 
 
 def _linear_bounds(x: Interval, weights: Tensor, intercepts: Tensor, op: str, budget: int) -> Interval:
-    """``x W^T + b`` as float32 computes it (a product of ``width`` terms, then the intercept)."""
+    """``x W^T + b`` as float32 computes it: onnxruntime's Gemm accumulates the intercept with the ``width``
+    products, so the sum of ``width + 1`` terms is within ``gamma * (|b| + sum |w x|)`` of the real one; the
+    products' part is in their bounds, the intercept's is added, then the result's rounding."""
     rows = _row_interval(_float32_interval(x), op)
     width = weights.shape[1]
     w = Interval.point(weights.t().contiguous(), FLOAT)
     mid, rad, abs_sum = interval_product(torch.matmul, [rows, w], width)
-    product = finish_sum(mid, rad, abs_sum, width, FLOAT, budget).widened(1.0)
-    return elementwise(arith.add, [product, _column_interval(intercepts)], FLOAT)
+    product = finish_sum(mid, rad, abs_sum, width, FLOAT, budget)
+    slack = arith.accumulation_gamma(width + 1, FLOAT) * intercepts.to(torch.float64).abs()
+
+    def bounds(pl, ph, bl, bh, sl, sh):
+        lo, hi = arith.add(pl, ph, bl, bh)
+        return lo - sh, hi + sh
+
+    summed = elementwise(bounds, [product, _column_interval(intercepts), _column_interval(slack)], FLOAT)
+    return summed.widened(1.0)
 
 
 def _erfinv_approximation(x: Tensor) -> Tensor:
