@@ -1,6 +1,6 @@
 """Operators of the ``ai.onnx.ml`` domain that scikit-learn pipelines exported by skl2onnx write around (or
-instead of) a network: Scaler, Normalizer, Binarizer, Imputer, ArrayFeatureExtractor, LinearRegressor,
-LinearClassifier and ZipMap.
+instead of) a network: Scaler, Normalizer, Binarizer, Imputer, ArrayFeatureExtractor, OneHotEncoder,
+LinearRegressor, LinearClassifier and ZipMap.
 
 Their semantics are onnxruntime's CPU kernels, the runtime ranum confirms in, where those differ from the spec:
 
@@ -37,7 +37,7 @@ from ranum.ops.linear import finish_sum, interval_product
 from ranum.ops.registry import register
 
 __all__ = ["ML_DOMAIN", "ArrayFeatureExtractor", "Binarizer", "Imputer", "LinearClassifier", "LinearRegressor",
-           "Normalizer", "Scaler", "ZipMap"]
+           "Normalizer", "OneHotEncoder", "Scaler", "ZipMap"]
 
 ML_DOMAIN = "ai.onnx.ml"
 FLOAT = TensorProto.FLOAT
@@ -314,6 +314,35 @@ class ArrayFeatureExtractor(OpRule):
         shape = (*data.shape[:-1], count)
         return Interval.from_full(lo.amin(-1, keepdim=True).expand(shape), hi.amax(-1, keepdim=True).expand(shape),
                                   x.elem_type, ctx.budget)
+
+
+# ------------------------------------------------------------------------------ OneHotEncoder
+@register("OneHotEncoder", domain=ML_DOMAIN)
+class OneHotEncoder(OpRule):
+    """One more axis, of the categories: 1 where the element (a float truncated to an integer, as onnxruntime
+    casts it) is the category, else 0. String categories are not held by the analysis."""
+
+    cats_int64s: tuple[int, ...] = ()
+    cats_strings: tuple[str, ...] = ()
+    zeros: int = 1
+
+    rounds = False
+
+    def _categories(self) -> Tensor:
+        if not self.cats_int64s:
+            raise UnsupportedOperator("OneHotEncoder: string categories (the analysis holds no strings)")
+        return torch.tensor(self.cats_int64s, dtype=torch.int64)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        values = torch.trunc(x).to(torch.int64) if x.is_floating_point() else x.to(torch.int64)
+        return (values.unsqueeze(-1) == self._categories()).to(torch.float32)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        categories = self._categories().to(torch.float64)
+        lo, hi = (torch.trunc(t.to(torch.float64)).unsqueeze(-1) for t in x.full())
+        inside = (lo <= categories) & (categories <= hi)
+        exact = inside & (lo == hi)
+        return Interval.from_full(exact.to(torch.float64), inside.to(torch.float64), FLOAT, ctx.budget)
 
 
 # ------------------------------------------------------------------------------ linear models
