@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +35,10 @@ from ranum.confirm._system import (
 from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.dtypes import torch_dtype
+from ranum.domain.interval import Interval
 from ranum.errors import RanumError, UnsupportedOperator
 from ranum.graph.loader import ModelSource, initializer_value, read_model
-from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, RegionHazard
+from ranum.ops.hazards import FORWARD, GRADIENT, Hazard, Overflow, RegionHazard
 from ranum.ops.random import GENERATORS
 
 __all__ = ["ConfirmReport", "ConfirmResult", "confirm"]
@@ -151,12 +152,33 @@ def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, sta
     problem = make_problem(analysis, finding.node)
     hazard = hazard_of(rule, finding, problem.node)
     try:
-        return _searched(problem, hazard, finding, config, staging, name, model_path, final, training, start)
+        result = _searched(problem, hazard, finding, config, staging, name, model_path, final, training, start)
+        overflow = _hidden_overflow(analysis, rule, hazard, finding)
+        if result.status == "confirmed" or overflow is None:
+            return result
+        shown = _searched(problem, overflow, finding, config, staging, name, model_path, final, None, start)
+        if shown.status != "confirmed":
+            return result
+        return replace(result, seconds=shown.seconds, dir=shown.dir, strategy=shown.strategy,
+                       note=f"not reached; but the result overflows to infinity in onnxruntime on the unit test's "
+                            f"inputs{': ' + shown.note if shown.note else ''}")
     except UnsupportedOperator as exc:  # an ancestor the abstract run passed over with top bounds
         note = f"ranum cannot run the model up to this node concretely: {exc}"
         return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed",
                              time.perf_counter() - start, None, None, note,
                              None if training is None else _no_system(note))
+
+
+def _hidden_overflow(analysis: Analysis, rule, hazard: Hazard, finding: Finding) -> Hazard | None:
+    """The node's overflow hazard where detection reported another forward hazard in its place (a division by
+    zero whose result can also overflow: see ranum.detect) and the result's bounds reach infinity: a failure
+    that confirm shows when the reported one is not reached (a divisor that is never 0 but may be tiny)."""
+    if finding.kind != FORWARD or isinstance(hazard, Overflow):
+        return None
+    overflow = next((h for h in rule.hazards if isinstance(h, Overflow) and h.kind == FORWARD), None)
+    node = next(n for n in analysis.graph.nodes if n.name == finding.node)
+    out = analysis.run.env.get(node.outputs[0]) if node.outputs else None
+    return overflow if isinstance(out, Interval) and out.numblocks and not out.is_finite else None
 
 
 def _searched(problem: Problem, hazard: Hazard, finding: Finding, config: SearchConfig, staging: Path | None,

@@ -12,6 +12,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+import ranum
 from ranum.cli import app
 from ranum.confirm import SearchConfig, confirm
 from tests.models import LOG_OF_DIFFERENCE, SAFE_DIVISION, parse
@@ -374,6 +375,20 @@ def test_one_dominant_logit_is_tried() -> None:
         "rest = Sub(one, top)\n y = Log(rest) }")
     (result,) = confirm(model, {"inputs": {"x": [-12, 12]}}, search_config=SearchConfig(seed=0, seconds=3.0)).results
     assert result.status == "confirmed" and "spike" in result.strategy
+
+
+def test_an_overflow_that_a_division_by_zero_finding_hid_is_shown() -> None:
+    """a / softmax(b) with b in [-50, 50]: the bounds let the softmax reach 0 (exp may flush to 0), but
+    onnxruntime's smallest value here is a subnormal, so no run divides by 0; a / 4e-45 overflows instead.
+    The finding stays unconfirmed, with a unit test and a note that show the overflow."""
+    model = onnx.parser.parse_model(
+        '<ir_version: 8, opset_import: ["" : 18]>\n'
+        "g (float[1, 10] a, float[1, 10] b) => (float[1, 10] y) { q = Softmax<axis = 1>(b)\n y = Div(a, q) }")
+    report = ranum.check(model, {"inputs": {"a": [1, 2], "b": [-50, 50]}})
+    assert [f.hazard_id for f in report.findings] == ["division-by-zero"]
+    (result,) = confirm(model, {"inputs": {"a": [1, 2], "b": [-50, 50]}},
+                        search_config=SearchConfig(seed=0, seconds=2.0)).results
+    assert result.status == "not_confirmed" and "overflows to infinity" in result.note
 
 
 def test_a_confirmed_gradient_hazard_is_not_said_to_be_discarded() -> None:
