@@ -45,6 +45,9 @@ def _key(domain: str, name: str, overload: str) -> _FunctionKey:
 
 
 class _Inliner:
+    """Inlines the calls of one model's functions, naming each call's copy uniquely and collecting the opset
+    versions its bodies import."""
+
     def __init__(self, functions: Mapping[_FunctionKey, onnx.FunctionProto], opsets: Mapping[str, int]) -> None:
         self.functions = functions
         self.opsets = dict(opsets)
@@ -52,11 +55,13 @@ class _Inliner:
         self.prefixes: set[str] = set()
 
     def graph(self, graph: onnx.GraphProto, depth: int) -> None:
+        """Replace the calls among ``graph``'s nodes (and its subgraphs') by their bodies, in place."""
         nodes = self.nodes(list(graph.node), depth)
         del graph.node[:]
         graph.node.extend(nodes)
 
     def nodes(self, nodes: list[onnx.NodeProto], depth: int) -> list[onnx.NodeProto]:
+        """``nodes`` with each call expanded (``depth``: calls already entered, against recursion)."""
         out: list[onnx.NodeProto] = []
         for node in nodes:
             function = self.functions.get(_key(node.domain, node.op_type, getattr(node, "overload", "")))
