@@ -1,6 +1,6 @@
 """Operators of the ``ai.onnx.ml`` domain that scikit-learn pipelines exported by skl2onnx write around (or
 instead of) a network: Scaler, Normalizer, Binarizer, Imputer, ArrayFeatureExtractor, OneHotEncoder,
-LinearRegressor, LinearClassifier and ZipMap.
+LinearRegressor, LinearClassifier, TreeEnsembleRegressor and ZipMap.
 
 Their semantics are onnxruntime's CPU kernels, the runtime ranum confirms in, where those differ from the spec:
 
@@ -31,13 +31,13 @@ from ranum.domain import arith
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import DEFAULT_BLOCK_BUDGET, Interval, elementwise
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import NodeContext, OpRule, structural
+from ranum.ops._base import COPIES, NodeContext, OpRule, structural
 from ranum.ops.hazards import FORWARD, Hazard, HazardHit, OnDerivedOperands, OutputOverflow, Overflow, outside
 from ranum.ops.linear import finish_sum, interval_product
 from ranum.ops.registry import register
 
 __all__ = ["ML_DOMAIN", "ArrayFeatureExtractor", "Binarizer", "Imputer", "LinearClassifier", "LinearRegressor",
-           "Normalizer", "OneHotEncoder", "Scaler", "ZipMap"]
+           "Normalizer", "OneHotEncoder", "Scaler", "TreeEnsembleRegressor", "ZipMap"]
 
 ML_DOMAIN = "ai.onnx.ml"
 FLOAT = TensorProto.FLOAT
@@ -640,6 +640,186 @@ def _stacked(first: Interval, second: Interval, rows: int, budget: int) -> Inter
     return Interval.from_full(lo, hi, FLOAT, budget)
 
 
+# ------------------------------------------------------------------------------ TreeEnsembleRegressor
+_BRANCHES = {"BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"}
+_AGGREGATES = ("SUM", "AVERAGE")
+
+
+@dataclass(frozen=True)
+class _Forest:
+    """A tree ensemble's nodes as arrays: for node i of the attribute lists, its tree's root, its children's
+    indices, and its leaf's weight per target (the sum of the target entries naming it)."""
+
+    roots: list[int]
+    modes: list[str]
+    features: list[int]
+    thresholds: list[float]
+    true_next: list[int]
+    false_next: list[int]
+    missing_true: list[bool]
+    leaf_weights: Tensor  # (nodes, targets), float64
+    leaf_scores: Tensor  # (nodes, targets), bool: whether a target entry names the leaf (a score, maybe 0)
+
+    def step(self, index: int, value: float) -> int:
+        """The child a value leads to at branch ``index`` (NaN: the side missing values track)."""
+        if math.isnan(value):
+            return self.true_next[index] if self.missing_true[index] else self.false_next[index]
+        threshold, mode = self.thresholds[index], self.modes[index]
+        taken = {"BRANCH_LEQ": value <= threshold, "BRANCH_LT": value < threshold,
+                 "BRANCH_GTE": value >= threshold, "BRANCH_GT": value > threshold,
+                 "BRANCH_EQ": value == threshold, "BRANCH_NEQ": value != threshold}[mode]
+        return self.true_next[index] if taken else self.false_next[index]
+
+    def reachable_leaves(self, root: int, low: Tensor, high: Tensor, may_be_nan: bool) -> list[int]:
+        """The leaves a row with features in [low, high] (NaN too where ``may_be_nan``) can reach."""
+        leaves, pending, seen = [], [root], set()
+        while pending:
+            index = pending.pop()
+            if index in seen:
+                continue
+            seen.add(index)
+            if self.modes[index] == "LEAF":
+                leaves.append(index)
+                continue
+            feature, threshold = self.features[index], self.thresholds[index]
+            lo, hi = float(low[feature]), float(high[feature])
+            can_true, can_false = _branch_sides(self.modes[index], lo, hi, threshold)
+            if may_be_nan:
+                can_true, can_false = can_true or self.missing_true[index], can_false or not self.missing_true[index]
+            pending += ([self.true_next[index]] if can_true else []) + ([self.false_next[index]] if can_false else [])
+        return leaves
+
+
+def _branch_sides(mode: str, lo: float, hi: float, threshold: float) -> tuple[bool, bool]:
+    """Whether some value in [lo, hi] takes the true side of a branch, and whether some takes the false one."""
+    if mode == "BRANCH_LEQ":
+        return lo <= threshold, hi > threshold
+    if mode == "BRANCH_LT":
+        return lo < threshold, hi >= threshold
+    if mode == "BRANCH_GTE":
+        return hi >= threshold, lo < threshold
+    if mode == "BRANCH_GT":
+        return hi > threshold, lo <= threshold
+    equal_possible, only_equal = lo <= threshold <= hi, lo == hi == threshold
+    return (equal_possible, not only_equal) if mode == "BRANCH_EQ" else (not only_equal, equal_possible)
+
+
+@register("TreeEnsembleRegressor", domain=ML_DOMAIN)
+class TreeEnsembleRegressor(OpRule):
+    """Each row's leaf in every tree, the leaves' weights per target summed (``AVERAGE``: divided by the trees'
+    count), plus ``base_values``; a target that no reached leaf scores is 0 (onnxruntime). Bounded by the leaves
+    that rows within the input's range can reach; MIN and MAX aggregates and post transforms other than NONE are
+    not supported."""
+
+    aggregate_function: str = "SUM"
+    base_values: tuple[float, ...] = ()
+    base_values_as_tensor: Tensor | None = None
+    n_targets: int = 1
+    nodes_falsenodeids: tuple[int, ...] = ()
+    nodes_featureids: tuple[int, ...] = ()
+    nodes_hitrates: tuple[float, ...] = ()
+    nodes_hitrates_as_tensor: Tensor | None = None
+    nodes_missing_value_tracks_true: tuple[int, ...] = ()
+    nodes_modes: tuple[str, ...] = ()
+    nodes_nodeids: tuple[int, ...] = ()
+    nodes_treeids: tuple[int, ...] = ()
+    nodes_truenodeids: tuple[int, ...] = ()
+    nodes_values: tuple[float, ...] = ()
+    nodes_values_as_tensor: Tensor | None = None
+    post_transform: str = "NONE"
+    target_ids: tuple[int, ...] = ()
+    target_nodeids: tuple[int, ...] = ()
+    target_treeids: tuple[int, ...] = ()
+    target_weights: tuple[float, ...] = ()
+    target_weights_as_tensor: Tensor | None = None
+
+    hazards = (Overflow(),)
+    accumulates = True
+    rounds = False  # the sum's rounding is in the bounds
+
+    def _forest(self) -> _Forest:
+        if self.aggregate_function not in _AGGREGATES or self.post_transform != "NONE":
+            raise UnsupportedOperator(f"TreeEnsembleRegressor: aggregate {self.aggregate_function} with post "
+                                      f"transform {self.post_transform} (SUM or AVERAGE with NONE are supported)")
+        thresholds = _listed(self.nodes_values, self.nodes_values_as_tensor)
+        weights = _listed(self.target_weights, self.target_weights_as_tensor)
+        index = {(tree, node): i for i, (tree, node) in enumerate(zip(self.nodes_treeids, self.nodes_nodeids))}
+        roots: dict[int, int] = {}
+        for i, tree in enumerate(self.nodes_treeids):
+            roots.setdefault(tree, i)
+        if any(mode not in _BRANCHES | {"LEAF"} for mode in self.nodes_modes):
+            raise UnsupportedOperator("TreeEnsembleRegressor: an unknown node mode")
+        try:
+            true_next = [index[tree, child] if mode != "LEAF" else i for i, (tree, child, mode)
+                         in enumerate(zip(self.nodes_treeids, self.nodes_truenodeids, self.nodes_modes))]
+            false_next = [index[tree, child] if mode != "LEAF" else i for i, (tree, child, mode)
+                          in enumerate(zip(self.nodes_treeids, self.nodes_falsenodeids, self.nodes_modes))]
+            leaf_weights = torch.zeros((len(self.nodes_modes), self.n_targets), dtype=torch.float64)
+            leaf_scores = torch.zeros((len(self.nodes_modes), self.n_targets), dtype=torch.bool)
+            for tree, node, target, weight in zip(self.target_treeids, self.target_nodeids, self.target_ids, weights):
+                leaf_weights[index[tree, node], target] += weight
+                leaf_scores[index[tree, node], target] = True
+        except (KeyError, IndexError):
+            raise UnsupportedOperator("TreeEnsembleRegressor: a node or target names no node of its tree") from None
+        missing = list(self.nodes_missing_value_tracks_true) or [0] * len(self.nodes_modes)
+        return _Forest(list(roots.values()), list(self.nodes_modes), list(self.nodes_featureids), thresholds,
+                       true_next, false_next, [bool(m) for m in missing], leaf_weights, leaf_scores)
+
+    def _base(self) -> Tensor:
+        base = _listed(self.base_values, self.base_values_as_tensor)
+        return torch.tensor(base or [0.0] * self.n_targets, dtype=torch.float64)
+
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        forest = self._forest()
+        rows = _rows(x, "TreeEnsembleRegressor").to(torch.float64)
+        out = torch.zeros((rows.shape[0], self.n_targets), dtype=torch.float64)
+        scored = torch.zeros((rows.shape[0], self.n_targets), dtype=torch.bool)
+        for r, row in enumerate(rows.tolist()):
+            for root in forest.roots:
+                index = root
+                while forest.modes[index] != "LEAF":
+                    index = forest.step(index, row[forest.features[index]])
+                out[r] += forest.leaf_weights[index]
+                scored[r] |= forest.leaf_scores[index]
+        if self.aggregate_function == "AVERAGE":
+            out = out / len(forest.roots)
+        # onnxruntime writes 0 for a target no reached leaf scores, without its base value
+        return torch.where(scored, out + self._base(), torch.zeros_like(out)).to(torch.float32)
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        forest = self._forest()
+        rows = _row_interval(x, "TreeEnsembleRegressor")
+        low, high = (t.to(torch.float64).amin(0) if k == 0 else t.to(torch.float64).amax(0)
+                     for k, t in enumerate(rows.full()))
+        may_be_nan = is_float(x.elem_type) and not (ctx.graph is not None and ctx.graph.nan_free(ctx.node.inputs[0]))
+        lo = torch.zeros(self.n_targets, dtype=torch.float64)
+        hi = torch.zeros(self.n_targets, dtype=torch.float64)
+        magnitude = torch.zeros(self.n_targets, dtype=torch.float64)
+        unscored = torch.ones(self.n_targets, dtype=torch.bool)  # every tree may reach a leaf without the target
+        for root in forest.roots:
+            leaves = forest.reachable_leaves(root, low, high, may_be_nan)
+            reached = forest.leaf_weights[leaves]
+            lo, hi = lo + reached.amin(0), hi + reached.amax(0)
+            magnitude = magnitude + reached.abs().amax(0)
+            unscored &= ~forest.leaf_scores[leaves].all(0)
+        if self.aggregate_function == "AVERAGE":
+            lo, hi, magnitude = (t / len(forest.roots) for t in (lo, hi, magnitude))
+        base = self._base()
+        # the float sum of a leaf weight per tree and the base value, then the result's rounding
+        slack = arith.accumulation_gamma(len(forest.roots) + 1, FLOAT) * (magnitude + base.abs())
+        lo, hi = lo + base - slack, hi + base + slack
+        lo = torch.where(unscored, torch.minimum(lo, torch.zeros_like(lo)), lo)  # 0 where no leaf scores it
+        hi = torch.where(unscored, torch.maximum(hi, torch.zeros_like(hi)), hi)
+        shape = (rows.shape[0], self.n_targets)
+        out = Interval.from_full(lo.expand(shape), hi.expand(shape), FLOAT, ctx.budget)
+        return out.widened(1.0)
+
+
+def _listed(values: Sequence[float], tensor: Tensor | None) -> list[float]:
+    """An attribute given as a list of floats or as its ``_as_tensor`` twin (doubles)."""
+    return [float(v) for v in tensor.reshape(-1).tolist()] if tensor is not None else [float(v) for v in values]
+
+
 # ------------------------------------------------------------------------------ ZipMap
 @register("ZipMap", domain=ML_DOMAIN)
 class ZipMap(OpRule):
@@ -650,6 +830,7 @@ class ZipMap(OpRule):
     classlabels_strings: tuple[str, ...] = ()
 
     rounds = False
+    unknown_shapes = COPIES
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
         return x

@@ -11,6 +11,25 @@ F64, I64, I32 = TensorProto.DOUBLE, TensorProto.INT64, TensorProto.INT32
 PROBIT_RTOL = 1e-2
 COEFFICIENTS = [0.5, -1.25, 2.0, 0.75, -0.3, 1.5, 1.0, 0.25, -2.0, 0.1, 0.6, -0.9]
 
+# two trees over 3 features, two targets: tree 0 splits on x0 <= 0.5 then x2 < -1 (a leaf with two targets),
+# tree 1 on x1 >= 0 (missing values go true) then x0 == 1 (exactly, a leaf reached by integers)
+FOREST = {
+    "nodes_treeids": [0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
+    "nodes_nodeids": [0, 1, 2, 3, 4, 0, 1, 2, 3, 4],
+    "nodes_featureids": [0, 2, 0, 0, 0, 1, 0, 0, 0, 0],
+    "nodes_modes": ["BRANCH_LEQ", "BRANCH_LT", "LEAF", "LEAF", "LEAF",
+                    "BRANCH_GTE", "BRANCH_EQ", "LEAF", "LEAF", "LEAF"],
+    "nodes_values": [0.5, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+    "nodes_truenodeids": [1, 3, 0, 0, 0, 1, 3, 0, 0, 0],
+    "nodes_falsenodeids": [2, 4, 0, 0, 0, 2, 4, 0, 0, 0],
+    "nodes_missing_value_tracks_true": [0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+    "target_treeids": [0, 0, 0, 0, 1, 1, 1],
+    "target_nodeids": [2, 3, 3, 4, 2, 3, 4],
+    "target_ids": [0, 0, 1, 1, 0, 1, 0],
+    "target_weights": [1.5, -2.0, 0.25, 3.0, -0.5, 4.0, 0.75],
+    "n_targets": 2,
+}
+
 CASES = [
     OpCase("Scaler", (Operand((4, 3), low=-5, high=5),), {"offset": [0.5, -1.0, 2.0], "scale": [2.0, 0.5, -3.0]},
            domain=ML),
@@ -46,6 +65,12 @@ CASES = [
            name="OneHotEncoder-int64"),
     OpCase("OneHotEncoder", (Operand((2, 2), F64, 0, 3),), {"cats_int64s": [0, 1, 2]}, domain=ML,
            name="OneHotEncoder-double"),
+    OpCase("TreeEnsembleRegressor", (Operand((5, 3), low=-3, high=3),), {**FOREST, "base_values": [0.5, -1.0]},
+           domain=ML),
+    OpCase("TreeEnsembleRegressor", (Operand((5, 3), low=0.6, high=3),), {**FOREST, "aggregate_function": "AVERAGE"},
+           domain=ML, name="TreeEnsembleRegressor-average-narrow"),
+    OpCase("TreeEnsembleRegressor", (Operand((4, 3), F64, -2, 2),), FOREST, domain=ML,
+           name="TreeEnsembleRegressor-double"),
     OpCase("LinearRegressor", (Operand((4, 3), low=-5, high=5),),
            {"coefficients": COEFFICIENTS[:6], "intercepts": [0.5, -1.0], "targets": 2}, domain=ML),
     OpCase("LinearRegressor", (Operand((4, 3), low=-5, high=5),), {"coefficients": COEFFICIENTS[:3]}, domain=ML,

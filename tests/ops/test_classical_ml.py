@@ -101,3 +101,24 @@ def test_probit_of_scores_inside_the_unit_interval_is_clean() -> None:
     model = _post_transform_model("LinearRegressor", "PROBIT", 1.0)
     report = ranum.check(model, {"inputs": {"x": [0.5, 0.9]}})  # scores within [0.35, 0.73] and [0.2, 0.36]
     assert not report.findings
+
+
+def test_a_tree_ensemble_is_bounded_by_the_leaves_its_input_range_reaches() -> None:
+    """Tree 0 splits on x0 <= 0.5: with every feature in [0.6, 3] only its false leaf (1.5 on target 0) is
+    reached; tree 1 (x1 >= 0, then x0 == 1) reaches its leaf of 4.0 on target 1 or its leaf of 0.75 on target 0.
+    So target 0 is 0.5 + 1.5 + [0, 0.75], and target 1 is 4.0 - 1.0 or, with no leaf scoring it, 0 (onnxruntime
+    writes 0 there, without the base value): bounded by [-1, 3], a leaf without the target counting as 0."""
+    from tests.ops.cases_classical_ml import FOREST
+
+    node = helper.make_node("TreeEnsembleRegressor", ["x"], ["y"], domain=ML, base_values=[0.5, -1.0], **FOREST)
+    model = _pipeline([node], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
+    lo, hi = ranum.analyze(model, {"inputs": {"x": [0.6, 3.0]}}).bounds("y")
+    assert lo[:, 0].min() == pytest.approx(2.0, abs=1e-5) and hi[:, 0].max() == pytest.approx(2.75, abs=1e-5)
+    assert lo[:, 1].min() == pytest.approx(-1.0, abs=1e-5) and hi[:, 1].max() == pytest.approx(3.0, abs=1e-5)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = rng.uniform(0.6, 3.0, size=(2, 3)).astype(np.float32)
+        x[:, 0] = rng.choice([0.6, 1.0, 3.0], size=2)
+        y = session.run(None, {"x": x})[0]
+        assert ((y >= lo) & (y <= hi)).all()
