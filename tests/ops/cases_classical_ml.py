@@ -30,6 +30,14 @@ FOREST = {
     "n_targets": 2,
 }
 
+NODES = {k: v for k, v in FOREST.items() if k.startswith("nodes_")}
+# the same trees scoring three classes, and scikit-learn's binary form (one class's weights, all >= 0)
+CLASSES = {**NODES, "class_treeids": [0, 0, 0, 0, 1, 1, 1], "class_nodeids": [2, 3, 3, 4, 2, 3, 4],
+           "class_ids": [0, 0, 1, 2, 0, 1, 2], "class_weights": [1.5, -2.0, 0.25, 3.0, -0.5, 4.0, 0.75],
+           "classlabels_int64s": [3, 5, 7]}
+BINARY = {**NODES, "class_treeids": [0, 0, 0, 1, 1, 1], "class_nodeids": [2, 3, 4, 2, 3, 4],
+          "class_ids": [0] * 6, "class_weights": [0.1, 0.3, 0.2, 0.4, 0.05, 0.25], "classlabels_int64s": [0, 1]}
+
 CASES = [
     OpCase("Scaler", (Operand((4, 3), low=-5, high=5),), {"offset": [0.5, -1.0, 2.0], "scale": [2.0, 0.5, -3.0]},
            domain=ML),
@@ -71,6 +79,13 @@ CASES = [
            domain=ML, name="TreeEnsembleRegressor-average-narrow"),
     OpCase("TreeEnsembleRegressor", (Operand((4, 3), F64, -2, 2),), FOREST, domain=ML,
            name="TreeEnsembleRegressor-double"),
+    *[OpCase("TreeEnsembleClassifier", (Operand((5, 3), low=-3, high=3),), {**CLASSES, "post_transform": transform},
+             outputs=2, domain=ML, name=f"TreeEnsembleClassifier-{transform}")
+      for transform in ("NONE", "SOFTMAX", "LOGISTIC")],
+    OpCase("TreeEnsembleClassifier", (Operand((5, 3), low=-3, high=3),), {**CLASSES, "base_values": [0.5, -1.0, 2.0]},
+           outputs=2, domain=ML, name="TreeEnsembleClassifier-base"),
+    OpCase("TreeEnsembleClassifier", (Operand((5, 3), low=-3, high=3),), BINARY, outputs=2, domain=ML,
+           name="TreeEnsembleClassifier-binary"),
     OpCase("LinearRegressor", (Operand((4, 3), low=-5, high=5),),
            {"coefficients": COEFFICIENTS[:6], "intercepts": [0.5, -1.0], "targets": 2}, domain=ML),
     OpCase("LinearRegressor", (Operand((4, 3), low=-5, high=5),), {"coefficients": COEFFICIENTS[:3]}, domain=ML,
