@@ -31,10 +31,11 @@ from ranum.domain import arith
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import DEFAULT_BLOCK_BUDGET, Interval, elementwise
 from ranum.errors import UnsupportedOperator
-from ranum.ops._base import COPIES, NodeContext, OpRule, structural
+from ranum.ops._base import NodeContext, OpRule, structural
 from ranum.ops.hazards import FORWARD, Hazard, HazardHit, OnDerivedOperands, OutputOverflow, Overflow, outside
 from ranum.ops.linear import finish_sum, interval_product
 from ranum.ops.registry import register
+from ranum.ops.shape import Identity
 
 __all__ = ["ML_DOMAIN", "ArrayFeatureExtractor", "Binarizer", "Imputer", "LinearClassifier", "LinearRegressor",
            "Normalizer", "OneHotEncoder", "Scaler", "TreeEnsembleClassifier", "TreeEnsembleRegressor", "ZipMap"]
@@ -928,19 +929,10 @@ def _listed(values: Sequence[float], tensor: Tensor | None) -> list[float]:
 
 # ------------------------------------------------------------------------------ ZipMap
 @register("ZipMap", domain=ML_DOMAIN)
-class ZipMap(OpRule):
+class ZipMap(Identity):
     """Each row of probabilities as a map from class label to value: a sequence of maps, which no numeric
-    operator reads, so it is analysed as the widest value of its kind (it computes nothing)."""
+    operator reads; its values are the probabilities', so it is analysed as their copy (it computes nothing)."""
 
     classlabels_int64s: tuple[int, ...] = ()
     classlabels_strings: tuple[str, ...] = ()
-
-    rounds = False
-    unknown_shapes = COPIES
-
-    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
-        return x
-
-    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        return x
 
