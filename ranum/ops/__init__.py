@@ -13,6 +13,8 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     batch_norm,
     bitcast,
     classical_ml,
+    classical_ml_linear,
+    classical_ml_trees,
     contrib,
     contrib_attention,
     contrib_dynamic_quantized,
