@@ -125,17 +125,12 @@ def _branch_sides(mode: str, lo: float, hi: float, threshold: float) -> tuple[bo
     return (equal_possible, not only_equal) if mode == "BRANCH_EQ" else (not only_equal, equal_possible)
 
 
-@register("TreeEnsembleRegressor", domain=ML_DOMAIN)
-class TreeEnsembleRegressor(OpRule):
-    """Each row's leaf in every tree, the leaves' weights per target summed (``AVERAGE``: divided by the trees'
-    count), plus ``base_values``; a target that no reached leaf scores is 0 (onnxruntime). Bounded by the leaves
-    that rows within the input's range can reach; MIN and MAX aggregates and post transforms other than NONE are
-    not supported."""
+@dataclass(frozen=True)
+class _TreeEnsemble(OpRule):
+    """What the regressor and the classifier share: the trees (``nodes_*``), base values and post transform."""
 
-    aggregate_function: str = "SUM"
     base_values: tuple[float, ...] = ()
     base_values_as_tensor: Tensor | None = None
-    n_targets: int = 1
     nodes_falsenodeids: tuple[int, ...] = ()
     nodes_featureids: tuple[int, ...] = ()
     nodes_hitrates: tuple[float, ...] = ()
@@ -148,6 +143,23 @@ class TreeEnsembleRegressor(OpRule):
     nodes_values: tuple[float, ...] = ()
     nodes_values_as_tensor: Tensor | None = None
     post_transform: str = "NONE"
+
+    accumulates = True
+    rounds = False  # the sum's rounding is in the bounds
+
+    def _base_list(self) -> list[float]:
+        return _listed(self.base_values, self.base_values_as_tensor)
+
+
+@register("TreeEnsembleRegressor", domain=ML_DOMAIN)
+class TreeEnsembleRegressor(_TreeEnsemble):
+    """Each row's leaf in every tree, the leaves' weights per target summed (``AVERAGE``: divided by the trees'
+    count), plus ``base_values``; a target that no reached leaf scores is 0 (onnxruntime). Bounded by the leaves
+    that rows within the input's range can reach; MIN and MAX aggregates and post transforms other than NONE are
+    not supported."""
+
+    aggregate_function: str = "SUM"
+    n_targets: int = 1
     target_ids: tuple[int, ...] = ()
     target_nodeids: tuple[int, ...] = ()
     target_treeids: tuple[int, ...] = ()
@@ -155,8 +167,6 @@ class TreeEnsembleRegressor(OpRule):
     target_weights_as_tensor: Tensor | None = None
 
     hazards = (Overflow(),)
-    accumulates = True
-    rounds = False  # the sum's rounding is in the bounds
 
     def _forest(self) -> _Forest:
         if self.aggregate_function not in _AGGREGATES or self.post_transform != "NONE":
@@ -167,8 +177,7 @@ class TreeEnsembleRegressor(OpRule):
                                                              weights), self.n_targets)
 
     def _base(self) -> Tensor:
-        base = _listed(self.base_values, self.base_values_as_tensor)
-        return torch.tensor(base or [0.0] * self.n_targets, dtype=torch.float64)
+        return torch.tensor(self._base_list() or [0.0] * self.n_targets, dtype=torch.float64)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
         forest = self._forest()
@@ -194,7 +203,7 @@ class TreeEnsembleRegressor(OpRule):
 
 
 @register("TreeEnsembleClassifier", domain=ML_DOMAIN)
-class TreeEnsembleClassifier(TreeEnsembleRegressor):
+class TreeEnsembleClassifier(_TreeEnsemble):
     """The classes' scores: each row's reached leaves' class weights summed over the trees. With more than two
     classes (onnxruntime): plus ``base_values`` (a class that no reached leaf scores takes its base value, or 0),
     the label of the largest scored class, then ``post_transform``. With two labels, the form scikit-learn's
@@ -228,9 +237,6 @@ class TreeEnsembleClassifier(TreeEnsembleRegressor):
     @property
     def _binary(self) -> bool:
         return len(self.classlabels_int64s or self.classlabels_strings) == 2
-
-    def _base_list(self) -> list[float]:
-        return _listed(self.base_values, self.base_values_as_tensor)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> tuple[Tensor, Tensor]:
         forest = self._forest()
@@ -279,8 +285,10 @@ def _forest_slack(forest: _Forest, magnitude: Tensor, base: Tensor) -> Tensor:
     return arith.accumulation_gamma(len(forest.roots) + 1, FLOAT) * (magnitude + base.abs())
 
 
-def _build_forest(op: str, rule, entries: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[float]],
-                  outputs: int) -> _Forest:
+_Entries = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[float]]
+
+
+def _build_forest(op: str, rule: _TreeEnsemble, entries: _Entries, outputs: int) -> _Forest:
     """A rule's ``nodes_*`` attributes as a :class:`_Forest`, its leaves' weights from ``entries`` (tree ids,
     node ids, output ids and weights: the targets of a regressor, the classes of a classifier)."""
     modes = list(rule.nodes_modes)
