@@ -50,6 +50,7 @@ class _Inliner:
 
     def __init__(self, functions: Mapping[_FunctionKey, onnx.FunctionProto], opsets: Mapping[str, int]) -> None:
         self.functions = functions
+        self.function_domains = {domain for domain, _, _ in functions}
         self.opsets = dict(opsets)
         self.added_opsets: dict[str, int] = {}
         self.prefixes: set[str] = set()
@@ -109,9 +110,9 @@ class _Inliner:
 
     def _check_opsets(self, function: onnx.FunctionProto) -> None:
         for imp in function.opset_import:
-            if _key(imp.domain, "", "")[0] in {k[0] for k in self.functions}:
-                continue  # a domain of functions: calls into it are inlined, never read as operators
             domain = "" if imp.domain == "ai.onnx" else imp.domain
+            if domain in self.function_domains:
+                continue  # a domain of functions: calls into it are inlined, never read as operators
             known = self.opsets.get(domain, self.opsets.get("ai.onnx") if domain == "" else None)
             if known is None:
                 self.opsets[domain] = self.added_opsets[domain] = imp.version
