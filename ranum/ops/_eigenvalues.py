@@ -123,11 +123,13 @@ def largest_singular_value_bound(matrices: Tensor, squares: Tensor | None = None
     """
     if matrices.numel() == 0:
         return torch.zeros(matrices.shape[:-2], dtype=torch.float64)
-    a = matrices.to(torch.float64)
+    a = matrices if matrices.dtype in (torch.float32, torch.float64) else matrices.to(torch.float64)
     rows = a if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2)  # (..., m, k) with m <= k
     gram, gamma, absolute = gram_with_error(rows)
     largest = largest_eigenvalue_bound(gram)
-    error = gamma * (a.square().sum((-2, -1)) if squares is None else squares) + absolute
+    if squares is None:
+        squares = a.to(torch.float64).square().sum((-2, -1))
+    error = gamma * squares + absolute
     return ((largest + error) * (1 + _SINGULAR_SLACK)).sqrt()
 
 
@@ -139,14 +141,16 @@ def gram_with_error(rows: Tensor) -> tuple[Tensor, float, float]:
     """``rows @ rows^T`` in float64, with ``gamma`` and ``absolute``: its error's spectral norm is at
     most ``gamma ||rows||_F^2 + absolute`` (Weyl then moves no eigenvalue further).
 
-    Float32 values (the weights of a float32 or 16-bit model) take float32 products over chunks of
-    ``_GRAM_CHUNK`` terms, summed in float64: each entry is then within ``gamma_256 sum |a_il a_jl|``
-    (float32) plus the float64 sum's rounding of it, and ``sum_ij (sum_l |a_il a_jl|)^2 <=
-    ||rows||_F^4``. Twice as fast as one float64 product (a ResNet's norm caps were two thirds of its
-    exact-weights run) and, with chunks of 256, as tight to a fraction of a percent."""
+    Float32 values (the weights of a float32 or 16-bit model: float32 ``rows``, or float64 ones that
+    float32 holds exactly) take float32 products over chunks of ``_GRAM_CHUNK`` terms, summed in
+    float64: each entry is then within ``gamma_256 sum |a_il a_jl|`` (float32) plus the float64 sum's
+    rounding of it, and ``sum_ij (sum_l |a_il a_jl|)^2 <= ||rows||_F^4``. Twice as fast as one float64
+    product (a ResNet's norm caps were two thirds of its exact-weights run) and, with chunks of 256, as
+    tight to a fraction of a percent."""
     single = rows.float()
     length, chunks = rows.shape[-1], -(-rows.shape[-1] // _GRAM_CHUNK)
-    if not torch.equal(single.double(), rows) or chunks < 1:
+    if chunks < 1 or (rows.dtype != torch.float32 and not torch.equal(single.double(), rows)):
+        rows = rows.to(torch.float64)
         gram = rows @ rows.transpose(-1, -2)
         return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), 0.0
     gram = torch.zeros(rows.shape[:-1] + rows.shape[-2:-1], dtype=torch.float64)

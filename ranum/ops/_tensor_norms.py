@@ -407,7 +407,7 @@ def _conv_gains(graph: GraphView, node: Node) -> _Gains | None:
     offsets = math.prod(w.shape[2:])
     per_group = weight.reshape(group, weight.shape[0] // group, -1, offsets)  # group, c_out, c_in, offset
     # sum over offsets of ||W_o||_F: bounds the sums of |w| |x| (the error) and, loosely, the gain
-    squares = per_group.square()  # shared by the three norms below (one pass over a float64 copy each)
+    squares = _squares(per_group)  # shared by the three norms below
     frobenius = squares.sum((1, 2)).sqrt().sum(-1)
     # all offsets at once: ||sum_o W_o S_o x|| <= sigma_max([W_1 ... W_K]) sqrt(K) ||x||, and the same
     # with the offsets' matrices stacked vertically (the transposed convolution has the same norm):
@@ -501,9 +501,10 @@ def _gemm_gains(graph: GraphView, node: Node) -> _Gains | None:
     if gemm and int(node.attributes.get("transB", 0)):
         weight = weight.t()
     alpha = abs(float(node.attributes.get("alpha", 1.0))) if gemm else 1.0
-    frobenius = float(weight.square().sum().sqrt()) * alpha
-    gain = float(largest_singular_value_bound(weight.unsqueeze(0))[0]) * alpha
-    row_norm = float(weight.square().sum(0).max().sqrt()) * alpha if weight.numel() else 0.0
+    squares = _squares(weight)
+    frobenius = float(squares.sum().sqrt()) * alpha
+    gain = float(largest_singular_value_bound(weight.unsqueeze(0), squares.sum().unsqueeze(0))[0]) * alpha
+    row_norm = float(squares.sum(0).max().sqrt()) * alpha if weight.numel() else 0.0
     return gain, frobenius, row_norm, weight.shape[0] + 3
 
 
@@ -522,16 +523,26 @@ def _accumulated(gain: float, error_gain: float, row_norm: float, norm: float, t
 
 
 def _weight_values(w: Interval) -> Tensor | None:
-    """The full-shape float64 values of an exact weight (None otherwise: a box of weights has a gain
-    about as large as its intervals' growth, not worth the cost)."""
+    """The full-shape values of an exact weight, float32 or float64 as stored (16-bit ones widened to float32,
+    exactly), or None (a box of weights has a gain about as large as its intervals' growth, not worth the
+    cost). Not copied where stored so: the Gram matrices take float32 products of float32 values."""
     if not w.is_exact:
         return None
-    weight = w.exact_value().detach().to(torch.float64)
+    weight = w.exact_value().detach()
+    if weight.dtype not in (torch.float32, torch.float64):
+        weight = weight.to(torch.float64 if weight.dtype.itemsize > 4 or not weight.is_floating_point()
+                           else torch.float32)
     # a finite sum has no infinite or NaN term: one pass without a mask (isfinite(...).all() took as
     # long as the copy); a sum that overflows is settled element by element
     if math.isfinite(float(weight.sum())) or bool(torch.isfinite(weight).all()):
         return weight
     return None
+
+
+def _squares(weight: Tensor) -> Tensor:
+    """The squares of a weight's values in float64 (a float32 square may overflow or lose the norm's digits),
+    in a copy of its own."""
+    return weight.to(torch.float64, copy=True).square_()
 
 
 _RULES = {
