@@ -74,15 +74,17 @@ def _lanczos_estimate(matrix: Tensor) -> float:
     vector = vector / vector.norm()
     basis = torch.zeros(steps, n, dtype=torch.float64)
     diagonal, off_diagonal = [], []
+    largest_diagonal = 0.0
     for step in range(steps):
         basis[step] = vector
         product = matrix @ vector
         diagonal.append(float(vector @ product))
+        largest_diagonal = max(largest_diagonal, abs(diagonal[-1]))
         kept = basis[: step + 1]
         for _ in range(2):  # twice is enough (Kahan-Parlett)
             product = product - kept.t() @ (kept @ product)
         norm = float(product.norm())
-        if step == steps - 1 or norm <= 1e-12 * max(abs(d) for d in diagonal):
+        if step == steps - 1 or norm <= 1e-12 * largest_diagonal:
             break
         off_diagonal.append(norm)
         vector = product / norm
