@@ -11,6 +11,7 @@ from typing import Any
 from ranum.analysis import Analysis, SpecSource, analyze, as_spec
 from ranum.config import AnalysisConfig
 from ranum.detect._findings import Finding, _json_number, find_hazards
+from ranum.domain.ranges import UNTRAINED_REASON
 from ranum.frontend._source import source_locations
 from ranum.graph.loader import ModelSource
 
@@ -42,6 +43,12 @@ class Report:
         notes = list(self.export_notes)
         for given, name in self.analysis.spec.renamed.items():
             notes.append(f"the range given for '{given}' applies to the tensor '{name}'")
+        untrained = [a.tensor for a in self.analysis.assumptions if a.reason == UNTRAINED_REASON]
+        if untrained and self.analysis.spec.weights_default != "exact":
+            shown = ", ".join(f"'{name}'" for name in untrained[:6]) + (", ..." if len(untrained) > 6 else "")
+            notes.append(f"{len(untrained)} initializer(s) taken as they are, not as weights: the exporter recorded "
+                         f"them as buffers or tensor constants of the PyTorch module, which training does not change "
+                         f"({shown}); give one a range under 'weights' to treat it as a weight")
         for a in self.analysis.assumptions:
             if a.source == "default":
                 why = f", {a.reason}" if a.reason else ""

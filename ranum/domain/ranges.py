@@ -12,7 +12,9 @@ them of magnitude 2 or more (counts, sizes and positions an exporter folded: a p
 window sizes), and those read only as settings (the caller's
 ``parameters``, e.g. Resize's scales or quantization scales: see
 :func:`ranum.ops.parameter_initializers`); every other initializer is a *constant* and is taken
-exactly unless a range names it.
+exactly unless a range names it. A weight that the exporter recorded as untrained (``Graph.export_kinds``:
+a tensor constant, or a buffer of distinct values that no BatchNormalization reads as a running statistic)
+is a constant too.
 
 Defaults (documented in README): a float input without a range gets [-1, 1], an integer or boolean
 input [0, 1] (each with a warning), except an integer input whose values index a table of static size:
@@ -113,9 +115,11 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
         env[info.name] = OptionalValue.holding(held, may_be_empty=True) if info.optional else held
         reason = f"the rows of '{table[1]}' it indexes" if table is not None else ""
         notes.append(Assumption(info.name, "input", low, high, source, reason=reason))
+    statistics = running_statistics(graph) if graph.export_kinds else frozenset()
     for name, proto in graph.initializers.items():
         setting = name in parameters and name not in spec.weights
-        iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec, setting)
+        kind = graph.export_kinds.get(name) if name not in statistics and name not in spec.weights else None
+        iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec, setting, kind)
         env[name] = iv
         notes.append(note)
     return env, notes
@@ -182,19 +186,22 @@ def _axis_size(graph: Graph, table: str, axis: int) -> int | None:
     return int(size) if isinstance(size, int) and size > 0 else None
 
 
-def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, setting: bool = False
-                 ) -> tuple[Interval, Assumption]:
-    """``value`` may be a read-only view of the model's bytes: it is only read, or copied once."""
+def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, setting: bool = False,
+                 export_kind: str | None = None) -> tuple[Interval, Assumption]:
+    """``value`` may be a read-only view of the model's bytes: it is only read, or copied once;
+    ``export_kind``: what the exporter recorded of it (see ``Graph.export_kinds``)."""
     shape = tuple(value.shape)
     extremes = _extremes(value) if is_float(elem_type) and _count(value) > 1 and not setting else None
     weight = extremes is not None and _is_weight(extremes, elem_type) and not _folded_counts(value, extremes)
+    untrained = weight and _untrained(export_kind, extremes)
     if name in spec.inputs:
         low, high = spec.inputs[name]
         role = "weight" if weight else "constant"
         return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec")
-    if not weight:
+    if not weight or untrained:
         nan = is_float(elem_type) and (_holds_nan(value) if extremes is None else math.isnan(extremes[0] + extremes[1]))
-        return _point(value, elem_type), Assumption(name, "constant", None, None, "exact", nan)
+        return _point(value, elem_type), Assumption(name, "constant", None, None, "exact", nan,
+                                                    UNTRAINED_REASON if untrained else "")
     mode = spec.weights.get(name, spec.weights_default)
     nan = math.isnan(extremes[0]) or math.isnan(extremes[1])  # a NaN weight stays NaN through training
     if mode == "exact":
@@ -205,6 +212,26 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
         return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "derived", nan)
     low, high = mode
     return _box(low, high, shape, elem_type), Assumption(name, "weight", low, high, "spec")
+
+
+UNTRAINED_REASON = "a buffer or tensor constant of the PyTorch module, which training does not change"
+
+
+def _untrained(export_kind: str | None, extremes: tuple[float, float]) -> bool:
+    """Whether a tensor the exporter recorded as ``export_kind`` keeps its values through training: a tensor
+    the forward code created, or a module buffer that holds distinct values (a normalisation's mean and std,
+    a noise schedule, a frequency table). A buffer of one repeated value is taken as a statistic that
+    training updates from its starting value (a running mean of zeros, a running variance of ones)."""
+    if export_kind == "CONSTANT_TENSOR":
+        return True
+    return export_kind == "BUFFER" and extremes[0] != extremes[1]
+
+
+def running_statistics(graph: Graph) -> frozenset[str]:
+    """Initializers that a BatchNormalization reads as its running mean or variance: buffers that
+    training updates."""
+    return frozenset(name for node in graph.all_nodes() if node.op_type == "BatchNormalization"
+                     for name in node.inputs[3:5] if name)
 
 
 def _point(value: np.ndarray, elem_type: int, finite: bool | None = None) -> Interval:

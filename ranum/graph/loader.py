@@ -46,6 +46,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
     inlined = inline_local_functions(model)
+    kinds = _export_kinds(model.graph)  # before the model's value info is dropped for inference's
     _sort_nodes(model.graph)
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
@@ -60,9 +61,24 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     _take_inferred(model.graph, inferred.graph)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     graph = _convert_graph(model.graph, opsets, proto=model, source=origin)
-    if payloads or inlined:
-        graph = dataclasses.replace(graph, raw_values=payloads, inlined_functions=inlined)
+    if payloads or inlined or kinds:
+        graph = dataclasses.replace(graph, raw_values=payloads, inlined_functions=inlined, export_kinds=kinds)
     return graph, used
+
+
+_EXPORT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+
+
+def _export_kinds(graph: onnx.GraphProto) -> dict[str, str]:
+    """Initializer name -> the kind torch.onnx's dynamo exporter recorded for it (see Graph.export_kinds)."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    kinds = {}
+    for value in list(graph.value_info) + list(graph.input):
+        if value.name in initializers:
+            for prop in value.metadata_props:
+                if prop.key == _EXPORT_KIND:
+                    kinds[value.name] = prop.value
+    return kinds
 
 
 def _check(model: onnx.ModelProto) -> None:

@@ -81,6 +81,10 @@ class Graph:
     # whether the model's local functions were inlined (see graph.functions): its node and tensor names are
     # those of the inlined model, which graph.loader.read_model gives
     inlined_functions: bool = False
+    # what a PyTorch exporter recorded of each initializer (torch.onnx's dynamo export writes it as value-info
+    # metadata): "PARAMETER", "BUFFER" (a module's registered buffer) or "CONSTANT_TENSOR" (a tensor the
+    # forward code created); absent for other models and initializers
+    export_kinds: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def opset(self) -> int:

@@ -301,3 +301,25 @@ def test_cli_prints_the_tracing_note_in_the_json_report(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     warnings = json.loads(result.stdout)["warnings"]
     assert "exported by tracing" in warnings[0]
+
+
+class _NormalisedInput(torch.nn.Module):
+    """An image normalisation whose mean and std are registered buffers, before a convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv((x - self.mean) / self.std)
+
+
+def test_a_module_buffer_is_taken_as_it_is_in_derived_mode() -> None:
+    """The dynamo export records which initializers are buffers; a division by a registered std is not a
+    division by zero, however training moves the convolution's weights."""
+    report = ranum.check(_NormalisedInput().eval(), torch.rand(1, 3, 8, 8), ranges={"x": (0, 1)})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["std"] == ("constant", "exact") and roles["conv.weight"] == ("weight", "derived")
+    assert report.findings == ()

@@ -302,3 +302,68 @@ def test_graph_outputs_declared_without_a_shape_or_type_are_typed_by_inference(d
     broken = helper.make_graph([helper.make_node("Relu", ["z"], ["y"])], "g", graph.input, [output])
     with pytest.raises(ranum.ModelError, match="ONNX checker"):  # the rest of the graph is still checked
         ranum.check(helper.make_model(broken, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+_EXPORT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+
+
+def _normalised_then_batch_norm(kinds: dict[str, str], std: list[float]) -> onnx.ModelProto:
+    """``BatchNormalization((x - mean) / std)`` with the export kinds torch.onnx's dynamo exporter records
+    as value-info metadata (``kinds``: initializer -> kind)."""
+    inits = [numpy_helper.from_array(np.array(v, np.float32).reshape(1, 3, 1, 1), n)
+             for n, v in (("mean", [0.485, 0.456, 0.406]), ("std", std))]
+    inits += [numpy_helper.from_array(np.array(v, np.float32), n)
+              for n, v in (("gamma", [1.0, 1.0, 1.0]), ("beta", [0.0, 0.0, 0.0]), ("running_mean", [0.0, 0.0, 0.0]),
+                           ("running_var", [1.0, 1.0, 1.0]))]
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["centred"]), helper.make_node("Div", ["centred", "std"], ["z"]),
+             helper.make_node("BatchNormalization", ["z", "gamma", "beta", "running_mean", "running_var"], ["y"])]
+    infos = []
+    for name, kind in kinds.items():
+        info = helper.make_tensor_value_info(name, 1, None)
+        info.metadata_props.add(key=_EXPORT_KIND, value=kind)
+        infos.append(info)
+    graph = helper.make_graph(nodes, "normalised", [helper.make_tensor_value_info("x", 1, [1, 3, 2, 2])],
+                              [helper.make_tensor_value_info("y", 1, [1, 3, 2, 2])], initializer=inits,
+                              value_info=infos)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+_BUFFERS = {"mean": "BUFFER", "std": "BUFFER", "gamma": "PARAMETER", "beta": "PARAMETER",
+            "running_mean": "BUFFER", "running_var": "BUFFER"}
+
+
+def test_a_module_buffer_of_distinct_values_is_a_constant_in_derived_mode() -> None:
+    """An image normalisation's std registered as a buffer: training never changes it, but derived ranges
+    took it as a weight ([0, 0.458]) and reported a division by zero (a dynamo export's value info says
+    which initializers are buffers)."""
+    report = ranum.check(_normalised_then_batch_norm(_BUFFERS, [0.229, 0.224, 0.225]), {"inputs": {"x": [0, 1]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["mean"] == roles["std"] == ("constant", "exact")
+    assert report.findings == ()
+    assert any("'mean', 'std'" in warning for warning in report.warnings)
+    # a BatchNormalization's running statistics are buffers that training updates, and so are the
+    # parameters: weights, as before
+    for name in ("gamma", "beta", "running_mean", "running_var"):
+        assert roles[name] == ("weight", "derived")
+
+
+@pytest.mark.parametrize(("kinds", "std"), [
+    ({}, [0.229, 0.224, 0.225]),  # no metadata (the TorchScript exporter, another tool)
+    ({"std": "PARAMETER"}, [0.229, 0.224, 0.225]),  # a learned scale
+    ({"std": "BUFFER"}, [1.0, 1.0, 1.0]),  # one repeated value: a statistic's starting point
+])
+def test_a_parameter_or_a_buffer_of_one_value_stays_a_weight(kinds: dict[str, str], std: list[float]) -> None:
+    report = ranum.check(_normalised_then_batch_norm(kinds, std), {"inputs": {"x": [0, 1]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["std"] == ("weight", "derived")
+    assert [f.op_type for f in report.findings] == ["Div"]
+
+
+def test_a_range_given_for_a_buffer_makes_it_a_weight_again() -> None:
+    model = _normalised_then_batch_norm(_BUFFERS, [0.229, 0.224, 0.225])
+    report = ranum.check(model, {"inputs": {"x": [0, 1]}, "weights": {"std": [0, 1]}})
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["std"] == ("weight", "spec")
+    assert [f.op_type for f in report.findings] == ["Div"]
+    exact = ranum.check(model, {"inputs": {"x": [0, 1]}, "weights": {"default": "exact"}})
+    assert exact.findings == () and not any("buffers" in warning for warning in exact.warnings)
