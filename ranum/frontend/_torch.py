@@ -274,7 +274,29 @@ def _traced_export(module: torch.nn.Module, args: tuple, kwargs: dict, names: tu
             text = f"tracing, {Path(item.filename).name}:{item.lineno}: {str(item.message).splitlines()[0]}"
             if text not in traced:
                 traced.append(text)
-    return onnx.load_model_from_string(buffer.getvalue()), tuple(traced)
+    model = onnx.load_model_from_string(buffer.getvalue())
+    _record_export_kinds(model, module)
+    return model, tuple(traced)
+
+
+_EXPORT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+
+
+def _record_export_kinds(model: onnx.ModelProto, module: torch.nn.Module) -> None:
+    """Write on a traced export what the dynamo exporter records itself: which initializers are the module's
+    parameters and which its buffers (value-info metadata; without constant folding, the tracer names an
+    initializer by its state-dict key)."""
+    kinds = {name: "PARAMETER" for name, _ in module.named_parameters()}
+    kinds.update({name: "BUFFER" for name, _ in module.named_buffers()})
+    declared = {value.name: value for value in model.graph.value_info}
+    for tensor in model.graph.initializer:
+        if tensor.name not in kinds:
+            continue
+        value = declared.get(tensor.name)
+        if value is None:
+            value = model.graph.value_info.add()
+            value.name = tensor.name
+        value.metadata_props.add(key=_EXPORT_KIND, value=kinds[tensor.name])
 
 
 _TRACED_OPSET = 17  # the tracing exporter's best-tested opset

@@ -323,3 +323,20 @@ def test_a_module_buffer_is_taken_as_it_is_in_derived_mode() -> None:
     roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
     assert roles["std"] == ("constant", "exact") and roles["conv.weight"] == ("weight", "derived")
     assert report.findings == ()
+
+
+class _NormalisedBranching(_NormalisedInput):
+    """The same, with a Python branch on a value: the dynamo exporter fails and the module is traced."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.conv((x - self.mean) / self.std)
+        return self.conv(x)
+
+
+def test_a_traced_export_records_the_buffers_too() -> None:
+    report = ranum.check(_NormalisedBranching().eval(), torch.rand(1, 3, 8, 8), ranges={"x": (0, 1)})
+    assert any("tracing" in note for note in report.warnings)
+    roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
+    assert roles["std"] == ("constant", "exact") and roles["conv.weight"] == ("weight", "derived")
+    assert report.findings == ()
