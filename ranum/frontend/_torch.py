@@ -37,6 +37,7 @@ import onnx
 import torch
 
 from ranum.errors import ModelError, RangeSpecError, RanumError
+from ranum.graph.loader import EXPORT_KIND_KEY
 
 __all__ = ["ExportedModel", "InputSpec", "export_module", "is_module", "load_factory", "parse_input"]
 
@@ -279,9 +280,6 @@ def _traced_export(module: torch.nn.Module, args: tuple, kwargs: dict, names: tu
     return model, tuple(traced)
 
 
-_EXPORT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
-
-
 def _record_export_kinds(model: onnx.ModelProto, module: torch.nn.Module) -> None:
     """Write on a traced export what the dynamo exporter records itself: which initializers are the module's
     parameters and which its buffers (value-info metadata; without constant folding, the tracer names an
@@ -296,7 +294,7 @@ def _record_export_kinds(model: onnx.ModelProto, module: torch.nn.Module) -> Non
         if value is None:
             value = model.graph.value_info.add()
             value.name = tensor.name
-        value.metadata_props.add(key=_EXPORT_KIND, value=kinds[tensor.name])
+        value.metadata_props.add(key=EXPORT_KIND_KEY, value=kinds[tensor.name])
 
 
 _TRACED_OPSET = 17  # the tracing exporter's best-tested opset

@@ -66,7 +66,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     return graph, used
 
 
-_EXPORT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+EXPORT_KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"  # value-info metadata (Graph.export_kinds)
 
 
 def _export_kinds(graph: onnx.GraphProto) -> dict[str, str]:
@@ -76,7 +76,7 @@ def _export_kinds(graph: onnx.GraphProto) -> dict[str, str]:
     for value in list(graph.value_info) + list(graph.input):
         if value.name in initializers:
             for prop in value.metadata_props:
-                if prop.key == _EXPORT_KIND:
+                if prop.key == EXPORT_KIND_KEY:
                     kinds[value.name] = prop.value
     return kinds
 
