@@ -37,7 +37,7 @@ import onnx
 import torch
 
 from ranum.errors import ModelError, RangeSpecError, RanumError
-from ranum.graph.loader import EXPORT_KIND_KEY
+from ranum.graph._export_kinds import EXPORT_KIND_KEY
 
 __all__ = ["ExportedModel", "InputSpec", "export_module", "is_module", "load_factory", "parse_input"]
 

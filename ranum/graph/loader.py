@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper, shape_inference
 
 from ranum.errors import ModelError, RangeSpecError
+from ranum.graph._export_kinds import export_kinds
 from ranum.graph._raw_views import LARGE_ELEMENTS, STRIPPED_TYPES, strip_payloads
 from ranum.graph.functions import inline_local_functions
 from ranum.graph.model import Graph, Node, TensorInfo
@@ -46,7 +47,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     if isinstance(source, onnx.ModelProto):
         model = _copy(model)
     inlined = inline_local_functions(model)
-    kinds = _export_kinds(model.graph)  # before the model's value info is dropped for inference's
+    kinds = export_kinds(model.graph)  # before the model's value info is dropped for inference's
     _sort_nodes(model.graph)
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
@@ -64,21 +65,6 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     if payloads or inlined or kinds:
         graph = dataclasses.replace(graph, raw_values=payloads, inlined_functions=inlined, export_kinds=kinds)
     return graph, used
-
-
-EXPORT_KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"  # value-info metadata (Graph.export_kinds)
-
-
-def _export_kinds(graph: onnx.GraphProto) -> dict[str, str]:
-    """Initializer name -> the kind torch.onnx's dynamo exporter recorded for it (see Graph.export_kinds)."""
-    initializers = {tensor.name for tensor in graph.initializer}
-    kinds = {}
-    for value in list(graph.value_info) + list(graph.input):
-        if value.name in initializers:
-            for prop in value.metadata_props:
-                if prop.key == EXPORT_KIND_KEY:
-                    kinds[value.name] = prop.value
-    return kinds
 
 
 def _check(model: onnx.ModelProto) -> None:

@@ -367,3 +367,39 @@ def test_a_range_given_for_a_buffer_makes_it_a_weight_again() -> None:
     assert [f.op_type for f in report.findings] == ["Div"]
     exact = ranum.check(model, {"inputs": {"x": [0, 1]}, "weights": {"default": "exact"}})
     assert exact.findings == () and not any("buffers" in warning for warning in exact.warnings)
+
+
+def _folded_schedule(sources: str, signature: str | None) -> onnx.ModelProto:
+    """``x / sqrt(table[t])`` with the table an initializer that torch.onnx's optimizer folded from
+    ``sources`` (its ``folded_from`` metadata), and ``signature`` the exported program's inputs."""
+    table = numpy_helper.from_array(np.linspace(0.999, 0.005, 16, dtype=np.float32), "val_0")
+    nodes = [helper.make_node("Gather", ["val_0", "t"], ["a"]), helper.make_node("Sqrt", ["a"], ["root"]),
+             helper.make_node("Div", ["x", "root"], ["y"])]
+    info = helper.make_tensor_value_info("val_0", 1, [16])
+    info.metadata_props.add(key="pkg.onnxscript.optimizer.folded_from", value=sources)
+    graph = helper.make_graph(nodes, "schedule", [helper.make_tensor_value_info("x", 1, [1]),
+                                                  helper.make_tensor_value_info("t", 7, [1])],
+                              [helper.make_tensor_value_info("y", 1, [1])], initializer=[table], value_info=[info])
+    if signature is not None:
+        graph.metadata_props.add(key="pkg.torch.export.ExportedProgram.graph_signature", value=signature)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+_SIGNATURE = ("\n# inputs\np_scale: PARAMETER target='scale'\nb_ac: BUFFER target='ac' persistent=True\n"
+              "x: USER_INPUT\nt: USER_INPUT\n\n# outputs\ny: USER_OUTPUT\n")
+
+
+@pytest.mark.parametrize(("sources", "signature", "role"), [
+    ("['ac']", _SIGNATURE, "constant"),  # a buffer's transposed copy (a noise schedule indexed by a timestep)
+    ("['ac', 'val_3']", _SIGNATURE, "constant"),  # with a constant of the graph
+    ("['ac', 'scale']", _SIGNATURE, "weight"),  # a parameter among its sources: training moves it
+    ("['b_ac', 'p_scale']", _SIGNATURE, "weight"),  # sources by placeholder name
+    ("['ac']", None, "weight"),  # no signature: the sources' kinds are unknown
+])
+def test_an_initializer_folded_from_buffers_only_is_a_constant(sources: str, signature: str | None, role: str) -> None:
+    """The dynamo exporter's optimizer folds a buffer's layout copy into a new initializer without the
+    buffer's kind; its folded_from metadata and the program's signature tell where it came from."""
+    report = ranum.check(_folded_schedule(sources, signature), {"inputs": {"x": [-3, 3], "t": [0, 15]}})
+    roles = {a.tensor: a.role for a in report.analysis.assumptions}
+    assert roles["val_0"] == role
+    assert bool(report.findings) == (role == "weight")  # the table's derived range reaches 0
