@@ -1,7 +1,9 @@
 """Command-line interface: the only place that prints and chooses exit codes.
 
 Exit codes: 0 no finding, 1 findings, 2 bad input or usage (one-line message on stderr); with ``check
---strict``, 3 where nothing was found but some node was not analysed.
+--strict``, 3 where nothing was found but some node was not analysed; 4 an internal error (a bug of
+ranum's: the traceback, then a one-line message, on stderr), so that a script never reads a crash as
+findings.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from enum import Enum
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 # The analysis (torch, onnx) is imported by the commands that run it: `ranum --help`, and a bad
 # option, then answer in a fraction of a second instead of the seconds torch takes to import.
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 app = typer.Typer(
     add_completion=False,
@@ -476,8 +479,15 @@ def _fail(err: Console, message: str) -> None:
 
 
 def main() -> None:
-    """Console entry point; usage errors from typer/click also exit with 2."""
-    app()
+    """Console entry point; usage errors from typer/click also exit with 2, an unexpected exception (a bug)
+    with 4 after its traceback."""
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:  # noqa: BLE001 - anything else is ranum's own failure
+        traceback.print_exception(exc, file=sys.stderr)
+        print(f"ranum {__version__}: internal error ({type(exc).__name__}: {exc}); nothing was written. "
+              "This is a bug of ranum: please report it with the command and the model.", file=sys.stderr)
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -296,3 +296,23 @@ def test_a_piped_report_keeps_long_node_names_on_one_line(tmp_path: Path, monkey
     result = CliRunner().invoke(app, ["check", str(path), "--range", "x=0,1"])
     assert result.exit_code == 1, result.output
     assert name in result.stdout, result.stdout
+
+
+def test_an_internal_error_exits_with_4_not_as_findings(tmp_path: Path) -> None:
+    """A crash of ranum's own code must not read as "findings" (exit 1) to a script: exit 4, the traceback and
+    a one-line message on stderr, and no report written."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "m.onnx"
+    onnx.save(parse(LOG_OF_DIFFERENCE), model)
+    report = tmp_path / "r.json"
+    program = ("import sys\nimport ranum.detect._check as check\n"
+               "def fail(*args, **kwargs):\n    raise ZeroDivisionError('simulated')\n"
+               "check.report_from = fail\nimport ranum.cli\n"
+               f"sys.argv = ['ranum', 'check', {str(model)!r}, '--format', 'json', '--output', {str(report)!r}]\n"
+               "ranum.cli.main()\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 4
+    assert "Traceback" in result.stderr and "internal error (ZeroDivisionError: simulated)" in result.stderr
+    assert result.stdout == "" and not report.exists()
