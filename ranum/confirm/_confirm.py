@@ -262,7 +262,8 @@ def _verdict_note(verdict: _Replayed, kind: str) -> str:
         return f"onnxruntime stops the run with an error at this node: {verdict.stops}"
     if verdict.reaches_outputs or kind == GRADIENT:  # a gradient hazard leaves the forward run finite
         return ""
-    return "in this run no model output is NaN/Inf: the invalid value is discarded downstream (e.g. by Where)"
+    return ("in this run no model output is NaN/Inf: a later operator discards or absorbs the invalid value (a Where, "
+            "a Min or Max, a reciprocal of infinity)")
 
 
 _STOPS = "Integer division by zero"  # onnxruntime's error for an integer Div or Mod by 0
