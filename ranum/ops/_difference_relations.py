@@ -3,8 +3,9 @@
 Same values (one tensor, or equal computations: see :mod:`ranum.ops._same_values`, which also looks through
 pass-through nodes first) have a difference of exactly 0.
 
-Orders. ``x <= Max(..., x, ...)``, ``x <= ReduceMax(x)`` (``keepdims`` 1, so that the maximum broadcasts
-back onto the elements it was taken over), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
+Orders. ``x <= Max(..., x, ...)``, ``x <= ReduceMax(x)`` (where the maximum broadcasts back onto the
+elements it was taken over: ``keepdims`` 1, a maximum of all elements, leading axes dropped, or the dropped
+axes unsqueezed back), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
 ``x - Max(s, x) <= 0`` (the stable exponent ``exp(x - max(s, x))`` of RWKV and of hand-written
 log-sum-exp), ``x - ReduceMax(x) <= 0`` (a hand-written softmax), and the mirrored differences are
 ``>= 0``; for a binary Max, exactly ``min(0, x - s)`` (0 where s is always below x). A float subtraction of
@@ -29,6 +30,7 @@ subtracted from itself: exactly 0). The subtraction's rounding is the interprete
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -40,7 +42,7 @@ from ranum.domain.interval import Interval, elementwise
 from ranum.errors import InconsistentShapes
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._relations import meet
+from ranum.ops._relations import meet, reduced_axes
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import segment_extreme
 from ranum.ops._variance_relations import variance_floor
@@ -161,10 +163,36 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
         return False
     if node.op_type == kind:
         return any(same_value(graph, name, other) for name in node.inputs)
+    if extreme_iv.shape is None or other_iv.shape is None:
+        return False
     if node.op_type == f"Reduce{kind}" and node.inputs and same_value(graph, node.inputs[0], other):
-        return _keeps_dims(node) and extreme_iv.shape is not None and other_iv.shape is not None and \
+        # kept axes broadcast back onto the elements; so does a single element, the extreme of all of them, and
+        # so do leading axes dropped (numpy broadcasting aligns the trailing ones)
+        rank = len(other_iv.shape)
+        if _keeps_dims(node):
+            return len(extreme_iv.shape) == rank
+        reduced = reduced_axes(graph, node, rank)
+        return math.prod(extreme_iv.shape) == 1 or (reduced is not None and reduced == list(range(len(reduced)))
+                                                    and len(extreme_iv.shape) == rank - len(reduced))
+    if node.op_type == "Unsqueeze" and node.inputs:
+        return _unsqueezed_reduction(graph, node, other, len(other_iv.shape), kind) and \
             len(extreme_iv.shape) == len(other_iv.shape)
     return segment_extreme(graph, node, other, other_iv, kind.lower())
+
+
+def _unsqueezed_reduction(graph: GraphView, unsqueeze: Node, other: str, rank: int, kind: str) -> bool:
+    """Whether ``unsqueeze`` puts back the axes that a ``Reduce{kind}`` of ``other`` without ``keepdims`` took
+    (``x.max(dim).values.unsqueeze(dim)``): the same as keeping them."""
+    reduction = graph.producer(passed_through(graph, unsqueeze.inputs[0]))
+    if reduction is None or reduction.op_type != f"Reduce{kind}" or reduction.domain not in ("", "ai.onnx") \
+            or _keeps_dims(reduction) or not same_value(graph, reduction.inputs[0], other):
+        return False
+    axes = unsqueeze.attributes.get("axes")
+    if axes is None and len(unsqueeze.inputs) > 1:
+        iv = graph.interval(unsqueeze.inputs[1])
+        axes = [int(v) for v in iv.exact_value().reshape(-1).tolist()] if iv is not None and iv.is_exact else None
+    reduced = reduced_axes(graph, reduction, rank)
+    return axes is not None and reduced is not None and sorted({int(a) % rank for a in axes}) == reduced
 
 
 def _against_the_other_operand(graph: GraphView, first: str, second: str, a: Interval, order: int,

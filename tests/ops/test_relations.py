@@ -272,6 +272,27 @@ DIFFERENCES = {
         m = Min(k, s)
         d = Sub(m, k)
         y = Exp(d)""", -1),
+    # x - x.max(): the maximum of every element, a scalar (pycox's log_h - log_h.max())
+    "reduce-max-of-all": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        m = ReduceMax<keepdims = 0>(k)
+        d = Sub(k, m)
+        y = Exp(d)""", -1),
+    # x - x.max(dim=1).values.unsqueeze(1)
+    "reduce-max-unsqueezed-back": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        m = ReduceMax<axes = [1], keepdims = 0>(k)
+        axes = Constant<value = int64[1] {-1}>()
+        u = Unsqueeze(m, axes)
+        d = Sub(k, u)
+        y = Exp(d)""", -1),
+    # the maximum over the leading axis without keepdims: each column's, broadcast back along it
+    "reduce-max-leading-axis": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        m = ReduceMax<axes = [0], keepdims = 0>(k)
+        d = Sub(k, m)
+        y = Exp(d)""", -1),
+    "reduce-min-of-all-mirrored": ("float[4,8] k, float[4,8] t, float[4,8] s", """
+        m = ReduceMin<keepdims = 0>(k)
+        d = Sub(m, k)
+        y = Exp(d)""", -1),
 }
 
 
@@ -296,6 +317,24 @@ def test_a_difference_with_its_own_maximum_has_a_sign_and_is_sound(form: str) ->
     lo, hi = report.analysis.bounds("d")
     assert hi.max() <= 0.0 if sign < 0 else lo.min() >= 0.0
     _sampled_inside(model, ranges, report.analysis, ["d", "y"])
+
+
+@pytest.mark.parametrize("body", [
+    # the maximum over the last axis without keepdims, broadcast along it: row j's maximum meets column j
+    """m = ReduceMax<axes = [1], keepdims = 0>(k)
+        d = Sub(k, m)
+        y = Exp(d)""",
+    # unsqueezed back at another axis than the one reduced
+    """m = ReduceMax<axes = [0], keepdims = 0>(k)
+        axes = Constant<value = int64[1] {1}>()
+        u = Unsqueeze(m, axes)
+        d = Sub(k, u)
+        y = Exp(d)""",
+])
+def test_a_maximum_broadcast_onto_other_elements_keeps_the_difference_interval(body: str) -> None:
+    model = _graph("float[8,8] k", "float[8,8] y", body)
+    report = ranum.check(model, {"inputs": {"k": [-100.0, 100.0]}})
+    assert [f.op_type for f in report.findings] == ["Exp"]
 
 
 def test_a_difference_with_an_unrelated_maximum_keeps_its_interval() -> None:
