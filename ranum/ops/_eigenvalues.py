@@ -42,18 +42,27 @@ _MARGINS = (1e-5, 1e-3, 1e-2, 1e-1)  # relative steps above the estimate, tried 
 def largest_eigenvalue_bound(gram: Tensor) -> Tensor:
     """Upper bounds of the largest eigenvalue of each symmetric PSD float64 matrix of a batch (..., n, n)."""
     n = gram.shape[-1]
-    if n < _SMALL:
-        return torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0.0)
     flat = gram.reshape(-1, n, n)
-    bounds = [_one_bound(matrix) for matrix in flat]
+    bounds = [_one_bound(matrix) if n >= _SMALL else _eigensolver_bound(matrix) for matrix in flat]
     return torch.tensor(bounds, dtype=torch.float64).reshape(gram.shape[:-2])
+
+
+def _eigensolver_bound(gram: Tensor) -> float:
+    """The symmetric eigensolver's largest eigenvalue, or inf where the matrix holds an infinity or NaN or
+    the solver does not converge (no bound, rather than a failed rule)."""
+    if not bool(torch.isfinite(gram).all()):
+        return math.inf
+    try:
+        return float(torch.linalg.eigvalsh(gram)[-1].clamp(min=0.0))
+    except RuntimeError:  # torch.linalg's convergence error derives from it
+        return math.inf
 
 
 def _one_bound(gram: Tensor) -> float:
     """A certified bound for one matrix, or the eigensolver's value where no certificate is found."""
     top = float(gram.diagonal().max())
     if not math.isfinite(top) or top <= 0.0:
-        return float(torch.linalg.eigvalsh(gram)[-1].clamp(min=0.0))
+        return _eigensolver_bound(gram)
     scale = 2.0 ** -math.frexp(top)[1] * 2  # largest diagonal entry in [1, 2): exact scaling
     scaled = gram * scale
     estimate = _lanczos_estimate(scaled)
@@ -61,7 +70,7 @@ def _one_bound(gram: Tensor) -> float:
         certified = _certify(scaled, estimate * (1 + margin))
         if certified is not None:
             return certified / scale
-    return float(torch.linalg.eigvalsh(gram)[-1].clamp(min=0.0))
+    return _eigensolver_bound(gram)
 
 
 def _lanczos_estimate(matrix: Tensor) -> float:
@@ -136,6 +145,7 @@ def largest_singular_value_bound(matrices: Tensor, squares: Tensor | None = None
 
 
 _GRAM_CHUNK = 256  # summed length of one float32 product of a Gram matrix
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _FLOAT32_NORMAL = 2.0**-126  # an underflowing float32 product (flushed to zero or not) is off by less
 
 
@@ -151,7 +161,8 @@ def gram_with_error(rows: Tensor) -> tuple[Tensor, float, float]:
     tight to a fraction of a percent."""
     single = rows.float()
     length, chunks = rows.shape[-1], -(-rows.shape[-1] // _GRAM_CHUNK)
-    if chunks < 1 or (rows.dtype != torch.float32 and not torch.equal(single.double(), rows)):
+    if chunks < 1 or not _float32_products_fit(single) or \
+            (rows.dtype != torch.float32 and not torch.equal(single.double(), rows)):
         rows = rows.to(torch.float64)
         gram = rows @ rows.transpose(-1, -2)
         return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), 0.0
@@ -162,3 +173,10 @@ def gram_with_error(rows: Tensor) -> tuple[Tensor, float, float]:
     summed = arith.accumulation_gamma(chunks + 1, TensorProto.DOUBLE)
     gamma = (arith.accumulation_gamma(_GRAM_CHUNK, TensorProto.FLOAT) + summed) * (1 + summed)
     return gram, gamma, rows.shape[-2] * length * _FLOAT32_NORMAL
+
+
+def _float32_products_fit(single: Tensor) -> bool:
+    """Whether every float32 chunk sum of products stays finite: ``_GRAM_CHUNK`` terms of at most the largest
+    square (weights past about 1e18 take float64 products)."""
+    largest = float(single.abs().max()) if single.numel() else 0.0
+    return math.isfinite(largest) and _GRAM_CHUNK * largest * largest < 0.5 * _FLOAT32_MAX

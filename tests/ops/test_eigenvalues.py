@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ranum.ops._eigenvalues import largest_eigenvalue_bound
+from ranum.ops._eigenvalues import largest_eigenvalue_bound, largest_singular_value_bound
 
 
 def _gram(rows: int, cols: int, scale: float, seed: int) -> torch.Tensor:
@@ -39,3 +39,20 @@ def test_multiples_of_identity_and_batches(value: float) -> None:
 def test_rank_one_matrix() -> None:
     ones = torch.ones(200, 200, dtype=torch.float64)
     assert 200.0 <= float(largest_eigenvalue_bound(ones)) <= 200.0 * 1.11
+
+
+@pytest.mark.parametrize("magnitude", [1e17, 1e19, 3e35])
+def test_singular_value_bounds_of_weights_whose_float32_squares_overflow(magnitude: float) -> None:
+    """A Gram matrix takes float32 products of float32 weights; past about 1e18 their sums overflow, and the
+    eigensolver failed to converge on the infinite entries (a Conv of weights 3e35 was left unanalysed)."""
+    generator = torch.Generator().manual_seed(1)
+    weights = (torch.randn(8, 40, generator=generator) * magnitude).float()
+    bound = float(largest_singular_value_bound(weights.unsqueeze(0))[0])
+    exact = float(torch.linalg.matrix_norm(weights.double(), ord=2))
+    assert exact <= bound <= exact * 1.001
+
+
+def test_an_infinite_entry_gives_no_bound_rather_than_an_error() -> None:
+    gram = torch.eye(4, dtype=torch.float64)
+    gram[0, 1] = gram[1, 0] = torch.inf
+    assert float(largest_eigenvalue_bound(gram.unsqueeze(0))[0]) == float("inf")
