@@ -382,9 +382,48 @@ class InstanceNormalization(OpRule):
 
     def abstract(self, ctx: NodeContext, x, scale, bias):
         rank = len(x.shape)
-        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * x.shape[1], self.epsilon, nonneg_variance=True)
+        z_lo, z_hi, st = _layer_outputs(x, x.shape[0] * x.shape[1], self.epsilon, nonneg_variance=True)
         z = Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget)
-        return _affine(z, _channel(scale, rank), _channel(bias, rank))
+        y = _affine(z, _channel(scale, rank), _channel(bias, rank))
+        return _with_shift_error(y, x, st, scale, bias, ctx.budget)
+
+
+def _with_shift_error(y: Interval, x: Interval, st: _Stats, scale: Interval, bias: Interval,
+                      budget: int | None) -> Interval:
+    """``y`` (the bounds of ``(x - m) * inv * scale + B``) widened to what onnxruntime's InstanceNormalization
+    computes: ``x * cs + (B - m * cs)``, ``cs = inv * scale`` rounded first, ``m`` the computed mean. The two
+    products cancel; their rounding is an absolute error the centred form does not have:
+
+    * A row that is not all equal to ``m``: some ``|x_i - m| = D > 0`` is at least half a unit of ``|m|`` (two
+      distinct floats), and the two-pass variance is at least ``(1 - g) D^2 / n``, so ``D cs <= K |scale|``
+      with ``K = sqrt(n / (1 - g))``: each product is within ``(2 + u) K |scale|`` of exact, and so is the
+      shift's difference; with ``P`` the largest ``|x| cs``, also within ``u P`` each.
+    * A row all equal to ``m``: both products are the same ``P``; ``fl(B - P) + P`` is within
+      ``min(u (|B| + P), |B|)`` of ``B`` (``-P`` is a float as near to ``B - P``: constant rows of magnitude 1e6
+      give 0 for B = 0.5), and ``P`` infinite makes it ``inf - inf``, NaN (magnitude 1e36, where ``cs``
+      reaches ``1 / sqrt(epsilon)``): unbounded there, and the Overflow hazard reports it."""
+    rows, n = x.shape[0] * x.shape[1], math.prod(x.shape[2:])
+    lo, hi = (t.to(torch.float64).reshape(rows, -1) for t in x.full())
+    magnitude = torch.maximum(lo.abs(), hi.abs()).amax(1, keepdim=True)
+    _, inv_hi = _inv_std(st, x.elem_type)
+    u = _unit(x.elem_type)
+    s_mag, b_mag = _row_magnitudes(scale, x.shape[0]), _row_magnitudes(bias, x.shape[0])
+    largest = arith.nan_to(magnitude * s_mag * inv_hi * (1 + 4 * u), torch.inf)  # P; 0 * inf: a zero scale
+    spread = math.sqrt(n / (1 - _gamma(n + 4, x.elem_type))) * (1 + 8 * u) * s_mag  # K |scale|
+    unequal = torch.minimum(3 * u * largest, (6 + u) * spread * (1 + 4 * u)) + u * b_mag
+    equal = torch.minimum(u * (b_mag + largest), b_mag) * (1 + 2 * u)
+    error = torch.maximum(unequal, equal) * (1 + 2 * u)
+    limit = float_facts(TensorProto.DOUBLE if x.elem_type == TensorProto.DOUBLE else TensorProto.FLOAT).max
+    error = torch.where(largest < limit, error, torch.full_like(error, torch.inf))
+    y_lo, y_hi = (t.to(torch.float64).reshape(rows, -1) for t in y.full())
+    return Interval.from_full(arith.nan_to(y_lo - error, -torch.inf).reshape(x.shape),
+                              arith.nan_to(y_hi + error, torch.inf).reshape(x.shape), y.elem_type, budget)
+
+
+def _row_magnitudes(channel: Interval, samples: int) -> Tensor:
+    """Per (sample, channel) row, the largest magnitude of a per-channel operand: a (samples * C, 1) column."""
+    lo, hi = (t.to(torch.float64).reshape(-1) for t in channel.full())
+    return torch.maximum(lo.abs(), hi.abs()).repeat(samples).reshape(-1, 1)
 
 
 @register("GroupNormalization", since=18)
