@@ -9,6 +9,7 @@ of upper bounds, so it can only widen.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -154,9 +155,9 @@ def _numpy_neighbours_differ(values: np.ndarray, axis: int) -> np.ndarray:
     """Per pair of neighbouring slices along ``axis``: whether they differ anywhere (-0.0 == 0.0)."""
     if values.ndim == 1:
         return values[1:] != values[:-1]
-    moved = np.moveaxis(values, axis, 0)
-    differs = moved[1:] != moved[:-1]
-    return differs.reshape(differs.shape[0], -1).any(1)
+    lead = math.prod(values.shape[:axis])
+    grouped = values.reshape(lead, values.shape[axis], -1)  # a view where the array is contiguous
+    return (grouped[:, 1:] != grouped[:, :-1]).any(axis=(0, 2))
 
 
 _BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}
