@@ -75,9 +75,11 @@ class GridSample16(OpRule):
     the output lies in the plane's range (joined with 0); cubic weights can be negative, with total
     negative mass N = (S**rank - 1) / 2 for S the 1-D bound of sum |w|, giving [l - N(u - l), u + N(u - l)].
     The sample location only chooses taps and weights while pixel coordinates stay below 2**21; past
-    that, onnxruntime's float32 taps and weights break (weights of 4, or 0, at 2**24) and the bounds
-    are unbounded. Float error: the few-term weighted sum and the weights' own rounding (accumulation
-    bound).
+    that, onnxruntime's float32 taps and weights break (weights of 4, or 0, at 2**24), and under border or
+    reflection padding, which read the plane at any location, the bounds are unbounded. Zero padding reads a
+    tap only where its integer coordinates lie in the plane, hence its location within a pixel of it, where the
+    taps and weights are exact: far locations read zeros only, and the bounds hold. Float error: the few-term
+    weighted sum and the weights' own rounding (accumulation bound).
     """
 
     mode: str = "bilinear"
@@ -119,7 +121,7 @@ class GridSample16(OpRule):
         mode = _GRID_MODES[self.mode]
         if mode != "nearest":
             lo, hi = self._rounded(lo, hi, mode, x.elem_type)
-        if _past_float_grid(grid, x.shape[2:]):
+        if self.padding_mode != "zeros" and _past_float_grid(grid, x.shape[2:]):
             lo, hi = torch.full_like(lo, -torch.inf), torch.full_like(hi, torch.inf)
         shape = (x.shape[0], x.shape[1], *grid.shape[1:-1])
         splits = (tuple(range(shape[0])), tuple(range(shape[1])),

@@ -58,6 +58,33 @@ def test_grid_sample_bilinear_stays_in_the_input_range_until_float32_coordinates
     assert not ((broken >= 1.0) & (broken <= 2.0)).all()
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("corners", [0, 1])
+def test_grid_sample_zero_padding_stays_in_range_at_any_location(mode: str, corners: int) -> None:
+    """Zero padding reads a tap only where its integer coordinates lie in the plane, where onnxruntime's float32
+    taps and weights are exact: locations of 1e7 to 1e30 read zeros (a deformable attention's sampling offsets
+    under derived weights were unbounded, an overflow finding)."""
+    text = f"""<ir_version: 8, opset_import: ["" : 16]>
+    g (float[1, 2, 8, 8] x, float[1, 6, 6, 2] grid) => (float[1, 2, 6, 6] y) {{
+        y = GridSample <mode = "{mode}", padding_mode = "zeros", align_corners = {corners}> (x, grid)
+    }}"""
+    model = onnx.parser.parse_model(text)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(corners)
+    near = run_text(text, {"x": (-1.0, 2.0), "grid": (-2.0, 2.0)}).env["y"]  # some taps in the padding
+    for bound in (1e7, 1e20, 3e38):
+        y = run_text(text, {"x": (-1.0, 2.0), "grid": (-bound, bound)}).env["y"]
+        lo, hi = float(y.min()), float(y.max())
+        assert (lo, hi) == (float(near.min()), float(near.max()))
+        assert mode == "bicubic" or (-1.0 - 1e-5 < lo and hi < 2.0 + 1e-5)
+        for _ in range(20):
+            grid = rng.choice([-1.0, 1.0], (1, 6, 6, 2)) * 10.0 ** rng.uniform(-1, np.log10(bound), (1, 6, 6, 2))
+            grid[0, 0, 0] = [0.1, 10.0 ** rng.uniform(6, np.log10(bound))]  # one coordinate near, one far
+            x = rng.uniform(-1.0, 2.0, (1, 2, 8, 8)).astype(np.float32)
+            out = session.run(None, {"x": x, "grid": grid.astype(np.float32)})[0]
+            assert np.isfinite(out).all() and lo <= out.min() and out.max() <= hi
+
+
 def test_grid_sample_zero_padding_joins_zero() -> None:
     text = """<ir_version: 8, opset_import: ["" : 16]>
     g (float[1, 1, 4, 4] x, float[1, 3, 3, 2] grid) => (float[1, 1, 3, 3] y) {
