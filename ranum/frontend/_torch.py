@@ -244,7 +244,12 @@ def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tup
             # constant, hiding what a trained weight can reach
             program = torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, input_names=list(names),
                                         verbose=False, external_data=False, optimize=False)
-            return program.model_proto, ()
+            invalid = _checker_error(program.model_proto)
+            if invalid is None:
+                return program.model_proto, ()
+            # e.g. a buffer named like an operator's default output name ("mean" beside x.mean()): two values
+            # of one name, which neither the checker nor onnxruntime accept
+            dynamo_error = f"it wrote a model that fails the ONNX checker: {invalid}"
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
             dynamo_error = _first_line(exc)
         try:
@@ -256,6 +261,18 @@ def _run_exporter(module: torch.nn.Module, args: tuple, kwargs: dict, names: tup
             "Python control flow that depends on tensor values follows the example input, so branches it "
             "does not take are not analysed, and findings carry no source line")
     return model, (note, *traced)
+
+
+def _checker_error(model: onnx.ModelProto) -> str | None:
+    """The ONNX checker's first line on ``model``, or None where it passes (or cannot judge a model past
+    protobuf's 2 GB in memory)."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        return _first_line(exc)
+    except ValueError:  # too large to serialise for the checker: the loader checks it without its weights
+        return None
+    return None
 
 
 def _traced_export(module: torch.nn.Module, args: tuple, kwargs: dict, names: tuple[str, ...]

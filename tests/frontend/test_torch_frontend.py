@@ -340,3 +340,22 @@ def test_a_traced_export_records_the_buffers_too() -> None:
     roles = {a.tensor: (a.role, a.source) for a in report.analysis.assumptions}
     assert roles["std"] == ("constant", "exact") and roles["conv.weight"] == ("weight", "derived")
     assert report.findings == ()
+
+
+class _BufferNamedMean(torch.nn.Module):
+    """A running mean registered as the buffer "mean" beside x.mean(): the dynamo export names both values
+    "mean", a model that the ONNX checker and onnxruntime refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(3))
+        self.register_buffer("var", torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(0) - self.mean) / torch.sqrt(self.var)
+
+
+def test_a_dynamo_export_that_fails_the_checker_falls_back_to_tracing() -> None:
+    report = ranum.check(_BufferNamedMean(), torch.rand(4, 3), ranges={"x": (-1, 1)})
+    assert any("fails the ONNX checker" in note and "tracing" in note for note in report.warnings)
+    assert "Div" in {f.op_type for f in report.findings}  # the running variance is a weight: [0, 2]
