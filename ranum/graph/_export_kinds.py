@@ -42,7 +42,7 @@ def export_kinds(graph: onnx.GraphProto) -> dict[str, str]:
                 kinds[value.name] = prop.value
             elif prop.key == _FOLDED_FROM_KEY:
                 folded[value.name] = _names(prop.value)
-    if signature:
+    if signature is not None:  # the program's signature names every parameter (none, for some modules)
         for name, sources in folded.items():
             if name not in kinds and sources:
                 source_kinds = {signature.get(source, kinds.get(source)) for source in sources}
@@ -51,10 +51,12 @@ def export_kinds(graph: onnx.GraphProto) -> dict[str, str]:
     return kinds
 
 
-def _signature(graph: onnx.GraphProto) -> dict[str, str]:
+def _signature(graph: onnx.GraphProto) -> dict[str, str] | None:
     """Placeholder and target names of the exported program's parameters, buffers and tensor constants ->
-    their kind (empty where the graph has no signature)."""
-    text = next((prop.value for prop in graph.metadata_props if prop.key == _SIGNATURE_KEY), "")
+    their kind (None where the graph has no signature)."""
+    text = next((prop.value for prop in graph.metadata_props if prop.key == _SIGNATURE_KEY), None)
+    if text is None:
+        return None
     kinds = {}
     for placeholder, kind, target in _SIGNATURE_INPUT.findall(text):
         kinds[placeholder] = kinds[target] = kind

@@ -395,6 +395,7 @@ _SIGNATURE = ("\n# inputs\np_scale: PARAMETER target='scale'\nb_ac: BUFFER targe
     ("['ac', 'scale']", _SIGNATURE, "weight"),  # a parameter among its sources: training moves it
     ("['b_ac', 'p_scale']", _SIGNATURE, "weight"),  # sources by placeholder name
     ("['ac']", None, "weight"),  # no signature: the sources' kinds are unknown
+    ("['x', 'val_3']", "\n# inputs\nx: USER_INPUT\n\n# outputs\ny: USER_OUTPUT\n", "constant"),  # no parameters at all
 ])
 def test_an_initializer_folded_from_buffers_only_is_a_constant(sources: str, signature: str | None, role: str) -> None:
     """The dynamo exporter's optimizer folds a buffer's layout copy into a new initializer without the
