@@ -4,7 +4,8 @@ Spec shape (file or dict): ``{"inputs": {"x": [0, 1]}, "weights": {"default": [-
 "derived", "W1": [-2, 2] | "exact"}, "dims": {"batch": 1}}``.
 
 Tensors are classified without looking at names: graph inputs that are not initializers are
-*inputs*; floating initializers with more than one element are *weights*, except those holding an
+*inputs*; floating initializers with more than one element are *weights* (and one-element ones that the
+exporter recorded as a parameter), except those holding an
 infinity or a magnitude of at least the square root of the dtype's largest finite value (attention masks
 and running-maximum seeds such as RWKV's -1e38 that an exporter folded into an initializer: training never
 produces those values, and a square of them overflows), those holding integers only, not all equal, one of
@@ -191,7 +192,9 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
     """``value`` may be a read-only view of the model's bytes: it is only read, or copied once;
     ``export_kind``: what the exporter recorded of it (see ``Graph.export_kinds``)."""
     shape = tuple(value.shape)
-    extremes = _extremes(value) if is_float(elem_type) and _count(value) > 1 and not setting else None
+    # one value is a constant (an epsilon, a factor), unless the exporter says it is a parameter (a temperature)
+    several = _count(value) > 1 or (export_kind == "PARAMETER" and _count(value) == 1)
+    extremes = _extremes(value) if is_float(elem_type) and several and not setting else None
     weight = extremes is not None and _is_weight(extremes, elem_type) and not _folded_counts(value, extremes)
     untrained = weight and _untrained(export_kind, extremes)
     if name in spec.inputs:

@@ -404,3 +404,23 @@ def test_an_initializer_folded_from_buffers_only_is_a_constant(sources: str, sig
     roles = {a.tensor: a.role for a in report.analysis.assumptions}
     assert roles["val_0"] == role
     assert bool(report.findings) == (role == "weight")  # the table's derived range reaches 0
+
+
+@pytest.mark.parametrize(("kind", "role"), [("PARAMETER", "weight"), ("BUFFER", "constant"), (None, "constant")])
+def test_a_one_element_initializer_is_a_weight_where_the_exporter_says_it_is_a_parameter(kind, role) -> None:
+    """``logits / self.temperature`` with a trainable scalar: one value is taken as a constant (an epsilon, a
+    factor) unless the export records a parameter, which training can move to 0."""
+    temperature = numpy_helper.from_array(np.array([0.5], np.float32), "temperature")
+    infos = []
+    if kind is not None:
+        info = helper.make_tensor_value_info("temperature", 1, None)
+        info.metadata_props.add(key=_EXPORT_KIND, value=kind)
+        infos.append(info)
+    graph = helper.make_graph([helper.make_node("Div", ["x", "temperature"], ["y"])], "scaled",
+                              [helper.make_tensor_value_info("x", 1, [4])],
+                              [helper.make_tensor_value_info("y", 1, [4])], initializer=[temperature], value_info=infos)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = ranum.check(model, {"inputs": {"x": [-10, 10]}})
+    roles = {a.tensor: a.role for a in report.analysis.assumptions}
+    assert roles.get("temperature", "constant") == role
+    assert [f.hazard_id for f in report.findings] == (["division-by-zero"] if role == "weight" else [])
