@@ -42,12 +42,13 @@ from ranum.domain.interval import Interval, elementwise
 from ranum.errors import InconsistentShapes
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
+from ranum.ops._order_relations import ordered_by_structure
 from ranum.ops._relations import meet, reduced_axes
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import segment_extreme
 from ranum.ops._variance_relations import variance_floor
 
-__all__ = ["at_most", "refined_difference", "rescaled_sum_floor", "slice_plan"]
+__all__ = ["at_most", "ordered_ratio_bounds", "refined_difference", "rescaled_sum_floor", "slice_plan"]
 
 def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval) -> Interval:
     """``out`` (the interval bounds of the float ``a - b``) met with what the relations above give."""
@@ -82,6 +83,17 @@ def refined_difference(ctx: NodeContext, a: Interval, b: Interval, out: Interval
 
 
 # ---------------------------------------------------------------------------------------- orders
+def ordered_ratio_bounds(ctx: NodeContext, a: Interval, b: Interval) -> tuple[float, float] | None:
+    """(0, 1) for a Div ``n / d`` with ``0 <= n <= d`` proven (a Tversky or Dice index, ``tp / (tp + fp + fn)``):
+    the real quotient is at most 1, a float, so its rounding is too (``0 / 0`` is NaN, which the division's
+    hazard reports); None elsewhere."""
+    graph = ctx.graph
+    if graph is None or len(ctx.node.inputs) != 2 or not a.numblocks or not b.numblocks or a.min() < 0 \
+            or b.min() < 0:
+        return None
+    return (0.0, 1.0) if at_most(graph, ctx.node.inputs[0], ctx.node.inputs[1], a, b) else None
+
+
 def _order(graph: GraphView, first: str, second: str, a: Interval, b: Interval) -> int | None:
     """-1 where ``first <= second`` always holds, 1 where ``first >= second``, else None."""
     if at_most(graph, first, second, a, b):
@@ -91,11 +103,30 @@ def _order(graph: GraphView, first: str, second: str, a: Interval, b: Interval) 
     return None
 
 
-def at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval) -> bool:
+_ORDER_DEPTH = 6  # operations looked through by the structural rules (each level memoised)
+
+
+def at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval,
+            depth: int = _ORDER_DEPTH) -> bool:
     """Whether ``small <= large`` element-wise (after broadcasting) from how either was computed."""
     return _bounded_by(graph, large, small, large_iv, small_iv, "Max") or \
         _bounded_by(graph, small, large, small_iv, large_iv, "Min") or _extremes_of_one_set(graph, small, large) \
-        or _shrunk(graph, small, large) or _sums_in_order(graph, small, large)
+        or _shrunk(graph, small, large) or _sums_in_order(graph, small, large) \
+        or (depth > 0 and _by_structure(graph, small, large, depth))
+
+
+def _by_structure(graph: GraphView, small: str, large: str, depth: int) -> bool:
+    """:func:`ranum.ops._order_relations.ordered_by_structure`, its operands proven with one level less."""
+    key = ("at-most", small, large, depth)
+    if key not in graph.memo:
+        graph.memo[key] = False  # a cycle through this pair proves nothing
+
+        def operands_at_most(low: str, high: str) -> bool:
+            low_iv, high_iv = graph.interval(low), graph.interval(high)
+            return low_iv is not None and high_iv is not None and at_most(graph, low, high, low_iv, high_iv, depth - 1)
+
+        graph.memo[key] = ordered_by_structure(graph, small, large, operands_at_most)
+    return graph.memo[key]
 
 
 def _shrunk(graph: GraphView, small: str, large: str) -> bool:
