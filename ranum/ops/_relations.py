@@ -154,14 +154,17 @@ def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | N
     return None if batch is None else tuple(batch) + (a[-2], b[-1])
 
 
-def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> Interval | None:
+def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval,
+                        weights_transposed: bool = False) -> Interval | None:
     """Bounds ``+-||row|| * ||column||`` of ``rows @ weights`` when the rows' L2 norm is known, else None.
 
     The row norm is a constant of the graph's other intervals (not differentiated through); the
     column norms follow ``weights`` differentiably.
 
     ``rows`` is the node's first input (..., K); ``weights`` (..., K, N) is any interval, its
-    columns' norms taken over the largest magnitudes. The result has the matmul's output shape.
+    columns' norms taken over the largest magnitudes, or, where the node's second input has rows of a known
+    norm and ``weights`` is its transpose (``weights_transposed``, Gemm's transB, or a Transpose node), that
+    norm. The result has the matmul's output shape.
     """
     if ctx.graph is None or rows.shape is None or weights.shape is None or len(weights.shape) < 2:
         return None
@@ -184,12 +187,33 @@ def norm_product_bounds(ctx: NodeContext, rows: Interval, weights: Interval) -> 
         magnitude = lo if weights.is_point else torch.maximum(lo.abs(), hi.abs())
         sizes = torch.tensor(blocks.block_sizes(weights.splits[-2], weights.shape[-2]), dtype=torch.float64)
         columns = (magnitude.to(torch.float64).square() * sizes.reshape(-1, 1)).sum(-2, keepdim=True).sqrt()
+    second = ctx.node.inputs[1] if len(ctx.node.inputs) > 1 else ""
+    transposed = (row_norm_bound(ctx.graph, second) if weights_transposed else
+                  _transposed_row_norm(ctx.graph, second)) if second else None
+    if transposed is not None:  # the columns are another tensor's rows (a Gram matrix of normalised embeddings)
+        columns = torch.clamp(columns, max=transposed)
     bound = norm * columns * (1 + arith.accumulation_gamma(count + 2, rows.elem_type))
     bound = arith.nan_to(bound, torch.inf)
     column = Interval.create(-bound, bound, weights.splits[:-2] + ((0,), weights.splits[-1]),
                              weights.shape[:-2] + (1, weights.shape[-1]), rows.elem_type)
     out_shape = _matmul_shape(rows.shape, weights.shape)
     return column.broadcast_to(out_shape) if out_shape is not None else None
+
+
+def _transposed_row_norm(graph: GraphView, name: str) -> float | None:
+    """A bound of the L2 norm of every column of ``name`` where it is a Transpose swapping the last two axes of a
+    tensor whose rows' norm is known (``f @ f.T`` for ``f = F.normalize(x)``: cosine similarities), else None."""
+    node = graph.producer(name)
+    if node is None or node.op_type != "Transpose" or node.domain not in _ONNX or name != node.outputs[0]:
+        return None
+    source = graph.interval(node.inputs[0])
+    if source is None or source.shape is None or len(source.shape) < 2:
+        return None
+    rank = len(source.shape)
+    perm = [int(p) % rank for p in node.attributes.get("perm", range(rank - 1, -1, -1))]
+    if perm != list(range(rank - 2)) + [rank - 1, rank - 2]:
+        return None
+    return row_norm_bound(graph, node.inputs[0])
 
 
 def _column_norms(stored: Tensor) -> Tensor:

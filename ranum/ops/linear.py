@@ -342,7 +342,7 @@ class Gemm(OpRule):
         """Meet with ``+-||row|| ||column|| + C`` when x's rows have a known norm (plain x @ w + C only)."""
         if self.transA or self.alpha != 1.0 or (c is not None and self.beta != 1.0):
             return out
-        bound = norm_product_bounds(ctx, x, w)
+        bound = norm_product_bounds(ctx, x, w, weights_transposed=bool(self.transB))
         if bound is None:
             return out
         if c is not None:

@@ -153,3 +153,50 @@ def test_orders_that_do_not_follow_keep_their_findings(body: str) -> None:
     ranges = {"x": [-1.0, 1.0], "w": [0.0, 1.0] if "Exp" in body else [-1.0, 1.0]}
     report = ranum.check(model, {"inputs": ranges})
     assert "sqrt-negative" in {f.hazard_id for f in report.findings}
+
+
+_NORMALIZED = """
+    n{v} = ReduceL2<axes = [-1], keepdims = 1>({v})
+    eps{v} = Constant<value = float {{1e-12}}>()
+    c{v} = Clip(n{v}, eps{v})
+    u{v} = Div({v}, c{v})"""
+
+
+@pytest.mark.parametrize("form", ["matmul-transpose", "gemm-transb", "two-tensors"])
+def test_products_of_normalised_rows_are_cosines(form: str) -> None:
+    """``F.normalize(f) @ F.normalize(f).T`` (a Gram matrix of embeddings), ``F.linear`` of two normalised tensors
+    and ``image @ text.T`` lie in [-1, 1] up to rounding (Cauchy-Schwarz on the second operand's rows too): a
+    supervised contrastive loss's ``log(sum(exp(s / 0.07 - max)))`` is no log of 0."""
+    second = "x" if form == "matmul-transpose" else "z"
+    body = _NORMALIZED.format(v="x") + (_NORMALIZED.format(v="z") if second == "z" else "")
+    if form == "gemm-transb":
+        body += "\n    s = Gemm<transB = 1>(ux, uz)"
+    else:
+        body += f"\n    t = Transpose<perm = [1, 0]>(u{second})\n    s = MatMul(ux, t)"
+    body += """
+    temperature = Constant<value = float {0.07}>()
+    logits = Div(s, temperature)
+    top = ReduceMax<axes = [1], keepdims = 1>(logits)
+    shifted = Sub(logits, top)
+    e = Exp(shifted)
+    axis = Constant<value = int64[1] {1}>()
+    total = ReduceSum<keepdims = 0>(e, axis)
+    y = Log(total)"""
+    model = _model("float[6, 16] x, float[6, 16] z", "float[6] y", body)
+    report = ranum.check(model, {"inputs": {"x": [-3.0, 3.0], "z": [-3.0, 3.0]}})
+    assert [f.op_type for f in report.findings if f.kind == "forward"] == []
+    lo, hi = report.analysis.bounds("s")
+    assert -1.0001 < lo.min() and hi.max() < 1.0001
+    runner, rng = Runner(model), np.random.default_rng(1)
+    for scale in (3.0, 1e-3, 1e-20):
+        values = runner.run({name: (rng.uniform(-1, 1, (6, 16)) * scale).astype(np.float32) for name in ("x", "z")})
+        for name in ("s", "total", "y"):
+            low, high = report.analysis.bounds(name)
+            assert ((low <= values[name]) & (values[name] <= high)).all(), name
+
+
+def test_a_product_with_rows_of_unknown_norm_keeps_its_bounds() -> None:
+    body = _NORMALIZED.format(v="x") + "\n    t = Transpose<perm = [1, 0]>(z)\n    y = MatMul(ux, t)"
+    model = _model("float[6, 16] x, float[6, 16] z", "float[6, 6] y", body)
+    _, hi = ranum.analyze(model, {"inputs": {"x": [-3.0, 3.0], "z": [-3.0, 3.0]}}).bounds("y")
+    assert hi.max() > 10.0  # ||z|| up to 12: not a cosine
