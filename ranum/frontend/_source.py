@@ -92,8 +92,8 @@ def node_location(node: onnx.NodeProto) -> SourceLocation | None:
     trace = props.get(STACK_TRACE_KEY)
     if not trace:
         return None
-    frames = parse_stack_trace(trace)
-    if not frames:
+    frames = [frame for frame in parse_stack_trace(trace) if not frame[0].startswith("<")]
+    if not frames:  # only generated code (an operator created under torch.no_grad()): no file to point at
         return None
     file, line, code = _innermost_user_frame(frames)
     if not code:

@@ -16,7 +16,7 @@ import ranum
 from ranum.cli import app
 from ranum.errors import ModelError, RangeSpecError, RanumError
 from ranum.frontend import load_factory, parse_input
-from ranum.frontend._source import parse_stack_trace
+from ranum.frontend._source import node_location, parse_stack_trace
 from tests.frontend import defects
 from tests.frontend.exports import defect_report
 
@@ -154,6 +154,21 @@ def test_stack_trace_parsing_picks_frames_in_order() -> None:
              'File "/venv/lib/site-packages/torch/nn/functional.py", line 3, in f\n    return g(x)')
     assert parse_stack_trace(trace) == [("/a/model.py", 9, "p = f(x)"),
                                         ("/venv/lib/site-packages/torch/nn/functional.py", 3, "return g(x)")]
+
+
+@pytest.mark.parametrize(("trace", "expected"), [
+    # an operator created under torch.no_grad(): the exporter records only the generated graph module's line
+    ('File "<eval_with_key>.225", line 7, in forward\n    div_4 = torch.ops.aten.div.Tensor(mul_3, add_11)', None),
+    ('File "/a/loss.py", line 12, in forward\n    iou = inter / union\n'
+     'File "<eval_with_key>.3", line 7, in forward\n    div = torch.ops.aten.div.Tensor(a, b)', ("/a/loss.py", 12)),
+])
+def test_a_generated_frame_is_never_the_source(trace: str, expected) -> None:
+    from onnx import helper
+
+    node = helper.make_node("Div", ["a", "b"], ["c"])
+    node.metadata_props.add(key="pkg.torch.onnx.stack_trace", value=trace)
+    location = node_location(node)
+    assert (None if location is None else (location.file, location.line)) == expected
 
 
 def test_parse_input() -> None:
