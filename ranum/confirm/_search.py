@@ -35,6 +35,7 @@ from ranum.confirm._saturation import DESCENT_REGISTRY
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
+from ranum.graph.loader import initializer_value
 from ranum.interpret import run_abstract
 from ranum.ops import parameter_initializers
 from ranum.ops.hazards import Hazard
@@ -138,6 +139,8 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
             values = {**fill(inputs, how), box.name: _point(box, "zero", rng), **initial}
             yield values, f"initial weights, inputs at {how}, {box.name} at zero", True
     yield from _extreme_patterns(inputs, initial)
+    for values, label in _aligned_with_weights(inputs, _matrices(problem)):
+        yield {**values, **initial}, f"initial weights, {label}", True
     for how in ("low", "high", "zero", "mixed", "random"):
         for input_how in ("low", "high", "random"):
             yield {**fill(inputs, input_how), **fill(weights, how)}, f"weights at {how}, inputs at {input_how}", False
@@ -169,6 +172,56 @@ def _extreme_patterns(inputs: list[Box], initial: dict[str, np.ndarray]
 
 
 _PATTERN_SEED = 2023  # any fixed seed: the same points on every run
+_ALIGNED = 4  # matrices whose rows and columns the inputs copy
+_ALIGNED_POINTS = 24  # candidates that copy them, in all
+_ALIGNED_SEED = 2301  # the copies' scales: the same points on every run
+
+
+def _matrices(problem: Problem) -> list[np.ndarray]:
+    """The 2-D float initializers (weights as stored, exact or not) that the hazard's node depends on, at most
+    ``_ALIGNED``."""
+    found = []
+    for name, proto in problem.graph.initializers.items():
+        if len(proto.dims) == 2 and is_float(proto.data_type) and len(found) < _ALIGNED:
+            found.append(np.asarray(initializer_value(problem.graph, name), dtype=np.float64))
+    return found
+
+
+def _aligned_with_weights(inputs: list[Box], matrices: list[np.ndarray]
+                          ) -> Iterator[tuple[dict[str, np.ndarray], str]]:
+    """Inputs whose last-axis rows are scaled copies of a weight matrix's rows (or columns) of that length, each
+    row a different one, at drawn scales: the cosine of a vector with the weight row it copies rounds to 1 or
+    just above at some scales (ArcFace's ``sqrt(1 - cos^2)`` and ``acos(cos)`` of it are NaN), its distance to it
+    to 0. Other inputs at their middle."""
+    floats = [b for b in inputs if is_float(b.elem_type) and b.shape and np.isfinite(b.high - b.low)]
+    pairs = [(box, number, orientation, rows) for box in floats[:_ZEROED] for number, matrix in enumerate(matrices)
+             for orientation, rows in (("rows", matrix), ("columns", matrix.T))
+             if rows.size and rows.shape[1] == box.shape[-1]]
+    own = np.random.default_rng(_ALIGNED_SEED)
+    for index in range(_ALIGNED_POINTS if pairs else 0):
+        box, number, orientation, rows = pairs[index % len(pairs)]
+        fraction = 1.0 if index < len(pairs) else float(own.uniform(0.05, 1.0))
+        copies = _scaled_copies(rows[own.permutation(rows.shape[0])], box, fraction)
+        if copies is not None:
+            values = {b.name: _point(b, "middle", own) for b in inputs}
+            values[box.name] = copies
+            yield values, f"{box.name} copying the {orientation} of weight matrix {number} " \
+                          f"(scaled by {fraction:.3f} of the most the range allows)"
+
+
+def _scaled_copies(rows: np.ndarray, box: Box, fraction: float) -> np.ndarray | None:
+    """``box``'s rows (last axis) set to ``rows`` in turn, all scaled by one factor that keeps them in range, or
+    None where no positive factor does (a row of mixed signs under a range of one sign)."""
+    top, bottom = float(rows.max()), float(rows.min())
+    limits = [box.high / top if top > 0 else np.inf, box.low / bottom if bottom < 0 else np.inf]
+    if (top > 0 and box.high <= 0) or (bottom < 0 and box.low >= 0):
+        return None
+    scale = min(limits) * fraction
+    if not np.isfinite(scale) or scale <= 0:
+        return None
+    count = int(np.prod(box.shape[:-1], dtype=np.int64))
+    chosen = rows[np.arange(count) % rows.shape[0]] * scale
+    return np.clip(chosen.reshape(box.shape), box.low, box.high)
 
 
 def _spiked(box: Box, how: str) -> np.ndarray:

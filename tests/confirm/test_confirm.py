@@ -535,3 +535,39 @@ def test_the_tests_of_an_in_memory_model_still_pass_after_their_folder_moves(tmp
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
                            str(moved)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def _cosine_head(op: str) -> onnx.ModelProto:
+    """ArcFace's margin head: cosines of normalised features with normalised class weights, then
+    ``sqrt(1 - cos^2)`` (the sine) or ``acos(cos)``; NaN where a cosine rounds above 1."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("ReduceL2", ["x"], ["xn"], axes=[-1], keepdims=1),
+             helper.make_node("Div", ["x", "xn"], ["xu"]),
+             helper.make_node("ReduceL2", ["w"], ["wn"], axes=[-1], keepdims=1),
+             helper.make_node("Div", ["w", "wn"], ["wu"]),
+             helper.make_node("Transpose", ["wu"], ["wt"], perm=[1, 0]),
+             helper.make_node("MatMul", ["xu", "wt"], ["cos"])]
+    if op == "Sqrt":
+        nodes += [helper.make_node("Mul", ["cos", "cos"], ["square"]),
+                  helper.make_node("Sub", ["one", "square"], ["gap"]), helper.make_node("Sqrt", ["gap"], ["y"])]
+    else:
+        nodes.append(helper.make_node("Acos", ["cos"], ["y"]))
+    weights = [numpy_helper.from_array(rng.normal(0, 0.1, (10, 8)).astype(np.float32), "w"),
+               numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 10])
+    graph = helper.make_graph(nodes, "cosine_head", [x], [y], initializer=weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("op", ["Sqrt", "Acos"])
+def test_a_cosine_with_a_class_weight_rounding_above_one_is_confirmed(op: str) -> None:
+    """The cosine of a feature with the class weight it copies rounds to 1 or just above at some scales: the
+    search now tries inputs whose rows are scaled copies of a weight matrix's rows (neither was confirmed)."""
+    report = confirm(_cosine_head(op), {"inputs": {"x": [-3, 3]}, "weights": {"default": "exact"}},
+                     search_config=SearchConfig(seconds=10))
+    forward = [r for r in report.results if r.op_type == op and r.kind == "forward"]
+    assert forward and forward[0].status == "confirmed"
