@@ -131,7 +131,8 @@ def _cheap_points(problem: Problem, rng: np.random.Generator
         yield {**fill(inputs, how), **initial}, f"initial weights, inputs at {how}", True
     # equal vectors: the cosine of a vector with itself can round above 1 (acos of it is NaN), a distance
     # to itself is 0 (a division by it)
-    for how in ("tied", "tied", "tied", "tied", "with repeated rows", "with repeated rows"):
+    for how in ("tied", "tied", "tied", "tied", "with repeated rows", "with repeated rows", "with rows a unit apart",
+                "with rows a unit apart"):
         yield {**_alike(inputs, how, rng), **initial}, f"initial weights, random inputs {how}", True
     # one input at its value nearest zero, the others at an end: x ** e at x = 0 with e below 1
     for how in ("low", "high") if len(inputs) > 1 else ():
@@ -282,7 +283,8 @@ def _random_magnitudes(low: float, high: float, shape: tuple[int, ...], rng: np.
 
 def _alike(inputs: list[Box], how: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random inputs, ``tied``: every float input equal to the first one of its shape (within its own
-    range); ``with repeated rows``: each input's first slice along its first axis repeated along it."""
+    range); ``with repeated rows``: each input's first slice along its first axis repeated along it; ``with rows a
+    unit apart``: so, each copy then moved by one float32 unit at one element."""
     values = {b.name: _point(b, "random", rng) for b in inputs}
     first_of_shape: dict[tuple[int, ...], str] = {}
     for box in inputs:
@@ -291,7 +293,21 @@ def _alike(inputs: list[Box], how: str, rng: np.random.Generator) -> dict[str, n
             values[box.name] = np.clip(values[source], box.low, box.high)
         elif how != "tied" and len(box.shape) > 0 and box.shape[0] > 1:
             values[box.name] = np.broadcast_to(values[box.name][:1], box.shape).copy()
+            if how == "with rows a unit apart" and is_float(box.elem_type):
+                values[box.name] = _nudged(values[box.name], box, rng)
     return values
+
+
+def _nudged(rows: np.ndarray, box: Box, rng: np.random.Generator) -> np.ndarray:
+    """Repeated rows, each after the first moved by one float32 unit at one element (within the range): a
+    squared distance written ``|a|^2 + |b|^2 - 2 a.b`` of two such rows can round below 0 (its root NaN)."""
+    single = rows.astype(np.float32)
+    flat = single.reshape(single.shape[0], -1)
+    for row in range(1, flat.shape[0]):
+        column = int(rng.integers(flat.shape[1]))
+        toward = np.float32(box.high if rng.random() < 0.5 else box.low)
+        flat[row, column] = np.nextafter(flat[row, column], toward)
+    return np.clip(flat.reshape(rows.shape), box.low, box.high).astype(np.float64)
 
 
 _SAMPLES, _KEPT = 256, 3

@@ -571,3 +571,30 @@ def test_a_cosine_with_a_class_weight_rounding_above_one_is_confirmed(op: str) -
                      search_config=SearchConfig(seconds=10))
     forward = [r for r in report.results if r.op_type == op and r.kind == "forward"]
     assert forward and forward[0].status == "confirmed"
+
+
+NEAR_ROWS = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[8, 16] e) => (float[7, 1] y) <int64[1] zero = {0}, int64[1] one = {1}, int64[1] eight = {8},
+                                        int64[1] axis = {1}, float two = {2.0}> {
+    a = Slice (e, zero, one, zero)
+    squares = Mul (e, e)
+    norms = ReduceSum <keepdims = 1> (squares, axis)
+    anchor = Slice (norms, zero, one, zero)
+    at = Transpose <perm = [1, 0]> (a)
+    dots = MatMul (e, at)
+    twice = Mul (dots, two)
+    total = Add (norms, anchor)
+    distances = Sub (total, twice)
+    others = Slice (distances, one, eight, zero)
+    y = Sqrt (others)
+}
+"""
+
+
+def test_a_squared_distance_of_rows_a_unit_apart_is_confirmed() -> None:
+    """``|a|^2 + |b|^2 - 2 a.b`` for rows one float unit apart rounds below 0 (a batch-hard triplet loss's root of
+    it is NaN); equal rows give exactly 0, so repeating rows did not find it."""
+    report = confirm(parse(NEAR_ROWS), {"inputs": {"e": [-3, 3]}}, search_config=SearchConfig(seconds=10))
+    forward = [r for r in report.results if r.op_type == "Sqrt" and r.kind == "forward"]
+    assert forward and forward[0].status == "confirmed"
