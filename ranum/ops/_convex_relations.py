@@ -34,12 +34,14 @@ __all__ = ["within_convex_hull"]
 def within_convex_hull(ctx: NodeContext, out: Interval) -> Interval:
     """``out`` (the interval bounds of a float Add) met with the hull of a convex combination's two
     values, where the Add is one (see the module docstring)."""
-    found = either_order(ctx, out, _mixed)
-    if found is None:
-        return out
-    graph = ctx.graph
-    (a_name, b_name), outside = found
-    a, b = graph.interval(a_name), graph.interval(b_name)
+    # each reading of the sum as z a + (1 - z) b holds (p t + (1 - p)(1 - t): z = p or z = t), so every hull does
+    for (a_name, b_name), outside in either_order(ctx, out, _mixed) or ():
+        out = _within_hull(ctx, out, a_name, b_name, outside)
+    return out
+
+
+def _within_hull(ctx: NodeContext, out: Interval, a_name: str, b_name: str, outside: float) -> Interval:
+    a, b = ctx.graph.interval(a_name), ctx.graph.interval(b_name)
     if a is None or b is None or a.shape is None or b.shape is None:
         return out
     (la, ua), (lb, ub) = a.full(), b.full()
@@ -56,12 +58,13 @@ def within_convex_hull(ctx: NodeContext, out: Interval) -> Interval:
 _OUTSIDE = 2.0**-10  # how far outside [0, 1] z's bounds may reach
 
 
-def _mixed(graph: GraphView, scaled: str, complement: str) -> tuple[tuple[str, str], float] | None:
-    """((a, b), d) where ``scaled`` is ``z * a`` and ``complement`` is ``(1 - z) * b``, z's bounds within
-    ``[-d, 1 + d]``."""
+def _mixed(graph: GraphView, scaled: str, complement: str) -> list[tuple[tuple[str, str], float]]:
+    """Every ((a, b), d) where ``scaled`` is ``z * a`` and ``complement`` is ``(1 - z) * b``, z's bounds within
+    ``[-d, 1 + d]`` (none: an empty list)."""
     left, right = _product(graph, scaled), _product(graph, complement)
     if left is None or right is None:
-        return None
+        return []
+    found = []
     for z, a in (left, left[::-1]):
         weight = graph.interval(z)
         if weight is None or weight.numblocks == 0:
@@ -69,10 +72,8 @@ def _mixed(graph: GraphView, scaled: str, complement: str) -> tuple[tuple[str, s
         outside = max(0.0, -weight.min(), weight.max() - 1.0)
         if not outside <= _OUTSIDE:
             continue
-        for w, b in (right, right[::-1]):
-            if _complement(graph, w, z):
-                return (a, b), outside
-    return None
+        found.extend(((a, b), outside) for w, b in (right, right[::-1]) if _complement(graph, w, z))
+    return found
 
 
 def _complement(graph: GraphView, w: str, z: str) -> bool:

@@ -84,6 +84,19 @@ FORMS = {
         gap = Sub(one, index)
         half = Constant<value = float {0.75}>()
         y = Pow(gap, half)""", {"p": (0.0, 1.0), "t": (0.0, 1.0)}, "gap"),
+    # a focal loss's p_t = p t + (1 - p)(1 - t): a convex combination both ways (z = p or z = t); with z = t it
+    # lies between sigmoid's bounds, so 1 - p_t > 0 and its square root (gamma 0.5) is defined
+    "focal-pt": ("float[16] x, float[16] t", "float[16] y", """
+        p = Sigmoid(x)
+        pt0 = Mul(p, t)
+        one = Constant<value = float {1.0}>()
+        q = Sub(one, p)
+        nt = Sub(one, t)
+        pt1 = Mul(q, nt)
+        pt = Add(pt0, pt1)
+        gap = Sub(one, pt)
+        half = Constant<value = float {0.5}>()
+        y = Pow(gap, half)""", {"x": (-10.0, 10.0), "t": (0.0, 1.0)}, "gap"),
 }
 
 
