@@ -27,7 +27,8 @@ from ranum.ops._difference_relations import at_most
 from ranum.ops._relations import exact_scalar
 from ranum.ops._same_values import exactly, passed_through, same_value
 
-__all__ = ["guarded_branches", "implied_sides", "magnitude_floor", "met_with", "straddling_divisor_floor"]
+__all__ = ["guarded_branches", "implied_sides", "magnitude_floor", "met_with", "self_ratio_bounds",
+           "straddling_divisor_floor"]
 
 
 # comparison -> (+1 when true means first > second (or >=), -1 when first < second; whether that is strict)
@@ -158,6 +159,24 @@ def magnitude_floor(graph: GraphView, name: str, depth: int = 4) -> float:
         floor = _next_value(bound, iv.elem_type, up=True) if open_at_c else bound
         return min(floor or bound, magnitude_floor(graph, other, depth - 1))
     return 0.0
+
+
+def self_ratio_bounds(ctx: NodeContext, a: Interval, b: Interval) -> tuple[float, float] | None:
+    """(0, 1) for ``t / where(t == 0, c, t)`` with an exact ``c != 0`` and a finite ``t``: ``t / t`` is exactly 1
+    where t is not 0, and ``0 / c`` is 0 where it is (a hue's ``d / where(d == 0, 1, d)``); None elsewhere."""
+    graph = ctx.graph
+    if graph is None or len(ctx.node.inputs) != 2 or not a.numblocks or not a.is_finite:
+        return None
+    numerator, divisor = ctx.node.inputs
+    node = graph.producer(passed_through(graph, divisor))
+    if node is None or node.op_type != "Where" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 3 \
+            or not same_value(graph, node.inputs[2], numerator):
+        return None
+    test = graph.producer(passed_through(graph, node.inputs[0]))
+    if test is None or test.op_type != "Equal" or len(test.inputs) != 2:
+        return None
+    floor = _zero_replaced(graph, test, node.inputs[1], node.inputs[2], a.elem_type)
+    return (0.0, 1.0) if floor > 0 else None
 
 
 def _zero_replaced(graph: GraphView, test: Node, chosen: str, other: str, elem_type: int) -> float:

@@ -31,7 +31,7 @@ from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_floa
 from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import ordered_ratio_bounds, refined_difference, rescaled_sum_floor
-from ranum.ops._guard_relations import straddling_divisor_floor
+from ranum.ops._guard_relations import self_ratio_bounds, straddling_divisor_floor
 from ranum.ops._range_relations import range_ratio_bounds
 from ranum.ops._rms_relations import rms_magnitude_bound
 from ranum.ops._share_relations import share_bounds
@@ -156,7 +156,8 @@ class Div(OpRule):
             out = _clamp_magnitude(out, max(abs(a.min()), abs(a.max())) / floor)
         bound = rms_magnitude_bound(ctx, 0, 1, divides=True)
         out = out if bound is None else _clamp_magnitude(out, bound)
-        for refine in (range_ratio_bounds, share_bounds, ordered_ratio_bounds) if is_float(a.elem_type) else ():
+        refinements = (range_ratio_bounds, share_bounds, ordered_ratio_bounds, self_ratio_bounds)
+        for refine in refinements if is_float(a.elem_type) else ():
             found = refine(ctx, a, b)
             out = out if found is None else _clamp(out, *found)
         return out

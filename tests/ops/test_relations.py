@@ -1230,3 +1230,31 @@ def test_a_divisor_guarded_away_from_zero_in_magnitude_is_not_a_division_by_zero
     assert np.all((y[finite] >= lo[finite]) & (y[finite] <= hi[finite]))
     if expected == "safe":
         assert np.isfinite(hi).all() and finite.all()
+
+
+@pytest.mark.parametrize(("numerator", "replaced", "expected"), [
+    ("z", "Where(c, one, z)", set()),  # z / where(z == 0, 1, z): 1, or 0 where z is 0
+    ("z", "Where(c, eps, z)", set()),
+    ("s", "Where(c, one, z)", {"overflow"}),  # another numerator over a replaced zero can overflow
+    ("z", "Where(c, zero, z)", {"division-by-zero"}),  # replaced by 0: 0 / 0
+])
+def test_a_tensor_over_its_own_replaced_zero_is_zero_or_one(numerator: str, replaced: str, expected: set) -> None:
+    """``d / where(d == 0, 1, d)`` (a hue's delta over itself) is exactly 1 where d is not 0 and 0 where it is:
+    the replaced zero's overflow (d the smallest subnormal) does not reach a quotient by itself."""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[6] z, float[6] s) => (float[6] y)
+    <float eps = {{1e-8}}, float zero = {{0.0}}, float one = {{1.0}}> {{
+        c = Equal(z, zero)
+        g = {replaced}
+        y = Div({numerator}, g)
+    }}""")
+    report = ranum.check(model, {"inputs": {"z": [-1.0, 1.0], "s": [-2.0, 2.0]}})
+    assert {f.hazard_id for f in report.findings} == expected
+    lo, hi = report.analysis.bounds("y")
+    if not expected:
+        assert lo.min() >= 0.0 and hi.max() <= 1.0
+    z = np.array([1e-45, -1e-45, 0.0, -0.0, 0.3, -1.0], np.float32)
+    y = Runner(model).run({"z": z, "s": np.full(6, 2.0, np.float32)})["y"]
+    finite = np.isfinite(y)
+    assert np.all((y[finite] >= lo[finite]) & (y[finite] <= hi[finite]))
