@@ -21,7 +21,6 @@ __all__ = ["EXPORT_KIND_KEY", "export_kinds"]
 EXPORT_KIND_KEY = "pkg.torch.export.graph_signature.InputSpec.kind"
 _SIGNATURE_KEY = "pkg.torch.export.ExportedProgram.graph_signature"
 _FOLDED_FROM_KEY = "pkg.onnxscript.optimizer.folded_from"
-_UNTRAINED = ("BUFFER", "CONSTANT_TENSOR")
 # one input of the signature: "b_ac: BUFFER target='ac' persistent=True"
 _SIGNATURE_INPUT = re.compile(r"^\s*(\S+): (PARAMETER|BUFFER|CONSTANT_TENSOR) target='([^']*)'", re.MULTILINE)
 
