@@ -109,9 +109,8 @@ _ORDER_DEPTH = 6  # operations looked through by the structural rules (each leve
 def at_most(graph: GraphView, small: str, large: str, small_iv: Interval, large_iv: Interval,
             depth: int = _ORDER_DEPTH) -> bool:
     """Whether ``small <= large`` element-wise (after broadcasting) from how either was computed."""
-    return _bounded_by(graph, large, small, large_iv, small_iv, "Max") or \
+    return same_value(graph, small, large) or _bounded_by(graph, large, small, large_iv, small_iv, "Max") or \
         _bounded_by(graph, small, large, small_iv, large_iv, "Min") or _extremes_of_one_set(graph, small, large) \
-        or _shrunk(graph, small, large) or _sums_in_order(graph, small, large) \
         or (depth > 0 and _by_structure(graph, small, large, depth))
 
 
@@ -127,36 +126,6 @@ def _by_structure(graph: GraphView, small: str, large: str, depth: int) -> bool:
 
         graph.memo[key] = ordered_by_structure(graph, small, large, operands_at_most)
     return graph.memo[key]
-
-
-def _shrunk(graph: GraphView, small: str, large: str) -> bool:
-    """Whether ``small = large * w`` with ``large >= 0`` and ``w`` in [0, 1] (a soft mask, a probability):
-    the real product is at most ``large``, a representable value, so its rounding is too."""
-    node = graph.producer(passed_through(graph, small))
-    if node is None or node.op_type != "Mul" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
-        return False
-    for own, weight in (node.inputs, node.inputs[::-1]):
-        kept, w = graph.interval(own), graph.interval(weight)
-        if same_value(graph, own, large) and kept is not None and w is not None and kept.shape is not None \
-                and kept.shape == w.shape and kept.min() >= 0 and w.min() >= 0 and w.max() <= 1:
-            return True
-    return False
-
-
-def _sums_in_order(graph: GraphView, small: str, large: str) -> bool:
-    """Whether ``small`` and ``large`` are ReduceSums with the same attributes and axes of operands of one
-    shape, each element of the first at most the second's: float sums taken in the same order keep the
-    order term by term (rounding is monotone)."""
-    low = graph.producer(passed_through(graph, small))
-    high = graph.producer(passed_through(graph, large))
-    if low is None or high is None or low.op_type != "ReduceSum" or high.op_type != "ReduceSum" \
-            or low.domain not in ("", "ai.onnx") or high.domain not in ("", "ai.onnx") or not low.inputs \
-            or not _same_reduction(graph, low, high):
-        return False
-    a, b = graph.interval(low.inputs[0]), graph.interval(high.inputs[0])
-    if a is None or b is None or a.shape is None or a.shape != b.shape or a.elem_type != b.elem_type:
-        return False
-    return at_most(graph, low.inputs[0], high.inputs[0], a, b)
 
 
 def _extremes_of_one_set(graph: GraphView, small: str, large: str) -> bool:

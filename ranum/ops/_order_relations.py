@@ -14,16 +14,17 @@ guaranteed.
 
 The rules:
 
-* equal values (one tensor, or equal computations); separated intervals: ``max(small) <= min(large)``;
+* separated intervals: ``max(small) <= min(large)`` (equal values are the caller's);
 * ``small <= p + q`` where ``small <= p`` and ``q >= 0`` (``fl(p + q) >= p``), ``small <= p - q`` where
   ``q <= 0``; mirrored, ``p - q <= large`` where ``p <= large`` and ``q >= 0``, and ``p + q <= large`` where
   ``q <= 0``;
 * ``Min(..., p, ...) <= large`` where some ``p <= large``, ``small <= Max(..., p, ...)`` where ``small <= p``;
   ``Max(p, q) <= large`` and ``small <= Min(p, q)`` where every operand is (a Relu: ``Max(p, 0)``);
   ``small <= (x + y) - q`` (an IoU's union ``area1 + area2 - inter``) where ``q <= small <= x, y``;
-  ``p * t <= large`` where ``0 <= p <= large`` and ``t`` in [0, 1];
+  ``p * t <= large`` where ``0 <= p <= large`` and ``t`` in [0, 1] (a soft mask, a probability);
 * the same operation on both sides, operand by operand: monotone unary maps and selections of ordered
-  operands, ``p1 + q1 <= p2 + q2`` from ordered pairs, ``p1 - q1 <= p2 - q2`` from ``p1 <= p2`` and
+  operands (sums over the same axes: a Dice loss's ``sum(p * t) <= sum(p)``), ``p1 + q1 <= p2 + q2`` from
+  ordered pairs, ``p1 - q1 <= p2 - q2`` from ``p1 <= p2`` and
   ``q2 <= q1``, products and quotients of non-negative ordered factors (the divisors positive and reversed),
   Max and Min of ordered pairs, and a Where of one condition on ordered branches.
 
@@ -56,8 +57,6 @@ _REDUCTIONS = frozenset({"ReduceSum", "ReduceMax", "ReduceMin", "ReduceMean"})
 def ordered_by_structure(graph: GraphView, small: str, large: str, at_most: AtMost) -> bool:
     """Whether ``small <= large`` element-wise (after broadcasting) by one of the rules of the module docstring,
     with ``at_most`` proving the orders of operands."""
-    if same_value(graph, small, large):
-        return True
     small_iv, large_iv = graph.interval(small), graph.interval(large)
     if small_iv is None or large_iv is None or not is_float(small_iv.elem_type) or small_iv.numblocks == 0 \
             or large_iv.numblocks == 0:
