@@ -62,6 +62,7 @@ class _Stats:
     err: Tensor  # absolute error of the computed mean
     delta: Tensor  # absolute error of the computed variance
     big: Tensor  # inputs large enough to overflow the centring
+    largest: Tensor  # the largest |x| of each row
 
 
 def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool = False,
@@ -85,11 +86,12 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     # cancellation slack of E[x^2] - E[x]^2 does not reach below it; GroupNormalization does go below.
     s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
     s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
-    big = amax.amax(1, keepdim=True) > _square_limit(n, elem_type)
+    largest = amax.amax(1, keepdim=True)
+    big = largest > _square_limit(n, elem_type)
     # an infinite bound on both sides of a row makes its sums inf - inf: unbounded, never NaN
     return _Stats(arith.nan_to(d_lo, -torch.inf), arith.nan_to(d_hi, torch.inf),
                   arith.nan_to(mean_lo - err, -torch.inf), arith.nan_to(mean_hi + err, torch.inf),
-                  arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf), err, delta, big)
+                  arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf), err, delta, big, largest)
 
 
 _FLOAT32_TINY = float_facts(TensorProto.FLOAT).tiny  # smallest normal float32
@@ -403,18 +405,16 @@ def _with_shift_error(y: Interval, x: Interval, st: _Stats, scale: Interval, bia
       give 0 for B = 0.5), and ``P`` infinite makes it ``inf - inf``, NaN (magnitude 1e36, where ``cs``
       reaches ``1 / sqrt(epsilon)``): unbounded there, and the Overflow hazard reports it."""
     rows, n = x.shape[0] * x.shape[1], math.prod(x.shape[2:])
-    lo, hi = (t.to(torch.float64).reshape(rows, -1) for t in x.full())
-    magnitude = torch.maximum(lo.abs(), hi.abs()).amax(1, keepdim=True)
     _, inv_hi = _inv_std(st, x.elem_type)
     u = _unit(x.elem_type)
     s_mag, b_mag = _row_magnitudes(scale, x.shape[0]), _row_magnitudes(bias, x.shape[0])
-    largest = arith.nan_to(magnitude * s_mag * inv_hi * (1 + 4 * u), torch.inf)  # P; 0 * inf: a zero scale
+    product = arith.nan_to(st.largest * s_mag * inv_hi * (1 + 4 * u), torch.inf)  # P; 0 * inf: a zero scale
     spread = math.sqrt(n / (1 - _gamma(n + 4, x.elem_type))) * (1 + 8 * u) * s_mag  # K |scale|
-    unequal = torch.minimum(3 * u * largest, (6 + u) * spread * (1 + 4 * u)) + u * b_mag
-    equal = torch.minimum(u * (b_mag + largest), b_mag) * (1 + 2 * u)
+    unequal = torch.minimum(3 * u * product, (6 + u) * spread * (1 + 4 * u)) + u * b_mag
+    equal = torch.minimum(u * (b_mag + product), b_mag) * (1 + 2 * u)
     error = torch.maximum(unequal, equal) * (1 + 2 * u)
     limit = float_facts(TensorProto.DOUBLE if x.elem_type == TensorProto.DOUBLE else TensorProto.FLOAT).max
-    error = torch.where(largest < limit, error, torch.full_like(error, torch.inf))
+    error = torch.where(product < limit, error, torch.full_like(error, torch.inf))
     y_lo, y_hi = (t.to(torch.float64).reshape(rows, -1) for t in y.full())
     return Interval.from_full(arith.nan_to(y_lo - error, -torch.inf).reshape(x.shape),
                               arith.nan_to(y_hi + error, torch.inf).reshape(x.shape), y.elem_type, budget)
