@@ -70,10 +70,12 @@ class Reciprocal(UnaryRule):
         return torch.reciprocal(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        out = x.with_bounds(*arith.reciprocal(x.lower, x.upper))
+        lower, upper = arith.reciprocal(x.lower, x.upper)
         if ctx.graph is not None and x.numblocks and x.min() == 0 and zeros_are_positive(ctx.graph, ctx.node.inputs[0]):
-            return out.with_bounds(torch.where(x.lower == 0, 1.0 / x.upper, out.lower),
-                                   torch.where(x.lower == 0, torch.full_like(out.upper, torch.inf), out.upper))
+            # on x's block grid: the reciprocal's own bounds may have merged blocks that differ here
+            return x.with_bounds(torch.where(x.lower == 0, 1.0 / x.upper, lower),
+                                 torch.where(x.lower == 0, torch.full_like(upper, torch.inf), upper))
+        out = x.with_bounds(lower, upper)
         floor = straddling_divisor_floor(ctx, 0, x)
         if floor > 0:  # a divisor guarded away from 0 on both sides
             cap = 1.0 / floor

@@ -1110,6 +1110,31 @@ def test_the_reciprocal_of_a_tensor_whose_zeros_are_positive_is_not_negative(div
     assert np.isinf(q[0]).all() and np.all((q >= lo) & (q <= hi))
 
 
+def test_the_reciprocal_of_positive_zeros_keeps_the_divisor_block_grid() -> None:
+    """A sum of squares with a different weight per column has a block per column, and its reciprocal's plain
+    bounds ([-inf, inf] each) merge into one: the positive-zero bounds are on the divisor's grid (the Reshape
+    behind failed on bounds of 8 values under one block's splits)."""
+    weights = ", ".join(str(0.25 * (i // 8 + 1)) for i in range(64))
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 8] s) => (float[1, 8, 1] y)
+    <float[1, 8, 8] w = {{{weights}}}, int64[1] one = {{1}}, int64[1] two = {{2}}, int64[3] shape = {{1, 8, 1}}> {{
+        v = Unsqueeze(s, one)
+        m = Mul(w, v)
+        p = Mul(m, m)
+        r = ReduceSum<keepdims = 0>(p, two)
+        q = Reciprocal(r)
+        y = Reshape(q, shape)
+    }}""")
+    report = ranum.check(model, {"inputs": {"s": [-3.0, 3.0]}, "weights": {"default": "exact"}})
+    assert not report.analysis.unsupported
+    lo, hi = report.analysis.bounds("y")
+    assert lo.shape == (1, 8, 1) and np.all(lo > 0) and np.all(np.isinf(hi))
+    for s in (np.full((1, 8), 0.5, np.float32), np.zeros((1, 8), np.float32)):
+        y = Runner(model).run({"s": s})["y"]
+        assert np.all((y >= lo) & (y <= hi))
+
+
 @pytest.mark.parametrize("widened", [False, True])
 def test_a_branch_selected_where_it_is_not_infinite_is_finite(widened: bool) -> None:
     """MONAI's Generalized Dice weights: w = 1 / (sum t)^2, then w[isinf(w)] = 0 (TorchScript: IsInf of w cast
