@@ -194,10 +194,14 @@ class LeakyRelu(UnaryRule):
     ulps = 2.0  # a 16-bit kernel may round alpha to the tensor's type
 
     def fn(self, x: Tensor) -> Tensor:
-        return torch.where(x >= 0, x, arith.times(self.alpha, x))
+        return torch.where(x >= 0, x, self.alpha * x)  # as onnxruntime: NaN stays NaN, 0 * -inf is NaN
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        return x.with_bounds(*_extremes(self.fn, x.lower, x.upper, (0.0,)))
+        return x.with_bounds(*_extremes(self._bound, x.lower, x.upper, (0.0,)))
+
+    def _bound(self, x: Tensor) -> Tensor:
+        """``fn`` at a bound: ``0 * -inf`` is 0, the limit at an unbounded end."""
+        return torch.where(x >= 0, x, arith.times(self.alpha, x))
 
 
 @register("PRelu")

@@ -221,7 +221,7 @@ class Neg(_ExactUnary):
 @register("Sign")
 class Sign(_ExactUnary):
     def fn(self, x: Tensor) -> Tensor:
-        return torch.sign(x)
+        return torch.where(torch.isnan(x), x, torch.sign(x))  # torch's sign of NaN is 0, onnxruntime's NaN
 
 
 @register("Ceil")

@@ -205,3 +205,32 @@ def test_the_concrete_rule_gives_onnxruntime_float32_values_bit_for_bit(op: str,
     rule.fn(x).sum().backward()
     expected = torch.func.grad(lambda v: reference(v).sum())(x.detach())
     assert torch.allclose(x.grad, expected, rtol=1e-5, atol=0.0)
+
+
+_NON_FINITE_UNARY = ["Abs", "Neg", "Sign", "Relu", "LeakyRelu", "LeakyRelu<alpha = 0.0>", "LeakyRelu<alpha = -0.5>",
+                     "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "Softplus", "Softsign", "HardSigmoid", "HardSwish",
+                     "ThresholdedRelu", "Floor", "Ceil", "Round", "Exp", "Sqrt", "Reciprocal", "Erf"]
+
+
+@pytest.mark.parametrize("op", _NON_FINITE_UNARY)
+def test_concrete_semantics_keep_onnxruntime_nan_and_infinities(op: str) -> None:
+    """confirm runs the concrete semantics to tell where a hazard fires: a NaN from an earlier hazard must stay NaN
+    where onnxruntime keeps it (LeakyRelu and Sign gave 0, so a later division saw a zero divisor that no
+    onnxruntime run shows)."""
+    import onnxruntime as ort
+
+    from ranum.graph.loader import load_model
+    from ranum.interpret import run_concrete
+
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[4] x) => (float[4] y) {{
+        y = {op}(x)
+    }}""")
+    x = np.array([math.nan, math.inf, -math.inf, -0.0], dtype=np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    got = run_concrete(load_model(model)[0], {"x": torch.from_numpy(x)}).values["y"].numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    np.testing.assert_array_equal(got[finite], expected[finite])
