@@ -17,11 +17,13 @@ optional-typed outputs the widest optional (empty, or holding anything).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
+import warnings
 from collections import ChainMap
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +45,7 @@ from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.hazards import FORWARD
 from ranum.ops.registry import Registry
 
-__all__ = ["AbstractRun", "ConcreteRun", "run_abstract", "run_concrete"]
+__all__ = ["AbstractRun", "ConcreteRun", "gradient_scalars_quiet", "run_abstract", "run_concrete"]
 
 # rules whose outputs are bounded from their operands' hulls when their shapes are not known statically
 _COPYING = frozenset({COPIES, COPIES_ALL, COUNTS, HULLS})
@@ -72,6 +74,15 @@ class AbstractRun:
         """Remember a tensor's interval (or sequence value), joined with what it took before (subgraph re-runs)."""
         old = self.env.get(name)
         self.env[name] = value if old is None else join_values(old, value)
+
+
+@contextlib.contextmanager
+def gradient_scalars_quiet() -> Iterator[None]:
+    """Silence torch's warning on ``float()`` of a tensor that carries a gradient, for abstract runs over bounds
+    that do (confirm's robust box, fix's clip search): rules read such scalars to choose a case, on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+        yield
 
 
 def run_abstract(

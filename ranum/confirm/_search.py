@@ -36,7 +36,7 @@ from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import initial_intervals
 from ranum.graph.loader import initializer_value
-from ranum.interpret import run_abstract
+from ranum.interpret import gradient_scalars_quiet, run_abstract
 from ranum.ops import parameter_initializers
 from ranum.ops.hazards import Hazard
 
@@ -458,10 +458,11 @@ def _robust_box(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.
             centres[name] = centre
             initial[name] = Interval.from_full((centre - radius).clamp(min=b.low), (centre + radius).clamp(max=b.high),
                                                b.elem_type)
-        run = run_abstract(problem.graph, initial)
         node = problem.node
-        gap = hazard.containment_gap([run.env.get(n) if n else None for n in node.inputs],
-                                     [run.env.get(n) if n else None for n in node.outputs])
+        with gradient_scalars_quiet():
+            run = run_abstract(problem.graph, initial)
+            gap = hazard.containment_gap([run.env.get(n) if n else None for n in node.inputs],
+                                         [run.env.get(n) if n else None for n in node.outputs])
         if gap is None or not gap.requires_grad:
             return None
         if float(gap.detach()) == 0.0:

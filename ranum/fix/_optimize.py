@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +25,7 @@ from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
 from ranum.domain.ranges import finite_range, initial_intervals
 from ranum.graph.loader import initializer_value
-from ranum.interpret import run_abstract
+from ranum.interpret import gradient_scalars_quiet, run_abstract
 from ranum.ops import parameter_initializers
 
 __all__ = ["ClipResult", "FixConfig", "optimise_clips"]
@@ -128,11 +127,11 @@ def _run(analysis, base, targets, config, factory, deadline):
         for t in targets:
             low, high = bounds[t.name]
             initial[t.name] = Interval.uniform(low, high, t.shape, t.elem_type)
-        run = run_abstract(analysis.graph, initial, AnalysisConfig())
+        with gradient_scalars_quiet():
+            run = run_abstract(analysis.graph, initial, AnalysisConfig())
         if step % config.check_every == 0 or step == config.steps:
             clips = {n: (float(lo.detach()), float(hi.detach())) for n, (lo, hi) in bounds.items()}
-            with warnings.catch_warnings():  # hazards read float(bound) of tensors that carry gradients
-                warnings.simplefilter("ignore", UserWarning)
+            with gradient_scalars_quiet():  # hazards read float(bound) of tensors that carry gradients
                 certified = not find_hazards(run)
             if certified:
                 return clips, True, _kept(targets, clips)

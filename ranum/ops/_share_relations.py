@@ -29,7 +29,7 @@ def share_bounds(ctx: NodeContext, a: Interval, b: Interval) -> tuple[float, flo
     """(0, 1) where the Div's numerator is non-negative and its divisor is (at least) the numerator's sum
     over some axes, kept (see the module docstring); None elsewhere."""
     graph = ctx.graph
-    if graph is None or a.shape is None or b.shape is None or not a.numblocks or float(a.lower.min()) < 0:
+    if graph is None or a.shape is None or b.shape is None or not a.numblocks or a.min() < 0:
         return None
     total = _total(graph, ctx.node.inputs[1], _DEPTH)
     node = graph.producer(total) if total else None

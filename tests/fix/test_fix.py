@@ -296,3 +296,20 @@ def test_an_overflow_that_moves_down_a_chain_is_repaired_round_by_round() -> Non
     assert report.certified, [(f.node, f.op_type) for f in report.remaining]
     y = Runner(report.patched).run({"s0": np.array([100.0, 0.5], np.float32)})["s14"]
     assert np.isfinite(y).all()
+
+
+def test_the_clip_search_prints_no_torch_warning() -> None:
+    """The search runs the rules on bounds that carry gradients; a rule reading one as a float (a Div's share
+    relation) made torch warn on the user's terminal."""
+    import warnings
+
+    model = parse("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3] x, float[2, 3] y) => (float[2, 3] z) {
+        z = Div(x, y)
+    }""")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = fix(model, {"inputs": {"x": [0, 1], "y": [-1, 1]}}, "all", CONFIG)
+    assert report.certified
+    assert not [str(w.message) for w in caught]
