@@ -143,14 +143,17 @@ class MatMul(OpRule):
             # an outer product: each result is one product, rounded once (the interpreter's rounding);
             # the midpoint-radius form would lose a mask of -3.4e38 to its error terms
             return elementwise(arith.mul, [a, b], a.elem_type)
+        def product(x: Interval, w: Interval) -> Interval:
+            if len(x.shape) >= 2 and len(w.shape) >= 2:
+                return blockwise_product(x, w, lambda p, q: interval_product(torch.matmul, [p, q], count), count,
+                                         ctx.budget)
+            return finish_sum(*interval_product(torch.matmul, [x, w], count), count, x.elem_type, ctx.budget)
+
+        out = product(a, b)
         if len(a.shape) >= 2 and len(b.shape) >= 2:
-            out = blockwise_product(a, b, lambda x, w: interval_product(torch.matmul, [x, w], count), count,
-                                    ctx.budget)
             for refined in (convex_combination_bounds(ctx, a, b), norm_product_bounds(ctx, a, b)):
                 out = out if refined is None else meet(out, refined)
-            return _floored_if_terms_are_non_negative(out, a, b)
-        mid, rad, abs_sum = interval_product(torch.matmul, [a, b], count)
-        return _floored_if_terms_are_non_negative(finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget), a, b)
+        return _floored_if_terms_are_non_negative(out, a, b, lowest=product)
 
 
 def _hull_product(a: Interval, b: Interval, budget: int) -> Interval:
@@ -189,17 +192,36 @@ def _batches_joined(iv: Interval, vector: tuple[int, int]) -> Interval:
                               iv.elem_type)
 
 
-def _floored_if_terms_are_non_negative(out: Interval, *factors: Interval, floor: float = 0.0) -> Interval:
+def _floored_if_terms_are_non_negative(out: Interval, *factors: Interval, floor: float = 0.0,
+                                       lowest: Callable[..., Interval] | None = None) -> Interval:
     """``out`` with lower bounds of at least ``floor`` (0: a product alone; ``min(C)``: a Gemm adding C as it
     is) where every factor is >= 0 everywhere: every product is then >= 0 (or +0 on underflow), so is every
     float sum of them, whatever the rounding, and adding them to C in any order never takes a partial sum
     below C (rounding is monotone). A Gram matrix of non-negative features, probabilities times
     non-negative values, a mel filterbank applied to squared magnitudes plus a small offset, a colour matrix
-    applied to linear RGB values (an Einsum)."""
-    if not is_float(out.elem_type) or out.shape is None or out.min() >= floor or \
+    applied to linear RGB values (an Einsum).
+
+    Where the bounds still reach ``floor``, ``lowest`` (the same computation, given the factors' lower bounds
+    as exact values) gives a higher floor: a product of non-negative floats rounds monotonically in each
+    factor, and a float sum in any fixed order is monotone in each term, so the computed result is at least
+    the one computed from the lower bounds, whose own bounds have a rounding error relative to its terms
+    (non-negative: relative to the sum itself). The midpoint-radius form gives ``2 sum(m m') - sum(u u')``
+    there, which reaches 0 where every term is positive: linear attention's ``q . sum(k)`` with
+    ``q = elu(x) + 1``, a Performer's positive random features."""
+    if not is_float(out.elem_type) or out.shape is None or not out.numblocks or \
             any(factor.min() < 0 for factor in factors):
         return out
-    return out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
+    if out.min() < floor:
+        out = out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
+    if lowest is None or out.min() > floor or all(factor.is_exact for factor in factors):
+        return out
+    low = lowest(*(_lower_bounds_as_values(factor) for factor in factors))
+    return meet(out, low.with_bounds(low.lower, torch.full_like(low.lower, torch.inf)))
+
+
+def _lower_bounds_as_values(iv: Interval) -> Interval:
+    """The exact interval of a tensor holding ``iv``'s lower bounds (same blocks)."""
+    return Interval(iv.stored_lower, iv.stored_lower, iv.splits, iv.shape, iv.elem_type)
 
 
 def blockwise_product(a: Interval, b: Interval, product, count: int, budget: int) -> Interval:
@@ -323,20 +345,27 @@ class Gemm(OpRule):
             w = _transposed(b) if self.transB else b
             count = x.shape[1] + (2 if c is None or self.beta == 0.0 else 3)
             out = blockwise_product(x, w, lambda p, q: self._terms(p, q, c, count), count, ctx.budget)
-            return self._at_least_the_summand(x, w, c, self._norm_refined(ctx, x, w, c, out))
-        count = a.shape[0] if self.transA else a.shape[1]
+            return self._at_least_the_summand(ctx, x, w, c, self._norm_refined(ctx, x, w, c, out), count)
+        count = (a.shape[0] if self.transA else a.shape[1]) + 3  # alpha and beta scalings round once more each
         x, w = (_transposed(v) if t else v for v, t in ((a, self.transA), (b, self.transB)))
-        mid, rad, abs_sum = self._terms(x, w, c, count + 3)
-        # alpha and beta scalings round once more each.
-        out = self._norm_refined(ctx, x, w, c, finish_sum(mid, rad, abs_sum, count + 3, a.elem_type, ctx.budget))
-        return self._at_least_the_summand(x, w, c, out)
+        mid, rad, abs_sum = self._terms(x, w, c, count)
+        out = self._norm_refined(ctx, x, w, c, finish_sum(mid, rad, abs_sum, count, a.elem_type, ctx.budget))
+        return self._at_least_the_summand(ctx, x, w, c, out, count)
 
-    def _at_least_the_summand(self, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
-        """``out`` at or above C where every term ``alpha * x * w`` is >= 0 (only ``beta`` 1, or no C: 0)."""
+    def _at_least_the_summand(self, ctx: NodeContext, x: Interval, w: Interval, c: Interval | None, out: Interval,
+                              count: int) -> Interval:
+        """``out`` at or above C where every term ``alpha * x * w`` is >= 0 (only ``beta`` 1, or no C: 0), and
+        at or above the Gemm of the lower bounds of x, w and C (see _floored_if_terms_are_non_negative)."""
         floor = 0.0 if c is None or self.beta == 0.0 else c.min() if self.beta == 1.0 else None
         if floor is None or self.alpha < 0:
             return out
-        return _floored_if_terms_are_non_negative(out, x, w, floor=floor)
+        summand = None if c is None or c.shape is None else _lower_bounds_as_values(c)
+
+        def lowest(p: Interval, q: Interval) -> Interval:
+            return finish_sum(*self._terms(p, q, summand, count), count, p.elem_type, ctx.budget)
+
+        return _floored_if_terms_are_non_negative(out, x, w, floor=floor, lowest=None if c is not None and
+                                                  summand is None else lowest)
 
     def _norm_refined(self, ctx: NodeContext, x: Interval, w: Interval, c: Interval | None, out: Interval) -> Interval:
         """Meet with ``+-||row|| ||column|| + C`` when x's rows have a known norm (plain x @ w + C only)."""
@@ -407,9 +436,10 @@ class Einsum(OpRule):
             return _one_product(fn, *operands, ctx.budget)
         # Each term is a product of len(operands) factors: one rounding per multiplication.
         count += len(operands) - 1
-        mid, rad, abs_sum = interval_product(fn, operands, count)
-        out = finish_sum(mid, rad, abs_sum, count, operands[0].elem_type, ctx.budget)
-        return _floored_if_terms_are_non_negative(out, *operands)
+        def product(*factors: Interval) -> Interval:
+            return finish_sum(*interval_product(fn, factors, count), count, factors[0].elem_type, ctx.budget)
+
+        return _floored_if_terms_are_non_negative(product(*operands), *operands, lowest=product)
 
 
 def _one_product(fn: Product, a: Interval, b: Interval, budget: int) -> Interval:

@@ -105,6 +105,44 @@ def test_a_gemm_of_non_negative_terms_stays_above_its_summand(offset: float | No
     assert _case(scaled, {"in0": (0.0, 1e3)}).env["out0"].min() < 0.0
 
 
+@pytest.mark.parametrize(("op", "attrs", "shapes"), [
+    ("MatMul", {}, ((1, 8), (8, 1))),
+    ("MatMul", {}, ((2, 3, 8), (8, 4))),
+    ("Einsum", {"equation": "bd,bd->b"}, ((2, 8), (2, 8))),
+    ("Einsum", {"equation": "ij,jk,kl->il"}, ((2, 8), (8, 8), (8, 2))),
+    ("Gemm", {"transB": 1}, ((2, 8), (3, 8))),
+    ("Gemm", {"transB": 1}, ((2, 8), (3, 8), (3,))),
+])
+def test_a_product_of_positive_factors_stays_above_the_product_of_their_lower_bounds(
+        op: str, attrs: dict, shapes: tuple) -> None:
+    """Linear attention's normaliser q . sum(k) with q = elu(x) + 1 > 0: the midpoint-radius lower bound
+    2 sum(m m') - sum(u u') reached 0, a false reciprocal of zero. Each computed sum is at least the one
+    computed from the factors' lower bounds (rounding is monotone); a factor reaching 0 still reaches 0."""
+    operands = tuple(Operand(shape) for shape in shapes)
+    case = OpCase(op, operands, attrs=attrs)
+    low, high = 1e-4, 1.0
+    boxes = {f"in{i}": (low, high) for i in range(len(shapes))}
+    if op == "Gemm" and len(shapes) == 3:
+        boxes["in2"] = (-1e-7, 0.0)  # a summand below 0: the floor is the sum of lowest terms plus its lowest
+    run = _case(case, boxes)
+    out = run.env["out0"]
+    terms = {"MatMul": 8, "Einsum": 8 if len(shapes) == 2 else 64, "Gemm": 8}[op]
+    lowest = terms * low ** (len(shapes) if op == "Einsum" else 2) - (1e-7 if len(boxes) == 3 and op == "Gemm" else 0)
+    assert lowest - 1e-4 * abs(lowest) <= out.min() <= lowest
+    model = build_model(case)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    lo, hi = (t.numpy() for t in out.full())
+    for fill in ("low", "random"):
+        feeds = {name: (np.full(op_.shape, boxes[name][0]) if fill == "low" else
+                        rng.uniform(*boxes[name], op_.shape)).astype(np.float32)
+                 for name, op_ in zip(boxes, operands)}
+        value = session.run(None, feeds)[0]
+        assert np.all((value >= lo) & (value <= hi))
+    zero = {**boxes, "in0": (0.0, high)}
+    assert _case(case, zero).env["out0"].min() <= 0.0
+
+
 def test_gemm_overflow_is_reported() -> None:
     case = OpCase("Gemm", (Operand((2, 3)), Operand((3, 2))))
     run = _case(case, {"in0": (1e19, 3e19), "in1": (1e19, 3e19)})
