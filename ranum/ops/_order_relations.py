@@ -19,6 +19,8 @@ The rules:
   ``q <= 0``; mirrored, ``p - q <= large`` where ``p <= large`` and ``q >= 0``, and ``p + q <= large`` where
   ``q <= 0``;
 * ``Min(..., p, ...) <= large`` where some ``p <= large``, ``small <= Max(..., p, ...)`` where ``small <= p``;
+  ``small <= Clip(p, low, high)`` where ``small <= p`` and ``small <= high`` (or no high: ``clamp_min``, as
+  a softmax that leaves room for no attention writes its maximum), and mirrored;
   ``Max(p, q) <= large`` and ``small <= Min(p, q)`` where every operand is (a Relu: ``Max(p, 0)``);
   ``small <= (x + y) - q`` (an IoU's union ``area1 + area2 - inter``) where ``q <= small <= x, y``;
   ``p * t <= large`` where ``0 <= p <= large`` and ``t`` in [0, 1] (a soft mask, a probability);
@@ -108,7 +110,34 @@ def _grows_from(graph: GraphView, large: Node, small: str, at_most: AtMost) -> b
         return any(name and at_most(small, name) for name in operands)
     if large.op_type == "Min":
         return all(name and at_most(small, name) for name in operands)
+    if large.op_type == "Clip" and operands and operands[0]:  # Min(Max(p, low), high)
+        high = _clip_end(graph, large, 2, "max")
+        return at_most(small, operands[0]) and (high is None or _at_most_end(graph, small, high, at_most))
     return False
+
+
+def _clip_end(graph: GraphView, clip: Node, index: int, attribute: str) -> str | float | None:
+    """A Clip's ``min`` (index 1) or ``max`` (index 2): its operand's name (opset 11 on), its attribute's value
+    (before), or None where it has none (opset 11's optional operand left out, an attribute left at its default
+    of the float range's end)."""
+    if len(clip.inputs) > index and clip.inputs[index]:
+        return clip.inputs[index]
+    value = clip.attributes.get(attribute)
+    return None if value is None else float(value)
+
+
+def _at_most_end(graph: GraphView, small: str, end: str | float, at_most: AtMost) -> bool:
+    if isinstance(end, str):
+        return at_most(small, end)
+    iv = graph.interval(small)
+    return iv is not None and iv.max() <= end
+
+
+def _end_at_most(graph: GraphView, end: str | float, large: str, at_most: AtMost) -> bool:
+    if isinstance(end, str):
+        return at_most(end, large)
+    iv = graph.interval(large)
+    return iv is not None and end <= iv.min()
 
 
 def _shrinks_to(graph: GraphView, small: Node, large: str, at_most: AtMost) -> bool:
@@ -124,6 +153,9 @@ def _shrinks_to(graph: GraphView, small: Node, large: str, at_most: AtMost) -> b
         return any(name and at_most(name, large) for name in operands)
     if small.op_type == "Max":
         return all(name and at_most(name, large) for name in operands)
+    if small.op_type == "Clip" and operands and operands[0]:  # Min(Max(p, low), high)
+        low = _clip_end(graph, small, 1, "min")
+        return at_most(operands[0], large) and (low is None or _end_at_most(graph, low, large, at_most))
     if small.op_type == "Relu":  # Max(p, 0)
         return _sign(graph, large) > 0 and at_most(operands[0], large)
     if small.op_type == "Mul" and len(operands) == 2:

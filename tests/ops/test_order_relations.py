@@ -213,3 +213,31 @@ def test_a_product_with_rows_of_unknown_norm_keeps_its_bounds() -> None:
     model = _model("float[6, 16] x, float[6, 16] z", "float[6, 6] y", body)
     _, hi = ranum.analyze(model, {"inputs": {"x": [-3.0, 3.0], "z": [-3.0, 3.0]}}).bounds("y")
     assert hi.max() > 10.0  # ||z|| up to 12: not a cosine
+
+
+@pytest.mark.parametrize(("clip", "opset", "safe"), [
+    ("m = Clip(rm, zero)", 17, True),  # torch's clamp_min
+    ("m = Clip<min = 0.0>(rm)", 10, True),  # the attribute form before opset 11
+    ("m = Clip(rm, zero, ten)", 17, False),  # capped at 10: s - m reaches 290
+    ("m = Clip(rm, , ten)", 17, False),
+])
+def test_a_maximum_clamped_from_below_is_still_at_least_every_element(clip: str, opset: int, safe: bool) -> None:
+    """A softmax that leaves room for attending to nothing ("softmax plus one") shifts by max(rowmax(s), 0),
+    written as a one-sided Clip: s - m <= 0, so its Exp cannot overflow (it could with the cap)."""
+    constants = "<float zero = {0.0}, float ten = {10.0}>" if opset >= 11 else ""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : {opset}]>
+    g (float[4, 8] s) => (float[4, 8] e) {constants} {{
+        rm = ReduceMax<axes = [1], keepdims = 1>(s)
+        {clip}
+        d = Sub(s, m)
+        e = Exp(d)
+    }}""")
+    report = ranum.check(model, {"inputs": {"s": [-300.0, 300.0]}})
+    assert (not report.findings) == safe
+    lo, hi = report.analysis.bounds("d")
+    assert (float(hi.max()) <= 0.0) == safe
+    rng = np.random.default_rng(0)
+    for s in (rng.uniform(-300, 300, (4, 8)), rng.uniform(-300, -1, (4, 8)), np.full((4, 8), 5.0)):
+        d = Runner(model).run({"s": s.astype(np.float32)})["d"]
+        assert np.all((d >= lo) & (d <= hi))
