@@ -14,6 +14,7 @@ BitShift is exact (see :mod:`ranum.ops._bits`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from torch import Tensor
 from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, torch_dtype
 from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
-from ranum.errors import UnsupportedOperator
+from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_float64
 from ranum.ops._centred_relations import within_centred_sum
@@ -33,7 +34,9 @@ from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import ordered_ratio_bounds, refined_difference, rescaled_sum_floor
 from ranum.ops._guard_relations import self_ratio_bounds, straddling_divisor_floor
 from ranum.ops._range_relations import range_ratio_bounds
+from ranum.ops._relations import meet
 from ranum.ops._rms_relations import rms_magnitude_bound
+from ranum.ops._same_values import same_value
 from ranum.ops._share_relations import share_bounds
 from ranum.ops._signed_zeros import zeros_are_positive
 from ranum.ops.hazards import (
@@ -134,7 +137,47 @@ class Mul(OpRule):
             bound = rms_magnitude_bound(ctx, x_index, 1 - x_index, divides=False)
             if bound is not None:
                 return _clamp_magnitude(out, bound)
+        return _scaled_square(ctx, out)
+
+
+def _scaled_square(ctx: NodeContext, out: Interval) -> Interval:
+    """``out`` met with the bounds of ``k x^2`` where the Mul is ``(k * x) * x`` (either order at each step) and
+    ``k`` has one sign: a hand-written ``0.5 * x * x`` (a Huber or Gaussian energy, ``-0.5 * d * d`` in a
+    kernel) or Adam's ``(1 - beta2) * g * g``, which intervals bounded as if the two x were independent (the
+    inner product taking either sign). ``fl(k x)`` has the sign of ``k x``, so the result has k's sign (or is a
+    zero); its magnitude is within two roundings of ``|k| x^2``."""
+    graph = ctx.graph
+    if graph is None or out.shape is None or not is_float(out.elem_type):
         return out
+    for inner_name, x_name in (ctx.node.inputs, ctx.node.inputs[::-1]):
+        inner = graph.producer(inner_name)
+        if inner is None or inner.op_type != "Mul" or inner.domain not in ("", "ai.onnx") or len(inner.inputs) != 2:
+            continue
+        for k_name, other in (inner.inputs, inner.inputs[::-1]):
+            k, x = graph.interval(k_name), graph.interval(x_name)
+            if k is None or x is None or k.shape is None or x.shape is None or not k.numblocks or \
+                    not same_value(graph, other, x_name) or not (k.min() >= 0 or k.max() <= 0):
+                continue
+            try:
+                bounds = elementwise(functools.partial(_scaled_square_bounds, growth=_two_roundings(out.elem_type)),
+                                     [k, x], out.elem_type)
+            except InconsistentShapes:
+                return out
+            return meet(out, bounds) if bounds.shape == out.shape else out
+    return out
+
+
+def _two_roundings(elem_type: int) -> float:
+    return (1 + 4 * float_facts(elem_type).eps) ** 2
+
+
+def _scaled_square_bounds(kl: Tensor, ku: Tensor, xl: Tensor, xu: Tensor, growth: float) -> tuple[Tensor, Tensor]:
+    """Bounds of ``fl(fl(k x) x)`` for k of one sign: 0 to its largest magnitude, on k's side."""
+    _, top = arith.square(xl, xu)
+    largest = arith.times(torch.maximum(kl.abs(), ku.abs()), top) * growth
+    zero = torch.zeros_like(largest)
+    positive = kl >= 0
+    return torch.where(positive, zero, -largest), torch.where(positive, largest, zero)
 
 
 @register("Div", since=7)

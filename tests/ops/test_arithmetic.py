@@ -255,3 +255,34 @@ def test_inverse_functions_clamp_to_their_domain() -> None:
     assert _bounds(_run("y = Cosh(x)", {"x": (-2.0, 1.0)}))[0] == 1.0
     lo, hi = _bounds(_run("y = Erf(x)", {"x": (-10.0, 0.5)}))
     assert lo == -1.0 and _close(hi, math.erf(0.5))
+
+
+@pytest.mark.parametrize(("body", "scale", "signed"), [
+    ("kx = Mul(k, x)\n        y = Mul(kx, x)", 0.001, 1),  # Adam's (1 - beta2) * g * g
+    ("kx = Mul(x, k)\n        y = Mul(x, kx)", 0.001, 1),
+    ("kx = Mul(k, x)\n        y = Mul(kx, x)", -0.5, -1),  # a Gaussian kernel's -0.5 * d * d
+    ("kx = Mul(k, x)\n        y = Mul(kx, w)", 0.5, 0),  # another tensor: no square
+])
+def test_a_scaled_square_keeps_the_sign_of_its_scale(body: str, scale: float, signed: int) -> None:
+    """(k * x) * x is k x^2: it has k's sign, whatever x's, and its exp or square root is then bounded (the two x
+    were taken as independent: -0.5 * d * d reached +5000 for d in [-100, 100], a false Exp overflow)."""
+    import numpy as np
+
+    from tests.zoo.runtime import Runner
+
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g (float[6] x, float[6] w) => (float[6] y, float[6] z) <float k = {{{scale}}}> {{
+        {body}
+        z = Exp(y)
+    }}""")
+    from ranum.analysis import analyze
+
+    analysis = analyze(model, {"inputs": {"x": [-100.0, 100.0], "w": [-100.0, 100.0]}})
+    lo, hi = analysis.bounds("y")
+    assert (float(lo.min()) >= 0.0) == (signed > 0) and (float(hi.max()) <= 0.0) == (signed < 0)
+    assert float(np.abs(np.concatenate([lo, hi])).max()) <= abs(scale) * 1e4 * 1.001
+    assert bool(find_hazards(analysis.run)) == (signed == 0)  # exp(5000) only where the square is not seen
+    x = np.array([-100.0, -3.0, -1e-20, 0.0, 7.0, 100.0], np.float32)
+    y = Runner(model).run({"x": x, "w": -x})["y"]
+    assert np.all((y >= lo) & (y <= hi))
