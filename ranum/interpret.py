@@ -42,7 +42,7 @@ from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule, full_shape
 from ranum.ops._counts import largest_dimension, most_elements
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
-from ranum.ops.hazards import FORWARD
+from ranum.ops.hazards import FORWARD, HazardHit, Overflow
 from ranum.ops.registry import Registry
 
 __all__ = ["AbstractRun", "ConcreteRun", "gradient_scalars_quiet", "run_abstract", "run_concrete"]
@@ -69,6 +69,10 @@ class AbstractRun:
     nodes: list[Node] = field(default_factory=list)
     # constants that hold NaN (initializers, Constant nodes): intervals do not hold NaN, so they are named here
     nan_constants: set[str] = field(default_factory=set)
+    # overflows seen in one evaluation of a subgraph's node (node name -> its hazard's index -> the hit): its
+    # intervals are joined over evaluations, and a later iteration's infinite operand hides an earlier one's
+    # overflow from finite operands, which the check on the joined intervals requires (see subgraph_overflows)
+    subgraph_overflows: dict[str, dict[int, HazardHit]] = field(default_factory=dict)
 
     def record(self, name: str, value: Value) -> None:
         """Remember a tensor's interval (or sequence value), joined with what it took before (subgraph re-runs)."""
@@ -211,12 +215,31 @@ class _AbstractWalker:
         try:
             for node in graph.nodes:
                 outputs = self._evaluate(graph, node, env)
+                if len(self._scope) > 1:
+                    self._note_overflows(node, env, outputs)
                 for name, value in zip(node.outputs, outputs):
                     if name:
                         env[name] = value
                         self.result.record(name, value)
         finally:
             self._scope.pop()
+
+    def _note_overflows(self, node: Node, env: Mapping[str, Value], outputs: Sequence[Value]) -> None:
+        """Check a subgraph node's overflow hazards on this evaluation's own operands (see
+        AbstractRun.subgraph_overflows); the widest hit of each is kept."""
+        rule = self.result.rules.get(node.name)
+        if rule is None or node.name in self.result.not_analysed:
+            return
+        inputs = [env.get(name) if name else None for name in node.inputs]
+        for index, hazard in enumerate(rule.hazards):
+            if not isinstance(hazard, Overflow):
+                continue
+            hit = hazard.check(inputs, list(outputs))
+            if hit is not None:
+                seen = self.result.subgraph_overflows.setdefault(node.name, {})
+                old = seen.get(index)
+                seen[index] = hit if old is None else HazardHit(old.certain and hit.certain, min(old.low, hit.low),
+                                                                  max(old.high, hit.high))
 
     def _rule(self, node: Node) -> OpRule | None:
         key = id(node)

@@ -70,6 +70,8 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]
         hits = [_checked(run, view, node, hazard, inputs, outputs) for hazard in rule.hazards]
+        seen = run.subgraph_overflows.get(node.name, {})  # one evaluation's overflow, hidden by the joined bounds
+        hits = [(hazard, hit if hit is not None else seen.get(index)) for index, (hazard, hit) in enumerate(hits)]
         hits = [(hazard, hit) for hazard, hit in hits if hit is not None]
         if any(h.kind == FORWARD and not isinstance(h, Overflow) for h, _ in hits):
             # an infinite result explained by the node's own invalid operand (division by zero,

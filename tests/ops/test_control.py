@@ -323,3 +323,24 @@ def test_isinf_is_possible_only_where_an_infinity_is_inside() -> None:
     x = Interval.from_full(torch.tensor([-math.inf, 0.0]), torch.tensor([1.0, math.inf]), FLOAT)
     lo, hi = _run(graph, x=x).full()
     assert lo.tolist() == [0, 0] and hi.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("trip", [6, 40])
+def test_an_overflow_inside_a_loop_body_is_reported_although_later_iterations_are_infinite(trip: int) -> None:
+    """Newton-Schulz-like X <- (X X^T) X: the MatMul overflows from finite operands in the third iteration; the
+    body's bounds are joined over iterations, and the later ones' infinite operands hid that overflow (an
+    overflow needs finite operands), so a loop that returns inf in onnxruntime had no finding (unrolled: one)."""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4, 6] x) => (float[4, 6] y) <int64 trip = {{{trip}}}, bool go = {{1}}> {{
+        y = Loop(trip, go, x) <body = body (int64 i, bool c, float[4, 6] x_in) => (bool c_out, float[4, 6] x_out) {{
+            c_out = Identity(c)
+            xt = Transpose(x_in)
+            a = MatMul(x_in, xt)
+            x_out = MatMul(a, x_in)
+        }}>
+    }}""")
+    report = ranum.check(model, {"inputs": {"x": [-10.0, 10.0]}})
+    assert [(f.op_type, f.hazard_id) for f in report.findings] == [("MatMul", "overflow")]
+    y = Runner(model).run({"x": np.full((4, 6), 10.0, np.float32)})["y"]
+    assert np.isinf(y).any()
