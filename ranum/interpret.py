@@ -71,7 +71,7 @@ class AbstractRun:
     nan_constants: set[str] = field(default_factory=set)
     # overflows seen in one evaluation of a subgraph's node (node name -> its hazard's index -> the hit): its
     # intervals are joined over evaluations, and a later iteration's infinite operand hides an earlier one's
-    # overflow from finite operands, which the check on the joined intervals requires (see subgraph_overflows)
+    # overflow from finite operands, which the check on the joined intervals requires (detection reads these)
     subgraph_overflows: dict[str, dict[int, HazardHit]] = field(default_factory=dict)
 
     def record(self, name: str, value: Value) -> None:
