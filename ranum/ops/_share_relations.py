@@ -1,6 +1,7 @@
 """A non-negative tensor divided by its own sum over some axes: each share lies in [0, 1].
 
-``v / ReduceSum(v, axes, keepdims=1)`` with every ``v >= 0``: the sum of non-negative terms, added in any
+``v / ReduceSum(v, axes, keepdims=1)`` (or without keepdims over leading axes: ``x / x.sum()``) with every
+``v >= 0``: the sum of non-negative terms, added in any
 order with rounding to nearest, is at least each of its terms (every partial sum is at least each of its
 operands, and rounding is monotone), so each quotient is at most 1 (a correctly rounded division of a by b
 >= a is at most 1). Interval arithmetic divides v's largest value by the sum's least and finds an overflow
@@ -34,13 +35,21 @@ def share_bounds(ctx: NodeContext, a: Interval, b: Interval) -> tuple[float, flo
     total = _total(graph, ctx.node.inputs[1], _DEPTH)
     node = graph.producer(total) if total else None
     if node is None or node.op_type != "ReduceSum" or node.domain not in ("", "ai.onnx") \
-            or not int(node.attributes.get("keepdims", 1)) or not same_value(graph, node.inputs[0], ctx.node.inputs[0]):
+            or not same_value(graph, node.inputs[0], ctx.node.inputs[0]):
         return None
     axes = reduced_axes(graph, node, len(a.shape))
-    summed = graph.interval(total)
-    if not axes or summed is None or summed.shape != tuple(1 if i in axes else n for i, n in enumerate(a.shape)):
+    summed, keepdims = graph.interval(total), int(node.attributes.get("keepdims", 1))
+    if not axes or summed is None or summed.shape != _summed_shape(a.shape, axes, keepdims):
         return None
     return 0.0, 1.0
+
+
+def _summed_shape(shape: tuple[int, ...], axes: list[int], keepdims: int) -> tuple[int, ...] | None:
+    """The sum's shape where it broadcasts back onto each element's own sum: the axes kept (size 1), or, without
+    keepdims, dropped where they lead (all axes: a scalar), as numpy broadcasting aligns the trailing ones."""
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return shape[len(axes):] if sorted(axes) == list(range(len(axes))) else None
 
 
 def _total(graph: GraphView, name: str, depth: int) -> str | None:

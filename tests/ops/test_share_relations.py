@@ -64,3 +64,25 @@ def test_no_share_bound_without_the_relation(numerator: str, divisor: str) -> No
     model = _model(divisor, numerator)
     lo, hi = ranum.analyze(model, {"inputs": {"x": [-2, 2]}}).bounds("y")
     assert hi.max() > 1 or lo.min() < 0
+
+
+@pytest.mark.parametrize("reduction", ["s = ReduceSum<keepdims = 0>(v)", "s = ReduceSum<keepdims = 0>(v, lead)"])
+def test_a_share_of_a_sum_without_kept_axes_lies_in_the_unit_interval(reduction: str) -> None:
+    """``x / x.sum()`` (every axis, a scalar) and a sum over leading axes without keepdims broadcast back onto
+    each element's own sum: an HMM's scaled forward variable alpha / alpha.sum() is at most 1."""
+    model = onnx.parser.parse_model(f"""{_HEAD}
+    g (float[2, 3, 8] x) => (float[2, 3, 8] y) <float eps = {{1e-30}}, int64[1] lead = {{0}}> {{
+        v = Relu(x)
+        {reduction}
+        d = Max(s, eps)
+        y = Div(v, d)
+    }}""")
+    spec = {"inputs": {"x": [-1.0, 1.0]}}
+    lo, hi = ranum.analyze(model, spec).bounds("y")
+    assert lo.min() >= 0 and hi.max() <= 1
+    assert not [f for f in ranum.check(model, spec).findings if f.hazard_id == "overflow"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for x in (rng.uniform(-1, 1, (2, 3, 8)), np.zeros((2, 3, 8)), np.where(rng.random((2, 3, 8)) < 0.9, -1, 1e-3)):
+        y = session.run(None, {"x": x.astype(np.float32)})[0]
+        assert ((y >= lo) & (y <= hi)).all()
