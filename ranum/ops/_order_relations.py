@@ -20,7 +20,9 @@ The rules:
   ``q <= 0``;
 * ``Min(..., p, ...) <= large`` where some ``p <= large``, ``small <= Max(..., p, ...)`` where ``small <= p``;
   ``small <= Clip(p, low, high)`` where ``small <= p`` and ``small <= high`` (or no high: ``clamp_min``, as
-  a softmax that leaves room for no attention writes its maximum), and mirrored;
+  a softmax that leaves room for no attention writes its maximum), and mirrored; ``x ** e <= large`` for
+  ``large >= 1`` where ``x`` in [0, 1] and ``e >= 0``, or ``x >= 1`` and ``e <= 0`` (Adafactor's
+  ``1 - step ** -0.8``; pow is faithful, and 1 is a float);
   ``Max(p, q) <= large`` and ``small <= Min(p, q)`` where every operand is (a Relu: ``Max(p, 0)``);
   ``small <= (x + y) - q`` (an IoU's union ``area1 + area2 - inter``) where ``q <= small <= x, y``;
   ``p * t <= large`` where ``0 <= p <= large`` and ``t`` in [0, 1] (a soft mask, a probability);
@@ -116,6 +118,21 @@ def _grows_from(graph: GraphView, large: Node, small: str, at_most: AtMost) -> b
     return False
 
 
+def _power_at_most_one(graph: GraphView, base: str, exponent: str) -> bool:
+    """Whether ``base ** exponent`` is at most 1: a base in [0, 1] to a power >= 0, or a base >= 1 to a power
+    <= 0. Its exact value is then at most 1, and a faithful pow (within an ulp: one of the two floats around
+    the exact value) never rounds past 1, a float; pow(1, y) is exactly 1."""
+    x, y = graph.interval(base), graph.interval(exponent)
+    if x is None or y is None or not x.numblocks or not y.numblocks:
+        return False
+    return (x.min() >= 0 and x.max() <= 1 and y.min() >= 0) or (x.min() >= 1 and y.max() <= 0)
+
+
+def _at_least_one(graph: GraphView, name: str) -> bool:
+    iv = graph.interval(name)
+    return iv is not None and iv.numblocks > 0 and iv.min() >= 1
+
+
 def _clip_end(graph: GraphView, clip: Node, index: int, attribute: str) -> str | float | None:
     """A Clip's ``min`` (index 1) or ``max`` (index 2): its operand's name (opset 11 on), its attribute's value
     (before), or None where it has none (opset 11's optional operand left out, an attribute left at its default
@@ -153,6 +170,8 @@ def _shrinks_to(graph: GraphView, small: Node, large: str, at_most: AtMost) -> b
         return any(name and at_most(name, large) for name in operands)
     if small.op_type == "Max":
         return all(name and at_most(name, large) for name in operands)
+    if small.op_type == "Pow" and len(operands) == 2:
+        return _power_at_most_one(graph, *operands) and _at_least_one(graph, large)
     if small.op_type == "Clip" and operands and operands[0]:  # Min(Max(p, low), high)
         low = _clip_end(graph, small, 1, "min")
         return at_most(operands[0], large) and (low is None or _end_at_most(graph, low, large, at_most))

@@ -241,3 +241,29 @@ def test_a_maximum_clamped_from_below_is_still_at_least_every_element(clip: str,
     for s in (rng.uniform(-300, 300, (4, 8)), rng.uniform(-300, -1, (4, 8)), np.full((4, 8), 5.0)):
         d = Runner(model).run({"s": s.astype(np.float32)})["d"]
         assert np.all((d >= lo) & (d <= hi))
+
+
+@pytest.mark.parametrize(("base", "exponent", "safe"), [
+    ((1.0, 1e6), -0.8, True),  # Adafactor's decay 1 - step ** -0.8, step >= 1
+    ((0.0, 1.0), 2.5, True),  # a probability to a positive power
+    ((0.5, 1e6), -0.8, False),  # a base below 1: the power passes 1
+    ((0.0, 1.0), -0.5, False),
+])
+def test_a_power_on_the_unit_side_is_at_most_one(base: tuple[float, float], exponent: float, safe: bool) -> None:
+    """1 - x ** e >= 0 where x ** e <= 1 exactly: pow is faithful and 1 is a float, so the rounded power never
+    passes 1. Interval rounding took 1 ** -0.8 to 1 + 4 ulps, and 1 - it below 0 (a false square root of a
+    negative value in Adafactor written by hand)."""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[6] x) => (float[6] y) <float e = {{{exponent}}}, float one = {{1.0}}> {{
+        p = Pow(x, e)
+        d = Sub(one, p)
+        y = Sqrt(d)
+    }}""")
+    report = ranum.check(model, {"inputs": {"x": list(base)}})
+    assert (not [f for f in report.findings if f.hazard_id == "sqrt-negative"]) == safe
+    lo, hi = report.analysis.bounds("d")
+    x = np.array([base[0], base[1], 1.0, np.nextafter(np.float32(1.0), np.float32(2.0)), 0.9999999, 3.0], np.float32)
+    x = np.clip(x, *base).astype(np.float32)
+    d = Runner(model).run({"x": x})["d"]
+    assert np.all((d >= lo) & (d <= hi))
