@@ -31,7 +31,7 @@ from ranum.ops._counts import least_elements, most_elements
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
-from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperand, Overflow
+from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "OutputAtMost", "ReduceL1", "ReduceL2", "ReduceLogSum",
@@ -467,9 +467,11 @@ _EXP64_UNDERFLOW = -745.13  # and 0 below log(4.9e-324)
 
 @register("ReduceLogSumExp")
 class ReduceLogSumExp(_Reduce):
-    """Log of the sum of exponentials (float tensors only), evaluated max-shifted by onnxruntime."""
+    """Log of the sum of exponentials (float tensors only), evaluated max-shifted by onnxruntime. Its shift is
+    the largest finite element (0 where there is none), so infinite inputs give no NaN: a row holding +inf
+    gives +inf, a row of -inf (a CTC or CRF recursion's padding) -inf, both the infinities of their inputs."""
 
-    hazards = (InfiniteOperand(description="an infinite input makes log-sum-exp NaN (inf - inf)"), Overflow())
+    hazards = (Overflow(),)
     floats_only = True
     ulps = 4.0  # transcendental
 
