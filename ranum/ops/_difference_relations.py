@@ -218,29 +218,64 @@ def _against_the_other_operand(graph: GraphView, first: str, second: str, a: Int
 
 # ---------------------------------------------------------------------------------------- rescaled sums
 def rescaled_sum_floor(ctx: NodeContext, out: Interval) -> Interval:
-    """``out`` (a float Add's bounds) at least ``min(S1, S2)`` where the Add is ``S1 exp(P - M) + S2 exp(Q - M)``
-    with ``M = Max(P, Q)`` finite (a bare ``exp`` has S = 1) and S1, S2 >= 0 and finite: one of the exponents
-    is exactly 0 (``x - x``), its exp exactly 1, and a float sum of non-negative terms is at least each term.
-    This is the denominator of RWKV's stable recurrence (and of an online softmax), ``e1 * den + e2``, which
-    intervals alone let reach 0 once both exponentials' lower bounds underflow."""
+    """``out`` (a float Add's bounds) at least ``min(S_i)`` where the Add, with the Adds under it, sums terms
+    ``S_i exp(P_i - M)`` (a bare ``exp`` has S = 1) with one finite ``M``, a Max (nested Maxes too) of operands
+    each of which is some term's ``P_i``, and every S_i >= 0 and finite: the exponent of the term whose P is the
+    maximum is exactly 0 (``x - x``, Max returning one of its operands), its exp exactly 1, and a float sum of
+    non-negative terms is at least each term. This is the denominator of RWKV's stable recurrence (and of an
+    online softmax), ``e1 * den + e2``, and of a soft minimum over three neighbours (soft-DTW, a hand-written
+    log-sum-exp), which intervals alone let reach 0 once the exponentials' lower bounds underflow."""
     graph = ctx.graph
     if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
         return out
-    terms = [_rescaled_exponential(graph, name) for name in ctx.node.inputs]
-    if any(term is None for term in terms) or not same_value(graph, terms[0][1], terms[1][1]):
+    terms = [_rescaled_exponential(graph, name) for name in _add_operands(graph, ctx.node, _SUM_DEPTH)]
+    if len(terms) < 2 or any(term is None for term in terms) \
+            or not all(same_value(graph, terms[0][1], term[1]) for term in terms[1:]):
         return out
-    (p, m, first), (q, _, second) = terms
-    node = graph.producer(passed_through(graph, m))
-    maximum = graph.interval(m)
-    if node is None or node.op_type != "Max" or len(node.inputs) != 2 or maximum is None or not maximum.is_finite:
+    maximum = graph.interval(terms[0][1])
+    if maximum is None or not maximum.is_finite:
         return out
-    if not any(same_value(graph, x, p) and same_value(graph, y, q) for x, y in (node.inputs, node.inputs[::-1])):
+    floors = [_coefficient_floor(graph, scale) for _, _, scale in terms]
+    if any(f is None or f < 0 for f in floors):
         return out
-    floors = [_coefficient_floor(graph, scale) for scale in (first, second)]
-    if any(f is None for f in floors) or min(floors) <= 0:
+    found = _covered(graph, terms[0][1], [(p, f) for (p, _, _), f in zip(terms, floors)], _SUM_DEPTH, top=True)
+    if found is None or not found > 0:
         return out
-    floor = torch.tensor(min(floors), dtype=torch.float64)
+    floor = torch.tensor(found, dtype=torch.float64)
     return out.with_bounds(torch.maximum(out.lower, floor), torch.maximum(out.upper, floor))
+
+
+_SUM_DEPTH = 4  # Adds of terms, and Maxes of operands, looked through
+
+
+def _add_operands(graph: GraphView, node: Node, depth: int) -> list[str]:
+    """The operands of an Add and of the Adds under it."""
+    terms = []
+    for name in node.inputs:
+        inner = graph.producer(name)
+        if depth > 0 and inner is not None and inner.op_type == "Add" and inner.domain in ("", "ai.onnx") \
+                and len(inner.inputs) == 2:
+            terms.extend(_add_operands(graph, inner, depth - 1))
+        else:
+            terms.append(name)
+    return terms
+
+
+def _covered(graph: GraphView, name: str, exponents: list[tuple[str, float]], depth: int, top: bool = False
+             ) -> float | None:
+    """The least coefficient of a term whose exponent is exactly 0 wherever the Max ``name`` (or, not ``top``,
+    the operand ``name`` of an enclosing Max) is the maximum: a term whose P is ``name``, or else, for a Max,
+    such a term for each of its operands (nested Maxes). None where some operand has none."""
+    if not top:
+        matched = [floor for p, floor in exponents if same_value(graph, p, name)]
+        if matched:
+            return max(matched)
+    node = graph.producer(passed_through(graph, name))
+    if depth <= 0 or node is None or node.op_type != "Max" or node.domain not in ("", "ai.onnx") \
+            or not all(node.inputs):
+        return None
+    floors = [_covered(graph, operand, exponents, depth - 1) for operand in node.inputs]
+    return None if any(f is None for f in floors) else min(floors)
 
 
 def _rescaled_exponential(graph: GraphView, name: str) -> tuple[str, str, str | None] | None:

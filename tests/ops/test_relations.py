@@ -1283,3 +1283,37 @@ def test_a_tensor_over_its_own_replaced_zero_is_zero_or_one(numerator: str, repl
     y = Runner(model).run({"z": z, "s": np.full(6, 2.0, np.float32)})["y"]
     finite = np.isfinite(y)
     assert np.all((y[finite] >= lo[finite]) & (y[finite] <= hi[finite]))
+
+
+@pytest.mark.parametrize(("summed", "safe"), [
+    ("s01 = Add(e0, e1)\n        s = Add(s01, e2)", True),  # soft-DTW's soft minimum over three neighbours
+    ("s12 = Add(e1, e2)\n        s = Add(e0, s12)", True),
+    ("s = Add(e0, e1)", False),  # r2's term is missing: where r2 is the maximum, both terms may underflow
+])
+def test_a_sum_of_exponentials_shifted_by_a_nested_maximum_is_at_least_one(summed: str, safe: bool) -> None:
+    """exp(r0 - m) + exp(r1 - m) + exp(r2 - m) with m = max(max(r0, r1), r2): the maximum's own term is
+    exp(0) = 1, so the log of the sum is finite; only two-operand maxima were read."""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[5] r0, float[5] r1, float[5] r2) => (float[5] y) {{
+        m01 = Max(r0, r1)
+        m = Max(m01, r2)
+        d0 = Sub(r0, m)
+        d1 = Sub(r1, m)
+        d2 = Sub(r2, m)
+        e0 = Exp(d0)
+        e1 = Exp(d1)
+        e2 = Exp(d2)
+        {summed}
+        y = Log(s)
+    }}""")
+    spec = {"inputs": {name: [-300.0, 300.0] for name in ("r0", "r1", "r2")}}
+    report = ranum.check(model, spec)
+    assert (not report.findings) == safe
+    lo, hi = report.analysis.bounds("s")
+    assert (float(lo.min()) >= 1.0) == safe
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 300.0):
+        feeds = {name: rng.uniform(-scale, scale, 5).astype(np.float32) for name in ("r0", "r1", "r2")}
+        s = Runner(model).run(feeds)["s"]
+        assert np.all((s >= lo) & (s <= hi))
