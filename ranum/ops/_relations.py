@@ -21,7 +21,7 @@ What a Where's condition guarantees about its branches is in :mod:`ranum.ops._gu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
@@ -44,6 +44,15 @@ def exact_scalar(graph: GraphView, name: str) -> float | None:
     if iv is None or not iv.is_exact or iv.numblocks != 1:
         return None
     return float(iv.lower.detach().reshape(()))
+
+
+def own_rows_shape(shape: Sequence[int], axes: Sequence[int], keepdims: bool) -> tuple[int, ...] | None:
+    """The shape of a reduction over ``axes`` that broadcasts back onto each element's own row: the axes kept
+    (size 1), or, without keepdims, dropped where they lead (all axes: a scalar), as numpy broadcasting aligns
+    the trailing ones; None where dropped axes do not lead."""
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple(shape[len(axes):]) if sorted(axes) == list(range(len(axes))) else None
 
 
 def reduced_axes(graph: GraphView, mean: Node, rank: int) -> list[int] | None:

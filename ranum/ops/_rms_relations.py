@@ -11,7 +11,8 @@ and ``x / sqrt(ReduceSum(x * x))`` are at most 1 in magnitude. A hand-written La
 
 The divisor may be that root, expanded to the numerator's shape, or at least it: an eps added under or
 after the root, a Clip from below, a Max with a constant. The reduction must keep the reduced axes
-(``keepdims``, or a reshape that puts them back as 1s) so that each element meets its own row's root.
+(``keepdims``, or a reshape that puts them back as 1s), or drop leading ones (a whole tensor's norm), so that
+each element meets its own row's root.
 
 Rounding and underflow. The float mean of squares is at least ``(1 - gamma)`` times the real one, less
 half a subnormal per square that underflows. So where ``(1 - gamma) x_i^2`` is above ``2^20 n`` subnormals,
@@ -30,7 +31,7 @@ from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._relations import exact_scalar, reduced_axes
+from ranum.ops._relations import exact_scalar, own_rows_shape, reduced_axes
 from ranum.ops._same_values import passed_through, same_value
 
 __all__ = ["rms_bound", "rms_bound_of", "rms_magnitude_bound"]
@@ -182,9 +183,8 @@ def _reduction(graph: GraphView, node: Node, x_name: str, count_of_mean: int, re
     axes = reduced_axes(graph, node, len(x.shape))
     if not axes:
         return None
-    kept = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
     out = graph.interval(result)
-    if out is None or out.shape != kept:
+    if out is None or out.shape not in (own_rows_shape(x.shape, axes, True), own_rows_shape(x.shape, axes, False)):
         return None
     count = math.prod(x.shape[a] for a in axes) if count_of_mean == 0 else 1
     return _Root(x_name, count, 0.0)

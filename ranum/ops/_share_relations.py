@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ranum.domain.interval import Interval
 from ranum.ops._base import GraphView, NodeContext
-from ranum.ops._relations import exact_scalar, reduced_axes
+from ranum.ops._relations import exact_scalar, own_rows_shape, reduced_axes
 from ranum.ops._rms_relations import raised
 from ranum.ops._same_values import passed_through, same_value
 
@@ -39,17 +39,9 @@ def share_bounds(ctx: NodeContext, a: Interval, b: Interval) -> tuple[float, flo
         return None
     axes = reduced_axes(graph, node, len(a.shape))
     summed, keepdims = graph.interval(total), int(node.attributes.get("keepdims", 1))
-    if not axes or summed is None or summed.shape != _summed_shape(a.shape, axes, keepdims):
+    if not axes or summed is None or summed.shape != own_rows_shape(a.shape, axes, bool(keepdims)):
         return None
     return 0.0, 1.0
-
-
-def _summed_shape(shape: tuple[int, ...], axes: list[int], keepdims: int) -> tuple[int, ...] | None:
-    """The sum's shape where it broadcasts back onto each element's own sum: the axes kept (size 1), or, without
-    keepdims, dropped where they lead (all axes: a scalar), as numpy broadcasting aligns the trailing ones."""
-    if keepdims:
-        return tuple(1 if i in axes else n for i, n in enumerate(shape))
-    return shape[len(axes):] if sorted(axes) == list(range(len(axes))) else None
 
 
 def _total(graph: GraphView, name: str, depth: int) -> str | None:

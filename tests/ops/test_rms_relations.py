@@ -110,3 +110,21 @@ def test_nan_counted_by_x_equals_x_where_a_nan_fill_is_never_selected() -> None:
     report = ranum.check(model, {"inputs": {"x": [-1.0, 1.0]}})
     low, high = report.analysis.bounds("n")
     assert 3.99 <= float(low) <= float(high) <= 4.01 and not report.findings, report.findings
+
+
+@pytest.mark.parametrize("norm", ["n = ReduceL2<keepdims = 0>(g)", "n = ReduceL2<keepdims = 0>(g, lead)"])
+def test_a_tensor_over_its_whole_norm_plus_eps_is_at_most_one(norm: str) -> None:
+    """Newton-Schulz orthogonalisation (Muon) starts from X = G / (||G|| + eps), the norm of the whole tensor
+    without kept axes: each element is at most the norm. Only kept axes were read: X reached 1 / eps = 1e7."""
+    model = onnx.parser.parse_model(f"""{_HEAD}
+    g (float[4, 6] g) => (float[4, 6] x) <float eps = {{1e-7}}, int64[1] lead = {{0}}> {{
+        {norm}
+        d = Add(n, eps)
+        x = Div(g, d)
+    }}""")
+    lo, hi = ranum.analyze(model, {"inputs": {"g": [-1.0, 1.0]}}).bounds("x")
+    assert -1.0001 <= lo.min() and hi.max() <= 1.0001
+    rng = np.random.default_rng(0)
+    for g in (rng.uniform(-1, 1, (4, 6)), np.zeros((4, 6)), np.eye(4, 6), np.full((4, 6), 1e-30)):
+        x = Runner(model).run({"g": g.astype(np.float32)})["x"]
+        assert np.all((x >= lo) & (x <= hi))
