@@ -52,6 +52,9 @@ class Report:
         for a in self.analysis.assumptions:
             if a.source == "default":
                 why = f", {a.reason}" if a.reason else ""
+                if a.tensor.startswith("onnx::"):
+                    why += (" (a name the TorchScript exporter makes up: a Python number or flag passed to forward "
+                            "became an input; give it a range, or make it a constant of the module)")
                 notes.append(f"input '{a.tensor}' has no range; assumed [{a.low:g}, {a.high:g}]{why}")
         for name, value in self.analysis.dims.items():
             if name in self.analysis.spec.dims:

@@ -424,3 +424,17 @@ def test_a_one_element_initializer_is_a_weight_where_the_exporter_says_it_is_a_p
     roles = {a.tensor: a.role for a in report.analysis.assumptions}
     assert roles.get("temperature", "constant") == role
     assert [f.hazard_id for f in report.findings] == (["division-by-zero"] if role == "weight" else [])
+
+
+def test_an_input_named_by_the_exporter_is_explained_when_it_has_no_range() -> None:
+    """A Python value the TorchScript exporter turned into an input gets a made-up 'onnx::' name; its default
+    range [-1, 1] then silently changes what the check means (an eps, a cap, a block size)."""
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] x, float "onnx::Add_1") => (float[4] y) {
+        d = Add(x, "onnx::Add_1")
+        y = Sqrt(d)
+    }""")
+    warnings = ranum.check(model, {"inputs": {"x": [0, 1]}}).warnings
+    assert any("'onnx::Add_1' has no range" in w and "TorchScript exporter" in w for w in warnings)
+    assert not any("'x' has no range" in w for w in warnings)
