@@ -3,9 +3,11 @@
 An interval [0, b] holds -0 as well as +0 (they compare equal), and ``1 / -0 = -inf``, so the reciprocal of
 [0, b] is unbounded on both sides. Yet most non-negative tensors can only hold +0: a square ``x * x`` (also
 ``(-0) * (-0)``), an even power, ``|x|``, ``exp``, sums and means of such terms (``+0 + +0 = +0``), an
-integer cast to a float. Then ``1 / [0, b]`` is ``[1 / b, +inf]``: a PSNR's ``log(1 / mse)`` is never the log
-of a negative value, and a Generalized Dice loss's weights ``1 / (sum t)^2`` are never negative (their
-infinities replaced: see :func:`ranum.ops._relations.guarded_branches`).
+integer cast to a float, a non-negative difference ``a - b`` whose ``a`` is never -0 (Adam's bias correction
+``1 - beta ** t``: a difference is 0 only where ``a == b``, and ``x - x`` is +0). Then ``1 / [0, b]`` is
+``[1 / b, +inf]``: a PSNR's ``log(1 / mse)`` is never the log of a negative value, and a Generalized Dice
+loss's weights ``1 / (sum t)^2`` are never negative (their infinities replaced: see
+:func:`ranum.ops._relations.guarded_branches`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def zeros_are_positive(graph: GraphView, name: str, depth: int = _DEPTH) -> bool
         return True  # x * x: (+-0)^2 = +0
     if op == "Pow" and len(inputs) == 2 and _even(graph, inputs[1]):
         return True
+    if op == "Sub" and len(inputs) == 2:  # a - b is 0 only for a == b, and +0 then unless a is -0 (and b +0)
+        return zeros_are_positive(graph, inputs[0], depth - 1)
     if op == "Cast":
         source = graph.interval(inputs[0]) if inputs else None
         return source is not None and (not is_float(source.elem_type) or zeros_are_positive(graph, inputs[0],

@@ -1317,3 +1317,28 @@ def test_a_sum_of_exponentials_shifted_by_a_nested_maximum_is_at_least_one(summe
         feeds = {name: rng.uniform(-scale, scale, 5).astype(np.float32) for name in ("r0", "r1", "r2")}
         s = Runner(model).run(feeds)["s"]
         assert np.all((s >= lo) & (s <= hi))
+
+
+@pytest.mark.parametrize(("difference", "positive"), [("c = Sub(one, p)", True), ("c = Sub(r, zero)", False)])
+def test_a_non_negative_difference_has_only_positive_zeros(difference: str, positive: bool) -> None:
+    """Adam's bias-corrected second moment v / (1 - b2 ** t) for t >= 0: the correction is +0 at t = 0 (x - x is
+    +0), so the quotient is +inf or non-negative, never -inf, and its square root sees no negative value. A
+    minuend that may be -0 (a Relu of -0, less 0) keeps the -inf."""
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] v, float[4] t, float[4] x) => (float[4] q, float[4] y)
+    <float b2 = {{0.999}}, float one = {{1.0}}, float zero = {{0.0}}> {{
+        r = Relu(x)
+        p = Pow(b2, t)
+        {difference}
+        q = Div(v, c)
+        y = Sqrt(q)
+    }}""")
+    report = ranum.check(model, {"inputs": {"v": [0.0, 1e6], "t": [0.0, 1e6], "x": [-1.0, 1.0]}})
+    assert ("sqrt-negative" not in {f.hazard_id for f in report.findings}) == positive
+    lo, _ = report.analysis.bounds("q")
+    assert (float(lo.min()) >= 0.0) == positive
+    values = Runner(model).run({"v": np.array([0.0, 1.0, 5.0, 1e6], np.float32),
+                                "t": np.array([0.0, 0.0, 1.0, 1e6], np.float32),
+                                "x": np.array([0.0, 0.5, -1.0, 1.0], np.float32)})
+    assert np.all(np.isnan(values["q"]) | (values["q"] >= lo))
