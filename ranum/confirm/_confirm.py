@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnx import helper
 
 from ranum.analysis import Analysis, SpecSource, analyze
 from ranum.config import AnalysisConfig
@@ -34,7 +35,6 @@ from ranum.confirm._system import (
 )
 from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards, hazard_of
-from ranum.domain.dtypes import torch_dtype
 from ranum.domain.interval import Interval
 from ranum.errors import RanumError, UnsupportedOperator
 from ranum.graph.loader import ModelSource, initializer_value, read_model
@@ -210,6 +210,8 @@ def _searched(problem: Problem, hazard: Hazard, finding: Finding, config: Search
             note = _mismatch_note(problem)
             log.warning("node %s: %s", finding.node, note)
     system = None if training is None else _no_system("no unit test to build on")
+    if replayer.completed == 0 and replayer.refusal is not None:  # no candidate could be judged
+        note = f"onnxruntime cannot run this model, so no test can be verified: {replayer.refusal}"
     return ConfirmResult(finding.node, finding.op_type, finding.hazard, finding.kind, "not_confirmed",
                          time.perf_counter() - start, None, None, note or "no failing input found within budget",
                          system)
@@ -352,8 +354,7 @@ def _split(problem: Problem, candidate: Candidate) -> tuple[dict[str, np.ndarray
     feeds, weights = {}, {}
     for box in problem.boxes:
         value = np.asarray(candidate.values[box.name])
-        dtype = torch.empty((), dtype=torch_dtype(box.elem_type)).numpy().dtype
-        value = value.astype(dtype).reshape(box.shape)
+        value = value.astype(helper.tensor_dtype_to_np_dtype(box.elem_type)).reshape(box.shape)  # bfloat16 too
         (weights if box.initial is not None else feeds)[box.name] = value
     return feeds, weights
 

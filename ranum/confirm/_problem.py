@@ -22,7 +22,7 @@ from ranum.graph.model import Graph, Node
 from ranum.interpret import run_concrete
 from ranum.ops import REGISTRY, Registry
 
-__all__ = ["Box", "Problem", "feeds_of", "make_problem", "node_values", "to_tensor"]
+__all__ = ["Box", "Problem", "as_numpy", "feeds_of", "make_problem", "node_values", "to_tensor"]
 
 SEARCH_LIMIT = 1e30  # infinite range ends are searched up to this magnitude
 
@@ -106,6 +106,13 @@ def prune(graph: Graph, target: Node) -> Graph:
 def to_tensor(value: np.ndarray, elem_type: int) -> torch.Tensor:
     """A numpy value as a torch tensor of the element type's dtype."""
     return torch.from_numpy(np.array(value)).to(torch_dtype(elem_type))  # a writable copy
+
+
+def as_numpy(value: torch.Tensor) -> np.ndarray:
+    """A detached copy of a tensor's values as numpy (bfloat16, which numpy lacks, as its exact float32 values:
+    to_tensor and the onnxruntime feeds cast them back)."""
+    value = value.detach()
+    return (value.float() if value.dtype == torch.bfloat16 else value).numpy().copy()
 
 
 def feeds_of(problem: Problem, values: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -59,14 +59,26 @@ class Replayer:
     def __init__(self, graph: Graph, names: Iterable[str]) -> None:
         self._graph, self._names = graph, list(names)
         self._session: ort.InferenceSession | None = None
+        # onnxruntime's first error (no kernel for an operator or a type, inputs it cannot take: bfloat16 arrays),
+        # and how many runs it completed
+        self.refusal: str | None = None
+        self.completed = 0
 
     def run(self, feeds: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``weights``: those the candidate changed (none: the model's own)."""
-        if weights:
-            return run_onnxruntime(self._graph, feeds, weights, self._names)
-        if self._session is None:
-            self._session = _session(self._graph, {}, self._names)
-        return _run(self._session, feeds)
+        try:
+            if weights:
+                values = run_onnxruntime(self._graph, feeds, weights, self._names)
+            else:
+                if self._session is None:
+                    self._session = _session(self._graph, {}, self._names)
+                values = _run(self._session, feeds)
+        except Exception as exc:
+            if self.refusal is None:
+                self.refusal = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise
+        self.completed += 1
+        return values
 
 
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], names: Iterable[str],

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ranum.confirm._exact_value import reach_exact_value
-from ranum.confirm._problem import Box, Problem, feeds_of, node_values, to_tensor
+from ranum.confirm._problem import Box, Problem, as_numpy, feeds_of, node_values, to_tensor
 from ranum.confirm._saturation import DESCENT_REGISTRY
 from ranum.domain.dtypes import is_float
 from ranum.domain.interval import Interval
@@ -387,7 +387,7 @@ def _descend(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.ran
         values = {n: boxes[n].low + (boxes[n].high - boxes[n].low) * torch.sigmoid(p) for n, p in params.items()}
         feeds = {n: v.to(to_tensor(np.zeros(()), boxes[n].elem_type).dtype) for n, v in values.items()}
         feeds.update({n: to_tensor(v, boxes[n].elem_type) for n, v in fixed.items()})
-        point = {**{n: v.detach().numpy() for n, v in feeds.items() if n in params}, **fixed}
+        point = {**{n: as_numpy(v) for n, v in feeds.items() if n in params}, **fixed}
         try:
             node_in, node_out = node_values(problem, feeds, DESCENT_REGISTRY)
             if bool(hazard.triggered(node_in, node_out).any()):
@@ -466,7 +466,7 @@ def _robust_box(problem: Problem, hazard: Hazard, config: SearchConfig, rng: np.
         if gap is None or not gap.requires_grad:
             return None
         if float(gap.detach()) == 0.0:
-            return {**{n: c.detach().numpy() for n, c in centres.items()}, **fixed}
+            return {**{n: as_numpy(c) for n, c in centres.items()}, **fixed}
         optimiser.zero_grad()
         gap.backward()
         optimiser.step()

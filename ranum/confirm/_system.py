@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ranum.confirm._problem import Box, Problem, node_values, prune, to_tensor
+from ranum.confirm._problem import Box, Problem, as_numpy, node_values, prune, to_tensor
 from ranum.confirm._replay import run_onnxruntime
 from ranum.domain.dtypes import is_float
 from ranum.errors import RanumError
@@ -199,7 +199,7 @@ def run_recipe(graph: Graph, recipe: TrainingRecipe | Mapping, data: Mapping[str
     pruned = loss_graph(graph, recipe.loss)
     tensors = {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in data.items()}
     *_, weights = _train(pruned, recipe, tensors, recipe.steps)
-    return {n: w.detach().numpy().copy() for n, w in weights.items()}
+    return {n: as_numpy(w) for n, w in weights.items()}
 
 
 def fires_in_onnxruntime(problem: Problem, hazard: Hazard, feeds: Mapping[str, np.ndarray],
@@ -299,7 +299,7 @@ class _Search:
     @staticmethod
     def _cast(box: Box, value, shape: tuple[int, ...] | None = None) -> np.ndarray:
         clipped = np.clip(np.asarray(value, dtype=np.float64), box.low, box.high).reshape(shape or box.shape)
-        return to_tensor(clipped, box.elem_type).numpy()
+        return as_numpy(to_tensor(clipped, box.elem_type))
 
     def _fires(self, weights: Mapping[str, torch.Tensor], test: Mapping[str, np.ndarray]) -> bool:
         feeds = {**{n: torch.from_numpy(v) for n, v in test.items()}, **{n: w.detach() for n, w in weights.items()}}
@@ -378,9 +378,9 @@ class _Search:
                 return
             if not _finite(weights):
                 return
-            test_np = {n: v.detach().numpy().copy() for n, v in test.items()}
+            test_np = {n: as_numpy(v) for n, v in test.items()}
             if self._fires(weights, test_np):
-                yield _Found({n: v.detach().numpy().copy() for n, v in data.items()}, test_np, steps,
+                yield _Found({n: as_numpy(v) for n, v in data.items()}, test_np, steps,
                              f"gradient matching ({steps} step(s), iteration {iteration})")
             objective = self._objective(weights, test, targets)
             if objective is None:
