@@ -55,8 +55,9 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
         clipped = clipped_name(clip.tensor, index)
         elem_type = elem_types.get(clip.tensor, onnx.TensorProto.FLOAT)
         if not clippable(out, elem_type):
-            raise RanumError(f"cannot clip '{clip.tensor}': an opset-{opset} model's Clip takes float tensors only "
-                             f"(integers from opset {_CLIP_INTEGERS})")
+            raise RanumError(f"cannot clip '{clip.tensor}': an opset-{opset} model's Clip takes float16, float and "
+                             f"double tensors only (integers from opset {_CLIP_INTEGERS}, bfloat16 from opset "
+                             f"{_CLIP_BFLOAT16})")
         if elem_type == onnx.TensorProto.DOUBLE and opset < _CLIP_INTEGERS:
             clip_nodes = _max_min(graph, clip, clipped, elem_type)  # onnxruntime has no float64 Clip before 12
         elif opset < _CLIP_BOUND_INPUTS:
@@ -103,6 +104,7 @@ def _defining_body(nodes: list[onnx.NodeProto], name: str) -> onnx.GraphProto | 
 
 _CLIP_BOUND_INPUTS = 11  # Clip takes min and max as inputs from this opset on (attributes before)
 _CLIP_INTEGERS = 12  # and integer operands from this one
+_CLIP_BFLOAT16 = 13  # and bfloat16 ones from this one
 _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE})
 
 
@@ -112,9 +114,11 @@ _INTEGER_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.
 
 
 def clippable(model: onnx.ModelProto, elem_type: int) -> bool:
-    """Whether ``insert_clips`` can clip a tensor of ``elem_type`` in ``model`` (Clip takes floats, and
-    integers from opset 12)."""
-    return elem_type in _FLOAT_TYPES or (elem_type in _INTEGER_TYPES and _default_opset(model) >= _CLIP_INTEGERS)
+    """Whether ``insert_clips`` can clip a tensor of ``elem_type`` in ``model`` (Clip takes floats, integers
+    from opset 12 and bfloat16 from opset 13)."""
+    opset = _default_opset(model)
+    return elem_type in _FLOAT_TYPES or (elem_type in _INTEGER_TYPES and opset >= _CLIP_INTEGERS) or \
+        (elem_type == onnx.TensorProto.BFLOAT16 and opset >= _CLIP_BFLOAT16)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:

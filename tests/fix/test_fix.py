@@ -313,3 +313,17 @@ def test_the_clip_search_prints_no_torch_warning() -> None:
         report = fix(model, {"inputs": {"x": [0, 1], "y": [-1, 1]}}, "all", CONFIG)
     assert report.certified
     assert not [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize(("opset", "clipped"), [(18, True), (12, False)])
+def test_a_bfloat16_operand_is_clipped_from_opset_13(opset: int, clipped: bool) -> None:
+    """Clip takes bfloat16 from opset 13: a bfloat16 Log was refused as 'Clip takes float tensors only'."""
+    model = parse(f"""
+    <ir_version: 8, opset_import: ["" : {opset}]>
+    g (bfloat16[4] x) => (bfloat16[4] y) {{
+        y = Log(x)
+    }}""")
+    report = fix(model, {"inputs": {"x": [0.0, 1.0]}}, "operator", CONFIG)
+    assert report.certified == clipped  # before opset 13 the finding stays reported
+    onnx.checker.check_model(report.patched)
+    assert [n.op_type for n in report.patched.graph.node] == (["Clip", "Log"] if clipped else ["Log"])
