@@ -176,7 +176,7 @@ def test_integer_tensor_before_opset_12_is_refused_clearly() -> None:
     from ranum.graph.patch import ClipSpec, insert_clips
 
     model = parse(LOG_OF_DIFFERENCE.replace('"" : 17', '"" : 11'))
-    with pytest.raises(RanumError, match="float tensors only"):
+    with pytest.raises(RanumError, match="double tensors only"):
         insert_clips(model, [ClipSpec("x", 0.0, 1.0)], {"x": TensorProto.INT64})
 
 
