@@ -304,11 +304,13 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
     """A floor of about 1 where the summed data is ``exp(x - m)``, ``m = ReduceMax(x)`` keeping its axes, and
     the sum covers every axis the maximum was taken over (a hand-written or decomposed softmax's denominator):
     each sum then holds the term of an element where x is its maximum, ``exp(x - x) = exp(0)``, and a float sum
-    of non-negative terms is at least each of them, in any order. Where x can be infinite, ``x - m`` can be NaN
+    of non-negative terms is at least each of them, in any order (also summed in a wider float type after a
+    Cast, as the dynamo exporter sums float16 and bfloat16 tensors). Where x can be infinite, ``x - m`` can be NaN
     (``inf - inf``); the difference's own relation then does not apply (it needs a finite operand), so the Exp
     of that unbounded difference is a finding upstream."""
     graph = ctx.graph
-    exp = graph.producer(ctx.node.inputs[0]) if graph is not None and ctx.node.inputs else None
+    exp = graph.producer(_before_widening_cast(graph, ctx.node.inputs[0])) if graph is not None and ctx.node.inputs \
+        else None
     if exp is None or exp.op_type != "Exp" or exp.domain not in ("", "ai.onnx"):
         return None
     sub = graph.producer(exp.inputs[0])
@@ -329,6 +331,21 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
     except UnsupportedOperator:
         return None
     return EXP_OF_ZERO_FLOOR if set(peak_dims) <= set(dims) else None
+
+
+_WIDER = {TensorProto.FLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE),
+          TensorProto.BFLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE), TensorProto.FLOAT: (TensorProto.DOUBLE,)}
+
+
+def _before_widening_cast(graph, name: str) -> str:
+    """The input of a Cast that widens a float type (every value kept exactly: the sum of a float16 or bfloat16
+    tensor as the dynamo exporter writes it, in float32), else ``name``."""
+    node = graph.producer(name)
+    if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return name
+    source = graph.interval(node.inputs[0])
+    target = int(node.attributes.get("to", 0))
+    return node.inputs[0] if source is not None and target in _WIDER.get(source.elem_type, ()) else name
 
 
 @register("ReduceMean")

@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto
 
+import ranum
 from ranum.detect import find_hazards
 from ranum.domain.interval import Interval
 from ranum.graph.loader import load_model
@@ -294,3 +295,31 @@ def test_cross_entropy_whose_target_can_be_the_masked_class_is_an_infinite_loss(
     assert _ids(run) == {"infinite-loss"}
     rows = _run(SCE, s=(torch.full((3, 4), -math.inf), torch.full((3, 4), math.inf)), t=any_class)
     assert "infinite-row" in _ids(rows)
+
+
+@pytest.mark.parametrize(("dtype", "cast"), [("float16", True), ("bfloat16", True), ("float16", False)])
+def test_a_stable_exponential_sum_in_a_wider_type_is_at_least_one(dtype: str, cast: bool) -> None:
+    """m + log(sum(exp(x - m))) for a float16 or bfloat16 x, as the dynamo exporter writes it: the exponentials
+    are cast to float32 for the sum and the sum back. The maximum's term is exp(0) = 1 in float32 too, so the
+    log's operand is at least 1: a false log of 0 behind the casts."""
+    wide = "ef = Cast<to = 1>(e)\n        sf = ReduceSum<keepdims = 1>(ef, ax)\n        s = Cast<to = {t}>(sf)"
+    body = wide.format(t=10 if dtype == "float16" else 16) if cast else "s = ReduceSum<keepdims = 1>(e, ax)"
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : 18]>
+    g ({dtype}[4, 32] x) => ({dtype}[4, 1] y) <int64[1] ax = {{-1}}> {{
+        m = ReduceMax<keepdims = 1>(x, ax)
+        d = Sub(x, m)
+        e = Exp(d)
+        {body}
+        l = Log(s)
+        y = Add(m, l)
+    }}""")
+    report = ranum.check(model, {"inputs": {"x": [-300.0, 300.0]}})
+    assert not report.findings
+    lo, hi = report.analysis.bounds("s")
+    assert lo.min() >= 0.99
+    if dtype == "float16":
+        rng = np.random.default_rng(0)
+        for x in (rng.uniform(-300, 300, (4, 32)), np.full((4, 32), -300.0), np.eye(4, 32) * 300.0):
+            s = Runner(model).run({"x": x.astype(np.float16)})["s"].astype(np.float64)
+            assert np.all((s >= lo) & (s <= hi))
