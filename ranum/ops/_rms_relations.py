@@ -15,8 +15,9 @@ after the root, a Clip from below, a Max with a constant. The reduction must kee
 each element meets its own row's root.
 
 Rounding and underflow. The float mean of squares is at least ``(1 - gamma)`` times the real one, less
-half a subnormal per square that underflows. So where ``(1 - gamma) x_i^2`` is above ``2^20 n`` subnormals,
-``|y_i| <= |c| sqrt(n / ((1 - gamma)(1 - 2^-20)))``; below it, ``|x_i|`` is that tiny and the quotient is at
+half a subnormal per square that underflows. So where ``(1 - gamma) x_i^2`` is above ``M n`` subnormals (a
+margin M > 1, chosen to give the least bound: 2^20 in float32, a few in float16),
+``|y_i| <= |c| sqrt(n / ((1 - gamma)(1 - 1/M)))``; below it, ``|x_i|`` is that tiny and the quotient is at
 most it over the root of the radicand's floor (its eps, or its interval's least value). Without a floor
 (``x / sqrt(mean(x^2))`` of squares that all underflow is ``x / 0``) there is no bound. Each of pow, sqrt,
 div and mul rounds once more: a few units of roundoff.
@@ -38,7 +39,6 @@ __all__ = ["rms_bound", "rms_bound_of", "rms_magnitude_bound"]
 
 _DEPTH = 8
 _RESHAPES = frozenset({"Reshape", "Unsqueeze", "Squeeze", "Identity"})
-_UNDERFLOW_MARGIN = 2.0**20
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,21 @@ def rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> float
     gamma = arith.accumulation_gamma(root.count + 2, x.elem_type)
     if gamma >= 0.5:
         return None
-    main = math.sqrt(root.count / ((1 - gamma) * (1 - 1 / _UNDERFLOW_MARGIN)))
-    tiny = math.sqrt(_UNDERFLOW_MARGIN * root.count * facts.subnormal / (1 - gamma) / root.floor)
-    return abs(factor) * max(main, tiny) * (1 + 16 * facts.eps)
+    return abs(factor) * _least_split(root.count, gamma, facts.subnormal, root.floor) * (1 + 16 * facts.eps)
+
+
+def _least_split(count: int, gamma: float, subnormal: float, floor: float) -> float:
+    """The least, over margins M = 2, 4, ..., 2**20, of the larger of the two bounds of the module docstring:
+    ``sqrt(n / ((1 - gamma)(1 - 1/M)))`` where ``(1 - gamma) x_i^2`` is above ``M n`` subnormals, and
+    ``sqrt(M n subnormal / ((1 - gamma) floor))`` below. Each margin gives a sound bound; a float32 root's floor
+    is so far above its subnormals that the largest margin wins, while a float16 one's (an eps of 1e-6 is 16
+    float16 subnormals) needs a small margin, or the tiny side dominates (700 instead of about sqrt(n))."""
+    def bound(margin: float) -> float:
+        main = math.sqrt(count / ((1 - gamma) * (1 - 1 / margin)))
+        tiny = math.sqrt(margin * count * subnormal / (1 - gamma) / floor)
+        return max(main, tiny)
+
+    return min(bound(2.0**k) for k in range(1, 21))
 
 
 def _inverse_root(graph: GraphView, name: str) -> tuple[float, _Root | None] | None:
