@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import onnx
+
 from ranum.analysis import Analysis, SpecSource, analyze, as_spec
 from ranum.config import AnalysisConfig
 from ranum.detect._findings import Finding, _json_number, find_hazards
@@ -106,7 +108,7 @@ def report_from(analysis: Analysis, model_label: str, export_notes: Sequence[str
     findings = tuple(replace(f, source=locations.get(f.node)) for f in found)
     detect = time.perf_counter() - start
     by_name = {n.name: n for n in analysis.run.nodes}
-    unsupported_ops = sorted({by_name[n].op_type for n in analysis.run.unsupported if n in by_name})
+    unsupported_ops = sorted({_qualified(by_name[n]) for n in analysis.run.unsupported if n in by_name})
     return Report(
         model=model_label,
         findings=findings,
@@ -161,3 +163,11 @@ def check(
     if label is None:
         label = str(model) if not hasattr(model, "graph") else (model.graph.name or "<in-memory model>")
     return report_from(analysis, label, notes)
+
+
+def _qualified(node) -> str:
+    """An operator's name, with its domain where a standard operator has that name too: onnxruntime's NCHWc
+    layout operators are 'com.microsoft.nchwc:Conv', not the standard Conv."""
+    if node.domain in ("", "ai.onnx") or not onnx.defs.has(node.op_type):
+        return node.op_type
+    return f"{node.domain}:{node.op_type}"

@@ -438,3 +438,18 @@ def test_an_input_named_by_the_exporter_is_explained_when_it_has_no_range() -> N
     warnings = ranum.check(model, {"inputs": {"x": [0, 1]}}).warnings
     assert any("'onnx::Add_1' has no range" in w and "TorchScript exporter" in w for w in warnings)
     assert not any("'x' has no range" in w for w in warnings)
+
+
+def test_an_unsupported_operator_named_like_a_standard_one_is_shown_with_its_domain() -> None:
+    """onnxruntime's NCHWc layout Conv (saved at ORT_ENABLE_ALL) was listed as 'Conv', which reads as if the
+    standard Conv had no rule; an operator no standard one shares its name with stays bare."""
+    nodes = [onnx.helper.make_node("ReorderInput", ["x"], ["r"], domain="com.microsoft.nchwc"),
+             onnx.helper.make_node("Conv", ["r", "w"], ["y"], domain="com.microsoft.nchwc")]
+    graph = onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 4, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.ones((8, 8, 1, 1), np.float32), "w")])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17),
+                                                         onnx.helper.make_opsetid("com.microsoft.nchwc", 1)])
+    report = ranum.check(model, {"inputs": {"x": [0, 1]}})
+    assert report.unsupported_ops == ("ReorderInput", "com.microsoft.nchwc:Conv")

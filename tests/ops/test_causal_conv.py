@@ -88,5 +88,5 @@ def test_contrib_settings_without_a_rule_are_not_analysed_rather_than_ignored(at
     import ranum
 
     report = ranum.check(_contrib(attrs), {"inputs": {"x": [-1, 1], "w": [-1, 1]}})
-    assert list(report.unsupported_ops) == ["CausalConvWithState"], report.unsupported_ops
+    assert list(report.unsupported_ops) == ["com.microsoft:CausalConvWithState"], report.unsupported_ops
     assert not ranum.check(_contrib({"dilation": 2}), {"inputs": {"x": [-1, 1], "w": [-1, 1]}}).unsupported_ops
