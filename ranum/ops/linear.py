@@ -143,6 +143,7 @@ class MatMul(OpRule):
             # an outer product: each result is one product, rounded once (the interpreter's rounding);
             # the midpoint-radius form would lose a mask of -3.4e38 to its error terms
             return elementwise(arith.mul, [a, b], a.elem_type)
+
         def product(x: Interval, w: Interval) -> Interval:
             if len(x.shape) >= 2 and len(w.shape) >= 2:
                 return blockwise_product(x, w, lambda p, q: interval_product(torch.matmul, [p, q], count), count,
