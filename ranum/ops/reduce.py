@@ -274,7 +274,8 @@ class _SumOf(_Reduce):
 
 @register("ReduceSum")
 class ReduceSum(_SumOf):
-    """Sum over axes; at least 1 where it sums ``exp(x - ReduceMax(x))`` (see :func:`_stable_exponential_floor`)."""
+    """Sum over axes; at least 1 where it sums ``exp(x - ReduceMax(x))`` (see :func:`_stable_exponential_floor`),
+    about 1 where it sums a Softmax over its own axes (:func:`_softmax_sum_floor`)."""
 
     unknown_shapes = HULLS
 
@@ -288,6 +289,7 @@ class ReduceSum(_SumOf):
             return out
         dims = self._dims(len(data.shape), axes, True)
         floor = _stable_exponential_floor(ctx, dims)
+        floor = _softmax_sum_floor(ctx, data, dims) if floor is None else floor
         if floor is not None:
             out = out.with_bounds(out.lower.clamp(min=floor), out.upper.clamp(min=floor))
         picked = one_hot_pick_floor(ctx, data, dims, bool(self.keepdims))
@@ -331,6 +333,25 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
     except UnsupportedOperator:
         return None
     return EXP_OF_ZERO_FLOOR if set(peak_dims) <= set(dims) else None
+
+
+def _softmax_sum_floor(ctx: NodeContext, data: Interval, dims: tuple[int, ...]) -> float | None:
+    """About 1 where the summed data is a Softmax (or Hardmax) summed over exactly the axes it normalises
+    (one axis from opset 13; before, the trailing axes from ``axis`` on, which it takes as one row): each row
+    of probabilities sums to 1 up to the roundings of its exponentials' shares and of the sum, at most
+    ``(2 n + 8)`` units for ``n`` terms (a Hardmax's row holds one 1 exactly)."""
+    graph = ctx.graph
+    node = graph.producer(passed_through(graph, ctx.node.inputs[0])) if graph is not None else None
+    if node is None or node.op_type not in ("Softmax", "Hardmax") or node.domain not in ("", "ai.onnx") \
+            or data.shape is None or not data.shape or not all(data.shape):
+        return None
+    rank = len(data.shape)
+    axis = int(node.attributes.get("axis", -1 if ctx.opset >= 13 else 1)) % rank
+    normalised = {axis} if ctx.opset >= 13 else set(range(axis, rank))
+    if set(dims) != normalised:
+        return None
+    count = math.prod(data.shape[a] for a in normalised)
+    return 1.0 if node.op_type == "Hardmax" else 1.0 - (2 * count + 8) * float_facts(data.elem_type).eps
 
 
 _WIDER = {TensorProto.FLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE),

@@ -323,3 +323,32 @@ def test_a_stable_exponential_sum_in_a_wider_type_is_at_least_one(dtype: str, ca
         for x in (rng.uniform(-300, 300, (4, 32)), np.full((4, 32), -300.0), np.eye(4, 32) * 300.0):
             s = Runner(model).run({"x": x.astype(np.float16)})["s"].astype(np.float64)
             assert np.all((s >= lo) & (s <= hi))
+
+
+@pytest.mark.parametrize(("op", "opset", "axes", "floored"), [
+    ("Softmax<axis = 1>", 13, "{1}", True),
+    ("Softmax<axis = 1>", 11, "{1, 2}", True),  # before opset 13 the row is every axis from 1 on
+    ("Softmax<axis = 1>", 11, "{1}", False),  # part of a coerced row: a real log of a small sum
+    ("Hardmax<axis = 1>", 13, "{1}", True),
+    ("Softmax<axis = 2>", 13, "{1}", False),  # another axis than the normalised one
+])
+def test_a_softmax_summed_over_its_own_axes_is_about_one(op: str, opset: int, axes: str, floored: bool) -> None:
+    """Each row of probabilities sums to 1 up to rounding, so the log of that sum is no log of 0 (intervals let
+    every share underflow at once)."""
+    reduce = "ReduceSum<keepdims = 1, axes = " + axes.replace("{", "[").replace("}", "]") + ">(p)" if opset < 13 \
+        else "ReduceSum<keepdims = 1>(p, ax)"
+    model = onnx.parser.parse_model(f"""
+    <ir_version: 8, opset_import: ["" : {opset}]>
+    g (float[2, 3, 4] x) => (float[] y) <int64[{axes.count(",") + 1}] ax = {axes}> {{
+        p = {op}(x)
+        s = {reduce}
+        y = Log(s)
+    }}""")
+    report = ranum.check(model, {"inputs": {"x": [-300.0, 300.0]}})
+    assert (not report.findings) == floored  # elsewhere a share can underflow: a real log of 0
+    lo, hi = report.analysis.bounds("s")
+    assert (lo.min() >= 0.99) == floored
+    rng = np.random.default_rng(0)
+    for x in (rng.uniform(-300, 300, (2, 3, 4)), np.zeros((2, 3, 4)), np.arange(24.0).reshape(2, 3, 4) * 25.0):
+        s = Runner(model).run({"x": x.astype(np.float32)})["s"]
+        assert np.all((s >= lo) & (s <= hi))
