@@ -16,6 +16,7 @@ from ranum.detect._findings import Finding, _json_number, find_hazards
 from ranum.domain.ranges import UNTRAINED_REASON
 from ranum.frontend._source import source_locations
 from ranum.graph.loader import ModelSource
+from ranum.graph.model import Node
 
 __all__ = ["Report", "check", "report_from"]
 
@@ -165,7 +166,7 @@ def check(
     return report_from(analysis, label, notes)
 
 
-def _qualified(node) -> str:
+def _qualified(node: Node) -> str:
     """An operator's name, with its domain where a standard operator has that name too: onnxruntime's NCHWc
     layout operators are 'com.microsoft.nchwc:Conv', not the standard Conv."""
     if node.domain in ("", "ai.onnx") or not onnx.defs.has(node.op_type):

@@ -228,9 +228,8 @@ def rescaled_sum_floor(ctx: NodeContext, out: Interval) -> Interval:
     graph = ctx.graph
     if graph is None or not is_float(out.elem_type) or out.shape is None or len(ctx.node.inputs) != 2:
         return out
-    terms = [_rescaled_exponential(graph, name) for name in _add_operands(graph, ctx.node, _SUM_DEPTH)]
-    if len(terms) < 2 or any(term is None for term in terms) \
-            or not all(same_value(graph, terms[0][1], term[1]) for term in terms[1:]):
+    terms = _exponential_terms(graph, ctx.node, _SUM_DEPTH)
+    if terms is None or not all(same_value(graph, terms[0][1], term[1]) for term in terms[1:]):
         return out
     maximum = graph.interval(terms[0][1])
     if maximum is None or not maximum.is_finite:
@@ -248,16 +247,21 @@ def rescaled_sum_floor(ctx: NodeContext, out: Interval) -> Interval:
 _SUM_DEPTH = 4  # Adds of terms, and Maxes of operands, looked through
 
 
-def _add_operands(graph: GraphView, node: Node, depth: int) -> list[str]:
-    """The operands of an Add and of the Adds under it."""
+def _exponential_terms(graph: GraphView, node: Node, depth: int) -> list[tuple[str, str, str | None]] | None:
+    """(P, M, S) of every operand of an Add and of the Adds under it (see :func:`_rescaled_exponential`), or
+    None at the first operand that is no rescaled exponential (every float Add asks: most stop at once)."""
     terms = []
     for name in node.inputs:
         inner = graph.producer(name)
         if depth > 0 and inner is not None and inner.op_type == "Add" and inner.domain in ("", "ai.onnx") \
                 and len(inner.inputs) == 2:
-            terms.extend(_add_operands(graph, inner, depth - 1))
+            found = _exponential_terms(graph, inner, depth - 1)
         else:
-            terms.append(name)
+            term = _rescaled_exponential(graph, name)
+            found = None if term is None else [term]
+        if found is None:
+            return None
+        terms.extend(found)
     return terms
 
 

@@ -113,7 +113,7 @@ def _grows_from(graph: GraphView, large: Node, small: str, at_most: AtMost) -> b
     if large.op_type == "Min":
         return all(name and at_most(small, name) for name in operands)
     if large.op_type == "Clip" and operands and operands[0]:  # Min(Max(p, low), high)
-        high = _clip_end(graph, large, 2, "max")
+        high = _clip_end(large, 2, "max")
         return at_most(small, operands[0]) and (high is None or _at_most_end(graph, small, high, at_most))
     return False
 
@@ -133,7 +133,7 @@ def _at_least_one(graph: GraphView, name: str) -> bool:
     return iv is not None and iv.numblocks > 0 and iv.min() >= 1
 
 
-def _clip_end(graph: GraphView, clip: Node, index: int, attribute: str) -> str | float | None:
+def _clip_end(clip: Node, index: int, attribute: str) -> str | float | None:
     """A Clip's ``min`` (index 1) or ``max`` (index 2): its operand's name (opset 11 on), its attribute's value
     (before), or None where it has none (opset 11's optional operand left out, an attribute left at its default
     of the float range's end)."""
@@ -173,7 +173,7 @@ def _shrinks_to(graph: GraphView, small: Node, large: str, at_most: AtMost) -> b
     if small.op_type == "Pow" and len(operands) == 2:
         return _power_at_most_one(graph, *operands) and _at_least_one(graph, large)
     if small.op_type == "Clip" and operands and operands[0]:  # Min(Max(p, low), high)
-        low = _clip_end(graph, small, 1, "min")
+        low = _clip_end(small, 1, "min")
         return at_most(operands[0], large) and (low is None or _end_at_most(graph, low, large, at_most))
     if small.op_type == "Relu":  # Max(p, 0)
         return _sign(graph, large) > 0 and at_most(operands[0], large)
