@@ -147,6 +147,7 @@ def largest_singular_value_bound(matrices: Tensor, squares: Tensor | None = None
 _GRAM_CHUNK = 256  # summed length of one float32 product of a Gram matrix
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _FLOAT32_NORMAL = 2.0**-126  # an underflowing float32 product (flushed to zero or not) is off by less
+_FLOAT64_NORMAL = 2.0**-1022
 
 
 def gram_with_error(rows: Tensor) -> tuple[Tensor, float, float]:
@@ -165,7 +166,8 @@ def gram_with_error(rows: Tensor) -> tuple[Tensor, float, float]:
             (rows.dtype != torch.float32 and not torch.equal(single.double(), rows)):
         rows = rows.to(torch.float64)
         gram = rows @ rows.transpose(-1, -2)
-        return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), 0.0
+        # products of values below about 1e-154 underflow: each is off by less than the least normal
+        return gram, arith.accumulation_gamma(length, TensorProto.DOUBLE), rows.shape[-2] * length * _FLOAT64_NORMAL
     gram = torch.zeros(rows.shape[:-1] + rows.shape[-2:-1], dtype=torch.float64)
     for start in range(0, length, _GRAM_CHUNK):
         part = single.narrow(-1, start, min(_GRAM_CHUNK, length - start))

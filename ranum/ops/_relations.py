@@ -66,6 +66,8 @@ def reduced_axes(graph: GraphView, mean: Node, rank: int) -> list[int] | None:
         axes = [int(v) for v in iv.exact_value().reshape(-1).tolist()]
     if axes is None or len(axes) == 0:
         return list(range(rank)) if not int(mean.attributes.get("noop_with_empty_axes", 0)) else None
+    if any(not -rank <= a < rank for a in axes):
+        return None  # axes of another rank (a tensor broadcast to more axes than the one they are read on)
     return sorted({a % rank for a in axes})
 
 
@@ -80,11 +82,15 @@ def convex_combination_bounds(ctx: NodeContext, weights: Interval, values: Inter
         return None
     if len(weights.shape) < 2 or len(values.shape) < 2 or not is_float(values.elem_type):
         return None
-    if not _softmax_over_last_axis(ctx, ctx.node.inputs[0], len(weights.shape)):
+    rounded_to = _softmax_over_last_axis(ctx, ctx.node.inputs[0], len(weights.shape))
+    if rounded_to is None:
         return None
     count = weights.shape[-1]
-    unit = float_facts(weights.elem_type).eps
-    spread = arith.accumulation_gamma(count + 4, weights.elem_type) + 4 * unit
+    own, *casts = rounded_to
+    # the softmax's shares sum to 1 within its type's rounding; each Cast on the way rounds every share again,
+    # which raises their sum by at most the cast type's unit (16-bit casts: far more than float32's)
+    spread = arith.accumulation_gamma(count + 4, own) + 4 * float_facts(own).eps \
+        + sum(float_facts(elem).eps for elem in casts)
     if spread >= 0.5:
         return None
     low = values.lower.to(torch.float64).amin(-2, keepdim=True)
@@ -140,22 +146,32 @@ def meet(iv: Interval, other: Interval) -> Interval:
 _PASS_THROUGH = ("Identity", "Cast")
 
 
-def _softmax_over_last_axis(ctx: NodeContext, name: str, rank: int) -> bool:
+def _softmax_over_last_axis(ctx: NodeContext, name: str, rank: int) -> tuple[int, ...] | None:
+    """The float types ``name``'s values were rounded to on the way from a Softmax over its last axis (the
+    softmax's own, then each Cast's), or None where ``name`` is no such softmax."""
     graph = ctx.graph
-    node = _through_casts(graph, graph.producer(name))
+    node, rounded = _through_casts(graph, graph.producer(name))
     if node is None or node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
-        return False
+        return None
     axis = int(node.attributes.get("axis", -1 if ctx.opset >= 13 else 1))
-    return axis % rank == rank - 1
+    out = graph.interval(node.outputs[0])
+    if axis % rank != rank - 1 or out is None or not is_float(out.elem_type):
+        return None
+    return (out.elem_type, *rounded)
 
 
-def _through_casts(graph: GraphView, node: Node | None) -> Node | None:
-    """The first producer up the chain that is not Identity or a Cast to a float type (None: a Cast elsewhere)."""
+def _through_casts(graph: GraphView, node: Node | None) -> tuple[Node | None, tuple[int, ...]]:
+    """The first producer up the chain that is not Identity or a Cast to a float type (None: a Cast elsewhere),
+    and the float types the chain's Casts rounded to."""
+    rounded: list[int] = []
     while node is not None and node.op_type in _PASS_THROUGH:
-        if node.op_type == "Cast" and not is_float(int(node.attributes.get("to", 0))):
-            return None
+        if node.op_type == "Cast":
+            to = int(node.attributes.get("to", 0))
+            if not is_float(to):
+                return None, ()
+            rounded.append(to)
         node = graph.producer(node.inputs[0])
-    return node
+    return node, tuple(rounded)
 
 
 def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -345,11 +361,16 @@ def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
     out = graph.interval(node.outputs[0])
     unit = float_facts(out.elem_type).eps
     for row_pos in ((0, 1) if node.op_type == "Mul" else (0,)):
-        # RMS normalisation: ||y|| = |c| ||x|| / sqrt(mean(x^2) + eps) obeys the bound of each |y_i|
-        # (the mean may run over more axes than the last: a row's norm is at most the slice's).
+        row = graph.interval(node.inputs[row_pos])
+        if row is None or row.shape is None or not row.shape or row.shape[-1] != out.shape[-1]:
+            continue  # a row broadcast along the last axis would repeat its elements
+        # RMS normalisation: ||y|| = |c| ||x|| / sqrt(mean(x^2) + eps) obeys the bound of each |y_i| where the
+        # mean runs over the last axis (and maybe more: a row's norm is at most its slice's); a mean over other
+        # axes alone bounds elements only, and a row spans many such means
         from ranum.ops._rms_relations import rms_bound  # noqa: PLC0415 (that module is built on this one)
 
-        rms = rms_bound(graph, node.inputs[row_pos], node.inputs[1 - row_pos], node.op_type == "Div")
+        rms = rms_bound(graph, node.inputs[row_pos], node.inputs[1 - row_pos], node.op_type == "Div",
+                        whole_rows=True)
         if rms is not None:
             return rms
         inner = row_norm_bound(graph, node.inputs[row_pos], depth + 1)
@@ -358,9 +379,6 @@ def _scaled_row_norm(graph: GraphView, node: Node, depth: int) -> float | None:
             continue
         if any(d != 1 for d in other.shape[:-1]):
             continue  # a factor that changes across rows could scale one row more than another
-        row = graph.interval(node.inputs[row_pos])
-        if row is None or row.shape is None or not row.shape or row.shape[-1] != out.shape[-1]:
-            continue  # a row broadcast along the last axis would repeat its elements
         lo, hi = other.lower.detach().to(torch.float64), other.upper.detach().to(torch.float64)
         if node.op_type == "Mul":
             return inner * float(torch.maximum(lo.abs(), hi.abs()).max()) * (1 + 2 * unit)

@@ -26,14 +26,14 @@ div and mul rounds once more: a few units of roundoff.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ranum.domain import arith
 from ranum.domain.dtypes import float_facts, is_float
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._relations import exact_scalar, own_rows_shape, reduced_axes
-from ranum.ops._same_values import passed_through, same_value
+from ranum.ops._same_values import passed_through, same_value, squared_base
 
 __all__ = ["rms_bound", "rms_bound_of", "rms_magnitude_bound"]
 
@@ -49,6 +49,7 @@ class _Root:
     x: str
     count: int
     floor: float
+    whole_rows: bool = False  # the mean runs over x's last axis (with others, maybe): each row is in one mean
 
 
 def rms_magnitude_bound(ctx: NodeContext, x_index: int, scale_index: int, divides: bool) -> float | None:
@@ -70,17 +71,20 @@ def rms_bound_of(graph: GraphView, reciprocal: str) -> tuple[str, float] | None:
     """(x, B) where ``reciprocal`` is ``c / root`` of a mean of x's squares (see the module docstring) and
     ``|x * reciprocal| <= B`` element-wise; None for another form."""
     found = _inverse_root(graph, reciprocal)
-    if found is None:
+    if found is None or found[1] is None:
         return None
     bound = rms_bound(graph, found[1].x, reciprocal, divides=False)
     return None if bound is None else (found[1].x, bound)
 
 
-def rms_bound(graph: GraphView, x_name: str, other: str, divides: bool) -> float | None:
+def rms_bound(graph: GraphView, x_name: str, other: str, divides: bool, whole_rows: bool = False) -> float | None:
     """A bound of |x / other| (``divides``) or |x * other| where other is a root of x's mean of squares (or its
-    reciprocal, times an exact scalar); None for another form."""
+    reciprocal, times an exact scalar); None for another form. ``whole_rows``: only where the mean runs over
+    x's last axis, so that the bound holds for the L2 norm of each row along it too."""
     found = (1.0, _root(graph, other, _DEPTH)) if divides else _inverse_root(graph, other)
     if found is None or found[1] is None or not same_value(graph, found[1].x, x_name):
+        return None
+    if whole_rows and not found[1].whole_rows:
         return None
     factor, root = found
     x = graph.interval(x_name)
@@ -140,7 +144,7 @@ def _root(graph: GraphView, name: str, depth: int) -> _Root | None:
     if inner is None:
         return None
     found = _root(graph, inner, depth - 1)
-    return None if found is None else _Root(found.x, found.count, max(found.floor, low * low))
+    return None if found is None else replace(found, floor=max(found.floor, low * low))
 
 
 def _radicand(graph: GraphView, name: str, depth: int, shaped: str | None = None) -> _Root | None:
@@ -156,7 +160,7 @@ def _radicand(graph: GraphView, name: str, depth: int, shaped: str | None = None
     op = node.op_type
     found: _Root | None = None
     if op in ("ReduceMean", "ReduceSum"):
-        x = _squared(graph, node.inputs[0])
+        x = squared_base(graph, node.inputs[0])
         found = None if x is None else _reduction(graph, node, x, 0 if op == "ReduceMean" else 1, shaped or name)
     elif op == "ReduceSumSquare":
         found = _reduction(graph, node, node.inputs[0], 1, shaped or name)
@@ -166,8 +170,8 @@ def _radicand(graph: GraphView, name: str, depth: int, shaped: str | None = None
         inner, low = raised(graph, node)
         if inner is not None:
             found = _radicand(graph, inner, depth - 1)
-            found = None if found is None else _Root(found.x, found.count, max(found.floor, low))
-    return None if found is None else _Root(found.x, found.count, max(found.floor, least))
+            found = None if found is None else replace(found, floor=max(found.floor, low))
+    return None if found is None else replace(found, floor=max(found.floor, least))
 
 
 def raised(graph: GraphView, node: Node) -> tuple[str | None, float]:
@@ -189,9 +193,9 @@ def _reduction(graph: GraphView, node: Node, x_name: str, count_of_mean: int, re
     """The root of x over a reduction's axes, where each element of x meets its own row's value: ``result``
     (the reduction's output, or the reshape of it that is read) has x's shape with 1s on them.
     ``count_of_mean`` 0: a mean (the reduced count); else a sum (1)."""
-    x = graph.interval(x_name)
-    if x is None or x.shape is None:
-        return None
+    x, source = graph.interval(x_name), graph.interval(node.inputs[0])
+    if x is None or x.shape is None or source is None or source.shape != x.shape:
+        return None  # the axes are read on x: the reduced tensor must have its shape
     axes = reduced_axes(graph, node, len(x.shape))
     if not axes:
         return None
@@ -199,16 +203,4 @@ def _reduction(graph: GraphView, node: Node, x_name: str, count_of_mean: int, re
     if out is None or out.shape not in (own_rows_shape(x.shape, axes, True), own_rows_shape(x.shape, axes, False)):
         return None
     count = math.prod(x.shape[a] for a in axes) if count_of_mean == 0 else 1
-    return _Root(x_name, count, 0.0)
-
-
-def _squared(graph: GraphView, name: str) -> str | None:
-    """x where ``name`` is ``Mul(x, x)`` (the same tensor) or ``Pow(x, 2)``."""
-    node = graph.producer(name)
-    if node is None:
-        return None
-    if node.op_type == "Mul" and len(node.inputs) == 2 and node.inputs[0] == node.inputs[1]:
-        return node.inputs[0]
-    if node.op_type == "Pow" and exact_scalar(graph, node.inputs[1]) == 2.0:
-        return node.inputs[0]
-    return None
+    return _Root(x_name, count, 0.0, whole_rows=len(x.shape) - 1 in axes)

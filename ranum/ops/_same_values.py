@@ -23,7 +23,7 @@ from ranum.graph.model import Node
 from ranum.ops._base import GraphView
 from ranum.ops.random import GENERATORS
 
-__all__ = ["exactly", "passed_through", "same_value"]
+__all__ = ["exactly", "passed_through", "same_value", "squared_base"]
 
 _RANDOM = GENERATORS | {"Dropout"}
 _DEPTH = 6  # how far up two producers are compared
@@ -74,10 +74,31 @@ def _equal_constants(graph: GraphView, first: str, second: str) -> bool:
     if a is None or b is None or a.shape is None or a.shape != b.shape or a.elem_type != b.elem_type \
             or math.prod(a.shape) > _CONSTANT_ELEMENTS or not a.is_exact or not b.is_exact:
         return False
-    return bool(torch.equal(a.exact_value(), b.exact_value()))
+    first_value, second_value = a.exact_value(), b.exact_value()
+    # +0 and -0 compare equal, but their reciprocals differ (what :mod:`ranum.ops._signed_zeros` reads)
+    return bool(torch.equal(first_value, second_value)) and bool(torch.equal(first_value.signbit(),
+                                                                            second_value.signbit()))
 
 
 _RESHAPES = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand"})
+
+
+def squared_base(graph: GraphView, name: str) -> str | None:
+    """m where ``name`` is the square of m, element for element: ``Mul(m, m)`` (two tensors of the same
+    values) or ``Pow(m, 2)`` with an exponent that does not broadcast m to another shape (a (1, 1, 1) exponent
+    would add an axis, and the axes of a reduction of the squares would then name other axes of m)."""
+    name = passed_through(graph, name)
+    node = graph.producer(name)
+    if node is None or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2 or node.outputs[0] != name:
+        return None
+    base, other = node.inputs
+    if node.op_type == "Mul" and same_value(graph, base, other):
+        return base
+    if node.op_type == "Pow" and exactly(graph, other, 2.0):
+        square, root = graph.interval(name), graph.interval(base)
+        if square is not None and root is not None and square.shape is not None and square.shape == root.shape:
+            return base
+    return None
 
 
 def passed_through(graph: GraphView, name: str, depth: int = _DEPTH) -> str:

@@ -541,8 +541,9 @@ def _weight_values(w: Interval) -> Tensor | None:
 
 def _squares(weight: Tensor) -> Tensor:
     """The squares of a weight's values in float64 (a float32 square may overflow or lose the norm's digits),
-    in a copy of its own."""
-    return weight.to(torch.float64, copy=True).square_()
+    in a copy of its own, each raised by the least normal float64: a float64 weight below about 1e-154 has a
+    square that underflows (to 0, which would make a norm of such weights 0)."""
+    return weight.to(torch.float64, copy=True).square_().add_(2.0**-1022)
 
 
 _RULES = {

@@ -29,7 +29,7 @@ from ranum.domain.dtypes import float_facts
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView
 from ranum.ops._relations import reduced_axes
-from ranum.ops._same_values import exactly, passed_through, same_value
+from ranum.ops._same_values import exactly, passed_through, same_value, squared_base
 
 __all__ = ["variance_floor"]
 
@@ -45,7 +45,7 @@ def variance_floor(graph: GraphView, first: str, second: str, elem_type: int) ->
     the module docstring); None elsewhere."""
     if elem_type not in _TYPES:
         return None
-    mean = _squared(graph, second)
+    mean = squared_base(graph, second)
     if mean is None:
         return None
     chain = _common_chain(graph, first, mean, elem_type)
@@ -65,19 +65,6 @@ def variance_floor(graph: GraphView, first: str, second: str, elem_type: int) ->
     return -slack if math.isfinite(slack) else None
 
 
-def _squared(graph: GraphView, name: str) -> str | None:
-    """The tensor ``name`` is the square of: ``Mul(m, m)`` or ``Pow(m, 2)``."""
-    node = graph.producer(passed_through(graph, name))
-    if node is None or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
-        return None
-    base, other = node.inputs
-    if node.op_type == "Mul" and same_value(graph, base, other):
-        return base
-    if node.op_type == "Pow" and exactly(graph, other, 2.0):
-        return base
-    return None
-
-
 def _common_chain(graph: GraphView, squares: str, mean: str, elem_type: int) -> tuple[list[float], float] | None:
     """The accumulation gammas of the stages ``squares`` and ``mean`` share, down to ``squares``' being the
     square of what ``mean``'s chain starts from, and the product of their weight sums' bounds; None where the
@@ -86,7 +73,7 @@ def _common_chain(graph: GraphView, squares: str, mean: str, elem_type: int) -> 
     weight = 1.0
     for _ in range(_DEPTH):
         squares, mean = passed_through(graph, squares), passed_through(graph, mean)
-        base = _squared(graph, squares)
+        base = squared_base(graph, squares)
         if base is not None and same_value(graph, base, mean):
             return gammas, weight
         a, m = graph.producer(squares), graph.producer(mean)

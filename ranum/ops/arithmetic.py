@@ -159,7 +159,8 @@ def _scaled_square(ctx: NodeContext, out: Interval) -> Interval:
                     not same_value(graph, other, x_name) or not (k.min() >= 0 or k.max() <= 0):
                 continue
             try:
-                bounds = elementwise(functools.partial(_scaled_square_bounds, growth=_two_roundings(out.elem_type)),
+                bounds = elementwise(functools.partial(_scaled_square_bounds, growth=_two_roundings(out.elem_type),
+                                                       subnormal=float_facts(out.elem_type).subnormal),
                                      [k, x], out.elem_type)
             except InconsistentShapes:
                 return out
@@ -171,10 +172,14 @@ def _two_roundings(elem_type: int) -> float:
     return (1 + 4 * float_facts(elem_type).eps) ** 2
 
 
-def _scaled_square_bounds(kl: Tensor, ku: Tensor, xl: Tensor, xu: Tensor, growth: float) -> tuple[Tensor, Tensor]:
-    """Bounds of ``fl(fl(k x) x)`` for k of one sign: 0 to its largest magnitude, on k's side."""
+def _scaled_square_bounds(kl: Tensor, ku: Tensor, xl: Tensor, xu: Tensor, growth: float,
+                          subnormal: float) -> tuple[Tensor, Tensor]:
+    """Bounds of ``fl(fl(k x) x)`` for k of one sign: 0 to its largest magnitude, on k's side. Each rounding
+    is relative (``growth``) or, among subnormals, absolute: half a subnormal, which the outer product scales
+    by |x| (a subnormal ``k x`` times x > 1)."""
     _, top = arith.square(xl, xu)
     largest = arith.times(torch.maximum(kl.abs(), ku.abs()), top) * growth
+    largest = largest + (torch.maximum(xl.abs(), xu.abs()) + 1) * subnormal
     zero = torch.zeros_like(largest)
     positive = kl >= 0
     return torch.where(positive, zero, -largest), torch.where(positive, largest, zero)
@@ -382,13 +387,25 @@ class Pow(OpRule):
         return result.to(x.dtype) if x.is_floating_point() else result.trunc().to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, e: Interval) -> Interval:
-        return elementwise(_pow_bounds, [x, e], x.elem_type)
+        if is_float(x.elem_type):
+            return elementwise(_pow_bounds, [x, e], x.elem_type)
+        return elementwise(functools.partial(_int_pow_bounds, integer=torch_dtype(x.elem_type)), [x, e], x.elem_type)
 
 
 def _pow_corners(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     """Range of t ** y over t in [a, b] (a >= 0), y in [c, d]: monotone in each, so at the corners."""
     corners = torch.stack([torch.pow(a, c), torch.pow(a, d), torch.pow(b, c), torch.pow(b, d)])
     return corners.amin(dim=0), corners.amax(dim=0)
+
+
+def _int_pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor, integer: torch.dtype) -> tuple[Tensor, Tensor]:
+    """An integer power, computed in float64 and converted (onnxruntime's kernel): a power past the type's
+    range converts to no one value (x86 gives the least integer), so such an element gets the whole range."""
+    lo, hi = _pow_bounds(xl, xh, yl, yh)
+    info = torch.iinfo(integer)
+    top = _WRAP if integer == torch.int64 else float(info.max)
+    past = (lo < info.min) | (hi > top) | lo.isnan() | hi.isnan()
+    return torch.where(past, float(info.min), lo), torch.where(past, float(info.max), hi)
 
 
 def _pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor) -> tuple[Tensor, Tensor]:
