@@ -10,6 +10,7 @@ from ranum.domain.interval import Interval
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
 from ranum.ops._guard_relations import magnitude_floor
+from ranum.ops.arithmetic import InfiniteOperands
 from ranum.ops.hazards import FORWARD, ConstantNaN, DivisorHazard, Hazard, HazardHit, InfiniteRow, Overflow
 
 __all__ = ["Finding", "find_hazards", "hazard_of"]
@@ -63,13 +64,17 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
     """Check every declared hazard of every evaluated node (graph order, subgraphs included)."""
     findings: list[Finding] = []
     view = _RunView(run)
+    explained: set[str] = set()  # tensors whose infinities an earlier finding (or an unanalysed node) explains
     for node in run.nodes:
         rule = run.rules.get(node.name)
+        carried = any(name in explained and not _finite(run, name) for name in node.inputs)
         if rule is None or node.name in run.not_analysed:
+            explained.update(node.outputs)
             continue
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]
-        hits = [_checked(run, view, node, hazard, inputs, outputs) for hazard in rule.hazards]
+        hits = [_checked(run, view, node, _explaining(hazard, node, explained, inputs), inputs, outputs)
+                for hazard in rule.hazards]
         seen = run.subgraph_overflows.get(node.name, {})  # one evaluation's overflow, hidden by the joined bounds
         hits = [(hazard, hit if hit is not None else seen.get(index)) for index, (hazard, hit) in enumerate(hits)]
         hits = [(hazard, hit) for hazard, hit in hits if hit is not None]
@@ -95,7 +100,25 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
                 )
             )
         findings.extend(_nan_constant_findings(run, node))
+        if carried or any(hazard.kind == FORWARD for hazard, _ in hits):
+            explained.update(node.outputs)
     return findings
+
+
+def _finite(run: AbstractRun, name: str) -> bool:
+    value = run.env.get(name)
+    return isinstance(value, Interval) and value.is_finite
+
+
+def _explaining(hazard: Hazard, node, explained: set[str], inputs) -> Hazard:
+    """``hazard`` told which operands' infinities earlier findings explain (see :class:`InfiniteOperands`),
+    and which operand it names: the first that can be infinite with no such explanation."""
+    if not isinstance(hazard, InfiniteOperands):
+        return hazard
+    marks = tuple(name in explained for name in node.inputs[:2])
+    open_infinite = [i for i, (mark, iv) in enumerate(zip(marks, inputs[:2]))
+                     if not mark and isinstance(iv, Interval) and not iv.is_finite]
+    return replace(hazard, explained=marks, operand=open_infinite[0] if open_infinite else 0)
 
 
 def _checked(run: AbstractRun, view: _RunView, node, hazard: Hazard, inputs, outputs
@@ -181,4 +204,7 @@ def hazard_of(rule, finding: Finding, node) -> Hazard:
     """The hazard object behind a finding of ``node`` (whose rule is ``rule``)."""
     if finding.hazard_id == ConstantNaN.name:
         return ConstantNaN(operand=list(node.inputs).index(finding.operand))
-    return next(h for h in rule.hazards if h.name == finding.hazard_id)
+    hazard = next(h for h in rule.hazards if h.name == finding.hazard_id)
+    if isinstance(hazard, InfiniteOperands) and finding.operand in node.inputs:
+        return replace(hazard, operand=list(node.inputs).index(finding.operand))
+    return hazard
