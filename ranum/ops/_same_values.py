@@ -39,7 +39,7 @@ def same_value(graph: GraphView, first: str, second: str, depth: int = _DEPTH) -
     if first == second or _equal_constants(graph, first, second):
         return True
     a, b = graph.producer(first), graph.producer(second)
-    if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or a.op_type in _RANDOM:
+    if a is None or b is None or a.op_type != b.op_type or a.domain != b.domain or not _deterministic(a):
         return False
     if a.subgraphs() or len(a.inputs) != len(b.inputs) or a.outputs.index(first) != b.outputs.index(second):
         return False
@@ -65,6 +65,12 @@ def _same_axes(graph: GraphView, first: str, second: str, data: str) -> bool:
 
 
 _CONSTANT_ELEMENTS = 1 << 16  # larger exact tensors are not compared element by element
+
+
+def _deterministic(node: Node) -> bool:
+    """Whether two runs of ``node`` on the same operands give the same values: no random generator or dropout,
+    of the standard domain or of any other (onnxruntime's BiasDropout, BitmaskDropout, a custom RandomX)."""
+    return node.op_type not in _RANDOM and "Random" not in node.op_type and "Dropout" not in node.op_type
 
 
 def _equal_constants(graph: GraphView, first: str, second: str) -> bool:

@@ -188,3 +188,16 @@ def test_constants_equal_but_for_the_sign_of_a_zero_are_not_the_same_value() -> 
     (y,) = _run(model, {"x": np.array([1.5, 1.5], np.float32)}, ["y"])
     assert y[0] == 0.0
     _assert_within(analysis, "y", y)
+
+
+def test_two_dropouts_of_another_domain_on_one_tensor_are_not_the_same_value() -> None:
+    """onnxruntime's BiasDropout draws a mask per run, as Dropout does: two such nodes on one tensor differ."""
+    nodes = [helper.make_node("BiasDropout", ["x", "bias"], [name], domain="com.microsoft") for name in ("a", "b")]
+    nodes.append(helper.make_node("Sub", ["a", "b"], ["d"]))
+    graph = helper.make_graph(nodes, "dropouts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("d", TensorProto.FLOAT, [4])],
+                              [numpy_helper.from_array(np.zeros(4, np.float32), "bias")])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    low, high = ranum.analyze(model, {"inputs": {"x": [-1, 1]}}).bounds("d")
+    assert bool(np.all(low < 0)) and bool(np.all(high > 0))
