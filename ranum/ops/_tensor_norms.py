@@ -279,6 +279,8 @@ def _max_pool(graph: GraphView, node: Node, norms: Sequence[float], out: Interva
     dilated = any(int(d) != 1 for d in node.attributes.get("dilations", ()))
     if len(node.outputs) > 1 and node.outputs[1] or not kernel:
         return math.inf
+    if out.numblocks and is_float(out.elem_type) and out.min() <= -float_facts(out.elem_type).max:
+        return math.inf  # a window of padding only gives the type's lowest value, whatever the input's norm
     windows = math.prod(k if dilated else -(-k // s) for k, s in zip(kernel, strides))
     return norms[0] * math.sqrt(windows)
 

@@ -14,6 +14,7 @@ position its run's bounds. Invariants: the reduced operand's entries are block b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from ranum.domain import blocks
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 
-__all__ = ["WindowReduction", "check_auto_pad", "convolution", "pad_spatial", "reduce_windows",
+__all__ = ["WindowReduction", "check_auto_pad", "convolution", "output_sizes", "pad_spatial", "reduce_windows",
            "window_attr", "window_geometry", "window_outputs"]
 
 
@@ -44,37 +45,108 @@ def window_attr(values: Sequence[int], rank: int, default: int) -> list[int]:
 
 
 def window_geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-                    pads: Sequence[int], auto_pad: str, ceil_mode: int = 0) -> tuple[list[int], list[int], list[int]]:
-    """Per spatial axis: pad before, pad after (explicit pads only) and overhang (ceil mode).
+                    pads: Sequence[int], auto_pad: str, ceil_mode: int = 0, *, conv: bool = False,
+                    clip_tail: bool = False, op: str = "Conv") -> tuple[list[int], list[int], list[int]]:
+    """Per spatial axis: pad before, pad after and overhang, as onnxruntime places the windows.
+
+    onnxruntime computes SAME_* padding without the dilation and without clamping it at 0: a negative
+    pad before moves the first window inside the input (the pad lists crop there, as ``F.pad`` does).
+    Its pools divide the output size in C++ (truncating toward 0). Where that output size is not the
+    spec's, the rule refuses rather than guess a shape.
+
+    Args:
+        conv: Conv's padding (one more pad where a negative one loses an output), else the pools'.
+        clip_tail: windows stop at the pad after (AveragePool's kernels), so real elements past a
+            negative pad after are never read; else they read the whole input (MaxPool, LpPool, Conv).
+        op: the operator's name, for the refusal.
 
     Returns:
-        ``(begin, end, overhang)``: the window grid covers ``begin + size + end + overhang``.
+        ``(begin, end, overhang)``: the windows read ``begin + size + end`` (``end`` counts as padding)
+        and then ``overhang`` (which an average never counts); the grid gives exactly the output size.
     """
     rank = len(sizes)
     pads = list(pads) if pads else [0] * (2 * rank)
     begin, end, over = [], [], []
     for i, n in enumerate(sizes):
-        span = (kernel[i] - 1) * dilations[i] + 1
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out = -(-n // strides[i])
-            total = max(0, (out - 1) * strides[i] + span - n)
-            head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-            begin.append(head)
-            end.append(total - head)
-        elif auto_pad == "VALID":
-            begin.append(0)
-            end.append(0)
-        else:
-            begin.append(pads[i])
-            end.append(pads[i + rank])
-        padded = n + begin[-1] + end[-1]
-        out = (padded - span) // strides[i] + 1
-        if ceil_mode:
-            out = -(-(padded - span) // strides[i]) + 1
-            if (out - 1) * strides[i] >= n + begin[-1]:
-                out -= 1
-        over.append(max(0, (out - 1) * strides[i] + span - padded))
+        spec_out = _spec_output(n, kernel[i], strides[i], dilations[i], pads[i], pads[i + rank], auto_pad, ceil_mode)
+        head, tail = _runtime_pads(n, kernel[i], strides[i], dilations[i], pads[i:i + rank + 1:rank], auto_pad, conv)
+        out = _runtime_output(n, kernel[i], strides[i], dilations[i], head, tail, ceil_mode, conv)
+        if out != spec_out:
+            raise UnsupportedOperator(f"{op}: onnxruntime gives {out} outputs on spatial axis {i} (size {n}, kernel "
+                                      f"{kernel[i]}, stride {strides[i]}, dilation {dilations[i]}, auto_pad "
+                                      f"{auto_pad}), the ONNX spec {spec_out}")
+        extent = max(out - 1, 0) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - n - head
+        padding = min(tail, extent) if clip_tail else extent
+        begin.append(head)
+        end.append(padding)
+        over.append(extent - padding)
     return begin, end, over
+
+
+def output_sizes(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+                 pads: Sequence[int], auto_pad: str, ceil_mode: int = 0) -> list[int]:
+    """The output size on each spatial axis (0 where no window fits: the result is empty)."""
+    rank = len(sizes)
+    pads = list(pads) if pads else [0] * (2 * rank)
+    return [max(0, _spec_output(n, kernel[i], strides[i], dilations[i], pads[i], pads[i + rank], auto_pad, ceil_mode))
+            for i, n in enumerate(sizes)]
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """C++ integer division (truncates toward 0)."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a >= 0) == (b > 0) else -quotient
+
+
+def _runtime_pads(n: int, kernel: int, stride: int, dilation: int, pads: Sequence[int], auto_pad: str, conv: bool
+                  ) -> tuple[int, int]:
+    """onnxruntime's pads before and after one axis (SAME_*: from the undilated kernel, possibly negative).
+
+    onnxruntime's Conv refuses SAME_* with a dilation: such a node keeps the spec's padding."""
+    if auto_pad == "VALID":
+        return 0, 0
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        return pads[0], pads[1]
+    target = -(-n // stride)
+    if conv and dilation != 1:
+        total = max(0, (target - 1) * stride + (kernel - 1) * dilation + 1 - n)
+        head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        return head, total - head
+    needed = (target - 1) * stride + kernel - n
+    if conv and math.trunc((n + 2 * needed - kernel) / stride + 1) < target:
+        needed += 1  # onnxruntime's ComputePad: a negative pad that would lose an output is one less negative
+    head = _trunc_div(needed, 2) if auto_pad == "SAME_UPPER" else _trunc_div(needed + 1, 2)
+    return head, needed - head
+
+
+def _runtime_output(n: int, kernel: int, stride: int, dilation: int, head: int, tail: int, ceil_mode: int,
+                    conv: bool) -> int:
+    """onnxruntime's output size on one axis (Conv: a double quotient truncated; pools: a C++ quotient, or
+    its float ceiling less a last window that would start past the input)."""
+    numerator = n + head + tail - (kernel - 1) * dilation - 1
+    if conv:
+        return math.trunc(numerator / stride + 1)
+    if not ceil_mode:
+        return _trunc_div(numerator, stride) + 1
+    out = math.ceil(numerator / stride) + 1
+    return out - 1 if (out - 1) * stride >= n + head else out
+
+
+def _spec_output(n: int, kernel: int, stride: int, dilation: int, before: int, after: int, auto_pad: str,
+                 ceil_mode: int) -> int:
+    """The ONNX spec's output size on one axis (SAME_*: padded with the dilated kernel, at least 0)."""
+    span = (kernel - 1) * dilation + 1
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        total = max(0, (-(-n // stride) - 1) * stride + span - n)
+        before = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        after = total - before
+    elif auto_pad == "VALID":
+        before = after = 0
+    padded = n + before + after
+    if not ceil_mode:
+        return (padded - span) // stride + 1
+    out = -(-(padded - span) // stride) + 1
+    return out - 1 if (out - 1) * stride >= n + before else out
 
 
 def pad_spatial(x: Tensor, before: Sequence[int], after: Sequence[int], value: float = 0.0) -> Tensor:
@@ -125,7 +197,8 @@ class WindowReduction:
 
 
 def reduce_windows(x: Interval, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-                   begin: Sequence[int], out_sizes: Sequence[int], pad_value: float = 0.0) -> WindowReduction | None:
+                   begin: Sequence[int], out_sizes: Sequence[int], pad_value: float = 0.0,
+                   end: Sequence[int] = ()) -> WindowReduction | None:
     """The reduced operand of a window operator over ``x``'s trailing ``len(kernel)`` axes, or None
     where no axis gets smaller (every window reads its own blocks).
 
@@ -135,6 +208,8 @@ def reduce_windows(x: Interval, kernel: Sequence[int], strides: Sequence[int], d
         begin: padding before each spatial axis (padding after is implied by ``out_sizes``).
         out_sizes: the operator's output size on each spatial axis.
         pad_value: the value padding reads (0 for convolutions).
+        end: padding after each spatial axis, where it may be negative: an input cut short is not
+            reduced on that axis (its runs would read the elements past the cut).
     """
     if x.shape is None or x.rank != len(kernel) + 2:
         return None
@@ -142,6 +217,8 @@ def reduce_windows(x: Interval, kernel: Sequence[int], strides: Sequence[int], d
     reads: dict[int, Tensor] = {}
     runs: dict[int, tuple[int, ...]] = {}
     for i, size in enumerate(kernel):
+        if end and end[i] < 0:
+            continue
         axis = lead + i
         length = x.shape[axis]
         offsets = [j * dilations[i] for j in range(size)]

@@ -80,7 +80,7 @@ class Conv(ConvGeometry, OpRule):
             raise UnsupportedOperator(f"Conv: {rank}-d convolution (only 1-D to 3-D)")
         kernel = list(w_shape[2:])
         strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
-        begin, end, _ = window_geometry(x_shape[2:], kernel, strides, dilations, self.pads, self.auto_pad)
+        begin, end, _ = window_geometry(x_shape[2:], kernel, strides, dilations, self.pads, self.auto_pad, conv=True)
         return kernel, strides, dilations, begin, end
 
     def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int], group: int | None = None
@@ -184,10 +184,13 @@ class ConvTranspose(OpRule):
                 head.append(pads[i])
                 tail.append(pads[i + rank] - extra[i])
                 continue
-            total = full - wanted_i
+            # onnxruntime never pads the full output: with SAME_* it stays shorter than n * stride, and an
+            # output_shape longer than it gets zeros after it
+            total = max(0, full - wanted_i)
             first = total // 2 if self.auto_pad == "SAME_UPPER" else total - total // 2
+            length = wanted_i if wanted is not None else full - total
             head.append(first)
-            tail.append(total - first - extra[i])
+            tail.append(full - first - length - extra[i])
         return head, tail
 
     def _fn(self, x_shape: Sequence[int], w_shape: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:

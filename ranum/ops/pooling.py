@@ -28,6 +28,7 @@ from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops._windows import (
     check_auto_pad,
+    output_sizes,
     pad_spatial,
     reduce_windows,
     window_attr,
@@ -43,9 +44,27 @@ _SUM = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 
+def _lowest(dtype: torch.dtype) -> float:
+    """What onnxruntime's MaxPool gives a window of padding only: the type's lowest value (float16: -inf)."""
+    if dtype == torch.float16:
+        return -math.inf
+    return float(torch.finfo(dtype).min if dtype.is_floating_point else torch.iinfo(dtype).min)
+
+
+def _empty_tensor(x: Tensor, shape: Sequence[int]) -> Tensor:
+    return torch.zeros(tuple(shape), dtype=x.dtype)
+
+
+def _empty_interval(x: Interval, shape: Sequence[int], elem_type: int | None = None) -> Interval:
+    bounds = torch.zeros(tuple(shape), dtype=torch.float64)
+    return Interval.from_full(bounds, bounds, x.elem_type if elem_type is None else elem_type)
+
+
 @dataclass(frozen=True)
 class _Pool(OpRule):
     """Shared window geometry of AveragePool and MaxPool."""
+
+    clip_tail = False  # whether onnxruntime's windows stop at the pad after the input (see window_geometry)
 
     auto_pad: str = "NOTSET"
     ceil_mode: int = 0
@@ -71,8 +90,21 @@ class _Pool(OpRule):
                                       f"{', '.join(map(str, sorted(_SUM)))})")
         strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
         begin, end, over = window_geometry(sizes, self.kernel_shape, strides, dilations, self.pads, self.auto_pad,
-                                     self.ceil_mode)
+                                           self.ceil_mode, clip_tail=self.clip_tail, op=type(self).__name__)
         return strides, dilations, begin, end, over
+
+    def _output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The output's shape (batch, channels, then each spatial axis's window count, possibly 0)."""
+        rank = len(self.kernel_shape)
+        strides, dilations = window_attr(self.strides, rank, 1), window_attr(self.dilations, rank, 1)
+        sizes = output_sizes(shape[2:], self.kernel_shape, strides, dilations, self.pads, self.auto_pad,
+                             self.ceil_mode)
+        return (shape[0], shape[1], *sizes)
+
+    def _empty(self, shape: Sequence[int]) -> tuple[int, ...] | None:
+        """The output's shape where it holds no element (torch's pooling refuses those), else None."""
+        out = self._output_shape(shape)
+        return out if 0 in out else None
 
     def _outputs_check(self, ctx: NodeContext) -> None:
         if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
@@ -94,6 +126,7 @@ class AveragePool(_Pool):
 
     count_include_pad: int = 0
 
+    clip_tail = True
     accumulates = True
     hazards = (Overflow(),)
 
@@ -112,15 +145,19 @@ class AveragePool(_Pool):
             self._divisor(x.shape[2:], begin, end, over, strides, dilations)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        if (empty := self._empty(x.shape)) is not None:
+            return _empty_tensor(x, empty)
         total, count = self._sums(x.to(torch.float64))
         return (total / count).to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         self._outputs_check(ctx)
+        if (empty := self._empty(x.shape)) is not None:
+            return _empty_interval(x, empty)
         strides, dilations, begin, end, over = self._window(x.shape[2:])
         count = self._divisor(x.shape[2:], begin, end, over, strides, dilations)
         kernel = list(self.kernel_shape)
-        reduced = reduce_windows(x, kernel, strides, dilations, begin, list(count.shape[2:])) \
+        reduced = reduce_windows(x, kernel, strides, dilations, begin, list(count.shape[2:]), end=end) \
             if is_float(x.elem_type) else None
         small_count = None if reduced is None else _at_runs(count, reduced.runs)
         if small_count is None:
@@ -182,6 +219,18 @@ class MaxPool(_Pool):
         rank = len(self.kernel_shape)
         return _MAXPOOL[rank](padded, list(self.kernel_shape), strides, 0, dilations, return_indices=with_indices)
 
+    def _padding_only(self, shape: Sequence[int]) -> Tensor:
+        """Whether each output's window reads only padding (a dilated window can step over the input)."""
+        return self._max(torch.ones((1, 1, *shape[2:]), dtype=torch.float64)) == -math.inf
+
+    def _with_empty_windows(self, y: Tensor, x_shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """``y`` where a window read only padding holds onnxruntime's start value: the type's lowest
+        (``numeric_limits::lowest``; float16's kernel starts at -inf), not -inf."""
+        empty = self._padding_only(x_shape)
+        if not bool(empty.any()):
+            return y
+        return torch.where(empty, torch.tensor(_lowest(dtype), dtype=y.dtype), y)
+
     def _values(self, x: Interval, budget: int) -> Interval:
         """The maxima's bounds, computed once per run of windows that read the same blocks of ``x``
         (padding and the ceil-mode overhang read -inf, which never wins)."""
@@ -216,15 +265,26 @@ class MaxPool(_Pool):
         return len(ctx.node.outputs) > 1 and bool(ctx.node.outputs[1])
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if (empty := self._empty(x.shape)) is not None:
+            y = _empty_tensor(x, empty)
+            return (y, y.to(torch.int64)) if self._wants_indices(ctx) else y
         if not self._wants_indices(ctx):
-            return self._max(x).to(x.dtype)
+            return self._with_empty_windows(self._max(x), x.shape, x.dtype).to(x.dtype)
         y, where = self._max(x, with_indices=True)
+        y = self._with_empty_windows(y, x.shape, x.dtype)
         places = self._padded(self._places(x.shape))[0].flatten(2)
         indices = places.gather(2, where.flatten(2)).reshape(y.shape)
         return y.to(x.dtype), indices.to(torch.int64)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval | tuple[Interval, Interval]:
+        if (empty := self._empty(x.shape)) is not None:
+            y = _empty_interval(x, empty)
+            return (y, _empty_interval(x, empty, TensorProto.INT64)) if self._wants_indices(ctx) else y
         values = self._values(x, ctx.budget)
+        if bool(self._padding_only(x.shape).any()):
+            dtype = torch_dtype(x.elem_type)
+            values = Interval.from_full(*(self._with_empty_windows(t, x.shape, dtype) for t in values.full()),
+                                        x.elem_type, ctx.budget)
         if not self._wants_indices(ctx):
             return values
         places = self._places(x.shape)
@@ -333,11 +393,15 @@ class LpPool(_Pool):
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
         _lp_check("LpPool", self.p, x.dtype)
+        if (empty := self._empty(x.shape)) is not None:
+            return _empty_tensor(x, empty)
         return _lp_root(self._sums(_lp_terms(x, self.p)).to(torch.float32), self.p).to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         self._outputs_check(ctx)
         _lp_check("LpPool", self.p, torch_dtype(x.elem_type))
+        if (empty := self._empty(x.shape)) is not None:
+            return _empty_interval(x, empty)
         near, far = _magnitudes(x)
         lo, hi = _lp_bounds(near, far, self.p, self._sums, math.prod(self.kernel_shape))
         return Interval.from_full(lo, hi, x.elem_type, ctx.budget)
