@@ -8,11 +8,11 @@ its sigmoid and tanh are rational approximations (MLAS, and the GRU kernel's own
 measured within 11 units of 2**-24 of the exact function over float32 inputs; the bound allows
 ``SQUASH_ERROR_EPS`` machine epsilons. Other functions are evaluated with a few float32 operations.
 
-Parameters follow onnxruntime: for GRU and LSTM, names are case-insensitive and only the functions
-that take an ``alpha`` (``beta``) consume one from ``activation_alpha`` (``activation_beta``), in
-order, with the defaults of the ONNX operators of the same name. onnxruntime's RNN matches names
-exactly and reads ``activation_alpha[direction]`` with a default of 0, so a parametrised RNN
-activation is only accepted with explicit per-direction values.
+Parameters follow onnxruntime: only the functions that take an ``alpha`` (``beta``) consume one from
+``activation_alpha`` (``activation_beta``), in order over the whole list (both directions), with the
+defaults of the ONNX operators of the same name once the list runs out (so with ``[Sigmoid, Affine]``
+the reverse direction's Affine takes ``alpha[0]``). GRU and LSTM match names case-insensitively;
+onnxruntime's RNN matches them exactly.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def parse_activations(op: str, names: Sequence[str], alphas: Sequence[float], be
     """The activation functions of each direction (``len(defaults)`` per direction).
 
     Raises:
-        UnsupportedOperator: an unknown name, a wrong count, or RNN parameters onnxruntime reads otherwise.
+        UnsupportedOperator: an unknown name or a wrong count.
     """
     per_direction = len(defaults)
     names = list(names) if names else list(defaults) * directions
@@ -158,14 +158,16 @@ def parse_activations(op: str, names: Sequence[str], alphas: Sequence[float], be
     if len(names) != per_direction * directions:
         raise UnsupportedOperator(f"{op}: expected {per_direction * directions} activations, got {len(names)}")
     if op == "RNN":
-        functions = [_rnn_activation(name, d, alphas, betas, directions) for d, name in enumerate(names)]
-    else:
-        functions = _consume(op, names, list(alphas), list(betas))
+        for name in names:
+            if name not in _NAMES:
+                raise UnsupportedOperator(f"RNN: unknown activation {name!r} (onnxruntime matches the spec's "
+                                          "spelling)")
+    functions = _consume(op, names, list(alphas), list(betas))
     return [tuple(functions[d * per_direction:(d + 1) * per_direction]) for d in range(directions)]
 
 
 def _consume(op: str, names: Sequence[str], alphas: list[float], betas: list[float]) -> list[Activation]:
-    """GRU/LSTM: each function that takes alpha (beta) consumes the next value, else its default."""
+    """Each function that takes alpha (beta) consumes the next value, else its default."""
     out = []
     for raw in names:
         name = _CANONICAL.get(raw.lower())
@@ -175,20 +177,3 @@ def _consume(op: str, names: Sequence[str], alphas: list[float], betas: list[flo
         beta = (betas.pop(0) if betas else _DEFAULT_BETA.get(name, 0.0)) if name in _NEEDS_BETA else 0.0
         out.append(Activation(name, float(alpha), float(beta)))
     return out
-
-
-def _rnn_activation(name: str, direction: int, alphas: Sequence[float], betas: Sequence[float],
-                    directions: int) -> Activation:
-    """RNN: the exact spec spelling; alpha and beta only as explicit per-direction values."""
-    if name not in _NAMES:
-        raise UnsupportedOperator(f"RNN: unknown activation {name!r} (onnxruntime matches the spec's spelling)")
-    alpha = beta = 0.0
-    if name in _NEEDS_ALPHA:
-        if len(alphas) != directions:
-            raise UnsupportedOperator(f"RNN: activation {name} needs one activation_alpha per direction")
-        alpha = float(alphas[direction])
-    if name in _NEEDS_BETA:
-        if len(betas) != directions:
-            raise UnsupportedOperator(f"RNN: activation {name} needs one activation_beta per direction")
-        beta = float(betas[direction])
-    return Activation(name, alpha, beta)

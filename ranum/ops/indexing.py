@@ -433,12 +433,20 @@ def _pad_sources(n: int, before: int, after: int, mode: str) -> Tensor:
     if mode == "edge":
         return s.clamp(0, n - 1)
     if mode == "wrap":
-        return s.remainder(n)
+        return _wrap_sources(n, before, after)
     period = 2 * (n - 1)
     if period == 0:
         return torch.zeros_like(s)
     r = s.remainder(period)
     return torch.where(r >= n, period - r, r)
+
+
+def _wrap_sources(n: int, before: int, after: int) -> Tensor:
+    """Wrap mode's sources: onnxruntime first crops the negative pads, then wraps over what is left
+    (its period is the cropped length, not ``n``)."""
+    first, last = max(0, -before), n - max(0, -after)
+    kept = max(last - first, 1)
+    return first + torch.arange(-max(before, 0), last - first + max(after, 0)).remainder(kept)
 
 
 def _move_axis(blocks: Tensor, splits: tuple[int, ...], axis: int, sources: Tensor, fill: Tensor | None

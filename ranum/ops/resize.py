@@ -278,7 +278,10 @@ class Resize(OpRule):
     def _axis_bounds(self, lo: Tensor, hi: Tensor, splits: tuple[int, ...], axis: int, c: Tensor, scale: Tensor,
                      n: int, elem_type: int) -> tuple[Tensor, Tensor]:
         nearest = self.mode == "nearest"
-        exact_coords = nearest and self.coordinate_transformation_mode != "tf_crop_and_resize"
+        # onnxruntime computes half_pixel_symmetric's coordinate in another order: one within a few ulps of
+        # a rounding boundary may pick either neighbour, so nearest takes the hull of both there
+        exact_coords = nearest and self.coordinate_transformation_mode not in ("tf_crop_and_resize",
+                                                                                "half_pixel_symmetric")
         delta = 0.0 if exact_coords else 8 * F32_EPS * (c.abs().to(torch.float64) + n + 2)
         low, high = c.to(torch.float64) - delta, c.to(torch.float64) + delta
         taps = self._taps(c, n, scale) if self._antialiased or self.mode == "cubic" else None

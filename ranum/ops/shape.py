@@ -392,7 +392,10 @@ def _slice_indices(shape: Sequence[int], starts: list[int], ends: list[int], axe
             start, end = min(max(start, 0), dim), min(max(end, 0), dim)
         else:
             start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
-        plan.append((axis, torch.arange(start, end, step, dtype=torch.long)))
+        # a start past the end for the step's direction selects nothing (torch.arange refuses it)
+        empty = start >= end if step > 0 else start <= end
+        plan.append((axis, torch.zeros(0, dtype=torch.long) if empty else torch.arange(start, end, step,
+                                                                                      dtype=torch.long)))
     return plan
 
 
