@@ -165,7 +165,9 @@ def test_onnxruntime_fused_graphs_keep_rules_and_bounds(cache, family):
 @pytest.mark.parametrize("family", ["resnet50", "mobilenetv2", "bert"])
 def test_onnxruntime_session_optimized_graphs_keep_rules_and_bounds(cache, family):
     """The graph onnxruntime's session optimizer saves (extended level: FusedConv, FusedMatMul, Gemm from
-    MatMul + Add, the fused normalizations) gives the unoptimized export's findings and bounds."""
+    MatMul + Add, the fused normalizations) gives the unoptimized export's findings and bounds; behind a fused
+    SkipLayerNormalization bounds may be wider and overflows reported (its kernel takes a running variance,
+    which on a near-constant row of large values falls far below the two-pass one of LayerNormalization)."""
     import onnxruntime as ort
 
     path = _export(cache, family, "torchscript")
@@ -180,6 +182,9 @@ def test_onnxruntime_session_optimized_graphs_keep_rules_and_bounds(cache, famil
         spec = zoo.spec(family, "tiny", mode)
         plain, optimized = ranum.check(path, spec), ranum.check(saved, spec)
         assert optimized.unsupported_ops == () and not optimized.not_analysed_nodes
+        if any(node.op_type == "SkipLayerNormalization" for node in optimized_model.graph.node):
+            assert len(optimized.findings) >= len(plain.findings)
+            continue
         assert len(optimized.findings) == len(plain.findings)
         for output in optimized_model.graph.output:
             (lo, hi), (plain_lo, plain_hi) = optimized.analysis.bounds(output.name), plain.analysis.bounds(output.name)

@@ -264,11 +264,12 @@ _MAX_DEPTH = 8
 def row_norm_bound(graph: GraphView, name: str, depth: int = 0) -> float | None:
     """A bound of the L2 norm of every row (along the last axis) of tensor ``name``, or None.
 
-    Known: LayerNormalization over the last axis (``sqrt(n)`` times max |scale|, plus ||bias||), and
-    onnxruntime's SkipLayerNormalization; RMS normalisation, fused (RMSNormalization, onnxruntime's
-    SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization, over the last axis) or
-    decomposed (see :func:`rms_magnitude_bound`); a norm-bounded row times a per-column
-    scale, and Identity / float Cast / last-axis-preserving Reshape of those.
+    Known: LayerNormalization over the last axis (``sqrt(n)`` times max |scale|, plus ||bias||; not
+    onnxruntime's SkipLayerNormalization, whose running variance can be far below a row's); RMS
+    normalisation, fused (RMSNormalization, onnxruntime's SimplifiedLayerNormalization and
+    SkipSimplifiedLayerNormalization, over the last axis) or decomposed (see :func:`rms_magnitude_bound`);
+    a norm-bounded row times a per-column scale, and Identity / float Cast / last-axis-preserving Reshape
+    of those.
     """
     node = graph.producer(name)
     if node is None or depth > _MAX_DEPTH:
@@ -291,8 +292,6 @@ def row_norm_bound(graph: GraphView, name: str, depth: int = 0) -> float | None:
         return None
     if node.op_type == "LayerNormalization" and node.domain in _ONNX:
         return _layer_norm_row_norm(graph, node, 1, 2)
-    if node.op_type == "SkipLayerNormalization" and node.domain == _MS:  # LayerNormalization of a sum
-        return _layer_norm_row_norm(graph, node, 2, 3, -1)
     if (node.op_type, node.domain) in _RMS_NORMS:
         return _rms_norm_row_norm(graph, node, *_RMS_NORMS[node.op_type, node.domain])
     if node.op_type in ("Mul", "Div") and len(node.inputs) == 2:

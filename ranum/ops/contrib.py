@@ -17,8 +17,10 @@ rounded outward once (onnxruntime adds in the tensor's type, in float32 for floa
 normalization or activation rule bounds the rest. The fused normalizations check their hazards on
 that sum (:class:`OnSkipSum`). Semantics are onnxruntime 1.32's CPU kernels, checked against it in
 ``tests/ops/cases_contrib.py``; the normalizations compute their mean in the tensor's type (float32
-for 16-bit tensors), not in float64 as the ONNX-domain LayerNormalization does, and their variance
-is never negative (two passes; checked on near-constant rows).
+for 16-bit tensors), not in float64 as the ONNX-domain LayerNormalization does. SkipLayerNormalization's
+variance is a running (Welford) one: never negative, but on a near-constant row of large values it can be
+far below the two-pass variance (even 0), so its outputs are not capped by ``sqrt(n)`` (a row of
+487271.53 and seven 487271.56 gives -46874.75 with epsilon 1e-12).
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ class SkipLayerNormalization(OpRule):
         if not is_float(x.elem_type):
             raise UnsupportedOperator("SkipLayerNormalization: float tensors only")
         total = rounded_sum(skip_terms([x, skip, gamma, beta, bias], 4))
-        y, mean, inv = layer_norm_bounds(ctx, total, gamma, beta, -1, self.epsilon, sums_in_double=False)
+        y, mean, inv = layer_norm_bounds(ctx, total, gamma, beta, -1, self.epsilon, sums_in_double=False,
+                                         running_variance=True)
         return y, mean, inv, total
 
 

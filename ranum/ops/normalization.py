@@ -66,7 +66,7 @@ class _Stats:
 
 
 def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool = False,
-           nonneg_variance: bool = False) -> _Stats:
+           nonneg_variance: bool = False, running_variance: bool = False) -> _Stats:
     n = lo.shape[1]
     g, u = _gamma(n + 4, elem_type), _unit(elem_type)
     g_mean = arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) if sums_in_double else g
@@ -84,14 +84,65 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     # nonneg_variance: the runtime's variance is never below 0 (onnxruntime's LayerNormalization and
     # InstanceNormalization, checked on near-constant rows up to 1e6 with epsilon 1e-12), so the
     # cancellation slack of E[x^2] - E[x]^2 does not reach below it; GroupNormalization does go below.
-    s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
-    s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
     largest = amax.amax(1, keepdim=True)
+    if running_variance:
+        running = _RunningVariance.of(n, largest, elem_type)
+        s_lo = running.floor(v_lo) + epsilon
+        delta = running.shortfall(v_hi)
+    else:
+        s_lo = v_lo * (1 - g) - (0.0 if nonneg_variance else delta) + epsilon
+    s_hi = (v_hi + err * err) * (1 + g) + delta + epsilon
     big = largest > _square_limit(n, elem_type)
     # an infinite bound on both sides of a row makes its sums inf - inf: unbounded, never NaN
     return _Stats(arith.nan_to(d_lo, -torch.inf), arith.nan_to(d_hi, torch.inf),
                   arith.nan_to(mean_lo - err, -torch.inf), arith.nan_to(mean_hi + err, torch.inf),
                   arith.nan_to(s_lo, -1.0), arith.nan_to(s_hi, torch.inf), err, delta, big, largest)
+
+
+@dataclass(frozen=True)
+class _RunningVariance:
+    """How far a running (Welford) variance, computed in float32 (float64 for double) over a row of ``n``
+    values of magnitude at most L, falls below the row's variance v: it is never below 0, and at least
+    ``(1 - c) v - a sqrt(v) - b``; every partial mean is off by at most ``mean_error``.
+
+    Each update rounds the partial mean by about ``2 u L``, and those errors decay (the k-th is weighted
+    k / n in the final mean): every partial mean is within ``E = 2 (n + 2) u L``. Update k adds
+    ``d_k (x_k - m_k)`` with ``d_k = x_k - m_(k-1)``; with the computed means instead, each term moves by at
+    most ``|d_k| (2 u L + 2 E)`` plus terms in ``k u L E``, and ``sum |d_k| <= 3 n sqrt(v)`` (Cauchy-Schwarz
+    on the deviations from the mean and on the partial means'). Divided by n: ``9 E sqrt(v)`` and
+    ``18 (n + 2)^2 (u L)^2``; ``c`` is the products' and the sum's own rounding. The constants carry a
+    factor 2 over that count."""
+
+    c: float
+    a: Tensor
+    b: Tensor
+    mean_error: Tensor
+
+    @staticmethod
+    def of(n: int, largest: Tensor, elem_type: int) -> _RunningVariance:
+        u = float_facts(TensorProto.DOUBLE if elem_type == TensorProto.DOUBLE else TensorProto.FLOAT).eps / 2
+        mean_error = 2 * (n + 2) * u * largest
+        return _RunningVariance(8 * (n + 2) * u, 18 * mean_error, 36 * ((n + 2) * u * largest) ** 2, mean_error)
+
+    def floor(self, v: Tensor) -> Tensor:
+        """The least computed variance of a row whose variance is at least ``v``, never below 0."""
+        return ((1 - self.c) * v - self.a * v.clamp(min=0.0).sqrt() - self.b).clamp(min=0.0)
+
+    def shortfall(self, v: Tensor) -> Tensor:
+        """How far the computed variance can be from a variance of at most ``v``, either way."""
+        return self.c * v + self.a * v.clamp(min=0.0).sqrt() + self.b
+
+    def cap(self, n: int, epsilon: float) -> Tensor:
+        """A bound of |x_i - mean| / sqrt(var + eps) as computed: where the computed variance is at least half
+        of (1 - c) v, about sqrt(2 n); else v is below the root of ``(1 - c) v / 2 = a sqrt(v) + b``, and
+        the computed variance at least 0."""
+        if self.c >= 0.5 or epsilon <= 0:
+            return torch.full_like(self.a, torch.inf)
+        keep = 1 - self.c
+        root = (self.a + (self.a * self.a + 2 * keep * self.b).sqrt()) / keep  # sqrt(v*)
+        near = math.sqrt(2 * n / keep) + self.mean_error / (keep * root * root / 2 + epsilon).sqrt()
+        far = (math.sqrt(n) * root + 2 * self.mean_error) / math.sqrt(epsilon)
+        return torch.maximum(near, far)
 
 
 _FLOAT32_TINY = float_facts(TensorProto.FLOAT).tiny  # smallest normal float32
@@ -125,19 +176,26 @@ def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:
     return inv_lo, inv_hi
 
 
-def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int,
-                sums_in_double: bool, nonneg_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
-    """Bounds of (x - mean) / sqrt(var + eps) for a (rows, n) view, and the row statistics."""
+def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool,
+                nonneg_variance: bool = False, running_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
+    """Bounds of (x - mean) / sqrt(var + eps) for a (rows, n) view, and the row statistics.
+    ``running_variance``: the runtime's variance is a running one, never below 0 but below the two-pass
+    one by up to its ``delta`` (see :func:`_stats`), so only the one-pass cap applies."""
     n = lo.shape[1]
-    st = _stats(lo, hi, epsilon, elem_type, sums_in_double, nonneg_variance)
+    st = _stats(lo, hi, epsilon, elem_type, sums_in_double, nonneg_variance, running_variance)
     inv_lo, inv_hi = _inv_std(st, elem_type)
     z_lo, z_hi = arith.mul(st.d_lo, st.d_hi, inv_lo, inv_hi)
     g, u = _gamma(n + 4, elem_type), _unit(elem_type)
-    delta = torch.zeros_like(st.delta) if nonneg_variance else st.delta
+    two_pass = nonneg_variance and not running_variance
+    delta = torch.zeros_like(st.delta) if two_pass else st.delta
     margin = (epsilon - delta).clamp(min=1e-300)
     cap = (math.sqrt((n - 1) / (1 - g)) + st.err / margin.sqrt()) * (1 + 4 * u)
     cap = torch.where(epsilon > delta, cap, torch.full_like(cap, torch.inf))
-    if nonneg_variance:
+    if running_variance:
+        running = _RunningVariance.of(n, st.largest, elem_type)
+        cap = torch.minimum(cap, (running.cap(n, epsilon) + st.err / math.sqrt(epsilon)) * (1 + 8 * u)
+                            if epsilon > 0 else cap)
+    if two_pass:
         # Two passes: the computed variance is the mean of squared deviations from the computed
         # mean, so it is at least (1 - g) (x_i - mean)^2 / n for every i: |z_i| <= sqrt(n / (1 - g)),
         # unless variance + eps can underflow float32 (epsilon 0 and a tiny row): then 1 / sqrt(0)
@@ -287,10 +345,10 @@ class ZeroNormHazard(Hazard):
 
 # ------------------------------------------------------------------------------ rules
 def _layer_outputs(x: Interval, rows: int, epsilon: float, sums_in_double: bool = False,
-                   nonneg_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
+                   nonneg_variance: bool = False, running_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
     """Normalized bounds in x's shape; ``sums_in_double``: the runtime sums in float64 (LayerNormalization)."""
     lo, hi = (t.to(torch.float64).reshape(rows, -1) for t in x.full())
-    z_lo, z_hi, st = _normalized(lo, hi, epsilon, x.elem_type, sums_in_double, nonneg_variance)
+    z_lo, z_hi, st = _normalized(lo, hi, epsilon, x.elem_type, sums_in_double, nonneg_variance, running_variance)
     return z_lo.reshape(x.shape), z_hi.reshape(x.shape), st
 
 
@@ -325,14 +383,17 @@ class LayerNormalization(OpRule):
 
 
 def layer_norm_bounds(ctx: NodeContext, x: Interval, scale: Interval, bias: Interval | None, axis: int,
-                      epsilon: float, sums_in_double: bool) -> tuple[Interval, Interval, Interval]:
+                      epsilon: float, sums_in_double: bool, running_variance: bool = False
+                      ) -> tuple[Interval, Interval, Interval]:
     """Bounds of a layer normalization over the axes ``[axis, rank)`` whose runtime variance is never
     below 0 (onnxruntime's): the output, the mean and the inverse standard deviation (their type is
-    the node's output 1, float32 when unknown). ``sums_in_double``: the runtime sums the mean in float64."""
+    the node's output 1, float32 when unknown). ``sums_in_double``: the runtime sums the mean in float64;
+    ``running_variance``: it computes a running (Welford) variance, not a two-pass one (see :func:`_stats`)."""
     axis = axis % len(x.shape)
     rep = row_representatives(x, axis)
     rows = math.prod(rep.shape[:axis])
-    z_lo, z_hi, st = _layer_outputs(rep, rows, epsilon, sums_in_double=sums_in_double, nonneg_variance=True)
+    z_lo, z_hi, st = _layer_outputs(rep, rows, epsilon, sums_in_double=sums_in_double, nonneg_variance=True,
+                                    running_variance=running_variance)
     # z as it is: the affine step's result merges equal blocks (one merge, where two cost as much
     # as the affine arithmetic on a transformer's rows)
     z = Interval(z_lo, z_hi, tuple(tuple(range(n)) for n in z_lo.shape), tuple(z_lo.shape), x.elem_type)

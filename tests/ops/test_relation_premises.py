@@ -201,3 +201,23 @@ def test_two_dropouts_of_another_domain_on_one_tensor_are_not_the_same_value() -
     model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
     low, high = ranum.analyze(model, {"inputs": {"x": [-1, 1]}}).bounds("d")
     assert bool(np.all(low < 0)) and bool(np.all(high > 0))
+
+
+def test_a_skip_layer_normalisation_of_a_near_constant_row_is_not_capped_by_the_root_of_its_length() -> None:
+    """onnxruntime's SkipLayerNormalization takes a running (Welford) variance in float32: on a row of large,
+    nearly equal values it can be far below the row's variance (here 0), and the output far past sqrt(n)."""
+    node = helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta"], ["y"], domain="com.microsoft",
+                            epsilon=1e-12)
+    graph = helper.make_graph([node], "skip_norm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8])],
+                              [numpy_helper.from_array(np.zeros((1, 1, 8), np.float32), "skip"),
+                               numpy_helper.from_array(np.full(8, 1.5, np.float32), "gamma"),
+                               numpy_helper.from_array(np.full(8, 0.25, np.float32), "beta")])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    analysis = ranum.analyze(model, {"inputs": {"x": [487271.5, 487271.6]}, "weights": {"default": "exact"}})
+    x = np.full((1, 1, 8), 487271.5625, np.float32)
+    x[0, 0, 0] = 487271.53125  # one float32 unit below the others
+    (y,) = _run(model, {"x": x}, ["y"])
+    assert np.abs(y).max() > 1000
+    _assert_within(analysis, "y", y)
