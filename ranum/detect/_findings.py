@@ -73,11 +73,11 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
             continue
         inputs = [run.env.get(name) if name else None for name in node.inputs]
         outputs = [run.env.get(name) if name else None for name in node.outputs]
-        hits = [_checked(run, view, node, _explaining(hazard, node, explained, inputs), inputs, outputs)
+        hits = [_checked(run, view, node, _explaining(hazard, node, explained), inputs, outputs)
                 for hazard in rule.hazards]
         seen = run.subgraph_overflows.get(node.name, {})  # one evaluation's overflow, hidden by the joined bounds
         hits = [(hazard, hit if hit is not None else seen.get(index)) for index, (hazard, hit) in enumerate(hits)]
-        hits = [(hazard, hit) for hazard, hit in hits if hit is not None]
+        hits = [(_named_operand(hazard, inputs), hit) for hazard, hit in hits if hit is not None]
         if any(h.kind == FORWARD and not isinstance(h, Overflow) for h, _ in hits):
             # an infinite result explained by the node's own invalid operand (division by zero,
             # log of zero...) is that defect, not a separate overflow
@@ -110,15 +110,20 @@ def _finite(run: AbstractRun, name: str) -> bool:
     return isinstance(value, Interval) and value.is_finite
 
 
-def _explaining(hazard: Hazard, node, explained: set[str], inputs) -> Hazard:
-    """``hazard`` told which operands' infinities earlier findings explain (see :class:`InfiniteOperands`),
-    and which operand it names: the first that can be infinite with no such explanation."""
+def _explaining(hazard: Hazard, node, explained: set[str]) -> Hazard:
+    """``hazard`` told which operands' infinities earlier findings explain (see :class:`InfiniteOperands`)."""
     if not isinstance(hazard, InfiniteOperands):
         return hazard
-    marks = tuple(name in explained for name in node.inputs[:2])
-    open_infinite = [i for i, (mark, iv) in enumerate(zip(marks, inputs[:2]))
+    return replace(hazard, explained=tuple(name in explained for name in node.inputs[:2]))
+
+
+def _named_operand(hazard: Hazard, inputs) -> Hazard:
+    """An :class:`InfiniteOperands` hit names the first operand that can be infinite with no explanation."""
+    if not isinstance(hazard, InfiniteOperands):
+        return hazard
+    open_infinite = [i for i, (mark, iv) in enumerate(zip(hazard.explained, inputs[:2]))
                      if not mark and isinstance(iv, Interval) and not iv.is_finite]
-    return replace(hazard, explained=marks, operand=open_infinite[0] if open_infinite else 0)
+    return replace(hazard, operand=open_infinite[0] if open_infinite else 0)
 
 
 def _checked(run: AbstractRun, view: _RunView, node, hazard: Hazard, inputs, outputs
