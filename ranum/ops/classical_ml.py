@@ -130,7 +130,11 @@ class Normalizer(OpRule):
     def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
         if self.norm == "L2":
             return (_SquareOverflow(),)
-        return (Overflow(),) if self.norm == "MAX" else ()
+        # a double past float32's range converts to infinity: its row is then inf / inf
+        converted = outside(-_FLOAT32_MAX, _FLOAT32_MAX, f"Normalizer ({self.norm}): a value past float32's range "
+                            "converts to infinity, and its row becomes inf / inf = NaN",
+                            name="normalizer-float32-overflow")
+        return (converted, Overflow()) if self.norm == "MAX" else (converted,)
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
         rows = as_rows(x, "Normalizer")
@@ -208,6 +212,9 @@ class _SquareOverflow(Hazard):
 
     def repair(self, operand, inputs=()):
         return self._inner(operand.elem_type).repair(operand, inputs)
+
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _elem_type(x: Tensor) -> int:

@@ -208,7 +208,8 @@ class TreeEnsembleClassifier(_TreeEnsemble):
     classes (onnxruntime): plus ``base_values`` (a class that no reached leaf scores takes its base value, or 0),
     the label of the largest scored class, then ``post_transform``. With two labels, the form scikit-learn's
     trees and forests take (one class's weights, all >= 0, no base values, no transform): the scores are
-    ``[1 - s, s]`` and the label the second where ``s > 0.5``. Other binary forms are not supported."""
+    ``[1 - s, s]`` where the weights name class 0 (onnxruntime writes ``[0, s]`` where they name class 1), and the
+    label the second where ``s > 0.5``. Other binary forms are not supported."""
 
     class_ids: tuple[int, ...] = ()
     class_nodeids: tuple[int, ...] = ()
@@ -238,6 +239,11 @@ class TreeEnsembleClassifier(_TreeEnsemble):
     def _binary(self) -> bool:
         return len(self.classlabels_int64s or self.classlabels_strings) == 2
 
+    @property
+    def _names_second_class(self) -> bool:
+        """A binary forest whose weights score class 1: onnxruntime leaves the first score at 0."""
+        return bool(self.class_ids) and self.class_ids[0] == 1
+
     def concrete(self, ctx: NodeContext, x: Tensor) -> tuple[Tensor, Tensor]:
         forest = self._forest()
         sums, scored = forest.sums(as_rows(x, "TreeEnsembleClassifier"))
@@ -245,7 +251,8 @@ class TreeEnsembleClassifier(_TreeEnsemble):
         if self._binary:
             score = sums[:, self.class_ids[0]] if self.class_ids else torch.zeros(sums.shape[0], dtype=torch.float64)
             label = torch.where(score > 0.5, labels[1], labels[0])
-            return label, torch.stack([1 - score, score], -1).to(torch.float32)
+            first = torch.zeros_like(score) if self._names_second_class else 1 - score
+            return label, torch.stack([first, score], -1).to(torch.float32)
         base = self._base_list()
         if base:
             sums = sums + torch.tensor(base, dtype=sums.dtype)  # an unscored class's sum is 0: it takes its base
@@ -267,8 +274,9 @@ class TreeEnsembleClassifier(_TreeEnsemble):
         if self._binary:
             column = self.class_ids[0] if self.class_ids else 0
             s_lo, s_hi = lo[column], hi[column]
-            scores = Interval.from_full(torch.stack([1 - s_hi, s_lo]).expand(count, 2),
-                                        torch.stack([1 - s_lo, s_hi]).expand(count, 2), FLOAT, ctx.budget)
+            first_lo, first_hi = (torch.zeros_like(s_lo),) * 2 if self._names_second_class else (1 - s_hi, 1 - s_lo)
+            scores = Interval.from_full(torch.stack([first_lo, s_lo]).expand(count, 2),
+                                        torch.stack([first_hi, s_hi]).expand(count, 2), FLOAT, ctx.budget)
             return label, scores.widened(1.0)
         sums = Interval.from_full(lo.expand(count, classes), hi.expand(count, classes), FLOAT, ctx.budget)
         return label, transformed_bounds(self.post_transform, sums.widened(1.0)).widened(1.0)

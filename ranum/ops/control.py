@@ -286,18 +286,21 @@ class Loop(OpRule):
         exact = trip is not None and trip.is_exact
         if exact and int(trip.exact_value().reshape(-1)[0]) <= UNROLL_LIMIT:
             return self._unrolled(ctx, body, int(trip.exact_value().reshape(-1)[0]), condition, carried)
-        settled = self._settled(ctx, body, _count_bounds(trip)[1], condition, carried)
+        settled = self._settled(ctx, body, None if trip is None else _count_bounds(trip), condition, carried)
         return settled if settled is not None else self._fixpoint(ctx, body, trip, condition, carried)
 
-    def _settled(self, ctx: NodeContext, body: Graph, most: int, condition: Interval | None,
+    def _settled(self, ctx: NodeContext, body: Graph, counts: tuple[int, int] | None, condition: Interval | None,
                  carried: Sequence[Interval]) -> tuple[Interval, ...] | None:
-        """The loop unrolled where its condition is decided at every iteration and it stops (by its condition or
-        its trip count ``most``) within ``UNROLL_LIMIT`` iterations: a while loop over a known count, as the
-        dynamo exporter writes ``for`` loops (no trip count, the condition ``i + 1 < n``). None otherwise."""
+        """The loop unrolled where its condition is decided at every iteration and stops it within
+        ``UNROLL_LIMIT`` iterations: a while loop over a known count, as the dynamo exporter writes ``for``
+        loops (no trip count, the condition ``i + 1 < n``). A trip count of ``counts`` (least, most) may stop
+        it after any number of iterations from its least on: those states are joined. None otherwise."""
+        least, most = counts if counts is not None else (UNROLL_LIMIT + 1, UNROLL_LIMIT + 1)
         if _decided(condition) is not True or most <= UNROLL_LIMIT:
             return None  # (a trip count this small is unrolled as such)
         runner, n = _runner(ctx), len(carried)
         state, iterations = list(carried), []
+        exits: list[tuple[int, list[Interval]]] = [(0, state)] if least == 0 else []
         while len(iterations) < UNROLL_LIMIT:
             inputs = [Interval.point(_counter(body, len(iterations)), INT64), Interval.point(_true(body), BOOL)]
             outs = runner.abstract(body, inputs + state)
@@ -306,11 +309,14 @@ class Loop(OpRule):
             decided = _decided(outs[0])
             if decided is None:
                 return None
+            if decided is False or len(iterations) >= least:
+                exits.append((len(iterations), state))
             if decided is False:
-                count = len(iterations)
-                scans = [self._unrolled_scan(ctx, body, n, j, iterations, {count})
+                final = [_join_all([s[k] for _, s in exits]) for k in range(n)]
+                stops = {count for count, _ in exits}
+                scans = [self._unrolled_scan(ctx, body, n, j, iterations, stops)
                          for j in range(len(body.outputs) - 1 - n)]
-                return tuple(state + scans)
+                return tuple(final + scans)
         return None
 
     def _unrolled(self, ctx: NodeContext, body: Graph, trip: int, condition: Interval | None,

@@ -122,3 +122,38 @@ def test_a_tree_ensemble_is_bounded_by_the_leaves_its_input_range_reaches() -> N
         x[:, 0] = rng.choice([0.6, 1.0, 3.0], size=2)
         y = session.run(None, {"x": x})[0]
         assert ((y >= lo) & (y <= hi)).all()
+
+
+def _binary_tree(class_id: int) -> onnx.ModelProto:
+    """One stump over x[0] < 0, two labels, the leaves' weights (0.3, 0.9) scoring class ``class_id``."""
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "probs"], domain=ML, classlabels_int64s=[0, 1],
+        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0], nodes_values=[0.0, 0.0, 0.0],
+        nodes_modes=["BRANCH_LT", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0],
+        class_treeids=[0, 0], class_nodeids=[1, 2], class_ids=[class_id, class_id], class_weights=[0.3, 0.9])
+    return _pipeline([node], [helper.make_tensor_value_info("label", TensorProto.INT64, [2]),
+                              helper.make_tensor_value_info("probs", TensorProto.FLOAT, [2, 2])])
+
+
+@pytest.mark.parametrize("class_id", [0, 1])
+def test_a_binary_forest_scores_as_onnxruntime_whichever_class_its_weights_name(class_id: int) -> None:
+    """Weights of class 0: [1 - s, s]; of class 1: onnxruntime leaves the first score at 0."""
+    model = _binary_tree(class_id)
+    low, high = ranum.analyze(model, {"inputs": {"x": [-3, 3]}}).bounds("probs")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    _, probs = session.run(None, {"x": np.array([[-1, 0, 0], [1, 0, 0]], np.float32)})
+    assert bool(np.all((low <= probs) & (probs <= high)))
+
+
+@pytest.mark.parametrize("norm", ["L1", "MAX"])
+def test_a_double_past_float32_range_makes_a_normalizer_row_nan(norm: str) -> None:
+    node = helper.make_node("Normalizer", ["x"], ["y"], domain=ML, norm=norm)
+    graph = helper.make_graph([node], "normalizer", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ML, 1)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": np.array([[1e39, 1.0, 2.0]])})
+    assert np.isnan(y).any()
+    findings = ranum.check(model, {"inputs": {"x": [-1e39, 1e39]}}).findings
+    assert [f.hazard_id for f in findings] == ["normalizer-float32-overflow"]

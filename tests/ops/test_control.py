@@ -344,3 +344,25 @@ def test_an_overflow_inside_a_loop_body_is_reported_although_later_iterations_ar
     assert [(f.op_type, f.hazard_id) for f in report.findings] == [("MatMul", "overflow")]
     y = Runner(model).run({"x": np.full((4, 6), 10.0, np.float32)})["y"]
     assert np.isinf(y).any()
+
+
+def test_a_while_loop_with_a_ranged_trip_count_may_stop_at_any_count_from_its_least() -> None:
+    """Loop(M, "", s0) with M in [1, 100] and the condition i + 1 < 10: the condition stops it after 10
+    iterations, but M may stop it after any count from 1 (s_final in [1, 10], not 10 alone)."""
+    body = helper.make_graph(
+        [helper.make_node("Constant", [], ["one"], value=helper.make_tensor("one", TensorProto.INT64, [], [1])),
+         helper.make_node("Constant", [], ["ten"], value=helper.make_tensor("ten", TensorProto.INT64, [], [10])),
+         helper.make_node("Add", ["i", "one"], ["i1"]),
+         helper.make_node("Less", ["i1", "ten"], ["cond_out"]),
+         helper.make_node("Constant", [], ["step"], value=helper.make_tensor("step", TensorProto.FLOAT, [], [1.0])),
+         helper.make_node("Add", ["s", "step"], ["s_out"])],
+        "body", [_vi("i", TensorProto.INT64, []), _vi("c", TensorProto.BOOL, []), _vi("s", TensorProto.FLOAT, [])],
+        [_vi("cond_out", TensorProto.BOOL, []), _vi("s_out", TensorProto.FLOAT, [])])
+    model = _model([helper.make_node("Loop", ["M", "", "s0"], ["s_final"], body=body)],
+                   [_vi("M", TensorProto.INT64, []), _vi("s0", TensorProto.FLOAT, [])],
+                   [_vi("s_final", TensorProto.FLOAT, [])], opset=17)
+    low, high = ranum.analyze(model, {"inputs": {"M": [1, 100], "s0": [0, 0]}}).bounds("s_final")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for trips in (1, 3, 100):
+        (value,) = session.run(None, {"M": np.array(trips, np.int64), "s0": np.array(0, np.float32)})
+        assert low <= value <= high
