@@ -49,6 +49,15 @@ __all__ = ["AbstractRun", "ConcreteRun", "gradient_scalars_quiet", "run_abstract
 
 # rules whose outputs are bounded from their operands' hulls when their shapes are not known statically
 _COPYING = frozenset({COPIES, COPIES_ALL, COUNTS, HULLS})
+_READS_UINT64 = frozenset({"Cast", "CastLike"})  # rules that read int64-held uint64 bounds as unsigned values
+_INT64_MAX = torch.iinfo(torch.int64).max
+
+
+def _past_int64(value: Value | None) -> bool:
+    """Whether a uint64 interval may hold values past 2**63 - 1, which its int64 bounds cannot say as numbers
+    (the saturated top, or negative bit patterns)."""
+    return isinstance(value, Interval) and value.elem_type == TensorProto.UINT64 and value.numblocks > 0 \
+        and (value.min() < 0 or value.max() >= _INT64_MAX)
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +286,10 @@ class _AbstractWalker:
         if rule is None:
             return self._top(ctx)
         try:
+            if rule.unknown_shapes not in _COPYING and node.op_type not in _READS_UINT64 \
+                    and any(_past_int64(iv) for iv in inputs):
+                raise UnsupportedOperator(f"{node.op_type}: uint64 values past 2**63 - 1 (bounds are held as int64; "
+                                          "only copies and Cast read them)")
             if rule.unknown_shapes != OWN_RULE and any(isinstance(iv, Interval) and iv.shape is None
                                                        for iv in inputs):
                 return self._without_shapes(graph, rule, ctx, inputs)

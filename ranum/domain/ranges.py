@@ -29,7 +29,9 @@ weight gets [-1, 1]. Every range is rounded outward to the tensor's dtype grid; 
 an infinity) is the dtype's largest finite magnitude (values in range are finite). A sequence-typed
 graph input may hold any number of tensors (of its declared element shape, when known), each
 inside its range. An optional-typed graph input may be empty or hold any value (tensor or sequence,
-as above) inside its range.
+as above) inside its range. uint64 bounds are held as int64: a range reaching past 2**63 - 1 is taken as
+"at least its low end (or 2**63 - 1024), up to any value": an upper bound at int64's maximum stands for
+every value up to 2**64 - 1 (see :mod:`ranum.ops.convert`), and the assumption's note says so.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import warnings
 
 import numpy as np
 import torch
+from onnx import TensorProto
 
 from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype
 from ranum.domain.interval import Interval, has_nan
@@ -114,7 +117,7 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
         box = _box(low, high, info.shape, info.elem_type)
         held = SequenceValue.bounded(0, None, box, info.elem_type) if info.sequence else box
         env[info.name] = OptionalValue.holding(held, may_be_empty=True) if info.optional else held
-        reason = f"the rows of '{table[1]}' it indexes" if table is not None else ""
+        reason = f"the rows of '{table[1]}' it indexes" if table is not None else _held_note(high, info.elem_type)
         notes.append(Assumption(info.name, "input", low, high, source, reason=reason))
     statistics = running_statistics(graph) if graph.export_kinds else frozenset()
     for name, proto in graph.initializers.items():
@@ -200,7 +203,8 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
     if name in spec.inputs:
         low, high = spec.inputs[name]
         role = "weight" if weight else "constant"
-        return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec")
+        return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec",
+                                                             reason=_held_note(high, elem_type))
     if not weight or untrained:
         nan = is_float(elem_type) and (_holds_nan(value) if extremes is None else math.isnan(extremes[0] + extremes[1]))
         return _point(value, elem_type), Assumption(name, "constant", None, None, "exact", nan,
@@ -264,8 +268,31 @@ def _box(low: float, high: float, shape, elem_type: int) -> Interval:
     return Interval.uniform(low, high, shape, elem_type).to_grid()
 
 
+# the largest float64 below 2**63 (uint64 bounds are held as int64), and the note of a range past it
+_HELD_UINT64 = 2.0**63 - 1024
+_UINT64_NOTE = ("uint64 bounds are held as int64: a range past 2**63 - 1 is taken as at least min(low, 2**63 - 1024), "
+                "up to 2**64 - 1")
+
+
+def _held_note(high: float, elem_type: int) -> str:
+    """The assumption's note where a range cannot be held as given (a uint64 range past int64's maximum)."""
+    return _UINT64_NOTE if elem_type == TensorProto.UINT64 and high > _HELD_UINT64 else ""
+
+
+def _uint64_range(low: float, high: float) -> tuple[float, float]:
+    """A uint64 range as int64 bounds: from 0, and past 2**63 - 1 as the saturated top ``[.., int64 max]`` that
+    a Cast from uint64 reads as reaching 2**64 - 1; its low end stays below the top (never a point, which
+    would be taken as the exact value 2**63 - 1)."""
+    low = max(low, 0.0)
+    if high <= _HELD_UINT64:
+        return low, high
+    return min(low, _HELD_UINT64), 2.0**63  # 2**63 is held as int64's maximum
+
+
 def finite_range(low: float, high: float, elem_type: int) -> tuple[float, float]:
     """``[low, high]`` within the finite values of the element type (an unbounded end: its largest)."""
+    if elem_type == TensorProto.UINT64:
+        return _uint64_range(low, high)
     if is_float(elem_type):
         largest = float_facts(elem_type).max
     else:

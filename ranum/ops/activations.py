@@ -22,12 +22,23 @@ tests/ops/cases_activations.py):
   ``1.0000001`` and ``-1.0000002``), so their output ranges exceed [0, 1] / [-1, 1] by 2**-21.
 * Softplus is evaluated stably for float32 by onnxruntime but as ``log(exp(x) + 1)`` for float16
   (in float32) and float64, which overflows to +inf above the log of float32's / float64's
-  largest finite value: the bound says so and ``Overflow`` reports it.
+  largest finite value: the bound says so and ``Overflow`` reports it. The sum ``exp(x) + 1`` rounds
+  to a neighbour of 1 for small ``exp(x)``: an absolute error of an ulp of 1, and exactly 0 below
+  about -36.7 (float64; -16.6 in float32), which a Log behind it turns into -inf. float64 Mish is
+  onnxruntime's expansion ``x * tanh(softplus(x))`` over that Softplus: an absolute error of ``|x|``
+  ulps of 1.
+* onnxruntime's attribute defaults are float32 numbers (LeakyRelu's 0.01f, HardSigmoid's 0.2f, the 1/6
+  of HardSwish's expansion), used as such by its float64 kernels too; the rules take the same values.
+  float64 Gelu(approximate="tanh") is ONNX's expansion, whose constants are float32 numbers: a
+  float32-sized error in the tanh's argument.
+* Softsign is ``x * (1 / (1 + |x|))``: beyond ``|x|`` ~ 1 / tiny the reciprocal is subnormal, an
+  absolute error of ``|x|`` subnormals (0.99999994, not 1, at 3e38 in float32).
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Sequence
 
 import torch
@@ -54,13 +65,17 @@ __all__ = [
 # -1 - 2**-22), Sigmoid 1 + 2**-23. Two ulps keep SAC's log(1 - tanh(u)**2 + 1e-6) provably above 0.
 UNIT_OVERSHOOT = 2.0**-22
 TRANSCENDENTAL_ULPS = 4.0
+# Softsign's largest excess over +-1: float32's largest value times its subnormal (see Softsign), 2**-21
+SOFTSIGN_OVERSHOOT = 2.0**-21
 # Interior minima (argmin) of the non-monotone activations, to 25 digits (mpmath root of f').
 GELU_ARGMIN = -0.7517915246935644574579049
 GELU_TANH_ARGMIN = -0.7524614220710162584879544
 MISH_ARGMIN = -1.192431214515495212137588
 # Below -MISH_UNDERFLOW, softplus(x) < 2**-25 rounds to 0 even in float16, and so does Mish.
 MISH_UNDERFLOW = 20.0
-HARDSWISH_ARGMIN = -1.5
+# float64 Mish: beyond |x| = 40, tanh(softplus(x)) rounds to 1 (x > 0), and for x < -40 onnxruntime's 0 lies
+# within 40 ulps of 1 of the real x * tanh(softplus(x)) (whose magnitude is below 40 * exp(-40))
+MISH_DOUBLE_REACH = 40.0
 # Below this input, float32 erf(x / sqrt 2) and the tanh of GELU's approximation are exactly -1.
 GELU_SATURATION = 16.0
 # Rules whose runtime error is absolute (cancellation, flushed underflow) rather than a few ulps set
@@ -69,6 +84,26 @@ GELU_SATURATION = 16.0
 ABSOLUTE_ERROR = True
 _SQRT_HALF = math.sqrt(0.5)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32: ONNX float attributes, and onnxruntime's defaults for them, are float32
+    numbers, which its float64 kernels use as they are (0.2f is 0.20000000298...)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+LEAKY_RELU_ALPHA = _float32(0.01)
+HARD_SIGMOID_ALPHA = _float32(0.2)
+# HardSwish is ONNX's expansion x * HardSigmoid<alpha = 1/6 as a float32 attribute, beta = 0.5>(x), which
+# onnxruntime evaluates in every type (its float32 results equal that form's, bit for bit)
+HARDSWISH_ALPHA = _float32(1.0 / 6.0)
+HARDSWISH_ARGMIN = -0.25 / HARDSWISH_ALPHA  # ~ -1.5: where d/dx x (alpha x + 1/2) = 0
+HARDSWISH_KNEE = 0.5 / HARDSWISH_ALPHA  # ~ 3: the clamp is inactive for |x| below it
+# float64 Gelu(approximate="tanh") expands with float32 constants 2/pi and 0.044715: the tanh's argument t
+# is off by 1.5 float32 half-ulps relative, and the result by 0.5 |x| sech(t)**2 |t| (that relative error),
+# below 0.5 |x| * 0.45 * 0.75 float32 eps; this bound leaves room. Beyond |x| = GELU_SATURATION, |t| > 150 and
+# tanh is exactly +-1 in float64 with either constants: no error to cover there
+GELU_DOUBLE_CONSTANTS = 0.5 * float_facts(TensorProto.FLOAT).eps
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -190,7 +225,7 @@ def _int_result(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, T
 class LeakyRelu(UnaryRule):
     """y = x if x >= 0 else alpha * x (any sign of alpha)."""
 
-    alpha: float = 0.01
+    alpha: float = LEAKY_RELU_ALPHA
     ulps = 2.0  # a 16-bit kernel may round alpha to the tensor's type
 
     def fn(self, x: Tensor) -> Tensor:
@@ -234,7 +269,7 @@ class HardSigmoid(OpRule):
     """y = max(0, min(1, alpha * x + beta))."""
     unknown_shapes = ELEMENTWISE
 
-    alpha: float = 0.2
+    alpha: float = HARD_SIGMOID_ALPHA
     beta: float = 0.5
     output_range = (0.0, 1.0)
     accumulates = ABSOLUTE_ERROR
@@ -254,22 +289,23 @@ class HardSigmoid(OpRule):
 
 @register("HardSwish", since=14)
 class HardSwish(UnaryRule):
-    """y = x * max(0, min(1, x / 6 + 1/2)); minimum -0.375 at x = -1.5."""
+    """y = x * max(0, min(1, alpha x + 1/2)), alpha = 1/6 rounded to float32 (see HARDSWISH_ALPHA);
+    minimum ~ -0.375 at x ~ -1.5."""
 
     ulps = 2.0
     accumulates = ABSOLUTE_ERROR
 
     def fn(self, x: Tensor) -> Tensor:
-        return x * torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)
+        return x * torch.clamp(x * HARDSWISH_ALPHA + 0.5, 0.0, 1.0)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         def real(v: Tensor) -> Tensor:
-            return arith.times(v, torch.clamp(v / 6.0 + 0.5, 0.0, 1.0))
+            return arith.times(v, torch.clamp(v * HARDSWISH_ALPHA + 0.5, 0.0, 1.0))
 
         lower, upper = _extremes(real, x.lower, x.upper, (HARDSWISH_ARGMIN,))
-        # |x| * (error of x/6 + 1/2), which only matters where the clamp is inactive (|x| <= 3)
-        m = torch.maximum(x.lower.abs(), x.upper.abs()).clamp(max=3.0)
-        return _slack(x, lower, upper, 2 * _compute_facts(x.elem_type).eps * m * (m / 6.0 + 0.5))
+        # |x| * (error of alpha x + 1/2), which only matters where the clamp is inactive (|x| <= knee)
+        m = torch.maximum(x.lower.abs(), x.upper.abs()).clamp(max=HARDSWISH_KNEE)
+        return _slack(x, lower, upper, 2 * _compute_facts(x.elem_type).eps * m * (m * HARDSWISH_ALPHA + 0.5))
 
 
 # ----------------------------------------------------------------------------- exponential linear units
@@ -376,13 +412,42 @@ class Tanh(UnaryRule):
 
 @register("Softsign")
 class Softsign(UnaryRule):
-    """y = x / (1 + |x|)."""
+    """y = x / (1 + |x|), which onnxruntime computes as ``x * (1 / (1 + |x|))``: beyond |x| ~ 1 / tiny the
+    reciprocal is subnormal, an absolute error of up to |x| / 2 subnormals, which can pass +-1 (3e38 gives
+    0.99999994 or 1.0000001 in float32, not 1). Elsewhere the result stays within [-1, 1]."""
 
     ulps = 2.0
-    output_range = (-1.0, 1.0)
+    rounds = False  # the abstract rule rounds itself: the clamp to [-1, 1] holds only for normal reciprocals
+    output_range = (-1.0 - SOFTSIGN_OVERSHOOT, 1.0 + SOFTSIGN_OVERSHOOT)
+    accumulates = ABSOLUTE_ERROR  # the subnormal reciprocal's error: exact inputs take the abstract rule too
 
     def fn(self, x: Tensor) -> Tensor:
-        return x / (1 + x.abs())
+        return x * (1 + x.abs()).reciprocal()
+
+    def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
+        y = x.map_increasing(_softsign_bound).widened(self.ulps)
+        # |x| grows towards a block's farther end, and so does the reciprocal's error: the larger of the two
+        err = torch.maximum(_subnormal_reciprocal_error(x.lower, x.elem_type),
+                            _subnormal_reciprocal_error(x.upper, x.elem_type))
+        lower = y.lower.clamp(min=-1.0) - err
+        upper = y.upper.clamp(max=1.0) + err
+        # x * (a positive reciprocal) keeps x's sign
+        lower = torch.where(x.lower >= 0, lower.clamp(min=0.0), lower)
+        upper = torch.where(x.upper <= 0, upper.clamp(max=0.0), upper)
+        return x.with_bounds(lower, upper)
+
+
+def _softsign_bound(x: Tensor) -> Tensor:
+    """x / (1 + |x|) at a bound, its limit +-1 at an infinite one."""
+    return torch.where(x.isinf(), x.sign(), x / (1 + x.abs()))
+
+
+def _subnormal_reciprocal_error(x: Tensor, elem_type: int) -> Tensor:
+    """``|x|`` subnormals where ``1 / (1 + |x|)`` may be subnormal (twice its rounding error), else 0; an
+    infinite x (whose result is NaN, from a finding upstream) counts as the largest finite one."""
+    facts = _compute_facts(elem_type)
+    magnitude = x.abs().clamp(max=facts.max)
+    return torch.where(magnitude * facts.tiny >= 0.5, magnitude * facts.subnormal, torch.zeros_like(magnitude))
 
 
 @register("Softplus")
@@ -405,10 +470,13 @@ class Softplus(UnaryRule):
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         lower, upper = self.fn(x.lower), self.fn(x.upper)
-        if x.elem_type != TensorProto.FLOAT and is_float(x.elem_type):
-            overflow_at = _compute_facts(x.elem_type).log_max
-            upper = torch.where(x.upper > overflow_at, torch.full_like(upper, torch.inf), upper)
-        return _slack(x, lower, upper, 2 * _compute_facts(x.elem_type).tiny)
+        facts = _compute_facts(x.elem_type)
+        if x.elem_type == TensorProto.FLOAT or not is_float(x.elem_type):
+            return _slack(x, lower, upper, 2 * facts.tiny)
+        # log(exp(x) + 1): the sum is within half an ulp of 1 + exp(x) (exactly 1, and the result 0, once
+        # exp(x) is below half an ulp of 1), an absolute error of up to an ulp of 1 with exp's own rounding
+        upper = torch.where(x.upper > facts.log_max, torch.full_like(upper, torch.inf), upper + facts.eps)
+        return x.with_bounds((lower - facts.eps).clamp(min=0.0), upper)
 
 
 # ----------------------------------------------------------------------------- smooth non-monotone units
@@ -422,15 +490,26 @@ class Mish(UnaryRule):
     def fn(self, x: Tensor) -> Tensor:
         return x * torch.tanh(torch.logaddexp(x, torch.zeros_like(x)))
 
+    def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
+        if x.dtype != torch.float64:
+            return self.fn(x)
+        return x * torch.tanh(torch.log(torch.exp(x) + 1))  # over onnxruntime's float64 Softplus (module doc)
+
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         def real(v: Tensor) -> Tensor:
             return arith.times(v, torch.tanh(torch.logaddexp(v, torch.zeros_like(v))))
 
         lower, upper = _extremes(real, x.lower, x.upper, (MISH_ARGMIN,))
         # 16-bit kernels round softplus(x) (tiny for x << 0) to a subnormal before the product with x
-        reach = torch.maximum(x.lower.abs(), x.upper.abs()).clamp(max=MISH_UNDERFLOW)
+        magnitude = torch.maximum(x.lower.abs(), x.upper.abs())
+        reach = magnitude.clamp(max=MISH_UNDERFLOW)
         err = 2 * _compute_facts(x.elem_type).tiny + 2 * reach * float_facts(x.elem_type).subnormal
-        return _slack(x, lower, upper, err)
+        if x.elem_type == TensorProto.DOUBLE:  # softplus as log(exp(x) + 1): an ulp of 1, times |x| (see module doc)
+            err = err + 2 * magnitude.clamp(max=MISH_DOUBLE_REACH) * float_facts(x.elem_type).eps
+        # x times tanh of a non-negative softplus keeps x's sign in every kernel
+        lower = torch.where(x.lower >= 0, (lower - err).clamp(min=0.0), lower - err)
+        upper = torch.where(x.upper <= 0, (upper + err).clamp(max=0.0), upper + err)
+        return x.with_bounds(lower, upper)
 
 
 @register("Gelu", since=20)
@@ -461,4 +540,7 @@ class Gelu(UnaryRule):
         # below -GELU_SATURATION erf and tanh round to exactly -1 and the product is -0
         scale = torch.clamp(-x.lower, min=0.0, max=GELU_SATURATION)
         err = 4 * facts.eps * 0.5 * scale + 2 * facts.tiny
+        if self.approximate == "tanh" and x.elem_type == TensorProto.DOUBLE:  # float32 constants (see module doc)
+            magnitude = torch.maximum(x.lower.abs(), x.upper.abs()).clamp(max=GELU_SATURATION)
+            err = err + GELU_DOUBLE_CONSTANTS * magnitude
         return _slack(x, lower, upper, err)

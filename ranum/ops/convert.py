@@ -6,7 +6,13 @@ overflow to inf: Overflow hazard); Dropout is the identity at inference, a scali
 QuantizeLinear / DequantizeLinear support 8- and 16-bit integer quantized types with per-tensor,
 per-axis and blocked scales; the quotient x / scale is bounded with the division's rounding before
 rounding half to even and saturating, so a quantized result is exact wherever the quotient is
-decided. Shape operands must be exact (or settled by ONNX shape inference).
+decided. DequantizeLinear subtracts an int32 zero point in int32, as onnxruntime does: the difference
+wraps around. Shape operands must be exact (or settled by ONNX shape inference).
+
+uint64 bounds are held as int64 (see :mod:`ranum.domain.dtypes`), so a Cast from uint64 reads them
+soundly under both ways they arise: an upper bound at int64's maximum stands for any value up to
+2**64 - 1 (the widest interval of an operator without a rule, or a range given past int64's maximum),
+and negative bounds are the bit patterns of values from 2**63 on (a constant, a wrapped sum).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = ["Cast", "CastLike", "Constant", "ConstantOfShape", "DequantizeLinear"
            "Range"]
 
 INT64 = TensorProto.INT64
+UINT64 = TensorProto.UINT64
 
 
 # ------------------------------------------------------------------------------ constants, ranges
@@ -221,6 +228,18 @@ def _lossy(source: int, target: int) -> bool:
     return max(-low, high) > 2 ** _DIGITS[target]
 
 
+def _uint64_values(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """float64 bounds of the uint64 values whose int64-held bounds are ``[lo, hi]`` (see the module doc): each
+    a correctly rounded conversion of an integer bound, as onnxruntime converts the values."""
+    top = torch.full_like(hi, 2.0**64, dtype=torch.float64)  # 2**64 - 1 as float32 or float64 (float16: inf)
+    unsigned_lo, unsigned_hi = (t.to(torch.uint64).to(torch.float64) for t in (lo, hi))
+    wrapped = hi < 0  # all bit patterns of values from 2**63: the unsigned reading is exact
+    straddles = (lo < 0) & ~wrapped  # values from 0 up, and from 2**63 up
+    low = torch.where(straddles, torch.zeros_like(unsigned_lo), unsigned_lo)
+    high = torch.where(straddles | (hi == torch.iinfo(torch.int64).max), top, unsigned_hi)
+    return low, high
+
+
 def _cast(x: Interval, to: int) -> Interval:
     """Sound conversion: floats to ints truncate toward zero (out of range: any value of the type),
     narrowing float conversions round to nearest (one ulp outward, overflow to infinity)."""
@@ -228,12 +247,16 @@ def _cast(x: Interval, to: int) -> Interval:
     if is_bool(to):
         return x.with_bounds(((lo > 0) | (hi < 0)).to(torch.int64), ((lo != 0) | (hi != 0)).to(torch.int64), to)
     if is_float(to):
-        out = x.with_bounds(lo.to(torch.float64), hi.to(torch.float64), to)
+        lo, hi = _uint64_values(lo, hi) if x.elem_type == UINT64 else (lo.to(torch.float64), hi.to(torch.float64))
+        out = x.with_bounds(lo, hi, to)
         return out.widened(1.0) if _lossy(x.elem_type, to) else out
     low, high = _INT_RANGE[to]
     if is_float(x.elem_type):
         lo, hi = torch.trunc(lo), torch.trunc(hi)
         bad = (lo < low) | (hi >= float(high) + 1.0)
+    elif x.elem_type == UINT64:  # the unsigned values must fit: [lo, hi] is then exact
+        value_lo, value_hi = _uint64_values(lo, hi)
+        bad = (value_lo < low) | (value_hi > high)
     else:
         bad = (lo < low) | (hi > high)
     lower = torch.where(bad, torch.full_like(lo, 0), lo).to(torch.int64)
@@ -241,6 +264,12 @@ def _cast(x: Interval, to: int) -> Interval:
     lower = torch.where(bad, torch.full_like(lower, low), lower)
     upper = torch.where(bad, torch.full_like(upper, high), upper)
     return x.with_bounds(lower, upper, to)
+
+
+def _converted(ctx: NodeContext | None, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` converted to ``dtype``; uint64 values held as int64 (bit patterns) are read as unsigned."""
+    unsigned = ctx is not None and ctx.input_types[:1] == (UINT64,) and dtype.is_floating_point
+    return (x.to(torch.uint64) if unsigned else x).to(dtype)
 
 
 @register("Cast", since=6)
@@ -257,7 +286,7 @@ class Cast(OpRule):
         _check_target(self.to, "Cast")
 
     def concrete(self, ctx: NodeContext, x: Tensor) -> Tensor:
-        return x.to(torch_dtype(self.to))
+        return _converted(ctx, x, torch_dtype(self.to))
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         return _cast(x, self.to)
@@ -273,7 +302,7 @@ class CastLike(OpRule):
     rounds = False
 
     def concrete(self, ctx: NodeContext, x: Tensor, like: Tensor) -> Tensor:
-        return x.to(like.dtype)
+        return _converted(ctx, x, like.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, like: Interval) -> Interval:
         _check_target(like.elem_type, "CastLike")
@@ -394,7 +423,8 @@ class QuantizeLinear(OpRule):
 class DequantizeLinear(OpRule):
     """y = (x - x_zero_point) * x_scale: the integer difference is converted to float32 (exact
     below 2**24, so only int32 inputs round there) and multiplied in float32; the output type is
-    ``output_dtype``, else the scale's. The interpreter rounds the real product outward."""
+    ``output_dtype``, else the scale's. The interpreter rounds the real product outward. onnxruntime
+    subtracts in int32, so an int32 difference wraps around (2147483647 - (-1) is -2147483648)."""
 
     axis: int = 1
     block_size: int = 0
@@ -405,6 +435,8 @@ class DequantizeLinear(OpRule):
     def concrete(self, ctx: NodeContext, x: Tensor, scale: Tensor, zero_point: Tensor | None = None) -> Tensor:
         layout = _param_layout(tuple(x.shape), tuple(scale.shape), self.axis, self.block_size, "DequantizeLinear")
         diff = x.to(torch.int64) - (layout(zero_point).to(torch.int64) if zero_point is not None else 0)
+        if x.dtype == torch.int32:
+            diff = diff.to(torch.int32).to(torch.int64)  # the int32 subtraction wraps around
         wide = torch.float64 if scale.dtype == torch.float64 else torch.float32
         y = diff.to(torch.float32).to(wide) * layout(scale).to(wide)
         return y.to(torch_dtype(self.output_dtype) if self.output_dtype else scale.dtype)
@@ -418,12 +450,29 @@ class DequantizeLinear(OpRule):
         eps = float_facts(TensorProto.FLOAT).eps
 
         def fn(xl, xh, sl, sh, zl=0, zh=0):
-            dl, dh = (xl - zh).to(torch.float64), (xh - zl).to(torch.float64)
-            if rounds_diff:  # int32 to float32 rounds beyond 2**24
+            dl, dh = xl - zh, xh - zl
+            if rounds_diff:  # an int32 difference, which wraps, and whose conversion to float32 rounds beyond 2**24
+                dl, dh = _wrapped_int32(dl, dh)
+            dl, dh = dl.to(torch.float64), dh.to(torch.float64)
+            if rounds_diff:
                 dl, dh = dl - dl.abs() * eps, dh + dh.abs() * eps
             return arith.mul(dl, dh, sl, sh)
 
         return elementwise(fn, operands, out_type)
+
+
+def _wrapped_int32(low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
+    """Bounds of the int32 wrap-around of integers in ``[low, high]``, differences of two int32 values (so within
+    2**32 of 0): exact where the whole range lies past one end of int32 (one shift by 2**32), the whole int32
+    range where it reaches past an end from inside."""
+    first, last = _INT_RANGE[TensorProto.INT32]
+    span = last - first + 1
+    above, below = low > last, high < first
+    straddles = ((high > last) & ~above) | ((low < first) & ~below)
+    shift = torch.where(above, -span, torch.where(below, span, 0))
+    low = torch.where(straddles, first, low + shift)
+    high = torch.where(straddles, last, high + shift)
+    return low, high
 
 
 # ------------------------------------------------------------------------------ dropout
