@@ -106,6 +106,9 @@ def dequantized_weight(b: Tensor, scales: Tensor, zero_points: Tensor | None, g_
     if g_idx is not None and zero is not None and not zero.is_floating_point():
         raise UnsupportedOperator("MatMulNBits: g_idx with uint8 zero points (onnxruntime 1.32's CPU kernel "
                                   "ignores those zero points)")
+    if g_idx is not None and bits != 4:
+        raise UnsupportedOperator(f"MatMulNBits: g_idx with bits={bits} (onnxruntime 1.32's CPU kernel decodes "
+                                  "those codes otherwise, or refuses them)")
     s = scale[:, block]
     z = torch.full((), 2 ** (bits - 1), dtype=torch.int16) if zero is None else zero[:, block]
     if g_idx is None and not z.is_floating_point():
@@ -257,6 +260,8 @@ class GatherBlockQuantized(OpRule):
 
     rounds = False  # every output is a table entry, computed exactly as onnxruntime does
     parameter_operands = frozenset({0, 2, 3})  # data, scales, zero_points: the quantized table's settings
+    # a code times its scale past the scales' type (7 * 60000 in float16) is an infinite entry
+    hazards = (Overflow(finite_operands=False),)
 
     def __post_init__(self) -> None:
         if self.bits not in _BITS:

@@ -222,7 +222,9 @@ class ParametricSoftplus(_Float32Kernel):
 
 @register("ScaledTanh")
 class ScaledTanh(_Float32Kernel):
-    """``y = alpha * tanh(beta * x)``; bounded by ``|alpha|``, so it cannot overflow."""
+    """``y = alpha * tanh(beta * x)``; bounded by ``|alpha|``, which overflows a 16-bit result past its range."""
+
+    hazards = (Overflow(),)
 
     alpha: float | None = None
     beta: float | None = None

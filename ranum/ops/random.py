@@ -77,6 +77,8 @@ def _uniform_interval(low: float, high: float, shape: tuple[int, ...], elem_type
     """Bounds of ``low + u * (high - low)`` for ``u`` in [0, 1], rounded in ``elem_type``."""
     compute = torch.float64 if elem_type in _WIDE_CALCULATION else torch.float32
     width = torch.tensor(high - low, dtype=torch.float64)
+    if not bool(width.to(compute).isfinite()):  # an infinite width: every sample is infinite (or NaN at u = 0)
+        return Interval.top(shape, elem_type)
     exact_width = bool(width.to(compute).to(torch.float64) == width)
     slack = 0.0 if exact_width else torch.finfo(compute).eps * (abs(low) + abs(high))
     out = Interval.uniform(min(low, high) - slack, max(low, high) + slack, shape, elem_type)
@@ -91,6 +93,8 @@ def _uniform_sample(shape, low: float, high: float, elem_type: int, seed: float 
 @register("RandomUniform")
 class RandomUniform(OpRule):
     """Samples of U[low, high) of the given shape and dtype."""
+
+    hazards = (Overflow(description="high - low can overflow to infinity"),)
 
     dtype: int = TensorProto.FLOAT
     high: float = 1.0
@@ -112,6 +116,8 @@ class RandomUniform(OpRule):
 @register("RandomUniformLike")
 class RandomUniformLike(OpRule):
     """Samples of U[low, high) with the input's shape (and dtype unless ``dtype`` is set)."""
+
+    hazards = (Overflow(description="high - low can overflow to infinity", finite_operands=False),)
 
     dtype: int | None = None
     high: float = 1.0
