@@ -17,11 +17,16 @@ weights are also bounded from the score bounds (:func:`ranum.ops.softmax._softma
 position taken anywhere in ``[-inf, score + lowest]``, which covers every runtime's treatment) and
 multiplied with V as intervals; the two are met. Invariants: bounds never NaN; sound for float32 and
 float16 execution (16-bit sums accumulated in float32, as onnxruntime's CPU kernels do).
+
+onnxruntime's contrib attention kernels (com.microsoft) have no zero row: they take the softmax of every
+row, so :class:`SoftmaxEveryRowHazard` (their score hazard) adds each bias as a plain addend, rounding each
+sum outward (an overflow to -inf included), and reports a row whose sums can all be -inf.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,8 +45,8 @@ from ranum.ops.softmax import _softmax_bounds
 if TYPE_CHECKING:
     from ranum.ops.transformer import Attention
 
-__all__ = ["AttentionScoreHazard", "Layout", "attention_bounds", "attention_concrete", "convex_bounds",
-           "layout_of", "present_bounds"]
+__all__ = ["AttentionScoreHazard", "Layout", "SoftmaxEveryRowHazard", "attention_bounds", "attention_concrete",
+           "biased_bounds", "convex_bounds", "layout_of", "present_bounds"]
 
 _REFINE_LIMIT = 1 << 22  # score elements up to which the softmax-weight refinement is computed
 Bounds = tuple[Tensor, Tensor]
@@ -361,12 +366,15 @@ def _operands(inputs) -> tuple:
 
 
 def _scores_surely_moderate(rule: Attention, q: Interval, k: Interval, mask: Interval | None,
-                            past_key: Interval | None, lay: Layout) -> bool:
+                            past_key: Interval | None, lay: Layout, addends: float = 0.0) -> bool:
     """A cheap sufficient condition for finite scores without materialising them: by Cauchy-Schwarz
     every |q . k| and every partial sum is at most ||q|| ||k|| (largest magnitudes), so when
     ``max(1, scale) ||q|| max ||k||`` (with its rounding) stays below a quarter of the largest finite
-    value and a float mask stays within half of it, no score nor biased score can be infinite."""
+    value and a float mask (or ``addends``, the summed magnitudes of other additive terms) stays within
+    half of it, no score nor biased score can be infinite, nor reach the lowest value."""
     facts = float_facts(q.elem_type)
+    if not addends < facts.max / 2:
+        return False
     if mask is not None and not is_bool(mask.elem_type):
         if not (mask.max() < facts.max / 2 and mask.min() > -facts.max / 2):
             return False
@@ -423,3 +431,98 @@ class AttentionScoreHazard(Hazard):
 
     def invalid_text(self, elem_type):
         return "a score of +inf, or a row of only -inf (not fully masked)"
+
+
+# ----------------------------------------------------------------------------- kernels without a zero row
+def _terms_magnitude(terms: Sequence[Interval | None]) -> float:
+    return sum(max(abs(t.min()), abs(t.max())) for t in terms if t is not None)
+
+
+def biased_bounds(rule: Attention, q: Interval, k: Interval, v: Interval, terms: Sequence[Interval | None]
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Bounds (B, Hq, S, T) of ``scores + t1 + t2 + ...``, each sum rounded (an overflow to -inf stays -inf),
+    and where the raw scores can be non-finite. Every term is a plain addend: nothing is taken as masked."""
+    lay = layout_of(rule, q.shape, k.shape, v.shape, None)
+    sc = score_bounds(rule, q, k, None, mask_status(rule, None, lay, q.elem_type), lay)
+    lo, hi = sc.lo, sc.hi
+    for term in terms:
+        if term is not None:
+            t_lo, t_hi = (t.to(torch.float64).reshape((1,) * (4 - len(term.shape)) + tuple(term.shape))
+                          for t in term.full())
+            lo, hi = _round_out(*torch.broadcast_tensors(*arith.add(lo, hi, t_lo, t_hi)), q.elem_type)
+    return ~torch.isfinite(sc.raw_lo) | ~torch.isfinite(sc.raw_hi), lo, hi
+
+
+def _every_row_operands(inputs) -> tuple:
+    """(q, k, v, attended keys or None, additive terms...) of :class:`SoftmaxEveryRowHazard`."""
+    padded = list(inputs) + [None] * (4 - len(inputs))
+    return padded[0], padded[1], padded[2], padded[3], tuple(padded[4:])
+
+
+@dataclass(frozen=True)
+class SoftmaxEveryRowHazard(Hazard):
+    """The score hazard of onnxruntime's contrib attention kernels, which take the softmax of every row over
+    its attended keys (all keys unless ``attended`` says otherwise): a score of +inf or NaN, or a row whose
+    biased scores are all -inf (a bias of -inf, or a sum that overflows), gives a NaN row; with
+    ``zero_lowest_rows`` (GroupQueryAttention writing present key/value) a row whose largest biased score is
+    at most the lowest value is written as 0 instead. Operands: (q, k, v, attended (B|1, 1, S, T) booleans or
+    None, additive terms in the order the kernel adds them)."""
+
+    rule: Attention
+    zero_lowest_rows: bool = False
+    name: str = AttentionScoreHazard.name
+    description: str = AttentionScoreHazard.description
+    operand: int = 0
+
+    def check(self, inputs, outputs):
+        q, k, v, attended, terms = _every_row_operands(inputs)
+        if any(t is None for t in (q, k, v)) or any(t.shape is None for t in (q, k, v, *terms) if t is not None):
+            return None
+        lay = layout_of(self.rule, q.shape, k.shape, v.shape, None)
+        if _scores_surely_moderate(self.rule, q, k, None, None, lay, _terms_magnitude(terms)):
+            return None
+        raw_bad, lo, hi = biased_bounds(self.rule, q, k, v, terms)
+        live = torch.ones_like(lo, dtype=torch.bool) if attended is None else attended.expand(lo.shape)
+        possible = ((raw_bad | (hi == torch.inf)) & live).any(-1)
+        certain = ((lo == torch.inf) & live).any(-1)
+        if not self.zero_lowest_rows:
+            possible = possible | (((lo == -torch.inf) | ~live).all(-1) & live.any(-1))
+            certain = certain | (((hi == -torch.inf) | ~live).all(-1) & live.any(-1))
+        if not bool(possible.any()):
+            return None
+        return HazardHit(bool(certain.any()), float(lo.min()), float(hi.max()))
+
+    def rows_reaching_lowest(self, inputs) -> Tensor | bool:
+        """(B, Hq, S, 1): where every attended biased score can be at most the lowest value (False when none can)."""
+        q, k, v, attended, terms = _every_row_operands(inputs)
+        lay = layout_of(self.rule, q.shape, k.shape, v.shape, None)
+        if _scores_surely_moderate(self.rule, q, k, None, None, lay, _terms_magnitude(terms)):
+            return False
+        _, lo, _ = biased_bounds(self.rule, q, k, v, terms)
+        live = torch.ones_like(lo, dtype=torch.bool) if attended is None else attended.expand(lo.shape)
+        return ((lo <= -float_facts(q.elem_type).max) | ~live).all(-1, keepdim=True)
+
+    def biased(self, inputs) -> tuple[Tensor, Tensor]:
+        """Concrete biased scores (compute type) and the attended keys (all where not given)."""
+        q, k, v, attended, terms = _every_row_operands(inputs)
+        scores = concrete_parts(self.rule, q, k, v, None, None, None).scores.to(_compute_type(q.dtype))
+        for term in terms:
+            if term is not None:
+                scores = scores + term.to(scores.dtype)
+        live = torch.ones_like(scores, dtype=torch.bool) if attended is None else attended.expand(scores.shape)
+        return scores, live
+
+    def triggered(self, inputs, outputs):
+        scores, live = self.biased(inputs)
+        bad = ((torch.isnan(scores) | torch.isposinf(scores)) & live).any(-1, keepdim=True)
+        if self.zero_lowest_rows:
+            return bad
+        return bad | ((torch.isneginf(scores) | ~live).all(-1, keepdim=True) & live.any(-1, keepdim=True))
+
+    def distance(self, inputs, outputs):
+        q, k, v, _, _ = _every_row_operands(inputs)
+        scores = concrete_parts(self.rule, q, k, v, None, None, None).scores
+        return torch.finfo(scores.dtype).max - scores.to(torch.float64).abs().amax(-1, keepdim=True)
+
+    def invalid_text(self, elem_type):
+        return "a score of +inf, or a row of only -inf"

@@ -10,13 +10,15 @@ self-attention into ``com.microsoft.Attention`` (the Q/K/V projection included) 
   ``input @ weights + bias`` split by ``qkv_hidden_sizes`` (equal thirds by default), and
   ``MultiHeadAttention`` adds the optional ``bias`` (Q, K and V biases concatenated);
 * ``scores = scale * Q K^T`` (``scale`` 1/sqrt(head size) by default) plus an additive mask: every
-  0 entry of a 2-D (B, L) key padding mask, every key at or after a 1-D (B,) key length, and (with
+  entry <= 0 of a 2-D (B, L) key padding mask, every key at or after a 1-D (B,) key length, and (with
   ``unidirectional``) every key ``j > i`` of query rows ``i < S - 1`` gets ``mask_filter_value``
   (default -10000) *added* (not substituted; causal and padding add up); then ``attention_bias``
   (B|1, heads|1, S, L) is added;
 * ``Y = softmax(scores) @ V``. A fully masked row is therefore not special: its scores are all
   shifted by ``mask_filter_value`` and it is the softmax of the shifted scores, again a convex
-  combination of V's rows (a key length of 0 included);
+  combination of V's rows (a key length of 0 included), unless every shifted score is -inf (a
+  ``mask_filter_value`` or bias of -inf, or a sum that overflows): the row is then NaN (no zero row
+  as in the ONNX Attention of opset 23);
 * EmbedLayerNormalization: LayerNormalization (two passes, float32 mean) of
   ``word[ids] + position[position_ids or 0..S-1] (+ segment[segment_ids])``; ids outside the table
   are a runtime error; ``mask_index`` counts the mask entries equal to 1 per batch row (0 without a
@@ -26,10 +28,12 @@ Bounds: every output row that is not NaN is a convex combination of V's rows wit
 summing to within ``delta`` of 1, whatever the mask, bias or scores (the softmax normalises them),
 so the bounds are V's per-head hull times ``[1 - delta, 1 + delta]`` plus the accumulation error of
 the weighted sum (:func:`ranum.ops._attention._hull`). Projections use the MatMul rule's bounds, the
-bias addition is rounded outward. Scores that can overflow (or an attention bias of +inf) make the
-softmax NaN: :class:`OnAttentionOperands` checks the ONNX Attention score hazard on the projected
-operands. The embedding sum is bounded from the gathered rows (rounded outward per addition) and
-normalised by :func:`ranum.ops.normalization.layer_norm_bounds`.
+bias addition is rounded outward. Scores that can overflow (or an attention bias of +inf), or a row
+whose biased scores can all be -inf, make the softmax NaN: :class:`OnAttentionOperands` checks
+:class:`ranum.ops._attention.SoftmaxEveryRowHazard` on the projected operands, the padding and causal
+biases and the attention bias, each sum bounded with its rounding (it can overflow to -inf). The
+embedding sum is bounded from the gathered rows (rounded outward per addition) and normalised by
+:func:`ranum.ops.normalization.layer_norm_bounds`.
 
 float16 Attention, MultiHeadAttention and EmbedLayerNormalization (what onnxruntime's transformer optimizer
 writes after ``convert_float_to_float16``): the CPU kernels compute in float32 and round each output once to
@@ -56,7 +60,7 @@ from torch import Tensor
 
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
-from ranum.ops._attention import AttentionScoreHazard, Layout, _hull
+from ranum.ops._attention import AttentionScoreHazard, Layout, SoftmaxEveryRowHazard, _hull
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops._range_hull import hull_blocks, index_ranges
 from ranum.ops.contrib import MS_DOMAIN, concrete_sum, rounded_sum
@@ -112,10 +116,11 @@ def _check_mask(shape: Sequence[int], batch: int, keys: int) -> None:
 
 
 def _padding(mask: Tensor, batch: int, keys: int, filter_value: float) -> Tensor:
-    """The additive key padding bias (B, 1, 1, L) of a (B, L) 1/0 mask or (B,) key lengths."""
+    """The additive key padding bias (B, 1, 1, L) of a (B, L) mask (onnxruntime masks every entry <= 0) or (B,)
+    key lengths."""
     _check_mask(mask.shape, batch, keys)
     if mask.dim() == 2:
-        masked = mask == 0
+        masked = mask <= 0
     else:
         masked = torch.arange(keys).reshape(1, -1) >= mask.reshape(-1, 1).to(torch.int64)
     return torch.where(masked, filter_value, 0.0).to(torch.float32).reshape(batch, 1, 1, keys)
@@ -128,18 +133,38 @@ def _causal(seq: int, keys: int, filter_value: float) -> Tensor:
     return torch.where((j > i) & (i < seq - 1), filter_value, 0.0).to(torch.float32)
 
 
+def additive_mask(attrs: Heads, mask: Tensor | None, batch: int, seq: int, keys: int) -> Tensor | None:
+    """The float32 sum of the key padding and causal biases (B|1, 1, S|1, L), None without either: each adds
+    ``mask_filter_value``, so a padded key after the diagonal gets twice it (-inf when that overflows)."""
+    additive = None
+    if mask is not None:
+        additive = _padding(mask, batch, keys, attrs.mask_filter_value)
+    if attrs.unidirectional:
+        causal = _causal(seq, keys, attrs.mask_filter_value)
+        additive = causal if additive is None else additive + causal
+    return additive
+
+
+def additive_mask_bounds(attrs: Heads, mask: Interval | None, batch: int, seq: int, keys: int) -> Interval | None:
+    """Bounds of :func:`additive_mask`: a key is surely masked below the mask's upper bounds (or key lengths)
+    and possibly below its lower ones, and the float32 sum is monotone in each bias."""
+    ends = [None, None] if mask is None else [t.to(torch.float64) for t in mask.full()]
+    most, least = (additive_mask(attrs, end, batch, seq, keys) for end in ends)
+    if most is None or least is None:
+        return None
+    lo, hi = (t.to(torch.float64) for t in (torch.minimum(most, least), torch.maximum(most, least)))
+    return Interval.from_full(lo, hi, TensorProto.FLOAT)
+
+
 def attention_concrete(attrs: Heads, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
                        attention_bias: Tensor | None) -> Tensor:
     """Y (B, S, heads * Dv) as onnxruntime's CPU kernel computes it, in float32."""
     heads = attrs.num_heads
     qh, kh, vh = (_split(t.to(torch.float32), heads) for t in (q, k, v))
     scores = torch.matmul(qh, kh.transpose(-1, -2)) * attrs.scale_for(qh.shape[-1])
-    additive = torch.zeros((), dtype=torch.float32)
-    if mask is not None:
-        additive = additive + _padding(mask, q.shape[0], k.shape[1], attrs.mask_filter_value)
-    if attrs.unidirectional:
-        additive = additive + _causal(q.shape[1], k.shape[1], attrs.mask_filter_value)
-    scores = scores + additive
+    additive = additive_mask(attrs, mask, q.shape[0], q.shape[1], k.shape[1])
+    if additive is not None:
+        scores = scores + additive
     if attention_bias is not None:
         scores = scores + attention_bias.to(torch.float32)
     y = torch.matmul(torch.softmax(scores, dim=-1), vh)
@@ -188,9 +213,11 @@ def _wanted(ctx: NodeContext, index: int, op: str, what: str) -> None:
 # ------------------------------------------------------------------------------ hazard
 @dataclass(frozen=True)
 class OnAttentionOperands(OnDerivedOperands):
-    """The ONNX Attention score hazard (a score of +inf or NaN, or a row of only -inf: the softmax gives
-    NaN), checked on the operator's projected Q, K, V with its attention bias as the additive mask.
-    The key padding and causal biases are finite and ignored (no row is taken as fully masked)."""
+    """The attention score hazard (a score of +inf or NaN, or a row of only -inf: the softmax gives NaN),
+    checked on the operator's projected Q, K, V plus its key padding and causal biases, then its attention
+    bias, as the kernel adds them. The contrib kernels take the softmax of every row (no row is zeroed), so
+    a row that is fully padded or biased is reported when its sums can all be -inf (a mask_filter_value or
+    bias of -inf, or scores so negative that the sum overflows)."""
 
     rule: MultiHeadAttention | Attention
     # the inner hazard's, known without building it (which needs the rule's heads)
@@ -199,16 +226,22 @@ class OnAttentionOperands(OnDerivedOperands):
     kind = AttentionScoreHazard.kind
 
     @property
-    def inner(self) -> AttentionScoreHazard:  # type: ignore[override]
-        return AttentionScoreHazard(self.rule.heads().onnx_rule())
+    def inner(self) -> SoftmaxEveryRowHazard:  # type: ignore[override]
+        return SoftmaxEveryRowHazard(self.rule.heads().onnx_rule())
 
     def derived_bounds(self, inputs):
         if any(t is not None and t.shape is None for t in inputs):
             return None
-        return list(self.rule.abstract_operands(inputs, _HAZARD_BUDGET))
+        q, k, v, attention_bias = self.rule.abstract_operands(inputs, _HAZARD_BUDGET)
+        mask = _optional(inputs, self.rule.mask_input)
+        padding = additive_mask_bounds(self.rule.heads(), mask, q.shape[0], q.shape[1], k.shape[1])
+        return [q, k, v, None, padding, attention_bias]
 
     def derived_values(self, inputs):
-        return list(self.rule.concrete_operands(inputs))
+        q, k, v, attention_bias = self.rule.concrete_operands(inputs)
+        mask = _optional(inputs, self.rule.mask_input)
+        padding = additive_mask(self.rule.heads(), mask, q.shape[0], q.shape[1], k.shape[1])
+        return [q, k, v, None, padding, attention_bias]
 
 
 def _optional(inputs: Sequence, index: int):
@@ -227,6 +260,7 @@ class MultiHeadAttention(OpRule):
     mask_filter_value: float = -10000.0
 
     accumulates = True
+    mask_input = 4  # key_padding_mask
 
     def heads(self) -> Heads:
         return _heads("MultiHeadAttention", self.num_heads, self.scale, self.unidirectional, self.mask_filter_value)
@@ -295,6 +329,7 @@ class Attention(OpRule):
     past_present_share_buffer: int = 0
 
     accumulates = True
+    mask_input = 3  # mask_index
 
     def __post_init__(self) -> None:
         if self.do_rotary:

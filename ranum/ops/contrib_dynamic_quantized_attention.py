@@ -74,6 +74,7 @@ class QAttention(OpRule):
 
     accumulates = True
     parameter_operands = frozenset({3, 4, 6, 7})  # the scales and zero points
+    mask_input = 5  # mask_index
 
     def __post_init__(self) -> None:
         if self.do_rotary:

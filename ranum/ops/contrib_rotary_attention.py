@@ -20,8 +20,10 @@ as measured on onnxruntime 1.32's CPU kernels (float32; float16 below):
   have ``max(past length, total_sequence_length)`` rows: the past rows read, then the new K (rotated
   when ``do_rotary``) / V (all S of them in a prompt, padding rows included), then zeros. Query row
   ``i`` attends the keys ``max(0, p - W + 1) .. min(p, T_b - 1)``, ``p`` its absolute position
-  (``W = local_window_size`` when positive, else unlimited); a padding row (``p >= T_b``) whose window
-  holds no key, or whose scores all overflow to -inf, outputs 0:
+  (``W = local_window_size`` when positive, else unlimited); writing present key/value, a padding row
+  (``p >= T_b``) whose window holds no key, or a row whose biased scores are all at most the lowest
+  value (an attention bias of -inf or of the lowest value, an overflow to -inf), outputs 0; without
+  them such a row is the softmax of its scores (NaN when they are all -inf):
   ``scores = softcap * tanh(scale * q k^T / softcap)`` (``softcap > 0``) ``+ attention_bias``, then
   softmax over the attended keys; ``smooth_softmax`` adds ``exp(0 - max)`` to the denominator (and a
   ``head_sink`` ``exp(sink_h - max)``, the maximum taken over the sink too). ``do_rotary`` rotates the
@@ -33,9 +35,11 @@ position can reach (about 1 for a true rotation cache, whatever the positions). 
 every output row is a convex combination of the V rows it attends (weights summing to within ``delta``
 of 1), so its bounds are the hull of those rows (per head and column, via
 :func:`ranum.ops._attention.convex_bounds`), joined with 0 when ``smooth_softmax`` or ``head_sink``
-lets the weights sum to less than 1; present key/value place the new bounds into the past ones
-(exact moves). Scores that can overflow (or a bias of +inf) make the softmax NaN: the ONNX Attention
-score hazard is checked on the rotated Q and the present key/value with the attention bias.
+lets the weights sum to less than 1, or where a row can be zeroed; present key/value place the new bounds
+into the past ones (exact moves). Scores that can overflow (or a bias of +inf), and without present outputs a
+row whose biased scores can all be -inf, make the softmax NaN:
+:class:`ranum.ops._attention.SoftmaxEveryRowHazard` is checked on the rotated Q and the present key/value
+with the attention bias, over the attended keys.
 
 A packed query (key and value absent, as onnxruntime-genai's builder writes after one fused Q/K/V
 MatMul) holds the query heads, then the key heads, then the value heads along its last axis: it is
@@ -51,7 +55,8 @@ there, and a kernel computing in float32 cannot, so this errs on the side of a f
 Rejected (UnsupportedOperator, with the reason): tensors other than float32 and float16, inexact
 ``seqlens_k`` / ``total_sequence_length``, ``position_ids`` of GroupQueryAttention, ``causal = 0``,
 quantized caches (k_scale/v_scale), q/k norm weights, ``query_seqlens``, ``sliding_window_cache``, the
-``output_qk`` output, ``is_packed_batching``, rotary caches whose width is not half the rotary dimension.
+``output_qk`` output, ``is_packed_batching``, rotary caches whose width is not half the rotary dimension,
+past key/value without present outputs (onnxruntime 1.32's CPU kernel then reads an uninitialised buffer).
 Invariants: bounds are never NaN; every rule is pure.
 """
 
@@ -68,7 +73,7 @@ from torch import Tensor
 from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops import transformer
-from ranum.ops._attention import AttentionScoreHazard, convex_bounds
+from ranum.ops._attention import SoftmaxEveryRowHazard, convex_bounds
 from ranum.ops._base import NodeContext, OpRule, exact_ints
 from ranum.ops._range_hull import range_reduce, select_pick
 from ranum.ops.contrib import MS_DOMAIN
@@ -265,24 +270,44 @@ def geometry(seq_shape: Sequence[int], past_shape: Sequence[int] | None, seqlens
     return Geometry(batch, seq, past, max(past, tsl), prompt, totals)
 
 
+def _writes_present(outputs: Sequence) -> bool:
+    """Whether the node writes present_key / present_value (onnxruntime requires both or neither)."""
+    return len(outputs) > 1 and outputs[1] is not None
+
+
 @dataclass(frozen=True)
 class OnGroupQueryOperands(OnAttentionOperands):
-    """The ONNX Attention score hazard, checked on GroupQueryAttention's rotated Q and its present key
-    and value (all of their rows: a superset of the attended ones) with its attention bias."""
+    """The attention score hazard, checked on GroupQueryAttention's rotated Q and its present key and value
+    with its attention bias, over the keys each query row attends. Writing present key/value, the kernel
+    outputs 0 for a row whose largest score is at most the lowest value (an all -inf row is no NaN there);
+    without them it takes the softmax of every row."""
 
     rule: GroupQueryAttention
 
     @property
-    def inner(self) -> AttentionScoreHazard:  # type: ignore[override]
-        return AttentionScoreHazard(self.rule.score_rule())
+    def inner(self) -> SoftmaxEveryRowHazard:  # type: ignore[override]
+        return self.inner_for(())
+
+    def inner_for(self, outputs: Sequence) -> SoftmaxEveryRowHazard:
+        return SoftmaxEveryRowHazard(self.rule.score_rule(), zero_lowest_rows=_writes_present(outputs))
 
     def derived_bounds(self, inputs):
         if any(t is not None and t.shape is None for t in inputs):
             return None
         try:
-            return list(self.rule.abstract_operands(inputs, _HAZARD_BUDGET))
+            return self.rule.score_operands(inputs, self.rule.abstract_operands(inputs, _HAZARD_BUDGET))
         except UnsupportedOperator:
             return None
+
+    def derived_values(self, inputs):
+        return self.rule.score_operands(inputs, self.rule.concrete_operands(inputs))
+
+    def check(self, inputs, outputs):
+        derived = self.derived_bounds(inputs)
+        return None if derived is None else self.inner_for(outputs).check(derived, outputs)
+
+    def triggered(self, inputs, outputs):
+        return self.inner_for(outputs).triggered(self.derived_values(inputs), outputs)
 
 
 _UNMODELLED = {12: "k_scale (quantized cache)", 13: "v_scale (quantized cache)", 14: "q_norm_weight",
@@ -388,6 +413,10 @@ class GroupQueryAttention(OpRule):
                 raise UnsupportedOperator(f"GroupQueryAttention: {what} is not supported")
         if len(outs) > 3 and outs[3]:
             raise UnsupportedOperator("GroupQueryAttention: the output_qk output is not supported")
+        if len(ins) > 3 and ins[3] and not (len(outs) > 2 and outs[1] and outs[2]):
+            raise UnsupportedOperator("GroupQueryAttention: past_key/past_value without present_key/present_value "
+                                      "outputs (onnxruntime 1.32's CPU kernel then attends an uninitialised "
+                                      "buffer instead of the past)")
         if self.do_rotary and not (len(ins) > 8 and ins[7] and ins[8]):
             raise UnsupportedOperator("GroupQueryAttention: do_rotary needs cos_cache and sin_cache")
 
@@ -430,7 +459,10 @@ class GroupQueryAttention(OpRule):
             scores = scores + bias
         scores = torch.where(geo.attended(self.local_window_size), scores, -torch.inf)
         weights = self._softmax(scores, _optional(inputs, 11))
-        weights = torch.where(geo.keyless(self.local_window_size), 0.0, weights)
+        zeroed = geo.keyless(self.local_window_size)
+        if _writes_present(ctx.node.outputs):  # a row whose largest score is at most the lowest value: 0
+            zeroed = zeroed | (scores <= torch.finfo(scores.dtype).min).all(-1, keepdim=True)
+        weights = torch.where(zeroed, 0.0, weights)
         y = torch.matmul(weights, values.repeat_interleave(group, 1))
         y = y.transpose(1, 2).reshape(qh.shape[0], qh.shape[2], -1)
         outputs = tuple(t.half() for t in (y, keys, values)) if half else (y, keys, values)
@@ -443,6 +475,13 @@ class GroupQueryAttention(OpRule):
         top = torch.maximum(scores.amax(-1, keepdim=True), sink)
         e = torch.exp(scores - top)
         return e / (e.sum(-1, keepdim=True) + torch.exp(sink - top))
+
+    def score_operands(self, inputs: Sequence, operands: list) -> list:
+        """The score hazard's operands (see :class:`~ranum.ops._attention.SoftmaxEveryRowHazard`) from
+        :meth:`concrete_operands` or :meth:`abstract_operands`: Q, present K and V, the attended keys, the bias."""
+        geo = self._check(None, self._unpacked(inputs))
+        qh, keys, values, bias = operands[:4]
+        return [qh, keys, values, geo.attended(self.local_window_size), bias]
 
     # -------------------------------------------------------------- abstract
     def abstract_operands(self, inputs: Sequence, budget: int) -> list:
@@ -494,15 +533,24 @@ class GroupQueryAttention(OpRule):
         group = self.num_heads // self.kv_num_heads
         low, high = (t.repeat_interleave(group, 1) for t in (low, high))
         low, high = convex_bounds(low, high, geo.present, elem_type)
-        keyless = geo.keyless(self.local_window_size)
-        if self._sinks() or _optional(inputs, 11) is not None \
-                or AttentionScoreHazard(self.score_rule()).check(operands, ()) is not None:
-            # the weights may sum to less than 1; a row of -inf scores (overflow) gives 0
-            keyless = torch.ones_like(keyless)
-        low, high = torch.where(keyless, low.clamp(max=0.0), low), torch.where(keyless, high.clamp(min=0.0), high)
+        zeroed = self._zeroed_rows(ctx, inputs, operands, geo)
+        low, high = torch.where(zeroed, low.clamp(max=0.0), low), torch.where(zeroed, high.clamp(min=0.0), high)
         lo, hi = (t.transpose(1, 2).reshape(geo.batch, geo.seq, -1) for t in (low, high))
         y = Interval.from_full(lo, hi, elem_type, ctx.budget)
         return (y, keys, values)[:max(1, min(len(ctx.node.outputs), 3))]
+
+
+    def _zeroed_rows(self, ctx: NodeContext, inputs: Sequence, operands: list, geo: Geometry) -> Tensor:
+        """(B, 1|Hq, S, 1): rows whose output may be 0 (or whose weights may sum to less than 1): keyless rows,
+        every row with sinks or a score hazard, and, writing present key/value, rows whose scores can all be
+        at most the lowest value."""
+        keyless = geo.keyless(self.local_window_size)
+        outputs = [None if not name else name for name in ctx.node.outputs]
+        hazard = OnGroupQueryOperands(self).inner_for(outputs)
+        scored = self.score_operands(inputs, operands)
+        if self._sinks() or _optional(inputs, 11) is not None or hazard.check(scored, outputs) is not None:
+            return torch.ones_like(keyless)
+        return keyless | hazard.rows_reaching_lowest(scored) if hazard.zero_lowest_rows else keyless
 
 
 def _require_float_or_half(op: str, elem_type: int) -> None:
