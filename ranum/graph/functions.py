@@ -30,13 +30,30 @@ def inline_local_functions(model: onnx.ModelProto) -> bool:
     whether there were any."""
     if not model.functions:
         return False
-    functions = {_key(f.domain, f.name, getattr(f, "overload", "")): f for f in model.functions}
     opsets = {imp.domain: imp.version for imp in model.opset_import}
+    functions = {_key(f.domain, f.name, getattr(f, "overload", "")): f for f in model.functions
+                 if not _runtime_kernel(f, opsets)}
     inliner = _Inliner(functions, opsets)
     inliner.graph(model.graph, depth=0)
     for domain, version in inliner.added_opsets.items():
         model.opset_import.append(onnx.helper.make_opsetid(domain, version))
     del model.functions[:]
+    return True
+
+
+def _runtime_kernel(function: onnx.FunctionProto, opsets: Mapping[str, int]) -> bool:
+    """Whether onnxruntime runs its own kernel for calls of ``function`` and ignores the body: a function named
+    like a standard operator of the model's opset, or in onnxruntime's own contrib domain. Its calls then keep
+    the operator's rule (or none: the widest values), never the body's."""
+    domain = "" if function.domain == "ai.onnx" else function.domain
+    if domain == "com.microsoft":
+        return True
+    if domain:
+        return False
+    try:
+        onnx.defs.get_schema(function.name, opsets.get("", opsets.get("ai.onnx", 1)), "")
+    except onnx.defs.SchemaError:
+        return False
     return True
 
 

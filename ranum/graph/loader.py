@@ -23,6 +23,7 @@ from onnx import external_data_helper, helper, shape_inference
 from ranum.errors import ModelError, RangeSpecError
 from ranum.graph._export_kinds import export_kinds
 from ranum.graph._raw_views import LARGE_ELEMENTS, STRIPPED_TYPES, strip_payloads
+from ranum.graph._scopes import unique_scopes
 from ranum.graph.functions import inline_local_functions
 from ranum.graph.model import Graph, Node, TensorInfo
 
@@ -49,6 +50,7 @@ def load_model(source: ModelSource, dims: Mapping[str, int] | None = None) -> tu
     inlined = inline_local_functions(model)
     kinds = export_kinds(model.graph)  # before the model's value info is dropped for inference's
     _sort_nodes(model.graph)
+    unique_scopes(model.graph, stable_node_names(model.graph))
     light = _without_large_weights(model)
     hidden = _hide_runtime_onnx_ops(light)
     _check(light)

@@ -1,7 +1,8 @@
 """Frozen view of an ONNX graph: nodes in topological order, tensor facts, initializers.
 
-Invariants: ``Graph.nodes`` is topologically sorted; every node has a unique, stable name (unnamed
-ONNX nodes are named ``<OpType>_<position>``, see :func:`stable_node_names`); shapes in
+Invariants: ``Graph.nodes`` is topologically sorted; every node has a name, unique in the whole model, and
+stable (unnamed ONNX nodes are named ``<OpType>_<position>``, see :func:`stable_node_names`; subgraph nodes and
+tensors whose names clash are renamed, see :mod:`ranum.graph._scopes`); shapes in
 ``TensorInfo`` are concrete (symbolic dimensions were substituted at load time) or None; a
 sequence-typed value has a ``TensorInfo`` describing its tensors, with ``sequence`` set; an
 optional-typed one describes the tensor or sequence it may hold, with ``optional`` set.

@@ -234,7 +234,7 @@ def test_hazard_inside_a_loop_body_is_reported() -> None:
     report = ranum.check(model, {"inputs": {"y0": [5.0, 6.0]}})  # the 4th iteration takes log of [1, 2]
     assert not report.findings
     report = ranum.check(model, {"inputs": {"y0": [3.5, 6.0]}})  # ... here of [-0.5, 2]
-    assert [(f.node, f.hazard_id) for f in report.findings] == [("Log_1", "log-nonpositive")]
+    assert [(f.node, f.hazard_id) for f in report.findings] == [("Loop_0/body/Log_1", "log-nonpositive")]
 
 
 # ----------------------------------------------------------------------------- conditions (logic ops)
