@@ -13,7 +13,7 @@ import onnx
 from ranum.analysis import Analysis, SpecSource, analyze, as_spec
 from ranum.config import AnalysisConfig
 from ranum.detect._findings import Finding, _json_number, find_hazards
-from ranum.domain.ranges import UNTRAINED_REASON
+from ranum.domain.ranges import FEEDABLE_REASON, UNTRAINED_REASON
 from ranum.frontend._source import source_locations
 from ranum.graph.loader import ModelSource
 from ranum.graph.model import Node
@@ -52,6 +52,12 @@ class Report:
             notes.append(f"{len(untrained)} initializer(s) taken as they are, not as weights: the exporter recorded "
                          f"them as buffers or tensor constants of the PyTorch module, which training does not change "
                          f"({shown}); give one a range under 'weights' to treat it as a weight")
+        fed = [a.tensor for a in self.analysis.assumptions if a.reason == FEEDABLE_REASON]
+        if fed:
+            notes.append(f"{len(fed)} initializer(s) also listed as graph inputs, which onnxruntime lets a feed "
+                         f"replace: {', '.join(repr(name) for name in fed[:6])}{', ...' if len(fed) > 6 else ''}; "
+                         "the analysis takes their values (or ranges): give one a range under 'weights' to cover "
+                         "the values a feed may bring")
         for a in self.analysis.assumptions:
             if a.source == "default":
                 why = f", {a.reason}" if a.reason else ""

@@ -36,6 +36,7 @@ every value up to 2**64 - 1 (see :mod:`ranum.ops.convert`), and the assumption's
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import warnings
@@ -120,13 +121,25 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
         reason = f"the rows of '{table[1]}' it indexes" if table is not None else _held_note(high, info.elem_type)
         notes.append(Assumption(info.name, "input", low, high, source, reason=reason))
     statistics = running_statistics(graph) if graph.export_kinds else frozenset()
+    fed = _feedable_initializers(graph)
     for name, proto in graph.initializers.items():
         setting = name in parameters and name not in spec.weights
         kind = graph.export_kinds.get(name) if name not in statistics and name not in spec.weights else None
         iv, note = _initializer(name, initializer_value(graph, name), proto.data_type, spec, setting, kind)
         env[name] = iv
+        if name in fed and not note.reason:
+            note = dataclasses.replace(note, reason=FEEDABLE_REASON)
         notes.append(note)
     return env, notes
+
+
+def _feedable_initializers(graph: Graph) -> frozenset[str]:
+    """Initializers the model also lists as graph inputs from IR version 4 on, where onnxruntime takes a feed
+    for them instead (before, every initializer was listed, and a feed is refused)."""
+    model = graph.proto
+    if model is None or model.ir_version < 4:
+        return frozenset()
+    return frozenset(value.name for value in model.graph.input if value.name in graph.initializers)
 
 
 # operators whose first output holds values of their first input (index values reach a lookup unchanged)
@@ -222,6 +235,7 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
 
 
 UNTRAINED_REASON = "a buffer or tensor constant of the PyTorch module, which training does not change"
+FEEDABLE_REASON = "also a graph input, which onnxruntime lets a feed replace"
 
 
 def _untrained(export_kind: str | None, extremes: tuple[float, float]) -> bool:

@@ -61,3 +61,13 @@ def test_a_local_function_named_like_a_standard_operator_is_the_operator() -> No
                    [_vi("x")], [_vi("y")], functions=[body])
     findings = ranum.check(model, {"inputs": {"x": [0.5, 1]}}).findings
     assert [(f.op_type, f.hazard_id, f.certain) for f in findings] == [("Sqrt", "sqrt-negative", True)]
+
+
+def test_an_initializer_also_listed_as_an_input_is_taken_with_a_warning() -> None:
+    """From IR version 4, onnxruntime lets a feed replace an initializer the graph also lists as an input: the
+    analysis takes the initializer's value, and says so."""
+    model = _model([helper.make_node("Div", ["x", "k"], ["y"])], [_vi("x"), _vi("k", FLOAT, [])], [_vi("y")],
+                   [numpy_helper.from_array(np.array(2.0, np.float32), "k")])
+    report = ranum.check(model, {"inputs": {"x": [-1, 1]}})
+    assert not report.findings
+    assert any("also listed as graph inputs" in warning and "'k'" in warning for warning in report.warnings)
