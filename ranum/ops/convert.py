@@ -1,9 +1,10 @@
 """Constants, ranges, type conversions, linear (de)quantization and dropout.
 
-Constant and ConstantOfShape outputs are exact; Range is exact for integers and bounded by the
-runtime's accumulated sum for floats; Cast rounds only when the target type is narrower (and can
-overflow to inf: Overflow hazard); Dropout is the identity at inference, a scaling in training.
-QuantizeLinear / DequantizeLinear support 8- and 16-bit integer quantized types with per-tensor,
+Constant and ConstantOfShape outputs are exact (a ConstantOfShape whose ``value`` is NaN, of a shape known
+only at run time, is reported as a NaN fill: no constant holds that NaN to be found); Range is exact for
+integers and bounded by the runtime's accumulated sum for floats; Cast rounds only when the target type is
+narrower (and can overflow to inf: Overflow hazard); Dropout is the identity at inference, a scaling in
+training. QuantizeLinear / DequantizeLinear support 8- and 16-bit integer quantized types with per-tensor,
 per-axis and blocked scales; the quotient x / scale is bounded with the division's rounding before
 rounding half to even and saturating, so a quantized result is exact wherever the quotient is
 decided. DequantizeLinear subtracts an int32 zero point in int32, as onnxruntime does: the difference
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from onnx import TensorProto
@@ -29,7 +31,7 @@ from ranum.domain.dtypes import bound_dtype, elem_type_of, float_facts, is_bool,
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import ELEMENTWISE, HULLS, NodeContext, OpRule, exact_ints, inferred_shape
-from ranum.ops.hazards import Overflow, equal_to
+from ranum.ops.hazards import FORWARD, Hazard, HazardHit, Overflow, equal_to
 from ranum.ops.registry import register
 
 __all__ = ["Cast", "CastLike", "Constant", "ConstantOfShape", "DequantizeLinear", "Dropout", "QuantizeLinear",
@@ -73,6 +75,44 @@ class Constant(OpRule):
         return Interval.point(value, elem_type_of(value.dtype))
 
 
+@dataclass(frozen=True)
+class NaNFill(Hazard):
+    """ConstantOfShape's ``value`` is NaN, so is every element of its output. Of a constant shape, the output is
+    a constant that the nodes reading it report (``nan-constant``); of a shape known only at run time, no
+    constant holds the NaN, so the ConstantOfShape reports it: certain where no dimension can be 0, possible
+    where one can, none where one always is (an empty tensor holds no NaN). No clip removes it."""
+
+    name: str = "nan-fill"
+    description: str = "fills its output with NaN (its value attribute), of a shape known only at run time"
+    kind: str = FORWARD
+    operand: int = -1
+    holds_nan: bool = False
+
+    def operand_name(self, inputs, outputs):
+        return outputs[0] if outputs else ""
+
+    def check(self, inputs, outputs):
+        shape = inputs[0] if inputs else None
+        if not self.holds_nan or shape is None or shape.is_exact:
+            return None
+        if shape.numblocks and float(shape.upper.min()) < 1:
+            return None  # a dimension that is always 0
+        certain = not shape.numblocks or float(shape.lower.min()) >= 1
+        return HazardHit(certain, -math.inf, math.inf)
+
+    def triggered(self, inputs, outputs):
+        return torch.isnan(outputs[0])
+
+    def distance(self, inputs, outputs):
+        return torch.zeros(())
+
+    def invalid_text(self, elem_type):
+        return "NaN"
+
+    def repair_operand(self) -> int | None:
+        return None
+
+
 @register("ConstantOfShape")
 class ConstantOfShape(OpRule):
     """A tensor of the given shape filled with ``value`` (default float32 0): exact."""
@@ -80,6 +120,12 @@ class ConstantOfShape(OpRule):
     value: Tensor | None = None
     rounds = False
     unknown_shapes = HULLS
+
+    @property
+    def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
+        """A NaN fill, declared always (the operator table lists it) and firing only for a NaN ``value``."""
+        fill = self._fill()
+        return (NaNFill(holds_nan=fill.is_floating_point() and bool(torch.isnan(fill))),)
 
     def _fill(self) -> Tensor:
         return self.value.reshape(()) if self.value is not None else torch.tensor(0.0, dtype=torch.float32)
