@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from onnx import TensorProto
 
-from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype
+from ranum.domain.dtypes import float_facts, is_bool, is_float, torch_dtype, type_name
 from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value
@@ -105,6 +105,7 @@ def initial_intervals(graph: Graph, spec: RangeSpec, parameters: frozenset[str] 
             raise RangeSpecError(f"graph input '{info.name}' has no known shape")
         if info.name in spec.inputs:
             low, high = spec.inputs[info.name]
+            _check_holds_a_value(info.name, low, high, info.elem_type)
             source = "spec"
         else:
             low, high = DEFAULT_FLOAT_INPUT if is_float(info.elem_type) else DEFAULT_INDEX_INPUT
@@ -215,6 +216,7 @@ def _initializer(name: str, value: np.ndarray, elem_type: int, spec: RangeSpec, 
     untrained = weight and _untrained(export_kind, extremes)
     if name in spec.inputs:
         low, high = spec.inputs[name]
+        _check_holds_a_value(name, low, high, elem_type)
         role = "weight" if weight else "constant"
         return _box(low, high, shape, elem_type), Assumption(name, role, low, high, "spec",
                                                              reason=_held_note(high, elem_type))
@@ -301,6 +303,29 @@ def _uint64_range(low: float, high: float) -> tuple[float, float]:
     if high <= _HELD_UINT64:
         return low, high
     return min(low, _HELD_UINT64), 2.0**63  # 2**63 is held as int64's maximum
+
+
+def _check_holds_a_value(name: str, low: float, high: float, elem_type: int) -> None:
+    """A range given for ``name`` must hold a value of its type: an integer for an integer tensor (a bool: 0 or
+    1), a finite value for a float one.
+
+    Raises:
+        RangeSpecError: where it holds none (the analysis would otherwise take another range silently).
+    """
+    if is_bool(elem_type):
+        if low < 0 or high > 1:
+            raise RangeSpecError(f"range [{low:g}, {high:g}] for '{name}': a bool tensor's values are 0 and 1")
+        low, high = math.ceil(low), math.floor(high)
+    elif not is_float(elem_type):
+        low, high = math.ceil(low) if math.isfinite(low) else low, math.floor(high) if math.isfinite(high) else high
+        if elem_type != TensorProto.UINT64:  # (uint64 ranges past int64 are held apart: see _uint64_range)
+            info = torch.iinfo(torch_dtype(elem_type))
+            low, high = max(low, info.min), min(high, info.max)
+    else:
+        largest = float_facts(elem_type).max
+        low, high = max(low, -largest), min(high, largest)
+    if low > high:
+        raise RangeSpecError(f"range for '{name}' holds no value of its type ({type_name(elem_type)})")
 
 
 def finite_range(low: float, high: float, elem_type: int) -> tuple[float, float]:
