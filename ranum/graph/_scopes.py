@@ -24,16 +24,19 @@ def unique_scopes(graph: onnx.GraphProto, named: Sequence[tuple[str, onnx.NodePr
     subgraph node's new name starts with its owner's)."""
     node_names = {name for name, _ in named}
     tensors = set(_defined(graph))
+    taken = _mentioned(graph)  # a fresh name must not be one a subgraph not yet visited defines or reads
     for name, node in named:
-        _scope_subgraphs(node, name, node_names, tensors)
+        _scope_subgraphs(node, name, node_names, tensors, taken)
 
 
-def _scope_subgraphs(node: onnx.NodeProto, owner: str, node_names: set[str], tensors: set[str]) -> None:
+def _scope_subgraphs(node: onnx.NodeProto, owner: str, node_names: set[str], tensors: set[str],
+                     taken: set[str]) -> None:
     for sub in _subgraphs(node):
         renames = {}
         for name in _defined(sub):
             if name in tensors:
-                renames[name] = _fresh(name, tensors)
+                renames[name] = _fresh(name, taken)
+                taken.add(renames[name])
             tensors.add(renames.get(name, name))
         if renames:
             _rename_tensors(sub, renames)
@@ -43,7 +46,7 @@ def _scope_subgraphs(node: onnx.NodeProto, owner: str, node_names: set[str], ten
                 inner.name = _unique(f"{prefix}/{inner.name or f'{inner.op_type}_{position}'}", node_names)
             node_names.add(inner.name)
         for inner in sub.node:
-            _scope_subgraphs(inner, inner.name, node_names, tensors)
+            _scope_subgraphs(inner, inner.name, node_names, tensors, taken)
 
 
 def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
@@ -52,6 +55,18 @@ def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield attr.g
         elif attr.type == onnx.AttributeProto.GRAPHS:
             yield from attr.graphs
+
+
+def _mentioned(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name ``graph`` and its subgraphs define or read."""
+    names = {value.name for value in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    names.update(init.name for init in graph.initializer)
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+        for sub in _subgraphs(node):
+            names |= _mentioned(sub)
+    return names
 
 
 def _defined(graph: onnx.GraphProto) -> Iterator[str]:

@@ -71,3 +71,31 @@ def test_an_initializer_also_listed_as_an_input_is_taken_with_a_warning() -> Non
     report = ranum.check(model, {"inputs": {"x": [-1, 1]}})
     assert not report.findings
     assert any("also listed as graph inputs" in warning and "'k'" in warning for warning in report.warnings)
+
+
+def test_a_renamed_tensor_never_takes_a_name_a_nested_subgraph_defines() -> None:
+    """Both branches define ``t``; the second's is renamed, and a subgraph nested in it defines its own tensor
+    literally named ``t~1`` and reads the outer ``t`` = x - 1: the read keeps binding to x - 1 (u reaches -2, and
+    Log(u + 1.5) of 0 is reported)."""
+    def value(name: str) -> onnx.ValueInfoProto:
+        return _vi(name, FLOAT, [2])
+
+    first = helper.make_graph([helper.make_node("Add", ["x", "one"], ["t"])], "first", [], [value("t")])
+    inner = helper.make_graph([helper.make_node("Add", ["x", "hundred"], ["t~1"]),
+                               helper.make_node("Sub", ["t", "zero"], ["p"]),
+                               helper.make_node("Add", ["p", "t~1"], ["unused"])], "in_then", [], [value("p")])
+    other = helper.make_graph([helper.make_node("Neg", ["t"], ["q"])], "in_else", [], [value("q")])
+    second = helper.make_graph([helper.make_node("Sub", ["x", "one"], ["t"]),
+                                helper.make_node("If", ["c"], ["r"], then_branch=inner, else_branch=other)],
+                               "second", [], [value("r")])
+    model = _model([helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+                    helper.make_node("GreaterOrEqual", ["total", "zero"], ["c"]),
+                    helper.make_node("If", ["c"], ["u"], then_branch=second, else_branch=first),
+                    helper.make_node("Sub", ["u", "lim"], ["d"]), helper.make_node("Log", ["d"], ["y"])],
+                   [value("x")], [value("y")],
+                   [numpy_helper.from_array(np.array(v, np.float32), n)
+                    for n, v in (("one", 1), ("hundred", 100), ("zero", 0), ("lim", -1.5))])
+    report = ranum.check(model, {"inputs": {"x": [-1, 1]}})
+    low, _ = report.analysis.bounds("u")
+    assert low.min() <= -1.5
+    assert [(f.op_type, f.hazard_id) for f in report.findings] == [("Log", "log-nonpositive")]
