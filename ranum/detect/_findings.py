@@ -10,8 +10,16 @@ from ranum.domain.interval import Interval
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
 from ranum.ops._guard_relations import magnitude_floor
-from ranum.ops.arithmetic import InfiniteOperands
-from ranum.ops.hazards import FORWARD, ConstantNaN, DivisorHazard, Hazard, HazardHit, InfiniteRow, Overflow
+from ranum.ops.hazards import (
+    FORWARD,
+    ConstantNaN,
+    DivisorHazard,
+    Hazard,
+    HazardHit,
+    InfiniteOperands,
+    InfiniteRow,
+    Overflow,
+)
 
 __all__ = ["Finding", "find_hazards", "hazard_of"]
 
@@ -64,7 +72,11 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
     """Check every declared hazard of every evaluated node (graph order, subgraphs included)."""
     findings: list[Finding] = []
     view = _RunView(run)
-    explained: set[str] = set()  # tensors whose infinities an earlier finding (or an unanalysed node) explains
+    # tensors whose infinities an earlier finding (an unanalysed node, a constant holding NaN) explains; a
+    # subgraph's inputs too: a loop's carried state is infinite after the body's own overflow, which its
+    # evaluation reports (run.subgraph_overflows), and the marks do not follow it round the loop
+    explained: set[str] = set(run.nan_constants) | {
+        info.name for node in run.nodes for sub in node.subgraphs() for info in sub.inputs}
     for node in run.nodes:
         rule = run.rules.get(node.name)
         carried = any(name in explained and not _finite(run, name) for name in node.inputs)
@@ -78,6 +90,9 @@ def find_hazards(run: AbstractRun) -> list[Finding]:
         seen = run.subgraph_overflows.get(node.name, {})  # one evaluation's overflow, hidden by the joined bounds
         hits = [(hazard, hit if hit is not None else seen.get(index)) for index, (hazard, hit) in enumerate(hits)]
         hits = [(_named_operand(hazard, inputs), hit) for hazard, hit in hits if hit is not None]
+        if any(isinstance(h, Overflow) for h, _ in hits):
+            # infinite operands from the node's own overflow (a loop body's earlier evaluation) are that overflow
+            hits = [(h, hit) for h, hit in hits if not isinstance(h, InfiniteOperands)]
         if any(h.kind == FORWARD and not isinstance(h, Overflow) for h, _ in hits):
             # an infinite result explained by the node's own invalid operand (division by zero,
             # log of zero...) is that defect, not a separate overflow
@@ -114,14 +129,14 @@ def _explaining(hazard: Hazard, node, explained: set[str]) -> Hazard:
     """``hazard`` told which operands' infinities earlier findings explain (see :class:`InfiniteOperands`)."""
     if not isinstance(hazard, InfiniteOperands):
         return hazard
-    return replace(hazard, explained=tuple(name in explained for name in node.inputs[:2]))
+    return replace(hazard, explained=tuple(name in explained for name in node.inputs))
 
 
 def _named_operand(hazard: Hazard, inputs) -> Hazard:
     """An :class:`InfiniteOperands` hit names the first operand that can be infinite with no explanation."""
     if not isinstance(hazard, InfiniteOperands):
         return hazard
-    open_infinite = [i for i, (mark, iv) in enumerate(zip(hazard.explained, inputs[:2]))
+    open_infinite = [i for i, (mark, iv) in enumerate(zip(hazard.explained, inputs))
                      if not mark and isinstance(iv, Interval) and not iv.is_finite]
     return replace(hazard, operand=open_infinite[0] if open_infinite else 0)
 

@@ -21,7 +21,7 @@ from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, HULLS, NodeContext, OpRule, as_float64
 from ranum.ops._counts import most_elements
-from ranum.ops.hazards import Overflow
+from ranum.ops.hazards import InfiniteOperands, Overflow
 from ranum.ops.reduce import sums_of_some
 from ranum.ops.registry import register
 
@@ -74,7 +74,7 @@ def _sum_bounds(elem_type: int, scale: float) -> Callable[..., tuple[Tensor, Ten
 @register("Sum")
 class Sum(OpRule):
     unknown_shapes = ELEMENTWISE
-    hazards = (Overflow(),)
+    hazards = (Overflow(), InfiniteOperands(description="terms of +inf and -inf add to NaN", op="sum"))
     accumulates = True
 
     def concrete(self, ctx: NodeContext, *xs: Tensor) -> Tensor:
@@ -87,7 +87,7 @@ class Sum(OpRule):
 @register("Mean")
 class Mean(OpRule):
     unknown_shapes = ELEMENTWISE
-    hazards = (Overflow(),)
+    hazards = (Overflow(), InfiniteOperands(description="terms of +inf and -inf add to NaN", op="sum"))
     accumulates = True
     ulps = 2.0  # the final scaling may use a rounded 1/n
 
@@ -104,7 +104,7 @@ class CumSum(OpRule):
 
     exclusive: int = 0
     reverse: int = 0
-    hazards = (Overflow(),)
+    hazards = (Overflow(), InfiniteOperands(description="terms of +inf and -inf add to NaN", op="sum"))
     accumulates = True
     unknown_shapes = HULLS
 

@@ -34,7 +34,6 @@ from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import ordered_ratio_bounds, refined_difference, rescaled_sum_floor
 from ranum.ops._guard_relations import self_ratio_bounds, straddling_divisor_floor
 from ranum.ops._range_relations import range_ratio_bounds
-from ranum.ops._regions import Clamp
 from ranum.ops._relations import meet
 from ranum.ops._rms_relations import rms_magnitude_bound
 from ranum.ops._same_values import same_value
@@ -45,6 +44,7 @@ from ranum.ops.hazards import (
     GRADIENT,
     Hazard,
     HazardHit,
+    InfiniteOperands,
     Overflow,
     Region,
     RegionHazard,
@@ -53,8 +53,8 @@ from ranum.ops.hazards import (
 )
 from ranum.ops.registry import register
 
-__all__ = ["Abs", "Add", "BitShift", "Ceil", "Clip", "Clip6", "Div", "Floor", "InfiniteOperands", "Max", "Min", "Mod",
-           "Mul", "Neg", "Pow", "PowHazard", "Round", "Sign", "Sub"]
+__all__ = ["Abs", "Add", "BitShift", "Ceil", "Clip", "Clip6", "Div", "Floor", "Max", "Min", "Mod", "Mul", "Neg", "Pow",
+           "PowHazard", "Round", "Sign", "Sub"]
 
 _INF = math.inf
 
@@ -86,74 +86,6 @@ _WRAP = 2.0**63 * (1 - 2.0**-50)  # a float64 product this large may stand for a
 def _int_sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """Integer [l1, u1] - [l2, u2] (see :func:`_int_add`)."""
     return _int_add(l1, u1, -u2, -l2)
-
-
-@dataclass(frozen=True)
-class InfiniteOperands(Hazard):
-    """NaN from infinite operands: ``inf + -inf``, ``inf - inf``, ``0 * inf``, ``inf / inf`` (``op``: add, sub,
-    mul or div). Inputs are finite, so an operand's infinity comes from a constant (a ``-inf`` attention mask,
-    a Where that selects one) or from a hazard upstream. Detection sets ``explained`` for an operand downstream
-    of a reported hazard, whose infinity is that hazard's (fix it and the NaN goes too), and ``operand`` to an
-    operand that brings an unexplained infinity."""
-
-    name: str = "infinite-operands"
-    description: str = "infinite operands give NaN (inf - inf, 0 * inf or inf / inf)"
-    kind: str = FORWARD
-    operand: int = 0
-    op: str = "add"
-    explained: tuple[bool, bool] = (False, False)
-
-    def check(self, inputs, outputs):
-        a, b = inputs[0], inputs[1]
-        if a is None or b is None or not is_float(a.elem_type) or not a.numblocks or not b.numblocks \
-                or a.is_finite and b.is_finite:
-            return None
-        (al, ah), (bl, bh) = _aligned_pair(a, b)
-        fires = _infinite_operand_nan(self.op, al, ah, bl, bh, self.explained)
-        if not bool(fires.any()):
-            return None
-        operand = inputs[self.operand]
-        certain = bool(fires.all()) and a.is_exact and b.is_exact
-        return HazardHit(certain, float(operand.lower.min()), float(operand.upper.max()))
-
-    def triggered(self, inputs, outputs):
-        a, b = inputs[0], inputs[1]
-        result = outputs[0] if outputs and outputs[0] is not None else _BINARY[self.op](a, b)
-        return torch.isnan(result) & ~torch.isnan(a) & ~torch.isnan(b)
-
-    def distance(self, inputs, outputs):
-        a, b = inputs[0], inputs[1]
-        limit = float_facts(_float_type(a)).max
-        if self.op == "mul":  # the other operand at 0
-            near = [torch.where(torch.isinf(x), y.abs(), limit) for x, y in ((a, b), (b, a))]
-        else:  # the other operand infinite as well
-            near = [torch.where(torch.isinf(x), limit - y.abs(), limit) for x, y in ((a, b), (b, a))]
-        return torch.minimum(*near)
-
-    def invalid_text(self, elem_type):
-        return _INFINITE_NAN_TEXT[self.op]
-
-    def repair(self, operand, inputs=()):
-        limit = float_facts(operand.elem_type).max
-        return Clamp(-limit, limit)
-
-
-_BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}
-_INFINITE_NAN_TEXT = {"add": "inf + -inf", "sub": "inf - inf (one sign)", "mul": "0 * inf", "div": "inf / inf"}
-
-
-def _infinite_operand_nan(op: str, al: Tensor, ah: Tensor, bl: Tensor, bh: Tensor,
-                          explained: tuple[bool, bool]) -> Tensor:
-    """Where the bounds allow NaN from an unexplained infinity (see :class:`InfiniteOperands`)."""
-    a_up, a_down = (ah == _INF) & (not explained[0]), (al == -_INF) & (not explained[0])
-    b_up, b_down = (bh == _INF) & (not explained[1]), (bl == -_INF) & (not explained[1])
-    if op == "add":
-        return a_up & b_down | a_down & b_up
-    if op == "sub":
-        return a_up & b_up | a_down & b_down
-    if op == "div":
-        return (a_up | a_down) & (b_up | b_down)
-    return (a_up | a_down) & (bl <= 0) & (bh >= 0) | (b_up | b_down) & (al <= 0) & (ah >= 0)
 
 
 @register("Add", since=7)

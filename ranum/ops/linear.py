@@ -25,7 +25,7 @@ from ranum.errors import UnsupportedOperator
 from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._float32_products import float32_product
 from ranum.ops._relations import convex_combination_bounds, meet, norm_product_bounds
-from ranum.ops.hazards import Overflow
+from ranum.ops.hazards import InfiniteOperands, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["Einsum", "Gemm", "MatMul", "blockwise_product", "center_radius", "contracted", "contraction_blocks",
@@ -117,7 +117,8 @@ def _matmul(a: Tensor, b: Tensor) -> Tensor:
 class MatMul(OpRule):
     """numpy.matmul: N-d batched with broadcasting, 1-D operands promoted then squeezed."""
 
-    hazards = (Overflow(),)
+    hazards = (Overflow(), InfiniteOperands(description="an infinite factor meets a 0 or factors of both signs: NaN",
+                                            op="product"))
     accumulates = True
     unknown_shapes = HULLS
 
@@ -300,7 +301,8 @@ class Gemm(OpRule):
     transA: int = 0
     transB: int = 0
 
-    hazards = (Overflow(),)
+    hazards = (Overflow(), InfiniteOperands(description="an infinite factor meets a 0 or factors of both signs: NaN",
+                                            op="product"))
     accumulates = True
     unknown_shapes = HULLS
 
@@ -405,7 +407,8 @@ class Einsum(OpRule):
 
     equation: str = ""
 
-    hazards = (Overflow(),)
+    hazards = (Overflow(), InfiniteOperands(description="an infinite factor meets a 0 or factors of both signs: NaN",
+                                            op="product"))
     accumulates = True
 
     def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ from ranum.ops._counts import least_elements, most_elements
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
-from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, Overflow
+from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperands, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "OutputAtMost", "ReduceL1", "ReduceL2", "ReduceLogSum",
@@ -277,6 +277,8 @@ class ReduceSum(_SumOf):
     """Sum over axes; at least 1 where it sums ``exp(x - ReduceMax(x))`` (see :func:`_stable_exponential_floor`),
     about 1 where it sums a Softmax over its own axes (:func:`_softmax_sum_floor`)."""
 
+    hazards = (Overflow(), InfiniteOperands(description="terms of +inf and -inf add to NaN", op="sum"))
+
     unknown_shapes = HULLS
 
     def without_shapes(self, ctx: NodeContext, data: Interval, axes: Interval | None = None) -> Interval | None:
@@ -372,6 +374,8 @@ def _before_widening_cast(graph, name: str) -> str:
 @register("ReduceMean")
 class ReduceMean(_SumOf):
     """Mean over axes (integers: the sum divided with truncation)."""
+
+    hazards = (Overflow(), InfiniteOperands(description="terms of +inf and -inf add to NaN", op="sum"))
 
     unknown_shapes = HULLS
 

@@ -79,3 +79,23 @@ def test_an_additive_mask_and_a_mask_times_non_zero_scores_are_safe() -> None:
     model = _model(nodes, ["x"], {"mask": _MASK}, "y")
     assert _infinite_findings(model, {"inputs": {"x": [1, 2]}}) == []
     assert _infinite_findings(model, {"inputs": {"x": [-1, 2]}}) == [("Mul", "s")]
+
+
+def test_masked_values_summed_or_multiplied_are_reported() -> None:
+    """``x + mask`` with a -inf entry, then a matrix product (-inf times a 0 of the identity), a Sum with its
+    negation (-inf + inf) and a ReduceSum of both: NaN in onnxruntime, a finding at each."""
+    mask = np.array([[0.0, -np.inf], [0.0, 0.0]], np.float32)
+    nodes = [helper.make_node("Add", ["x", "mask"], ["s"]), helper.make_node("Neg", ["s"], ["n"]),
+             helper.make_node("MatMul", ["s", "eye"], ["product"]), helper.make_node("Sum", ["s", "n"], ["total"]),
+             helper.make_node("Concat", ["s", "n"], ["both"], axis=0),
+             helper.make_node("ReduceSum", ["both"], ["reduced"], keepdims=0)]
+    graph = helper.make_graph(
+        nodes, "aggregates", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("product", "total", "reduced")],
+        [numpy_helper.from_array(mask, "mask"), numpy_helper.from_array(np.eye(2, dtype=np.float32), "eye")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert all(np.isnan(value).any() for value in session.run(None, {"x": np.ones((2, 2), np.float32)}))
+    found = {f.op_type for f in ranum.check(model, {"inputs": {"x": [-1, 1]}}).findings
+             if f.hazard_id == "infinite-operands"}
+    assert found == {"MatMul", "Sum", "ReduceSum"}
