@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, torch_dtype
-from ranum.domain.interval import Interval, align, broadcast_shape, elementwise
+from ranum.domain.interval import Interval, elementwise
 from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, NodeContext, OpRule, UnaryRule, as_float64
@@ -48,6 +48,7 @@ from ranum.ops.hazards import (
     Overflow,
     Region,
     RegionHazard,
+    aligned_pair,
     divisor_zero,
     equal_to,
 )
@@ -317,7 +318,7 @@ class PowHazard(Hazard):
         x, y = inputs[0], inputs[1]
         if x is None or y is None or x.numblocks == 0 or y.numblocks == 0:
             return None
-        (xl, xh), (yl, yh) = _aligned_pair(x, y)
+        (xl, xh), (yl, yh) = aligned_pair(x, y)
         base = self.base(float_facts(x.elem_type))
         if self.exponent is not None:
             y_meets, y_holds = self.exponent.meets(yl, yh), self.exponent.holds(yl, yh)
@@ -356,16 +357,6 @@ class PowHazard(Hazard):
 
 def _float_type(x: Tensor) -> int:
     return elem_type_of(x.dtype) if x.is_floating_point() else elem_type_of(torch.float32)
-
-
-def _aligned_pair(x: Interval, y: Interval) -> list[tuple[Tensor, Tensor]]:
-    """Float64 bounds of two operands on one block grid (whole ranges when a shape is unknown)."""
-    shape = broadcast_shape(x.shape, y.shape)
-    if shape is None:
-        pairs = [(iv.lower.min(), iv.upper.max()) for iv in (x, y)]
-    else:
-        pairs = align([x, y], shape)[1]
-    return [(lo.to(torch.float64), hi.to(torch.float64)) for lo, hi in pairs]
 
 
 @register("Pow", since=7)

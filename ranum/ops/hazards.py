@@ -34,6 +34,7 @@ __all__ = [
     "Region",
     "RegionHazard",
     "above",
+    "aligned_pair",
     "at_most",
     "below",
     "between",
@@ -596,7 +597,7 @@ class InfiniteOperands(Hazard):
         if a is None or b is None or not is_float(a.elem_type) or not a.numblocks or not b.numblocks \
                 or a.is_finite and b.is_finite:
             return None
-        (al, ah), (bl, bh) = _aligned_pair(a, b)
+        (al, ah), (bl, bh) = aligned_pair(a, b)
         fires = _infinite_operand_nan(self.op, al, ah, bl, bh, self.explained)
         if not bool(fires.any()):
             return None
@@ -668,7 +669,7 @@ def _infinite_operand_nan(op: str, al: Tensor, ah: Tensor, bl: Tensor, bh: Tenso
     return (a_up | a_down) & (bl <= 0) & (bh >= 0) | (b_up | b_down) & (al <= 0) & (ah >= 0)
 
 
-def _aligned_pair(x: Interval, y: Interval) -> list[tuple[Tensor, Tensor]]:
+def aligned_pair(x: Interval, y: Interval) -> list[tuple[Tensor, Tensor]]:
     """Float64 bounds of two operands on one block grid (whole ranges when a shape is unknown)."""
     shape = broadcast_shape(x.shape, y.shape)
     if shape is None:
