@@ -223,10 +223,12 @@ class MaxPool(_Pool):
         """Whether each output's window reads only padding (a dilated window can step over the input)."""
         return self._max(torch.ones((1, 1, *shape[2:]), dtype=torch.float64)) == -math.inf
 
-    def _with_empty_windows(self, y: Tensor, x_shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+    def _with_empty_windows(self, y: Tensor, x_shape: Sequence[int], dtype: torch.dtype,
+                            empty: Tensor | None = None) -> Tensor:
         """``y`` where a window read only padding holds onnxruntime's start value: the type's lowest
-        (``numeric_limits::lowest``; float16's kernel starts at -inf), not -inf."""
-        empty = self._padding_only(x_shape)
+        (``numeric_limits::lowest``; float16's kernel starts at -inf), not -inf. ``empty``: those windows,
+        where the caller has them."""
+        empty = self._padding_only(x_shape) if empty is None else empty
         if not bool(empty.any()):
             return y
         return torch.where(empty, torch.tensor(_lowest(dtype), dtype=y.dtype), y)
@@ -281,10 +283,11 @@ class MaxPool(_Pool):
             y = _empty_interval(x, empty)
             return (y, _empty_interval(x, empty, TensorProto.INT64)) if self._wants_indices(ctx) else y
         values = self._values(x, ctx.budget)
-        if bool(self._padding_only(x.shape).any()):
+        padding_only = self._padding_only(x.shape)
+        if bool(padding_only.any()):
             dtype = torch_dtype(x.elem_type)
-            values = Interval.from_full(*(self._with_empty_windows(t, x.shape, dtype) for t in values.full()),
-                                        x.elem_type, ctx.budget)
+            values = Interval.from_full(*(self._with_empty_windows(t, x.shape, dtype, padding_only)
+                                          for t in values.full()), x.elem_type, ctx.budget)
         if not self._wants_indices(ctx):
             return values
         places = self._places(x.shape)
