@@ -10,13 +10,13 @@ from ranum.domain.interval import Interval
 from ranum.frontend._source import SourceLocation
 from ranum.interpret import AbstractRun
 from ranum.ops._guard_relations import magnitude_floor
+from ranum.ops._infinite_operands import InfiniteOperands
 from ranum.ops.hazards import (
     FORWARD,
     ConstantNaN,
     DivisorHazard,
     Hazard,
     HazardHit,
-    InfiniteOperands,
     InfiniteRow,
     Overflow,
 )

@@ -21,7 +21,8 @@ from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
 from ranum.ops._base import ELEMENTWISE, HULLS, NodeContext, OpRule, as_float64
 from ranum.ops._counts import most_elements
-from ranum.ops.hazards import InfiniteOperands, Overflow
+from ranum.ops._infinite_operands import InfiniteOperands
+from ranum.ops.hazards import Overflow
 from ranum.ops.reduce import sums_of_some
 from ranum.ops.registry import register
 

@@ -33,6 +33,7 @@ from ranum.ops._centred_relations import within_centred_sum
 from ranum.ops._convex_relations import within_convex_hull
 from ranum.ops._difference_relations import ordered_ratio_bounds, refined_difference, rescaled_sum_floor
 from ranum.ops._guard_relations import self_ratio_bounds, straddling_divisor_floor
+from ranum.ops._infinite_operands import InfiniteOperands, aligned_pair
 from ranum.ops._range_relations import range_ratio_bounds
 from ranum.ops._relations import meet
 from ranum.ops._rms_relations import rms_magnitude_bound
@@ -44,11 +45,9 @@ from ranum.ops.hazards import (
     GRADIENT,
     Hazard,
     HazardHit,
-    InfiniteOperands,
     Overflow,
     Region,
     RegionHazard,
-    aligned_pair,
     divisor_zero,
     equal_to,
 )

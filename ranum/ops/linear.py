@@ -24,8 +24,9 @@ from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._float32_products import float32_product
+from ranum.ops._infinite_operands import InfiniteOperands
 from ranum.ops._relations import convex_combination_bounds, meet, norm_product_bounds
-from ranum.ops.hazards import InfiniteOperands, Overflow
+from ranum.ops.hazards import Overflow
 from ranum.ops.registry import register
 
 __all__ = ["Einsum", "Gemm", "MatMul", "blockwise_product", "center_radius", "contracted", "contraction_blocks",

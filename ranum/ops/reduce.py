@@ -28,10 +28,11 @@ from ranum.domain.interval import Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._counts import least_elements, most_elements
+from ranum.ops._infinite_operands import InfiniteOperands
 from ranum.ops._pick_relations import one_hot_pick_floor
 from ranum.ops._same_values import passed_through, same_value
 from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
-from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, InfiniteOperands, Overflow
+from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["NON_POSITIVE_LOG_SUM", "ZERO_NORM_GRADIENT", "OutputAtMost", "ReduceL1", "ReduceL2", "ReduceLogSum",
