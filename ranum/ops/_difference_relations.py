@@ -5,7 +5,8 @@ pass-through nodes first) have a difference of exactly 0.
 
 Orders. ``x <= Max(..., x, ...)``, ``x <= ReduceMax(x)`` (where the maximum broadcasts back onto the
 elements it was taken over: ``keepdims`` 1, a maximum of all elements, leading axes dropped, or the dropped
-axes unsqueezed back), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
+axes unsqueezed back; also taken in a wider float type and cast back, see
+:func:`ranum.ops._same_values.unwidened_extreme`), and ``Min(..., x, ...) <= x``, ``ReduceMin(x) <= x``. So
 ``x - Max(s, x) <= 0`` (the stable exponent ``exp(x - max(s, x))`` of RWKV and of hand-written
 log-sum-exp), ``x - ReduceMax(x) <= 0`` (a hand-written softmax), and the mirrored differences are
 ``>= 0``; for a binary Max, exactly ``min(0, x - s)`` (0 where s is always below x). A float subtraction of
@@ -44,7 +45,7 @@ from ranum.graph.model import Node
 from ranum.ops._base import GraphView, NodeContext
 from ranum.ops._order_relations import ordered_by_structure
 from ranum.ops._relations import meet, reduced_axes
-from ranum.ops._same_values import passed_through, same_value
+from ranum.ops._same_values import passed_through, same_value, unwidened_extreme
 from ranum.ops._segment_relations import segment_extreme
 from ranum.ops._variance_relations import variance_floor
 
@@ -165,10 +166,11 @@ def _bounded_by(graph: GraphView, extreme: str, other: str, extreme_iv: Interval
         return any(same_value(graph, name, other) for name in node.inputs)
     if extreme_iv.shape is None or other_iv.shape is None:
         return False
-    if node.op_type == f"Reduce{kind}" and node.inputs and same_value(graph, node.inputs[0], other):
+    reduction = unwidened_extreme(graph, extreme)
+    if reduction is not None and reduction[0].op_type == f"Reduce{kind}" and same_value(graph, reduction[1], other):
         # kept axes broadcast back onto the elements; so does a single element, the extreme of all of them, and
         # so do leading axes dropped (numpy broadcasting aligns the trailing ones)
-        rank = len(other_iv.shape)
+        node, rank = reduction[0], len(other_iv.shape)
         if _keeps_dims(node):
             return len(extreme_iv.shape) == rank
         reduced = reduced_axes(graph, node, rank)

@@ -11,6 +11,11 @@ through before comparing values: Identity, a Cast to the same type, a reshape th
 ``Where`` whose condition is the same everywhere (both exact in IEEE arithmetic). Converters write such
 forms: tf2onnx lowers TensorFlow's ``reduce_logsumexp`` guard ``where(is_finite(m), m, 0)`` into
 ``Cast(is_finite(m)) * m + Cast(!is_finite(m)) * 0``, which is m wherever m is finite.
+
+Widening round trips. A Cast that widens a float type keeps every value exactly (float16 and bfloat16 in
+float32 or float64, float32 in float64), and a maximum or minimum selects one of its operands: so
+``Cast_T(ReduceMax(Cast_W(x)))`` with x of type T is ``ReduceMax(x)``, element for element (the dynamo
+exporter takes a float16 softmax's maximum so). :func:`unwidened_extreme` finds such a reduction.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from __future__ import annotations
 import math
 
 import torch
+from onnx import TensorProto
 
 from ranum.graph.model import Node
 from ranum.ops._base import GraphView
 from ranum.ops.random import GENERATORS
 
-__all__ = ["exactly", "passed_through", "same_value", "squared_base"]
+__all__ = ["before_widening_cast", "exactly", "passed_through", "same_value", "squared_base", "unwidened_extreme"]
 
 _RANDOM = GENERATORS | {"Dropout"}
 _DEPTH = 6  # how far up two producers are compared
@@ -140,6 +146,44 @@ def _passed_input(graph: GraphView, node: Node, name: str) -> str | None:
         if iv is not None and iv.shape == out.shape and iv.elem_type == out.elem_type:
             return candidate
     return None
+
+
+_WIDER = {TensorProto.FLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE),
+          TensorProto.BFLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE), TensorProto.FLOAT: (TensorProto.DOUBLE,)}
+_EXTREMES = ("ReduceMax", "ReduceMin")
+
+
+def before_widening_cast(graph: GraphView, name: str) -> str:
+    """The input of a Cast that widens a float type (every value kept exactly: the sum of a float16 or bfloat16
+    tensor as the dynamo exporter writes it, in float32), else ``name``."""
+    node = graph.producer(name)
+    if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return name
+    source = graph.interval(node.inputs[0])
+    target = int(node.attributes.get("to", 0))
+    return node.inputs[0] if source is not None and target in _WIDER.get(source.elem_type, ()) else name
+
+
+def unwidened_extreme(graph: GraphView, name: str) -> tuple[Node, str] | None:
+    """A ReduceMax or ReduceMin that computes ``name`` (after pass-through nodes), and the tensor it reduces;
+    through a widening round trip ``Cast_T(Reduce(Cast_W(x)))`` of an x of type T, that reduction and x (see
+    the module docstring). None where ``name`` is no such reduction."""
+    node = graph.producer(passed_through(graph, name))
+    if node is None or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return None
+    if node.op_type in _EXTREMES:
+        return node, node.inputs[0]
+    narrowed = graph.interval(node.outputs[0])
+    if node.op_type != "Cast" or narrowed is None:
+        return None
+    reduction = graph.producer(passed_through(graph, node.inputs[0]))
+    if reduction is None or reduction.op_type not in _EXTREMES or reduction.domain not in ("", "ai.onnx") \
+            or not reduction.inputs:
+        return None
+    x = before_widening_cast(graph, passed_through(graph, reduction.inputs[0]))
+    x_iv = graph.interval(x)
+    widened = x != passed_through(graph, reduction.inputs[0])
+    return (reduction, x) if widened and x_iv is not None and x_iv.elem_type == narrowed.elem_type else None
 
 
 def exactly(graph: GraphView, name: str, value: float | bool) -> bool:

@@ -30,7 +30,7 @@ from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._counts import least_elements, most_elements
 from ranum.ops._infinite_operands import InfiniteOperands
 from ranum.ops._pick_relations import one_hot_pick_floor
-from ranum.ops._same_values import passed_through, same_value
+from ranum.ops._same_values import before_widening_cast, passed_through, same_value, unwidened_extreme
 from ranum.ops._segment_relations import EXP_OF_ZERO_FLOOR
 from ranum.ops.hazards import GRADIENT, Clamp, Hazard, HazardHit, Overflow
 from ranum.ops.registry import register
@@ -314,16 +314,17 @@ def _stable_exponential_floor(ctx: NodeContext, dims: tuple[int, ...]) -> float 
     (``inf - inf``); the difference's own relation then does not apply (it needs a finite operand), so the Exp
     of that unbounded difference is a finding upstream."""
     graph = ctx.graph
-    exp = graph.producer(_before_widening_cast(graph, ctx.node.inputs[0])) if graph is not None and ctx.node.inputs \
+    exp = graph.producer(before_widening_cast(graph, ctx.node.inputs[0])) if graph is not None and ctx.node.inputs \
         else None
     if exp is None or exp.op_type != "Exp" or exp.domain not in ("", "ai.onnx"):
         return None
     sub = graph.producer(exp.inputs[0])
     if sub is None or sub.op_type != "Sub" or sub.domain not in ("", "ai.onnx"):
         return None
-    peak = graph.producer(passed_through(graph, sub.inputs[1]))
-    if peak is None or peak.op_type != "ReduceMax" or peak.domain not in ("", "ai.onnx") or \
-            int(peak.attributes.get("keepdims", 1)) != 1 or not same_value(graph, peak.inputs[0], sub.inputs[0]):
+    extreme = unwidened_extreme(graph, sub.inputs[1])
+    peak = extreme[0] if extreme is not None else None
+    if peak is None or peak.op_type != "ReduceMax" or int(peak.attributes.get("keepdims", 1)) != 1 \
+            or not same_value(graph, extreme[1], sub.inputs[0]):
         return None
     x = graph.interval(sub.inputs[0])
     axes = graph.interval(peak.inputs[1]) if len(peak.inputs) > 1 and peak.inputs[1] else None
@@ -355,21 +356,6 @@ def _softmax_sum_floor(ctx: NodeContext, data: Interval, dims: tuple[int, ...]) 
         return None
     count = math.prod(data.shape[a] for a in normalised)
     return 1.0 if node.op_type == "Hardmax" else 1.0 - (2 * count + 8) * float_facts(data.elem_type).eps
-
-
-_WIDER = {TensorProto.FLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE),
-          TensorProto.BFLOAT16: (TensorProto.FLOAT, TensorProto.DOUBLE), TensorProto.FLOAT: (TensorProto.DOUBLE,)}
-
-
-def _before_widening_cast(graph, name: str) -> str:
-    """The input of a Cast that widens a float type (every value kept exactly: the sum of a float16 or bfloat16
-    tensor as the dynamo exporter writes it, in float32), else ``name``."""
-    node = graph.producer(name)
-    if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx") or not node.inputs:
-        return name
-    source = graph.interval(node.inputs[0])
-    target = int(node.attributes.get("to", 0))
-    return node.inputs[0] if source is not None and target in _WIDER.get(source.elem_type, ()) else name
 
 
 @register("ReduceMean")
