@@ -27,7 +27,8 @@ from ranum.ops.hazards import FORWARD, Hazard, HazardHit, OnDerivedOperands, Out
 from ranum.ops.linear import finish_sum, interval_product
 from ranum.ops.registry import register
 
-__all__ = ["POST_TRANSFORMS", "LinearClassifier", "LinearRegressor", "transformed", "transformed_bounds"]
+__all__ = ["POST_TRANSFORMS", "LinearClassifier", "LinearRegressor", "transform_hazards", "transformed",
+           "transformed_bounds"]
 
 # onnxruntime's cut-off below which SOFTMAX_ZERO skips a score
 _SKIPPED = 1e-7
@@ -201,14 +202,18 @@ def transformed_bounds(post_transform: str, scores: Interval) -> Interval:
                               hi.clamp(max=1.0) if post_transform in ("LOGISTIC", "SOFTMAX") else hi, FLOAT)
 
 
-def _transform_hazards(post_transform: str, model: _LinearModel) -> tuple[Hazard, ...]:
+def transform_hazards(post_transform: str) -> tuple[Hazard, ...]:
+    """The hazards of a post transform, on the scores it transforms (a model checks them on its scores)."""
     if post_transform == "PROBIT":
-        inner = outside(_PROBIT_LOW, _PROBIT_HIGH, "PROBIT post transform of a value outside (0, 1): NaN or "
-                        "infinite", name="probit-outside-unit")
-        return (_OnScores(inner, model),)
+        return (outside(_PROBIT_LOW, _PROBIT_HIGH, "PROBIT post transform of a value outside (0, 1): NaN or "
+                        "infinite", name="probit-outside-unit"),)
     if post_transform == "SOFTMAX_ZERO":
-        return (_OnScores(_AllSkipped(), model),)
+        return (_AllSkipped(),)
     return ()
+
+
+def _transform_hazards(post_transform: str, model: _LinearModel) -> tuple[Hazard, ...]:
+    return tuple(_OnScores(inner, model) for inner in transform_hazards(post_transform))
 
 
 @register("LinearRegressor", domain=ML_DOMAIN)

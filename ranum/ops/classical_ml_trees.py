@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from onnx import TensorProto
@@ -16,12 +17,12 @@ from torch import Tensor
 
 from ranum.domain import arith
 from ranum.domain.dtypes import is_float
-from ranum.domain.interval import Interval
+from ranum.domain.interval import DEFAULT_BLOCK_BUDGET, Interval
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
 from ranum.ops.classical_ml import FLOAT, ML_DOMAIN, as_rows, row_interval
-from ranum.ops.classical_ml_linear import POST_TRANSFORMS, transformed, transformed_bounds
-from ranum.ops.hazards import Hazard, OutputOverflow, Overflow
+from ranum.ops.classical_ml_linear import POST_TRANSFORMS, transform_hazards, transformed, transformed_bounds
+from ranum.ops.hazards import Hazard, OnDerivedOperands, OutputOverflow, Overflow
 from ranum.ops.registry import register
 
 __all__ = ["TreeEnsembleClassifier", "TreeEnsembleRegressor"]
@@ -75,11 +76,11 @@ class _Forest:
                 scored[r] |= self.leaf_scores[index]
         return out, scored
 
-    def bounds(self, ctx: NodeContext, x: Interval, rows: Interval) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Over the leaves rows within ``x``'s range reach (all rows alike): per output the least and largest
-        sum, the sum of the largest |weight| per tree, and whether every tree may reach a leaf without it."""
+    def bounds(self, rows: Interval, may_be_nan: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Over the leaves rows within ``rows``' range reach (all rows alike; a NaN feature too where
+        ``may_be_nan``): per output the least and largest sum, the sum of the largest |weight| per tree, and
+        whether every tree may reach a leaf without it."""
         low, high = rows.full()[0].to(torch.float64).amin(0), rows.full()[1].to(torch.float64).amax(0)
-        may_be_nan = is_float(x.elem_type) and not (ctx.graph is not None and ctx.graph.nan_free(ctx.node.inputs[0]))
         outputs = self.leaf_weights.shape[1]
         lo, hi, magnitude = (torch.zeros(outputs, dtype=torch.float64) for _ in range(3))
         unscored = torch.ones(outputs, dtype=torch.bool)
@@ -190,7 +191,7 @@ class TreeEnsembleRegressor(_TreeEnsemble):
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
         forest = self._forest()
         rows = row_interval(x, "TreeEnsembleRegressor")
-        lo, hi, magnitude, unscored = forest.bounds(ctx, x, rows)
+        lo, hi, magnitude, unscored = forest.bounds(rows, _may_be_nan(ctx, x))
         if self.aggregate_function == "AVERAGE":
             lo, hi, magnitude = (t / len(forest.roots) for t in (lo, hi, magnitude))
         base = self._base()
@@ -209,7 +210,8 @@ class TreeEnsembleClassifier(_TreeEnsemble):
     the label of the largest scored class, then ``post_transform``. With two labels, the form scikit-learn's
     trees and forests take (one class's weights, all >= 0, no base values, no transform): the scores are
     ``[1 - s, s]`` where the weights name class 0 (onnxruntime writes ``[0, s]`` where they name class 1), and the
-    label the second where ``s > 0.5``. Other binary forms are not supported."""
+    label the second where ``s > 0.5``. Other binary forms are not supported. A PROBIT or SOFTMAX_ZERO transform's
+    hazard (NaN or inf) is checked on the class scores, as a linear classifier's is."""
 
     class_ids: tuple[int, ...] = ()
     class_nodeids: tuple[int, ...] = ()
@@ -221,7 +223,8 @@ class TreeEnsembleClassifier(_TreeEnsemble):
 
     @property
     def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
-        return (OutputOverflow(output=1),)
+        transforms = () if self._binary else transform_hazards(self.post_transform)
+        return (OutputOverflow(output=1), *(_OnClassScores(inner, self) for inner in transforms))
 
     def _forest(self) -> _Forest:
         labels = len(self.classlabels_int64s or self.classlabels_strings)
@@ -253,39 +256,80 @@ class TreeEnsembleClassifier(_TreeEnsemble):
             label = torch.where(score > 0.5, labels[1], labels[0])
             first = torch.zeros_like(score) if self._names_second_class else 1 - score
             return label, torch.stack([first, score], -1).to(torch.float32)
+        sums, scored = self._with_base(sums, scored)
+        ranked = torch.where(scored, sums, torch.full_like(sums, -math.inf))
+        return labels[ranked.argmax(-1)], transformed(self.post_transform, sums.to(torch.float32))
+
+    def _with_base(self, sums: Tensor, scored: Tensor) -> tuple[Tensor, Tensor]:
         base = self._base_list()
         if base:
             sums = sums + torch.tensor(base, dtype=sums.dtype)  # an unscored class's sum is 0: it takes its base
             scored = torch.ones_like(scored)
-        ranked = torch.where(scored, sums, torch.full_like(sums, -math.inf))
-        return labels[ranked.argmax(-1)], transformed(self.post_transform, sums.to(torch.float32))
+        return sums, scored
+
+    def class_scores(self, x: Tensor) -> Tensor:
+        """The scores of more than two classes before the post transform, as onnxruntime sums them."""
+        sums, scored = self._forest().sums(as_rows(x, "TreeEnsembleClassifier"))
+        return self._with_base(sums, scored)[0].to(torch.float32)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> tuple[Interval, Interval]:
-        forest = self._forest()
         rows = row_interval(x, "TreeEnsembleClassifier")
-        lo, hi, magnitude, unscored = forest.bounds(ctx, x, rows)
+        label = self._label_bounds(rows.shape[0])
+        if not self._binary:
+            scores = self.class_score_bounds(x, _may_be_nan(ctx, x), ctx.budget)
+            return label, transformed_bounds(self.post_transform, scores).widened(1.0)
+        lo, hi = self._sum_bounds(rows, _may_be_nan(ctx, x))
+        column = self.class_ids[0] if self.class_ids else 0
+        s_lo, s_hi = lo[column], hi[column]
+        first_lo, first_hi = (torch.zeros_like(s_lo),) * 2 if self._names_second_class else (1 - s_hi, 1 - s_lo)
+        count = rows.shape[0]
+        scores = Interval.from_full(torch.stack([first_lo, s_lo]).expand(count, 2),
+                                    torch.stack([first_hi, s_hi]).expand(count, 2), FLOAT, ctx.budget)
+        return label, scores.widened(1.0)
+
+    def class_score_bounds(self, x: Interval, may_be_nan: bool, budget: int = DEFAULT_BLOCK_BUDGET) -> Interval:
+        """Bounds of :meth:`class_scores`."""
+        rows = row_interval(x, "TreeEnsembleClassifier")
+        lo, hi = self._sum_bounds(rows, may_be_nan)
+        shape = (rows.shape[0], lo.shape[0])
+        return Interval.from_full(lo.expand(shape), hi.expand(shape), FLOAT, budget).widened(1.0)
+
+    def _sum_bounds(self, rows: Interval, may_be_nan: bool) -> tuple[Tensor, Tensor]:
+        forest = self._forest()
+        lo, hi, magnitude, _ = forest.bounds(rows, may_be_nan)
         base = torch.tensor(self._base_list() or [0.0] * lo.shape[0], dtype=torch.float64)
         slack = _forest_slack(forest, magnitude, base)
         lo, hi = lo + base - slack, hi + base + slack
         # a class no reached leaf scores keeps its base value (or 0), which the sum's bounds hold already:
         # every tree then reached a leaf without it (a weight of 0 in the bounds)
-        count, classes = rows.shape[0], lo.shape[0]
-        label = self._label_bounds(count)
-        if self._binary:
-            column = self.class_ids[0] if self.class_ids else 0
-            s_lo, s_hi = lo[column], hi[column]
-            first_lo, first_hi = (torch.zeros_like(s_lo),) * 2 if self._names_second_class else (1 - s_hi, 1 - s_lo)
-            scores = Interval.from_full(torch.stack([first_lo, s_lo]).expand(count, 2),
-                                        torch.stack([first_hi, s_hi]).expand(count, 2), FLOAT, ctx.budget)
-            return label, scores.widened(1.0)
-        sums = Interval.from_full(lo.expand(count, classes), hi.expand(count, classes), FLOAT, ctx.budget)
-        return label, transformed_bounds(self.post_transform, sums.widened(1.0)).widened(1.0)
+        return lo, hi
 
     def _label_bounds(self, count: int) -> Interval:
         if not self.classlabels_int64s:  # strings are not bounded: the widest value stands for them
             return Interval.top((count,), FLOAT)
         labels = torch.tensor(self.classlabels_int64s, dtype=torch.int64)
         return Interval.uniform(labels.min(), labels.max(), (count,), TensorProto.INT64)
+
+
+def _may_be_nan(ctx: NodeContext, x: Interval) -> bool:
+    return is_float(x.elem_type) and not (ctx.graph is not None and ctx.graph.nan_free(ctx.node.inputs[0]))
+
+
+@dataclass(frozen=True)
+class _OnClassScores(OnDerivedOperands):
+    """A hazard of a tree ensemble classifier's post transform, checked on its class scores."""
+
+    inner: Hazard
+    rule: Any = field(compare=False)  # the TreeEnsembleClassifier
+    suffix: str = " (of the class scores the trees sum)"
+
+    def derived_bounds(self, inputs):
+        """The scores of features within their bounds: a NaN feature comes from a hazard reported upstream."""
+        x = inputs[0]
+        return None if x is None or x.shape is None else [self.rule.class_score_bounds(x, may_be_nan=False)]
+
+    def derived_values(self, inputs):
+        return [self.rule.class_scores(inputs[0])]
 
 
 def _forest_slack(forest: _Forest, magnitude: Tensor, base: Tensor) -> Tensor:

@@ -157,3 +157,37 @@ def test_a_double_past_float32_range_makes_a_normalizer_row_nan(norm: str) -> No
     assert np.isnan(y).any()
     findings = ranum.check(model, {"inputs": {"x": [-1e39, 1e39]}}).findings
     assert [f.hazard_id for f in findings] == ["normalizer-float32-overflow"]
+
+
+def _three_class_stump(transform: str, weights: tuple[float, float]) -> onnx.ModelProto:
+    """One stump over x[0] < 0 whose leaves score classes 0, 1 and 2 alike: ``weights[0]`` on the true side,
+    ``weights[1]`` on the false one, then ``transform``."""
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain=ML, classlabels_int64s=[0, 1, 2],
+        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0], nodes_values=[0.0, 0.0, 0.0],
+        nodes_modes=["BRANCH_LT", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0],
+        class_treeids=[0] * 6, class_nodeids=[1, 1, 1, 2, 2, 2], class_ids=[0, 1, 2] * 2,
+        class_weights=[weights[0]] * 3 + [weights[1]] * 3, post_transform=transform)
+    return _pipeline([node], [helper.make_tensor_value_info("label", TensorProto.INT64, [2]),
+                              helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 3])])
+
+
+@pytest.mark.parametrize(("transform", "weights", "hazard"), [("PROBIT", (0.25, 1.5), "probit-outside-unit"),
+                                                              ("SOFTMAX_ZERO", (0.25, 0.0), "softmax-zero-empty-row")])
+def test_a_forest_post_transform_hazard_is_named_and_confirmed(transform: str, weights: tuple[float, float],
+                                                               hazard: str, tmp_path) -> None:
+    """The scores a reached leaf gives (1.5 outside PROBIT's (0, 1); all 0, which SOFTMAX_ZERO skips: 0 / 0) make
+    the transform NaN or infinite: reported as the transform's hazard, and confirmed in onnxruntime."""
+    path = tmp_path / "forest.onnx"
+    onnx.save(_three_class_stump(transform, weights), path)
+    spec = {"inputs": {"x": [-3, 3]}}
+    described = {f.hazard for f in ranum.check(path, spec).findings if f.hazard_id == hazard}
+    assert described
+    results = confirm(path, spec, search_config=SearchConfig(seconds=5)).results
+    assert any(r.status == "confirmed" for r in results if r.hazard in described)
+
+
+def test_a_forest_whose_reached_scores_stay_inside_the_unit_interval_has_no_probit_finding() -> None:
+    model = _three_class_stump("PROBIT", (0.25, 1.5))
+    report = ranum.check(model, {"inputs": {"x": [-3, -1]}})  # only the true leaf (0.25) is reached
+    assert not report.findings
