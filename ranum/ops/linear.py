@@ -21,7 +21,7 @@ from torch import Tensor
 from ranum.domain import arith, blocks
 from ranum.domain.dtypes import is_float, torch_dtype
 from ranum.domain.interval import Interval, elementwise, representatives, spread
-from ranum.errors import UnsupportedOperator
+from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._float32_products import float32_product
 from ranum.ops._infinite_operands import InfiniteOperands
@@ -124,6 +124,7 @@ class MatMul(OpRule):
     unknown_shapes = HULLS
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
+        _check_shapes(a.shape, b.shape)
         return _matmul(a, b)
 
     def without_shapes(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval | None:
@@ -140,6 +141,7 @@ class MatMul(OpRule):
         return _hull_product(a, b, ctx.budget)
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
+        _check_shapes(a.shape, b.shape)
         count = a.shape[-1] if a.shape else 1
         if count == 1 and len(a.shape) >= 2 and len(b.shape) >= 2 and is_float(a.elem_type):
             # an outer product: each result is one product, rounded once (the interpreter's rounding);
@@ -157,6 +159,21 @@ class MatMul(OpRule):
             for refined in (convex_combination_bounds(ctx, a, b), norm_product_bounds(ctx, a, b)):
                 out = out if refined is None else meet(out, refined)
         return _floored_if_terms_are_non_negative(out, a, b, lowest=product)
+
+
+def _check_shapes(a: Sequence[int], b: Sequence[int]) -> None:
+    """numpy.matmul's shape rule: InconsistentShapes where the operands break it (onnxruntime refuses to load
+    such a model; an exporter can write one)."""
+    if not a or not b:
+        raise InconsistentShapes(f"MatMul of shapes {tuple(a)} and {tuple(b)}: a scalar operand")
+    rows = b[0] if len(b) == 1 else b[-2]
+    if a[-1] != rows:
+        raise InconsistentShapes(f"MatMul of shapes {tuple(a)} and {tuple(b)}: {a[-1]} columns against {rows} rows")
+    batch_a, batch_b = tuple(a[:-2]), tuple(b[:-2])
+    rank = max(len(batch_a), len(batch_b))
+    padded = [(1,) * (rank - len(t)) + t for t in (batch_a, batch_b)]
+    if any(m != n and 1 not in (m, n) for m, n in zip(*padded)):
+        raise InconsistentShapes(f"MatMul of shapes {tuple(a)} and {tuple(b)}: batch axes that do not broadcast")
 
 
 def _hull_product(a: Interval, b: Interval, budget: int) -> Interval:

@@ -521,3 +521,23 @@ def test_an_exact_infinite_operand_gives_an_unbounded_product() -> None:
     w = Interval.uniform(1.0, 2.0, (3, 2), TensorProto.FLOAT)
     out = finish_sum(*interval_product(torch.matmul, [x, w], 3), 3, TensorProto.FLOAT)
     assert out.max() == float("inf")
+
+
+@pytest.mark.parametrize(("a_shape", "b_shape"), [((1, 4, 16, 16), (1, 16, 16, 4)), ((2, 3), (4, 5))])
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_matmul_whose_shapes_disagree_is_named_inconsistent_not_an_internal_error(a_shape, b_shape, exact) -> None:
+    """An exporter can write such a model (onnxruntime refuses it): the MatMul is left unanalysed as an
+    inconsistent model, and the rest of the graph is still analysed."""
+    import ranum
+
+    b = helper.make_tensor("b", FLOAT, b_shape, np.ones(b_shape, np.float32).reshape(-1).tolist())
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"]), helper.make_node("Log", ["a"], ["z"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("a", FLOAT, a_shape)],
+                              [helper.make_tensor_value_info("y", FLOAT, None),
+                               helper.make_tensor_value_info("z", FLOAT, a_shape)], [b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    box = [0.5, 0.5] if exact else [-1, 1]
+    report = ranum.check(model, {"inputs": {"a": box}, "weights": {"default": "exact"}})
+    reason = report.not_analysed_nodes["MatMul_0"]
+    assert "inconsistent" in reason and "internal error" not in reason
+    assert [f.op_type for f in report.findings] == ([] if exact else ["Log"])
