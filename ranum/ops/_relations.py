@@ -88,9 +88,10 @@ def convex_combination_bounds(ctx: NodeContext, weights: Interval, values: Inter
     count = weights.shape[-1]
     own, *casts = rounded_to
     # the softmax's shares sum to 1 within its type's rounding; each Cast on the way rounds every share again,
-    # which raises their sum by at most the cast type's unit (16-bit casts: far more than float32's)
+    # which raises their sum by at most the cast type's unit (16-bit casts: far more than float32's), and, for
+    # shares below the type's normal range, by up to one subnormal each (absolute: n of them can pass the unit)
     spread = arith.accumulation_gamma(count + 4, own) + 4 * float_facts(own).eps \
-        + sum(float_facts(elem).eps for elem in casts)
+        + sum(float_facts(elem).eps + count * float_facts(elem).subnormal for elem in casts)
     if spread >= 0.5:
         return None
     low = values.lower.to(torch.float64).amin(-2, keepdim=True)

@@ -6,6 +6,8 @@ the relation's conclusion."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -133,6 +135,24 @@ def test_a_softmax_rounded_to_16_bits_on_the_way_to_a_matmul_may_sum_above_one(n
     scores = np.random.default_rng(0).uniform(-4, 4, (64, 3)).astype(np.float32)
     (y,) = _run(model, {"s": scores, "v": np.ones((3, 1), np.float32)}, ["y"])
     assert y.max() > 1.0002  # the rounded shares sum above 1 by more than float32's margin
+    _assert_within(analysis, "y", y)
+
+
+def test_softmax_shares_rounded_to_float16_subnormals_may_sum_above_one_by_more_than_a_unit() -> None:
+    """A float64 softmax of 40000 terms, each small share just above 2**-25, cast to float16 and back: each rounds
+    up to the subnormal 2**-24, an absolute error that 40000 shares turn into 0.0014, above float16's unit."""
+    count = 40000
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], axis=-1),
+             helper.make_node("Cast", ["p"], ["p16"], to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["p16"], ["q"], to=TensorProto.DOUBLE),
+             helper.make_node("MatMul", ["q", "v"], ["y"])]
+    model = _model(nodes, {"x": (TensorProto.DOUBLE, [1, count])}, ["y"], {"v": np.ones((count, 1))}, opset=19)
+    analysis = ranum.analyze(model, {"inputs": {"x": [-20, 0]}, "weights": {"default": "exact"}})
+    share = 2.0**-25 * 1.02
+    x = np.full((1, count), math.log(share / (1 - (count - 1) * share)))
+    x[0, 0] = 0.0
+    (y,) = _run(model, {"x": x}, ["y"])
+    assert y.max() > 1 + 2.0**-10
     _assert_within(analysis, "y", y)
 
 
