@@ -354,7 +354,8 @@ def _layer_outputs(x: Interval, rows: int, epsilon: float, sums_in_double: bool 
 
 @register("LayerNormalization", since=17)
 class LayerNormalization(OpRule):
-    """Normalize over axes [axis, rank); Y = z * Scale + B; optional outputs Mean and InvStdDev."""
+    """Normalize over axes [axis, rank); Y = z * Scale + B; optional outputs Mean and InvStdDev. Rows shorter than
+    16 elements are bounded as a running variance (see ``_RUNNING_VARIANCE_ROWS``)."""
 
     axis: int = -1
     epsilon: float = 1e-5
@@ -379,7 +380,15 @@ class LayerNormalization(OpRule):
         return y.to(x.dtype), mean.to(stash), inv.to(stash)
 
     def abstract(self, ctx: NodeContext, x, scale, bias=None):
-        return layer_norm_bounds(ctx, x, scale, bias, self.axis, self.epsilon, sums_in_double=True)
+        row = math.prod(x.shape[self.axis % len(x.shape):])
+        return layer_norm_bounds(ctx, x, scale, bias, self.axis, self.epsilon, sums_in_double=True,
+                                 running_variance=row < _RUNNING_VARIANCE_ROWS)
+
+
+# onnxruntime 1.32's LayerNormalization takes a running (Welford) variance in float32 over rows shorter than this
+# (measured: float32 rows of up to 7 elements and float16 rows of up to 15 match a float32 Welford pass bit for
+# bit; longer rows match a far more accurate sum), and the two-pass bounds do not hold such a variance
+_RUNNING_VARIANCE_ROWS = 16
 
 
 def layer_norm_bounds(ctx: NodeContext, x: Interval, scale: Interval, bias: Interval | None, axis: int,

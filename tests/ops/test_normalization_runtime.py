@@ -1,12 +1,11 @@
 """The runtime facts the normalization rules rely on, checked against onnxruntime.
 
-LayerNormalization and InstanceNormalization compute the variance around the computed mean (two
-passes): it is never negative, so with epsilon > 0 it never makes NaN/Inf. LayerNormalization's outputs
-stay within sqrt(n) in magnitude, whatever the rows' magnitude; InstanceNormalization computes
-``x * cs + (B - mean * cs)``, whose cancelling products make near-constant rows of large values miss
+LayerNormalization (rows of 16 or more; shorter ones take a running variance) and InstanceNormalization compute the
+variance around the computed mean (two passes): it is never negative, so with epsilon > 0 it never makes NaN/Inf.
+LayerNormalization's outputs stay within sqrt(n) in magnitude, whatever the rows' magnitude; InstanceNormalization
+computes ``x * cs + (B - mean * cs)``, whose cancelling products make near-constant rows of large values miss
 sqrt(n) and B by their rounding, and constant rows past float32's range over ``1 / sqrt(epsilon)`` NaN.
-GroupNormalization does cancel (E[x^2] - E[x]^2), so only its zero-variance hazard survives a positive
-epsilon.
+GroupNormalization does cancel (E[x^2] - E[x]^2), so only its zero-variance hazard survives a positive epsilon.
 """
 
 from __future__ import annotations
@@ -164,3 +163,37 @@ def test_a_convolution_of_huge_exact_weights_is_analysed_and_its_normalization_r
     assert [(f.op_type, f.hazard_id) for f in report.findings] == [("InstanceNormalization", "overflow")]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     assert np.isnan(session.run(None, {"x": np.full((1, 1, 16), 1.0, np.float32)})[0]).all()
+
+
+def _short_layer_norm(length: int, elem: int) -> onnx.ModelProto:
+    """LayerNormalization of 64 rows of ``length`` with its Mean and InvStdDev outputs."""
+    dtype = np.float16 if elem == TensorProto.FLOAT16 else np.float32
+    node = helper.make_node("LayerNormalization", ["x", "g", "b"], ["y", "mean", "inv"], axis=-1, epsilon=1e-5)
+    graph = helper.make_graph(
+        [node], "short_rows", [helper.make_tensor_value_info("x", elem, [64, length])],
+        [helper.make_tensor_value_info("y", elem, [64, length]),
+         helper.make_tensor_value_info("mean", TensorProto.FLOAT, [64, 1]),
+         helper.make_tensor_value_info("inv", TensorProto.FLOAT, [64, 1])],
+        initializer=[numpy_helper.from_array(np.ones(length, dtype), "g"),
+                     numpy_helper.from_array(np.zeros(length, dtype), "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize(("length", "elem", "low", "high"), [(2, TensorProto.FLOAT, 5000.0, 5000.1),
+                                                             (4, TensorProto.FLOAT, 1.0, 1.001),
+                                                             (8, TensorProto.FLOAT16, 10.0, 10.0078125)])
+def test_a_short_row_whose_runtime_variance_is_a_running_one_holds_onnxruntime(length: int, elem: int, low: float,
+                                                                                high: float) -> None:
+    """onnxruntime takes a float32 Welford variance over short rows (float32 up to 7 elements, float16 up to 15):
+    on near-constant rows of large values its InvStdDev strays far from the two-pass value (54.17 where the
+    two-pass value is 53.82, for two float32 values near 5000)."""
+    model = _short_layer_norm(length, elem)
+    analysis = ranum.analyze(model, {"inputs": {"x": [low, high]}, "weights": {"default": "exact"}})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    dtype = np.float16 if elem == TensorProto.FLOAT16 else np.float32
+    rng = np.random.default_rng(0)
+    x = np.where(rng.random((64, length)) < 0.5, low, high).astype(dtype)
+    x[32:] = np.clip(rng.uniform(low, high, (32, length)).astype(dtype), dtype(low), dtype(high))
+    for name, value in zip(("y", "mean", "inv"), session.run(None, {"x": x})):
+        lo, hi = analysis.bounds(name)
+        assert bool(np.all((lo <= value) & (value <= hi))), name
