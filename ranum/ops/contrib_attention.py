@@ -9,16 +9,21 @@ self-attention into ``com.microsoft.Attention`` (the Q/K/V projection included) 
 * ``Q, K, V`` (B, S|L, heads * head size) are split into heads; ``Attention`` computes them as
   ``input @ weights + bias`` split by ``qkv_hidden_sizes`` (equal thirds by default), and
   ``MultiHeadAttention`` adds the optional ``bias`` (Q, K and V biases concatenated);
-* ``scores = scale * Q K^T`` (``scale`` 1/sqrt(head size) by default) plus an additive mask: every
-  entry <= 0 of a 2-D (B, L) key padding mask, every key at or after a 1-D (B,) key length, and (with
-  ``unidirectional``) every key ``j > i`` of query rows ``i < S - 1`` gets ``mask_filter_value``
-  (default -10000) *added* (not substituted; causal and padding add up); then ``attention_bias``
-  (B|1, heads|1, S, L) is added;
+* ``scores = scale * Q K^T`` (``scale`` 1/sqrt(head size) by default) plus an additive mask, then
+  ``attention_bias`` (B|1, heads|1, S, L), each sum in float32: every entry <= 0 of a 2-D (B, L) key
+  padding mask and every key at or after a 1-D (B,) key length gets ``mask_filter_value`` (default
+  -10000); with ``unidirectional`` (Attention and MultiHeadAttention alike), every key ``j > i`` of
+  query rows ``i < S - 1`` (the kernel skips the last row, so S = 1 has no causal mask, and with
+  S < L the last row sees every key) gets float32's lowest value *instead* (padded or not, whatever
+  ``mask_filter_value`` is, for float16 too: measured with one-hot V rows, attention biases of
+  +-float32's largest value, and scores of +-3e38);
 * ``Y = softmax(scores) @ V``. A fully masked row is therefore not special: its scores are all
-  shifted by ``mask_filter_value`` and it is the softmax of the shifted scores, again a convex
-  combination of V's rows (a key length of 0 included), unless every shifted score is -inf (a
-  ``mask_filter_value`` or bias of -inf, or a sum that overflows): the row is then NaN (no zero row
-  as in the ONNX Attention of opset 23);
+  shifted (by ``mask_filter_value`` or the causal value) and it is the softmax of the shifted scores,
+  again a convex combination of V's rows (a key length of 0 included): a row whose unmasked keys are
+  padded with -inf attends to its causal keys. Only a row whose every shifted score is -inf (a
+  ``mask_filter_value`` or bias of -inf, or a sum that overflows: a causal score below about -2e31)
+  is NaN (no zero row as in the ONNX Attention of opset 23), e.g. the last row of a unidirectional
+  kernel whose keys are all padded with -inf;
 * EmbedLayerNormalization: LayerNormalization (two passes, float32 mean) of
   ``word[ids] + position[position_ids or 0..S-1] (+ segment[segment_ids])``; ids outside the table
   are a runtime error; ``mask_index`` counts the mask entries equal to 1 per batch row (0 without a
@@ -40,7 +45,8 @@ writes after ``convert_float_to_float16``): the CPU kernels compute in float32 a
 float16 (measured: within half a float16 ulp of the real result; the projection or bias sum is not rounded
 first; MultiHeadAttention's output is bit for bit the float32 kernel's, rounded). The
 bounds are the float32 ones with float16 roundings, which are wider; the score hazard is checked against
-float16's largest value (a float16 kernel elsewhere could overflow there).
+float16's largest value (a float16 kernel elsewhere could overflow there), a causal key there as an unmasked one
+(:func:`causal_fill_for`).
 
 Rejected (UnsupportedOperator, with the reason): tensors of other types (their kernels' precision is not
 measured here), packed QKV / 4-D
@@ -126,30 +132,51 @@ def _padding(mask: Tensor, batch: int, keys: int, filter_value: float) -> Tensor
     return torch.where(masked, filter_value, 0.0).to(torch.float32).reshape(batch, 1, 1, keys)
 
 
-def _causal(seq: int, keys: int, filter_value: float) -> Tensor:
-    """onnxruntime's unidirectional bias: key ``j > i`` of query rows ``i < S - 1`` (its loop skips the last)."""
+CAUSAL_FILL = float(torch.finfo(torch.float32).min)  # onnxruntime's causal bias, whatever mask_filter_value is
+
+
+def _causal(seq: int, keys: int) -> Tensor:
+    """Where onnxruntime's unidirectional mask applies, (S, L) booleans: key ``j > i`` of query rows ``i < S - 1``
+    (measured on MultiHeadAttention with S != L: its loop skips the last query row, so S = 1 has none)."""
     i = torch.arange(seq).reshape(-1, 1)
     j = torch.arange(keys).reshape(1, -1)
-    return torch.where((j > i) & (i < seq - 1), filter_value, 0.0).to(torch.float32)
+    return (j > i) & (i < seq - 1)
 
 
-def additive_mask(attrs: Heads, mask: Tensor | None, batch: int, seq: int, keys: int) -> Tensor | None:
-    """The float32 sum of the key padding and causal biases (B|1, 1, S|1, L), None without either: each adds
-    ``mask_filter_value``, so a padded key after the diagonal gets twice it (-inf when that overflows)."""
+def causal_fill_for(elem_type: int) -> float:
+    """The causal bias that the hazard's bounds use for operands of ``elem_type``.
+
+    onnxruntime adds float32's lowest value in float32 for float32 and float16 alike, so its causal scores are
+    -inf (+inf) only where the score plus the attention bias overflow that far, i.e. for float16 operands only
+    where the bias is -inf (+inf). The hazard rounds float16 sums to float16, where the lowest float32 value
+    would itself be -inf: there a causal key is bounded as an unmasked one (fill 0), whose float16 sum is
+    infinite wherever onnxruntime's is (a sound, wider bound)."""
+    return CAUSAL_FILL if elem_type == TensorProto.FLOAT else 0.0
+
+
+def additive_mask(attrs: Heads, mask: Tensor | None, batch: int, seq: int, keys: int,
+                  causal_fill: float = CAUSAL_FILL) -> Tensor | None:
+    """The float32 key padding and causal bias (B|1, 1, S|1, L), None without either.
+
+    Measured on onnxruntime 1.32's CPU kernels (float32 and float16): a padded key gets ``mask_filter_value``;
+    with ``unidirectional``, a key of :func:`_causal` gets ``causal_fill`` instead (float32's lowest value,
+    whatever ``mask_filter_value`` is and whether the key is padded: it replaces the padding bias, not adds
+    to it), which the kernel then adds to the score (a score below about -2e31 makes it -inf)."""
     additive = None
     if mask is not None:
         additive = _padding(mask, batch, keys, attrs.mask_filter_value)
     if attrs.unidirectional:
-        causal = _causal(seq, keys, attrs.mask_filter_value)
-        additive = causal if additive is None else additive + causal
+        base = additive if additive is not None else torch.zeros((1, 1, 1, keys), dtype=torch.float32)
+        additive = torch.where(_causal(seq, keys), torch.tensor(causal_fill, dtype=torch.float32), base)
     return additive
 
 
-def additive_mask_bounds(attrs: Heads, mask: Interval | None, batch: int, seq: int, keys: int) -> Interval | None:
-    """Bounds of :func:`additive_mask`: a key is surely masked below the mask's upper bounds (or key lengths)
-    and possibly below its lower ones, and the float32 sum is monotone in each bias."""
+def additive_mask_bounds(attrs: Heads, mask: Interval | None, batch: int, seq: int, keys: int,
+                         causal_fill: float = CAUSAL_FILL) -> Interval | None:
+    """Bounds of :func:`additive_mask`: a key is surely padded below the mask's upper bounds (or key lengths) and
+    possibly below its lower ones, so each bias lies between its values at the two ends (a causal key's is fixed)."""
     ends = [None, None] if mask is None else [t.to(torch.float64) for t in mask.full()]
-    most, least = (additive_mask(attrs, end, batch, seq, keys) for end in ends)
+    most, least = (additive_mask(attrs, end, batch, seq, keys, causal_fill) for end in ends)
     if most is None or least is None:
         return None
     lo, hi = (t.to(torch.float64) for t in (torch.minimum(most, least), torch.maximum(most, least)))
@@ -234,7 +261,8 @@ class OnAttentionOperands(OnDerivedOperands):
             return None
         q, k, v, attention_bias = self.rule.abstract_operands(inputs, _HAZARD_BUDGET)
         mask = _optional(inputs, self.rule.mask_input)
-        padding = additive_mask_bounds(self.rule.heads(), mask, q.shape[0], q.shape[1], k.shape[1])
+        padding = additive_mask_bounds(self.rule.heads(), mask, q.shape[0], q.shape[1], k.shape[1],
+                                       causal_fill_for(q.elem_type))
         return [q, k, v, None, padding, attention_bias]
 
     def derived_values(self, inputs):

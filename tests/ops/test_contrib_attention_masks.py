@@ -3,7 +3,8 @@ QAttention, GroupQueryAttention): unlike the ONNX Attention of opset 23, these t
 a row whose biased scores are all -inf (an attention bias or mask_filter_value of -inf, or a sum that
 overflows) is NaN in onnxruntime and must be a finding; GroupQueryAttention writing present key/value outputs
 0 for a row whose scores are all at most the lowest value, which the bounds must hold; ordinary masks stay
-silent."""
+silent; a unidirectional kernel's causal keys get float32's lowest value (not mask_filter_value), which keeps
+rows finite whose other keys are padded with -inf."""
 
 from __future__ import annotations
 
@@ -257,3 +258,116 @@ def test_group_query_past_without_present_outputs_is_rejected_with_a_reason() ->
     report = ranum.check(model, {"inputs": {n: [-1.0, 1.0] for n in ("q", "k", "v", "pk", "pv")}})
     assert "GroupQueryAttention" in report.unsupported_ops
     assert "without present_key/present_value" in " ".join(report.unsupported_nodes.values())
+
+
+# ------------------------------------------------------------------------------ unidirectional (causal) masks
+def _causal_model(op: str, mask_filter_value: float, mask: np.ndarray | None = None,
+                  elem_type: int = F) -> onnx.ModelProto:
+    """MultiHeadAttention (S=2 queries, L=3 keys) or Attention (S=L=2) with ``unidirectional=1``."""
+    mask_name = "" if mask is None else "mask"
+    inits = {} if mask is None else {"mask": mask}
+    if op == "MultiHeadAttention":
+        names = ["q", "k", "v", "", mask_name]
+        shapes = {"q": [B, S, HIDDEN], "k": [B, L, HIDDEN], "v": [B, L, HIDDEN]}
+    else:
+        weights = np.random.default_rng(1).uniform(-1, 1, (HIDDEN, 3 * HIDDEN))
+        inits["w"] = weights.astype(helper.tensor_dtype_to_np_dtype(elem_type))
+        names, shapes = ["x", "w", "", mask_name], {"x": [B, S, HIDDEN]}
+    node = helper.make_node(op, names, ["y"], domain=MS, num_heads=HEADS, unidirectional=1,
+                            mask_filter_value=mask_filter_value)
+    model = _model(node, shapes, inits)
+    for info in model.graph.input:
+        info.type.tensor_type.elem_type = elem_type
+    return model
+
+
+def _causal_ranges(op: str) -> dict:
+    return QKV if op == "MultiHeadAttention" else {"x": [-3.0, 3.0]}
+
+
+def _first_key_padded(op: str) -> np.ndarray:
+    return np.array([[0] + [1] * ((L if op == "MultiHeadAttention" else S) - 1)], np.int32)
+
+
+def _run_both(model: onnx.ModelProto, feeds: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(onnxruntime's Y, the concrete interpreter's Y)."""
+    (expected,) = _session(model).run(["y"], feeds)
+    graph, _ = load_model(model)
+    got = run_concrete(graph, {k: torch.from_numpy(v) for k, v in feeds.items()}).values["y"]
+    return expected, got.numpy()
+
+
+OPS = ["MultiHeadAttention", "Attention"]
+
+
+@pytest.mark.parametrize("elem_type", [F, TensorProto.FLOAT16], ids=["float32", "float16"])
+@pytest.mark.parametrize("op", OPS)
+def test_a_causal_row_whose_unmasked_keys_are_padded_with_minus_inf_is_silent(op: str, elem_type: int) -> None:
+    """onnxruntime's causal keys get float32's lowest value (not mask_filter_value), so query row 0, whose only
+    key before the diagonal is padded with -inf, attends to its causal keys: finite, no finding."""
+    model = _causal_model(op, -np.inf, _first_key_padded(op), elem_type)
+    feeds = {n: v.astype(helper.tensor_dtype_to_np_dtype(elem_type)) for n, v in _feeds(model).items()}
+    (y,) = _session(model).run(["y"], feeds)
+    assert np.isfinite(y).all()
+    assert SCORE not in _hazards(model, _causal_ranges(op))
+    assert SCORE not in _hazards(_causal_model(op, -np.inf, elem_type=elem_type), _causal_ranges(op))
+
+
+def test_a_causal_score_that_overflows_to_minus_inf_is_a_finding() -> None:
+    """A causal key's score plus float32's lowest value is -inf below about -2e31: with the key before the
+    diagonal padded with -inf, row 0 is then NaN in onnxruntime."""
+    model = _causal_model("MultiHeadAttention", -np.inf, _first_key_padded("MultiHeadAttention"))
+    assert not _nan_in_onnxruntime(model, _feeds(model))
+    assert _nan_in_onnxruntime(model, _feeds(model, q=1e17, k=-1e17))
+    assert SCORE not in _hazards(model, QKV)
+    assert SCORE in _hazards(model, HUGE)
+
+
+MASKS = {"none": None, "2d": np.array([[1, 0, 1]], np.int32), "lengths": np.array([1], np.int32)}
+
+
+@pytest.mark.parametrize("mask", list(MASKS), ids=list(MASKS))
+@pytest.mark.parametrize("op", OPS)
+def test_the_concrete_rule_matches_onnxruntime_on_unidirectional_graphs(op: str, mask: str) -> None:
+    """Whatever mask_filter_value is (it never reaches a causal key), padded or not."""
+    keys = L if op == "MultiHeadAttention" else S
+    padding = None if MASKS[mask] is None else MASKS[mask][..., :keys]
+    for filter_value in (-10000.0, -1.0, -np.inf):
+        model = _causal_model(op, filter_value, padding)
+        feeds = {n: v * 3 for n, v in _feeds(model).items()}
+        expected, got = _run_both(model, feeds)
+        assert np.isfinite(expected).all()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=f"mask_filter_value {filter_value}")
+
+
+def test_float16_causal_rows_match_onnxruntime() -> None:
+    """The float16 kernel adds the same float32 lowest value (its sums are float32), the output rounded once."""
+    model = _causal_model("MultiHeadAttention", -1.0, MASKS["2d"], TensorProto.FLOAT16)
+    feeds = {n: v.astype(np.float16) for n, v in _feeds(model).items()}
+    expected, got = _run_both(model, feeds)
+    np.testing.assert_allclose(got.astype(np.float32), expected.astype(np.float32), rtol=0,
+                               atol=float(np.finfo(np.float16).eps))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_a_last_row_padded_with_minus_inf_everywhere_is_the_finding_and_only_it(op: str) -> None:
+    """All keys padded with -inf: the causal keys keep every row but the last (which has none) finite, and the
+    last row is NaN in onnxruntime; the hazard's concrete check flags exactly that row."""
+    keys = L if op == "MultiHeadAttention" else S
+    model = _causal_model(op, -np.inf, np.zeros((B, keys), np.int32))
+    feeds = _feeds(model)
+    (y,) = _session(model).run(["y"], feeds)
+    nan_rows = np.isnan(y).any(-1)
+    assert nan_rows.tolist() == [[False] * (S - 1) + [True]]
+    assert SCORE in _hazards(model, _causal_ranges(op))
+    graph, _ = load_model(model)
+    rule = REGISTRY.instantiate(graph.nodes[0], 17)
+    flagged = rule.hazards[0].triggered(_node_inputs(model, feeds), [])  # (B, heads, S, 1)
+    assert flagged.any(1).squeeze(-1).tolist() == nan_rows.tolist()
+
+
+def _node_inputs(model: onnx.ModelProto, feeds: dict) -> list[torch.Tensor | None]:
+    """The node's input tensors: fed, initializers, None where omitted."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    values = {**inits, **feeds}
+    return [torch.from_numpy(np.array(values[n])) if n else None for n in model.graph.node[0].input]
