@@ -7,9 +7,10 @@ elements: the mean from the bound sums; each centred value ``x_i - mean`` with `
 share of the mean cancelled; the variance from below by the distance of each element to the mean
 interval and from above around the mean interval's midpoint. The normalized value is then
 capped by ``sqrt(n - 1)`` (Cauchy-Schwarz), corrected for float rounding: the computed mean is off
-by the accumulation error ``e`` and the computed variance by ``delta`` (onnxruntime accumulates
-one-pass in double: ``delta`` = 4 gamma_n(float64) * mean(x^2)), so the cap only holds when
-``epsilon > delta``. onnxruntime's LayerNormalization and InstanceNormalization compute the
+by the accumulation error ``e`` and the computed variance by ``delta`` (a one-pass ``E[x^2] - E[x]^2``:
+``delta`` = 4 gamma_n * mean(x^2), gamma_n of float64 for BatchNormalization's training statistics, of the
+stash type, float32 by default, for GroupNormalization, whose function body onnxruntime runs), so the cap only
+holds when ``epsilon > delta``. onnxruntime's LayerNormalization and InstanceNormalization compute the
 variance in two passes, around the computed mean (``nonneg_variance``: checked against the runtime
 in tests/ops/test_normalization_runtime.py): the variance is then never negative, and no element is
 more than ``sqrt(n)`` computed standard deviations from the computed mean, so the cap is
@@ -28,7 +29,7 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.dtypes import float_facts
+from ranum.domain.dtypes import float_facts, torch_dtype
 from ranum.domain.interval import Interval, elementwise, representatives, spread
 from ranum.errors import UnsupportedOperator
 from ranum.ops._base import NodeContext, OpRule
@@ -66,7 +67,10 @@ class _Stats:
 
 
 def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool = False,
-           nonneg_variance: bool = False, running_variance: bool = False) -> _Stats:
+           nonneg_variance: bool = False, running_variance: bool = False,
+           moments_type: int = TensorProto.DOUBLE) -> _Stats:
+    """``elem_type``: the type the statistics are computed in; ``moments_type``: the type a one-pass
+    ``E[x^2] - E[x]^2`` is accumulated in (where the variance can go negative)."""
     n = lo.shape[1]
     g, u = _gamma(n + 4, elem_type), _unit(elem_type)
     g_mean = arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) if sums_in_double else g
@@ -74,7 +78,7 @@ def _stats(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_doubl
     mean_lo, mean_hi = s_lo_sum / n, s_hi_sum / n
     amax = torch.maximum(lo.abs(), hi.abs())
     err = g_mean * amax.mean(1, keepdim=True) + u * amax.amax(1, keepdim=True)
-    delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * (amax * amax).mean(1, keepdim=True)
+    delta = 4 * arith.accumulation_gamma(n + 4, moments_type) * (amax * amax).mean(1, keepdim=True)
     d_lo = lo * (1 - 1 / n) - (s_hi_sum - hi) / n - err
     d_hi = hi * (1 - 1 / n) - (s_lo_sum - lo) / n + err
     dist = (lo - mean_hi).clamp(min=0) + (mean_lo - hi).clamp(min=0)
@@ -177,12 +181,13 @@ def _inv_std(st: _Stats, elem_type: int) -> tuple[Tensor, Tensor]:
 
 
 def _normalized(lo: Tensor, hi: Tensor, epsilon: float, elem_type: int, sums_in_double: bool,
-                nonneg_variance: bool = False, running_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
+                nonneg_variance: bool = False, running_variance: bool = False,
+                moments_type: int = TensorProto.DOUBLE) -> tuple[Tensor, Tensor, _Stats]:
     """Bounds of (x - mean) / sqrt(var + eps) for a (rows, n) view, and the row statistics.
     ``running_variance``: the runtime's variance is a running one, never below 0 but below the two-pass
     one by up to its ``delta`` (see :func:`_stats`), so only the one-pass cap applies."""
     n = lo.shape[1]
-    st = _stats(lo, hi, epsilon, elem_type, sums_in_double, nonneg_variance, running_variance)
+    st = _stats(lo, hi, epsilon, elem_type, sums_in_double, nonneg_variance, running_variance, moments_type)
     inv_lo, inv_hi = _inv_std(st, elem_type)
     z_lo, z_hi = arith.mul(st.d_lo, st.d_hi, inv_lo, inv_hi)
     g, u = _gamma(n + 4, elem_type), _unit(elem_type)
@@ -245,6 +250,7 @@ class SliceVarianceHazard(Hazard):
     axis: int = -1  # rows = prod(shape[:axis]) when groups == 0
     groups: int = 0  # rows = N * groups (GroupNormalization)
     nonneg_variance: bool = False  # the runtime's variance never goes below 0 (see _stats)
+    stash_type: int | None = None  # the type x is cast to and E[x^2] - E[x]^2 computed in (a function body)
     name: str = "normalization-zero-variance"
     description: str = "variance + epsilon of a (near-)constant slice can be 0: 0/0 is NaN"
 
@@ -261,7 +267,11 @@ class SliceVarianceHazard(Hazard):
         if not self.groups:
             x = row_representatives(x, self.axis % len(x.shape))
         lo, hi = (self._rows(t.to(torch.float64), x.shape) for t in x.full())
-        st = _stats(lo, hi, self.epsilon, x.elem_type, nonneg_variance=self.nonneg_variance)
+        compute, moments = x.elem_type, TensorProto.DOUBLE
+        if self.stash_type is not None:
+            lo, hi = _cast_outward(lo, hi, self.stash_type)
+            compute = moments = self.stash_type
+        st = _stats(lo, hi, self.epsilon, compute, nonneg_variance=self.nonneg_variance, moments_type=moments)
         if not bool((st.s_lo <= 0).any()):
             return None
         return HazardHit(bool((st.s_hi <= 0).all()), float(st.s_lo.min() - self.epsilon),
@@ -276,12 +286,16 @@ class SliceVarianceHazard(Hazard):
         rows = shape[0] * self.groups if self.groups else math.prod(shape[:self.axis % len(shape)])
         n = math.prod(shape) // max(rows, 1)
         largest = x.magnitude()
-        if not (self.epsilon > 0 and math.isfinite(largest) and _gamma(n + 4, x.elem_type) < 1):
+        compute = x.elem_type if self.stash_type is None else self.stash_type
+        if not (self.epsilon > 0 and math.isfinite(largest) and _gamma(n + 4, compute) < 1):
             return False
-        delta = 4 * arith.accumulation_gamma(n + 4, TensorProto.DOUBLE) * largest * largest
+        moments = TensorProto.DOUBLE if self.stash_type is None else self.stash_type
+        delta = 4 * arith.accumulation_gamma(n + 4, moments) * largest * largest
         return self.nonneg_variance or self.epsilon > delta * 1.001
 
     def _margin(self, x: Tensor) -> Tensor:
+        if self.stash_type is not None:
+            return self._computed_margin(x)
         rows = self._rows(x.to(torch.float64), x.shape)
         n = rows.shape[1]
         var = rows.var(dim=1, unbiased=False, keepdim=True)
@@ -290,8 +304,15 @@ class SliceVarianceHazard(Hazard):
             delta = torch.zeros_like(delta)
         return (var + self.epsilon - delta).expand_as(rows).reshape(x.shape)
 
+    def _computed_margin(self, x: Tensor) -> Tensor:
+        """``E[x^2] - E[x]^2 + epsilon`` as the function body computes it, in the stash type."""
+        rows = self._rows(x.to(torch_dtype(self.stash_type)), x.shape)
+        mean = rows.mean(1, keepdim=True)
+        var = (rows * rows).mean(1, keepdim=True) - mean * mean
+        return (var + self.epsilon).to(torch.float64).expand_as(rows).reshape(x.shape)
+
     def triggered(self, inputs, outputs):
-        return self._margin(inputs[0]) <= 0
+        return ~(self._margin(inputs[0]) > 0)  # NaN included
 
     def distance(self, inputs, outputs):
         return self._margin(inputs[0])
@@ -345,11 +366,31 @@ class ZeroNormHazard(Hazard):
 
 # ------------------------------------------------------------------------------ rules
 def _layer_outputs(x: Interval, rows: int, epsilon: float, sums_in_double: bool = False,
-                   nonneg_variance: bool = False, running_variance: bool = False) -> tuple[Tensor, Tensor, _Stats]:
-    """Normalized bounds in x's shape; ``sums_in_double``: the runtime sums in float64 (LayerNormalization)."""
+                   nonneg_variance: bool = False, running_variance: bool = False,
+                   stash_type: int | None = None) -> tuple[Tensor, Tensor, _Stats]:
+    """Normalized bounds in x's shape; ``sums_in_double``: the runtime sums in float64 (LayerNormalization);
+    ``stash_type``: x is cast to that type and every statistic, the one-pass variance included, is computed in it
+    (GroupNormalization's function body)."""
     lo, hi = (t.to(torch.float64).reshape(rows, -1) for t in x.full())
-    z_lo, z_hi, st = _normalized(lo, hi, epsilon, x.elem_type, sums_in_double, nonneg_variance, running_variance)
+    compute, moments = x.elem_type, TensorProto.DOUBLE
+    if stash_type is not None:
+        lo, hi = _cast_outward(lo, hi, stash_type)
+        compute = moments = stash_type
+    z_lo, z_hi, st = _normalized(lo, hi, epsilon, compute, sums_in_double, nonneg_variance, running_variance,
+                                 moments)
     return z_lo.reshape(x.shape), z_hi.reshape(x.shape), st
+
+
+def _cast_outward(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """float64 bounds of the values cast to ``elem_type`` (rounded to nearest: each bound moved outward to a value
+    of the type; past its range, infinite)."""
+    if elem_type == TensorProto.DOUBLE:
+        return lo, hi
+    dtype = torch_dtype(elem_type)
+    low, high = lo.to(dtype), hi.to(dtype)
+    low = torch.where(low.to(torch.float64) > lo, torch.nextafter(low, torch.tensor(-math.inf, dtype=dtype)), low)
+    high = torch.where(high.to(torch.float64) < hi, torch.nextafter(high, torch.tensor(math.inf, dtype=dtype)), high)
+    return low.to(torch.float64), high.to(torch.float64)
 
 
 @register("LayerNormalization", since=17)
@@ -498,38 +539,47 @@ def _row_magnitudes(channel: Interval, samples: int) -> Tensor:
 
 @register("GroupNormalization", since=18)
 class GroupNormalization(OpRule):
-    """Normalize each (sample, group of channels); scale/bias per group (opset 18) or channel (21)."""
+    """Normalize each (sample, group of channels); scale/bias per group (opset 18) or channel (21).
+
+    onnxruntime has no kernel for it: it runs the operator's function body, which casts x to ``stash_type``
+    (float32 by default, for a float64 x too) and takes the one-pass variance ``E[x^2] - E[x]^2`` there: on a
+    near-constant group of large values it cancels below ``-epsilon`` (NaN), the hazard."""
 
     epsilon: float = 1e-5
     num_groups: int = 0
-    stash_type: int = 1
+    stash_type: int = TensorProto.FLOAT
 
     accumulates = True
 
     def __post_init__(self) -> None:
         if self.num_groups <= 0:
             raise UnsupportedOperator("GroupNormalization: num_groups must be positive")
+        if self.stash_type not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            raise UnsupportedOperator(f"GroupNormalization: stash_type {self.stash_type} (float32 and float64 are "
+                                      "supported)")
 
     @property
     def hazards(self) -> tuple[Hazard, ...]:  # type: ignore[override]
-        return (SliceVarianceHazard(self.epsilon, groups=self.num_groups), Overflow())
+        return (SliceVarianceHazard(self.epsilon, groups=self.num_groups, stash_type=self.stash_type), Overflow())
 
     def _repeat(self, ctx: NodeContext, channels: int) -> int:
         return channels // self.num_groups if ctx.opset < 21 else 1
 
     def concrete(self, ctx: NodeContext, x, scale, bias):
+        """The function body: statistics and the normalisation in the stash type, the affine step in x's."""
         n, c = x.shape[:2]
-        rows = x.to(torch.float64).reshape(n * self.num_groups, -1)
+        rows = x.to(torch_dtype(self.stash_type)).reshape(n * self.num_groups, -1)
         mean = rows.mean(dim=1, keepdim=True)
-        z = ((rows - mean) * torch.rsqrt(((rows - mean) ** 2).mean(dim=1, keepdim=True) + self.epsilon))
+        var = (rows * rows).mean(dim=1, keepdim=True) - mean * mean
+        z = ((rows - mean) / torch.sqrt(var + self.epsilon)).reshape(x.shape).to(x.dtype)
         view = (1, -1) + (1,) * (x.dim() - 2)
         repeat = self._repeat(ctx, c)
-        s, b = (t.to(torch.float64).repeat_interleave(repeat).reshape(view) for t in (scale, bias))
-        return (z.reshape(x.shape) * s + b).to(x.dtype)
+        s, b = (t.to(x.dtype).repeat_interleave(repeat).reshape(view) for t in (scale, bias))
+        return z * s + b
 
     def abstract(self, ctx: NodeContext, x, scale, bias):
         rank, repeat = len(x.shape), self._repeat(ctx, x.shape[1])
-        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * self.num_groups, self.epsilon)
+        z_lo, z_hi, _ = _layer_outputs(x, x.shape[0] * self.num_groups, self.epsilon, stash_type=self.stash_type)
         z = Interval.from_full(z_lo, z_hi, x.elem_type, ctx.budget)
         return _affine(z, _channel(scale, rank, repeat), _channel(bias, rank, repeat))
 
@@ -563,6 +613,8 @@ class LpNormalization(OpRule):
         axis = self.axis % len(x.shape)
         n = x.shape[axis]
         facts = float_facts(x.elem_type)
+        if (n + 4) * facts.eps >= 0.5:  # a float16 row of about 500 elements or more: no relative error bound
+            return self._signed_caps(lo, hi, facts, x.elem_type, ctx.budget)
         gamma = 2 * (n + 4) * facts.eps / (1 - (n + 4) * facts.eps)
         near = lo.clamp(min=0) - hi.clamp(max=0)
         far = torch.maximum(lo.abs(), hi.abs())
@@ -585,6 +637,15 @@ class LpNormalization(OpRule):
         y_lo = torch.where(reach, y_lo.clamp(max=0.0), y_lo)
         y_hi = torch.where(reach, y_hi.clamp(min=0.0), y_hi)
         return Interval.from_full(y_lo, y_hi, x.elem_type, ctx.budget)
+
+    def _signed_caps(self, lo: Tensor, hi: Tensor, facts, elem_type: int, budget: int) -> Interval:
+        """x's sign, at most ``1`` (p = 1) or ``sqrt(1.5)`` (p = 2, squares that underflow) in magnitude, with a
+        few units of rounding: a float sum of non-negative terms is at least its largest term in any order, so
+        the computed norm is at least about |x_i| however the row's other terms round."""
+        cap = (1.0 if self.p == 1 else math.sqrt(1.5)) * (1 + 8 * facts.eps)
+        y_lo = torch.where(lo < 0, torch.full_like(lo, -cap), torch.zeros_like(lo))
+        y_hi = torch.where(hi > 0, torch.full_like(hi, cap), torch.zeros_like(hi))
+        return Interval.from_full(y_lo, y_hi, elem_type, budget)
 
     def _ratio(self, v: Tensor, m: Tensor, rest: Tensor, gamma: float, facts) -> Tensor:
         """Largest |x / ||x|| | for x between m and v (same sign), the rest of the norm at least ``rest``.

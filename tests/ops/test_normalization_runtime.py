@@ -197,3 +197,67 @@ def test_a_short_row_whose_runtime_variance_is_a_running_one_holds_onnxruntime(l
     for name, value in zip(("y", "mean", "inv"), session.run(None, {"x": x})):
         lo, hi = analysis.bounds(name)
         assert bool(np.all((lo <= value) & (value <= hi))), name
+
+
+def _group_norm_21(elem: int, epsilon: float, length: int = 4) -> onnx.ModelProto:
+    """GroupNormalization-21 of one group of ``length`` elements (x of shape (1, 1, length))."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    node = helper.make_node("GroupNormalization", ["x", "g", "b"], ["y"], num_groups=1, epsilon=epsilon)
+    graph = helper.make_graph(
+        [node], "group_norm", [helper.make_tensor_value_info("x", elem, [1, 1, length])],
+        [helper.make_tensor_value_info("y", elem, [1, 1, length])],
+        initializer=[numpy_helper.from_array(np.ones(1, dtype), "g"), numpy_helper.from_array(np.zeros(1, dtype), "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+@pytest.mark.parametrize(("elem", "epsilon", "low", "high", "row"), [
+    (TensorProto.FLOAT, 1e-5, 10000.0, 10002.0, [10000.490234375, 10000.0, 10000.0, 10000.0]),
+    (TensorProto.FLOAT, 1e-12, 1.0, 1.001, [1.0009434223175049, 1.0, 1.0009434223175049, 1.0009434223175049]),
+    (TensorProto.DOUBLE, 1e-12, 1.0, 1.000001, [1.0, 1.0000008613730285, 1.0000008613730285, 1.0])])
+def test_group_normalization_21_cancels_in_float32_and_its_hazard_is_found(elem: int, epsilon: float, low: float,
+                                                                           high: float, row: list[float]) -> None:
+    """onnxruntime runs GroupNormalization-21's function body: x cast to float32 (a float64 x too) and
+    ``E[x^2] - E[x]^2`` there, which cancels on a near-constant group: NaN or values far past sqrt(n) in
+    onnxruntime; a finding, and bounds that hold onnxruntime's values."""
+    model = _group_norm_21(elem, epsilon)
+    x = np.array([[row]], helper.tensor_dtype_to_np_dtype(elem))
+    (y,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert not np.all(np.abs(y) <= 2)  # NaN, or far past sqrt(n)
+    report = ranum.check(model, {"inputs": {"x": [low, high]}, "weights": {"default": "exact"}})
+    assert "normalization-zero-variance" in {f.hazard_id for f in report.findings}
+    lo, hi = report.analysis.bounds("y")
+    finite = np.isfinite(y)
+    assert bool(np.all((lo[finite] <= y[finite]) & (y[finite] <= hi[finite])))
+
+
+def test_group_normalization_21_concrete_rule_is_its_function_body() -> None:
+    """The concrete rule computes in float32 as the body does: its cancellation (NaN) included."""
+    from ranum.graph.loader import load_model
+    from ranum.interpret import run_concrete
+
+    model = _group_norm_21(TensorProto.FLOAT, 1e-5)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph, _ = load_model(model)
+    rows = [[0.5, -1.0, 2.0, 0.25], [10000.490234375, 10000.0, 10000.0, 10000.0]]
+    for row in rows:
+        x = np.array([[row]], np.float32)
+        (expected,) = session.run(None, {"x": x})
+        got = run_concrete(graph, {"x": torch.from_numpy(x)}).values["y"].numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("length", [1024, 4096])
+def test_a_long_float16_lp_normalization_row_holds_onnxruntime(p: int, length: int) -> None:
+    """Past about 500 float16 elements a row's relative error bound (n + 4) u reaches 1/2: the bounds fall back
+    on x's sign and |y| <= 1 (a sum of non-negative terms is at least each of them); before, they came out
+    negative for a row of ones."""
+    node = helper.make_node("LpNormalization", ["x"], ["y"], axis=-1, p=p)
+    graph = helper.make_graph([node], "lp", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, length])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, length])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    analysis = ranum.analyze(model, {"inputs": {"x": [1, 1]}})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": np.ones((1, length), np.float16)})
+    lo, hi = analysis.bounds("y")
+    assert bool(np.all((lo <= y) & (y <= hi)))
