@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, torch_dtype
+from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, narrow_int_range, torch_dtype
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops import _bits
@@ -537,7 +537,8 @@ def _no_limit(elem_type: int, sign: int) -> Interval:
     if is_float(elem_type):
         end = torch.tensor(sign * _INF, dtype=torch.float64)
     else:
-        end = torch.tensor(torch.iinfo(torch.int64).max if sign > 0 else torch.iinfo(torch.int64).min)
+        low, high = narrow_int_range(elem_type) or (torch.iinfo(torch.int64).min, torch.iinfo(torch.int64).max)
+        end = torch.tensor(high if sign > 0 else low)
     return Interval.create(end, end, (), (), elem_type)
 
 

@@ -71,6 +71,18 @@ def test_clip_with_one_limit_keeps_the_other_side() -> None:
     assert _bounds(ints) == (2, 5)
 
 
+@pytest.mark.parametrize("kind", ["int32", "int8", "uint8", "uint16", "uint32"])
+def test_an_integer_clip_with_one_limit_keeps_the_other_side(kind: str) -> None:
+    """The missing limit is the end of the tensor's own type (an int64 end, wrapped to the type, gave -2**31)."""
+    least = 0 if kind.startswith("u") else -5
+    lower = _run(f"lo = Constant<value = {kind} {{1}}>()\n y = Clip(x, lo)", {"x": (least, 5)},
+                 decl=f"{kind}[4] x", out=f"{kind}[4] y")
+    upper = _run(f"hi = Constant<value = {kind} {{1}}>()\n y = Clip(x, , hi)", {"x": (least, 5)},
+                 decl=f"{kind}[4] x", out=f"{kind}[4] y")
+    assert _bounds(lower) == (1, 5)
+    assert _bounds(upper) == (least, 1)
+
+
 def test_clip_with_interval_limits_and_crossed_limits() -> None:
     run = _run("y = Clip(x, lo, hi)", {"x": (-5.0, 5.0), "lo": (-1.0, 0.0), "hi": (0.5, 2.0)},
                decl="float[4] x, float lo, float hi")
