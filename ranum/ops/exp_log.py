@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
 from ranum.domain import arith
@@ -54,10 +56,22 @@ class Sqrt(UnaryRule):
     output_range = (0.0, torch.inf)
 
     def fn(self, x: Tensor) -> Tensor:
-        return torch.sqrt(x)
+        """Correctly rounded, as onnxruntime's (IEEE) square root: torch's CPU square root is not, one ulp off
+        now and then in float64, numpy's is (a value that needs no gradient takes it)."""
+        if x.requires_grad or x.dtype not in (torch.float32, torch.float64):
+            return torch.sqrt(x)
+        return torch.from_numpy(np.sqrt(x.detach().cpu().numpy()))
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        return x.with_bounds(torch.sqrt(x.lower.clamp(min=0.0)), torch.sqrt(x.upper.clamp(min=0.0)))
+        lower, upper = torch.sqrt(x.lower.clamp(min=0.0)), torch.sqrt(x.upper.clamp(min=0.0))
+        if x.elem_type == TensorProto.DOUBLE:
+            # the interpreter keeps a float64 bound as the runtime's correctly rounded result, and torch's is
+            # not correctly rounded: step out an ulp (a constant step, so the bounds stay differentiable)
+            down = torch.nextafter(lower, torch.zeros_like(lower))
+            up = torch.nextafter(upper, torch.full_like(upper, torch.inf))
+            lower = torch.where(torch.isfinite(lower), lower - (lower - down).detach(), lower)
+            upper = torch.where(torch.isfinite(upper), upper + (up - upper).detach(), upper)
+        return x.with_bounds(lower, upper)
 
 
 @register("Reciprocal")
