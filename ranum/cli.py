@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -248,10 +249,7 @@ def fix(
     """Suggest clipping preconditions, write the patched model, and certify it by re-running detection."""
     err = Console(stderr=True)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s: %(message)s")
-    if output.resolve() == model.resolve():
-        _fail(err, "--output would overwrite the input model; choose another path")
-    if not output.resolve().parent.is_dir():
-        _fail(err, f"output folder does not exist: {output.parent}")
+    _check_output_file(err, model, output)
     _check_usage(err, model, inputs, spec, ranges, weights, dims)
     _share_the_cores()
     from ranum.fix import FixConfig
@@ -274,9 +272,21 @@ def fix(
     raise typer.Exit(EXIT_CLEAN if report.certified else EXIT_FINDINGS)
 
 
+def _check_output_file(err: Console, model: Path, output: Path) -> None:
+    """Reject an output path that cannot take the patched model before the (long) search."""
+    if output.resolve() == model.resolve():
+        _fail(err, "--output would overwrite the input model; choose another path")
+    if output.is_dir():
+        _fail(err, f"--output is a folder, not a file: {output}")
+    if not output.resolve().parent.is_dir():
+        _fail(err, f"output folder does not exist: {output.parent}")
+
+
 def _render_fix(report, output: Path, console: Console) -> None:
     console.print(f"[bold]ranum fix[/bold] {report.model} (--on {report.mode}): "
                   f"{report.original_findings} finding(s) before", highlight=False)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for p in report.preconditions:
         kept = "" if p.kept_fraction is None else f" (keeps {100 * p.kept_fraction:.1f}% of its range)"
         fallback = " [operator fallback: no input/weight clip certifies]" if p.node and report.mode != "operator" \
@@ -289,10 +299,19 @@ def _render_fix(report, output: Path, console: Console) -> None:
     console.print(f"patched model written to {output}", highlight=False)
     if report.certified:
         console.print("[green]certified: no finding[/green]")
-    else:
+        return
+    if report.remaining:
         console.print(f"[red]not certified: {len(report.remaining)} finding(s) remain[/red]")
         for f in report.remaining:
             console.print(f"  - {f.node} ({f.op_type}): {f.hazard}", highlight=False, markup=False)
+    skipped = report.not_analysed
+    if skipped:
+        unsupported = ", ".join(report.unsupported_ops) or "none"
+        console.print(f"[red]not certified: {len(skipped)} node(s) of the patched model not analysed, so no "
+                      f"certificate covers them (unsupported ops: {unsupported})[/red]", highlight=False)
+        for entry in skipped:
+            console.print(f"  - {entry['node']} ({entry['op_type']}): {entry['reason']}", highlight=False,
+                          markup=False)
 
 
 @app.command()
@@ -460,17 +479,34 @@ def _parse_dim(text: str) -> tuple[str, int]:
 
 
 def _write_atomically(err: Console, path: Path, text: str | None, data: bytes | None = None) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves nothing half-written."""
+    """Write through a temporary file in the same folder, so a failure leaves nothing half-written (the temporary
+    file removed); the file gets the mode a plain write gives it."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         _fail(err, f"output folder does not exist: {folder}")
+    temp = None
     try:
         handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as stream:
             stream.write(data if data is not None else text.encode())
+        os.chmod(temp, _plain_write_mode(path))
         os.replace(temp, path)
     except OSError as exc:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
         _fail(err, f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _plain_write_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` leaves: an existing file's own, else 0o666 less the umask
+    (``mkstemp`` creates 0o600)."""
+    with contextlib.suppress(OSError):
+        if path.is_file():
+            return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fail(err: Console, message: str) -> None:

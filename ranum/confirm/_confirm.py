@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -33,7 +34,7 @@ from ranum.confirm._system import (
     resolve_recipe,
     system_search,
 )
-from ranum.confirm._write import slug, template_fields, write_system_test, write_unit_test
+from ranum.confirm._write import module_basenames, slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.interval import Interval
 from ranum.errors import RanumError, UnsupportedOperator
@@ -123,12 +124,10 @@ def confirm(
     staging = Path(tempfile.mkdtemp(prefix=".ranum-confirm-", dir=_parent(output))) if output else None
     try:
         model_path = _model_path(model, analysis, staging)
-        counts = Counter(f.node for f in findings)
         results = []
-        for finding in findings:
+        for finding, name in zip(findings, _folder_names(findings)):
             if progress is not None:
                 progress(f"{finding.node} ({finding.op_type}): {finding.hazard}")
-            name = slug(finding.node) if counts[finding.node] == 1 else f"{slug(finding.node)}-{finding.hazard_id}"
             final = Path(output).resolve() / name if output is not None else None
             results.append(_confirm_one(analysis, finding, config, staging, name, model_path, final,
                                         (system, recipe) if system is not None else None))
@@ -139,6 +138,29 @@ def confirm(
             shutil.rmtree(staging, ignore_errors=True)
     return ConfirmReport(str(model) if not isinstance(model, onnx.ModelProto) else analysis.graph.name,
                          tuple(results))
+
+
+def _folder_names(findings: Sequence[Finding]) -> list[str]:
+    """One folder name per finding: the node's slug, with the hazard where the node has several findings, and a
+    counter where that is taken already (node names that differ only by characters the slug drops). The names,
+    and the test modules named after them (compared without case), are all distinct."""
+    counts = Counter(f.node for f in findings)
+    taken: set[str] = set()
+    names = []
+    for finding in findings:
+        base = slug(finding.node) if counts[finding.node] == 1 else f"{slug(finding.node)}-{finding.hazard_id}"
+        name, count = base, 1
+        while _modules_of(name) & taken:
+            count += 1
+            name = f"{base}-{count}"
+        taken |= _modules_of(name)
+        names.append(name)
+    return names
+
+
+def _modules_of(folder_name: str) -> set[str]:
+    """What a folder name claims: itself and its test modules' basenames, in lower case."""
+    return {folder_name.lower(), *(module.lower() for module in module_basenames(folder_name))}
 
 
 def _confirm_one(analysis: Analysis, finding: Finding, config: SearchConfig, staging: Path | None,
@@ -448,4 +470,11 @@ def _publish(staging: Path, output: Path, results: list[ConfirmResult]) -> None:
             path.write_text(text.replace(str(model_copy), str(output / "model.onnx")))
     if output.exists():
         shutil.rmtree(output)
+    staging.chmod(_plain_folder_mode())  # mkdtemp's 0o700, where a plain mkdir gives 0o777 less the umask
     staging.rename(output)
+
+
+def _plain_folder_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask

@@ -3,7 +3,7 @@
 Modes: ``inputs`` (clip graph inputs), ``weights`` (clip weights), ``all`` (both) search clip
 bounds by gradient descent over the differentiable abstraction; ``operator`` clips each vulnerable
 operator's own operand with the tightest bound its hazard declares. The patched model is
-re-analysed from the original ranges: only no finding at all counts as certified.
+re-analysed from the original ranges: only no finding at all, with every node analysed, counts as certified.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 import onnx
 
 from ranum.analysis import Analysis, SpecSource, analyze
-from ranum.detect import Finding, find_hazards
+from ranum.detect import Finding, Report, find_hazards
+from ranum.detect._check import report_from
 from ranum.detect._findings import _json_number
 from ranum.errors import RanumError
 from ranum.fix._operator import NodeClip, patch, repair_rounds
@@ -55,6 +56,24 @@ class FixReport:
     original_findings: int
     optimiser: str | None
     patched: onnx.ModelProto
+    # the re-analysis of the patched model, which the certificate rests on: its warnings (ranges and
+    # dimensions assumed) and the nodes it did not analyse (which bar a certificate)
+    checked: Report | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the certificate assumes (default ranges, symbolic dimensions) and the nodes left unanalysed."""
+        return [] if self.checked is None else self.checked.warnings
+
+    @property
+    def not_analysed(self) -> list[dict]:
+        """Each node of the patched model whose rule did not run, as ``{"node", "op_type", "reason"}``."""
+        return [] if self.checked is None else self.checked.to_dict()["not_analysed"]
+
+    @property
+    def unsupported_ops(self) -> tuple[str, ...]:
+        """The operator types of the patched model that have no rule (as ``check`` lists them)."""
+        return () if self.checked is None else self.checked.unsupported_ops
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +85,10 @@ class FixReport:
             "remaining": [f.to_dict() for f in self.remaining],
             "original_findings": self.original_findings,
             "optimiser": self.optimiser,
+            "unsupported_ops": list(self.unsupported_ops),
+            "not_analysed": self.not_analysed,
+            "dims": {} if self.checked is None else dict(self.checked.analysis.dims),
+            "warnings": self.warnings,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -112,12 +135,13 @@ def fix(model: ModelSource, spec: SpecSource = None, mode: str = "all", config: 
                         for p in preconditions if p.node is not None], _elem_types(analysis))
     try:
         onnx.checker.check_model(patched)
-    except onnx.checker.ValidationError as exc:  # a bug in patching, never the user's fault
-        raise RanumError(f"internal error: the patched model fails the ONNX checker: {exc}") from None
-    after = analyze(patched, analysis.spec)
-    remaining = tuple(find_hazards(after.run))
+    except onnx.checker.ValidationError as exc:  # a bug in patching, never the user's fault (the CLI exits 4)
+        raise RuntimeError(f"the patched model fails the ONNX checker: {exc}") from None
     label = str(model) if not isinstance(model, onnx.ModelProto) else analysis.graph.name
-    return FixReport(label, mode, tuple(preconditions), not remaining, remaining, len(findings), optimiser, patched)
+    checked = report_from(analyze(patched, analysis.spec), label)
+    certified = not checked.findings and not checked.not_analysed_nodes  # no certificate over unanalysed nodes
+    return FixReport(label, mode, tuple(preconditions), certified, checked.findings, len(findings), optimiser,
+                     patched, checked)
 
 
 def _node_precondition(analysis: Analysis, clip: NodeClip) -> Precondition:

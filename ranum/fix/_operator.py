@@ -112,8 +112,8 @@ class _Session:
 def _analyze(model: onnx.ModelProto, spec: RangeSpec) -> Analysis:
     try:
         return analyze(model, spec)
-    except RanumError as exc:  # a patched model the loader rejects is a bug in patching
-        raise RanumError(f"internal error: the patched model cannot be analysed: {exc}") from None
+    except RanumError as exc:  # a patched model the loader rejects is a bug in patching (the CLI exits 4)
+        raise RuntimeError(f"the patched model cannot be analysed: {exc}") from None
 
 
 def _repair_node(session: _Session, node_name: str, findings: list[Finding], clips: dict[Key, NodeClip]) -> bool:

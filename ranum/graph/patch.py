@@ -4,9 +4,12 @@ Clips are inserted in front of chosen consumers (or all of them) of a tensor. A 
 the tensor from inside an If/Loop/Scan body (the outer scope is visible there): such reads are
 rewired too (all of a chosen node's bodies, or the chosen nested nodes), and the Clip goes before the
 top-level node holding them; a body that defines the name itself shadows it. A tensor that a body
-computes is clipped inside that body, before its first use there. Every node of the
-patched model keeps the name the analysis gave it (unnamed nodes receive their stable names), so
-findings on the original and on the patched model name the same nodes.
+computes is clipped inside that body, before its first use there. Every node and tensor of the
+patched model takes the name the analysis gave it (unnamed nodes receive their stable names; subgraph nodes
+and tensors whose names are empty or clash are renamed as :func:`ranum.graph._scopes.unique_scopes` renames
+them), so clips find the nodes and tensors a finding names, and findings on the original and on the patched
+model name the same nodes. A model of IR version 3 or less lists the clips' bound initializers as graph
+inputs, as those versions require of every initializer.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ranum.errors import RanumError
+from ranum.graph._scopes import unique_scopes
 from ranum.graph.loader import stable_node_names
 
 __all__ = ["ClipSpec", "clippable", "clipped_name", "insert_clips"]
@@ -47,6 +51,7 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
     named = stable_node_names(graph)
     for name, proto in named:
         proto.name = name
+    unique_scopes(graph, named)  # the analysis' names for subgraph nodes and tensors
     ordered = [proto for _, proto in named]
     opset = _default_opset(out)
     top_level = {i.name for i in graph.input} | {t.name for t in graph.initializer} | \
@@ -73,7 +78,17 @@ def insert_clips(model: onnx.ModelProto, clips: list[ClipSpec], elem_types: Mapp
             _insert_in_body(ordered, clip, clipped, clip_nodes)
     del graph.node[:]
     graph.node.extend(ordered)
+    if out.ir_version < _INITIALIZERS_APART:
+        _declare_initializers(graph)
     return out
+
+
+def _declare_initializers(graph: onnx.GraphProto) -> None:
+    """List every initializer of ``graph`` that is not a graph input as one (IR version 3 and less require it)."""
+    declared = {value.name for value in graph.input}
+    for init in graph.initializer:
+        if init.name not in declared:
+            graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
 
 
 def _insert_in_body(nodes: list[onnx.NodeProto], clip: ClipSpec, clipped: str, clip_nodes: list[onnx.NodeProto]
@@ -105,6 +120,7 @@ def _defining_body(nodes: list[onnx.NodeProto], name: str) -> onnx.GraphProto | 
 _CLIP_BOUND_INPUTS = 11  # Clip takes min and max as inputs from this opset on (attributes before)
 _CLIP_INTEGERS = 12  # and integer operands from this one
 _CLIP_BFLOAT16 = 13  # and bfloat16 ones from this one
+_INITIALIZERS_APART = 4  # from this IR version on, an initializer need not be a graph input
 _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE})
 
 

@@ -17,13 +17,6 @@ from tests.models import LOG_OF_DIFFERENCE, SAFE_DIVISION, UNKNOWN_OP, parse
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
-@pytest.fixture()
-def log_model(tmp_path: Path) -> Path:
-    path = tmp_path / "log.onnx"
-    onnx.save(parse(LOG_OF_DIFFERENCE), str(path))
-    return path
-
-
 def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 

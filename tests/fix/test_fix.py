@@ -327,3 +327,27 @@ def test_a_bfloat16_operand_is_clipped_from_opset_13(opset: int, clipped: bool) 
     assert report.certified == clipped  # before opset 13 the finding stays reported
     onnx.checker.check_model(report.patched)
     assert [n.op_type for n in report.patched.graph.node] == (["Clip", "Log"] if clipped else ["Log"])
+
+
+def test_an_ir_version_3_model_lists_the_clip_bounds_as_graph_inputs() -> None:
+    """IR version 3 and less require every initializer to be a graph input: the bounds of a float64 Max/Min clip
+    were not, and the patched model failed the loader (an internal error)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], "mm"),
+                               helper.make_node("Log", ["y"], ["z"], "log")], "ir3",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 4]),
+                               helper.make_tensor_value_info("W", TensorProto.DOUBLE, [4, 3])],
+                              [helper.make_tensor_value_info("z", TensorProto.DOUBLE, [1, 3])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
+    model.ir_version = 3
+    onnx.checker.check_model(model, full_check=True)
+    for mode in ("operator", "all"):
+        report = fix(model, {"inputs": {"x": [-1, 1]}, "weights": {"default": "exact"}}, mode, CONFIG)
+        assert report.certified, (mode, [f.to_dict() for f in report.remaining])
+        onnx.checker.check_model(report.patched, full_check=True)
+        inputs = {value.name for value in report.patched.graph.input}
+        assert {init.name for init in report.patched.graph.initializer} <= inputs
+        z = Runner(report.patched).run({"x": np.full((1, 4), -1.0)})["z"]
+        assert np.isfinite(z).all(), mode
