@@ -37,6 +37,7 @@ from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
 from ranum.errors import AnalysisError, InconsistentShapes, RunTimeOperand, UnsupportedOperator
+from ranum.graph._type_constraints import operand_type_error
 from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule, full_shape
@@ -285,6 +286,12 @@ class _AbstractWalker:
         ctx = self._context(graph, node, inputs)
         rule = self._rule(node)
         if rule is None:
+            return self._top(ctx)
+        mismatch = operand_type_error(node.op_type, node.domain, ctx.opset,
+                                      [iv.elem_type if isinstance(iv, Interval) else None for iv in inputs])
+        if mismatch is not None:
+            self._not_analysed(node, f"the model's types are inconsistent here ({mismatch}; onnxruntime refuses "
+                                     "such a model)")
             return self._top(ctx)
         try:
             if rule.unknown_shapes not in _COPYING and node.op_type not in _READS_UINT64 \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -453,3 +455,39 @@ def test_an_unsupported_operator_named_like_a_standard_one_is_shown_with_its_dom
                                                          onnx.helper.make_opsetid("com.microsoft.nchwc", 1)])
     report = ranum.check(model, {"inputs": {"x": [0, 1]}})
     assert report.unsupported_ops == ("ReorderInput", "com.microsoft.nchwc:Conv")
+
+
+@pytest.mark.parametrize(("text", "body", "message"), [
+    ("int64[3] x", "y = Log(x)", r"input 0 is a tensor\(int64\), which Log does not take"),
+    ("float[3] x, double[3] w", "y = Add(x, w)", r"input 1 is a tensor\(double\) and input 0 a tensor\(float\)"),
+])
+def test_a_node_taking_an_operand_type_its_operator_does_not_is_an_inconsistent_model(text: str, body: str,
+                                                                                        message: str) -> None:
+    """onnxruntime refuses such a model; ranum's shape inference is not strict, so the analysis checks the types
+    and leaves the node unanalysed, with the reason (the rest of the graph is still analysed)."""
+    model = onnx.parser.parse_model(f"""<ir_version: 8, opset_import: ["" : 17]>
+    g ({text}) => (float[3] y, float[3] z) {{
+        {body}
+        x2 = Constant<value = float[3] {{1, 2, 3}}>()
+        z = Exp(x2)
+    }}""")
+    report = ranum.check(model, {"inputs": {name: [0, 5] for name in ("x", "w") if name in text}})
+    (node, reason), = report.not_analysed_nodes.items()
+    assert "inconsistent" in reason and re.search(message, reason), reason
+    assert report.analysis.bounds("z")[1].max() < 30  # Exp(3): the rest is analysed
+
+
+def test_operand_types_inside_a_branch_are_checked_and_valid_ones_pass() -> None:
+    good = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (bool c, float[3] x) => (float[3] y) {
+        y = If(c) <then_branch = t () => (float[3] a) { a = Log(x) },
+                   else_branch = e () => (float[3] b) { b = Exp(x) }>
+    }""")
+    assert not ranum.check(good, {"inputs": {"x": [1, 2]}}).not_analysed_nodes
+    bad = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (bool c, int64[3] x) => (float[3] y) {
+        y = If(c) <then_branch = t () => (float[3] a) { a = Log(x) },
+                   else_branch = e () => (float[3] b) { b = Cast<to = 1>(x) }>
+    }""")
+    reasons = ranum.check(bad, {"inputs": {"x": [1, 2]}}).not_analysed_nodes
+    assert any("input 0 is a tensor(int64), which Log does not take" in reason for reason in reasons.values())

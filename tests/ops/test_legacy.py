@@ -153,7 +153,7 @@ def test_slice_reshape_tile_concat_topk_before_their_input_forms() -> None:
     np.testing.assert_array_equal(got, A[:, 1:, -3:-1])
     (got,), _ = _analyse(OpCase("Reshape", (_operand(A),), attrs={"shape": [0, -1]}, opset=1), A, ranks=(2,))
     np.testing.assert_array_equal(got, A.reshape(2, 12))
-    tiles, axis = Operand((), INT64, value=3), Operand((), INT64, value=-1)
+    tiles, axis = Operand((), FLOAT, value=3.0), Operand((), FLOAT, value=-1.0)  # Tile-1 types them as the input
     (got,), _ = _analyse(OpCase("Tile", (_operand(A), tiles, axis), opset=1), A)
     np.testing.assert_array_equal(got, np.tile(A, (1, 1, 3)))
     (got,), _ = _analyse(OpCase("Concat", (_operand(A), _operand(A[:, :1])), opset=3), A, A[:, :1])

@@ -267,10 +267,11 @@ def test_slice_with_range_starts_keeps_the_hull_of_its_data_in_an_unknown_shape(
     assert out.shape is None and (float(out.lower), float(out.upper)) == (0.25, 1.0)
 
 
-@pytest.mark.parametrize(("opset", "stash_type", "widest"), [(27, 1, 3 * 2.0**-10), (27, 0, 0.2), (21, 1, 0.2)])
+@pytest.mark.parametrize(("opset", "stash_type", "widest"), [(27, 1, 3 * 2.0**-10), (27, 0, 0.2)])
 def test_float16_range_sums_in_float32_from_opset_27(opset: int, stash_type: int, widest: float) -> None:
     """start + i * delta accumulated in float32 and rounded once (opset 27's default) stays within an ulp or two
-    of float16 at every element; a float16 sum (stash_type 0, or before opset 27) drifts by many."""
+    of float16 at every element; a float16 sum (stash_type 0) drifts by many. (Range takes float16 from opset 27
+    on: before, such a model is refused.)"""
     attrs = {"stash_type": stash_type} if opset >= 27 else {}
     inits = [numpy_helper.from_array(np.array(v, np.float16), n) for v, n in ((1000.3, "s"), (1300, "l"), (0.7, "d"))]
     graph = helper.make_graph([helper.make_node("Range", ["s", "l", "d"], ["y"], **attrs)], "range", [],
