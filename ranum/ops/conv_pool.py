@@ -63,6 +63,13 @@ class ConvGeometry:
     strides: tuple[int, ...] = ()
 
 
+def _require_terms(op: str, filter_shape: Sequence[int]) -> None:
+    """A filter over no input channel (or an empty window) sums no term: onnxruntime writes the bias (or 0) in the
+    output's shape, which these rules do not derive; such a node is left unanalysed."""
+    if not math.prod(filter_shape):
+        raise UnsupportedOperator(f"{op} with a filter of shape {tuple(filter_shape)}: it sums no term")
+
+
 @register("Conv")
 class Conv(ConvGeometry, OpRule):
     """N-d convolution (1-D to 3-D) with groups, dilations, strides, pads / auto_pad, optional bias."""
@@ -88,12 +95,14 @@ class Conv(ConvGeometry, OpRule):
         return convolution(*self._windows(x_shape, w_shape)[1:], self.group if group is None else group)
 
     def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        _require_terms("Conv", w.shape[1:])
         y = self._fn(x.shape, w.shape)(_widen16(x), _widen16(w))
         if b is not None:
             y = y + _widen16(b).reshape((1, -1) + (1,) * (y.dim() - 2))
         return y.to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None) -> Interval:
+        _require_terms("Conv", w.shape[1:])
         count = math.prod(w.shape[1:]) + (1 if b is not None else 0)
         channels, out_channels = w.splits[0], w.shape[0]
         one_bias = b is None or b.numblocks == 1
@@ -207,12 +216,14 @@ class ConvTranspose(OpRule):
         return fn
 
     def concrete(self, ctx: NodeContext, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        _require_terms("ConvTranspose", (w.shape[0], *w.shape[2:]))
         y = self._fn(x.shape, w.shape)(_widen16(x), _widen16(w))
         if b is not None:
             y = y + _widen16(b).reshape((1, -1) + (1,) * (y.dim() - 2))
         return y.to(x.dtype)
 
     def abstract(self, ctx: NodeContext, x: Interval, w: Interval, b: Interval | None = None) -> Interval:
+        _require_terms("ConvTranspose", (w.shape[0], *w.shape[2:]))
         count = x.shape[1] // self.group * math.prod(w.shape[2:]) + (1 if b is not None else 0)
         mid, rad, abs_sum = interval_product(self._fn(x.shape, w.shape), [x, w], count)
         if b is not None:

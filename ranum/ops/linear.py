@@ -84,6 +84,9 @@ def interval_product(
     return mid, rad, abs_sum
 
 
+_FLOAT64_EXACT_INTEGERS = 2.0**52
+
+
 def finish_sum(mid: Tensor, rad: Tensor, abs_sum: Tensor, count: int, elem_type: int,
                budget: int | None = None) -> Interval:
     """Bounds ``mid +- rad`` widened by the accumulation error of ``count`` float terms."""
@@ -92,6 +95,10 @@ def finish_sum(mid: Tensor, rad: Tensor, abs_sum: Tensor, count: int, elem_type:
         if not (abs_sum.dim() == 0 and float(abs_sum) == 0.0):  # a 0-d zero: the error is already in rad
             lo, hi = arith.with_accumulation_error(lo, hi, abs_sum, count, elem_type)
     else:
+        # float64 holds every integer sum exactly below 2**53; past it the midpoint and radius round
+        inexact = torch.as_tensor(abs_sum) * 2 >= _FLOAT64_EXACT_INTEGERS
+        slack = torch.where(inexact, torch.as_tensor(abs_sum) * (count + 2) * 2.0**-52, 0.0)
+        lo, hi = (lo - slack).floor(), (hi + slack).ceil()
         info = torch.iinfo(torch_dtype(elem_type))
         wraps = (lo < info.min) | (hi > info.max)
         lo = torch.where(wraps, torch.full_like(lo, float(info.min)), lo)

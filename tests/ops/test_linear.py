@@ -541,3 +541,38 @@ def test_a_matmul_whose_shapes_disagree_is_named_inconsistent_not_an_internal_er
     reason = report.not_analysed_nodes["MatMul_0"]
     assert "inconsistent" in reason and "internal error" not in reason
     assert [f.op_type for f in report.findings] == ([] if exact else ["Log"])
+
+
+@pytest.mark.parametrize("op", ["MatMul", "Einsum"])
+def test_an_int64_product_past_2_to_the_53_holds_the_exact_result(op: str) -> None:
+    """float64 holds integer sums exactly below 2**53 only: 3 * (2**53 + 2) fell outside bounds rounded to
+    nearest."""
+    import ranum
+
+    attrs = {"equation": "ik,kj->ij"} if op == "Einsum" else {}
+    w = helper.make_tensor("w", TensorProto.INT64, [3, 1], [1, 1, 1])
+    graph = helper.make_graph([helper.make_node(op, ["x", "w"], ["y"], **attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 1])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    lo, hi = ranum.analyze(model, {"inputs": {"x": [2**53, 2**53 + 2]}, "weights": {"default": "exact"}}).bounds("y")
+    (y,), = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.full((1, 3), 2**53 + 2, np.int64)})
+    assert int(y[0]) == 3 * (2**53 + 2)
+    assert int(lo.min()) <= int(y[0]) <= int(hi.max())
+
+
+@pytest.mark.parametrize(("op", "w_shape"), [("Conv", (3, 0, 3, 3)), ("ConvTranspose", (0, 3, 3, 3))])
+def test_a_convolution_over_no_input_channel_is_left_unanalysed(op: str, w_shape: tuple[int, ...]) -> None:
+    """onnxruntime writes zeros (the bias) of the full output shape; the rules gave a shape without its channels,
+    and a Log behind it had no finding."""
+    import ranum
+
+    w = helper.make_tensor("w", FLOAT, w_shape, [])
+    nodes = [helper.make_node(op, ["x", "w"], ["c"]), helper.make_node("Log", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [1, 0, 5, 5])],
+                              [helper.make_tensor_value_info("y", FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = ranum.check(model, {"inputs": {"x": [-1, 1]}, "weights": {"default": "exact"}})
+    assert "sums no term" in " ".join(report.not_analysed_nodes.values())
+    assert "Log" in {f.op_type for f in report.findings}
