@@ -11,17 +11,21 @@ from dataclasses import dataclass
 
 import torch
 from onnx import TensorProto
+from torch import Tensor
 
 __all__ = [
     "FloatFacts",
     "bound_dtype",
     "elem_type_of",
     "float_facts",
+    "int_range",
     "is_bool",
     "is_float",
     "is_held",
+    "narrow_int_range",
     "torch_dtype",
     "type_name",
+    "wrapped_int",
 ]
 
 _TORCH_OF = {
@@ -78,16 +82,47 @@ def is_bool(elem_type: int) -> bool:
     return elem_type == TensorProto.BOOL
 
 
+# each integer type's own values; uint16 and uint32 are held in the wider int32 and int64, so their holders'
+# ranges are not theirs. uint64 bounds are int64 bit patterns (see :mod:`ranum.ops.convert`): int64's range.
+_INT_RANGES = {
+    TensorProto.INT8: (-(2**7), 2**7 - 1),
+    TensorProto.INT16: (-(2**15), 2**15 - 1),
+    TensorProto.INT32: (-(2**31), 2**31 - 1),
+    TensorProto.INT64: (-(2**63), 2**63 - 1),
+    TensorProto.UINT8: (0, 2**8 - 1),
+    TensorProto.UINT16: (0, 2**16 - 1),
+    TensorProto.UINT32: (0, 2**32 - 1),
+    TensorProto.UINT64: (-(2**63), 2**63 - 1),
+}
+
+
+def int_range(elem_type: int) -> tuple[int, int] | None:
+    """The smallest and largest value of an integer element type (uint64: of its int64-held bit patterns);
+    None for floating, boolean and unsupported types."""
+    return _INT_RANGES.get(elem_type)
+
+
 def narrow_int_range(elem_type: int) -> tuple[int, int] | None:
     """The value range of an integer element type narrower than int64 (None for int64, uint64, bool and
-    the other types): bounds past it mean the arithmetic wrapped around."""
-    if elem_type in (TensorProto.INT64, TensorProto.UINT64, TensorProto.BOOL) or is_float(elem_type):
+    the other types): bounds past it mean the arithmetic wrapped around, as onnxruntime's arithmetic in the
+    type does (uint32 ``0 - 1`` is 4294967295)."""
+    if elem_type in (TensorProto.INT64, TensorProto.UINT64):
         return None
-    try:
-        info = torch.iinfo(torch_dtype(elem_type))
-    except (TypeError, ValueError):
-        return None
-    return int(info.min), int(info.max)
+    return int_range(elem_type)
+
+
+# unsigned types held in a wider torch dtype: their width in bits
+_HELD_WIDER = {TensorProto.UINT16: 16, TensorProto.UINT32: 32}
+
+
+def wrapped_int(values: Tensor, elem_type: int) -> Tensor:
+    """Integer results computed in a type's torch holder, as onnxruntime's arithmetic in the type gives them:
+    uint16 and uint32 values (held in int32 and int64) keep their low 16 or 32 bits (``0 - 1`` is 65535 or
+    4294967295); the other types wrap in their own torch dtype and are returned as they are."""
+    bits = _HELD_WIDER.get(elem_type)
+    if bits is None or values.is_floating_point() or values.dtype == torch.bool:
+        return values
+    return values & (2**bits - 1)
 
 
 def torch_dtype(elem_type: int) -> torch.dtype:

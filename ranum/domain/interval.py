@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ranum.domain import blocks
 from ranum.domain.blocks import Splits
-from ranum.domain.dtypes import bound_dtype, float_facts, is_bool, is_float, narrow_int_range, torch_dtype
+from ranum.domain.dtypes import bound_dtype, float_facts, int_range, is_bool, is_float, narrow_int_range, torch_dtype
 from ranum.errors import InconsistentShapes
 
 __all__ = ["Interval", "align", "elementwise", "has_nan", "representatives", "spread", "DEFAULT_BLOCK_BUDGET"]
@@ -107,8 +107,8 @@ class Interval:
             return Interval.uniform(-torch.inf, torch.inf, shape, elem_type)
         if is_bool(elem_type):
             return Interval.uniform(0, 1, shape, elem_type)
-        info = torch.iinfo(torch_dtype(elem_type))
-        return Interval.uniform(float(info.min), float(info.max), shape, elem_type)
+        low, high = int_range(elem_type) or (_INT_MIN, _INT_MAX)
+        return Interval.uniform(float(low), float(high), shape, elem_type)
 
     # ----------------------------------------------------------------- queries
     @property

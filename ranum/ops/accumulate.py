@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.dtypes import FloatFacts, float_facts, is_float
+from ranum.domain.dtypes import FloatFacts, float_facts, is_float, wrapped_int
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import UnsupportedOperator
 from ranum.ops import _bits
@@ -72,6 +72,20 @@ def _sum_bounds(elem_type: int, scale: float) -> Callable[..., tuple[Tensor, Ten
     return fn
 
 
+def _whole_int64_where(wraps: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """The whole int64 range where a sum may have wrapped around (onnxruntime's int64 sums wrap: any value);
+    narrower types' sums are exact in int64, and :meth:`Interval.create` wraps them to their own range."""
+    info = torch.iinfo(torch.int64)
+    return torch.where(wraps, torch.full_like(lo, info.min), lo), torch.where(wraps, torch.full_like(hi, info.max), hi)
+
+
+def _may_leave_int64(magnitude: Tensor, count: int) -> Tensor:
+    """Where integer sums may leave int64, given float64 running sums of their terms' largest magnitudes (over
+    at most ``count`` terms, each float64 addition rounding by 2**-53 at most): every partial sum of the terms,
+    and of their bounds, is at most that magnitude."""
+    return magnitude >= 2.0**63 * (1.0 - count * 2.0**-51)
+
+
 @register("Sum")
 class Sum(OpRule):
     unknown_shapes = ELEMENTWISE
@@ -114,7 +128,8 @@ class CumSum(OpRule):
         return sums_of_some(x, most_elements(ctx.graph, ctx.node.inputs[0]) if ctx.graph is not None else None)
 
     def concrete(self, ctx: NodeContext, x: Tensor, axis: Tensor) -> Tensor:
-        return self._scan(x, int(axis.reshape(-1)[0]) % max(x.dim(), 1))
+        return wrapped_int(self._scan(x, int(axis.reshape(-1)[0]) % max(x.dim(), 1)),
+                           ctx.input_types[0] if ctx.input_types else 0)
 
     def abstract(self, ctx: NodeContext, x: Interval, axis: Interval) -> Interval:
         if not axis.is_exact:
@@ -125,6 +140,9 @@ class CumSum(OpRule):
         if is_float(x.elem_type):
             lo, hi = self._rounded(lo.nan_to_num(nan=-_INF), hi.nan_to_num(nan=_INF), full_lo, full_hi, dim,
                                    max(x.shape[dim], 1), x.elem_type)
+        else:  # int64 running sums wrap around (torch's as onnxruntime's): from there on, any value
+            magnitude = self._scan(torch.maximum(full_lo.double().abs(), full_hi.double().abs()), dim)
+            lo, hi = _whole_int64_where(_may_leave_int64(magnitude, max(x.shape[dim], 1)), lo, hi)
         return Interval.from_full(lo, hi, x.elem_type, ctx.budget)
 
     def _rounded(self, lo: Tensor, hi: Tensor, full_lo: Tensor, full_hi: Tensor, dim: int, count: int,

@@ -24,7 +24,16 @@ import torch
 from torch import Tensor
 
 from ranum.domain import arith
-from ranum.domain.dtypes import FloatFacts, elem_type_of, float_facts, is_float, narrow_int_range, torch_dtype
+from ranum.domain.dtypes import (
+    FloatFacts,
+    elem_type_of,
+    float_facts,
+    int_range,
+    is_float,
+    narrow_int_range,
+    torch_dtype,
+    wrapped_int,
+)
 from ranum.domain.interval import Interval, elementwise
 from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops import _bits
@@ -45,6 +54,7 @@ from ranum.ops.hazards import (
     GRADIENT,
     Hazard,
     HazardHit,
+    IntegerDivisionOverflow,
     Overflow,
     Region,
     RegionHazard,
@@ -83,6 +93,11 @@ def _whole_int64_where(wraps: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, T
 _WRAP = 2.0**63 * (1 - 2.0**-50)  # a float64 product this large may stand for an int64 product past the range
 
 
+def _first_type(ctx: NodeContext) -> int:
+    """The element type of the first operand (0 when the context does not say)."""
+    return ctx.input_types[0] if ctx.input_types else 0
+
+
 def _int_sub(l1: Tensor, u1: Tensor, l2: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
     """Integer [l1, u1] - [l2, u2] (see :func:`_int_add`)."""
     return _int_add(l1, u1, -u2, -l2)
@@ -94,7 +109,7 @@ class Add(OpRule):
     hazards = (Overflow(), InfiniteOperands(description="infinities of opposite signs add to NaN", op="add"))
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
-        return a + b
+        return wrapped_int(a + b, _first_type(ctx))
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if not is_float(a.elem_type):
@@ -109,7 +124,7 @@ class Sub(OpRule):
     hazards = (Overflow(), InfiniteOperands(description="inf - inf is NaN", op="sub"))
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
-        return a - b
+        return wrapped_int(a - b, _first_type(ctx))
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if ctx.same_input(0, 1):
@@ -126,7 +141,7 @@ class Mul(OpRule):
     hazards = (Overflow(), InfiniteOperands(description="0 * inf is NaN", op="mul"))
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
-        return a * b
+        return wrapped_int(a * b, _first_type(ctx))
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
         if ctx.same_input(0, 1):
@@ -190,11 +205,17 @@ def _scaled_square_bounds(kl: Tensor, ku: Tensor, xl: Tensor, xu: Tensor, growth
 class Div(OpRule):
     unknown_shapes = ELEMENTWISE
     hazards = (divisor_zero("division by zero", operand=1, numerator=0), Overflow(),
-               InfiniteOperands(description="inf / inf is NaN", op="div"))
+               InfiniteOperands(description="inf / inf is NaN", op="div"), IntegerDivisionOverflow())
 
     def concrete(self, ctx: NodeContext, a: Tensor, b: Tensor) -> Tensor:
+        """Floats divide; integers truncate toward zero. The type's minimum divided by -1 stops onnxruntime
+        with SIGFPE (the ``integer-division-overflow`` hazard) and would stop this process too: that element
+        is divided by 1 instead, giving the two's complement quotient (the minimum itself)."""
         if a.is_floating_point():
             return a / b
+        overflows = IntegerDivisionOverflow.fires(a, b)
+        if bool(overflows.any()):
+            b = torch.where(overflows, torch.ones_like(b), b)
         return torch.div(a, b, rounding_mode="trunc")
 
     def abstract(self, ctx: NodeContext, a: Interval, b: Interval) -> Interval:
@@ -254,9 +275,29 @@ class Abs(_ExactUnary):
         return torch.abs(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        lo, hi = as_float64(x.lower), as_float64(x.upper)  # ints: -INT_MIN must not wrap
-        low = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))
-        return x.with_bounds(low, torch.maximum(-lo, hi))
+        if not is_float(x.elem_type):
+            return x.with_bounds(*_int_abs_bounds(x.lower, x.upper, x.elem_type))
+        return x.with_bounds(*_abs_bounds(x.lower, x.upper))
+
+
+def _abs_bounds(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """|x| for x in [lo, hi] (no wrap-around)."""
+    low = torch.where(lo >= 0, lo, torch.where(hi <= 0, -hi, torch.zeros_like(lo)))
+    return low, torch.maximum(-lo, hi)
+
+
+def _int_abs_bounds(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """|x| in two's complement, on the int64 bounds: the type's minimum has no positive counterpart and stays
+    itself (onnxruntime's Abs of INT64_MIN is INT64_MIN), so a box holding it keeps it and otherwise reaches
+    the type's maximum; unsigned values are their own magnitude."""
+    limits = int_range(elem_type)
+    if limits is None or limits[0] >= 0:
+        return lo, hi
+    smallest = limits[0]
+    has_min, only_min = lo == smallest, hi == smallest
+    low, high = _abs_bounds(torch.where(has_min, lo + 1, lo), hi)  # -smallest would wrap: from the next value
+    return (torch.where(has_min, torch.full_like(low, smallest), low),
+            torch.where(only_min, torch.full_like(high, smallest), high))
 
 
 @register("Neg")
@@ -265,7 +306,22 @@ class Neg(_ExactUnary):
         return torch.neg(x)
 
     def abstract(self, ctx: NodeContext, x: Interval) -> Interval:
-        return x.with_bounds(-as_float64(x.upper), -as_float64(x.lower))
+        if not is_float(x.elem_type):
+            return x.with_bounds(*_int_neg_bounds(x.lower, x.upper, x.elem_type))
+        return x.with_bounds(-x.upper, -x.lower)
+
+
+def _int_neg_bounds(lo: Tensor, hi: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """-x in two's complement, on the int64 bounds: the type's minimum negates to itself (onnxruntime's Neg of
+    INT64_MIN is INT64_MIN), so a box holding it keeps it and otherwise reaches the type's maximum."""
+    limits = int_range(elem_type)
+    if limits is None or limits[0] >= 0:  # unsigned (no ONNX Neg type): the negation, wrapped by Interval.create
+        return -hi, -lo
+    smallest, largest = limits
+    has_min, only_min = lo == smallest, hi == smallest
+    low = torch.where(has_min, torch.full_like(lo, smallest), -hi)
+    high = torch.where(has_min, torch.full_like(hi, largest), -lo)  # -lo is not read where it would wrap
+    return low, torch.where(only_min, torch.full_like(high, smallest), high)
 
 
 @register("Sign")
@@ -376,12 +432,14 @@ class Pow(OpRule):
 
     def concrete(self, ctx: NodeContext, x: Tensor, e: Tensor) -> Tensor:
         result = torch.pow(x.to(torch.float64), e.to(torch.float64))
-        return result.to(x.dtype) if x.is_floating_point() else result.trunc().to(x.dtype)
+        if x.is_floating_point():
+            return result.to(x.dtype)
+        return wrapped_int(result.trunc().to(x.dtype), _first_type(ctx))
 
     def abstract(self, ctx: NodeContext, x: Interval, e: Interval) -> Interval:
         if is_float(x.elem_type):
             return elementwise(_pow_bounds, [x, e], x.elem_type)
-        return elementwise(functools.partial(_int_pow_bounds, integer=torch_dtype(x.elem_type)), [x, e], x.elem_type)
+        return elementwise(functools.partial(_int_pow_bounds, elem_type=x.elem_type), [x, e], x.elem_type)
 
 
 def _pow_corners(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
@@ -390,14 +448,15 @@ def _pow_corners(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> tuple[Tensor, Te
     return corners.amin(dim=0), corners.amax(dim=0)
 
 
-def _int_pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor, integer: torch.dtype) -> tuple[Tensor, Tensor]:
-    """An integer power, computed in float64 and converted (onnxruntime's kernel): a power past the type's
-    range converts to no one value (x86 gives the least integer), so such an element gets the whole range."""
+def _int_pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """An integer power, computed in float64 and converted (onnxruntime's kernel): a power past the type's own
+    range (uint32's, not its int64 holder's) converts to no one value (x86 gives the least integer), so such an
+    element gets the whole range."""
     lo, hi = _pow_bounds(xl, xh, yl, yh)
-    info = torch.iinfo(integer)
-    top = _WRAP if integer == torch.int64 else float(info.max)
-    past = (lo < info.min) | (hi > top) | lo.isnan() | hi.isnan()
-    return torch.where(past, float(info.min), lo), torch.where(past, float(info.max), hi)
+    smallest, largest = int_range(elem_type) or (-(2**63), 2**63 - 1)
+    top = _WRAP if largest == 2**63 - 1 else float(largest)
+    past = (lo < smallest) | (hi > top) | lo.isnan() | hi.isnan()
+    return torch.where(past, float(smallest), lo), torch.where(past, float(largest), hi)
 
 
 def _pow_bounds(xl: Tensor, xh: Tensor, yl: Tensor, yh: Tensor) -> tuple[Tensor, Tensor]:

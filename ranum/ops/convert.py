@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from onnx import TensorProto
@@ -176,21 +177,45 @@ def _integer_steps(start: Interval, limit: Interval, delta: Interval) -> Interva
 
 
 def _range_count(start: Tensor, limit: Tensor, delta: Tensor) -> int:
-    """Element count as onnxruntime computes it: ceil(double(limit - start) / double(delta)), >= 0."""
-    return max(math.ceil(float((limit - start).double()) / float(delta.double())), 0)
+    """Element count as onnxruntime computes it, at least 0 (measured, onnxruntime 1.32): for floats
+    ``ceil((double(limit) - double(start)) / double(delta))``, the difference taken in float64, not in the
+    element type (a float32 ``Range(-1e-9, 3, 1)`` has 4 elements, the last 3.0); for integers the exact
+    ``ceil((limit - start) / delta)``, a difference past the type neither wrapping around nor rounding (int64
+    ``Range(0, 2**62, 2**61 - 1)`` has 3 elements, where float64 would give 2)."""
+    return max(math.ceil(_quotient(start, limit, delta)), 0)
+
+
+def _quotient(start: Tensor | float, limit: Tensor | float, delta: Tensor | float) -> float | Fraction:
+    """``(limit - start) / delta`` of one-element values as onnxruntime's count reads it: exact for integers,
+    in float64 for floats (each step rounded once)."""
+    first, last, step = (_scalar(v) for v in (start, limit, delta))
+    if all(isinstance(v, int) for v in (first, last, step)):
+        return Fraction(last - first, step)
+    return (float(last) - float(first)) / float(step)
+
+
+def _scalar(value: Tensor | float) -> int | float:
+    """A one-element value as a Python int (integer tensors, exactly) or float."""
+    if isinstance(value, Tensor):
+        value = value.reshape(())
+        return int(value) if not value.is_floating_point() else float(value)
+    return value
 
 
 def _count_bounds(start: Interval, limit: Interval, delta: Interval) -> int | None:
-    """The element count when every value in the operand intervals gives the same one, else None."""
-    d_lo, d_hi = float(delta.lower.reshape(())), float(delta.upper.reshape(()))
+    """The element count when every value in the operand intervals gives the same one, else None. The
+    quotient is monotone in each operand while delta keeps one sign, and so is each rounding of it: its
+    extremes are at the corners."""
+    d_lo, d_hi = _scalar(delta.lower), _scalar(delta.upper)
     if d_lo <= 0 <= d_hi:
         return None
-    diffs = (float(limit.lower.reshape(()) - start.upper.reshape(())),
-             float(limit.upper.reshape(()) - start.lower.reshape(())))
-    quotients = [a / b for a in diffs for b in (d_lo, d_hi)]
-    slack = 4 * float_facts(start.elem_type).eps if is_float(start.elem_type) else 0.0
-    low = max(math.ceil(min(quotients) - abs(min(quotients)) * slack), 0)
-    high = max(math.ceil(max(quotients) + abs(max(quotients)) * slack), 0)
+    ends = ((_scalar(start.upper), _scalar(limit.lower)), (_scalar(start.lower), _scalar(limit.upper)))
+    quotients = [_quotient(first, last, step) for first, last in ends for step in (d_lo, d_hi)]
+    low, high = min(quotients), max(quotients)
+    if is_float(start.elem_type):  # integer quotients are exact (Fractions): no slack, no float conversion
+        slack = 4 * float_facts(start.elem_type).eps
+        low, high = low - abs(low) * slack, high + abs(high) * slack
+    low, high = max(math.ceil(low), 0), max(math.ceil(high), 0)
     return low if low == high else None
 
 
@@ -234,11 +259,13 @@ class Range(OpRule):
             count = _range_count(start.exact_value(), limit.exact_value(), delta.exact_value())
         if count is None:
             return _integer_steps(start, limit, delta) or Interval.top(None, etype)
+        if not is_float(etype):  # exact int64 steps: each bound is an element of the run at a corner of the box
+            i = torch.arange(count, dtype=torch.int64)
+            return Interval.from_full(start.lower.reshape(()) + i * delta.lower.reshape(()),
+                                      start.upper.reshape(()) + i * delta.upper.reshape(()), etype)
         i = torch.arange(count, dtype=torch.float64)
         lo = start.lower.reshape(()).to(torch.float64) + i * delta.lower.reshape(()).to(torch.float64)
         hi = start.upper.reshape(()).to(torch.float64) + i * delta.upper.reshape(()).to(torch.float64)
-        if not is_float(etype):
-            return Interval.from_full(lo, hi, etype)
         stashed = etype in (TensorProto.FLOAT16, TensorProto.BFLOAT16) and self.stash_type == 1 and ctx.opset >= 27
         # element i is a sum of i + 1 terms: |error| <= gamma_i * sum |terms| (Higham)
         size = torch.maximum(start.lower.abs(), start.upper.abs()).reshape(())

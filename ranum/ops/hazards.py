@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from onnx import TensorProto
 from torch import Tensor
 
-from ranum.domain.dtypes import FloatFacts, float_facts, is_float
-from ranum.domain.interval import Interval
+from ranum.domain.dtypes import FloatFacts, float_facts, int_range, is_float
+from ranum.domain.interval import Interval, align, broadcast_shape
 from ranum.ops._regions import Clamp, Region, number_text
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "HazardHit",
     "InfiniteOperand",
     "InfiniteRow",
+    "IntegerDivisionOverflow",
     "OnDerivedOperands",
     "Overflow",
     "OutputOverflow",
@@ -334,6 +336,70 @@ def divisor_zero(description: str, *, name: str = "division-by-zero", operand: i
                  numerator: int | None = None) -> DivisorHazard:
     """Invalid when the divisor is 0 (``numerator``: index of the dividend, None for 1)."""
     return DivisorHazard(name, description, 0.0, 0.0, True, True, FORWARD, operand, numerator)
+
+
+# integer types whose division onnxruntime runs as the CPU's own signed division, which traps on an overflow;
+# int8 and int16 are divided as int (measured: -128 / -1 gives -128, without a trap)
+_TRAPPING_DIVISION = {TensorProto.INT32: torch.int32, TensorProto.INT64: torch.int64}
+
+
+@dataclass(frozen=True)
+class IntegerDivisionOverflow(Hazard):
+    """A dividend at its type's minimum divided by -1 (int32, int64): the quotient, 2**31 or 2**63, is no value
+    of the type, and onnxruntime's Div kernel does not return: the CPU's division instruction raises an
+    arithmetic exception (SIGFPE), which ends the whole process (measured, onnxruntime 1.32 on x86-64). The
+    divisor is operand ``divisor``; no clip of one operand is declared."""
+
+    name: str = "integer-division-overflow"
+    description: str = "integer minimum divided by -1: onnxruntime stops with an arithmetic exception (SIGFPE)"
+    kind: str = FORWARD
+    operand: int = 0
+    divisor: int = 1
+
+    @staticmethod
+    def fires(dividend: Tensor, divisor: Tensor) -> Tensor:
+        """Where concrete operands (broadcast) overflow: the dividend is its dtype's minimum and the divisor -1."""
+        if dividend.dtype not in _TRAPPING_DIVISION.values():
+            return torch.zeros(torch.broadcast_shapes(dividend.shape, divisor.shape), dtype=torch.bool)
+        return (dividend == torch.iinfo(dividend.dtype).min) & (divisor == -1)
+
+    def check(self, inputs, outputs):
+        a, b = _pair(inputs, self.operand, self.divisor)
+        if a is None or b is None or a.elem_type not in _TRAPPING_DIVISION or not a.numblocks or not b.numblocks:
+            return None
+        smallest = int_range(a.elem_type)[0]
+        (al, ah), (bl, bh) = _aligned(a, b)
+        if not bool(((al == smallest) & (bl <= -1) & (bh >= -1)).any()):
+            return None
+        certain = bool(((ah == smallest) & (bl == -1) & (bh == -1)).all())
+        return HazardHit(certain, float(a.lower.min()), float(a.upper.max()))
+
+    def triggered(self, inputs, outputs):
+        return self.fires(inputs[self.operand], inputs[self.divisor])
+
+    def distance(self, inputs, outputs):
+        """max(a - min, |b + 1|) in float64: 0 exactly where the hazard fires (never for other types)."""
+        a, b = inputs[self.operand], inputs[self.divisor]
+        if a.dtype not in _TRAPPING_DIVISION.values():
+            return torch.full(torch.broadcast_shapes(a.shape, b.shape), math.inf, dtype=torch.float64)
+        smallest = float(torch.iinfo(a.dtype).min)
+        return torch.maximum(a.to(torch.float64) - smallest, (b.to(torch.float64) + 1.0).abs())
+
+    def invalid_text(self, elem_type):
+        limits = int_range(elem_type)
+        return f"dividend {limits[0] if limits else 'at its minimum'} with divisor -1"
+
+
+def _pair(inputs: Sequence[Interval | None], first: int, second: int) -> tuple[Interval | None, Interval | None]:
+    return tuple(inputs[i] if i < len(inputs) else None for i in (first, second))
+
+
+def _aligned(a: Interval, b: Interval) -> list[tuple[Tensor, Tensor]]:
+    """The bounds of two operands on one block grid (whole ranges when a shape is unknown)."""
+    shape = broadcast_shape(a.shape, b.shape)
+    if shape is None:
+        return [(iv.lower.min(), iv.upper.max()) for iv in (a, b)]
+    return align([a, b], shape)[1]
 
 
 @dataclass(frozen=True)
