@@ -24,7 +24,7 @@ from ranum.analysis import Analysis, SpecSource, analyze
 from ranum.config import AnalysisConfig
 from ranum.confirm._exact_value import reach_exact_value
 from ranum.confirm._problem import Problem, make_problem
-from ranum.confirm._replay import Replayer
+from ranum.confirm._replay import Replayer, stops_the_process
 from ranum.confirm._search import Candidate, SearchConfig, search
 from ranum.confirm._system import (
     NO_TRAINABLE_WEIGHTS,
@@ -34,7 +34,7 @@ from ranum.confirm._system import (
     resolve_recipe,
     system_search,
 )
-from ranum.confirm._write import module_basenames, slug, template_fields, write_system_test, write_unit_test
+from ranum.confirm._write import CRASH, module_basenames, slug, template_fields, write_system_test, write_unit_test
 from ranum.detect import Finding, find_hazards, hazard_of
 from ranum.domain.interval import Interval
 from ranum.errors import RanumError, UnsupportedOperator
@@ -291,6 +291,7 @@ def _verdict_note(verdict: _Replayed, kind: str) -> str:
 
 
 _STOPS = "Integer division by zero"  # onnxruntime's error for an integer Div or Mod by 0
+_STOPS_THE_PROCESS = frozenset({"integer-division-overflow"})  # hazards whose failure kills onnxruntime's process
 
 
 def _stops_at(problem: Problem, hazard: Hazard, error: Exception) -> str | None:
@@ -308,6 +309,9 @@ def _replay(problem: Problem, hazard: Hazard, candidate: Candidate, replayer: Re
     graph = problem.full_graph
     node = problem.node
     feeds, weights = _split(problem, candidate)
+    if hazard.name in _STOPS_THE_PROCESS:  # never in this process: onnxruntime would kill it
+        changed = _changed(problem, candidate.values, weights)
+        return _Replayed(True, CRASH) if stops_the_process(graph, feeds, changed) else None
     try:
         values = replayer.run(feeds, _changed(problem, candidate.values, weights))
     except Exception as exc:  # noqa: BLE001 - a runtime rejecting the inputs is "not confirmed"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,7 +16,7 @@ from onnx import helper, numpy_helper
 
 from ranum.graph.model import Graph
 
-__all__ = ["Replayer", "expose", "run_onnxruntime"]
+__all__ = ["Replayer", "expose", "run_onnxruntime", "stops_the_process"]
 
 
 def expose(model: onnx.ModelProto, graph: Graph, names: Iterable[str]) -> onnx.ModelProto:
@@ -79,6 +84,31 @@ class Replayer:
             raise
         self.completed += 1
         return values
+
+
+# a child that runs the model once: argv[1] holds model.onnx and feeds.npz
+_CHILD = """
+import sys
+import numpy as np
+import onnxruntime as ort
+options = ort.SessionOptions()
+options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+session = ort.InferenceSession(sys.argv[1] + "/model.onnx", options, providers=["CPUExecutionProvider"])
+session.run(None, dict(np.load(sys.argv[1] + "/feeds.npz")))
+"""
+_CHILD_SECONDS = 300
+
+
+def stops_the_process(graph: Graph, feeds: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> bool:
+    """Whether onnxruntime, running the model on ``feeds`` with ``weights`` substituted, kills its process with an
+    arithmetic exception (SIGFPE: an integer INT_MIN / -1): run in a child process, which it may kill."""
+    if graph.proto is None:
+        raise ValueError("graph has no model proto to execute")
+    with tempfile.TemporaryDirectory(prefix="ranum-replay-") as folder:
+        onnx.save(substitute(graph.proto, {**graph.raw_values, **weights}), str(Path(folder) / "model.onnx"))
+        np.savez(Path(folder) / "feeds.npz", **dict(feeds))
+        child = subprocess.run([sys.executable, "-c", _CHILD, folder], capture_output=True, timeout=_CHILD_SECONDS)
+    return child.returncode == -signal.SIGFPE
 
 
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], names: Iterable[str],

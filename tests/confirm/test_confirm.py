@@ -331,6 +331,22 @@ def test_an_integer_division_by_zero_is_confirmed_by_the_runtime_error(tmp_path:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+@pytest.mark.parametrize("kind", ["int32", "int64"])
+def test_an_integer_minimum_divided_by_minus_one_is_confirmed_in_a_child_process(kind: str, tmp_path: Path) -> None:
+    """onnxruntime's process dies of SIGFPE on INT_MIN / -1: confirm replays the candidate in a child process
+    (it used to die with it) and the written test runs the model in one too."""
+    low = -(2**31) if kind == "int32" else -(2**63)
+    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    f"g ({kind}[2] a, {kind}[2] b) => ({kind}[2] y) {{ y = Div(a, b) }}")
+    report = confirm(model, {"inputs": {"a": [low, 0], "b": [-2, -1]}}, tmp_path / "out",
+                     search_config=SearchConfig(seed=0, seconds=3.0))
+    (result,) = [r for r in report.results if "divided by -1" in r.hazard]
+    assert result.status == "confirmed" and "SIGFPE" in result.note, result
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_a_finding_inside_a_loop_body_is_reported_as_out_of_reach() -> None:
     """onnxruntime exposes no body tensor: the finding is not confirmed, with that reason (it crashed)."""
     from tests.fix.test_fix import _loop_reading_outer_input
