@@ -29,6 +29,9 @@ FIX_HINTS = {
                     "export again; no clip of the constant removes it.",
     "log-nonpositive": "Keep the argument positive: `torch.log(p.clamp_min(eps))`, or compute log-probabilities "
                        "directly with `torch.log_softmax` / `F.cross_entropy` instead of `log(softmax(x))`.",
+    "integer-division-overflow": "An integer dividend at its type's minimum divided by -1 has no quotient in the "
+                                 "type, and onnxruntime's process dies of an arithmetic exception: clamp the "
+                                 "dividend above the minimum, or divide in a wider type.",
     "division-by-zero": "Keep the divisor away from 0: `x / (d + eps)` or `x / d.clamp_min(eps)` "
                         "(`F.normalize` does this for norms).",
     "sqrt-negative": "Clamp the argument to non-negative values: `torch.sqrt(v.clamp_min(0))`.",
