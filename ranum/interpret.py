@@ -32,7 +32,7 @@ from onnx import TensorProto
 from torch import Tensor
 
 from ranum.config import AnalysisConfig
-from ranum.domain.dtypes import elem_type_of, is_float, is_held, torch_dtype
+from ranum.domain.dtypes import elem_type_of, is_float, is_held
 from ranum.domain.interval import Interval, has_nan
 from ranum.domain.optional import OptionalValue
 from ranum.domain.sequence import SequenceValue, Value, join_values
@@ -42,7 +42,7 @@ from ranum.graph.model import Graph, Node
 from ranum.ops import REGISTRY
 from ranum.ops._base import COPIES, COPIES_ALL, COUNTS, ELEMENTWISE, HULLS, OWN_RULE, NodeContext, OpRule, full_shape
 from ranum.ops._counts import largest_dimension, most_elements
-from ranum.ops._exact_results import real_result_is
+from ranum.ops._exact_results import exact_points
 from ranum.ops._tensor_norms import NORM_CAPPED, capped_by_norm
 from ranum.ops.hazards import FORWARD, HazardHit, Overflow
 from ranum.ops.registry import Registry
@@ -367,8 +367,7 @@ class _AbstractWalker:
                                                                for iv in present) \
                 and not _has_subgraph(ctx.node):
             outs = self._exact(rule, ctx, inputs)
-            if outs is not None and rule.rounds and all(_exactly_simple(out) for out in outs) \
-                    and _real_result(ctx.node, inputs, outs):
+            if outs is not None and rule.rounds and exact_points(ctx.node, inputs, outs):
                 return outs  # e.g. 16 ** 0.5 = 4 (a grid size): every faithful evaluation gives it exactly
         if outs is None:
             outs = list(_as_outputs(ctx, rule.abstract(ctx, *inputs)))
@@ -456,37 +455,8 @@ def _finish(rule: OpRule, out: Value, budget: int) -> Value:
     return rule.rounded(out)
 
 
-_SIMPLE_BITS = 12
-
-
 # operators that write a constant of their attributes into the graph (a NaN there is the model's own)
 _MATERIALISES = frozenset({"Constant", "ConstantOfShape"})
-
-
-def _exactly_simple(out: Interval) -> bool:
-    """Whether an exact float result (computed in float64) is a value of its element type with at most
-    12 significant bits, such as 4.0 or 0.375: where the real result is that value (:func:`_real_result`
-    checks it), an evaluation in the element type that is faithful (within one ulp, as libm's and
-    onnxruntime's are) returns exactly it. Small tensors only."""
-    if not is_float(out.elem_type) or out.numblocks > 64:
-        return not is_float(out.elem_type)
-    value = out.lower
-    if not bool(torch.isfinite(value).all()) or not bool((value.to(torch_dtype(out.elem_type)) == value).all()):
-        return False
-    mantissa, _ = torch.frexp(value)
-    scaled = mantissa * 2.0**_SIMPLE_BITS
-    return bool((scaled == scaled.round()).all())
-
-
-def _real_result(node: Node, inputs: list[Value | None], outs: list[Interval]) -> bool:
-    """Whether float results computed in float64 are the real results (checked in rational arithmetic, see
-    :func:`ranum.ops._exact_results.real_result_is`); integer and boolean results are exact already."""
-    if not any(is_float(out.elem_type) for out in outs):
-        return True
-    if len(outs) != 1 or node.domain not in ("", "ai.onnx"):
-        return False
-    operands = [iv.exact_value() if isinstance(iv, Interval) else None for iv in inputs]
-    return real_result_is(node.op_type, operands, outs[0].exact_value())
 
 
 def _result_type(ctx: NodeContext, index: int, value: Tensor, float_type: int, promoted: bool) -> int:

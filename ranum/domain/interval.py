@@ -294,14 +294,20 @@ class Interval:
         """
         if not is_float(self.elem_type):
             return self
-        dtype = torch_dtype(self.elem_type)
-        lo, hi = self.lower.to(dtype), self.upper.to(dtype)
-        lo = torch.where(lo.to(torch.float64) > self.lower, torch.nextafter(lo, torch.full_like(lo, -torch.inf)), lo)
-        hi = torch.where(hi.to(torch.float64) < self.upper, torch.nextafter(hi, torch.full_like(hi, torch.inf)), hi)
-        return self.with_bounds(lo.to(torch.float64), hi.to(torch.float64))
+        return self.with_bounds(*onto_grid(self.lower, self.upper, self.elem_type))
 
     def __repr__(self) -> str:
         return f"Interval(shape={self.shape}, blocks={self.numblocks}, [{self.min():.6g}, {self.max():.6g}])"
+
+
+def onto_grid(lower: Tensor, upper: Tensor, elem_type: int) -> tuple[Tensor, Tensor]:
+    """float64 bounds moved outward onto the nearest values of the float type ``elem_type`` (past its range,
+    infinite): bounds of any value in [lower, upper] rounded to nearest in that type."""
+    dtype = torch_dtype(elem_type)
+    lo, hi = lower.to(dtype), upper.to(dtype)
+    lo = torch.where(lo.to(torch.float64) > lower, torch.nextafter(lo, torch.full_like(lo, -torch.inf)), lo)
+    hi = torch.where(hi.to(torch.float64) < upper, torch.nextafter(hi, torch.full_like(hi, torch.inf)), hi)
+    return lo.to(torch.float64), hi.to(torch.float64)
 
 
 def _stepped_out(bound: Tensor, slack: float) -> Tensor:

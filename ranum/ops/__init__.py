@@ -41,6 +41,7 @@ from ranum.ops import (  # noqa: F401  (imported to register their rules)
     local_norm,
     logic,
     loss,
+    lp_norm,
     normalization,
     optional,
     placement,

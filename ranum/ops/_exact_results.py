@@ -16,10 +16,17 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import numpy as np
+import torch
 from torch import Tensor
 
-__all__ = ["real_result_is"]
+from ranum.domain.dtypes import is_float, torch_dtype
+from ranum.domain.interval import Interval
+from ranum.graph.model import Node
 
+__all__ = ["exact_points", "real_result_is"]
+
+_SIMPLE_BITS = 12
+_MOST_BLOCKS = 64
 _MOST_ELEMENTS = 4096  # checked element by element; larger results are not taken as exact points
 _LARGEST_POWER = 64
 
@@ -72,3 +79,28 @@ def real_result_is(op_type: str, operands: Sequence[Tensor | None], result: Tens
     return all(exact([Fraction(float(v)) for v in element[:-1]]) == Fraction(float(element[-1]))
                for element in zip(*values, out))
 
+
+def exact_points(node: Node, inputs: Sequence[object], outs: Sequence[Interval]) -> bool:
+    """Whether a node's results, computed in float64 from exact operands (``inputs``: its operand values), are
+    exact points as they stand: integer and boolean results always; a float result where it is a value of its
+    type with at most 12 significant bits (such as 4.0 or 0.375) that is the real result (see
+    :func:`real_result_is`), which an evaluation in the element type that is faithful (within one ulp, as
+    libm's and onnxruntime's are) returns exactly. Small tensors only."""
+    if not any(is_float(out.elem_type) for out in outs):
+        return True
+    if len(outs) != 1 or node.domain not in ("", "ai.onnx") or not _simple(outs[0]):
+        return False
+    operands = [iv.exact_value() if isinstance(iv, Interval) else None for iv in inputs]
+    return real_result_is(node.op_type, operands, outs[0].exact_value())
+
+
+def _simple(out: Interval) -> bool:
+    """Whether a float point is finite, a value of its type, and of at most 12 significant bits."""
+    if out.numblocks > _MOST_BLOCKS:
+        return False
+    value = out.lower
+    if not bool(torch.isfinite(value).all()) or not bool((value.to(torch_dtype(out.elem_type)) == value).all()):
+        return False
+    mantissa, _ = torch.frexp(value)
+    scaled = mantissa * 2.0**_SIMPLE_BITS
+    return bool((scaled == scaled.round()).all())

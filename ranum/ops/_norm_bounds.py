@@ -1,4 +1,4 @@
-"""Bounds and hazards of LRN and MeanVarianceNormalization (their rules live in normalization.py).
+"""Bounds and hazards of LRN and MeanVarianceNormalization (their rules live in local_norm.py).
 
 LRN: ``y = x / (bias + alpha / size * W) ** beta`` with ``W`` the sum of squares over a window of
 ``size`` channels. onnxruntime computes the scale as a running sum across channels (add the head,

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ranum.domain import arith, blocks
 from ranum.domain.dtypes import is_float, torch_dtype
-from ranum.domain.interval import Interval, elementwise, representatives, spread
+from ranum.domain.interval import Interval, broadcast_shape, elementwise, representatives, spread
 from ranum.errors import InconsistentShapes, UnsupportedOperator
 from ranum.ops._base import HULLS, NodeContext, OpRule
 from ranum.ops._float32_products import float32_product
@@ -176,11 +176,11 @@ def _check_shapes(a: Sequence[int], b: Sequence[int]) -> None:
     rows = b[0] if len(b) == 1 else b[-2]
     if a[-1] != rows:
         raise InconsistentShapes(f"MatMul of shapes {tuple(a)} and {tuple(b)}: {a[-1]} columns against {rows} rows")
-    batch_a, batch_b = tuple(a[:-2]), tuple(b[:-2])
-    rank = max(len(batch_a), len(batch_b))
-    padded = [(1,) * (rank - len(t)) + t for t in (batch_a, batch_b)]
-    if any(m != n and 1 not in (m, n) for m, n in zip(*padded)):
-        raise InconsistentShapes(f"MatMul of shapes {tuple(a)} and {tuple(b)}: batch axes that do not broadcast")
+    try:
+        broadcast_shape(a[:-2], b[:-2])
+    except InconsistentShapes:
+        raise InconsistentShapes(f"MatMul of shapes {tuple(a)} and {tuple(b)}: batch axes that do not "
+                                 "broadcast") from None
 
 
 def _hull_product(a: Interval, b: Interval, budget: int) -> Interval:
